@@ -1,0 +1,91 @@
+"""The one place the stored tables' pyarrow schemas are defined. docs/SCHEMA.md documents every column.
+
+The dataset is a set of tables, each a directory of Parquet shards under OUT/tables/<name>/.
+Stage tables are keyed by ``video_id`` or ``clip_id``; DuckDB views (pipeline/store.py) join them
+into the ``videos``, ``clips`` and ``kept`` views users query.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+METADATA_KEY = b"clipforge.schema_version"
+
+_span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])
+_scene = pa.struct([("start_frame", pa.int64()), ("end_frame", pa.int64())])
+
+VIDEOS = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("path", pa.string()),
+        ("status", pa.string()),  # ok | error | duplicate
+        ("error_type", pa.string()),
+        ("error", pa.string()),
+        ("duplicate_of", pa.string()),  # video_id of the first file with the same content
+        ("content_hash", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("mtime", pa.float64()),
+        ("container", pa.string()),
+        ("codec", pa.string()),
+        ("pix_fmt", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("rotation", pa.int32()),
+        ("fps", pa.float64()),
+        ("fps_variable", pa.bool_()),
+        ("num_frames", pa.int64()),
+        ("duration_s", pa.float64()),
+        ("bitrate", pa.int64()),
+        ("has_audio", pa.bool_()),
+        ("original_caption", pa.string()),
+        ("spans", pa.list_(_span)),  # given spans from a list input (Panda-70M / OpenVid style)
+        ("probe_s", pa.float64()),
+    ]
+)
+
+SHOTS = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("detector", pa.string()),
+        ("fps", pa.float64()),
+        ("num_frames", pa.int64()),
+        ("scenes", pa.list_(_scene)),  # end_frame exclusive
+        ("n_shots", pa.int32()),
+        ("n_clips", pa.int32()),  # clip rows planned for this video (kept or not)
+        ("error_type", pa.string()),
+        ("error", pa.string()),
+        ("detect_s", pa.float64()),
+        ("cut_s", pa.float64()),
+    ]
+)
+
+CLIPS = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("video_id", pa.string()),
+        ("source_hash", pa.string()),
+        ("clip_path", pa.string()),  # relative to OUT; null when the clip was not cut (rejected early or failed)
+        ("shot_index", pa.int32()),
+        ("start_frame", pa.int64()),  # in source frames, end exclusive
+        ("end_frame", pa.int64()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("num_frames", pa.int64()),  # frames in the written clip
+        ("fps", pa.float64()),  # of the written clip
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("clip_bytes", pa.int64()),
+        ("original_caption", pa.string()),
+        ("drop_reason", pa.string()),  # set at cut time: duration_short, error_clips:<Type>
+        ("error", pa.string()),
+        ("settings", pa.string()),  # JSON of the split/cut settings that went into clip_id
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "shots": SHOTS, "clips": CLIPS}
+
+
+def with_version(schema: pa.Schema) -> pa.Schema:
+    return schema.with_metadata({METADATA_KEY: SCHEMA_VERSION.encode()})
