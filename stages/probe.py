@@ -1,0 +1,339 @@
+"""Probe one input video: identity (content hash, video id), stream facts, and whether it really decodes.
+
+One ingest row in, one ``videos`` row out (the columns of ``pipeline.schema.VIDEOS``). Broken inputs are
+data, never exceptions: every failure becomes ``status="error"`` with an ``error_type`` and a message, so
+the ``videos`` table accounts for every file that was named.
+
+Cost per file: one streamed read for the content hash, one demux-only pass over the video packets (frame
+count, packet timing, bitrate, truncation) that also decodes packets only until the first frame comes out.
+No full decode.
+
+Conventions of the columns written here (docs/SCHEMA.md quotes them):
+
+- ``video_id``: first 16 hex chars of ``blake2b(f"{content_hash}|{abs path}")`` (default digest size);
+  ``content_hash`` is ``""`` in that formula when the file cannot be read.
+- ``content_hash``: blake2b, digest_size=16, hex, of the whole file.
+- ``container``: FFmpeg's demuxer name, as ffprobe's ``format_name`` (``mov,mp4,m4a,3gp,3g2,mj2``,
+  ``matroska,webm``, ``avi`` ...).
+- ``rotation``: degrees CLOCKWISE to turn the decoded frame for display (0/90/180/270), i.e. the value of
+  the legacy ``rotate`` tag; a portrait phone video reads 90. Taken from the display matrix that FFmpeg
+  attaches to decoded frames, or the ``rotate`` tag when there is no matrix.
+- ``num_frames``: video packets counted by demuxing (one packet per frame for the codecs we take), which is
+  exact where header counts are missing (Matroska/WebM) or wrong (truncated files).
+- ``fps``: the stream's average frame rate; for a variable-rate stream, ``num_frames / duration_s``.
+- ``fps_variable``: more than 2 % of the presentation-time steps differ from the median step by more than
+  max(1 tick, 5 %) (tolerates the 41/42 ms rounding of millisecond time bases).
+- ``duration_s``: presentation span of the demuxed video packets (first pts to last pts + its duration),
+  falling back to the stream's then the container's header duration.
+- ``bitrate``: VIDEO bitrate in bit/s = bytes of the demuxed video packets * 8 / duration_s (the
+  container's overall bitrate only when that cannot be computed).
+- A truncated file whose first part still demuxes and decodes is ``status="ok"``: ``num_frames`` counts only
+  the packets fully inside the file, ``error_type`` stays null and ``error`` carries a note starting with
+  ``"Truncated:"``. Truncated so that nothing can be read (e.g. an MP4 cut before its ``moov`` index) is
+  ``status="error"``, ``error_type="Truncated"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import struct
+import time
+from typing import Any
+
+import av
+
+HASH_CHUNK = 8 << 20  # 8 MiB reads for the content hash
+# Packets to feed the decoder before giving up on getting a first frame (B-frame reorder and frame threads
+# delay the first output by a few packets; a stream that yields nothing after this many is undecodable).
+MAX_DECODE_PACKETS = 64
+
+# Exactly the columns of pipeline.schema.VIDEOS (stages/ never imports pipeline/; a test checks they match).
+_COLUMNS = (
+    "video_id",
+    "path",
+    "status",
+    "error_type",
+    "error",
+    "duplicate_of",
+    "content_hash",
+    "size_bytes",
+    "mtime",
+    "container",
+    "codec",
+    "pix_fmt",
+    "width",
+    "height",
+    "rotation",
+    "fps",
+    "fps_variable",
+    "num_frames",
+    "duration_s",
+    "bitrate",
+    "has_audio",
+    "original_caption",
+    "spans",
+    "probe_s",
+)
+
+# ISO-BMFF (MP4/MOV/3GP) top-level box types that may start a file; used to tell "truncated" from "garbage".
+_BMFF_FIRST_BOXES = {b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin", b"sidx"}
+
+
+class ProbeError(Exception):
+    """A classified probe failure: ``error_type`` is what lands in the table."""
+
+    def __init__(self, error_type: str, message: str):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def video_id_for(content_hash: str | None, path: str) -> str:
+    """Deterministic id of an input: same bytes at the same path -> same id across runs."""
+    return hashlib.blake2b(f"{content_hash or ''}|{path}".encode()).hexdigest()[:16]
+
+
+def content_hash_of(path: str) -> str:
+    """blake2b (16-byte digest) hex of the whole file, streamed in 8 MiB chunks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def probe(row: dict) -> dict:
+    """Probe one input file and return its ``videos`` row; never raises.
+
+    Reads: path, original_caption, spans, input_error (ingest rows)
+    Writes: every column of pipeline.schema.VIDEOS (duplicate_of stays null: the driver fills it)
+    Reasons: status "error" with error_type EmptyFile | InvalidData | NoVideoStream | Truncated | DecodeError |
+        FileNotFoundError | PermissionError | IsADirectoryError | UnsupportedURI | <FFmpeg/OS error class>;
+        "ok" otherwise (a note in ``error`` for a truncated but readable file).
+    """
+    t0 = time.perf_counter()
+    raw_path = str(row.get("path") or "")
+    path = raw_path if "://" in raw_path else os.path.abspath(raw_path) if raw_path else raw_path
+    out: dict[str, Any] = dict.fromkeys(_COLUMNS)
+    out.update(path=path, original_caption=row.get("original_caption"), spans=row.get("spans") or None)
+    try:
+        if row.get("input_error"):
+            etype, _, msg = str(row["input_error"]).partition(": ")
+            raise ProbeError(etype if msg else "InputError", msg or etype)
+        if not raw_path:
+            raise ProbeError("InputError", "ingest row has no path")
+        _probe_file(path, out)
+        out["status"] = "ok"
+    except ProbeError as e:
+        out.update(status="error", error_type=e.error_type, error=str(e))
+    except OSError as e:  # FileNotFoundError, PermissionError, IsADirectoryError, ...
+        out.update(
+            status="error", error_type=type(e).__name__, error=f"{e.strerror}: {path}" if e.strerror else str(e)
+        )
+    except Exception as e:  # noqa: BLE001 - a probe must never take the run down; the error is data
+        out.update(status="error", error_type=type(e).__name__, error=str(e) or repr(e))
+    out["video_id"] = video_id_for(out["content_hash"], path)
+    out["probe_s"] = time.perf_counter() - t0
+    return out
+
+
+def _probe_file(path: str, out: dict[str, Any]) -> None:
+    st = os.stat(path)
+    out.update(size_bytes=st.st_size, mtime=st.st_mtime)
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "Is a directory, not a video file")
+    if st.st_size == 0:
+        raise ProbeError("EmptyFile", "file is empty (0 bytes)")
+    out["content_hash"] = content_hash_of(path)
+    try:
+        container = av.open(path, mode="r", metadata_errors="replace")
+    except av.error.InvalidDataError as e:
+        trunc = _bmff_truncation(path, st.st_size)
+        if trunc:
+            raise ProbeError("Truncated", f"{trunc}; FFmpeg cannot open it ({e.strerror})") from None
+        raise ProbeError(
+            "InvalidData", f"not a readable media file: FFmpeg found invalid data ({e.strerror})"
+        ) from None
+    except av.error.FFmpegError as e:
+        raise ProbeError(type(e).__name__, f"FFmpeg cannot open the file: {e.strerror or e}") from None
+    with container:
+        _probe_container(container, path, st.st_size, out)
+
+
+def _probe_container(container: av.container.InputContainer, path: str, size: int, out: dict[str, Any]) -> None:
+    out["container"] = container.format.name
+    out["has_audio"] = len(container.streams.audio) > 0
+    stream = _main_video_stream(container)
+    if stream is None:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        raise ProbeError("NoVideoStream", f"no video stream (streams: {', '.join(kinds)})")
+    cc = stream.codec_context
+    out.update(codec=cc.name, pix_fmt=cc.pix_fmt, width=cc.width or None, height=cc.height or None)
+    out["rotation"] = _rotation_from_tag(stream.metadata.get("rotate"))
+    # Only this stream's packets are read into Python; one thread: the decoder is used for one frame only.
+    for s in container.streams:
+        if s is not stream:
+            s.discard = av.stream.Discard.all
+    cc.thread_count = 1
+
+    pts: list[int] = []
+    last_duration = 0
+    n_packets = n_complete = n_bytes = 0
+    first_frame = None
+    decode_tries = 0
+    decode_error: Exception | None = None
+    demux_error: Exception | None = None
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet demux() yields at EOF
+                continue
+            n_packets += 1
+            # A packet cut by the end of the file is not a frame that downstream stages can decode.
+            if packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size > size:
+                continue
+            n_complete += 1
+            n_bytes += packet.size
+            if packet.pts is not None:
+                pts.append(packet.pts)
+                last_duration = packet.duration or last_duration
+            if first_frame is None and decode_tries < MAX_DECODE_PACKETS:
+                decode_tries += 1
+                try:
+                    frames = packet.decode()
+                    if frames:
+                        first_frame = frames[0]
+                except av.error.FFmpegError as e:
+                    decode_error = e
+    except av.error.FFmpegError as e:
+        demux_error = e
+    if first_frame is None and decode_tries and decode_tries < MAX_DECODE_PACKETS:
+        try:  # drain the decoder: short streams may hold their only frames in its reorder buffer
+            frames = stream.decode(None)
+            first_frame = frames[0] if frames else None
+        except av.error.FFmpegError as e:
+            decode_error = e
+
+    tb = stream.time_base
+    out["num_frames"] = n_complete
+    header_frames = stream.frames or 0
+    trunc = _bmff_truncation(path, size)
+    truncated = bool(trunc) or demux_error is not None or header_frames > n_complete or n_packets > n_complete
+    rate = stream.average_rate or stream.guessed_rate
+    if truncated and len(pts) > 2:
+        # The tail of a cut file misses the frames that reordered (B) packets point past: drop the last
+        # reorder window so the gaps do not read as variable timing.
+        pts = sorted(pts)[: max(3, len(pts) - 16)]
+    duration_s = None
+    if truncated and rate and n_complete:
+        duration_s = n_complete / float(rate)
+    elif pts and tb:
+        span = max(pts) - min(pts) + (last_duration or 0)
+        duration_s = float(span * tb) if span > 0 else None
+    if duration_s is None and stream.duration and tb:
+        duration_s = float(stream.duration * tb)
+    if duration_s is None and container.duration:
+        duration_s = container.duration / av.time_base
+    out["duration_s"] = duration_s
+    out["fps_variable"] = _is_variable(pts) if len(pts) > 2 else False
+    if (out["fps_variable"] or not rate) and duration_s and n_complete > 1:
+        out["fps"] = n_complete / duration_s
+    else:
+        out["fps"] = float(rate) if rate else None
+    if duration_s and n_bytes:
+        out["bitrate"] = round(n_bytes * 8 / duration_s)
+    else:
+        out["bitrate"] = container.bit_rate or None
+
+    if first_frame is not None:
+        out["rotation"] = (-round(first_frame.rotation)) % 360 if first_frame.rotation else out["rotation"]
+        out["pix_fmt"] = first_frame.format.name
+        out["width"], out["height"] = first_frame.width, first_frame.height
+
+    if n_complete == 0:
+        if trunc:
+            raise ProbeError("Truncated", f"{trunc}; no complete video packet")
+        why = f" ({demux_error.strerror})" if demux_error else ""
+        raise ProbeError("NoVideoFrames", f"the {out['codec']} video stream has no packets{why}")
+    if first_frame is None:
+        why = f": {decode_error.strerror or decode_error}" if decode_error else ""
+        raise ProbeError(
+            "DecodeError",
+            f"no video frame decodes from the first {decode_tries} of {n_complete} {out['codec']} packets{why}",
+        )
+
+    # Readable but incomplete: keep the row usable and say so.
+    notes = []
+    if trunc:
+        notes.append(trunc)
+    if demux_error is not None:
+        notes.append(f"demuxing stopped at a read error after {n_complete} packets ({demux_error.strerror})")
+    if header_frames > n_complete:
+        notes.append(f"header announces {header_frames} frames, {n_complete} are present")
+    elif n_packets > n_complete:
+        notes.append(f"{n_packets - n_complete} packet(s) cut by the end of the file")
+    if notes:
+        out["error"] = f"Truncated: {'; '.join(notes)}; num_frames counts the {n_complete} frames present"
+
+
+def _main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """First real video stream; cover art (attached pictures in audio files) is not video."""
+    for s in container.streams.video:
+        if not (s.disposition & av.stream.Disposition.attached_pic):
+            return s
+    return None
+
+
+def _rotation_from_tag(tag: str | None) -> int:
+    try:
+        return int(round(float(tag))) % 360 if tag else 0
+    except ValueError:
+        return 0
+
+
+def _is_variable(pts: list[int]) -> bool:
+    steps = [b - a for a, b in zip(sorted(set(pts)), sorted(set(pts))[1:], strict=False)]
+    if len(steps) < 2:
+        return False
+    med = statistics.median(steps)
+    tol = max(1.0, 0.05 * med)
+    irregular = sum(abs(s - med) > tol for s in steps)
+    return irregular > 0.02 * len(steps)
+
+
+def _bmff_truncation(path: str, size: int) -> str | None:
+    """If ``path`` is an ISO-BMFF file (MP4/MOV) whose top-level boxes run past its end, say where.
+
+    FFmpeg reports a cut MP4 as plain "invalid data"; walking the top-level box headers (8-16 bytes each)
+    tells a truncated download apart from a file that was never a video.
+    """
+    try:
+        with open(path, "rb") as f:
+            offset = 0
+            first = True
+            while offset + 8 <= size:
+                f.seek(offset)
+                header = f.read(16)
+                box_size, box_type = struct.unpack(">I4s", header[:8])
+                if (first and box_type not in _BMFF_FIRST_BOXES) or not box_type.isalnum():
+                    return None  # not ISO-BMFF, or trailing bytes that are not a box: no claim either way
+                first = False
+                if box_size == 1 and len(header) >= 16:
+                    box_size = struct.unpack(">Q", header[8:16])[0]
+                elif box_size == 0:  # box runs to the end of the file by definition
+                    return None
+                if box_size < 8:
+                    return None
+                if offset + box_size > size:
+                    kind = box_type.decode("latin-1")
+                    return (
+                        f"file ends at byte {size} inside the '{kind}' box declared to end at byte "
+                        f"{offset + box_size} ({size / (offset + box_size):.0%} of it present)"
+                    )
+                offset += box_size
+    except OSError:
+        return None
+    return None
+
+
+__all__ = ["probe", "video_id_for", "content_hash_of", "ProbeError"]
