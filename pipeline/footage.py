@@ -23,7 +23,7 @@ BIKES_CUTS = (30, 76, 137, 187, 242)
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {name!r} is not installed; it ships the sample footage (pip install clipforge)")
+        raise FileNotFoundError(f"package {name!r} is not installed; it ships the sample footage")
     return Path(list(spec.submodule_search_locations)[0])
 
 

@@ -1,0 +1,145 @@
+"""The ``clipforge`` command. Imports are lazy: ``clipforge scenes`` is timed as a fresh process per video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline import config as config_mod
+    from pipeline.run import run
+
+    overrides = config_mod.parse_dotted_flags(extra)
+    if args.address:
+        overrides["ray.address"] = args.address
+    cfg = config_mod.load(args.config, overrides)
+    if args.input:
+        cfg.inputs = list(args.input)
+    if args.output:
+        cfg.output = args.output
+    if not cfg.inputs or not cfg.output:
+        raise SystemExit("clipforge run needs --input and --output (or inputs/output in --config)")
+    summary = run(cfg)
+    print(summary.text())
+    return 0
+
+
+def _cmd_scenes(args: argparse.Namespace, extra: list[str]) -> int:
+    from stages.shots import ShotsConfig, detect
+
+    cfg = ShotsConfig()
+    if args.detector:
+        cfg.detector = args.detector
+    if extra:
+        from pipeline import config as config_mod
+
+        for key, value in config_mod.parse_dotted_flags(extra).items():
+            section, name = key.split(".", 1)
+            if section != "shots":
+                raise SystemExit(f"clipforge scenes takes only --shots.* settings, not --{key}")
+            config_mod._set(cfg, name, value, "command line [shots]")
+    result = detect(args.video, cfg)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        n = len(result["scenes"])
+        print(f"{result['video']}: {n} scenes, {result['frames']} frames @ {result['fps']:.3f} fps")
+        for i, s in enumerate(result["scenes"]):
+            span = f"{s['start_s']:9.3f}s - {s['end_s']:9.3f}s"
+            print(f"{i:4d}  frames {s['start_frame']:>7d}-{s['end_frame']:<7d}  {span}")
+    return 0
+
+
+def _print_table(table, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(table.to_pylist(), default=str, indent=1))
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = __import__("io").BytesIO()
+        pacsv.write_csv(table, sink)
+        sys.stdout.write(sink.getvalue().decode())
+    else:
+        import duckdb
+
+        duckdb.from_arrow(table).show(max_rows=200, max_width=10_000)
+
+
+def _cmd_query(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline.store import query
+
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    _print_table(query(args.out, args.sql), fmt)
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline import config as config_mod
+
+    cfg = config_mod.load(args.config, config_mod.parse_dotted_flags(extra))
+    print(config_mod.dump_yaml(cfg), end="")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline.demo import main as demo_main
+
+    return demo_main(args, extra)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="clipforge",
+        description="Curate a raw video corpus into a captioned text-to-video dataset on Ray, and train a DiT on it.",
+        epilog="Any setting can be overridden with --section.key VALUE (see `clipforge config`).",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the pipeline over input videos into OUT")
+    r.add_argument("--input", "-i", action="append", help="a directory, glob, video file or list file (repeatable)")
+    r.add_argument("--output", "-o", help="dataset directory OUT")
+    r.add_argument("--config", "-c", help="TOML or YAML file overriding the defaults")
+    r.add_argument("--address", help="Ray cluster address (default: a local Ray on this machine)")
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("scenes", help="shot list of one video")
+    s.add_argument("video")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    s.add_argument("--detector", help="hybrid (default), content, adaptive or transnetv2")
+    s.set_defaults(func=_cmd_scenes)
+
+    q = sub.add_parser("query", help="run SQL over OUT with DuckDB (views: videos, shots, clips, kept)")
+    q.add_argument("out")
+    q.add_argument("sql")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true")
+    g.add_argument("--csv", action="store_true")
+    q.set_defaults(func=_cmd_query)
+
+    c = sub.add_parser("config", help="print the resolved configuration (defaults, file, flags) as YAML")
+    c.add_argument("--config", "-c")
+    c.set_defaults(func=_cmd_config)
+
+    d = sub.add_parser("demo", help="build a small real corpus from the shipped sample footage and run the pipeline")
+    d.add_argument("--output", "-o", default="demo-out", help="where to put the corpus and the dataset")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    from pipeline.config import ConfigError
+
+    try:
+        return args.func(args, extra)
+    except (FileNotFoundError, ConfigError) as e:
+        # user errors: one clear line, no traceback
+        print(f"clipforge {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

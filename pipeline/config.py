@@ -1,0 +1,192 @@
+"""Configuration: typed defaults (dataclasses, one per stage, defined next to the stage) are the source of
+truth; one TOML or YAML file overrides them; ``--section.key value`` CLI flags override the file. The resolved
+config is saved next to the output as config.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting that does not exist or does not parse: reported in one line, no traceback."""
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None  # None: a local Ray on this machine; "auto" or "ray://host:10001" for a cluster
+    num_cpus: int | None = None  # local Ray only; None = all cores
+    # CPUs kept free of actor pools: Ray Data stalls when an actor pool holds every CPU of a small machine
+    headroom_cpus: float = 1.0
+    progress: bool = True
+
+
+# section name -> "module:Class". Stage configs live with their stage (stages/ never imports pipeline/).
+SECTIONS: dict[str, str] = {
+    "ray": "pipeline.config:RayConfig",
+    "store": "pipeline.store:StoreConfig",
+    "ingest": "stages.ingest:IngestConfig",
+    "shots": "stages.shots:ShotsConfig",
+    "clips": "stages.clips:ClipsConfig",
+}
+
+
+def _section_class(spec: str) -> type:
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass
+class Config:
+    inputs: list[str] = field(default_factory=list)
+    output: str = ""
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, spec in SECTIONS.items():
+            self.sections.setdefault(name, _section_class(spec)())
+
+    def __getattr__(self, name: str) -> Any:
+        # cfg.shots, cfg.clips, ... (only called when normal lookup fails)
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"inputs": list(self.inputs), "output": self.output}
+        for name, section in self.sections.items():
+            d[name] = dataclasses.asdict(section)
+        return d
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Coerce a CLI string / file value to a dataclass field's annotated type."""
+    if isinstance(tp, str):
+        tp = eval(tp, {**vars(typing), **vars(types)}, {})  # annotations are strings under `from __future__`
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg)
+            except (TypeError, ValueError):
+                continue
+        raise ValueError(f"cannot read {value!r} as {tp}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    if tp in (int, float, str):
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"not an integer: {value!r}")
+        return tp(value)
+    if origin in (tuple, list):
+        items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v != ""]
+        inner = args[0] if args else str
+        return origin(_coerce(v, inner) for v in items)
+    if origin is dict or tp is dict:
+        return value if isinstance(value, dict) else json.loads(value)
+    return value
+
+
+def _set(section: Any, key: str, value: Any, where: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if key not in fields:
+        raise ConfigError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(fields))}")
+    try:
+        setattr(section, key, _coerce(value, fields[key].type))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {key} = {value!r}: {e}") from None
+
+
+def apply(cfg: Config, overrides: dict[str, Any], where: str = "config") -> Config:
+    """Apply {"section.key": value} or nested {"section": {"key": value}} overrides."""
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and key in cfg.sections:
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    for key, value in flat.items():
+        if key == "inputs":
+            cfg.inputs = [value] if isinstance(value, str) else list(value)
+        elif key == "output":
+            cfg.output = str(value)
+        elif "." in key:
+            section, name = key.split(".", 1)
+            if section not in cfg.sections:
+                raise ConfigError(f"{where}: unknown section {section!r}; known: {', '.join(cfg.sections)}")
+            _set(cfg.sections[section], name, value, f"{where} [{section}]")
+        else:
+            raise ConfigError(f"{where}: unknown setting {key!r}")
+    return cfg
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        return tomllib.loads(text)
+    if path.suffix.lower() == ".json":
+        return json.loads(text)
+    import yaml
+
+    return yaml.safe_load(text) or {}
+
+
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    cfg = Config()
+    if path:
+        apply(cfg, read_file(path), where=str(path))
+    if overrides:
+        apply(cfg, overrides, where="command line")
+    return cfg
+
+
+def parse_dotted_flags(argv: list[str]) -> dict[str, str]:
+    """``--shots.detector content --clips.max_s=8`` -> {"shots.detector": "content", "clips.max_s": "8"}."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
+            raise SystemExit(f"unrecognized argument: {arg} (settings look like --section.key VALUE)")
+        key = arg[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        else:
+            if i + 1 >= len(argv):
+                raise SystemExit(f"{arg} needs a value")
+            i += 1
+            value = argv[i]
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def dump_yaml(cfg: Config) -> str:
+    import yaml
+
+    d = cfg.to_dict()
+    d.pop("inputs")
+    d.pop("output")
+    return yaml.safe_dump(d, sort_keys=False)

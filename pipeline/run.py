@@ -1,0 +1,301 @@
+"""The run: the Ray Data graph from input files to stored tables.
+
+Phases, each a streaming Ray Data job whose rows the driver writes as Parquet shards:
+
+1. probe   input files -> ``videos`` (one row per input file, failures included; repeated content marked)
+2. clips   ok videos -> detect shots -> plan + cut clips (one sequential decode per video) -> ``clips`` + ``shots``
+
+Rows carry paths and frame spans, never decoded frames. Resume needs no bookkeeping beyond the ids already
+stored: a probed path is not probed again, a video with a ``shots`` row is finished (its clip rows are always
+written before its shots row), and a clip id already stored is neither cut nor written again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import store
+from pipeline.config import Config, RayConfig
+
+
+def init_ray(rc: RayConfig) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        if rc.address:
+            ray.init(address=rc.address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=rc.num_cpus, include_dashboard=False, log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = rc.progress
+    ctx.execution_options.preserve_order = False
+
+
+def _pool_size(rc: RayConfig, wanted: int | None = None) -> int:
+    """Actors for a model stage: all CPUs but the headroom Ray Data needs to keep tasks flowing."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1)
+    size = max(1, int(cpus - rc.headroom_cpus))
+    return min(size, wanted) if wanted else size
+
+
+# ------------------------------------------------------------------------------------------ Ray callables
+# Rows cross Ray as one JSON string: the metadata is small, and it spares Arrow type inference on columns
+# that are null in one block and lists in another.
+
+
+def _probe_json(row: dict[str, Any]) -> dict[str, Any]:
+    from stages.probe import probe
+
+    return {"json": json.dumps(probe(json.loads(row["json"])))}
+
+
+def _scenes_from_spans(video: dict[str, Any]) -> list[dict[str, Any]]:
+    fps = video["fps"] or 0.0
+    n = video["num_frames"] or 0
+    scenes = []
+    for span in video["spans"]:
+        start = max(0, round(span["start_s"] * fps))
+        end = min(n, round(span["end_s"] * fps)) if span.get("end_s") is not None else n
+        if end > start:
+            scenes.append({"start_frame": start, "end_frame": end, "caption": span.get("caption")})
+    return scenes
+
+
+def _detect(video: dict[str, Any], cfg, detector_obj=None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"video": video, "scenes": [], "detector": cfg.detector}
+    result.update(error_type=None, error=None)
+    try:
+        if video.get("spans"):
+            result["detector"] = "given"
+            result["scenes"] = _scenes_from_spans(video)
+        else:
+            from stages.shots import detect
+
+            found = detector_obj(video["path"]) if detector_obj is not None else detect(video["path"], cfg)
+            result["scenes"] = [{k: s[k] for k in ("start_frame", "end_frame")} for s in found["scenes"]]
+            result["detector"] = found["detector"]
+    except Exception as e:  # errors are data: the video gets a shots row saying why
+        result["error_type"], result["error"] = type(e).__name__, str(e)[:2000]
+    result["detect_s"] = time.perf_counter() - t0
+    return result
+
+
+def _detect_json(row: dict[str, Any], cfg) -> dict[str, Any]:
+    return {"json": json.dumps(_detect(json.loads(row["json"]), cfg))}
+
+
+class TransNetShots:
+    """Shot detection with the TransNetV2 network, loaded once per actor.
+
+    Reads: video row   Writes: scenes, detector, detect_s, error   Reasons: none
+    """
+
+    def __init__(self, cfg):
+        from stages.shots import TransNetV2Detector
+
+        self.cfg = cfg
+        self.detector = TransNetV2Detector(cfg)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = [json.dumps(_detect(json.loads(j), self.cfg, self.detector)) for j in batch["json"]]
+        return {"json": out}
+
+
+def _cut_json(row: dict[str, Any], out: str, cfg, skip: dict[str, list[str]]) -> dict[str, Any]:
+    from stages.clips import cut_clips, plan_clips
+
+    d = json.loads(row["json"])
+    video = d["video"]
+    t0 = time.perf_counter()
+    clips: list[dict[str, Any]] = []
+    if d["error"] is None:
+        try:
+            plans = plan_clips(video, d["scenes"], cfg, d["detector"])
+            stored = set(skip.get(video["video_id"], ()))
+            todo = [p for p in plans if p["clip_id"] not in stored]
+            clips = cut_clips(video["path"], video, todo, out, cfg, skip_ids=stored) if todo else []
+            d["n_clips"] = len(plans)
+        except Exception as e:
+            d["error_type"], d["error"] = type(e).__name__, str(e)[:2000]
+    d["clips"] = clips
+    d["cut_s"] = time.perf_counter() - t0
+    return {"json": json.dumps(d)}
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class Summary:
+    out: str
+    counts: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def text(self) -> str:
+        c = self.counts
+        lines = [
+            f"clipforge run -> {self.out}",
+            f"  input files   {c.get('files', 0):>8}   (ok {c.get('videos_ok', 0)}, error {c.get('videos_error', 0)}, "
+            f"duplicate {c.get('videos_duplicate', 0)})",
+            f"  video hours   {c.get('video_hours', 0.0):>8.3f}",
+            f"  shots         {c.get('shots', 0):>8}",
+            f"  clips         {c.get('clips', 0):>8}   ({c.get('clip_hours', 0.0):.3f} h)",
+            f"  kept          {c.get('kept', 0):>8}   ({c.get('kept_hours', 0.0):.3f} h)",
+        ]
+        for reason, n in c.get("drop_reasons", []):
+            lines.append(f"    dropped {reason:<28} {n}")
+        if self.phases:
+            lines.append("  wall time     " + ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items()))
+        lines.append(f'  query with:   clipforge query {self.out} "SELECT * FROM kept LIMIT 10"')
+        return "\n".join(lines)
+
+
+def _mark_duplicates(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+    """The first file with a given content is the original; later ones are rows with status 'duplicate'."""
+    first: dict[str, str] = {}
+    for v in known:
+        if v["status"] == "ok" and v["content_hash"]:
+            first.setdefault(v["content_hash"], v["video_id"])
+    for v in sorted(new, key=lambda r: r["path"]):
+        if v["status"] != "ok" or not v["content_hash"]:
+            continue
+        if v["content_hash"] in first:
+            v["status"] = "duplicate"
+            v["duplicate_of"] = first[v["content_hash"]]
+        else:
+            first[v["content_hash"]] = v["video_id"]
+
+
+def funnel(out: str | Path) -> dict[str, Any]:
+    con = store.open(out)
+    try:
+        c: dict[str, Any] = {}
+        row = con.execute(
+            "SELECT count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'error'), "
+            "count(*) FILTER (status = 'duplicate'), coalesce(sum(duration_s) FILTER (status = 'ok'), 0) / 3600 "
+            "FROM videos"
+        ).fetchone()
+        c["files"], c["videos_ok"], c["videos_error"], c["videos_duplicate"], c["video_hours"] = row
+        c["shots"] = con.execute("SELECT coalesce(sum(n_shots), 0) FROM shots").fetchone()[0]
+        c["clips"], c["clip_hours"] = con.execute(
+            "SELECT count(*), coalesce(sum(duration_s), 0) / 3600 FROM clips"
+        ).fetchone()
+        c["kept"], c["kept_hours"] = con.execute(
+            "SELECT count(*), coalesce(sum(duration_s), 0) / 3600 FROM kept"
+        ).fetchone()
+        c["drop_reasons"] = con.execute(
+            "SELECT drop_reason, count(*) FROM clips WHERE drop_reason IS NOT NULL GROUP BY ALL ORDER BY 2 DESC"
+        ).fetchall()
+        return c
+    finally:
+        con.close()
+
+
+def run(cfg: Config) -> Summary:
+    import ray
+
+    from stages.ingest import expand_inputs
+
+    out = Path(cfg.output).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(exist_ok=True)
+    store.write_json(out / "config.json", cfg.to_dict())
+    init_ray(cfg.ray)
+    summary = Summary(out=str(out))
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+
+    # ---- 1. probe: one videos row per input file
+    t0 = time.perf_counter()
+    inputs = expand_inputs(cfg.inputs, cfg.ingest)
+    known = store.read_table(out, "videos").to_pylist()
+    known_paths = {v["path"] for v in known}
+    todo = [r for r in inputs if r["path"] not in known_paths]
+    new: list[dict[str, Any]] = []
+    if todo:
+        ds = ray.data.from_items([{"json": json.dumps(r)} for r in todo]).map(_probe_json, num_cpus=1)
+        new = [json.loads(r["json"]) for r in ds.iter_rows()]
+        _mark_duplicates(known, new)
+        with store.ShardWriter(out, "videos", cfg=cfg.store) as w:
+            w.add_rows(new)
+    summary.phases["probe"] = time.perf_counter() - t0
+
+    # ---- 2. shots and clips, per ok video not finished yet
+    t0 = time.perf_counter()
+    videos = [v for v in known + new if v["status"] == "ok"]
+    done = store.ids(out, "shots", "video_id")
+    todo_videos = [v for v in videos if v["video_id"] not in done]
+    if todo_videos:
+        stored_clips = store.read_table(out, "clips", columns=["clip_id", "video_id"])
+        skip: dict[str, list[str]] = defaultdict(list)
+        todo_ids = {v["video_id"] for v in todo_videos}
+        for cid, vid in zip(stored_clips["clip_id"].to_pylist(), stored_clips["video_id"].to_pylist(), strict=True):
+            if vid in todo_ids:
+                skip[vid].append(cid)
+        # big videos first: the long tail of one huge file should start early
+        todo_videos.sort(key=lambda v: -(v.get("num_frames") or 0))
+        ds = ray.data.from_items([{"json": json.dumps(v)} for v in todo_videos], override_num_blocks=len(todo_videos))
+        if cfg.shots.detector == "transnetv2":
+            ds = ds.map_batches(
+                TransNetShots,
+                fn_constructor_args=(cfg.shots,),
+                batch_size=1,
+                concurrency=_pool_size(cfg.ray),
+                num_cpus=cfg.shots.num_cpus,
+            )
+        else:
+            ds = ds.map(_detect_json, fn_kwargs={"cfg": cfg.shots}, num_cpus=cfg.shots.num_cpus)
+        ds = ds.map(
+            _cut_json, fn_kwargs={"out": str(out), "cfg": cfg.clips, "skip": dict(skip)}, num_cpus=cfg.clips.num_cpus
+        )
+        _write_clips(out, cfg, ds)
+    summary.phases["clips"] = time.perf_counter() - t0
+
+    summary.counts = funnel(out)
+    store.write_json(out / "runs" / f"{run_id}.json", {"run_id": run_id, **summary.counts, "phases": summary.phases})
+    return summary
+
+
+def _write_clips(out: Path, cfg: Config, ds) -> None:
+    """Driver side of phase 2: clip rows first, then the video's shots row that marks it finished."""
+    clips_w = store.ShardWriter(out, "clips", cfg=cfg.store)
+    shots_w = store.ShardWriter(out, "shots", cfg=cfg.store)
+    pending_shots: list[dict[str, Any]] = []
+    last = time.monotonic()
+
+    def commit() -> None:
+        clips_w.flush()  # a shots row is only ever visible after all its clip rows
+        shots_w.add_rows(pending_shots)
+        shots_w.flush()
+        pending_shots.clear()
+
+    for row in ds.iter_rows():
+        d = json.loads(row["json"])
+        video = d["video"]
+        clips_w.add_rows(d["clips"])
+        pending_shots.append(
+            {
+                "video_id": video["video_id"],
+                "detector": d["detector"],
+                "fps": video["fps"],
+                "num_frames": video["num_frames"],
+                "scenes": [{"start_frame": s["start_frame"], "end_frame": s["end_frame"]} for s in d["scenes"]],
+                "n_shots": len(d["scenes"]),
+                "n_clips": d.get("n_clips", 0),
+                "error_type": d["error_type"],
+                "error": d["error"],
+                "detect_s": d.get("detect_s"),
+                "cut_s": d.get("cut_s"),
+            }
+        )
+        if time.monotonic() - last > cfg.store.flush_s or len(pending_shots) >= cfg.store.shard_rows:
+            commit()
+            last = time.monotonic()
+    commit()
