@@ -230,7 +230,7 @@ def open(out: str | Path, *, con=None):  # noqa: A001 - `clipforge.open`-style e
 def query(out: str | Path, sql: str) -> pa.Table:
     con = open(out)
     try:
-        return con.execute(sql).fetch_arrow_table()
+        return con.execute(sql).to_arrow_table()
     finally:
         con.close()
 
