@@ -1,0 +1,364 @@
+"""Expand what the user named (directories, globs, files, list files) into one row per input video.
+
+Nothing named is dropped silently: a missing file, a glob that matches nothing, a missing path inside a
+list file or an unsupported URI becomes a row with ``input_error`` set, which the probe turns into a
+``videos`` row with status "error". The output is deterministic (directory and glob matches sorted) and
+each file appears once however many inputs reach it.
+
+List files (named explicitly as inputs):
+
+- ``.txt``: one path per line; blank lines and ``#`` comments are skipped.
+- ``.csv`` / ``.tsv`` / ``.parquet`` / ``.jsonl``: a path column (``path``, ``video``, ``file``, ``filepath``,
+  ``video_path``); optional span columns ``start_s``/``end_s`` (or ``start``/``end``; seconds or
+  ``[HH:]MM:SS[.mmm]``) or a Panda-70M style ``timestamp`` column (``"[['0:00:01.000', '0:00:04.500'], ...]"``,
+  with a ``caption`` column holding a list of the same length); optional ``caption``/``text``.
+  Rows with spans become the video's ``spans`` (several rows of one video are merged, in order); a caption
+  on a row without a span becomes ``original_caption``.
+
+Relative paths in a list file resolve against the list file's directory. Sidecar captions next to a video
+(``<video>.txt``, ``<stem>.txt``, ``<stem>.json`` with a caption/text/description/title key) fill
+``original_caption`` when the list file gave none.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import glob
+import json
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
+LIST_EXTENSIONS = (".txt", ".csv", ".tsv", ".parquet", ".jsonl")
+PATH_COLUMNS = ("path", "video", "file", "filepath", "video_path")
+CAPTION_COLUMNS = ("caption", "text")
+SIDECAR_JSON_KEYS = ("caption", "text", "description", "title")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+@dataclass
+class IngestConfig:
+    """How inputs expand. extensions: what a directory walk or glob takes (case-insensitive).
+    follow_symlinks: walk into symlinked directories and take symlinked files during walks (a file named
+    explicitly is always taken). sidecar_captions: read <video>.txt / <stem>.txt / <stem>.json captions."""
+
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+    follow_symlinks: bool = True
+    sidecar_captions: bool = True
+
+
+def expand_inputs(inputs: list[str], cfg: IngestConfig | None = None) -> list[dict]:
+    """Expand directories, globs, video files and list files into ingest rows.
+
+    Reads: the file system (and list files' contents)
+    Writes: rows {"path": absolute path, "original_caption": str | None, "spans": list | None,
+        "input_error": str | None}
+    Reasons: input_error "FileNotFoundError: ...", "UnsupportedURI: ...", "NoVideoFiles: ..." (a named
+        directory without videos), "ValueError: ..." (an unreadable list file or a bad row in it)
+    """
+    cfg = cfg or IngestConfig()
+    exts = tuple(e.lower() for e in cfg.extensions)
+    rows: dict[str, dict] = {}  # key: real path (so the same file via two inputs or a symlink is one row)
+    for item in inputs:
+        for row in _expand_one(str(item), exts, cfg):
+            _merge(rows, row)
+    out = list(rows.values())
+    if cfg.sidecar_captions:
+        for row in out:
+            if row["original_caption"] is None and row["input_error"] is None:
+                row["original_caption"] = sidecar_caption(row["path"])
+    return out
+
+
+def _row(path: str, *, caption: str | None = None, spans: list | None = None, error: str | None = None) -> dict:
+    return {"path": path, "original_caption": caption, "spans": spans, "input_error": error}
+
+
+def _merge(rows: dict[str, dict], row: dict) -> None:
+    key = os.path.realpath(row["path"]) if "://" not in row["path"] else row["path"]
+    seen = rows.get(key)
+    if seen is None:
+        rows[key] = row
+        return
+    # First occurrence keeps its place and path; later ones add spans and fill a missing caption.
+    if row["spans"]:
+        seen["spans"] = (seen["spans"] or []) + row["spans"]
+    if seen["original_caption"] is None:
+        seen["original_caption"] = row["original_caption"]
+    if row["input_error"] and row["input_error"] != seen["input_error"]:
+        # A bad list row about a file is not hidden by a good one: the row is an error until the list is fixed.
+        seen["input_error"] = (
+            f"{seen['input_error']}; {row['input_error']}" if seen["input_error"] else row["input_error"]
+        )
+
+
+def _expand_one(item: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iterator[dict]:
+    uri = _URI.match(item)
+    if uri:
+        yield _unsupported(item, uri.group(1))
+        return
+    path = os.path.abspath(os.path.expanduser(item))
+    if os.path.isdir(path):
+        found = list(_walk(path, exts, cfg.follow_symlinks))
+        if not found:
+            yield _row(path, error=f"NoVideoFiles: directory has no file with a video extension ({', '.join(exts)})")
+        yield from (_row(p) for p in found)
+    elif os.path.lexists(path):
+        if path.lower().endswith(LIST_EXTENSIONS):
+            yield from _read_list(path, exts, cfg)
+        else:
+            yield _row(path)  # named explicitly: taken whatever its extension, the probe judges it
+    elif _GLOB_CHARS.search(item):
+        yield from _expand_glob(path, exts, cfg)
+    else:
+        yield _row(path, error=f"FileNotFoundError: no such file or directory: {path}")
+
+
+def _unsupported(item: str, scheme: str) -> dict:
+    return _row(
+        item,
+        error=f"UnsupportedURI: unsupported URI scheme '{scheme}://' (only local paths are read for now; "
+        "copy or mount the objects locally)",
+    )
+
+
+def _walk(root: str, exts: tuple[str, ...], follow_symlinks: bool) -> Iterator[str]:
+    """Video files under root, sorted, hidden entries skipped, symlink loops cut."""
+    seen_dirs: set[str] = set()
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:  # a symlink cycle (or two links to one dir): walk it once
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith(".") or not name.lower().endswith(exts):
+                continue
+            full = os.path.join(dirpath, name)
+            if not follow_symlinks and os.path.islink(full):
+                continue
+            if os.path.isfile(full):  # skips dangling links
+                found.append(full)
+    yield from sorted(found)
+
+
+def _expand_glob(pattern: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iterator[dict]:
+    matches = sorted(glob.glob(pattern, recursive=True))
+    # A glob that spells out an extension ("*.bin") takes those files; otherwise only video extensions.
+    literal_ext = os.path.splitext(pattern)[1].lower()
+    wanted = exts + ((literal_ext,) if literal_ext and not _GLOB_CHARS.search(literal_ext) else ())
+    taken = 0
+    for m in matches:
+        if os.path.isdir(m):
+            for p in _walk(m, exts, cfg.follow_symlinks):
+                taken += 1
+                yield _row(p)
+        elif m.lower().endswith(wanted) and os.path.isfile(m):
+            taken += 1
+            yield _row(os.path.abspath(m))
+    if not taken:
+        yield _row(pattern, error=f"FileNotFoundError: glob matched no video file: {pattern}")
+
+
+# ---------------------------------------------------------------- list files
+
+
+def _read_list(list_path: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iterator[dict]:
+    base = os.path.dirname(list_path)
+    try:
+        records = list(_list_records(list_path))
+    except Exception as e:  # a list we cannot parse is one error row, named by the list file
+        yield _row(list_path, error=f"ValueError: cannot read list file {list_path}: {type(e).__name__}: {e}")
+        return
+    for lineno, rec in records:
+        yield from _list_entry(rec, base, list_path, lineno, exts, cfg)
+
+
+def _list_records(list_path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line/row number, {lower-cased column: value}) of each entry."""
+    lower = list_path.lower()
+    if lower.endswith(".txt"):
+        with open(list_path, encoding="utf-8-sig") as f:
+            for i, line in enumerate(f, 1):
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    yield i, {"path": line}
+        return
+    if lower.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        for i, rec in enumerate(pq.read_table(list_path).to_pylist(), 1):
+            yield i, _lower_keys(rec)
+        return
+    if lower.endswith(".jsonl"):
+        with open(list_path, encoding="utf-8-sig") as f:
+            for i, line in enumerate(f, 1):
+                if line.strip():
+                    yield i, _lower_keys(json.loads(line))
+        return
+    delimiter = "\t" if lower.endswith(".tsv") else ","
+    with open(list_path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        for i, rec in enumerate(reader, 2):  # line 1 is the header
+            yield i, _lower_keys(rec)
+
+
+def _lower_keys(rec: dict) -> dict[str, Any]:
+    return {str(k).strip().lower(): v for k, v in rec.items() if k is not None}
+
+
+def _list_entry(
+    rec: dict[str, Any], base: str, list_path: str, lineno: int, exts: tuple[str, ...], cfg: IngestConfig
+) -> Iterator[dict]:
+    where = f"{os.path.basename(list_path)}:{lineno}"
+    raw = next((rec[c] for c in PATH_COLUMNS if _present(rec.get(c))), None)
+    if raw is None:
+        if not any(c in rec for c in PATH_COLUMNS):
+            cols = ", ".join(rec) or "none"
+            msg = f"ValueError: {where}: no path column (expected one of {', '.join(PATH_COLUMNS)}; got {cols})"
+        else:
+            msg = f"ValueError: {where}: empty path"
+        yield _row(list_path, error=msg)
+        return
+    raw = str(raw).strip()
+    uri = _URI.match(raw)
+    if uri:
+        yield _unsupported(raw, uri.group(1))
+        return
+    path = os.path.abspath(os.path.join(base, os.path.expanduser(raw)))
+    try:
+        caption, spans = _caption_and_spans(rec)
+    except (ValueError, SyntaxError) as e:
+        yield _row(path, error=f"ValueError: {where}: {e}")
+        return
+    if os.path.isdir(path):  # a directory listed in a list expands like a named one; its rows share no spans
+        found = list(_walk(path, exts, cfg.follow_symlinks))
+        if not found:
+            yield _row(path, error=f"NoVideoFiles: {where}: directory has no video file")
+        for p in found:
+            yield _row(p, caption=caption)
+        return
+    if not os.path.lexists(path):
+        yield _row(path, error=f"FileNotFoundError: {where}: listed file does not exist: {path}")
+        return
+    yield _row(path, caption=caption, spans=spans)
+
+
+def _present(v: Any) -> bool:
+    if v is None:
+        return False
+    if isinstance(v, float) and math.isnan(v):
+        return False
+    return not (isinstance(v, str) and not v.strip())
+
+
+def _caption_and_spans(rec: dict[str, Any]) -> tuple[str | None, list[dict] | None]:
+    """(original_caption, spans) of one list row; raises ValueError on a malformed span."""
+    caption_raw = next((rec[c] for c in CAPTION_COLUMNS if _present(rec.get(c))), None)
+    if _present(rec.get("timestamp")):
+        pairs = _parse_timestamps(rec["timestamp"])
+        captions = _parse_caption_list(caption_raw, len(pairs))
+        spans = [_span(a, b, c) for (a, b), c in zip(pairs, captions, strict=True)]
+        return None, spans
+    start = next((rec[c] for c in ("start_s", "start") if _present(rec.get(c))), None)
+    end = next((rec[c] for c in ("end_s", "end") if _present(rec.get(c))), None)
+    caption = str(caption_raw).strip() if caption_raw is not None else None
+    if start is None and end is None:
+        return caption, None
+    if start is None or end is None:
+        raise ValueError(f"a span needs both a start and an end (got start={start!r}, end={end!r})")
+    return None, [_span(start, end, caption)]
+
+
+def _span(start: Any, end: Any, caption: str | None) -> dict:
+    s, e = parse_time(start), parse_time(end)
+    if e <= s:
+        raise ValueError(f"span end {e} s is not after its start {s} s")
+    return {"start_s": s, "end_s": e, "caption": caption}
+
+
+def _parse_timestamps(value: Any) -> list[tuple[Any, Any]]:
+    """Panda-70M's timestamp cell: a list of [start, end] pairs (as a Python/JSON literal or a real list)."""
+    data = ast.literal_eval(value) if isinstance(value, str) else value
+    if isinstance(data, (list, tuple)) and len(data) == 2 and not isinstance(data[0], (list, tuple)):
+        data = [data]  # a single pair
+    if not isinstance(data, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in data):
+        raise ValueError(f"timestamp is not a list of [start, end] pairs: {value!r}")
+    return [(p[0], p[1]) for p in data]
+
+
+def _parse_caption_list(value: Any, n: int) -> list[str | None]:
+    if value is None:
+        return [None] * n
+    items: Any = value
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            items = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            items = value  # a caption that merely starts with "["
+    if isinstance(items, (list, tuple)):
+        if len(items) != n:
+            raise ValueError(f"{len(items)} captions for {n} timestamp spans")
+        return [str(c) if c is not None else None for c in items]
+    return [str(items)] * n  # one caption for every span
+
+
+def parse_time(value: Any) -> float:
+    """Seconds from a number or a "[[HH:]MM:]SS[.mmm]" string (Panda-70M writes "0:00:05.005")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"bad time {value!r}")
+        return float(value)
+    text = str(value).strip()
+    parts = text.split(":")
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"bad time {value!r}")
+    try:
+        seconds = 0.0
+        for part in parts:
+            seconds = seconds * 60 + float(part)
+    except ValueError:
+        raise ValueError(f"bad time {value!r} (want seconds or [HH:]MM:SS.mmm)") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"bad time {value!r}")
+    return seconds
+
+
+# ---------------------------------------------------------------- sidecars
+
+
+def sidecar_caption(video_path: str) -> str | None:
+    """Caption from a sidecar next to the video: <video>.txt, then <stem>.txt, then <stem>.json."""
+    stem = os.path.splitext(video_path)[0]
+    for candidate in (video_path + ".txt", stem + ".txt"):
+        text = _read_text(candidate)
+        if text:
+            return text
+    raw = _read_text(stem + ".json")
+    if raw:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        if isinstance(data, dict):
+            for key in SIDECAR_JSON_KEYS:
+                v = data.get(key)
+                if isinstance(v, str) and v.strip():
+                    return v.strip()
+    return None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            return f.read().strip() or None
+    except OSError:  # absent (the common case) or unreadable: no sidecar
+        return None
