@@ -1,0 +1,173 @@
+"""The whole run on real Ray, real videos (good and broken), real Parquet and real DuckDB."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from pipeline import config, store
+from pipeline.run import run
+from pipeline.testdata import expected_pipeline_status, make_mixed_corpus
+
+
+def _cfg(inputs, out, **overrides):
+    flags = {"clips.min_s": "0.5", "clips.max_s": "4", **overrides}
+    cfg = config.load(None, flags)
+    cfg.inputs = [str(i) for i in inputs]
+    cfg.output = str(out)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, ray_local):
+    root = tmp_path_factory.mktemp("mixed")
+    expected = make_mixed_corpus(root / "corpus")
+    out = root / "out"
+    summary = run(_cfg([root / "corpus"], out))
+    return root, expected, out, summary
+
+
+def test_every_input_file_is_accounted_for(mixed_run):
+    root, expected, out, _ = mixed_run
+    con = store.open(out)
+    rows = con.execute("SELECT path, status, error_type, error, duplicate_of, video_id FROM videos").fetchall()
+    by_path = {os.path.relpath(r[0], root / "corpus"): r for r in rows}
+    assert set(by_path) == set(expected), "every file has exactly one row, none missing, none extra"
+    assert len(rows) == len(expected)
+    want = expected_pipeline_status(expected)
+    assert {p: r[1] for p, r in by_path.items()} == want
+    for p, r in by_path.items():
+        if r[1] == "error":
+            assert r[2] and r[3], f"{p}: an error row says why"
+        if r[1] == "duplicate":
+            original = [o for o in by_path.values() if o[5] == r[4]]
+            assert original and original[0][1] == "ok"
+
+
+def test_every_good_video_yields_playable_clips(mixed_run):
+    root, expected, out, _ = mixed_run
+    con = store.open(out)
+    ok = con.execute("SELECT video_id, path, num_frames FROM videos WHERE status = 'ok'").fetchall()
+    for video_id, path, num_frames in ok:
+        kept = con.execute("SELECT clip_path, num_frames FROM kept WHERE video_id = ?", [video_id]).fetchall()
+        if num_frames < 12:  # the 1-frame video: too short for any clip at min_s 0.5
+            assert not kept, path
+            continue
+        assert kept, f"{path} yields no clip"
+        for clip_path, n in kept:
+            with av.open(str(out / clip_path)) as c:
+                assert c.streams.video[0].codec_context.name == "h264"
+                assert sum(1 for _ in c.decode(video=0)) == n
+    # error and duplicate files yield no clips
+    bad = con.execute(
+        "SELECT count(*) FROM clips JOIN videos USING (video_id) WHERE videos.status <> 'ok'"
+    ).fetchone()[0]
+    assert bad == 0
+
+
+def test_shots_are_recorded_for_each_ok_video(mixed_run):
+    _, _, out, _ = mixed_run
+    con = store.open(out)
+    n_ok = con.execute("SELECT count(*) FROM videos WHERE status = 'ok'").fetchone()[0]
+    assert con.execute("SELECT count(DISTINCT video_id) FROM shots").fetchone()[0] == n_ok
+    bikes = con.execute(
+        "SELECT s.scenes FROM shots s JOIN videos v USING (video_id) WHERE v.path LIKE '%bikes.mp4'"
+    ).fetchone()[0]
+    assert [s["start_frame"] for s in bikes][1:] == [30, 76, 137, 187, 242]
+
+
+def test_rerun_is_idempotent(mixed_run):
+    root, _, out, _ = mixed_run
+    before = store.read_table(out, "clips").sort_by("clip_id")
+    n_shards = len(store.shard_files(out, "clips")) + len(store.shard_files(out, "videos"))
+    run(_cfg([root / "corpus"], out))
+    after = store.read_table(out, "clips").sort_by("clip_id")
+    assert after.column("clip_id").to_pylist() == before.column("clip_id").to_pylist()
+    assert len(store.shard_files(out, "clips")) + len(store.shard_files(out, "videos")) == n_shards
+
+
+def test_query_cli_formats(mixed_run):
+    _, _, out, _ = mixed_run
+    sql = "SELECT count(*) AS n, sum(duration_s) AS s FROM clips WHERE drop_reason IS NULL"
+    cmd = [sys.executable, "-m", "pipeline.cli", "query", str(out), sql]
+    as_json = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True).stdout)
+    n = store.query(out, sql).column("n")[0].as_py()
+    assert as_json[0]["n"] == n > 0
+    as_csv = subprocess.run([*cmd, "--csv"], capture_output=True, text=True, check=True).stdout
+    assert list(csv.DictReader(as_csv.splitlines()))[0]["n"] == str(n)
+    table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert str(n) in table
+    bad = subprocess.run([*cmd[:-1], "SELECT * FROM nope"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_list_input_with_given_spans_and_captions(tmp_path, bikes, ray_local):
+    listing = tmp_path / "list.csv"
+    with listing.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "start_s", "end_s", "caption"])
+        w.writerow([str(bikes), 1.2, 3.04, "cars queue on a busy road"])
+        w.writerow([str(bikes), 5.48, 7.48, "a cyclist rides past parked cars"])
+    out = tmp_path / "out"
+    run(_cfg([listing], out))
+    con = store.open(out)
+    rows = con.execute("SELECT start_frame, end_frame, original_caption FROM kept ORDER BY start_frame").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(30, 76), (137, 187)]
+    assert [r[2] for r in rows] == ["cars queue on a busy road", "a cyclist rides past parked cars"]
+    assert con.execute("SELECT detector FROM shots").fetchone()[0] == "given"
+
+
+def _clip_ids(out: Path) -> list[str]:
+    return sorted(store.read_table(out, "clips", columns=["clip_id"]).column("clip_id").to_pylist())
+
+
+def _cli_run(inputs: list[Path], out: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--output", str(out), "--ray.num_cpus", "2",
+           "--store.flush_s", "0", "--clips.max_s", "3", "--ray.progress", "false"]
+    for i in inputs:
+        cmd += ["--input", str(i)]
+    return cmd
+
+
+def test_kill_dash_9_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, bikes, transnet_test_video):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for src in (bikes, transnet_test_video):
+        (corpus / src.name).symlink_to(src)
+    # the reference: one uninterrupted run
+    ref = tmp_path / "ref"
+    subprocess.run(_cli_run([corpus], ref), check=True, capture_output=True)
+    want = _clip_ids(ref)
+    assert len(want) > 20
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cli_run([corpus], out), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not store.shard_files(out, "clips"):
+        time.sleep(0.05)
+    assert store.shard_files(out, "clips"), "the run never committed a clip shard"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    proc.wait()
+    partial = _clip_ids(out)
+    assert len(partial) < len(want), "killed too late to test resume"
+
+    subprocess.run(_cli_run([corpus], out), check=True, capture_output=True)
+    got = store.read_table(out, "clips", columns=["clip_id"]).column("clip_id").to_pylist()
+    assert len(got) == len(set(got)), "a clip was written twice"
+    assert sorted(got) == want
+    con = store.open(out)
+    assert con.execute("SELECT count(*) FROM videos").fetchone()[0] == 2
+    assert con.execute("SELECT count(*), count(DISTINCT video_id) FROM shots").fetchone() == (2, 2)
+    # every kept clip file exists
+    for (p,) in con.execute("SELECT clip_path FROM kept").fetchall():
+        assert (out / p).is_file()
