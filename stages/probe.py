@@ -131,7 +131,7 @@ def probe(row: dict) -> dict:
         out.update(
             status="error", error_type=type(e).__name__, error=f"{e.strerror}: {path}" if e.strerror else str(e)
         )
-    except Exception as e:  # noqa: BLE001 - a probe must never take the run down; the error is data
+    except Exception as e:  # a probe must never take the run down: the error is data
         out.update(status="error", error_type=type(e).__name__, error=str(e) or repr(e))
     out["video_id"] = video_id_for(out["content_hash"], path)
     out["probe_s"] = time.perf_counter() - t0
@@ -152,9 +152,7 @@ def _probe_file(path: str, out: dict[str, Any]) -> None:
         trunc = _bmff_truncation(path, st.st_size)
         if trunc:
             raise ProbeError("Truncated", f"{trunc}; FFmpeg cannot open it ({e.strerror})") from None
-        raise ProbeError(
-            "InvalidData", f"not a readable media file: FFmpeg found invalid data ({e.strerror})"
-        ) from None
+        raise ProbeError("InvalidData", f"not a readable media file (FFmpeg: {e.strerror})") from None
     except av.error.FFmpegError as e:
         raise ProbeError(type(e).__name__, f"FFmpeg cannot open the file: {e.strerror or e}") from None
     with container:
@@ -189,8 +187,9 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
             if packet.size == 0:  # the flush packet demux() yields at EOF
                 continue
             n_packets += 1
-            # A packet cut by the end of the file is not a frame that downstream stages can decode.
-            if packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size > size:
+            # A packet cut by the end of the file (the demuxer flags it corrupt, or its bytes run past the end)
+            # is not a frame that downstream stages can decode.
+            if packet.is_corrupt or (packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size > size):
                 continue
             n_complete += 1
             n_bytes += packet.size
