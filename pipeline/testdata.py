@@ -10,7 +10,7 @@ expectations that the probe alone cannot know live in two constants next to it:
   ``expected_pipeline_status(expected)`` applies that to the probe expectations.
 - ``MIXED_CORPUS_ERROR_TYPES``: ``{relative path: error_type}`` of the files the probe must reject.
 - ``MIXED_CORPUS_NOTES``: ``{relative path: prefix of the probe's error note}`` of readable files that still carry a
-  note (the truncated faststart MP4).
+  note (the truncated faststart MP4, the transport stream cut mid-GOP).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def make_video(
     rotation: int = 0,
     vfr: bool = False,
     faststart: bool = False,
+    gop: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a synthetic video and return its path.
@@ -83,6 +84,7 @@ def make_video(
     display matrix. vfr=True writes frame intervals cycling 1, 1, 2 frame periods (so the mean rate is
     3/4 of ``fps``) on a millisecond time base. faststart=True puts the MP4 ``moov`` index before the
     media data (PyAV's default puts it at the end). audio=True adds a 440 Hz tone (AAC, Opus for WebM).
+    gop sets the keyframe interval (the encoder's default otherwise: 250 for x264, so one keyframe).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,8 @@ def make_video(
             stream.options = {"preset": "veryfast"}
         if rotation:
             stream.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
+        if gop:
+            stream.codec_context.gop_size = gop
         tb = Fraction(1, 1000) if vfr else 1 / rate
         stream.codec_context.time_base = tb
         a_stream = None
@@ -164,7 +168,10 @@ MIXED_CORPUS_ERROR_TYPES: dict[str, str] = {
     "broken/undecodable.mp4": "DecodeError",  # valid MP4 index, video payload zeroed
 }
 
-MIXED_CORPUS_NOTES: dict[str, str] = {"edge/truncated_faststart.mp4": "Truncated:"}
+MIXED_CORPUS_NOTES: dict[str, str] = {
+    "edge/truncated_faststart.mp4": "Truncated:",
+    "edge/cut_mid_gop.ts": "StartsMidGOP:",
+}
 
 
 def make_mixed_corpus(root: Path) -> dict[str, str]:
@@ -176,8 +183,9 @@ def make_mixed_corpus(root: Path) -> dict[str, str]:
     audio, MPEG-4 Part 2 .mov and .avi, "plage été 1.mp4" (spaces and non-ASCII), a copy of the real
     bikes.mp4. Edge (still ok): a 1-frame video, a video rotated 90° by its display matrix, a
     variable-frame-rate .mkv, a faststart MP4 cut at 2/3 (first frames readable; num_frames = frames
-    present, note in ``error``). Broken: zero bytes, random bytes, a text file named .mp4, an MP4 cut in
-    half with its moov index at the end, an AAC-only .mp4, an MP4 whose video payload is zeroed.
+    present, note in ``error``), an MPEG-TS whose first GOP was cut off (note in ``error``). Broken: zero
+    bytes, random bytes, a text file named .mp4, an MP4 cut in half with its moov index at the end, an
+    AAC-only .mp4, an MP4 whose video payload is zeroed.
     """
     from pipeline.footage import sample_video  # local: keeps `import pipeline.testdata` free of package lookups
 
@@ -208,6 +216,11 @@ def make_mixed_corpus(root: Path) -> dict[str, str]:
     (root / "edge/truncated_faststart.mp4").write_bytes(data[: len(data) * 2 // 3])
     full.unlink()
     expected["edge/truncated_faststart.mp4"] = "ok"
+    # An MPEG-TS capture that starts mid-GOP: 188-byte TS packets make any multiple of 188 a clean cut.
+    ts = make_video(root / "edge/_whole.ts", frames=96, gop=24, pattern="shapes")
+    (root / "edge/cut_mid_gop.ts").write_bytes(ts.read_bytes()[188 * 20 :])
+    ts.unlink()
+    expected["edge/cut_mid_gop.ts"] = "ok"
 
     broken = root / "broken"
     broken.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,11 @@ Conventions of the columns written here (docs/SCHEMA.md quotes them):
 - ``num_frames``: video packets counted by demuxing (one packet per frame for the codecs we take), which is
   exact where header counts are missing (Matroska/WebM) or wrong (truncated files).
 - ``fps``: the stream's average frame rate; for a variable-rate stream, ``num_frames / duration_s``.
+- ``width``/``height``/``pix_fmt``: of the first decoded frame (coded size, before rotation).
 - ``fps_variable``: more than 2 % of the presentation-time steps differ from the median step by more than
   max(1 tick, 5 %) (tolerates the 41/42 ms rounding of millisecond time bases).
 - ``duration_s``: presentation span of the demuxed video packets (first pts to last pts + its duration),
-  falling back to the stream's then the container's header duration.
+  falling back to the stream's then the container's header duration; ``num_frames / fps`` for a truncated file.
 - ``bitrate``: VIDEO bitrate in bit/s = bytes of the demuxed video packets * 8 / duration_s (the
   container's overall bitrate only when that cannot be computed).
 - A truncated file whose first part still demuxes and decodes is ``status="ok"``: ``num_frames`` counts only
@@ -40,14 +41,17 @@ import os
 import statistics
 import struct
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import av
 
 HASH_CHUNK = 8 << 20  # 8 MiB reads for the content hash
-# Packets to feed the decoder before giving up on getting a first frame (B-frame reorder and frame threads
-# delay the first output by a few packets; a stream that yields nothing after this many is undecodable).
+# Packets to feed the decoder, from the first keyframe on, before giving up on a first frame (B-frame reorder
+# delays the first output by a few packets; a stream that yields nothing after this many is undecodable).
 MAX_DECODE_PACKETS = 64
+# Packets fed before any keyframe shows up (a transport stream cut mid-GOP starts with undecodable ones).
+MAX_PRE_KEYFRAME_PACKETS = 1000
 
 # Exactly the columns of pipeline.schema.VIDEOS (stages/ never imports pipeline/; a test checks they match).
 _COLUMNS = (
@@ -116,7 +120,7 @@ def probe(row: dict) -> dict:
     raw_path = str(row.get("path") or "")
     path = raw_path if "://" in raw_path else os.path.abspath(raw_path) if raw_path else raw_path
     out: dict[str, Any] = dict.fromkeys(_COLUMNS)
-    out.update(path=path, original_caption=row.get("original_caption"), spans=row.get("spans") or None)
+    out.update(path=path, original_caption=row.get("original_caption"), spans=_spans(row.get("spans")))
     try:
         if row.get("input_error"):
             etype, _, msg = str(row["input_error"]).partition(": ")
@@ -136,6 +140,17 @@ def probe(row: dict) -> dict:
     out["video_id"] = video_id_for(out["content_hash"], path)
     out["probe_s"] = time.perf_counter() - t0
     return out
+
+
+def _spans(spans: Any) -> list[dict] | None:
+    """Spans as a list (Ray hands list columns read from Arrow over as numpy arrays); empty -> None."""
+    if spans is None:
+        return None
+    try:
+        listed = [dict(s) for s in spans]
+    except (TypeError, ValueError):  # not a list of mappings: ingest never writes that; keep the probe total
+        return None
+    return listed or None
 
 
 def _probe_file(path: str, out: dict[str, Any]) -> None:
@@ -159,6 +174,68 @@ def _probe_file(path: str, out: dict[str, Any]) -> None:
         _probe_container(container, path, st.st_size, out)
 
 
+@dataclass
+class _Pass:
+    """What one demux pass over the video packets learned."""
+
+    n_packets: int = 0  # every non-empty packet the demuxer returned
+    n_complete: int = 0  # ... of which whole (not cut by EOF, not flagged corrupt)
+    n_bytes: int = 0
+    pts: list[int] = field(default_factory=list)
+    last_duration: int = 0
+    first_key: int | None = None  # index (among complete packets) of the first keyframe
+    first_frame: av.VideoFrame | None = None
+    frame_before_key: bool = False  # the first frame came out before any keyframe was fed
+    fed: int = 0  # packets fed to the decoder
+    decode_error: Exception | None = None
+    demux_error: Exception | None = None
+
+
+def _demux_pass(container: av.container.InputContainer, stream: av.video.stream.VideoStream, size: int) -> _Pass:
+    """Read every video packet once (no decode) and decode only until the first frame comes out."""
+    r = _Pass()
+    after_key = 0  # packets fed from the first keyframe on
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet demux() yields at EOF
+                continue
+            r.n_packets += 1
+            # A packet cut by the end of the file (the demuxer flags it corrupt, or its bytes run past the end)
+            # is not a frame that downstream stages can decode.
+            if packet.is_corrupt or (packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size > size):
+                continue
+            if r.first_key is None and packet.is_keyframe:
+                r.first_key = r.n_complete
+            r.n_complete += 1
+            r.n_bytes += packet.size
+            if packet.pts is not None:
+                r.pts.append(packet.pts)
+                r.last_duration = packet.duration or r.last_duration
+            if r.first_frame is not None:
+                continue
+            after_key += r.first_key is not None
+            if after_key > MAX_DECODE_PACKETS or r.fed >= MAX_DECODE_PACKETS + MAX_PRE_KEYFRAME_PACKETS:
+                continue
+            r.fed += 1
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                r.decode_error = e
+                continue
+            if frames:
+                r.first_frame = frames[0]
+                r.frame_before_key = r.first_key is None
+    except av.error.FFmpegError as e:
+        r.demux_error = e
+    if r.first_frame is None and r.fed:
+        try:  # drain the decoder: short streams may hold their only frames in its reorder buffer
+            frames = stream.decode(None)
+            r.first_frame = frames[0] if frames else None
+        except av.error.FFmpegError as e:
+            r.decode_error = e
+    return r
+
+
 def _probe_container(container: av.container.InputContainer, path: str, size: int, out: dict[str, Any]) -> None:
     out["container"] = container.format.name
     out["has_audio"] = len(container.streams.audio) > 0
@@ -174,105 +251,73 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
         if s is not stream:
             s.discard = av.stream.Discard.all
     cc.thread_count = 1
+    r = _demux_pass(container, stream, size)
 
-    pts: list[int] = []
-    last_duration = 0
-    n_packets = n_complete = n_bytes = 0
-    first_frame = None
-    decode_tries = 0
-    decode_error: Exception | None = None
-    demux_error: Exception | None = None
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0:  # the flush packet demux() yields at EOF
-                continue
-            n_packets += 1
-            # A packet cut by the end of the file (the demuxer flags it corrupt, or its bytes run past the end)
-            # is not a frame that downstream stages can decode.
-            if packet.is_corrupt or (packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size > size):
-                continue
-            n_complete += 1
-            n_bytes += packet.size
-            if packet.pts is not None:
-                pts.append(packet.pts)
-                last_duration = packet.duration or last_duration
-            if first_frame is None and decode_tries < MAX_DECODE_PACKETS:
-                decode_tries += 1
-                try:
-                    frames = packet.decode()
-                    if frames:
-                        first_frame = frames[0]
-                except av.error.FFmpegError as e:
-                    decode_error = e
-    except av.error.FFmpegError as e:
-        demux_error = e
-    if first_frame is None and decode_tries and decode_tries < MAX_DECODE_PACKETS:
-        try:  # drain the decoder: short streams may hold their only frames in its reorder buffer
-            frames = stream.decode(None)
-            first_frame = frames[0] if frames else None
-        except av.error.FFmpegError as e:
-            decode_error = e
-
-    tb = stream.time_base
-    out["num_frames"] = n_complete
+    # Packets before the first keyframe (a stream cut mid-GOP) decode to nothing: they are not frames.
+    leading = r.first_key if (r.first_key and not r.frame_before_key) else 0
+    n_frames = r.n_complete - leading
     header_frames = stream.frames or 0
     trunc = _bmff_truncation(path, size)
-    truncated = bool(trunc) or demux_error is not None or header_frames > n_complete or n_packets > n_complete
+    truncated = bool(trunc) or r.demux_error is not None or header_frames > r.n_complete or r.n_packets > r.n_complete
     rate = stream.average_rate or stream.guessed_rate
+    tb = stream.time_base
+    pts = r.pts
     if truncated and len(pts) > 2:
         # The tail of a cut file misses the frames that reordered (B) packets point past: drop the last
         # reorder window so the gaps do not read as variable timing.
         pts = sorted(pts)[: max(3, len(pts) - 16)]
     duration_s = None
-    if truncated and rate and n_complete:
-        duration_s = n_complete / float(rate)
+    if (truncated or leading) and rate and n_frames > 0:
+        duration_s = n_frames / float(rate)
     elif pts and tb:
-        span = max(pts) - min(pts) + (last_duration or 0)
+        span = max(pts) - min(pts) + (r.last_duration or 0)
         duration_s = float(span * tb) if span > 0 else None
     if duration_s is None and stream.duration and tb:
         duration_s = float(stream.duration * tb)
     if duration_s is None and container.duration:
         duration_s = container.duration / av.time_base
-    out["duration_s"] = duration_s
-    out["fps_variable"] = _is_variable(pts) if len(pts) > 2 else False
-    if (out["fps_variable"] or not rate) and duration_s and n_complete > 1:
-        out["fps"] = n_complete / duration_s
+    fps_variable = _is_variable(pts) if len(pts) > 2 else False
+    if (fps_variable or not rate) and duration_s and n_frames > 1:
+        fps = n_frames / duration_s
     else:
-        out["fps"] = float(rate) if rate else None
-    if duration_s and n_bytes:
-        out["bitrate"] = round(n_bytes * 8 / duration_s)
-    else:
-        out["bitrate"] = container.bit_rate or None
+        fps = float(rate) if rate else None
+    out.update(num_frames=n_frames, duration_s=duration_s, fps_variable=fps_variable, fps=fps)
+    out["bitrate"] = round(r.n_bytes * 8 / duration_s) if duration_s and r.n_bytes else container.bit_rate or None
 
-    if first_frame is not None:
-        out["rotation"] = (-round(first_frame.rotation)) % 360 if first_frame.rotation else out["rotation"]
-        out["pix_fmt"] = first_frame.format.name
-        out["width"], out["height"] = first_frame.width, first_frame.height
+    if r.first_frame is not None:
+        f = r.first_frame
+        out["rotation"] = (-round(f.rotation)) % 360 if f.rotation else out["rotation"]
+        out.update(pix_fmt=f.format.name, width=f.width, height=f.height)
 
-    if n_complete == 0:
+    if r.n_complete == 0:
         if trunc:
             raise ProbeError("Truncated", f"{trunc}; no complete video packet")
-        why = f" ({demux_error.strerror})" if demux_error else ""
+        why = f" ({r.demux_error.strerror})" if r.demux_error else ""
         raise ProbeError("NoVideoFrames", f"the {out['codec']} video stream has no packets{why}")
-    if first_frame is None:
-        why = f": {decode_error.strerror or decode_error}" if decode_error else ""
+    if r.first_frame is None:
+        why = f": {r.decode_error.strerror or r.decode_error}" if r.decode_error else ""
         raise ProbeError(
             "DecodeError",
-            f"no video frame decodes from the first {decode_tries} of {n_complete} {out['codec']} packets{why}",
+            f"no video frame decodes from the first {r.fed} of {r.n_complete} {out['codec']} packets{why}",
         )
 
     # Readable but incomplete: keep the row usable and say so.
     notes = []
     if trunc:
         notes.append(trunc)
-    if demux_error is not None:
-        notes.append(f"demuxing stopped at a read error after {n_complete} packets ({demux_error.strerror})")
-    if header_frames > n_complete:
-        notes.append(f"header announces {header_frames} frames, {n_complete} are present")
-    elif n_packets > n_complete:
-        notes.append(f"{n_packets - n_complete} packet(s) cut by the end of the file")
+    if r.demux_error is not None:
+        notes.append(f"demuxing stopped at a read error after {r.n_complete} packets ({r.demux_error.strerror})")
+    if header_frames > r.n_complete:
+        notes.append(f"header announces {header_frames} frames, {r.n_complete} are present")
+    elif r.n_packets > r.n_complete:
+        notes.append(
+            f"{r.n_packets - r.n_complete} packet(s) incomplete (cut by the end of the file or flagged corrupt)"
+        )
     if notes:
-        out["error"] = f"Truncated: {'; '.join(notes)}; num_frames counts the {n_complete} frames present"
+        out["error"] = f"Truncated: {'; '.join(notes)}; num_frames counts the {n_frames} frames present"
+    if leading:
+        note = f"StartsMidGOP: the {leading} packets before the first keyframe do not decode; num_frames excludes them"
+        out["error"] = f"{out['error']}; {note}" if out["error"] else note
 
 
 def _main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:

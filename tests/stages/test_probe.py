@@ -120,7 +120,10 @@ def test_synthetic_facts(corpus, probed):
     vfr = probed["edge/vfr.mkv"]
     assert vfr["fps_variable"] is True and vfr["fps"] == pytest.approx(18.0, rel=0.05)  # 3/4 of 24
     assert not any(r["fps_variable"] for rel, r in probed.items() if r["status"] == "ok" and rel != "edge/vfr.mkv")
-    for rel in ("good/vp9.webm", "good/h264.mkv", "edge/vfr.mkv", "good/mpeg4.avi"):
+    mid_gop = probed["edge/cut_mid_gop.ts"]
+    assert mid_gop["container"] == "mpegts" and 0 < mid_gop["num_frames"] < 96
+    assert mid_gop["duration_s"] == pytest.approx(mid_gop["num_frames"] / 24)
+    for rel in ("good/vp9.webm", "good/h264.mkv", "edge/vfr.mkv", "good/mpeg4.avi", "edge/cut_mid_gop.ts"):
         assert probed[rel]["num_frames"] == decodable_frames(root / rel), rel
 
 
@@ -178,6 +181,10 @@ def test_carries_ingest_columns(bikes):
     spans = [{"start_s": 1.0, "end_s": 2.0, "caption": "bikes"}]
     row = probe({"path": str(bikes), "original_caption": "people ride bikes", "spans": spans, "input_error": None})
     assert row["original_caption"] == "people ride bikes" and row["spans"] == spans
+    # rows read back from Arrow inside Ray carry list columns as numpy object arrays
+    row = probe({"path": str(bikes), "spans": np.array(spans, dtype=object)})
+    assert row["spans"] == spans
+    assert probe({"path": str(bikes), "spans": np.array([], dtype=object)})["spans"] is None
 
 
 def test_never_raises(tmp_path: Path):
