@@ -16,8 +16,8 @@ Planning rules, in source frames (``fps`` is the video row's frame rate):
    ``max_s`` and as long as possible, and no frame is lost. The pieces are at least ``max_s / 2``
    long, so with ``min_s <= max_s / 2`` (the defaults: 2 and 10) they are always kept. When
    ``min_s > max_s / 2`` and equal pieces would fall under ``min_s``, the shot is instead cut into
-   ``floor(L / max_frames)`` pieces of exactly ``max_s`` from its start, and the remainder becomes a
-   ``duration_short`` row.
+   ``floor(L / max_frames)`` pieces of exactly ``max_s`` from its start, and the remainder (then
+   always shorter than ``min_s``) becomes a ``duration_short`` row.
 
 Every frame of every (trimmed) shot is in exactly one row, kept or dropped, so the clip table accounts
 for the whole video.
@@ -186,6 +186,7 @@ class _ClipWriter:
         self.tmp = final.with_name(f".{final.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.mp4")
         self.container = None
         self.stream = None
+        self.tb: Fraction | None = None
         self.src_rate, self.src_tb = src_rate, src_tb
         self.t0: int | None = None  # first source pts: output timestamps start at 0
         self.out_rate = Fraction(cfg.fps).limit_denominator(100_000) if cfg.fps else None
@@ -200,12 +201,13 @@ class _ClipWriter:
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
         # fps mode numbers output frames 0, 1, 2... at the new rate; otherwise source timing is kept
         # (shifted to start at 0), which also preserves variable frame rates
-        self.stream.time_base = Fraction(1, 1) / rate if self.out_rate else self.src_tb
-        self.stream.codec_context.time_base = self.stream.time_base
+        self.tb = Fraction(1, 1) / rate if self.out_rate else self.src_tb
+        self.stream.time_base = self.stream.codec_context.time_base = self.tb
 
     def _encode(self, frame: av.VideoFrame, pts: int) -> None:
         frame.pts = pts
-        frame.time_base = self.stream.time_base
+        # the codec's time base, not the stream's: the muxer may change the stream's on its header
+        frame.time_base = self.tb
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.emitted += 1
@@ -358,6 +360,7 @@ def cut_clips(
                 if size is None:
                     h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
                     size = output_size(w0, h0, cfg.short_side)
+                src_pts = frame.pts  # read before encoders restamp the frame (out may be the same object)
                 out = _prepare(frame, rotation, size)
                 for r in list(active):
                     if r["clip_id"] in done:
@@ -365,7 +368,7 @@ def cut_clips(
                         continue
                     w = writers[r["clip_id"]]
                     try:
-                        w.add(i, out, frame.pts)
+                        w.add(i, out, src_pts)
                         if i + 1 >= w.end:
                             w.finish()
                             writers.pop(r["clip_id"])
