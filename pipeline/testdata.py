@@ -16,6 +16,7 @@ expectations that the probe alone cannot know live in two constants next to it:
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -100,6 +101,8 @@ def make_video(
             stream.options = {"deadline": "realtime", "cpu-used": "8"}
         elif codec == "libx264":
             stream.options = {"preset": "veryfast"}
+        elif codec == "libsvtav1":
+            os.environ.setdefault("SVT_LOG", "1")  # errors only: SVT-AV1 prints a banner per encoder otherwise
         if rotation:
             stream.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
         if gop:
@@ -179,7 +182,7 @@ def make_mixed_corpus(root: Path) -> dict[str, str]:
 
     The statuses are what ``stages.probe.probe`` must return; see ``MIXED_CORPUS_DUPLICATES`` /
     ``expected_pipeline_status`` for the duplicate the driver marks, ``MIXED_CORPUS_ERROR_TYPES`` for the
-    error types. Good: H.264 .mp4 (shapes), a byte-identical copy of it, VP9 .webm, H.264 .mkv with AAC
+    error types. Good: H.264 .mp4 (shapes), a byte-identical copy of it, VP9 .webm, AV1 .mkv, H.264 .mkv with AAC
     audio, MPEG-4 Part 2 .mov and .avi, "plage été 1.mp4" (spaces and non-ASCII), a copy of the real
     bikes.mp4. Edge (still ok): a 1-frame video, a video rotated 90° by its display matrix, a
     variable-frame-rate .mkv, a faststart MP4 cut at 2/3 (first frames readable; num_frames = frames
@@ -198,6 +201,7 @@ def make_mixed_corpus(root: Path) -> dict[str, str]:
 
     good("good/h264.mp4", pattern="shapes")
     good("good/vp9.webm", codec="libvpx-vp9", pattern="gradient")
+    good("good/av1.mkv", codec="libsvtav1", pattern="shapes")  # decord cannot open AV1: readers must fall back
     good("good/h264.mkv", pattern="shapes", audio=True)
     good("good/mpeg4.mov", codec="mpeg4", pattern="gradient")
     good("good/mpeg4.avi", codec="mpeg4", pattern="shapes", frames=24)

@@ -244,7 +244,8 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise ProbeError("NoVideoStream", f"no video stream (streams: {', '.join(kinds)})")
     cc = stream.codec_context
-    out.update(codec=cc.name, pix_fmt=cc.pix_fmt, width=cc.width or None, height=cc.height or None)
+    # canonical codec name ("av1"), not the decoder implementation ("libdav1d")
+    out.update(codec=cc.codec.canonical_name, pix_fmt=cc.pix_fmt, width=cc.width or None, height=cc.height or None)
     out["rotation"] = _rotation_from_tag(stream.metadata.get("rotate"))
     # Only this stream's packets are read into Python; one thread: the decoder is used for one frame only.
     for s in container.streams:

@@ -109,6 +109,7 @@ def test_synthetic_facts(corpus, probed):
     root, _ = corpus
     assert probed["good/vp9.webm"]["codec"] == "vp9"
     assert probed["good/vp9.webm"]["container"] == "matroska,webm"
+    assert probed["good/av1.mkv"]["codec"] == "av1"  # the codec, not the decoder (libdav1d)
     assert probed["good/mpeg4.avi"]["container"] == "avi" and probed["good/mpeg4.avi"]["num_frames"] == 24
     assert probed["good/h264.mkv"]["has_audio"] is True and probed["good/h264.mkv"]["num_frames"] == 48
     assert probed["good/h264.mp4"]["has_audio"] is False
@@ -123,7 +124,14 @@ def test_synthetic_facts(corpus, probed):
     mid_gop = probed["edge/cut_mid_gop.ts"]
     assert mid_gop["container"] == "mpegts" and 0 < mid_gop["num_frames"] < 96
     assert mid_gop["duration_s"] == pytest.approx(mid_gop["num_frames"] / 24)
-    for rel in ("good/vp9.webm", "good/h264.mkv", "edge/vfr.mkv", "good/mpeg4.avi", "edge/cut_mid_gop.ts"):
+    for rel in (
+        "good/vp9.webm",
+        "good/av1.mkv",
+        "good/h264.mkv",
+        "edge/vfr.mkv",
+        "good/mpeg4.avi",
+        "edge/cut_mid_gop.ts",
+    ):
         assert probed[rel]["num_frames"] == decodable_frames(root / rel), rel
 
 
