@@ -1,0 +1,381 @@
+"""CPU scores: motion, technical quality, burned-in text and a perceptual hash, from ONE decode per clip.
+
+Every clip (kept or not) gets these scores; the filters (stages/filters.py) and dedup (stages/dedup.py)
+only read them, so thresholds can be re-tuned later without decoding again.
+
+What is sampled: ``num_samples`` *anchor* frames at the relative times (i + 0.5) / n of the clip, each with a
+*partner* frame ``pair_gap_s`` later (the pair used for optical flow and for the frozen-frame test). Anchors and
+partners are read in a single ``stages.frames.read_frames`` call at ``size`` px on the shorter side, and every
+score below is computed from that one array:
+
+- ``motion``: mean optical-flow magnitude (OpenCV DIS or Farneback) over the flow pairs, in *fractions of the
+  frame diagonal per second*. Dividing by the diagonal removes the resolution, dividing by the pair's real time
+  gap removes the fps (the pair gap is a fixed time, not a fixed frame count, so 25 and 50 fps copies of one shot
+  compare the same displacement).
+- ``frozen_frac``: fraction of flow pairs whose mean absolute luma difference is below ``frozen_diff`` grey
+  levels: frozen video, slideshows, still images padded to video.
+- ``sharpness``: variance of the Laplacian of the luma at the fixed analysis resolution, median over anchors.
+- ``luma_mean`` (0..1), ``luma_under_frac`` / ``luma_over_frac`` (pixels below / above the black / white
+  clip levels), ``black_frac``: fraction of anchors that are black or blank (almost uniform).
+- ``text_area``: fraction of the frame area covered by text boxes from the PP-OCRv4 *detection* model shipped in
+  rapidocr-onnxruntime (no recognition), max over ``text_frames`` anchors; area, not box count, so one large
+  watermark counts more than a few tiny credits.
+- ``phash``: one 64-bit DCT perceptual hash per anchor (stored as signed int64, two's complement of the hash),
+  the dedup signature. Anchors sit at relative times, so a re-encoded / resized / retimed copy hashes the same
+  moments.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+# The columns this stage writes, in order (see SCORE_COLUMNS_SCHEMA in the report / pipeline/schema.py).
+FLOAT_COLUMNS = (
+    "motion",
+    "frozen_frac",
+    "sharpness",
+    "luma_mean",
+    "luma_under_frac",
+    "luma_over_frac",
+    "black_frac",
+    "text_area",
+)
+OUTPUT_COLUMNS = ("clip_id", *FLOAT_COLUMNS, "phash", "frames_decoded", "scores_s", "error_scores")
+
+
+@dataclass
+class CpuScoresConfig:
+    """Settings of the CPU scorer. Defaults are what the default pipeline uses.
+
+    root: dataset directory OUT; clip_path values are relative to it (None: clip_path is used as given).
+    """
+
+    root: str | None = None
+    # 8 anchors x (anchor + flow partner) = 16 frames: enough for stable medians on clips of 2-10 s, cheap to decode.
+    num_samples: int = 8
+    # analysis resolution (shorter side, px). Sharpness depends on it, so it is fixed for the whole dataset.
+    size: int = 224
+    # time between the two frames of a flow pair; 1/12.5 s is 2 frames at 25 fps and 1 at 12.5 fps.
+    pair_gap_s: float = 0.08
+    flow: str = "farneback"  # "farneback" | "dis"
+    # mean |delta luma| (0..255) under which two frames count as identical: H.264 re-encodes of a repeated
+    # frame differ by < 0.3 levels, a static tripod shot with sensor noise by ~1-3.
+    frozen_diff: float = 0.5
+    under_luma: float = 16 / 255  # studio-swing black; pixels below count as crushed
+    over_luma: float = 250 / 255  # pixels above count as blown out
+    black_luma: float = 0.06  # a frame with mean luma below this is black
+    blank_std: float = 0.02  # ... or with luma std below this (uniform colour card)
+    text_frames: int = 4  # anchors sent to the text detector (burned-in text persists over the clip)
+    # shorter side the detector sees: 320 px finds caption lines >= ~2.5 % of the frame height (a small subtitle
+    # font) at a quarter of the cost of RapidOCR's 736; higher also fires more on bokeh and foliage.
+    text_det_side: int = 320
+    det_model_path: str | None = None  # default: ch_PP-OCRv4_det_infer.onnx shipped in rapidocr-onnxruntime
+    ocr_threads: int = 1  # onnxruntime intra-op threads: one Ray actor per CPU
+    backend: str = "auto"  # stages.frames.read_frames backend
+
+
+# --------------------------------------------------------------------------------------------------------------
+# pure scoring functions (frames in, numbers out): unit-testable without video files
+
+
+def to_luma(frames: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB -> (N, H, W) uint8 luma (BT.601, what cv2 uses)."""
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+
+
+def resize_short(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize frames (N, H, W[, C]) so the shorter side is ``size`` (no-op when it already is)."""
+    h, w = frames.shape[1:3]
+    if min(h, w) == size:
+        return frames
+    scale = size / min(h, w)
+    dsize = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, dsize, interpolation=interp) for f in frames])
+
+
+def motion_scores(
+    first: np.ndarray, second: np.ndarray, gap_s: float, *, flow: str = "farneback", frozen_diff: float = 0.5
+) -> tuple[float, float]:
+    """Motion of flow pairs: (mean flow in frame diagonals per second, fraction of frozen pairs).
+
+    first, second: (P, H, W) uint8 luma, pair i = (first[i], second[i]) taken ``gap_s`` seconds apart.
+    """
+    if len(first) == 0 or gap_s <= 0:
+        raise ValueError("motion needs at least one frame pair with a positive time gap")
+    h, w = first.shape[1:3]
+    diag = math.hypot(h, w)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if flow == "dis" else None
+    mags, frozen = [], 0
+    for a, b in zip(first, second, strict=True):
+        if float(np.mean(cv2.absdiff(a, b))) < frozen_diff:
+            frozen += 1
+            mags.append(0.0)
+            continue
+        if dis is not None:
+            f = dis.calc(a, b, None)
+        elif flow == "farneback":
+            f = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        else:
+            raise ValueError(f"unknown flow method {flow!r}; use 'farneback' or 'dis'")
+        mags.append(float(np.mean(np.linalg.norm(f, axis=-1))))
+    return float(np.mean(mags)) / diag / gap_s, frozen / len(first)
+
+
+def sharpness(luma: np.ndarray) -> float:
+    """Median over frames of the variance of the Laplacian (luma at the analysis resolution)."""
+    return float(np.median([cv2.Laplacian(f, cv2.CV_64F).var() for f in luma]))
+
+
+def exposure_scores(
+    luma: np.ndarray,
+    *,
+    under_luma: float = 16 / 255,
+    over_luma: float = 250 / 255,
+    black_luma: float = 0.06,
+    blank_std: float = 0.02,
+) -> dict[str, float]:
+    """Exposure of (N, H, W) uint8 luma: mean luma, crushed / blown pixel fractions, black-or-blank frame fraction."""
+    y = luma.astype(np.float32) / 255.0
+    per_mean = y.mean(axis=(1, 2))
+    per_std = y.std(axis=(1, 2))
+    return {
+        "luma_mean": float(per_mean.mean()),
+        "luma_under_frac": float((y < under_luma).mean()),
+        "luma_over_frac": float((y > over_luma).mean()),
+        "black_frac": float(((per_mean < black_luma) | (per_std < blank_std)).mean()),
+    }
+
+
+def phash64(luma: np.ndarray) -> int:
+    """64-bit DCT perceptual hash of one luma frame, as a signed int64 (same bits as the unsigned hash).
+
+    Same recipe as imagehash.phash: 32x32 area-resized grey, 2-D DCT, the 8x8 lowest frequencies against their
+    median. Robust to re-encoding, resizing and small crops; changes with content.
+    """
+    small = cv2.resize(luma, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8]
+    bits = (low > np.median(low)).flatten()
+    value = int(np.packbits(bits).view(">u8")[0])
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+class TextDetector:
+    """The PP-OCRv4 text DETECTION model shipped in rapidocr-onnxruntime, run alone (no recognition).
+
+    Uses the package's own ``TextDetector`` (DB pre/post-processing + onnxruntime session) with the package's
+    config.yaml ``Det`` section, so thresholds match RapidOCR's defaults.
+    """
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        det_side: int = 320,
+        threads: int = 1,
+        min_aspect: float = 1.5,
+        max_line_height: float = 0.25,
+    ):
+        import rapidocr_onnxruntime
+        import yaml
+        from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as _RapidDet
+
+        pkg = Path(rapidocr_onnxruntime.__file__).parent
+        cfg = yaml.safe_load((pkg / "config.yaml").read_text())["Det"]
+        cfg["model_path"] = str(model_path or pkg / cfg["model_path"])
+        if not Path(cfg["model_path"]).is_file():
+            raise FileNotFoundError(
+                f"PP-OCR detection model not found at {cfg['model_path']}; it ships in rapidocr-onnxruntime "
+                "(pip install rapidocr-onnxruntime) or set det_model_path to a ch_PP-OCR*_det_infer.onnx file"
+            )
+        # "min" + det_side: the detector always sees det_side px on the shorter side, whatever the frame size,
+        # so small subtitles are found in small frames and large frames are not upscaled to 736 (the default).
+        cfg.update(limit_type="min", limit_side_len=det_side, intra_op_num_threads=threads, inter_op_num_threads=1)
+        self.model_path = cfg["model_path"]
+        self.min_aspect, self.max_line_height = min_aspect, max_line_height
+        self._det = _RapidDet(cfg)
+
+    def boxes(self, rgb: np.ndarray) -> np.ndarray:
+        """Text-line boxes (K, 4, 2) int32 in the frame's pixel coordinates.
+
+        Runs the package detector's own pre-process / onnx session / DB post-process (box_thresh etc. from its
+        config.yaml), then keeps only boxes shaped like horizontal text lines (width >= min_aspect x height,
+        height <= max_line_height x the shorter frame side): DB also fires on bokeh highlights and faces (measured
+        on bikes.mp4 and transnet_test), whose boxes are near-square or upright. Vertical CJK text is not counted.
+        """
+        h, w = rgb.shape[:2]
+        pre = self._det.get_preprocess(max(h, w))(np.ascontiguousarray(rgb[..., ::-1]))  # PP-OCR expects BGR
+        if pre is None:
+            return np.zeros((0, 4, 2), np.int32)
+        boxes, _ = self._det.postprocess_op(self._det.infer(pre)[0], (h, w))
+        keep = []
+        for box in boxes:
+            bw, bh = np.ptp(box[:, 0]), np.ptp(box[:, 1])
+            # Horizontal lines only: a face or a lamp is a near-square or upright box (measured on transnet_test).
+            if bh > 0 and bw / bh >= self.min_aspect and bh <= self.max_line_height * min(h, w):
+                keep.append(box)
+        return np.array(keep, np.int32).reshape(-1, 4, 2)
+
+    def area_fraction(self, rgb: np.ndarray) -> float:
+        """Fraction of the frame covered by the union of detected text boxes (overlaps counted once)."""
+        boxes = self.boxes(rgb)
+        if len(boxes) == 0:
+            return 0.0
+        mask = np.zeros(rgb.shape[:2], np.uint8)
+        cv2.fillPoly(mask, list(boxes), 1)
+        return float(mask.mean())
+
+
+def sample_plan(num_frames: int, fps: float, num_samples: int, pair_gap_s: float) -> tuple[list[int], list[int]]:
+    """Anchor and flow-partner frame indices: anchors at relative times (i + 0.5) / n, partners gap frames later.
+
+    The gap is ``round(fps * pair_gap_s)`` frames (>= 1); anchors near the end move back so their partner exists.
+    A one-frame clip has no partner (empty partner list).
+    """
+    if num_frames < 1:
+        raise ValueError(f"clip has no frames (num_frames={num_frames})")
+    gap = max(1, round(fps * pair_gap_s))
+    n = min(num_samples, num_frames)
+    anchors = [min(int((i + 0.5) * num_frames / n), num_frames - 1) for i in range(n)]
+    if num_frames <= gap:
+        return anchors, []
+    anchors = [min(a, num_frames - 1 - gap) for a in anchors]
+    return anchors, [a + gap for a in anchors]
+
+
+def score_frames(
+    anchors: np.ndarray,
+    partners: np.ndarray | None,
+    gap_s: float,
+    cfg: CpuScoresConfig,
+    detector: TextDetector | None,
+) -> dict[str, Any]:
+    """All CPU scores from already-decoded frames (RGB uint8): anchors (N, H, W, 3), partners (N, H, W, 3) or None.
+
+    Frames are brought to the analysis resolution first, so scores do not depend on the decode size.
+    Motion and frozen_frac are None when there are no partners (a clip shorter than the pair gap).
+    """
+    anchors = resize_short(anchors, cfg.size)
+    luma = to_luma(anchors)
+    out: dict[str, Any] = {"motion": None, "frozen_frac": None}
+    if partners is not None and len(partners):
+        out["motion"], out["frozen_frac"] = motion_scores(
+            luma, to_luma(resize_short(partners, cfg.size)), gap_s, flow=cfg.flow, frozen_diff=cfg.frozen_diff
+        )
+    out["sharpness"] = sharpness(luma)
+    out.update(
+        exposure_scores(
+            luma,
+            under_luma=cfg.under_luma,
+            over_luma=cfg.over_luma,
+            black_luma=cfg.black_luma,
+            blank_std=cfg.blank_std,
+        )
+    )
+    if detector is not None:
+        pick = np.unique(np.linspace(0, len(anchors) - 1, min(cfg.text_frames, len(anchors))).round().astype(int))
+        out["text_area"] = max(detector.area_fraction(anchors[i]) for i in pick)
+    else:
+        out["text_area"] = None
+    out["phash"] = [phash64(f) for f in luma]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the Ray stage
+
+
+def _num(batch: dict[str, np.ndarray], name: str, i: int) -> float | None:
+    if name not in batch:
+        return None
+    v = batch[name][i]
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+class CpuScorer:
+    """Decodes each clip once (anchors + flow partners, low resolution) and computes every CPU score from it.
+
+    Reads: clip_id, clip_path (relative to OUT), and when present num_frames, fps (else probed from the file)
+    Writes: motion, frozen_frac, sharpness, luma_mean, luma_under_frac, luma_over_frac, black_frac, text_area,
+            phash (list<int64>), frames_decoded, scores_s, error_scores
+    Reasons: none (scores only; stages/filters.py turns them into drop reasons)
+
+    A clip that fails (missing file, undecodable, ...) gets ``error_scores = "error_scores:<Type>: message"`` and
+    null scores, never zeros. A row without clip_path (not cut upstream) gets null scores and no error.
+    """
+
+    def __init__(self, cfg: CpuScoresConfig | None = None, root: str | os.PathLike | None = None):
+        self.cfg = cfg or CpuScoresConfig()
+        root = root if root is not None else self.cfg.root
+        self.root = Path(root) if root is not None else None
+        # The OCR session is the only model here: load it once per actor.
+        self.detector = TextDetector(
+            self.cfg.det_model_path, det_side=self.cfg.text_det_side, threads=self.cfg.ocr_threads
+        )
+
+    def score_clip(self, path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None) -> dict:
+        """Scores of one clip file, plus frames_decoded (frames returned by the single read_frames call)."""
+        from stages.frames import read_frames, video_meta
+
+        if not num_frames or not fps:
+            meta = video_meta(path)
+            num_frames, fps = int(meta["num_frames"]), float(meta["fps"])
+        anchors, partners = sample_plan(int(num_frames), float(fps), self.cfg.num_samples, self.cfg.pair_gap_s)
+        wanted = sorted(set(anchors) | set(partners))
+        frames = read_frames(path, wanted, size=self.cfg.size, backend=self.cfg.backend)
+        if len(frames) != len(wanted):
+            raise RuntimeError(f"read_frames returned {len(frames)} frames for {len(wanted)} indices")
+        pos = {idx: k for k, idx in enumerate(wanted)}
+        a = frames[[pos[i] for i in anchors]]
+        p = frames[[pos[i] for i in partners]] if partners else None
+        gap_s = (partners[0] - anchors[0]) / fps if partners else 0.0
+        out = score_frames(a, p, gap_s, self.cfg, self.detector)
+        out["frames_decoded"] = len(frames)
+        return out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import time
+
+        n = len(batch["clip_id"])
+        rows: list[dict[str, Any]] = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            rel = batch["clip_path"][i] if "clip_path" in batch else None
+            row: dict[str, Any] = {}
+            if rel is not None and not (isinstance(rel, float) and math.isnan(rel)):
+                path = self.root / str(rel) if self.root is not None else Path(str(rel))
+                nf = _num(batch, "num_frames", i)
+                try:
+                    row = self.score_clip(path, int(nf) if nf else None, _num(batch, "fps", i))
+                except Exception as e:  # errors are data: one bad clip must not stop the run
+                    msg = str(e).replace("\n", " ")[:500]
+                    row = {"error_scores": f"error_scores:{type(e).__name__}: {msg}"}
+            row["scores_s"] = time.perf_counter() - t0
+            rows.append(row)
+        out: dict[str, np.ndarray] = {"clip_id": np.asarray(batch["clip_id"])}
+        # Object columns holding None: Arrow gets a real null ("not computed"), never a NaN or 0 that would read
+        # as a score. Ray turns them into double / list<int64> columns; the store casts to the schema.
+        for c in FLOAT_COLUMNS:
+            out[c] = _object_column([None if r.get(c) is None else float(r[c]) for r in rows])
+        out["phash"] = _object_column([r.get("phash") for r in rows])
+        out["frames_decoded"] = np.array([r.get("frames_decoded", 0) for r in rows], dtype=np.int32)
+        out["scores_s"] = np.array([r["scores_s"] for r in rows], dtype=np.float32)
+        out["error_scores"] = _object_column([r.get("error_scores") for r in rows])
+        return out
+
+
+def _object_column(values: list) -> np.ndarray:
+    """A 1-D object array (np.array would turn equal-length lists into a 2-D array)."""
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr

@@ -1,0 +1,193 @@
+"""Dataset-wide deduplication of clips by their perceptual-hash signatures (plus, optionally, CLIP embeddings).
+
+Signature: the ``phash`` column written by stages/cpu_scores.py, one 64-bit DCT pHash per anchor frame taken at
+fixed *relative* times of the clip, so a re-encoded, resized, retimed or slightly cropped copy hashes the same
+moments. Two clips are
+
+- exact duplicates when their signatures are identical (same decoded content at every anchor), and
+- near duplicates when the mean per-frame Hamming distance of their signatures is <= ``max_hamming`` bits
+  (measured on bikes.mp4 shots: re-encoded half-res/half-fps copies 1.5-7.5 bits, 8 %-cropped copies 6-9.5,
+  different shots 29-33, i.e. ~32 for unrelated content).
+
+Index: locality-sensitive banding in DuckDB. Each anchor hash is split into ``64 / band_bits`` bands; clips that
+share (anchor position, band, band value) become candidate pairs, which are then verified with the full
+signature distance. A pair within d bits on one anchor shares a band there whenever d < 64 / band_bits
+(pigeonhole), and with 8 anchors per clip near copies almost always collide somewhere (recall measured in
+bench/scores_bench.py). DuckDB runs the self-join out of core and in parallel; 16-bit bands keep random
+collisions at ~n^2 * anchors * bands / 65536 pairs. Band values shared by more than ``max_bucket`` clips
+(uninformative hashes, e.g. flat frames) are not used for candidates.
+
+Groups are the connected components of the duplicate graph (so near-duplicate chains A~B~C form one group, the
+usual single-link behaviour). In each group one clip is kept by the rule in ``quality_key``.
+
+Known limits: a clip that is a sub-span of another (or shifted by more than ~0.2 s) hashes different moments and
+is not found; mirrored copies are not found.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+DUPLICATE = "duplicate"
+
+
+@dataclass
+class DedupConfig:
+    """Dedup settings.
+
+    max_hamming: mean per-anchor Hamming distance (bits of 64) at or below which two signatures are near
+        duplicates. 12 sits between the worst measured copy (9.5, an 8 % crop) and unrelated clips (~29-33).
+    band_bits: bits per LSH band (64 / band_bits bands per anchor). 16 balances recall and candidate volume up to
+        ~1M clips; use 32 for much larger sets (fewer random collisions, lower recall at large distances).
+    max_bucket: band values shared by more clips than this are skipped as candidate keys (they carry no
+        information and would make the self-join quadratic). Exact duplicates are grouped separately and are
+        never affected.
+    min_cosine: when set and both clips have a ``clip_embedding``, a near-duplicate pair must also have cosine
+        similarity >= min_cosine (CLIP confirms the hash match; pairs lacking embeddings use the hash alone).
+    threads: DuckDB threads (None: DuckDB's default, all cores).
+    """
+
+    max_hamming: float = 12.0
+    band_bits: int = 16
+    max_bucket: int = 2000
+    min_cosine: float | None = None
+    threads: int | None = None
+
+
+def quality_key(row: dict[str, Any]) -> tuple:
+    """Sort key of a clip inside a duplicate group; the smallest key is kept.
+
+    Rule: more pixels (width x height), then longer duration, then higher aesthetic, then higher sharpness,
+    then the lowest clip_id (a total order, so the result does not depend on row order). Null values rank last.
+    """
+
+    def num(name: str) -> float:
+        v = row.get(name)
+        return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    w, h = num("width"), num("height")
+    pixels = w * h if w > 0 and h > 0 else -math.inf
+    return (-pixels, -num("duration_s"), -num("aesthetic"), -num("sharpness"), str(row["clip_id"]))
+
+
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """Exact-duplicate groups and verified near-duplicate pairs, as row numbers of ``table``.
+
+    Returns (exact_groups, near_pairs): each exact group lists >= 2 rows with identical signatures; near pairs
+    join one representative row of distinct signatures. Rows with a null or empty phash are ignored.
+    """
+    import duckdb
+
+    cfg = cfg or DedupConfig()
+    if 64 % cfg.band_bits or not 1 <= cfg.band_bits <= 64:
+        raise ValueError(f"band_bits must divide 64, got {cfg.band_bits}")
+    cols = {"i": pa.array(range(table.num_rows), pa.int64()), "phash": table["phash"].cast(pa.list_(pa.int64()))}
+    use_emb = cfg.min_cosine is not None and "clip_embedding" in table.column_names
+    if use_emb:
+        cols["emb"] = table["clip_embedding"].cast(pa.list_(pa.float32()))
+    sigs = pa.table(cols)
+
+    con = duckdb.connect()
+    try:
+        if cfg.threads:
+            con.execute(f"SET threads = {int(cfg.threads)}")
+        con.register("sigs", sigs)
+        con.execute("CREATE TEMP TABLE s AS SELECT * FROM sigs WHERE phash IS NOT NULL AND len(phash) > 0")
+        exact = [
+            sorted(r[0]) for r in con.execute("SELECT list(i) FROM s GROUP BY phash HAVING count(*) > 1").fetchall()
+        ]
+        # One representative per distinct signature: the near-duplicate search runs on those only.
+        con.execute(
+            "CREATE TEMP TABLE reps AS SELECT min(i) AS i, phash"
+            + (", any_value(emb) AS emb" if use_emb else "")
+            + " FROM s GROUP BY phash"
+        )
+        nb, bits = 64 // cfg.band_bits, cfg.band_bits
+        band = "h" if bits == 64 else f"(h >> (b * {bits})) & {(1 << bits) - 1}"
+        con.execute(
+            f"""
+            CREATE TEMP TABLE keys AS
+            WITH fr AS (SELECT i, len(phash) AS n, generate_subscripts(phash, 1) AS f, unnest(phash) AS h FROM reps),
+                 bands AS (SELECT i, n, f, b, {band} AS v FROM fr, range({nb}) t(b))
+            SELECT i, n, f, b, v FROM bands
+            QUALIFY count(*) OVER (PARTITION BY n, f, b, v) BETWEEN 2 AND {int(cfg.max_bucket)}
+            """
+        )
+        emb_cond = ""
+        if use_emb:
+            cosine = f"list_cosine_similarity(ra.emb, rb.emb) >= {float(cfg.min_cosine)}"
+            emb_cond = f" AND (ra.emb IS NULL OR rb.emb IS NULL OR {cosine})"
+        near = con.execute(
+            f"""
+            WITH cand AS (
+                SELECT DISTINCT a.i AS x, c.i AS y FROM keys a JOIN keys c
+                ON a.n = c.n AND a.f = c.f AND a.b = c.b AND a.v = c.v AND a.i < c.i)
+            SELECT x, y FROM cand JOIN reps ra ON ra.i = cand.x JOIN reps rb ON rb.i = cand.y
+            WHERE list_avg(list_transform(list_zip(ra.phash, rb.phash), lambda z: bit_count(xor(z[1], z[2]))))
+                  <= {float(cfg.max_hamming)}{emb_cond}
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    return exact, [(int(x), int(y)) for x, y in near]
+
+
+def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str, str]:
+    """Map each dropped duplicate clip_id to the clip_id it duplicates (the kept copy of its group).
+
+    Reads: clip_id, phash (list<int64>), and for choosing the kept copy width, height, duration_s, aesthetic,
+           sharpness (all optional); clip_embedding when cfg.min_cosine is set
+    Writes: nothing (returns the mapping; the pipeline sets drop_reason = "duplicate" and duplicate_of)
+    Reasons: duplicate
+
+    Input: the candidate rows that passed the other filters, from the whole dataset (not one video).
+    Deterministic regardless of row order: groups are connected components and the kept copy is the minimum of
+    a total order (``quality_key``).
+    """
+    cfg = cfg or DedupConfig()
+    if table.num_rows == 0:
+        return {}
+    exact, near = duplicate_pairs(table, cfg)
+    uf = _UnionFind(table.num_rows)
+    for group in exact:
+        for j in group[1:]:
+            uf.union(group[0], j)
+    for x, y in near:
+        uf.union(x, y)
+    members: dict[int, list[int]] = {}
+    for i in {i for g in exact for i in g} | {i for p in near for i in p}:
+        members.setdefault(uf.find(i), []).append(i)
+    wanted = [
+        c for c in ("clip_id", "width", "height", "duration_s", "aesthetic", "sharpness") if c in table.column_names
+    ]
+    info = table.select(wanted)
+    out: dict[str, str] = {}
+    for rows in members.values():
+        if len(rows) < 2:
+            continue
+        recs = [info.slice(i, 1).to_pylist()[0] for i in rows]
+        best = min(recs, key=quality_key)
+        for r in recs:
+            if r["clip_id"] != best["clip_id"]:
+                out[str(r["clip_id"])] = str(best["clip_id"])
+    return out

@@ -1,0 +1,206 @@
+"""Filters: turn stored scores into one drop reason per clip (or None = keep), without decoding anything.
+
+The same rule list drives ``Filters.check`` (one row, used inside the pipeline) and ``apply_filters`` (a whole
+pyarrow table, vectorised; used by ``clipforge refilter OUT --config NEW`` to re-tune thresholds from stored
+scores), so the two can never disagree.
+
+Rule order (first failing reason wins) and why it is this order:
+
+1. ``duration_short``, ``resolution_low``: clip metadata, true whatever the scorers said.
+2. ``error_scores``: the CPU scorer failed, so no score-based reason is trustworthy; the exception is in the
+   ``error_scores`` column. A failure never reads as a low score.
+3. ``quality_black`` before ``quality_dark`` before ``quality_overexposed`` before ``quality_blurry``: a black or
+   badly exposed frame also has little Laplacian energy and weak optical flow, so blur and motion are only
+   meaningful once exposure is fine (a darkened copy of a sharp shot must say ``quality_dark``, not
+   ``quality_blurry``; measured on bikes.mp4: darkening to 25 % cuts the Laplacian variance ~10x).
+4. ``motion_static`` (frozen frames or too little flow), ``motion_jitter`` (too much flow).
+5. ``text_burned_in``.
+6. ``error_clip_scores``, ``aesthetic_low``: the CLIP stage (optional; all-null when disabled).
+
+Null scores (stage disabled, clip too short for a flow pair, ...) never reject. Any threshold set to None
+disables its rule. ``duplicate`` is set afterwards by stages/dedup.py on the rows this module keeps.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DURATION_SHORT = "duration_short"
+RESOLUTION_LOW = "resolution_low"
+ERROR_SCORES = "error_scores"
+QUALITY_BLACK = "quality_black"
+QUALITY_DARK = "quality_dark"
+QUALITY_OVEREXPOSED = "quality_overexposed"
+QUALITY_BLURRY = "quality_blurry"
+MOTION_STATIC = "motion_static"
+MOTION_JITTER = "motion_jitter"
+TEXT_BURNED_IN = "text_burned_in"
+ERROR_CLIP_SCORES = "error_clip_scores"
+AESTHETIC_LOW = "aesthetic_low"
+DUPLICATE = "duplicate"  # set by stages/dedup.py
+
+REASONS = (
+    DURATION_SHORT,
+    RESOLUTION_LOW,
+    ERROR_SCORES,
+    QUALITY_BLACK,
+    QUALITY_DARK,
+    QUALITY_OVEREXPOSED,
+    QUALITY_BLURRY,
+    MOTION_STATIC,
+    MOTION_JITTER,
+    TEXT_BURNED_IN,
+    ERROR_CLIP_SCORES,
+    AESTHETIC_LOW,
+    DUPLICATE,
+)
+
+
+@dataclass
+class FiltersConfig:
+    """Drop thresholds. None disables a rule. Scores are defined in stages/cpu_scores.py and stages/clip_scores.py.
+
+    The "measured" figures are from the real sample footage (bikes.mp4 shots, bigbuckbunny, carphone,
+    transnet_test) and synthetic defects of it, scored with the default CpuScoresConfig (224 px analysis).
+    """
+
+    # Shorter clips give the model too little motion to learn from; most T2V sets use 1-2 s minimum.
+    min_duration_s: float | None = 1.0
+    # Shorter side in px. 128 suits the small DiT this repo trains (<= 128 px); use 360-720 for a real model.
+    # NB the transnet_test demo video is 160x90: a demo config over it needs min_short_side <= 90.
+    min_short_side: int | None = 128
+    # Fraction of frame diagonal per second. Real handheld/tripod shots measured 0.019-0.10; a frozen copy is 0.
+    # 0.004 ~ crossing 1/250 of the frame per second: only stills and near-stills fall below.
+    min_motion: float | None = 0.004
+    # A whip pan crosses the frame in ~1-2 s (0.5-1 diag/s); sustained faster flow is shake or strobe.
+    max_motion: float | None = 0.5
+    # Fraction of flow pairs that are identical frames: > half means frozen video or a slideshow.
+    max_frozen_frac: float | None = 0.5
+    # Laplacian variance at 224 px. Clean originals measured 16-837 (16 = transnet_test's 90 px upscaled,
+    # 28.7 = bikes' softest shot); a sigma-3 Gaussian blur of the bikes shots measured 5.8-11.3.
+    min_sharpness: float | None = 14.0
+    # Mean luma 0..1. Originals measured 0.30-0.53; a 4x darkened copy 0.07-0.11; night scenes sit ~0.12-0.2.
+    min_luma_mean: float | None = 0.12
+    # Fraction of crushed (< 16/255) pixels: letterboxed 2.39:1 in 16:9 is ~0.25-0.3, so 0.6 means real darkness.
+    max_under_frac: float | None = 0.6
+    # Brightened (x2.5 + 60) copies measured mean 0.82-0.91 and 0.39-0.68 blown pixels; snow/beach ~0.7-0.8.
+    max_luma_mean: float | None = 0.88
+    max_over_frac: float | None = 0.3
+    # Fraction of sampled frames that are black or blank: > 1/4 means a fade/black segment dominates the clip.
+    max_black_frac: float | None = 0.25
+    # Fraction of frame area covered by detected text lines (max over frames). One subtitle line is ~3-6 % of
+    # a frame, subtitles + a channel logo measured 0.09; clean originals measured 0.0, incidental scene text < 1 %.
+    max_text_area: float | None = 0.03
+    # LAION improved-aesthetic-predictor scale (~1-10). 4.5 is the common T2V cut (Open-Sora used 4.5-5.0);
+    # only applies when the CLIP stage ran (aesthetic column not null).
+    min_aesthetic: float | None = 4.5
+
+
+# (reason, column, comparison, threshold attribute or None for "column is not null").
+# Derived column "short_side" = min(width, height).
+_RULES: tuple[tuple[str, str, str, str | None], ...] = (
+    (DURATION_SHORT, "duration_s", "<", "min_duration_s"),
+    (RESOLUTION_LOW, "short_side", "<", "min_short_side"),
+    (ERROR_SCORES, "error_scores", "notnull", None),
+    (QUALITY_BLACK, "black_frac", ">", "max_black_frac"),
+    (QUALITY_DARK, "luma_mean", "<", "min_luma_mean"),
+    (QUALITY_DARK, "luma_under_frac", ">", "max_under_frac"),
+    (QUALITY_OVEREXPOSED, "luma_mean", ">", "max_luma_mean"),
+    (QUALITY_OVEREXPOSED, "luma_over_frac", ">", "max_over_frac"),
+    (QUALITY_BLURRY, "sharpness", "<", "min_sharpness"),
+    (MOTION_STATIC, "frozen_frac", ">", "max_frozen_frac"),
+    (MOTION_STATIC, "motion", "<", "min_motion"),
+    (MOTION_JITTER, "motion", ">", "max_motion"),
+    (TEXT_BURNED_IN, "text_area", ">", "max_text_area"),
+    (ERROR_CLIP_SCORES, "error_clip_scores", "notnull", None),
+    (AESTHETIC_LOW, "aesthetic", "<", "min_aesthetic"),
+)
+_OPS: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, ">": operator.gt}
+_PC_OPS = {"<": pc.less, ">": pc.greater}
+
+
+def filters_config_from_dict(d: dict[str, Any] | None) -> FiltersConfig:
+    """FiltersConfig from a (YAML/JSON) mapping; unknown keys are an error, not silently ignored."""
+    d = dict(d or {})
+    known = {f.name for f in fields(FiltersConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown filter settings {unknown}; known: {sorted(known)}")
+    return FiltersConfig(**d)
+
+
+def _is_null(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+class Filters:
+    """Drop reason of one clip row from its stored scores.
+
+    Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_under_frac, luma_over_frac,
+           sharpness, frozen_frac, motion, text_area, error_clip_scores, aesthetic (missing or null: rule skipped)
+    Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
+    Reasons: duration_short, resolution_low, error_scores, quality_black, quality_dark, quality_overexposed,
+             quality_blurry, motion_static, motion_jitter, text_burned_in, error_clip_scores, aesthetic_low
+    """
+
+    def __init__(self, cfg: FiltersConfig | None = None):
+        self.cfg = cfg or FiltersConfig()
+
+    def check(self, row: dict[str, Any]) -> str | None:
+        """The first failing reason, or None to keep the clip."""
+        for reason, col, op, attr in _RULES:
+            if col == "short_side":
+                w, h = row.get("width"), row.get("height")
+                value = None if _is_null(w) or _is_null(h) else min(w, h)
+            else:
+                value = row.get(col)
+            if op == "notnull":
+                if value is not None and value != "":
+                    return reason
+                continue
+            threshold = getattr(self.cfg, attr)
+            if threshold is None or _is_null(value):
+                continue
+            if _OPS[op](value, threshold):
+                return reason
+        return None
+
+
+def apply_filters(table: pa.Table, cfg: FiltersConfig | None = None) -> pa.Array:
+    """Drop reasons (string, null = keep) for every row of a table of stored scores, vectorised with pyarrow.
+
+    Used by ``clipforge refilter`` to recompute drop_reason from stored scores without decoding. Missing
+    columns count as all-null (their rules are skipped). Same rules and order as ``Filters.check``.
+    """
+    cfg = cfg or FiltersConfig()
+    n = table.num_rows
+    reason = pa.nulls(n, pa.string())
+    for r, col, op, attr in _RULES:
+        if col == "short_side":
+            if "width" not in table.column_names or "height" not in table.column_names:
+                continue
+            values = pc.min_element_wise(table["width"], table["height"])
+        elif col in table.column_names:
+            values = table[col]
+        else:
+            continue
+        if op == "notnull":
+            values = values.cast(pa.string())
+            hit = pc.and_(pc.is_valid(values), pc.not_equal(values, ""))
+        else:
+            threshold = getattr(cfg, attr)
+            if threshold is None:
+                continue
+            if pa.types.is_floating(values.type):
+                values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
+            hit = _PC_OPS[op](values, pa.scalar(threshold).cast(pa.float64()))
+        hit = pc.fill_null(hit, False)
+        reason = pc.if_else(pc.and_(pc.is_null(reason), hit), pa.scalar(r), reason)
+    return reason.combine_chunks() if isinstance(reason, pa.ChunkedArray) else reason
