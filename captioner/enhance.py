@@ -98,7 +98,8 @@ class Rewriter:
                 is_eos = torch.isin(row, torch.tensor(self.eos_ids, dtype=row.dtype))
                 n = int(is_eos.nonzero()[0, 0]) if bool(is_eos.any()) else int(row.numel())
                 raw = self.tokenizer.decode(row[:n], skip_special_tokens=True).strip()
-                checked = qa.check(raw, hit_token_limit=not bool(is_eos.any()) and n >= max_new_tokens, language=language)
+                hit = not bool(is_eos.any()) and n >= max_new_tokens
+                checked = qa.check(raw, hit_token_limit=hit, language=language)
                 bad = bool(checked.problems)
                 out.append(
                     Rewrite(

@@ -101,10 +101,9 @@ def needs_caption(existing_row: dict[str, Any] | None, cfg: CaptionConfig) -> bo
         return True
     if existing_row.get("caption_status") not in (STATUS_OK, STATUS_FLAGGED):
         return True
-    return (
-        existing_row.get("caption_model") != resolved_model(cfg)
-        or existing_row.get("caption_prompt_version") != prompt_version(cfg)
-    )
+    return existing_row.get("caption_model") != resolved_model(cfg) or existing_row.get(
+        "caption_prompt_version"
+    ) != prompt_version(cfg)
 
 
 class CaptionStage:
@@ -189,7 +188,8 @@ class CaptionStage:
         frames, clips, ok, secs = [], [], [], {}
         for i in todo:
             t0 = time.perf_counter()
-            path = self.root / str(batch["clip_path"][i]) if self.root is not None else Path(str(batch["clip_path"][i]))
+            rel = str(batch["clip_path"][i])
+            path = self.root / rel if self.root is not None else Path(rel)
             nf, fps = _value(batch, "num_frames", i), _value(batch, "fps", i)
             try:
                 f, c = self.sample_clip(path, int(nf) if nf else None, float(fps) if fps else None)
@@ -207,7 +207,9 @@ class CaptionStage:
             return
         t0 = time.perf_counter()
         dense = self._run(frames, clips, self.prompt_dense, self.cfg.max_new_tokens)
-        short = self._run(frames, clips, self.prompt_short, self.cfg.max_new_tokens_short) if self.prompt_short else None
+        short = None
+        if self.prompt_short is not None:
+            short = self._run(frames, clips, self.prompt_short, self.cfg.max_new_tokens_short)
         share = (time.perf_counter() - t0) / len(ok)
         for k, i in enumerate(ok):
             d = dense[k]
@@ -300,4 +302,5 @@ def _columns(batch: dict[str, np.ndarray], rows: list[dict[str, Any]]) -> dict[s
 
 def to_arrow(columns: dict[str, np.ndarray]) -> pa.Table:
     """The stage's output batch as a table with CAPTIONS_SCHEMA types (what the store writes)."""
-    return pa.table({name: pa.array(list(columns[name]), type=CAPTIONS_SCHEMA.field(name).type) for name in OUTPUT_COLUMNS})
+    types = {f.name: f.type for f in CAPTIONS_SCHEMA}
+    return pa.table({name: pa.array(list(columns[name]), type=types[name]) for name in OUTPUT_COLUMNS})

@@ -18,7 +18,8 @@ def test_shipped_prompts_load_with_id_and_version():
 
 def test_dense_prompt_asks_for_every_aspect_in_prose():
     text = load_prompt("dense_v1").text.lower()
-    for aspect in ("subject", "appearance", "motion", "setting", "camera angle", "camera movement", "lighting", "style"):
+    aspects = ("subject", "appearance", "motion", "setting", "camera angle", "camera movement", "lighting", "style")
+    for aspect in aspects:
         assert aspect in text, aspect
     assert "flowing prose" in text and "preamble" in text
 
