@@ -1,0 +1,136 @@
+"""Training buckets: resolution x aspect ratio x frame count, so clips of any shape train without padding.
+
+A bucket is one (frames, height, width) shape; ``frames: 1`` is an image bucket, so images and videos train
+jointly. Buckets come from a dict/YAML, either a grid::
+
+    resolutions: [256, 512]          # sqrt(height * width) of the bucket
+    aspect_ratios: ["1:1", "16:9", "9:16", "4:3"]    # width:height
+    frames: [1, 16, 32]
+    multiple: 16                     # height and width rounded to this (codec downsampling x DiT patch)
+    fps: null                        # optional target fps: frames are taken at this rate, not every source frame
+
+or an explicit list ``buckets: [{frames: 8, height: 32, width: 32}, ...]``.
+
+A clip goes to the largest bucket (most pixels x frames) it fits without upscaling, among the buckets of the
+aspect ratio nearest its own (then the next nearest, if none fits); it is resized to cover the bucket and
+centre-cropped. Batches are drawn from one bucket at a time (training/data.py), so every batch is one shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True, order=True)
+class Bucket:
+    frames: int
+    height: int
+    width: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.frames}x{self.height}x{self.width}"
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    @classmethod
+    def parse(cls, name: str) -> Bucket:
+        f, h, w = (int(v) for v in name.split("x"))
+        return cls(f, h, w)
+
+
+def _ratio(text: str | float) -> float:
+    if isinstance(text, int | float):
+        return float(text)
+    w, h = str(text).split(":")
+    return float(w) / float(h)
+
+
+@dataclass
+class BucketSet:
+    buckets: list[Bucket]
+    fps: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: dict | str | Path | None) -> BucketSet:
+        """Buckets from a dict, a YAML file path, or None (a single 8x32x32 bucket plus its image bucket)."""
+        if cfg is None:
+            cfg = {"buckets": [{"frames": 8, "height": 32, "width": 32}, {"frames": 1, "height": 32, "width": 32}]}
+        if isinstance(cfg, str | Path):
+            import yaml
+
+            cfg = yaml.safe_load(Path(cfg).read_text())
+        cfg = dict(cfg.get("buckets", cfg)) if isinstance(cfg.get("buckets"), dict) else cfg
+        fps = cfg.get("fps")
+        if isinstance(cfg.get("buckets"), list):
+            buckets = [Bucket(int(b["frames"]), int(b["height"]), int(b["width"])) for b in cfg["buckets"]]
+        else:
+            multiple = int(cfg.get("multiple", 16))
+            buckets = []
+            for res in cfg["resolutions"]:
+                for ar in cfg.get("aspect_ratios", ["1:1"]):
+                    r = _ratio(ar)
+                    h = max(multiple, round(res / math.sqrt(r) / multiple) * multiple)
+                    w = max(multiple, round(res * math.sqrt(r) / multiple) * multiple)
+                    for f in cfg.get("frames", [1]):
+                        buckets.append(Bucket(int(f), h, w))
+        if not buckets:
+            raise ValueError("bucket config defines no bucket")
+        return cls(sorted(set(buckets)), float(fps) if fps else None)
+
+    def to_config(self) -> dict:
+        return {
+            "fps": self.fps,
+            "buckets": [{"frames": b.frames, "height": b.height, "width": b.width} for b in self.buckets],
+        }
+
+    def available_frames(self, num_frames: int, fps: float | None) -> int:
+        """How many frames a clip offers at the bucket frame rate (all of them if no target fps)."""
+        if not self.fps or not fps or fps <= self.fps:
+            return int(num_frames)
+        return int(math.floor((num_frames - 1) * self.fps / fps)) + 1
+
+    def assign(self, width: int, height: int, num_frames: int, fps: float | None = None) -> Bucket | None:
+        """The largest bucket this clip fits without upscaling (nearest aspect ratio first), or None."""
+        if not width or not height or not num_frames:
+            return None
+        frames = self.available_frames(num_frames, fps)
+        log_ar = math.log(width / height)
+        by_ar: dict[float, list[Bucket]] = {}
+        for b in self.buckets:
+            by_ar.setdefault(round(b.aspect, 4), []).append(b)
+        for ar in sorted(by_ar, key=lambda a: (abs(math.log(a) - log_ar), a)):
+            fits = [b for b in by_ar[ar] if b.frames <= frames and b.height <= height and b.width <= width]
+            if fits:
+                return max(fits, key=lambda b: (b.frames * b.height * b.width, b.frames))
+        return None
+
+    def frame_indices(self, bucket: Bucket, num_frames: int, fps: float | None) -> np.ndarray:
+        """Source frame indices for a bucket: ``bucket.frames`` consecutive frames (at the target fps if set),
+        centred in the clip so the middle of a shot is used rather than its edges."""
+        step = fps / self.fps if self.fps and fps and fps > self.fps else 1.0
+        span = (bucket.frames - 1) * step
+        start = max(0.0, (num_frames - 1 - span) / 2)
+        idx = np.round(start + np.arange(bucket.frames) * step).astype(np.int64)
+        return np.clip(idx, 0, num_frames - 1)
+
+
+def resize_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, height, width, 3): scale to cover (area filter, never up), centre-crop."""
+    import cv2
+
+    t, h, w, _ = frames.shape
+    scale = max(height / h, width / w)
+    nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
+    out = np.empty((t, height, width, 3), dtype=np.uint8)
+    y0, x0 = (nh - height) // 2, (nw - width) // 2
+    for i in range(t):
+        im = frames[i] if (nh, nw) == (h, w) else cv2.resize(frames[i], (nw, nh), interpolation=cv2.INTER_AREA)
+        out[i] = im[y0 : y0 + height, x0 : x0 + width]
+    return out

@@ -1,0 +1,386 @@
+"""Training data: clip rows -> shard rows (latents + text embeddings), shard reading, bucket-aware batches.
+
+Shard format (Parquet, one row per clip): tensors are stored as raw bytes + shape + dtype columns so any reader
+(pyarrow, DuckDB, numpy) can take them apart without pickles::
+
+    clip_id, bucket ("FxHxW"), caption, caption_source (dense|short|original),
+    latent (binary), latent_shape (list<int32>, C,t,h,w), latent_dtype ("float16"),
+    text (binary), text_shape (list<int32>, L,D), text_dtype, error (null unless encoding failed)
+
+``ClipEncoder`` is a plain Ray-callable (``__init__`` loads the codec and text encoder once; ``__call__`` maps
+a batch of clip rows); training/prepare.py runs it on Ray Data, ``encode_clips_local`` runs it in-process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from training.buckets import Bucket, BucketSet, resize_crop
+
+SHARD_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("bucket", pa.string()),
+        ("caption", pa.string()),
+        ("caption_source", pa.string()),
+        ("latent", pa.binary()),
+        ("latent_shape", pa.list_(pa.int32())),
+        ("latent_dtype", pa.string()),
+        ("text", pa.binary()),
+        ("text_shape", pa.list_(pa.int32())),
+        ("text_dtype", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+CAPTION_SOURCES = {"dense": "caption_dense", "short": "caption_short", "original": "original_caption"}
+DEFAULT_CAPTION_MIX = {"dense": 0.6, "short": 0.3, "original": 0.1}
+
+
+def choose_caption(row: dict, mix: dict[str, float], seed: int = 0) -> tuple[str | None, str | None]:
+    """Pick one caption for a clip: source drawn with the ``mix`` probabilities among the sources the clip has.
+
+    The draw is a hash of (seed, clip_id), so a clip gets the same caption on every prepare run. Missing or
+    blank captions drop out and the remaining probabilities are renormalised. Returns (source, text) or
+    (None, None) when the clip has no caption at all.
+    """
+    avail = []
+    for source, p in mix.items():
+        text = row.get(CAPTION_SOURCES[source])
+        if p > 0 and isinstance(text, str) and text.strip():
+            avail.append((source, float(p), text.strip()))
+    if not avail:
+        return None, None
+    digest = hashlib.sha256(f"{seed}:{row['clip_id']}".encode()).digest()
+    u = int.from_bytes(digest[:8], "little") / 2**64 * sum(p for _, p, _ in avail)
+    for source, p, text in avail:
+        if u < p:
+            return source, text
+        u -= p
+    return avail[-1][0], avail[-1][2]
+
+
+def pack(array: np.ndarray, dtype: str) -> tuple[bytes, list[int], str]:
+    a = np.ascontiguousarray(array, dtype=dtype)
+    return a.tobytes(), list(a.shape), dtype
+
+
+def unpack(data: bytes, shape: list[int], dtype: str) -> np.ndarray:
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+class ClipEncoder:
+    """Decodes each clip at its bucket's size, encodes latents and caption token embeddings.
+
+    Reads: clip_id, clip_path (relative to ``root``), width, height, num_frames, fps, caption_dense,
+    caption_short, original_caption
+    Writes: the SHARD_SCHEMA columns (bucket, caption, caption_source, latent*, text*, error)
+    Reasons: no_bucket (smaller than every bucket), no_caption, error_prepare:<Type> (in ``error``)
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        codec: str = "pixel",
+        text_encoder: str = "minilm",
+        buckets: dict | str | Path | None = None,
+        caption_mix: dict[str, float] | None = None,
+        seed: int = 0,
+        text_max_length: int | None = None,
+        latent_dtype: str = "float16",
+        device: str = "cpu",
+    ):
+        from training.codecs import load_codec
+        from training.text import load_text_encoder
+
+        self.root = Path(root)
+        self.codec = load_codec(codec, device=device)
+        self.text = load_text_encoder(text_encoder, max_length=text_max_length, device=device)
+        self.buckets = BucketSet.from_config(buckets)
+        for b in self.buckets.buckets:
+            if self.codec.fit_frames(b.frames) != b.frames:
+                raise ValueError(f"bucket {b.name}: {b.frames} frames is not valid for codec {codec!r}")
+        self.caption_mix = dict(caption_mix or DEFAULT_CAPTION_MIX)
+        unknown = set(self.caption_mix) - set(CAPTION_SOURCES)
+        if unknown:
+            raise ValueError(f"unknown caption sources {sorted(unknown)}; known: {sorted(CAPTION_SOURCES)}")
+        self.seed, self.latent_dtype = seed, latent_dtype
+
+    def encode_row(self, row: dict) -> dict[str, Any]:
+        out: dict[str, Any] = {name: None for name in SHARD_SCHEMA.names}
+        out["clip_id"] = row["clip_id"]
+        source, caption = choose_caption(row, self.caption_mix, self.seed)
+        if caption is None:
+            out["error"] = "no_caption"
+            return out
+        bucket = self.buckets.assign(
+            int(row["width"] or 0), int(row["height"] or 0), int(row["num_frames"] or 0), row.get("fps")
+        )
+        if bucket is None:
+            out["error"] = "no_bucket"
+            return out
+        idx = self.buckets.frame_indices(bucket, int(row["num_frames"]), row.get("fps"))
+        frames = read_clip(self.root, row["clip_path"], idx)
+        frames = resize_crop(frames, bucket.height, bucket.width)  # (F, H, W, 3)
+        latent = self.codec.encode(frames).numpy()  # (C, t, h, w)
+        out.update(bucket=bucket.name, caption=caption, caption_source=source)
+        out["latent"], out["latent_shape"], out["latent_dtype"] = pack(latent, self.latent_dtype)
+        return out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = [dict(zip(batch.keys(), values, strict=True)) for values in zip(*batch.values(), strict=True)]
+        outs = []
+        for row in rows:
+            try:
+                outs.append(self.encode_row(row))
+            except Exception as e:  # errors are data: the clip keeps a row saying why
+                out = {name: None for name in SHARD_SCHEMA.names}
+                out["clip_id"], out["error"] = row["clip_id"], f"error_prepare:{type(e).__name__}: {e}"[:500]
+                outs.append(out)
+        todo = [o for o in outs if o["error"] is None]
+        if todo:
+            for o, emb in zip(todo, self.text.encode([o["caption"] for o in todo]), strict=True):
+                o["text"], o["text_shape"], o["text_dtype"] = pack(emb, "float16")
+        return {name: [o[name] for o in outs] for name in SHARD_SCHEMA.names}
+
+    def describe(self) -> dict:
+        return {
+            "codec": self.codec.describe(),
+            "text_encoder": self.text.describe(),
+            "buckets": self.buckets.to_config(),
+            "caption_mix": self.caption_mix,
+            "seed": self.seed,
+            "latent_dtype": self.latent_dtype,
+        }
+
+
+def read_clip(root: Path, clip_path: str, indices: np.ndarray) -> np.ndarray:
+    from training.video import read_clip_frames
+
+    path = Path(clip_path)
+    return read_clip_frames(path if path.is_absolute() else root / path, indices)
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for dist in ("clipforge", "torch", "diffusers", "transformers", "ray", "pyarrow", "av"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_manifest(dest: Path, encoder_info: dict, table: pa.Table, query: str | None, n_in: int) -> dict:
+    """manifest.json: what went in (query, codec, text encoder, buckets, versions) and what came out (counts)."""
+    errors = table.column("error").to_pylist()
+    buckets = table.column("bucket").to_pylist()
+    sources = table.column("caption_source").to_pylist()
+    counts: dict[str, Any] = {"clips_in": n_in, "written": sum(e is None for e in errors)}
+    counts["skipped"] = {}
+    for e in errors:
+        if e is not None:
+            key = e.split(":")[0] if e.startswith("error_") else e
+            counts["skipped"][key] = counts["skipped"].get(key, 0) + 1
+    counts["per_bucket"] = _histogram(b for b, e in zip(buckets, errors, strict=True) if e is None)
+    counts["caption_source"] = _histogram(s for s, e in zip(sources, errors, strict=True) if e is None)
+    manifest = {"query": query, **encoder_info, "versions": versions(), "counts": counts, "created": time.time()}
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def _histogram(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def encode_clips_local(
+    rows: list[dict], root: str | Path, dest: str | Path, query: str | None = None, **encoder_kw
+) -> dict:
+    """In-process version of prepare (no Ray): encode ``rows`` with ClipEncoder, write one shard + manifest."""
+    dest = Path(dest)
+    (dest / "shards").mkdir(parents=True, exist_ok=True)
+    encoder = ClipEncoder(root, **encoder_kw)
+    cols: dict[str, list] = {name: [] for name in SHARD_SCHEMA.names}
+    for i in range(0, len(rows), 8):
+        chunk = rows[i : i + 8]
+        out = encoder({k: np.array([r.get(k) for r in chunk], dtype=object) for k in _row_keys(chunk)})
+        for k in cols:
+            cols[k].extend(out[k])
+    table = pa.Table.from_pydict(cols, schema=SHARD_SCHEMA)
+    pq.write_table(table, dest / "shards" / "part-00000.parquet")
+    return write_manifest(dest, encoder.describe(), table, query, len(rows))
+
+
+def _row_keys(rows: list[dict]) -> list[str]:
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys)
+    return keys
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Sample:
+    clip_id: str
+    bucket: str
+    caption: str
+    latent: np.ndarray  # (C, t, h, w)
+    text: np.ndarray  # (L, D)
+
+
+class ShardDataset:
+    """All written rows of a prepared dataset (``dest/shards/*.parquet``), in clip_id order.
+
+    Rows are kept as their stored bytes (float16) and turned into tensors per batch. Sorting by clip_id makes
+    the order independent of how many Ray tasks wrote the shards, which exact resume relies on.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        files = sorted((self.path / "shards").glob("*.parquet")) if (self.path / "shards").is_dir() else []
+        if not files:
+            raise FileNotFoundError(f"no training shards under {self.path}/shards; run `clipforge prepare` first")
+        table = pa.concat_tables([pq.read_table(f, schema=SHARD_SCHEMA) for f in files])
+        table = table.filter(pc.is_null(table.column("error"))).sort_by("clip_id")
+        if table.num_rows == 0:
+            raise ValueError(f"{self.path} has no usable rows (every clip was skipped; see manifest.json)")
+        self.table = table
+        self.clip_ids = table.column("clip_id").to_pylist()
+        self.buckets = table.column("bucket").to_pylist()
+        self.captions = table.column("caption").to_pylist()
+        self._latent = table.column("latent").to_pylist()
+        self._latent_shape = table.column("latent_shape").to_pylist()
+        self._latent_dtype = table.column("latent_dtype").to_pylist()
+        self._text = table.column("text").to_pylist()
+        self._text_shape = table.column("text_shape").to_pylist()
+        self._text_dtype = table.column("text_dtype").to_pylist()
+        manifest = self.path / "manifest.json"
+        self.manifest = json.loads(manifest.read_text()) if manifest.is_file() else {}
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def __getitem__(self, i: int) -> Sample:
+        return Sample(
+            self.clip_ids[i],
+            self.buckets[i],
+            self.captions[i],
+            unpack(self._latent[i], self._latent_shape[i], self._latent_dtype[i]),
+            unpack(self._text[i], self._text_shape[i], self._text_dtype[i]),
+        )
+
+    def by_bucket(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for i, b in enumerate(self.buckets):
+            out.setdefault(b, []).append(i)
+        return dict(sorted(out.items()))
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self._latent_shape[0][0])
+
+    @property
+    def text_dim(self) -> int:
+        return int(self._text_shape[0][1])
+
+
+class BucketBatchSampler:
+    """Deterministic same-shape batches: each epoch shuffles every bucket, cuts it into ``batch_size`` batches
+    (a short last batch is filled by wrapping around the bucket's permutation, so tiny buckets still train),
+    then shuffles the batch order. The position is (epoch, index) - a two-integer cursor that checkpoints
+    store, so a resumed run draws exactly the batches the uninterrupted run would have.
+    """
+
+    def __init__(self, groups: dict[str, list[int]], batch_size: int, seed: int = 0):
+        self.groups = {k: list(v) for k, v in sorted(groups.items()) if v}
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.epoch, self.index = 0, 0
+        self._plan: list[list[int]] | None = None
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        batches: list[list[int]] = []
+        for _, idx in self.groups.items():
+            perm = [idx[i] for i in rng.permutation(len(idx))]
+            n = math.ceil(len(perm) / self.batch_size)
+            cyc = perm * math.ceil(n * self.batch_size / len(perm))
+            batches.extend(cyc[i * self.batch_size : (i + 1) * self.batch_size] for i in range(n))
+        order = rng.permutation(len(batches))
+        return [batches[i] for i in order]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._plan = None
+
+    def __iter__(self) -> Iterator[list[int]]:
+        while True:
+            if self._plan is None:
+                self._plan = self.plan(self.epoch)
+            if self.index >= len(self._plan):
+                self.epoch, self.index, self._plan = self.epoch + 1, 0, None
+                continue
+            batch = self._plan[self.index]
+            self.index += 1
+            yield batch
+
+
+def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """Same-bucket samples -> latents (B, C, t, h, w) float32, text (B, L, D) zero-padded, text_mask (B, L)."""
+    shapes = {s.latent.shape for s in samples}
+    if len(shapes) != 1:
+        raise ValueError(f"a batch mixes latent shapes {shapes}; batches must come from one bucket")
+    latents = torch.from_numpy(np.stack([s.latent for s in samples]).astype(np.float32))
+    length = max(s.text.shape[0] for s in samples)
+    dim = samples[0].text.shape[1]
+    text = torch.zeros(len(samples), length, dim)
+    mask = torch.zeros(len(samples), length, dtype=torch.bool)
+    for i, s in enumerate(samples):
+        n = s.text.shape[0]
+        text[i, :n] = torch.from_numpy(s.text.astype(np.float32))
+        mask[i, :n] = True
+    return {"latents": latents, "text": text, "text_mask": mask}
+
+
+def condition_masks(
+    batch: int, latent_frames: int, p_i2v: float, p_extend: float, generator: torch.Generator
+) -> torch.Tensor | None:
+    """(B, t) conditioning masks: with probability p_i2v the first latent frame is given clean (image-to-video),
+    with p_extend the first k in [1, t/2] (video extension); else none. Images (t = 1) never get one.
+    Always draws the same number of random values, so the generator stream does not depend on the outcome."""
+    u = torch.rand(batch, generator=generator)
+    k_ext = torch.randint(1, max(2, latent_frames // 2 + 1), (batch,), generator=generator)
+    if latent_frames < 2 or (p_i2v <= 0 and p_extend <= 0):
+        return None
+    k = torch.where(
+        u < p_i2v, torch.ones_like(k_ext), torch.where(u < p_i2v + p_extend, k_ext, torch.zeros_like(k_ext))
+    )
+    mask = (torch.arange(latent_frames)[None, :] < k[:, None]).float()
+    return mask
+
+
+def bucket_of(name: str) -> Bucket:
+    return Bucket.parse(name)
