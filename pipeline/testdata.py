@@ -10,7 +10,7 @@ expectations that the probe alone cannot know live in two constants next to it:
   ``expected_pipeline_status(expected)`` applies that to the probe expectations.
 - ``MIXED_CORPUS_ERROR_TYPES``: ``{relative path: error_type}`` of the files the probe must reject.
 - ``MIXED_CORPUS_NOTES``: ``{relative path: prefix of the probe's error note}`` of readable files that still carry a
-  note (the truncated faststart MP4, the transport stream cut mid-GOP).
+  note (the truncated faststart MP4 and WebM, the transport stream cut mid-GOP).
 """
 
 from __future__ import annotations
@@ -173,6 +173,7 @@ MIXED_CORPUS_ERROR_TYPES: dict[str, str] = {
 
 MIXED_CORPUS_NOTES: dict[str, str] = {
     "edge/truncated_faststart.mp4": "Truncated:",
+    "edge/truncated.webm": "Truncated:",
     "edge/cut_mid_gop.ts": "StartsMidGOP:",
 }
 
@@ -186,7 +187,8 @@ def make_mixed_corpus(root: Path) -> dict[str, str]:
     audio, MPEG-4 Part 2 .mov and .avi, "plage été 1.mp4" (spaces and non-ASCII), a copy of the real
     bikes.mp4. Edge (still ok): a 1-frame video, a video rotated 90° by its display matrix, a
     variable-frame-rate .mkv, a faststart MP4 cut at 2/3 (first frames readable; num_frames = frames
-    present, note in ``error``), an MPEG-TS whose first GOP was cut off (note in ``error``). Broken: zero
+    present, note in ``error``), a VP9 .webm cut at 60 % (same), an MPEG-TS whose first GOP was cut off
+    (note in ``error``). Broken: zero
     bytes, random bytes, a text file named .mp4, an MP4 cut in half with its moov index at the end, an
     AAC-only .mp4, an MP4 whose video payload is zeroed.
     """
@@ -220,6 +222,12 @@ def make_mixed_corpus(root: Path) -> dict[str, str]:
     (root / "edge/truncated_faststart.mp4").write_bytes(data[: len(data) * 2 // 3])
     full.unlink()
     expected["edge/truncated_faststart.mp4"] = "ok"
+    # A WebM cut at 60 %: Matroska needs no index to read on, the Segment size says it is cut.
+    webm = make_video(root / "edge/_whole.webm", codec="libvpx-vp9", frames=48, pattern="shapes")
+    data = webm.read_bytes()
+    (root / "edge/truncated.webm").write_bytes(data[: len(data) * 6 // 10])
+    webm.unlink()
+    expected["edge/truncated.webm"] = "ok"
     # An MPEG-TS capture that starts mid-GOP: 188-byte TS packets make any multiple of 188 a clean cut.
     ts = make_video(root / "edge/_whole.ts", frames=96, gop=24, pattern="shapes")
     (root / "edge/cut_mid_gop.ts").write_bytes(ts.read_bytes()[188 * 20 :])

@@ -163,13 +163,13 @@ def _probe_file(path: str, out: dict[str, Any]) -> None:
     out["content_hash"] = content_hash_of(path)
     try:
         container = av.open(path, mode="r", metadata_errors="replace")
-    except av.error.InvalidDataError as e:
-        trunc = _bmff_truncation(path, st.st_size)
+    except av.error.FFmpegError as e:
+        # The bytes were just read whole for the hash, so an FFmpeg read failure here (invalid data, early
+        # end of file, EIO from a demuxer) is about the content, not the disk.
+        trunc = truncation(path, st.st_size)
         if trunc:
             raise ProbeError("Truncated", f"{trunc}; FFmpeg cannot open it ({e.strerror})") from None
-        raise ProbeError("InvalidData", f"not a readable media file (FFmpeg: {e.strerror})") from None
-    except av.error.FFmpegError as e:
-        raise ProbeError(type(e).__name__, f"FFmpeg cannot open the file: {e.strerror or e}") from None
+        raise ProbeError("InvalidData", f"not a readable media file (FFmpeg: {e.strerror or e})") from None
     with container:
         _probe_container(container, path, st.st_size, out)
 
@@ -244,6 +244,8 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise ProbeError("NoVideoStream", f"no video stream (streams: {', '.join(kinds)})")
     cc = stream.codec_context
+    if cc is None:  # FFmpeg knows no decoder for the stream's codec id
+        raise ProbeError("UnsupportedCodec", "FFmpeg has no decoder for the codec of the video stream")
     # canonical codec name ("av1"), not the decoder implementation ("libdav1d")
     out.update(codec=cc.codec.canonical_name, pix_fmt=cc.pix_fmt, width=cc.width or None, height=cc.height or None)
     out["rotation"] = _rotation_from_tag(stream.metadata.get("rotate"))
@@ -258,7 +260,7 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
     leading = r.first_key if (r.first_key and not r.frame_before_key) else 0
     n_frames = r.n_complete - leading
     header_frames = stream.frames or 0
-    trunc = _bmff_truncation(path, size)
+    trunc = truncation(path, size)
     truncated = bool(trunc) or r.demux_error is not None or header_frames > r.n_complete or r.n_packets > r.n_complete
     rate = stream.average_rate or stream.guessed_rate
     tb = stream.time_base
@@ -346,39 +348,94 @@ def _is_variable(pts: list[int]) -> bool:
     return irregular > 0.02 * len(steps)
 
 
-def _bmff_truncation(path: str, size: int) -> str | None:
-    """If ``path`` is an ISO-BMFF file (MP4/MOV) whose top-level boxes run past its end, say where.
+def truncation(path: str, size: int) -> str | None:
+    """Where a file is cut, if its container declares a length that runs past the end of the file.
 
-    FFmpeg reports a cut MP4 as plain "invalid data"; walking the top-level box headers (8-16 bytes each)
-    tells a truncated download apart from a file that was never a video.
+    FFmpeg reports a cut file as "invalid data", or reads what is there without complaint; the sizes that
+    ISO-BMFF (MP4/MOV) boxes, the Matroska/WebM Segment and the AVI RIFF chunk declare tell a truncated
+    download apart from a file that was never a video. Reads a few header bytes only.
     """
     try:
         with open(path, "rb") as f:
-            offset = 0
-            first = True
-            while offset + 8 <= size:
-                f.seek(offset)
-                header = f.read(16)
-                box_size, box_type = struct.unpack(">I4s", header[:8])
-                if (first and box_type not in _BMFF_FIRST_BOXES) or not box_type.isalnum():
-                    return None  # not ISO-BMFF, or trailing bytes that are not a box: no claim either way
-                first = False
-                if box_size == 1 and len(header) >= 16:
-                    box_size = struct.unpack(">Q", header[8:16])[0]
-                elif box_size == 0:  # box runs to the end of the file by definition
-                    return None
-                if box_size < 8:
-                    return None
-                if offset + box_size > size:
-                    kind = box_type.decode("latin-1")
+            head = f.read(64)
+            if head[:4] == b"\x1a\x45\xdf\xa3":
+                return _matroska_truncation(head, size)
+            if head[:4] == b"RIFF" and len(head) >= 12:
+                declared = 8 + int.from_bytes(head[4:8], "little")
+                if declared > size:
+                    kind = head[8:12].decode("latin-1").strip()
                     return (
-                        f"file ends at byte {size} inside the '{kind}' box declared to end at byte "
-                        f"{offset + box_size} ({size / (offset + box_size):.0%} of it present)"
+                        f"file ends at byte {size} inside the RIFF '{kind}' chunk declared to end at byte {declared}"
                     )
-                offset += box_size
+                return None
+            return _bmff_truncation(f, size)
     except OSError:
         return None
+
+
+def _ebml_vint(buf: bytes, pos: int, *, keep_marker: bool) -> tuple[int, int] | None:
+    """(value, length) of the EBML variable-length integer at buf[pos]; None when it does not parse."""
+    if pos >= len(buf) or buf[pos] == 0:
+        return None
+    length = 9 - buf[pos].bit_length()
+    if pos + length > len(buf):
+        return None
+    value = int.from_bytes(buf[pos : pos + length], "big")
+    if not keep_marker:
+        value &= (1 << (7 * length)) - 1
+    return value, length
+
+
+def _matroska_truncation(head: bytes, size: int) -> str | None:
+    """Compare the Segment element's declared end with the file size (live streams write "unknown size")."""
+    hdr = _ebml_vint(head, 4, keep_marker=False)
+    if hdr is None:
+        return None
+    pos = 4 + hdr[1] + hdr[0]  # past the EBML header element
+    seg_id = _ebml_vint(head, pos, keep_marker=True)
+    if seg_id is None or seg_id[0] != 0x18538067:
+        return None
+    pos += seg_id[1]
+    seg_size = _ebml_vint(head, pos, keep_marker=False)
+    if seg_size is None:
+        return None
+    value, length = seg_size
+    if value == (1 << (7 * length)) - 1:  # all ones: unknown size
+        return None
+    declared = pos + length + value
+    if declared > size:
+        return (
+            f"file ends at byte {size} inside the Matroska Segment declared to end at byte {declared} "
+            f"({size / declared:.0%} of it present)"
+        )
     return None
 
 
-__all__ = ["probe", "video_id_for", "content_hash_of", "ProbeError"]
+def _bmff_truncation(f: Any, size: int) -> str | None:
+    """Walk the top-level ISO-BMFF boxes (8-16 header bytes each) of an open file; say where one runs past the end."""
+    offset = 0
+    first = True
+    while offset + 8 <= size:
+        f.seek(offset)
+        header = f.read(16)
+        box_size, box_type = struct.unpack(">I4s", header[:8])
+        if (first and box_type not in _BMFF_FIRST_BOXES) or not box_type.isalnum():
+            return None  # not ISO-BMFF, or trailing bytes that are not a box: no claim either way
+        first = False
+        if box_size == 1 and len(header) >= 16:
+            box_size = struct.unpack(">Q", header[8:16])[0]
+        elif box_size == 0:  # box runs to the end of the file by definition
+            return None
+        if box_size < 8:
+            return None
+        if offset + box_size > size:
+            kind = box_type.decode("latin-1")
+            return (
+                f"file ends at byte {size} inside the '{kind}' box declared to end at byte "
+                f"{offset + box_size} ({size / (offset + box_size):.0%} of it present)"
+            )
+        offset += box_size
+    return None
+
+
+__all__ = ["probe", "video_id_for", "content_hash_of", "truncation", "ProbeError"]

@@ -24,7 +24,7 @@ from pipeline.testdata import (
     make_video,
 )
 from stages.ingest import expand_inputs
-from stages.probe import probe, video_id_for
+from stages.probe import probe, truncation, video_id_for
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +135,28 @@ def test_synthetic_facts(corpus, probed):
         assert probed[rel]["num_frames"] == decodable_frames(root / rel), rel
 
 
-def test_truncated_but_readable_counts_frames_present(corpus, probed):
+@pytest.mark.parametrize("rel", ["edge/truncated_faststart.mp4", "edge/truncated.webm"])
+def test_truncated_but_readable_counts_frames_present(corpus, probed, rel):
     root, _ = corpus
-    row = probed["edge/truncated_faststart.mp4"]
-    assert row["status"] == "ok" and "header announces 48 frames" in row["error"]
+    row = probed[rel]
+    assert row["status"] == "ok" and row["error"].startswith("Truncated: file ends at byte")
     assert 0 < row["num_frames"] < 48
-    assert row["num_frames"] == decodable_frames(root / "edge/truncated_faststart.mp4")
+    assert row["num_frames"] == decodable_frames(root / rel)
     assert row["fps"] == 24.0 and row["fps_variable"] is False
+    assert row["duration_s"] == pytest.approx(row["num_frames"] / 24)
+    assert "header announces 48 frames" in probed["edge/truncated_faststart.mp4"]["error"]
+
+
+def test_truncation_reads_declared_sizes(corpus, tmp_path):
+    root, _ = corpus
+    for rel in ("good/h264.mp4", "good/h264.mkv", "good/vp9.webm", "good/mpeg4.avi", "good/bikes.mp4"):
+        whole = root / rel
+        assert truncation(str(whole), whole.stat().st_size) is None, rel
+        cut = tmp_path / ("cut" + whole.suffix)
+        data = whole.read_bytes()
+        cut.write_bytes(data[: len(data) * 3 // 4])
+        assert truncation(str(cut), cut.stat().st_size).startswith("file ends at byte"), rel
+    assert truncation(str(root / "broken/random_bytes.mp4"), 16384) is None
 
 
 def test_bikes_real_sample(bikes):
