@@ -1,0 +1,178 @@
+"""CPU scorer: real decodes of real footage, the real PP-OCR detector, errors as data, and Ray."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.footage import BIKES_CUTS
+from stages import frames as frames_mod
+from stages.cpu_scores import (
+    FLOAT_COLUMNS,
+    CpuScoresConfig,
+    CpuScorer,
+    TextDetector,
+    exposure_scores,
+    motion_scores,
+    phash64,
+    sample_plan,
+    to_luma,
+)
+
+
+def decode(path: Path, start: int = 0, end: int | None = None) -> np.ndarray:
+    with av.open(str(path)) as c:
+        out = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if start <= i < (end or 1 << 30)]
+    return np.stack(out)
+
+
+def write_clip(frames: np.ndarray, path: Path, fps: float = 25, crf: int = 18) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.options = {"crf": str(crf)}
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(s.encode())
+    return path
+
+
+def burn_text(img: np.ndarray) -> np.ndarray:
+    """A subtitle line at the bottom and a channel-logo watermark top right, sized relative to the frame."""
+    img = img.copy()
+    h, w = img.shape[:2]
+    fs = h / 300
+    cv2.putText(img, "I never thought we would get here", (int(w * 0.08), int(h * 0.9)), 0, fs, (255,) * 3, 2, 16)
+    cv2.putText(img, "NEWS24", (int(w * 0.75), int(h * 0.12)), 2, fs * 1.2, (255, 255, 0), 2, 16)
+    return img
+
+
+@pytest.fixture(scope="module")
+def scorer() -> CpuScorer:
+    return CpuScorer(CpuScoresConfig())
+
+
+@pytest.fixture(scope="module")
+def bikes_shot(bikes) -> np.ndarray:
+    return decode(bikes, BIKES_CUTS[1], BIKES_CUTS[2])  # frames 76-137: a cyclist passing, steady camera motion
+
+
+def test_sample_plan_pairs_are_one_time_gap_apart_and_inside_the_clip():
+    anchors, partners = sample_plan(61, 25.0, 8, 0.08)
+    assert len(anchors) == len(partners) == 8
+    assert all(p - a == 2 for a, p in zip(anchors, partners, strict=True))  # 0.08 s at 25 fps
+    assert max(partners) <= 60 and anchors == sorted(anchors)
+    a12, p12 = sample_plan(30, 12.5, 8, 0.08)
+    assert all(p - a == 1 for a, p in zip(a12, p12, strict=True))  # the same 0.08 s at 12.5 fps
+    assert sample_plan(1, 25.0, 8, 0.08) == ([0], [])  # no pair: motion stays null, never 0
+    with pytest.raises(ValueError):
+        sample_plan(0, 25.0, 8, 0.08)
+
+
+def test_pure_scores_on_synthetic_frames():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (4, 96, 128, 3), dtype=np.uint8)
+    black = np.zeros((4, 96, 128, 3), np.uint8)
+    assert exposure_scores(to_luma(black))["black_frac"] == 1.0
+    assert exposure_scores(to_luma(noise))["black_frac"] == 0.0
+    luma = to_luma(noise)
+    motion, frozen = motion_scores(luma, luma.copy(), 0.08)
+    assert (motion, frozen) == (0.0, 1.0)
+    shifted = np.roll(luma, 8, axis=2)
+    assert phash64(luma[0]) == phash64(luma[0].copy())
+    assert -(1 << 63) <= phash64(luma[0]) < (1 << 63)  # fits an int64 column
+    smooth = cv2.GaussianBlur(luma[0], (0, 0), 6)
+    assert phash64(smooth) != phash64(np.ascontiguousarray(smooth[::-1]))
+    motion, frozen = motion_scores(
+        np.stack([cv2.GaussianBlur(f, (0, 0), 3) for f in luma]),
+        np.stack([cv2.GaussianBlur(f, (0, 0), 3) for f in shifted]),
+        0.08,
+    )
+    assert frozen == 0.0 and motion > 0.02
+
+
+def test_one_decode_per_clip_for_all_scores(scorer, bikes, monkeypatch):
+    calls = []
+    real = frames_mod.read_frames
+
+    def counting(path, indices, **kw):
+        calls.append(list(indices))
+        return real(path, indices, **kw)
+
+    monkeypatch.setattr(frames_mod, "read_frames", counting)
+    out = scorer.score_clip(bikes)
+    assert len(calls) == 1  # motion, quality, text and hash all came from this one read
+    assert out["frames_decoded"] == len(calls[0]) == 16
+    assert all(out[c] is not None for c in FLOAT_COLUMNS) and len(out["phash"]) == 8
+
+
+def test_motion_is_normalised_for_resolution_and_fps(scorer, bikes_shot, tmp_path):
+    full = write_clip(bikes_shot, tmp_path / "full.mp4", 25)  # 640x272 @ 25 fps
+    small = np.stack([cv2.resize(f, (320, 136), interpolation=cv2.INTER_AREA) for f in bikes_shot])
+    half = write_clip(small[::2], tmp_path / "half.mp4", 12.5, crf=26)  # 320x136 @ 12.5 fps
+    m_full, m_half = scorer.score_clip(full)["motion"], scorer.score_clip(half)["motion"]
+    assert m_full > 0.03  # a real moving shot
+    assert abs(m_full - m_half) / m_full < 0.15
+
+
+def test_frozen_clip_has_no_motion(scorer, bikes_shot, tmp_path):
+    frozen = write_clip(np.repeat(bikes_shot[:1], len(bikes_shot), 0), tmp_path / "frozen.mp4")
+    out = scorer.score_clip(frozen)
+    assert out["frozen_frac"] == 1.0 and out["motion"] < 1e-3
+
+
+def test_real_ppocr_detector_measures_burned_in_text_area(bikes_shot):
+    det = TextDetector()
+    small = cv2.resize(bikes_shot[30], (527, 224), interpolation=cv2.INTER_AREA)
+    clean, burned = det.area_fraction(small), det.area_fraction(burn_text(small))
+    assert clean < 0.005  # the bokeh highlights in this shot must not count as text
+    assert 0.04 < burned < 0.2  # subtitle line + logo: a few % of the frame, not the whole frame
+    assert len(det.boxes(burn_text(small))) >= 2
+
+
+def test_errors_are_data_not_low_scores(scorer, bikes, tmp_path):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    batch = {
+        "clip_id": np.array(["ok", "missing", "corrupt"], dtype=object),
+        "clip_path": np.array([bikes.name, "nope/missing.mp4", corrupt.name], dtype=object),
+    }
+    scorer_ok = CpuScorer(CpuScoresConfig(root=str(bikes.parent)))
+    out = scorer_ok({k: v[:1] for k, v in batch.items()})
+    assert out["error_scores"][0] is None and out["frames_decoded"][0] == 16
+    out = CpuScorer(CpuScoresConfig(root=str(tmp_path)))(batch)
+    assert out["error_scores"][1].startswith("error_scores:FileNotFoundError:")
+    assert out["error_scores"][2].startswith("error_scores:")
+    for i in (1, 2):
+        assert all(out[c][i] is None for c in FLOAT_COLUMNS) and out["phash"][i] is None
+
+
+def test_cpu_scorer_in_ray_data_writes_nulls_for_failures(ray_local, bikes, carphone, tmp_path):
+    import pyarrow as pa
+    import ray
+
+    (tmp_path / "a").mkdir()
+    for src in (bikes, carphone):
+        (tmp_path / "a" / src.name).symlink_to(src)
+    rows = [
+        {"clip_id": "bikes", "clip_path": f"a/{bikes.name}"},
+        {"clip_id": "carphone", "clip_path": f"a/{carphone.name}"},
+        {"clip_id": "gone", "clip_path": "a/gone.mp4"},
+    ]
+    ds = ray.data.from_items(rows).map_batches(
+        CpuScorer,
+        fn_constructor_kwargs={"cfg": CpuScoresConfig(root=str(tmp_path))},
+        batch_size=2,
+        concurrency=1,
+        num_cpus=1,
+    )
+    table = pa.Table.from_pylist(sorted(ds.take_all(), key=lambda r: r["clip_id"]))
+    by_id = {r["clip_id"]: r for r in table.to_pylist()}
+    assert by_id["gone"]["motion"] is None and by_id["gone"]["error_scores"].startswith("error_scores:")
+    assert by_id["bikes"]["motion"] > 0 and len(by_id["bikes"]["phash"]) == 8
+    assert by_id["carphone"]["error_scores"] is None and by_id["carphone"]["frames_decoded"] == 16
