@@ -179,7 +179,9 @@ def output_size(width: int, height: int, short_side: int | None) -> tuple[int, i
 class _ClipWriter:
     """One clip being encoded: a temp MP4 next to the final path, moved into place on success."""
 
-    def __init__(self, plan: dict, final: Path, cfg: ClipsConfig, src_rate: Fraction, src_tb: Fraction):
+    def __init__(
+        self, plan: dict, final: Path, cfg: ClipsConfig, src_rate: Fraction, src_tb: Fraction, end_pts: int | None
+    ):
         self.plan, self.final, self.cfg = plan, final, cfg
         self.start, self.end = int(plan["start_frame"]), int(plan["end_frame"])
         self.expect = self.start  # next source frame this clip needs: any gap is an error
@@ -192,6 +194,10 @@ class _ClipWriter:
         self.out_rate = Fraction(cfg.fps).limit_denominator(100_000) if cfg.fps else None
         self.held: tuple[av.VideoFrame, Fraction] | None = None  # fps mode: the frame covering "now"
         self.emitted = 0
+        # where the clip ends in source time: the pts of the first frame after it (exact for variable
+        # frame rates; decoded frame durations are dts deltas, wrong with B-frames), None at the source end
+        self.end_pts = end_pts
+        self.last_duration: int | None = None
 
     def _open(self, width: int, height: int) -> None:
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +218,7 @@ class _ClipWriter:
             self.container.mux(packet)
         self.emitted += 1
 
-    def add(self, index: int, frame: av.VideoFrame, pts: int | None) -> None:
+    def add(self, index: int, frame: av.VideoFrame, pts: int | None, duration: int | None = None) -> None:
         """Feed source frame ``index`` (already upright, resized, yuv420p) with its source pts."""
         if index != self.expect:
             raise ValueError(f"source frame {self.expect} missing (decoder jumped to {index})")
@@ -223,6 +229,7 @@ class _ClipWriter:
             pts = round((index - self.start) / self.src_rate / self.src_tb)
         if self.t0 is None:
             self.t0 = pts
+        self.last_duration = duration
         rel = pts - self.t0
         if self.out_rate is None:
             self._encode(frame, rel)
@@ -244,8 +251,13 @@ class _ClipWriter:
         if self.expect != self.end:
             raise EOFError(f"source ended at frame {self.expect}, clip needs frames up to {self.end}")
         if self.out_rate is not None and self.held is not None:
-            last_t = self.held[1]
-            self._flush_held(until=last_t + 1 / self.src_rate)
+            if self.end_pts is not None:
+                until = (self.end_pts - self.t0) * self.src_tb
+            elif self.last_duration:
+                until = self.held[1] + self.last_duration * self.src_tb
+            else:
+                until = self.held[1] + 1 / self.src_rate
+            self._flush_held(until=until)
         for packet in self.stream.encode(None):
             self.container.mux(packet)
         self.container.close()
@@ -354,13 +366,16 @@ def cut_clips(
                     r = pending.pop(0)
                     active.append(r)
                     final = out_dir / clip_relpath(r["clip_id"])
-                    writers[r["clip_id"]] = _ClipWriter(r, final, cfg, src_rate, src_tb)
+                    end = int(r["end_frame"])
+                    end_pts = index.pts[end] if index is not None and end < len(index) else None
+                    writers[r["clip_id"]] = _ClipWriter(r, final, cfg, src_rate, src_tb, end_pts)
                 if not active:
                     continue
                 if size is None:
                     h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
                     size = output_size(w0, h0, cfg.short_side)
-                src_pts = frame.pts  # read before encoders restamp the frame (out may be the same object)
+                # read before encoders restamp the frame (out may be the same object)
+                src_pts, src_duration = frame.pts, frame.duration
                 out = _prepare(frame, rotation, size)
                 for r in list(active):
                     if r["clip_id"] in done:
@@ -368,7 +383,7 @@ def cut_clips(
                         continue
                     w = writers[r["clip_id"]]
                     try:
-                        w.add(i, out, src_pts)
+                        w.add(i, out, src_pts, src_duration)
                         if i + 1 >= w.end:
                             w.finish()
                             writers.pop(r["clip_id"])

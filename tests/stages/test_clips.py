@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from fractions import Fraction
 
 import av
 import decord
@@ -376,3 +377,47 @@ def test_unreadable_source_fails_every_row(tmp_path):
     assert {r["drop_reason"] for r in rows} == {"error_clips:InvalidDataError"}
     assert all(r["error"] and r["clip_path"] is None for r in rows)
     assert not (tmp_path / "clips").exists() or _temp_files(tmp_path) == []
+
+
+def synth_vfr(path, durations, tb=Fraction(1, 100)):
+    """Indexed frames with irregular timestamps: frame i lasts durations[i] ticks of ``tb``."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25, options=GOP25)
+        s.width, s.height, s.pix_fmt = 160, 64, "yuv420p"
+        s.codec_context.time_base = tb
+        pts = 0
+        for i, d in enumerate(durations):
+            img = np.zeros((64, 160, 3), np.uint8)
+            for j in range(DIGITS):
+                img[:, j * 32 : (j + 1) * 32] = ((i // 4 ** (DIGITS - 1 - j)) % 4) * 85
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = pts, tb
+            for p in s.encode(f):
+                c.mux(p)
+            pts += d
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_variable_frame_rate_source(tmp_path):
+    """Frames are numbered by presentation order whatever their timing; cut clips keep the source's
+    timing, and fps normalisation picks frames by timestamp."""
+    durations = [2, 6] * 40  # 80 frames, 0.02 s and 0.06 s alternately: 25 fps on average
+    src = synth_vfr(tmp_path / "vfr.mp4", durations)
+    times = np.concatenate([[0], np.cumsum(durations)]) / 100  # start time of each source frame (and the end)
+    video = video_row(src)
+    cfg = ClipsConfig(min_s=0.1)
+    r = cut_clips(str(src), video, plan_clips(video, spans((11, 40)), cfg, "d"), tmp_path, cfg)[0]
+    out = tmp_path / r["clip_path"]
+    assert clip_indices(out) == list(range(11, 40))
+    with av.open(str(out)) as c:
+        got = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert got == pytest.approx(list(times[11:40] - times[11]))
+    # resampled to 25 fps: output frame k shows the source frame whose interval contains k / 25 s
+    cfg25 = ClipsConfig(min_s=0.1, fps=25)
+    r = cut_clips(str(src), video, plan_clips(video, spans((11, 40)), cfg25, "d"), tmp_path, cfg25)[0]
+    ticks = np.concatenate([[0], np.cumsum(durations)])[11:41] - sum(durations[:11])  # integers: no float ties
+    expect = [11 + int(np.searchsorted(ticks, 4 * k, side="right")) - 1 for k in range(100) if 4 * k < ticks[-1]]
+    assert clip_indices(tmp_path / r["clip_path"]) == expect
+    assert len(set(expect)) < min(len(expect), 29)  # some source frames dropped, some repeated
