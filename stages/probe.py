@@ -31,7 +31,11 @@ Conventions of the columns written here (docs/SCHEMA.md quotes them):
 - A truncated file whose first part still demuxes and decodes is ``status="ok"``: ``num_frames`` counts only
   the packets fully inside the file, ``error_type`` stays null and ``error`` carries a note starting with
   ``"Truncated:"``. Truncated so that nothing can be read (e.g. an MP4 cut before its ``moov`` index) is
-  ``status="error"``, ``error_type="Truncated"``.
+  ``status="error"``, ``error_type="Truncated"``. Truncation is read from the sizes the container declares
+  (MP4/MOV boxes, the Matroska/WebM Segment, the AVI RIFF chunk), a short frame count against the header's,
+  or a demuxer that stops early. Other notes on ok rows: ``"CorruptPackets: ..."`` (packets the demuxer
+  flagged corrupt, not counted) and ``"StartsMidGOP: ..."`` (a stream cut before its first keyframe: the
+  packets before it decode to nothing and are not counted). Notes are joined with ``"; "``.
 """
 
 from __future__ import annotations
@@ -188,7 +192,7 @@ class _Pass:
     frame_before_key: bool = False  # the first frame came out before any keyframe was fed
     fed: int = 0  # packets fed to the decoder
     decode_error: Exception | None = None
-    demux_error: Exception | None = None
+    demux_error: str | None = None  # why demuxing stopped before the end of the file
 
 
 def _demux_pass(container: av.container.InputContainer, stream: av.video.stream.VideoStream, size: int) -> _Pass:
@@ -226,7 +230,11 @@ def _demux_pass(container: av.container.InputContainer, stream: av.video.stream.
                 r.first_frame = frames[0]
                 r.frame_before_key = r.first_key is None
     except av.error.FFmpegError as e:
-        r.demux_error = e
+        r.demux_error = f"read error: {e.strerror or e}"
+    except IndexError:
+        # PyAV 18 cannot follow a stream that appears mid-file (MPEG-TS programs that change, or corrupt PIDs):
+        # its stream table is fixed at open. What was read so far stands.
+        r.demux_error = "a new stream appeared mid-file"
     if r.first_frame is None and r.fed:
         try:  # drain the decoder: short streams may hold their only frames in its reorder buffer
             frames = stream.decode(None)
@@ -295,7 +303,7 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
     if r.n_complete == 0:
         if trunc:
             raise ProbeError("Truncated", f"{trunc}; no complete video packet")
-        why = f" ({r.demux_error.strerror})" if r.demux_error else ""
+        why = f" ({r.demux_error})" if r.demux_error else ""
         raise ProbeError("NoVideoFrames", f"the {out['codec']} video stream has no packets{why}")
     if r.first_frame is None:
         why = f": {r.decode_error.strerror or r.decode_error}" if r.decode_error else ""
@@ -304,23 +312,26 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
             f"no video frame decodes from the first {r.fed} of {r.n_complete} {out['codec']} packets{why}",
         )
 
-    # Readable but incomplete: keep the row usable and say so.
+    # Readable but incomplete: keep the row usable and say so (status ok, a typed note in `error`).
     notes = []
+    cut = []
     if trunc:
-        notes.append(trunc)
+        cut.append(trunc)
     if r.demux_error is not None:
-        notes.append(f"demuxing stopped at a read error after {r.n_complete} packets ({r.demux_error.strerror})")
+        cut.append(f"demuxing stopped after {r.n_packets} packets ({r.demux_error})")
     if header_frames > r.n_complete:
-        notes.append(f"header announces {header_frames} frames, {r.n_complete} are present")
+        cut.append(f"header announces {header_frames} frames, {r.n_complete} are present")
+    if cut:
+        if r.n_packets > r.n_complete:
+            cut.append(f"{r.n_packets - r.n_complete} incomplete packet(s) left out")
+        notes.append(f"Truncated: {'; '.join(cut)}; num_frames counts the {n_frames} frames present")
     elif r.n_packets > r.n_complete:
         notes.append(
-            f"{r.n_packets - r.n_complete} packet(s) incomplete (cut by the end of the file or flagged corrupt)"
+            f"CorruptPackets: {r.n_packets - r.n_complete} packet(s) the demuxer flagged corrupt are not counted"
         )
-    if notes:
-        out["error"] = f"Truncated: {'; '.join(notes)}; num_frames counts the {n_frames} frames present"
     if leading:
-        note = f"StartsMidGOP: the {leading} packets before the first keyframe do not decode; num_frames excludes them"
-        out["error"] = f"{out['error']}; {note}" if out["error"] else note
+        notes.append(f"StartsMidGOP: the {leading} packets before the first keyframe do not decode; not counted")
+    out["error"] = "; ".join(notes) or None
 
 
 def _main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
