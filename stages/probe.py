@@ -116,9 +116,10 @@ def probe(row: dict) -> dict:
 
     Reads: path, original_caption, spans, input_error (ingest rows)
     Writes: every column of pipeline.schema.VIDEOS (duplicate_of stays null: the driver fills it)
-    Reasons: status "error" with error_type EmptyFile | InvalidData | NoVideoStream | Truncated | DecodeError |
-        FileNotFoundError | PermissionError | IsADirectoryError | UnsupportedURI | <FFmpeg/OS error class>;
-        "ok" otherwise (a note in ``error`` for a truncated but readable file).
+    Reasons: status "error" with error_type EmptyFile | InvalidData | Truncated | NoVideoStream | NoVideoFrames |
+        UnsupportedCodec | DecodeError | FileNotFoundError | PermissionError | IsADirectoryError, or the type
+        ingest put in ``input_error`` (UnsupportedURI, NoVideoFiles, ValueError ...); "ok" otherwise, with a
+        typed note in ``error`` (Truncated: / CorruptPackets: / StartsMidGOP:) for a damaged but readable file.
     """
     t0 = time.perf_counter()
     raw_path = str(row.get("path") or "")
