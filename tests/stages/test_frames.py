@@ -7,7 +7,7 @@ import decord
 import numpy as np
 import pytest
 
-from stages.frames import PtsIndex, decord_width_ok, read_frames, sample_indices, video_meta
+from stages.frames import PtsIndex, decord_width_ok, iter_frames, read_frames, sample_indices, video_meta
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -199,3 +199,44 @@ def test_rotation_is_applied_like_decord(tmp_path):
     assert np.abs(read_frames(path, [3, 7], backend="decord").astype(int) - ref).max() <= 1
     # un-rotating gives back the stored picture that encodes the index
     assert [decode_index(np.rot90(f, k=-1)) for f in ref] == [3, 7]
+
+
+class _CountingContainer:
+    """Wraps an input container to count decoded frames and seeks."""
+
+    def __init__(self, container):
+        self.container, self.decoded, self.seeks = container, 0, 0
+
+    def decode(self, stream):
+        for frame in self.container.decode(stream):
+            self.decoded += 1
+            yield frame
+
+    def seek(self, *args, **kwargs):
+        self.seeks += 1
+        return self.container.seek(*args, **kwargs)
+
+
+def test_iter_frames_seeks_over_gaps(transnet_test_video):
+    """A 10-frame span near the end of a 5301-frame video decodes about one GOP, not the whole video,
+    and the frames are numbered the same as a sequential decode numbers them."""
+    with av.open(str(transnet_test_video)) as c:
+        index = PtsIndex.build(c, c.streams.video[0])
+    assert len(index) == 5301
+    with av.open(str(transnet_test_video)) as c:
+        counting = _CountingContainer(c)
+        got = [
+            (i, f.to_ndarray(format="rgb24"))
+            for i, f in iter_frames(counting, c.streams.video[0], [(5000, 5010), (5200, 5202)], index)
+        ]
+    assert [i for i, _ in got] == [*range(5000, 5010), 5200, 5201]
+    assert counting.seeks == 2 and counting.decoded < 2 * 200 + 12  # keyframes are at most 197 frames apart
+    with av.open(str(transnet_test_video)) as c:
+        seq = {i: f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if i in (5000, 5009, 5201)}
+    lookup = dict(got)
+    assert all(np.array_equal(lookup[i], seq[i]) for i in seq)
+    # without an index: sequential, numbered by counting
+    with av.open(str(transnet_test_video)) as c:
+        counting = _CountingContainer(c)
+        assert [i for i, _ in iter_frames(counting, c.streams.video[0], [(40, 43)])] == [40, 41, 42]
+        assert counting.seeks == 0 and counting.decoded == 44  # up to the first frame past the span
