@@ -35,6 +35,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pyarrow as pa
 
 # The columns this stage writes, in order (see SCORE_COLUMNS_SCHEMA in the report / pipeline/schema.py).
 FLOAT_COLUMNS = (
@@ -47,7 +48,18 @@ FLOAT_COLUMNS = (
     "black_frac",
     "text_area",
 )
-OUTPUT_COLUMNS = ("clip_id", *FLOAT_COLUMNS, "phash", "frames_decoded", "scores_s", "error_scores")
+# The `scores` table columns this stage writes (pipeline/schema.py mirrors this; docs/SCHEMA.md documents it).
+SCORES_SCHEMA = pa.schema(
+    [("clip_id", pa.string())]
+    + [(c, pa.float32()) for c in FLOAT_COLUMNS]
+    + [
+        ("phash", pa.list_(pa.int64())),  # one 64-bit pHash per anchor frame, signed view of the unsigned bits
+        ("frames_decoded", pa.int32()),  # frames returned by the clip's single read_frames call
+        ("scores_s", pa.float32()),  # wall time of this clip's decode + scoring
+        ("error_scores", pa.string()),  # "error_scores:<ExceptionType>: message" or null
+    ]
+)
+OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 
 
 @dataclass
@@ -343,7 +355,13 @@ class CpuScorer:
         out["frames_decoded"] = len(frames)
         return out
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        """Score a batch; returns a pyarrow Table with exactly SCORES_SCHEMA.
+
+        A typed table, not a dict of numpy arrays: a batch where every clip failed would otherwise give Ray
+        all-None object columns that Arrow types as ``null``, and blocks of different types. Here a missing
+        score is a real null of the right type, never NaN or 0.
+        """
         import time
 
         n = len(batch["clip_id"])
@@ -360,22 +378,8 @@ class CpuScorer:
                 except Exception as e:  # errors are data: one bad clip must not stop the run
                     msg = str(e).replace("\n", " ")[:500]
                     row = {"error_scores": f"error_scores:{type(e).__name__}: {msg}"}
+            row["clip_id"] = str(batch["clip_id"][i])
             row["scores_s"] = time.perf_counter() - t0
+            row.setdefault("frames_decoded", 0)
             rows.append(row)
-        out: dict[str, np.ndarray] = {"clip_id": np.asarray(batch["clip_id"])}
-        # Object columns holding None: Arrow gets a real null ("not computed"), never a NaN or 0 that would read
-        # as a score. Ray turns them into double / list<int64> columns; the store casts to the schema.
-        for c in FLOAT_COLUMNS:
-            out[c] = _object_column([None if r.get(c) is None else float(r[c]) for r in rows])
-        out["phash"] = _object_column([r.get("phash") for r in rows])
-        out["frames_decoded"] = np.array([r.get("frames_decoded", 0) for r in rows], dtype=np.int32)
-        out["scores_s"] = np.array([r["scores_s"] for r in rows], dtype=np.float32)
-        out["error_scores"] = _object_column([r.get("error_scores") for r in rows])
-        return out
-
-
-def _object_column(values: list) -> np.ndarray:
-    """A 1-D object array (np.array would turn equal-length lists into a 2-D array)."""
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr
+        return pa.Table.from_pylist(rows, schema=SCORES_SCHEMA)

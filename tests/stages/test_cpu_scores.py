@@ -14,8 +14,9 @@ from pipeline.footage import BIKES_CUTS
 from stages import frames as frames_mod
 from stages.cpu_scores import (
     FLOAT_COLUMNS,
-    CpuScoresConfig,
+    SCORES_SCHEMA,
     CpuScorer,
+    CpuScoresConfig,
     TextDetector,
     exposure_scores,
     motion_scores,
@@ -143,13 +144,15 @@ def test_errors_are_data_not_low_scores(scorer, bikes, tmp_path):
         "clip_path": np.array([bikes.name, "nope/missing.mp4", corrupt.name], dtype=object),
     }
     scorer_ok = CpuScorer(CpuScoresConfig(root=str(bikes.parent)))
-    out = scorer_ok({k: v[:1] for k, v in batch.items()})
-    assert out["error_scores"][0] is None and out["frames_decoded"][0] == 16
-    out = CpuScorer(CpuScoresConfig(root=str(tmp_path)))(batch)
-    assert out["error_scores"][1].startswith("error_scores:FileNotFoundError:")
-    assert out["error_scores"][2].startswith("error_scores:")
-    for i in (1, 2):
-        assert all(out[c][i] is None for c in FLOAT_COLUMNS) and out["phash"][i] is None
+    ok = scorer_ok({k: v[:1] for k, v in batch.items()}).to_pylist()[0]
+    assert ok["error_scores"] is None and ok["frames_decoded"] == 16 and ok["motion"] > 0
+    table = CpuScorer(CpuScoresConfig(root=str(tmp_path)))(batch)
+    assert table.schema == SCORES_SCHEMA  # typed even when every score of a column is null
+    out = table.to_pylist()
+    assert out[1]["error_scores"].startswith("error_scores:FileNotFoundError:")
+    assert out[2]["error_scores"].startswith("error_scores:")
+    for r in out[1:]:
+        assert all(r[c] is None for c in FLOAT_COLUMNS) and r["phash"] is None
 
 
 def test_cpu_scorer_in_ray_data_writes_nulls_for_failures(ray_local, bikes, carphone, tmp_path):
@@ -164,13 +167,19 @@ def test_cpu_scorer_in_ray_data_writes_nulls_for_failures(ray_local, bikes, carp
         {"clip_id": "carphone", "clip_path": f"a/{carphone.name}"},
         {"clip_id": "gone", "clip_path": "a/gone.mp4"},
     ]
-    ds = ray.data.from_items(rows).map_batches(
-        CpuScorer,
-        fn_constructor_kwargs={"cfg": CpuScoresConfig(root=str(tmp_path))},
-        batch_size=2,
-        concurrency=1,
-        num_cpus=1,
+    ds = (
+        ray.data.from_items(rows)
+        .map_batches(
+            CpuScorer,
+            fn_constructor_kwargs={"cfg": CpuScoresConfig(root=str(tmp_path))},
+            batch_size=1,  # the "gone" batch is all nulls: its block must still be typed
+            concurrency=1,
+            num_cpus=1,
+        )
+        .materialize()
     )
+    schema = ds.schema()
+    assert (schema.names, schema.types) == (SCORES_SCHEMA.names, SCORES_SCHEMA.types)
     table = pa.Table.from_pylist(sorted(ds.take_all(), key=lambda r: r["clip_id"]))
     by_id = {r["clip_id"]: r for r in table.to_pylist()}
     assert by_id["gone"]["motion"] is None and by_id["gone"]["error_scores"].startswith("error_scores:")
