@@ -375,7 +375,7 @@ def cut_clips(
                     h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
                     size = output_size(w0, h0, cfg.short_side)
                 # read before encoders restamp the frame (out may be the same object)
-                src_pts, src_duration = frame.pts, frame.duration
+                src_pts, src_duration = frame.pts, getattr(frame, "duration", None)
                 out = _prepare(frame, rotation, size)
                 for r in list(active):
                     if r["clip_id"] in done:

@@ -111,7 +111,7 @@ def _rotation_of(container: av.container.InputContainer, stream: av.video.stream
     """Counter-clockwise display rotation in degrees (0, 90, 180, 270); needs one decoded frame, since
     FFmpeg exposes the display matrix on frames."""
     for frame in container.decode(stream):
-        return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+        return int(round((getattr(frame, "rotation", 0) or 0) / 90.0)) * 90 % 360  # PyAV >= 14
     return 0
 
 
@@ -122,7 +122,7 @@ def _stream_fps(stream: av.video.stream.VideoStream) -> float:
 
 def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
     """Frames of a stream whose container stores no count (WebM, MKV): one demux pass, no decoding."""
-    return sum(1 for p in container.demux(stream) if p.size and not p.is_discard)
+    return sum(1 for p in container.demux(stream) if p.size and not getattr(p, "is_discard", False))
 
 
 def video_meta(path: str | os.PathLike) -> dict:
@@ -172,7 +172,8 @@ class PtsIndex:
         """None when the stream's timestamps cannot number frames (missing or duplicate pts)."""
         entries = []
         for packet in container.demux(stream):
-            if not packet.size or packet.is_discard:  # flush packets; pre-roll an edit list cuts away
+            # flush packets, and pre-roll an edit list cuts away (the decoder never outputs those)
+            if not packet.size or getattr(packet, "is_discard", False):
                 continue
             if packet.pts is None:
                 return None
