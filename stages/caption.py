@@ -159,7 +159,12 @@ class CaptionStage:
         return frames, ClipFrames(fps=fps, indices=idx, total_frames=num_frames)
 
     # ---- Ray callable ----------------------------------------------------------------------------------------
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        """Caption a batch; returns a pyarrow Table with exactly CAPTIONS_SCHEMA.
+
+        A typed table rather than a dict of numpy arrays: a batch where every row was skipped or failed would
+        otherwise hand Ray all-None object columns typed ``null`` and blocks of different types.
+        """
         n = len(batch["clip_id"])
         rows: list[dict[str, Any]] = [{} for _ in range(n)]
         todo: list[int] = []
@@ -176,7 +181,9 @@ class CaptionStage:
             else:
                 todo.append(i)
         self._caption_rows(batch, todo, rows)
-        return _columns(batch, rows)
+        for i, r in enumerate(rows):
+            r["clip_id"] = str(batch["clip_id"][i])
+        return pa.Table.from_pylist(rows, schema=CAPTIONS_SCHEMA)
 
     def _cfg_for_resume(self) -> CaptionConfig:
         # needs_caption compares against the model this actor resolved (and already loaded).
@@ -266,9 +273,10 @@ def _value(batch: dict[str, np.ndarray], key: str, i: int) -> Any:
     if key not in batch:
         return None
     v = batch[key][i]
+    v = v.item() if isinstance(v, np.generic) else v
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
-    return v.item() if isinstance(v, np.generic) else v
+    return v
 
 
 def _existing(batch: dict[str, np.ndarray], i: int) -> dict[str, Any] | None:
@@ -278,29 +286,12 @@ def _existing(batch: dict[str, np.ndarray], i: int) -> dict[str, Any] | None:
     row = {c: _value(batch, c, i) for c in OUTPUT_COLUMNS if c != "clip_id" and c in batch}
     if row.get("caption_flags") is not None:
         row["caption_flags"] = [str(f) for f in row["caption_flags"]]
+    for c in ("caption_tokens_dense", "caption_tokens_short", "caption_frames"):
+        if row.get(c) is not None:
+            row[c] = int(row[c])
     return row
 
 
 def _error(e: BaseException) -> dict[str, Any]:
     msg = str(e).replace("\n", " ")[:500]
     return {"caption_status": STATUS_ERROR, "error_caption": f"error_caption:{type(e).__name__}: {msg}"}
-
-
-def _object_column(values: list) -> np.ndarray:
-    """A 1-D object array (None -> Arrow null; lists stay lists instead of becoming a 2-D array)."""
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr
-
-
-def _columns(batch: dict[str, np.ndarray], rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {"clip_id": np.asarray(batch["clip_id"])}
-    for c in OUTPUT_COLUMNS[1:]:
-        out[c] = _object_column([r.get(c) for r in rows])
-    return out
-
-
-def to_arrow(columns: dict[str, np.ndarray]) -> pa.Table:
-    """The stage's output batch as a table with CAPTIONS_SCHEMA types (what the store writes)."""
-    types = {f.name: f.type for f in CAPTIONS_SCHEMA}
-    return pa.table({name: pa.array(list(columns[name]), type=types[name]) for name in OUTPUT_COLUMNS})

@@ -22,6 +22,15 @@ pytest.importorskip("num2words", reason="SmolVLMProcessor needs num2words (a cli
 FAMILIES = {"smolvlm": build_tiny_random_smolvlm, "qwen2_5_vl": build_tiny_random_qwen2_5_vl}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Tiny matmuls: a second intra-op thread only adds contention on a shared 2-core machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def tiny(request, tmp_path_factory):
     path = FAMILIES[request.param](tmp_path_factory.mktemp(f"tiny_random_{request.param}"))
