@@ -133,14 +133,23 @@ def caption_text_columns(types: dict[str, str]) -> list[str]:
     return cols
 
 
-def thresholds(config: dict[str, Any], column: str) -> dict[str, float]:
-    """``filters.min_<column>`` / ``filters.max_<column>`` from the resolved config, when set."""
+def thresholds(config: dict[str, Any], column: str) -> dict[str, tuple[str, float]]:
+    """The configured bounds of a column: ``{"min"|"max": (setting name, value)}``.
+
+    ``filters.min_<column>`` / ``filters.max_<column>`` when set; otherwise a setting whose name is a ``_``-suffix of
+    the column (``max_under_frac`` bounds ``luma_under_frac``), when exactly one such setting exists.
+    """
     filters = config.get("filters") or {}
+    numeric = {k: float(v) for k, v in filters.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     found = {}
     for bound in ("min", "max"):
-        v = filters.get(f"{bound}_{column}")
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            found[bound] = float(v)
+        key = f"{bound}_{column}"
+        if key in numeric:
+            found[bound] = (key, numeric[key])
+            continue
+        suffix = [k for k in numeric if k.startswith(f"{bound}_") and column.endswith("_" + k[len(bound) + 1 :])]
+        if len(suffix) == 1:
+            found[bound] = (suffix[0], numeric[suffix[0]])
     return found
 
 
@@ -175,6 +184,12 @@ def _values(con, sql: str) -> list[Any]:
     return [r[0] for r in con.execute(sql).fetchall()]
 
 
+def _split(con, expr: str, cond: str) -> dict[str, list[Any]]:
+    """Values of ``expr`` over clips, split into kept and rejected."""
+    rows = con.execute(f"SELECT {expr}, drop_reason IS NULL FROM clips WHERE {cond}").fetchall()
+    return {"kept": [r[0] for r in rows if r[1]], "rejected": [r[0] for r in rows if not r[1]]}
+
+
 def collect(out: str | Path) -> dict[str, Any]:
     """Everything the report shows, as plain Python data (no plots)."""
     from pipeline import store
@@ -203,16 +218,16 @@ def collect(out: str | Path) -> dict[str, Any]:
             ).fetchall()
             missing = con.execute(f'SELECT count(*) FROM clips WHERE "{c}" IS NULL').fetchone()[0]
             d["scores"][c] = {
-                "kept": [r[0] for r in rows if r[1]],
-                "rejected": [r[0] for r in rows if not r[1]],
+                "series": {"kept": [r[0] for r in rows if r[1]], "rejected": [r[0] for r in rows if not r[1]]},
                 "missing": missing,
                 "thresholds": thresholds(d["config"], c),
             }
-        d["durations"] = _values(con, "SELECT duration_s FROM clips WHERE duration_s IS NOT NULL")
+        d["durations"] = _split(con, "duration_s", "duration_s IS NOT NULL")
+        d["duration_bounds"] = thresholds(d["config"], "duration_s")
         d["resolutions"] = con.execute(
             "SELECT width || 'x' || height, count(*) FROM clips WHERE width IS NOT NULL GROUP BY ALL ORDER BY 2 DESC"
         ).fetchall()
-        d["aspects"] = _values(con, "SELECT width / height FROM clips WHERE width IS NOT NULL AND height > 0")
+        d["aspects"] = _split(con, "width / height", "width IS NOT NULL AND height > 0")
         d["fps"] = con.execute(
             "SELECT round(fps, 2), count(*) FROM clips WHERE fps IS NOT NULL GROUP BY ALL ORDER BY 1"
         ).fetchall()
@@ -309,29 +324,38 @@ def plot_bars(items: Sequence[tuple[Any, int]], title: str, xlabel: str = "clips
     return _png(fig)
 
 
+_SERIES_COLORS = {"kept": "#2a9d8f", "rejected": "#c0504d"}
+
+
 def plot_histogram(
     name: str,
-    kept: list[float],
-    rejected: list[float],
-    bounds: dict[str, float] | None = None,
+    series: dict[str, list[float]],
+    bounds: dict[str, tuple[str, float]] | None = None,
     missing: int = 0,
     xlabel: str | None = None,
 ) -> str:
-    """A stacked kept/rejected histogram with the configured thresholds as vertical lines."""
+    """A stacked histogram of named series (kept / rejected) with the configured bounds as dashed lines."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.6, 2.6))
-    data = [kept, rejected]
-    values = kept + rejected
+    series = {k: v for k, v in series.items() if v} or {"clips": []}
+    values = [x for v in series.values() for x in v]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    for v in (bounds or {}).values():  # the threshold must be visible even outside the data's range
+    for _, v in (bounds or {}).values():  # a threshold must be visible even outside the data's range
         lo, hi = min(lo, v), max(hi, v)
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
-    ax.hist(data, bins=30, range=(lo, hi), stacked=True, color=["#2a9d8f", "#c0504d"], label=["kept", "rejected"])
-    for bound, v in (bounds or {}).items():
+    ax.hist(
+        list(series.values()),
+        bins=30,
+        range=(lo, hi),
+        stacked=True,
+        color=[_SERIES_COLORS.get(k, "#4a8fc1") for k in series],
+        label=list(series),
+    )
+    for setting, v in (bounds or {}).values():
         ax.axvline(v, color="black", linestyle="--", linewidth=1.2)
         ax.annotate(
-            f"{bound}_{name} = {v:g}",
+            f"{setting} = {v:g}",
             xy=(v, 1),
             xycoords=("data", "axes fraction"),
             xytext=(3, -10),
@@ -342,7 +366,8 @@ def plot_histogram(
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel or name, fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, frameon=False)
+    if len(series) > 1:
+        ax.legend(fontsize=7, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
 
@@ -411,14 +436,14 @@ def _section_scores(d: dict[str, Any]) -> str:
         return '<h2 id="scores">Scores</h2><p class="muted">No score columns in this dataset yet.</p>'
     imgs = [
         _img(
-            plot_histogram(c, s["kept"], s["rejected"], s["thresholds"], s["missing"]),
+            plot_histogram(c, s["series"], s["thresholds"], s["missing"]),
             f"histogram of {c}",
             "plot hist",
         )
         for c, s in d["scores"].items()
     ]
     notes = [
-        f"{esc(c)}: " + ", ".join(f"{b} {v:g}" for b, v in s["thresholds"].items())
+        f"{esc(c)}: " + ", ".join(f"{esc(k)} = {v:g}" for k, v in s["thresholds"].values())
         for c, s in d["scores"].items()
         if s["thresholds"]
     ]
@@ -430,10 +455,11 @@ def _section_scores(d: dict[str, Any]) -> str:
 
 def _section_distributions(d: dict[str, Any]) -> str:
     imgs = []
-    if d["durations"]:
-        imgs.append(_img(plot_histogram("duration_s", d["durations"], [], xlabel="clip duration (s)"), "durations"))
-    if d["aspects"]:
-        imgs.append(_img(plot_histogram("aspect", d["aspects"], [], xlabel="width / height"), "aspect ratios"))
+    if any(d["durations"].values()):
+        plot = plot_histogram("duration_s", d["durations"], d["duration_bounds"], xlabel="clip duration (s)")
+        imgs.append(_img(plot, "clip durations"))
+    if any(d["aspects"].values()):
+        imgs.append(_img(plot_histogram("aspect ratio", d["aspects"], xlabel="width / height"), "aspect ratios"))
     if d["resolutions"]:
         imgs.append(_img(plot_bars(d["resolutions"], "clip resolution", color="#4a8fc1"), "resolutions"))
     if d["fps"]:
@@ -444,7 +470,7 @@ def _section_distributions(d: dict[str, Any]) -> str:
 
 def _section_captions(d: dict[str, Any]) -> str:
     imgs = [
-        _img(plot_histogram(c, lengths, [], xlabel=f"{c} length (words)"), f"{c} length")
+        _img(plot_histogram(c, {"clips": lengths}, xlabel=f"{c} length (words)"), f"{c} length")
         for c, lengths in d["captions"].items()
         if lengths
     ]
