@@ -163,7 +163,8 @@ class Viewer:
                 Rule("/clip/<clip_id>", endpoint="detail"),
                 Rule("/poster/<clip_id>.jpg", endpoint="poster"),
                 Rule("/files/<path:rel>", endpoint="files"),
-            ]
+            ],
+            merge_slashes=False,  # "/files//etc/passwd" is a 404, not a redirect to a rewritten path
         )
 
     def close(self) -> None:
