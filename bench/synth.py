@@ -94,7 +94,7 @@ def _blend(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
     return np.clip((1.0 - alpha) * a.astype(np.float32) + alpha * b.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
 
 
-class _Timeline:
+class Timeline:
     """Appends shots with edits between them and records the ground truth as it goes."""
 
     def __init__(self, name: str):
@@ -183,7 +183,7 @@ def benchmark_videos(shots: dict[str, np.ndarray] | None = None) -> list[SynthVi
     """The synthesized benchmark: hard cuts, dissolves, fades through black, flashes, zoom and pans."""
     s = load_shots() if shots is None else shots
 
-    t = _Timeline("hard_cuts")
+    t = Timeline("hard_cuts")
     for name, a, b in [
         ("bikes1", 0, 40),
         ("tt_coat", 0, 40),
@@ -197,7 +197,7 @@ def benchmark_videos(shots: dict[str, np.ndarray] | None = None) -> list[SynthVi
         t.cut(s[name][a:b])
     cuts = t.video()
 
-    t = _Timeline("dissolves")
+    t = Timeline("dissolves")
     t.cut(s["bikes2"][:50])
     for name, a, b, length in [
         ("tt_stripes", 0, 60, 8),
@@ -209,7 +209,7 @@ def benchmark_videos(shots: dict[str, np.ndarray] | None = None) -> list[SynthVi
         t.dissolve(s[name][a:b], length)
     dissolves = t.video()
 
-    t = _Timeline("fades")
+    t = Timeline("fades")
     t.cut(s["tt_coat"][:50])
     for name, a, b, out_len, black, in_len in [
         ("bikes1", 0, 46, 6, 0, 6),
@@ -220,7 +220,7 @@ def benchmark_videos(shots: dict[str, np.ndarray] | None = None) -> list[SynthVi
         t.fade(s[name][a:b], out_len, black, in_len)
     fades = t.video()
 
-    t = _Timeline("flashes")
+    t = Timeline("flashes")
     bunny = flash(flash(flash(s["bunny"], 20, 1), 55, 2), 95, 3, 0.6)
     t.cut(bunny)
     t.distractor("flash", 20, 21), t.distractor("flash", 55, 57), t.distractor("flash", 95, 98)
@@ -233,7 +233,7 @@ def benchmark_videos(shots: dict[str, np.ndarray] | None = None) -> list[SynthVi
     t.distractor("flash", base + 40, base + 41)
     flashes = t.video()
 
-    t = _Timeline("zoom_pan")
+    t = Timeline("zoom_pan")
     t.cut(zoom(s["carphone"][:60], 2.5))
     t.distractor("zoom", 0, 60)
     big = s["bunny_big"] if "bunny_big" in s else load_shots(["bunny"], 2 * W, 2 * H)["bunny"]
@@ -248,7 +248,7 @@ def benchmark_videos(shots: dict[str, np.ndarray] | None = None) -> list[SynthVi
     t.distractor("pan", base, base + 62)
     zoom_pan = t.video()
 
-    t = _Timeline("mixed")
+    t = Timeline("mixed")
     t.cut(s["bikes3"][:40])
     t.dissolve(s["tt_coat"][:60], 16)
     t.distractor("flash", len(t.frames) - 20, len(t.frames) - 19)
