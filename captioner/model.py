@@ -141,11 +141,14 @@ def load(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     attn_implementation: str | None = None,
+    frames_as: str = "auto",
 ) -> Captioner:
     """Load a video VLM by Hugging Face id or local directory (exactly as users pass it).
 
-    Device/dtype/attention default to what suits the machine (see pick_*). Missing weights raise
-    CaptionerUnavailable naming the model and how to download it; nothing ever falls back to random weights.
+    Device/dtype/attention default to what suits the machine (see pick_*). ``frames_as``: "video" (the processor's
+    video path, with timestamps), "images" (one image per frame, for image-only families), "auto" (video when
+    the processor has a video processor). Missing weights raise CaptionerUnavailable naming the model and how to
+    download it; nothing ever falls back to random weights.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -173,7 +176,7 @@ def load(
             f"captioner model {name!r} could not be loaded ({type(e).__name__}: {e}). {how_to_provide(name)}"
         ) from e
     model.to(dev).eval()
-    return Captioner(model, processor, name=name, device=dev, dtype=dt, attn_implementation=attn)
+    return Captioner(model, processor, name=name, device=dev, dtype=dt, attn_implementation=attn, frames_as=frames_as)
 
 
 @dataclass
@@ -223,6 +226,7 @@ class Captioner:
         device: torch.device,
         dtype: torch.dtype,
         attn_implementation: str = "sdpa",
+        frames_as: str = "auto",
     ):
         self.model = model
         self.processor = processor
@@ -234,7 +238,12 @@ class Captioner:
         self.tokenizer = processor.tokenizer
         # Decoder-only generation continues from the last position: pad on the left.
         self.tokenizer.padding_side = "left"
-        self.video_input = getattr(processor, "video_processor", None) is not None
+        has_video = getattr(processor, "video_processor", None) is not None
+        if frames_as not in ("auto", "video", "images"):
+            raise ValueError(f"frames_as must be auto, video or images, not {frames_as!r}")
+        if frames_as == "video" and not has_video:
+            raise ValueError(f"{name}: its processor has no video processor; use frames_as='images'")
+        self.video_input = has_video if frames_as == "auto" else frames_as == "video"
         gen_cfg = getattr(model, "generation_config", None)
         eos = getattr(gen_cfg, "eos_token_id", None)
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) if eos is not None else set()

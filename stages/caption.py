@@ -70,6 +70,7 @@ class CaptionConfig:
     recaption: bool = False  # ignore existing captions by the same model + prompts
     on_missing_model: str = "skip"  # "skip": rows get skipped_no_model + the reason; "error": raise
     backend: str = "auto"  # stages.frames.read_frames backend
+    frames_as: str = "auto"  # "video" | "images" | "auto" (video when the processor has a video processor)
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     concurrency: int = 1  # actors (each holds one model copy)
@@ -137,7 +138,9 @@ class CaptionStage:
             if self.cfg.on_missing_model == "error":
                 raise CaptionerUnavailable(why)
             return
-        self.captioner = load(self.model_name, device=self.cfg.device, dtype=self.cfg.dtype)
+        self.captioner = load(
+            self.model_name, device=self.cfg.device, dtype=self.cfg.dtype, frames_as=self.cfg.frames_as
+        )
 
     # ---- decoding --------------------------------------------------------------------------------------------
     def sample_clip(self, path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None):

@@ -166,6 +166,18 @@ def test_tiny_random_no_retry_when_disabled(tiny, bikes_clips, monkeypatch):
     assert all(qa.RETRIED not in r.flags for r in res)
 
 
+def test_tiny_random_frames_as_images(tiny, bikes_clips):
+    family, path, _ = tiny
+    cap = captioner.load(path, frames_as="images")
+    frames, clips = bikes_clips
+    p = load_prompt("short_v1")
+    image_token = "<image>" if family == "smolvlm" else "<|image_pad|>"
+    assert cap.chat_text(p, 4).count(image_token) == 4  # one image per frame
+    batched = cap.generate(frames, p, clips, max_new_tokens=8, batch_size=4)
+    single = [cap.generate([f], p, [c], max_new_tokens=8)[0] for f, c in zip(frames, clips, strict=True)]
+    assert [g.text for g in batched] == [g.text for g in single]
+
+
 def test_bad_frames_raise(tiny):
     _, _, cap = tiny
     with pytest.raises(ValueError, match="uint8"):
