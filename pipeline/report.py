@@ -24,10 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.schema import CLIPS
-
-# Columns of the clip table itself: everything else numeric in the clips view comes from a stage (scores, ...).
-_BASE_CLIP_COLUMNS = frozenset(CLIPS.names)
 _FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL")
 # String caption columns that are bookkeeping, not text to measure.
 _CAPTION_META_SUFFIXES = ("_status", "_model", "_error", "_prompt", "_reason", "_id", "_path")
@@ -117,11 +113,10 @@ def column_types(con, view: str) -> dict[str, str]:
 
 def score_columns(types: dict[str, str]) -> list[str]:
     """Float columns a stage added to the clips view (timings ``*_s`` excluded): the ones worth a histogram."""
-    return [
-        c
-        for c, t in types.items()
-        if c not in _BASE_CLIP_COLUMNS and t.split("(")[0] in _FLOAT_TYPES and not c.endswith("_s")
-    ]
+    from pipeline.schema import CLIPS  # lazy: `clipforge --help` should not pay for pyarrow
+
+    base = set(CLIPS.names)  # the clip table's own columns; every other numeric one comes from a stage
+    return [c for c, t in types.items() if c not in base and t.split("(")[0] in _FLOAT_TYPES and not c.endswith("_s")]
 
 
 def caption_text_columns(types: dict[str, str]) -> list[str]:
