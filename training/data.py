@@ -260,7 +260,7 @@ class ShardDataset:
         files = sorted((self.path / "shards").glob("*.parquet")) if (self.path / "shards").is_dir() else []
         if not files:
             raise FileNotFoundError(f"no training shards under {self.path}/shards; run `clipforge prepare` first")
-        table = pa.concat_tables([pq.read_table(f, schema=SHARD_SCHEMA) for f in files])
+        table = pa.concat_tables([pq.read_table(f).select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA) for f in files])
         table = table.filter(pc.is_null(table.column("error"))).sort_by("clip_id")
         if table.num_rows == 0:
             raise ValueError(f"{self.path} has no usable rows (every clip was skipped; see manifest.json)")

@@ -83,3 +83,28 @@ def make_demo_clips(dest: str | Path, max_width: int = 160, names: list[str] | N
             }
         )
     return rows
+
+
+def demo_dataset(
+    root: str | Path,
+    names: list[str] | None = None,
+    buckets: dict | None = None,
+    caption_mix: dict[str, float] | None = None,
+    text_encoder: str = "minilm",
+    codec: str = "pixel",
+) -> Path:
+    """Demo clips under ``root`` encoded in-process (no Ray) into ``root/prep-<key>``; reused when present."""
+    import hashlib
+    import json
+
+    from training.data import encode_clips_local
+
+    root = Path(root)
+    kw = {"buckets": buckets, "caption_mix": caption_mix or {"dense": 1.0}, "text_encoder": text_encoder}
+    kw["codec"] = codec
+    key = hashlib.sha1(json.dumps([names, kw], sort_keys=True).encode()).hexdigest()[:10]
+    dest = root / f"prep-{key}"
+    if not (dest / "manifest.json").is_file():
+        rows = make_demo_clips(root, names=names)
+        encode_clips_local(rows, root, dest, **kw)
+    return dest

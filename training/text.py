@@ -56,7 +56,7 @@ class TextEncoder:
         model_cls = {"t5": T5EncoderModel, "clip": CLIPTextModel, "bert": AutoModel}[kind]
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = model_cls.from_pretrained(path, torch_dtype=torch.float32)
+            self.model = model_cls.from_pretrained(path, dtype=torch.float32)
         except OSError as e:
             raise FileNotFoundError(
                 f"could not load text encoder {spec!r} ({model_cls.__name__} + tokenizer from {path!r}): {e}. "

@@ -1,0 +1,150 @@
+"""The Ray adapter of the training data path: SQL-selected clips -> latents + text embeddings -> Parquet shards.
+
+    rows = select_clips(out, "aesthetic > 5 AND duration_s >= 2")        # DuckDB over the curated store
+    prepare(out, where_sql, buckets, codec, text_encoder, caption_mix, dest)
+
+runs ``training.data.ClipEncoder`` as a Ray Data actor (codec and text encoder load once per actor), writes
+``dest/shards/*.parquet`` (tensors as bytes + shape + dtype columns) and ``dest/manifest.json`` (query, codec,
+text encoder, buckets, versions, counts). This is the one training module that imports Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from training.data import DEFAULT_CAPTION_MIX, SHARD_SCHEMA, ClipEncoder, write_manifest
+
+
+def select_clips(out: str | Path, where_sql: str = "TRUE", limit: int | None = None) -> list[dict]:
+    """Rows of the store's ``kept`` view matching ``where_sql`` (any DuckDB condition), in clip_id order."""
+    from pipeline import store
+
+    con = store.open(out)
+    sql = f"SELECT * FROM kept WHERE {where_sql or 'TRUE'} ORDER BY clip_id"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return con.execute(sql).fetch_arrow_table().to_pylist()
+
+
+class _RayClipEncoder(ClipEncoder):
+    """ClipEncoder returning Arrow tables of SHARD_SCHEMA, so Ray writes the exact column types."""
+
+    def __init__(self, threads: int = 1, **kw):
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        super().__init__(**kw)
+
+    def __call__(self, batch: dict) -> pa.Table:
+        return pa.Table.from_pydict(super().__call__(batch), schema=SHARD_SCHEMA)
+
+
+def prepare(
+    out: str | Path,
+    where_sql: str | None,
+    buckets: dict | str | Path | None,
+    codec: str,
+    text_encoder: str,
+    caption_mix: dict[str, float] | None,
+    dest: str | Path,
+    *,
+    rows: list[dict] | pa.Table | None = None,
+    seed: int = 0,
+    text_max_length: int | None = None,
+    batch_size: int = 8,
+    concurrency: int = 1,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+) -> dict:
+    """Encode the selected clips into training shards under ``dest`` and return the manifest.
+
+    The selection is ``rows`` if given (dicts or an Arrow table shaped like the ``kept`` view), else
+    ``select_clips(out, where_sql)``. Clip paths are relative to ``out``. ``concurrency`` encoder actors with
+    ``num_cpus``/``num_gpus`` each: on a 2-CPU machine keep num_cpus below the total, Ray Data needs headroom.
+    """
+    import ray
+
+    if rows is None:
+        rows = select_clips(out, where_sql or "TRUE")
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+    dest = Path(dest)
+    shards = dest / "shards"
+    shutil.rmtree(shards, ignore_errors=True)
+    shards.mkdir(parents=True)
+    encoder_kw = dict(
+        root=str(Path(out).resolve()),
+        codec=codec,
+        text_encoder=text_encoder,
+        buckets=buckets,
+        caption_mix=caption_mix or DEFAULT_CAPTION_MIX,
+        seed=seed,
+        text_max_length=text_max_length,
+    )
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True, include_dashboard=False)
+    if table.num_rows:
+        ds = ray.data.from_arrow(table)
+        ds = ds.map_batches(
+            _RayClipEncoder,
+            fn_constructor_kwargs={"threads": max(1, int(num_cpus)), **encoder_kw},
+            batch_size=batch_size,
+            batch_format="numpy",
+            concurrency=concurrency,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
+        ds.write_parquet(str(shards))
+    files = sorted(shards.glob("*.parquet"))
+    written = (
+        pa.concat_tables([pq.read_table(f, columns=["clip_id", "bucket", "caption_source", "error"]) for f in files])
+        if files
+        else pa.table({k: pa.array([], pa.string()) for k in ["clip_id", "bucket", "caption_source", "error"]})
+    )
+    # The manifest describes the codec/text encoder as loaded (class, dims); build one in-process to ask.
+    info = ClipEncoder(**encoder_kw).describe()
+    return write_manifest(dest, info, written, where_sql, table.num_rows)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags for `clipforge prepare OUT --dest DIR`."""
+    parser.add_argument("out", help="curated dataset dir (pipeline output)")
+    parser.add_argument("--dest", required=True, help="directory for shards/ and manifest.json")
+    parser.add_argument("--where", default="TRUE", help='SQL condition on the kept view, e.g. "duration_s >= 2"')
+    parser.add_argument("--buckets", help="bucket YAML (default: 8x32x32 video + 1x32x32 image)")
+    parser.add_argument("--codec", default="pixel", help="pixel | diffusers:<id_or_dir>[#subfolder] | spacetime:<dir>")
+    parser.add_argument("--text-encoder", default="minilm", help="minilm | t5:<id_or_dir> | clip:<id_or_dir>")
+    parser.add_argument("--text-max-length", type=int)
+    parser.add_argument(
+        "--caption-mix",
+        default=json.dumps(DEFAULT_CAPTION_MIX),
+        help='JSON, e.g. {"dense":0.6,"short":0.3,"original":0.1}',
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=1, help="encoder actors")
+    parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per encoder actor")
+    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per encoder actor")
+
+
+def main(args: argparse.Namespace | list[str] | None = None) -> int:
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser(prog="clipforge prepare")
+        add_arguments(parser)
+        args = parser.parse_args(args)
+    manifest = prepare(
+        args.out, args.where, args.buckets, args.codec, args.text_encoder, json.loads(args.caption_mix), args.dest,
+        seed=args.seed, text_max_length=args.text_max_length, batch_size=args.batch_size,
+        concurrency=args.concurrency, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+    )  # fmt: skip
+    print(json.dumps(manifest["counts"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
