@@ -148,6 +148,17 @@ def thresholds(config: dict[str, Any], column: str) -> dict[str, tuple[str, floa
     return found
 
 
+def duration_bounds(config: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    """Bounds on clip duration: ``filters.min/max_duration_s`` if set, else cut settings ``clips.min/max_s``."""
+    found = thresholds(config, "duration_s")
+    clips = config.get("clips") or {}
+    for bound in ("min", "max"):
+        v = clips.get(f"{bound}_s")
+        if bound not in found and isinstance(v, (int, float)) and not isinstance(v, bool):
+            found[bound] = (f"clips.{bound}_s", float(v))
+    return found
+
+
 def funnel(con) -> list[dict[str, Any]]:
     """The funnel steps with counts and hours (hours None where the step has no duration)."""
     files, files_h = con.execute("SELECT count(*), coalesce(sum(duration_s), 0) / 3600 FROM videos").fetchone()
@@ -218,7 +229,7 @@ def collect(out: str | Path) -> dict[str, Any]:
                 "thresholds": thresholds(d["config"], c),
             }
         d["durations"] = _split(con, "duration_s", "duration_s IS NOT NULL")
-        d["duration_bounds"] = thresholds(d["config"], "duration_s")
+        d["duration_bounds"] = duration_bounds(d["config"])
         d["resolutions"] = con.execute(
             "SELECT width || 'x' || height, count(*) FROM clips WHERE width IS NOT NULL GROUP BY ALL ORDER BY 2 DESC"
         ).fetchall()
@@ -310,7 +321,7 @@ def plot_funnel(steps: list[dict[str, Any]]) -> str:
 def plot_bars(items: Sequence[tuple[Any, int]], title: str, xlabel: str = "clips", color: str = "#c0504d") -> str:
     plt = _plt()
     items = list(items)[:25]
-    fig, ax = plt.subplots(figsize=(6.5, 0.35 * max(len(items), 2) + 0.8))
+    fig, ax = plt.subplots(figsize=(4.6, 0.3 * max(len(items), 2) + 0.9))
     labels = [str(k) for k, _ in items][::-1]
     ax.barh(labels, [n for _, n in items][::-1], color=color)
     ax.set_title(title, fontsize=10)
@@ -377,8 +388,8 @@ h1{margin-bottom:0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .plots{display:flex;flex-wrap:wrap;gap:8px}.plot{max-width:100%}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}.card{width:200px;font-size:12px}
-.card img{width:200px;height:120px;object-fit:contain;background:#111;display:block}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}.card{width:180px;font-size:12px}
+.card img{width:180px;height:110px;object-fit:contain;background:#111;display:block}
 .card .cap{color:#444;max-height:4.2em;overflow:hidden}.err{color:#a00;font-family:monospace;font-size:12px}
 .muted{color:#888}
 """
@@ -460,7 +471,9 @@ def _section_distributions(d: dict[str, Any]) -> str:
     if d["fps"]:
         imgs.append(_img(plot_bars(d["fps"], "clip fps", color="#4a8fc1"), "fps"))
     body = f'<div class="plots">{"".join(imgs)}</div>' if imgs else '<p class="muted">No clips.</p>'
-    return '<h2 id="distributions">Duration, resolution, aspect ratio, fps (all clips)</h2>' + body
+    bounds = ", ".join(f"{esc(k)} = {v:g}" for k, v in d["duration_bounds"].values())
+    legend = f'<p class="sub">Dashed lines on durations: {bounds}.</p>' if bounds and imgs else ""
+    return '<h2 id="distributions">Duration, resolution, aspect ratio, fps (all clips)</h2>' + legend + body
 
 
 def _section_captions(d: dict[str, Any]) -> str:

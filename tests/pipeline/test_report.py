@@ -229,6 +229,7 @@ def test_distributions_captions_and_wall_time(report, dataset):
     dist = _section(page, "distributions")
     for alt in ("clip durations", "aspect ratios", "resolutions", "fps"):
         assert f'alt="{alt}"' in dist
+    assert "clips.min_s = 0.5" in dist and "clips.max_s = 4" in dist  # the cut settings bound the durations
     caps = _section(page, "captions")
     assert 'alt="caption_short length"' in caps and 'alt="original_caption length"' in caps
     status = _sql(dataset, "SELECT caption_status, count(*) FROM clips WHERE caption_status NOTNULL GROUP BY 1")
