@@ -359,6 +359,7 @@ HOSTILE_WHERE = [
     "clip_id IN (SELECT column0 FROM read_csv('/etc/passwd'))",
     "1) FROM read_text('/etc/passwd') --",
     "ATTACH '/tmp/clipforge_pwned.duckdb'",
+    "'</div><script>window.pwned = 1</script>' = clip_id; x",
 ]
 
 
@@ -370,6 +371,8 @@ def test_hostile_filters_are_refused_and_change_nothing(browser, served, dataset
     assert error.startswith("the filter"), error
     assert _card_ids(browser) == []
     assert "root:" not in browser.page_source
+    assert browser.find_element("id", "where").get_attribute("value") == where, "the text is shown back, escaped"
+    assert browser.execute_script("return window.pwned") is None
     assert not Path("/tmp/clipforge_pwned.csv").exists() and not Path("/tmp/clipforge_pwned.duckdb").exists()
     # the viewer's own data is intact
     assert served.app.query_page()["total"] == total
@@ -391,6 +394,16 @@ def test_check_where_uses_the_parser_not_patterns(served):
         served.app.query_page(where="no_such_column > 1")
     with pytest.raises(FilterError, match="cannot sort"):
         served.app.query_page(sort="1; DROP TABLE clips")
+
+
+def test_json_api_pages_and_refuses(served, dataset):
+    status, body = served.raw_get("/api/clips?" + urlencode({"where": "drop_reason IS NULL", "sort": "duration_s"}))
+    page = json.loads(body)
+    kept = _sql(dataset, "SELECT clip_id FROM kept ORDER BY duration_s DESC NULLS LAST, clip_id LIMIT 8")
+    assert status == 200 and page["total"] == _sql(dataset, "SELECT count(*) FROM kept")[0][0]
+    assert [r["clip_id"] for r in page["rows"]] == [r[0] for r in kept]
+    status, body = served.raw_get("/api/clips?" + urlencode({"where": "1; DROP TABLE clips"}))
+    assert status == 400 and json.loads(body)["error"].startswith("the filter must be a single SQL expression")
 
 
 def test_the_connection_itself_refuses_writes_and_file_access(served):
