@@ -71,15 +71,18 @@ class FiltersConfig:
     transnet_test) and synthetic defects of it, scored with the default CpuScoresConfig (224 px analysis).
     """
 
-    # Shorter clips give the model too little motion to learn from; most T2V sets use 1-2 s minimum.
-    min_duration_s: float | None = 1.0
+    # Shorter clips give the model too little motion to learn from; most T2V sets use 1-2 s. Same as
+    # ClipsConfig.min_s, so re-filtering with a higher value can only drop more.
+    min_duration_s: float | None = 2.0
     # Shorter side in px. 128 suits the small DiT this repo trains (<= 128 px); use 360-720 for a real model.
     # NB the transnet_test demo video is 160x90: a demo config over it needs min_short_side <= 90.
     min_short_side: int | None = 128
-    # Fraction of frame diagonal per second. Real handheld/tripod shots measured 0.019-0.10; a frozen copy is 0.
+    # Fraction of frame diagonal per second (DIS flow). Real shots measured 0.019 (bigbuckbunny, slow) to 0.33
+    # (bikes, a cyclist crossing close to the camera); a frozen copy is 0.
     # 0.004 ~ crossing 1/250 of the frame per second: only stills and near-stills fall below.
     min_motion: float | None = 0.004
-    # A whip pan crosses the frame in ~1-2 s (0.5-1 diag/s); sustained faster flow is shake or strobe.
+    # Sustained flow faster than half the diagonal per second is shake or strobe: random +-40 px shake of a
+    # bikes shot measured 0.69 (+-20 px: 0.35); a whip pan reaches this only briefly.
     max_motion: float | None = 0.5
     # Fraction of flow pairs that are identical frames: > half means frozen video or a slideshow.
     max_frozen_frac: float | None = 0.5
@@ -186,7 +189,7 @@ def apply_filters(table: pa.Table, cfg: FiltersConfig | None = None) -> pa.Array
         if col == "short_side":
             if "width" not in table.column_names or "height" not in table.column_names:
                 continue
-            values = pc.min_element_wise(table["width"], table["height"])
+            values = pc.min_element_wise(table["width"], table["height"], skip_nulls=False)
         elif col in table.column_names:
             values = table[col]
         else:

@@ -1,0 +1,276 @@
+"""Filters on real footage with synthetic defects: real decode, real CPU scores, real PP-OCR, exact reasons.
+
+Clean originals (bikes.mp4 shots, bigbuckbunny, carphone) must be kept with the DEFAULT thresholds; each defect
+copy must be dropped with exactly its reason; a resized re-encode of a kept clip must come out of dedup as a
+duplicate of it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from stages.cpu_scores import CpuScorer, CpuScoresConfig
+from stages.dedup import DedupConfig, find_duplicates
+from stages.filters import (
+    REASONS,
+    Filters,
+    FiltersConfig,
+    apply_filters,
+    filters_config_from_dict,
+)
+from stages.frames import video_meta
+
+
+def decode(path: Path, start: int = 0, end: int | None = None) -> np.ndarray:
+    with av.open(str(path)) as c:
+        out = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if start <= i < (end or 1 << 30)]
+    return np.stack(out)
+
+
+def write_clip(frames: np.ndarray, path: Path, fps: float = 25, crf: int = 18) -> None:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.options = {"crf": str(crf), "preset": "veryfast"}
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(s.encode())
+
+
+def burn_text(img: np.ndarray) -> np.ndarray:
+    """Burned-in subtitle line + channel-logo watermark, sized relative to the frame."""
+    img = img.copy()
+    h, w = img.shape[:2]
+    fs, th = h / 300, max(2, round(h / 150))
+    cv2.putText(img, "I never thought we would get here", (int(w * 0.08), int(h * 0.9)), 0, fs, (255,) * 3, th, 16)
+    cv2.putText(img, "NEWS24", (int(w * 0.75), int(h * 0.12)), 2, fs * 1.2, (255, 255, 0), th, 16)
+    return img
+
+
+def resize(frames: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+# clip name -> expected drop reason (None = kept by the filters; dedup is asserted separately)
+EXPECTED = {
+    "bikes_76": None,
+    "bikes_187": None,
+    "bbb": None,
+    "carphone": None,
+    "bbb_360p_copy": None,  # passes the filters, then dedup marks it a duplicate of "bbb"
+    "bikes_30_short": "duration_short",
+    "carphone_tiny": "resolution_low",
+    "missing": "error_scores",
+    "bikes_137_black": "quality_black",
+    "bikes_187_dark": "quality_dark",
+    "bikes_137_overexposed": "quality_overexposed",
+    "bikes_76_blurred": "quality_blurry",
+    "bikes_137_frozen": "motion_static",
+    "bikes_137_shaky": "motion_jitter",
+    "bikes_137_text": "text_burned_in",
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, bikes, bigbuckbunny, carphone) -> tuple[Path, pa.Table]:
+    """OUT dir with real clips + synthetic defects, scored by the real CpuScorer; returns (OUT, clips+scores)."""
+    out = tmp_path_factory.mktemp("out")
+    (out / "clips").mkdir()
+    b = decode(bikes)
+    s76, s137, s187 = b[76:137], b[137:187], b[187:242]
+    s137 = np.concatenate([s137, s137[::-1][:10]])  # 60 frames = 2.4 s, over the 2 s minimum
+    bbb, cp = decode(bigbuckbunny, 0, 64), decode(carphone)  # 64 frames of 720p: 2.56 s, keeps encoding quick
+    rng = np.random.default_rng(0)
+    shifts = rng.uniform(-40, 40, (len(s137), 2))
+    shaky = np.stack(
+        [
+            cv2.warpAffine(f, np.float32([[1, 0, dx], [0, 1, dy]]), (f.shape[1], f.shape[0]), borderMode=4)
+            for f, (dx, dy) in zip(s137, shifts, strict=True)
+        ]
+    )
+    black = s137.copy()
+    black[: len(black) * 2 // 3] = 0  # a long fade-to-black segment: 2/3 of the clip
+    clips = {
+        "bikes_76": (s76, 25),
+        "bikes_187": (s187, 25),
+        "bbb": (bbb, 25),
+        "carphone": (cp, 30000 / 1001),
+        "bbb_360p_copy": (resize(bbb, 640, 360), 25),
+        "bikes_30_short": (b[30:76], 25),
+        "carphone_tiny": (resize(cp, 88, 72), 30000 / 1001),
+        "bikes_137_black": (black, 25),
+        "bikes_187_dark": ((s187 * 0.2).astype(np.uint8), 25),
+        "bikes_137_overexposed": (np.clip(s137.astype(np.int16) * 2.5 + 60, 0, 255).astype(np.uint8), 25),
+        "bikes_76_blurred": (np.stack([cv2.GaussianBlur(f, (0, 0), 3) for f in s76]), 25),
+        "bikes_137_frozen": (np.repeat(s137[:1], len(s137), 0), 25),
+        "bikes_137_shaky": (shaky, 25),
+        "bikes_137_text": (np.stack([burn_text(f) for f in s137]), 25),
+    }
+    rows = []
+    for name, (frames, fps) in clips.items():
+        rel = f"clips/{name}.mp4"
+        write_clip(frames, out / rel, fps, crf=28 if name == "bbb_360p_copy" else 18)
+        meta = video_meta(out / rel)
+        rows.append(
+            {
+                "clip_id": name,
+                "clip_path": rel,
+                "num_frames": meta["num_frames"],
+                "fps": meta["fps"],
+                "width": meta["width"],
+                "height": meta["height"],
+                "duration_s": meta["num_frames"] / meta["fps"],
+            }
+        )
+    rows.append(dict(rows[0], clip_id="missing", clip_path="clips/missing.mp4"))
+    random.Random(1).shuffle(rows)  # nothing may depend on row order
+    clips_table = pa.Table.from_pylist(rows)
+    batch = {c: np.array(clips_table[c].to_pylist(), dtype=object) for c in clips_table.column_names}
+    scores = CpuScorer(CpuScoresConfig(root=str(out)))(batch)
+    assert scores["clip_id"].to_pylist() == clips_table["clip_id"].to_pylist()
+    table = clips_table
+    for name in scores.column_names[1:]:
+        table = table.append_column(name, scores[name])
+    return out, table
+
+
+def test_every_defect_gets_exactly_its_reason_and_originals_are_kept(dataset):
+    _, table = dataset
+    f = Filters()
+    got = {r["clip_id"]: f.check(r) for r in table.to_pylist()}
+    assert got == EXPECTED, {k: (got[k], table.filter(pa.compute.equal(table["clip_id"], k)).to_pylist()) for k in got}
+
+
+def test_resized_reencoded_copy_is_a_duplicate_of_the_kept_original(dataset):
+    _, table = dataset
+    reasons = apply_filters(table)
+    kept = table.filter(pa.compute.is_null(reasons))
+    assert find_duplicates(kept, DedupConfig()) == {"bbb_360p_copy": "bbb"}  # higher resolution copy is kept
+
+
+def test_apply_filters_matches_check_row_by_row(dataset):
+    _, table = dataset
+    assert apply_filters(table).to_pylist() == [Filters().check(r) for r in table.to_pylist()]
+
+
+def test_refilter_from_stored_scores_without_decoding(dataset, tmp_path):
+    """Re-tuning thresholds only needs the stored table: the clip files can be gone."""
+    import pyarrow.parquet as pq
+
+    _, table = dataset
+    pq.write_table(table, tmp_path / "scores.parquet")
+    stored = pq.read_table(tmp_path / "scores.parquet")
+    lenient = filters_config_from_dict({"min_sharpness": None, "max_text_area": 0.5})
+    got = dict(zip(stored["clip_id"].to_pylist(), apply_filters(stored, lenient).to_pylist(), strict=True))
+    assert got["bikes_76_blurred"] is None and got["bikes_137_text"] is None
+    assert got["bikes_187_dark"] == "quality_dark"
+    # the now-kept blurred copy is a near duplicate of its sharp original, which wins on sharpness
+    kept = stored.filter(pa.compute.is_null(apply_filters(stored, lenient)))
+    assert find_duplicates(kept)["bikes_76_blurred"] == "bikes_76"
+
+
+# ---------------------------------------------------------------------------------------------- unit rules
+
+
+def row(**kw):
+    base = {
+        "clip_id": "x",
+        "duration_s": 4.0,
+        "width": 640,
+        "height": 360,
+        "error_scores": None,
+        "motion": 0.05,
+        "frozen_frac": 0.0,
+        "sharpness": 100.0,
+        "luma_mean": 0.45,
+        "luma_under_frac": 0.01,
+        "luma_over_frac": 0.01,
+        "black_frac": 0.0,
+        "text_area": 0.0,
+        "aesthetic": None,
+        "error_clip_scores": None,
+    }
+    return base | kw
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({}, None),
+        ({"duration_s": 1.0, "motion": 0.0}, "duration_short"),  # metadata first
+        ({"height": 100, "error_scores": "error_scores:X: y"}, "resolution_low"),
+        ({"error_scores": "error_scores:ValueError: bad", "motion": None, "sharpness": None}, "error_scores"),
+        ({"black_frac": 0.5, "luma_mean": 0.05, "sharpness": 1.0}, "quality_black"),
+        ({"luma_mean": 0.05, "sharpness": 1.0, "motion": 0.001}, "quality_dark"),  # not blurry / static
+        ({"luma_under_frac": 0.7}, "quality_dark"),
+        ({"luma_over_frac": 0.5, "sharpness": 1.0}, "quality_overexposed"),
+        ({"sharpness": 2.0, "motion": 0.0}, "quality_blurry"),
+        ({"frozen_frac": 1.0, "motion": 0.0}, "motion_static"),
+        ({"motion": 0.001}, "motion_static"),
+        ({"motion": 3.0}, "motion_jitter"),
+        ({"text_area": 0.2, "aesthetic": 1.0}, "text_burned_in"),
+        ({"aesthetic": 3.0}, "aesthetic_low"),
+        ({"error_clip_scores": "error_clip_scores:RuntimeError: x", "aesthetic": None}, "error_clip_scores"),
+        # null / NaN scores never reject
+        ({"motion": None, "frozen_frac": None, "sharpness": float("nan"), "text_area": None}, None),
+    ],
+)
+def test_first_failing_reason_wins(overrides, reason):
+    assert Filters().check(row(**overrides)) == reason
+    if reason is not None:
+        assert reason in REASONS
+
+
+def test_none_threshold_disables_a_rule_and_unknown_keys_are_rejected():
+    assert Filters(FiltersConfig(min_motion=None)).check(row(motion=0.0)) is None
+    assert Filters(FiltersConfig(min_aesthetic=6.0)).check(row(aesthetic=5.0)) == "aesthetic_low"
+    with pytest.raises(ValueError, match="min_sharpnes"):
+        filters_config_from_dict({"min_sharpnes": 3})
+
+
+def test_apply_filters_equals_check_on_random_rows_with_nulls_and_missing_columns():
+    rng = random.Random(0)
+    rows = []
+    for _ in range(400):
+        r = row()
+        for k in list(r):
+            if k in ("clip_id",):
+                continue
+            roll = rng.random()
+            if roll < 0.15:
+                r[k] = None
+            elif roll < 0.2 and isinstance(r[k], float):
+                r[k] = math.nan
+            elif roll < 0.5 and k.startswith("error"):
+                r[k] = f"{k}:E: m"
+            elif roll < 0.6 and isinstance(r[k], (int, float)) and not isinstance(r[k], bool):
+                r[k] = type(r[k])(r[k] * rng.uniform(0, 4)) if isinstance(r[k], float) else int(r[k] * rng.random())
+        if isinstance(r["error_scores"], float):
+            r["error_scores"] = None
+        rows.append(r)
+    schema = (
+        pa.schema(
+            [
+                (k, pa.string() if k in ("clip_id", "error_scores", "error_clip_scores") else pa.float64())
+                for k in row()
+            ]
+        )
+        .set(2, pa.field("width", pa.int32()))
+        .set(3, pa.field("height", pa.int32()))
+    )
+    table = pa.Table.from_pylist(rows, schema=schema)
+    expected = [Filters().check(r) for r in table.to_pylist()]
+    assert len(set(expected)) >= 8  # the random rows exercise most rules
+    assert apply_filters(table).to_pylist() == expected
+    # a table without the CLIP columns (stage disabled) simply skips those rules
+    no_clip = table.drop_columns(["aesthetic", "error_clip_scores"])
+    assert apply_filters(no_clip).to_pylist() == [Filters().check(r) for r in no_clip.to_pylist()]
