@@ -51,12 +51,15 @@ class ShotsConfig:
     hybrid_cut_threshold: float = 0.08  # a hard cut changes the thumbnail at least this much...
     hybrid_cut_ratio: float = 3.0  # ...and this many times more than the calmer side of its neighbourhood
     hybrid_cut_window: int = 10  # neighbourhood (frames on each side) for that local median
+    hybrid_weak_cut_threshold: float = 0.04  # a smaller change is a cut only when isolated: this many times
+    hybrid_weak_cut_ratio: float = 3.5  # the BUSIER side's median and twice either adjacent frame's change
     hybrid_flash_ratio: float = 0.5  # min(before/after distance) / spike below this: a flash, not a cut
     hybrid_gradual_lags: tuple[int, ...] = (4, 8, 12)  # half-widths of the windows that look for dissolves
     hybrid_gradual_threshold: float = 0.12  # change across a window that a dissolve must reach
     hybrid_gradual_flank_ratio: float = 2.0  # ...that many times more than the change just outside it
     hybrid_gradual_residual: float = 0.2  # max residual of the in-between frames from a linear blend
     hybrid_black_luma: float = 0.06  # mean luma (0-1) under which a frame counts as black (fades)
+    hybrid_min_scene_frames: int = 8  # shortest shot hybrid emits (its flash test, not a minimum, stops flashes)
     # Ray resources the pipeline applies to this stage
     num_cpus: float = 1.0
 
@@ -94,15 +97,21 @@ def _fps(stream, path: Path) -> float:
     return float(rate)
 
 
-def decode_small(path: str | Path, width: int, height: int, interpolation: str = "AREA") -> tuple[np.ndarray, float]:
+def decode_small(
+    path: str | Path, width: int, height: int, interpolation: str = "AREA", fast: bool = False
+) -> tuple[np.ndarray, float]:
     """Decode every frame as a width x height RGB thumbnail; libswscale resizes during conversion.
 
-    Returns (frames (T, height, width, 3) uint8, fps). Raises ShotDetectionError on unreadable input.
+    ``fast`` skips the codec's in-loop deblocking filter (~10-20% less decode time on H.264): its blocking
+    artefacts are far below the size of one thumbnail pixel. Returns (frames (T, height, width, 3) uint8, fps).
+    Raises ShotDetectionError on unreadable input.
     """
     import av
 
     path = Path(path)
     container, stream = _open_stream(path)
+    if fast:
+        stream.codec_context.options = {"skip_loop_filter": "all"}
     frames: list[np.ndarray] = []
     try:
         fps = _fps(stream, path)
@@ -192,9 +201,10 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
     t = len(thumbs)
     if t < 2:
         return []
-    fine = thumbs.reshape(t, -1).astype(np.float32) / 255.0
-    x = thumbs.reshape(t, 9, 2, 16, 2, 3).mean(axis=(2, 4), dtype=np.float32).reshape(t, -1) / 255.0
-    luma = (thumbs.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).mean(axis=(1, 2)) / 255.0
+    f = thumbs.astype(np.float32) / 255.0
+    x = (0.25 * (f[:, 0::2, 0::2] + f[:, 1::2, 0::2] + f[:, 0::2, 1::2] + f[:, 1::2, 1::2])).reshape(t, -1)
+    luma = f.reshape(t, -1, 3).mean(axis=1) @ np.array([0.299, 0.587, 0.114], np.float32)
+    fine = f.reshape(t, -1)
     idx = np.arange(t)
     d1 = np.zeros(t, np.float32)
     d1[1:] = _dist(x, idx[:-1], idx[1:])
@@ -202,10 +212,12 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
     # 1. hard cuts
     w = cfg.hybrid_cut_window
     cuts: list[tuple[int, float]] = []
-    for i in np.flatnonzero(d1 >= cfg.hybrid_cut_threshold):
-        sides = [s for s in (d1[max(1, i - w) : i], d1[i + 1 : i + 1 + w]) if len(s)]
-        ref = min(float(np.median(s)) for s in sides) if sides else 0.0
-        if d1[i] < cfg.hybrid_cut_ratio * ref:
+    for i in np.flatnonzero(d1 >= cfg.hybrid_weak_cut_threshold):
+        medians = [float(np.median(s)) for s in (d1[max(1, i - w) : i], d1[i + 1 : i + 1 + w]) if len(s)] or [0.0]
+        if d1[i] >= cfg.hybrid_cut_threshold:
+            if d1[i] < cfg.hybrid_cut_ratio * min(medians):
+                continue
+        elif d1[i] < cfg.hybrid_weak_cut_ratio * max(medians) or d1[i] < 2.0 * d1[i - 1 : i + 2 : 2].max():
             continue
         ps = np.arange(max(0, i - 4), i)
         qs = np.arange(i, min(t, i + 4))
@@ -236,6 +248,10 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
     # 3. gradual transitions
     # Windows that contain a black frame belong to fades (or fade-outs at the end), never to dissolves.
     dark_cum = np.concatenate([[0], np.cumsum(luma <= cfg.hybrid_black_luma)])
+    # ...and windows that span a hard cut are that cut (a step is a perfect "blend" with weights 0 and 1).
+    is_cut = np.zeros(t, bool)
+    is_cut[[c for c, _ in cuts]] = True
+    cut_cum = np.concatenate([[0], np.cumsum(is_cut)])
     cand = np.zeros(t, bool)
     for k in cfg.hybrid_gradual_lags:
         if t <= 2 * k:
@@ -245,7 +261,7 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
         before = _dist(x, np.maximum(i - 2 * k, 0), i - k)
         after = _dist(x, i + k, np.minimum(i + 2 * k, t - 1))
         ok = (g >= cfg.hybrid_gradual_threshold) & (g >= cfg.hybrid_gradual_flank_ratio * np.maximum(before, after))
-        ok &= dark_cum[i + k + 1] == dark_cum[i - k]
+        ok &= (dark_cum[i + k + 1] == dark_cum[i - k]) & (cut_cum[i + k + 1] == cut_cum[i - k + 1])
         for j in np.flatnonzero(ok):
             c = int(i[j])
             if _blend_residual(fine, c - k, c + k) <= cfg.hybrid_gradual_residual:
@@ -262,7 +278,7 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
     kept: list[int] = []
     fade_spans = [(s, e) for _, s, e in fades]
     for _, _, c in sorted(ranked):
-        if any(abs(c - k) < cfg.min_scene_frames for k in kept):
+        if any(abs(c - k) < cfg.hybrid_min_scene_frames for k in kept):
             continue
         if any(s < c < e for s, e in fade_spans) and c not in {f for f, _, _ in fades}:
             continue  # a cut or dissolve found inside a fade's ramp is the fade itself
@@ -271,7 +287,7 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
 
 
 def _detect_hybrid(path: Path, cfg: ShotsConfig) -> dict:
-    thumbs, fps = decode_small(path, 32, 18)
+    thumbs, fps = decode_small(path, 32, 18, fast=True)
     return _result(path, fps, len(thumbs), "hybrid", _hybrid_boundaries(thumbs, cfg))
 
 
