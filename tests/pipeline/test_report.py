@@ -314,12 +314,18 @@ def ensure_chromium() -> None:
     assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt installed chromium but the binaries are not in /usr/bin"
 
 
-def test_report_renders_in_chromium(report):
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Test setup: the Debian chromium + chromium-driver packages (installed with apt on a fresh machine)."""
+    ensure_chromium()
+    return CHROMIUM
+
+
+def test_report_renders_in_chromium(report, chromium):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     path, _ = report
-    ensure_chromium()
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     for arg in (

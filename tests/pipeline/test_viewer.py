@@ -140,6 +140,13 @@ def ensure_chromium() -> None:
     assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt installed chromium but the binaries are not in /usr/bin"
 
 
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Test setup: the Debian chromium + chromium-driver packages (installed with apt on a fresh machine)."""
+    ensure_chromium()
+    return CHROMIUM
+
+
 def start_chromium(width: int = 1280, height: int = 900):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -164,7 +171,7 @@ def start_chromium(width: int = 1280, height: int = 900):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium):
     driver = start_chromium()
     yield driver
     driver.quit()
@@ -511,3 +518,31 @@ def test_viewer_screenshot(browser, served):
     dest.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(dest))
     assert dest.stat().st_size > 20_000
+
+
+def test_cli_serves_on_localhost_only_by_default(dataset):
+    import sys
+
+    code = (
+        "import argparse, sys; from pipeline.viewer import add_arguments, main; p = argparse.ArgumentParser(); "
+        "add_arguments(p); sys.exit(main(p.parse_args(sys.argv[1:])))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(dataset), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("clipforge view: http://127.0.0.1:"), line + proc.stderr.read()
+        port = int(line.split("127.0.0.1:")[1].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        assert resp.status == 200 and b'id="grid"' in resp.read()
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
