@@ -1,0 +1,154 @@
+"""Dedup: exact and near duplicates across the whole table, the keep-best rule, and row-order independence.
+
+Signatures here are synthetic 8 x 64-bit hashes with KNOWN bit distances (the real-footage case, a resized
+re-encode of a bigbuckbunny clip, is in test_filters.py)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from stages.dedup import DedupConfig, duplicate_pairs, find_duplicates, quality_key
+
+
+def flip(sig: list[int], bits_per_frame: int, rng: random.Random) -> list[int]:
+    out = []
+    for h in sig:
+        u = h & ((1 << 64) - 1)
+        for b in rng.sample(range(64), bits_per_frame):
+            u ^= 1 << b
+        out.append(u - (1 << 64) if u >= 1 << 63 else u)
+    return out
+
+
+def rand_sig(rng: random.Random) -> list[int]:
+    return [rng.getrandbits(64) - (1 << 63) for _ in range(8)]
+
+
+def table(rows: list[dict]) -> pa.Table:
+    schema = pa.schema(
+        [
+            ("clip_id", pa.string()),
+            ("phash", pa.list_(pa.int64())),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("duration_s", pa.float64()),
+            ("aesthetic", pa.float32()),
+            ("sharpness", pa.float32()),
+            ("clip_embedding", pa.list_(pa.float32())),
+        ]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def clip(cid, sig, w=640, h=360, dur=4.0, aes=None, sharp=100.0, emb=None):
+    return {
+        "clip_id": cid,
+        "phash": sig,
+        "width": w,
+        "height": h,
+        "duration_s": dur,
+        "aesthetic": aes,
+        "sharpness": sharp,
+        "clip_embedding": emb,
+    }
+
+
+@pytest.fixture
+def corpus():
+    rng = random.Random(0)
+    a, b, c = rand_sig(rng), rand_sig(rng), rand_sig(rng)
+    rows = [
+        clip("a_720p", a, 1280, 720),
+        clip("a_exact_copy", list(a), 1280, 720, dur=3.0),  # same content, shorter -> dropped
+        clip("a_small_reencode", flip(a, 3, rng), 640, 360),  # near copy at lower resolution
+        clip("b", b),
+        clip("b_near", flip(b, 6, rng), sharp=50.0),  # same size and length, blurrier -> dropped
+        clip("c", c),
+        clip("c_unrelated", flip(c, 30, rng)),  # ~half the bits differ: a different clip
+        clip("error_row", None),  # no signature (scoring failed): never a duplicate of anything
+    ]
+    rows += [clip(f"other_{i}", rand_sig(rng)) for i in range(200)]
+    return rows
+
+
+def test_exact_and_near_duplicates_map_to_the_best_copy(corpus):
+    got = find_duplicates(table(corpus), DedupConfig())
+    assert got == {"a_exact_copy": "a_720p", "a_small_reencode": "a_720p", "b_near": "b"}
+
+
+def test_result_does_not_depend_on_row_order(corpus):
+    expected = find_duplicates(table(corpus))
+    for seed in range(3):
+        rows = corpus[:]
+        random.Random(seed).shuffle(rows)
+        assert find_duplicates(table(rows)) == expected
+
+
+def test_keep_rule_resolution_then_duration_then_aesthetic_then_sharpness_then_id():
+    rng = random.Random(1)
+    s = rand_sig(rng)
+    rows = [
+        clip("z_best_aesthetic", s, aes=6.0, sharp=10.0),
+        clip("y_sharper", s, aes=5.0, sharp=500.0),
+        clip("x_longer", s, dur=4.5, aes=1.0, sharp=1.0),
+    ]
+    assert set(find_duplicates(table(rows)).values()) == {"x_longer"}
+    rows[2]["duration_s"] = 4.0
+    assert set(find_duplicates(table(rows)).values()) == {"z_best_aesthetic"}
+    for r in rows:
+        r["aesthetic"] = None
+    assert set(find_duplicates(table(rows)).values()) == {"y_sharper"}
+    rows[1]["sharpness"] = 10.0
+    rows[2]["sharpness"] = 10.0
+    assert set(find_duplicates(table(rows)).values()) == {"x_longer"}  # full tie: lowest clip_id
+    rows.append(clip("w_1080p", flip(s, 2, rng), 1920, 1080, dur=1.0, sharp=1.0))
+    assert set(find_duplicates(table(rows)).values()) == {"w_1080p"}  # resolution first
+    assert quality_key({"clip_id": "q"}) > quality_key({"clip_id": "r", "width": 2, "height": 2})  # nulls last
+
+
+def test_near_threshold_is_mean_bits_per_frame():
+    rng = random.Random(2)
+    s = rand_sig(rng)
+    rows = [clip("a_orig", s), clip("b_d10", flip(s, 10, rng)), clip("c_d16", flip(s, 16, rng))]
+    # 8-bit bands (8 per frame x 8 frames) make a shared band near-certain at these distances (fixed seed), so this
+    # checks the verification threshold: 10 bits/frame <= 12 is a copy, 16 is not
+    got = find_duplicates(table(rows), DedupConfig(band_bits=8))
+    assert got == {"b_d10": "a_orig"}
+    assert find_duplicates(table(rows), DedupConfig(band_bits=8, max_hamming=16)) == {
+        "b_d10": "a_orig",
+        "c_d16": "a_orig",
+    }
+
+
+def test_clip_embeddings_can_veto_a_hash_match():
+    rng = random.Random(3)
+    s = rand_sig(rng)
+    e1 = np.eye(4, dtype=np.float32)
+    rows = [clip("p", s, emb=list(e1[0])), clip("q", flip(s, 2, rng), emb=list(e1[1])), clip("r", list(s), emb=None)]
+    assert find_duplicates(table(rows)) == {"q": "p", "r": "p"}
+    assert find_duplicates(table(rows), DedupConfig(min_cosine=0.9)) == {"r": "p"}  # r is an exact copy
+
+
+def test_chains_form_one_group_and_uninformative_buckets_are_skipped():
+    rng = random.Random(4)
+    a = rand_sig(rng)
+    b = flip(a, 8, rng)
+    c = flip(b, 8, rng)
+    rows = [clip("a", a, 1920, 1080), clip("b", b), clip("c", c)]
+    got = find_duplicates(table(rows), DedupConfig(band_bits=8, max_hamming=10))
+    assert got == {"b": "a", "c": "a"}  # a~b, b~c: one group even if a and c are further apart
+    flat = [0] * 8  # e.g. flat frames: every band value identical
+    crowd = [clip(f"flat_{i}", flip(flat, 20, rng)) for i in range(30)]
+    exact, near = duplicate_pairs(table(crowd), DedupConfig(max_bucket=5))
+    assert exact == [] and all(len({x, y}) == 2 for x, y in near)
+
+
+def test_empty_and_all_null_tables():
+    assert find_duplicates(table([])) == {}
+    assert find_duplicates(table([clip("x", None), clip("y", None)])) == {}
+    with pytest.raises(ValueError, match="band_bits"):
+        find_duplicates(table([clip("x", [1] * 8)]), DedupConfig(band_bits=12))
