@@ -1,0 +1,120 @@
+"""Buckets, caption choice, the bucket-aware sampler and the clip encoder on real footage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training.buckets import Bucket, BucketSet, resize_crop
+from training.data import BucketBatchSampler, ClipEncoder, ShardDataset, choose_caption, collate, condition_masks
+from training.demo import demo_dataset, make_demo_clips
+from training.video import read_clip_frames
+
+GRID = {"resolutions": [32, 64], "aspect_ratios": ["1:1", "16:9"], "frames": [1, 8, 16], "multiple": 16}
+
+
+def test_bucket_grid_and_largest_fit_without_upscaling():
+    bs = BucketSet.from_config(GRID)
+    assert Bucket(16, 48, 80) in bs.buckets and Bucket(1, 32, 32) in bs.buckets  # 64 @ 16:9 -> 48x80 (mult 16)
+    assert bs.assign(640, 272, 46) == Bucket(16, 48, 80)  # bikes shot: wide, long enough, large enough
+    assert bs.assign(640, 272, 10) == Bucket(8, 48, 80)  # too short for 16 frames
+    assert bs.assign(176, 144, 120) == Bucket(16, 64, 64)  # carphone is nearly square
+    assert bs.assign(176, 144, 1) == Bucket(1, 64, 64)  # an image goes to an image bucket
+    assert bs.assign(60, 40, 30) == Bucket(16, 32, 48)  # 3:2 is nearest 16:9 (32x48 at resolution 32)
+    assert bs.assign(47, 32, 30) == Bucket(16, 32, 32)  # too narrow for 32x48: falls back to the next ratio
+    assert bs.assign(20, 20, 30) is None  # smaller than every bucket: never upscaled
+    for w, h, n in [(640, 272, 46), (176, 144, 120), (60, 40, 30), (47, 32, 30)]:
+        b = bs.assign(w, h, n)
+        assert b.height <= h and b.width <= w and b.frames <= n
+
+
+def test_target_fps_counts_frames_at_that_rate():
+    bs = BucketSet.from_config({"fps": 12.5, "buckets": [{"frames": 8, "height": 32, "width": 32}]})
+    assert bs.available_frames(30, 25.0) == 15
+    assert bs.assign(64, 64, 14, fps=25.0) is None  # only 7 frames at 12.5 fps
+    idx = bs.frame_indices(Bucket(8, 32, 32), 30, 25.0)
+    assert len(idx) == 8 and set(np.diff(idx)) == {2} and idx[0] >= 0 and idx[-1] < 30
+
+
+def test_caption_choice_is_deterministic_follows_the_mix_and_falls_back():
+    rows = [
+        {"clip_id": f"c{i}", "caption_dense": "dense", "caption_short": "short", "original_caption": None}
+        for i in range(2000)
+    ]
+    picks = [choose_caption(r, {"dense": 0.75, "short": 0.25, "original": 0.0})[0] for r in rows]
+    assert abs(picks.count("dense") / len(picks) - 0.75) < 0.04
+    assert picks == [choose_caption(r, {"dense": 0.75, "short": 0.25, "original": 0.0})[0] for r in rows]
+    assert choose_caption({"clip_id": "x", "caption_dense": None, "caption_short": "  ", "original_caption": "orig"},
+                          {"dense": 0.9, "short": 0.1, "original": 0.0}) == (None, None)  # fmt: skip
+    row = {"clip_id": "x", "caption_dense": None, "original_caption": "orig"}
+    assert choose_caption(row, {"dense": 0.9, "original": 0.1}) == ("original", "orig")
+
+
+def test_sampler_batches_are_one_bucket_cover_every_clip_and_resume_exactly():
+    groups = {"8x32x32": list(range(0, 10)), "1x32x32": list(range(10, 13))}
+    s = BucketBatchSampler(groups, batch_size=4, seed=3)
+    it = iter(s)
+    epoch0 = [next(it) for _ in range(4)]  # ceil(10/4) + ceil(3/4) = 4 batches
+    assert all(len(b) == 4 for b in epoch0)
+    assert all(len({i >= 10 for i in b}) == 1 for b in epoch0)  # never mixes buckets
+    assert set().union(*map(set, epoch0)) == set(range(13))
+    later = [next(it) for _ in range(3)]
+    state = s.state_dict()
+    after = [next(it) for _ in range(6)]
+    s2 = BucketBatchSampler(groups, batch_size=4, seed=3)
+    s2.load_state_dict(state)
+    assert [next(iter(s2)) for _ in range(1)] == after[:1]
+    it2 = iter(s2)
+    assert [next(it2) for _ in range(5)] == after[1:]
+    assert later != epoch0[:3]  # a new epoch is reshuffled
+
+
+def test_condition_masks_follow_probabilities():
+    g = torch.Generator().manual_seed(0)
+    m = condition_masks(4000, 6, 0.3, 0.2, g)
+    first_only = (m[:, 0] == 1) & (m[:, 1] == 0)
+    longer = m[:, 1] == 1
+    assert abs(first_only.float().mean() - (0.3 + 0.2 / 3)) < 0.04  # k=1 also comes from extension draws
+    assert abs((m.sum(1) > 0).float().mean() - 0.5) < 0.04 and m[:, 3:].sum() == 0 and longer.any()
+    assert condition_masks(8, 1, 0.5, 0.5, g) is None  # images never get a conditioning frame
+
+
+def test_clip_encoder_writes_bucketed_pixels_of_real_clips(tmp_path):
+    rows = make_demo_clips(tmp_path, names=["bikes_s0", "carphone"])
+    rows.append({**rows[0], "clip_id": "tiny", "width": 16, "height": 16})
+    rows.append({**rows[0], "clip_id": "nocap", "caption_dense": None, "caption_short": None})
+    rows.append({**rows[0], "clip_id": "missing", "clip_path": "clips/missing.mp4"})
+    buckets = {"buckets": [{"frames": 8, "height": 32, "width": 64}, {"frames": 8, "height": 48, "width": 48}]}
+    enc = ClipEncoder(tmp_path, codec="pixel", text_encoder="minilm", buckets=buckets, caption_mix={"dense": 1.0})
+    cols = {k: np.array([r.get(k) for r in rows], dtype=object) for k in rows[0]}
+    out = enc(cols)
+    by_id = {cid: i for i, cid in enumerate(out["clip_id"])}
+    assert out["error"][by_id["tiny"]] == "no_bucket"
+    assert out["error"][by_id["nocap"]] == "no_caption"
+    assert out["error"][by_id["missing"]].startswith("error_prepare:")
+    i, j = by_id["bikes_s0"], by_id["carphone"]
+    assert out["bucket"][i] == "8x32x64" and out["bucket"][j] == "8x48x48"
+    assert out["latent_shape"][i] == [3, 8, 32, 64] and out["caption_source"][i] == "dense"
+    latent = np.frombuffer(out["latent"][i], dtype=out["latent_dtype"][i]).reshape(out["latent_shape"][i])
+    src = read_clip_frames(tmp_path / rows[0]["clip_path"])
+    idx = enc.buckets.frame_indices(Bucket(8, 32, 64), len(src), 25.0)
+    want = resize_crop(src[idx], 32, 64).astype(np.float32) / 127.5 - 1
+    np.testing.assert_allclose(latent.transpose(1, 2, 3, 0), want, atol=2e-3)
+    text = np.frombuffer(out["text"][i], dtype=out["text_dtype"][i]).reshape(out["text_shape"][i])
+    assert text.shape[1] == 384 and text.shape[0] > 3
+
+
+def test_shard_dataset_and_collate(tmp_path_factory):
+    root = tmp_path_factory.getbasetemp() / "training-demo"
+    ds = ShardDataset(demo_dataset(root, names=["bikes_s0", "bikes_s1", "bikes_s2", "bikes_s3", "bikes_s4"]))
+    assert ds.clip_ids == sorted(ds.clip_ids) and len(ds) == 5
+    assert ds.manifest["counts"]["written"] == 5 and ds.manifest["codec"]["spec"] == "pixel"
+    assert ds.manifest["text_encoder"]["spec"] == "minilm" and "torch" in ds.manifest["versions"]
+    batch = collate([ds[i] for i in range(3)])
+    assert batch["latents"].shape == (3, 3, 8, 32, 32) and batch["latents"].dtype == torch.float32
+    lengths = batch["text_mask"].sum(1)
+    assert batch["text"].shape[:2] == batch["text_mask"].shape and lengths.max() == batch["text"].shape[1]
+    assert (batch["text"][~batch["text_mask"]] == 0).all()
+    with pytest.raises(FileNotFoundError, match="clipforge prepare"):
+        ShardDataset(tmp_path_factory.mktemp("empty"))
