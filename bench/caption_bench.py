@@ -153,7 +153,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=None, help="frames per clip; default 8 (tiny), 4 (256m)")
     ap.add_argument("--tokens", type=int, default=None, help="new tokens per clip; default 32 (tiny), 16 (256m)")
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    # 1: on a shared 2-core box a second intra-op thread made decoding 4x slower (OpenMP barriers under load)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "caption.json")
     args = ap.parse_args()
     tiny = args.arch == "tiny"
