@@ -12,6 +12,7 @@ itself when the batch already carries caption columns (reruns pass existing capt
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -87,12 +88,15 @@ def resolved_model(cfg: CaptionConfig) -> str:
 
 def prompt_version(cfg: CaptionConfig) -> str:
     """The caption_prompt_version this config writes: "<dense tag>[+<short tag>]"."""
+    return _prompt_version(cfg.prompt_dense, cfg.prompt_short)
+
+
+@functools.lru_cache(maxsize=32)
+def _prompt_version(dense: str, short: str | None) -> str:
+    # cached: needs_caption runs once per stored row during resume
     from captioner import load_prompt
 
-    tags = [load_prompt(cfg.prompt_dense).tag]
-    if cfg.prompt_short:
-        tags.append(load_prompt(cfg.prompt_short).tag)
-    return "+".join(tags)
+    return "+".join(load_prompt(p).tag for p in (dense, short) if p)
 
 
 def needs_caption(existing_row: dict[str, Any] | None, cfg: CaptionConfig) -> bool:
