@@ -182,3 +182,21 @@ def test_tiny_random_stage_in_ray_data(ray_local, cfg, dataset):
         assert r["caption_status"] in ("ok", "flagged") and r["caption_model"] == cfg.model
         assert r["caption_dense"] is not None and r["caption_frames"] == 4
         assert list(r["caption_flags"]) == [str(f) for f in r["caption_flags"]]
+
+
+def test_tiny_random_stage_isolates_a_clip_that_breaks_generation(stage, dataset, monkeypatch):
+    """A batched call that raises (e.g. out of memory) is redone clip by clip; only the bad clip errors."""
+    _, rows = dataset
+    real = stage.captioner.caption
+    bad = stage.sample_clip(dataset[0] / rows[1]["clip_path"])[0]
+
+    def flaky(frames_list, *a, **k):
+        if any(f.shape == bad.shape and np.array_equal(f, bad) for f in frames_list):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(frames_list, *a, **k)
+
+    monkeypatch.setattr(stage.captioner, "caption", flaky)
+    out = {r["clip_id"]: r for r in stage(batch_of(rows)).to_pylist()}
+    assert out["shot1"]["caption_status"] == "error"
+    assert out["shot1"]["error_caption"] == "error_caption:RuntimeError: CUDA out of memory (simulated)"
+    assert out["shot0"]["caption_status"] in ("ok", "flagged") and out["shot2"]["caption_status"] in ("ok", "flagged")
