@@ -195,6 +195,67 @@ def build_tiny_random_qwen2_5_vl(out_dir: str | Path, *, seed: int = 0) -> Path:
     return _save(model, processor, out_dir, tok)
 
 
+def build_tiny_random_qwen3_vl(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """A miniature Qwen3-VL (model_type qwen3_vl: DeepStack ViT, interleaved M-RoPE, per-frame timestamps in the
+    prompt), random weights. Chat template: the Qwen2.5-VL one (the video placeholder it emits is the same)."""
+    import torch
+    from transformers import Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>"]
+    special += ["<|image_pad|>", "<|video_pad|>"]
+    tok = _tokenizer(special, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in special}
+    geometry = {"patch_size": 4, "merge_size": 2, "temporal_patch_size": 2}
+    size = {"size": {"shortest_edge": 128, "longest_edge": 768}}
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**geometry, **size),
+        tokenizer=tok,
+        video_processor=Qwen3VLVideoProcessor(**geometry, **size),
+        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+    )
+    config = Qwen3VLConfig(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        vision_config={
+            "depth": 2,
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_heads": 2,
+            "patch_size": 4,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 32,
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0],
+            "initializer_range": INIT_STD,
+        },
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+            "max_position_embeddings": 4096,
+            "initializer_range": INIT_STD,
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": [1, 1, 2],
+                "mrope_interleaved": True,
+                "rope_theta": 10000.0,
+            },
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config)
+    return _save(model, processor, out_dir, tok)
+
+
 def build_tiny_random_chat_lm(out_dir: str | Path, *, seed: int = 0) -> Path:
     """A miniature Qwen2-style causal chat LM (for captioner.enhance), random weights, ChatML template."""
     import torch

@@ -14,7 +14,11 @@ import torch
 import captioner
 from captioner import ClipFrames, load_prompt, qa
 from captioner.model import CaptionerUnavailable, captioner_available, pick_attention, pick_dtype
-from captioner.tiny_random import build_tiny_random_qwen2_5_vl, build_tiny_random_smolvlm
+from captioner.tiny_random import (
+    build_tiny_random_qwen2_5_vl,
+    build_tiny_random_qwen3_vl,
+    build_tiny_random_smolvlm,
+)
 from stages.frames import read_frames, sample_indices, video_meta
 
 pytest.importorskip("num2words", reason="SmolVLMProcessor needs num2words (a clipforge dependency)")
@@ -173,6 +177,21 @@ def test_tiny_random_frames_as_images(tiny, bikes_clips):
     p = load_prompt("short_v1")
     image_token = "<image>" if family == "smolvlm" else "<|image_pad|>"
     assert cap.chat_text(p, 4).count(image_token) == 4  # one image per frame
+    batched = cap.generate(frames, p, clips, max_new_tokens=8, batch_size=4)
+    single = [cap.generate([f], p, [c], max_new_tokens=8)[0] for f, c in zip(frames, clips, strict=True)]
+    assert [g.text for g in batched] == [g.text for g in single]
+
+
+def test_tiny_random_qwen3_vl_timestamps_and_batching(tmp_path, bikes_clips):
+    """A third family through the same path: Qwen3-VL prints per-frame timestamps from the clip's real fps."""
+    cap = captioner.load(build_tiny_random_qwen3_vl(tmp_path / "tiny_random_qwen3_vl"))
+    assert cap.family == "qwen3_vl"
+    frames, clips = bikes_clips
+    p = load_prompt("short_v1")
+    text = cap.tokenizer.decode(cap.prepare(frames[:1], p, clips[:1])["input_ids"][0])
+    # frames 3, 11, 18, 26 of the shot at 25 fps, merged in temporal pairs: (3+11)/2/25, (18+26)/2/25
+    assert [clips[0].indices[i] for i in range(4)] == [3, 11, 18, 26]
+    assert "<0.3 seconds>" in text and "<0.9 seconds>" in text
     batched = cap.generate(frames, p, clips, max_new_tokens=8, batch_size=4)
     single = [cap.generate([f], p, [c], max_new_tokens=8)[0] for f, c in zip(frames, clips, strict=True)]
     assert [g.text for g in batched] == [g.text for g in single]
