@@ -165,7 +165,8 @@ def load(
         try:
             model = AutoModelForImageTextToText.from_pretrained(src, dtype=dt, attn_implementation=attn)
         except ValueError as e:
-            if attn == "eager" or "attn" not in str(e).lower() and "attention" not in str(e).lower():
+            about_attention = "attn" in str(e).lower() or "attention" in str(e).lower()
+            if attn == "eager" or not about_attention:
                 raise
             # A family without SDPA/FA2 support: eager attention is always implemented.
             log.warning("%s does not support attn_implementation=%s (%s); using eager", name, attn, e)
