@@ -102,8 +102,10 @@ class CaptionEmbedder(nn.Module):
     def token_drop(
         self, y: torch.Tensor, mask: torch.Tensor, drop: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if drop is None or not bool(drop.any()):
-            return y, mask
+        # Always route through the null embedding (even when nothing is dropped) so every parameter takes part in
+        # every step: DDP only all-reduces gradients of parameters that were used.
+        if drop is None:
+            drop = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
         d = drop.view(-1, 1, 1)
         y = torch.where(d, self.null_embedding.to(y.dtype).expand_as(y), y)  # (B, L, Dt)
         null_mask = torch.zeros_like(mask)

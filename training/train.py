@@ -50,6 +50,7 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
     warmup_steps: int = 0
     max_steps: int = 1000
     grad_clip: float = 1.0
@@ -252,7 +253,9 @@ def train(cfg: TrainConfig, report=None) -> dict[str, Any]:
     model.gradient_checkpointing = cfg.grad_checkpointing
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     flow = RectifiedFlow(FlowConfig(**cfg.flow))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+    )
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     state = {
         "config": asdict(cfg),
@@ -360,6 +363,7 @@ def train(cfg: TrainConfig, report=None) -> dict[str, Any]:
                         f"data wait {metrics['data_wait_pct']:.1f}%",
                         flush=True,
                     )
+                    (out / "metrics.json").write_text(json.dumps(metrics))
                     if writer is not None:
                         for k, v in metrics.items():
                             if k != "step" and v is not None:
@@ -412,7 +416,9 @@ def train_ray(cfg: TrainConfig) -> dict[str, Any]:
     result = trainer.fit()
     if result.error:
         raise result.error
-    return dict(result.metrics or {})
+    # Rank 0 writes the last logged metrics next to the checkpoints (Ray Train v2 keeps metrics only with
+    # reported checkpoints, and the checkpoints here are the run's own, not Ray's).
+    return json.loads((Path(d["out"]) / "metrics.json").read_text())
 
 
 # ------------------------------------------------------------------------------------------------- CLI

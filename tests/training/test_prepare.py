@@ -1,0 +1,46 @@
+"""prepare(): the Ray Data job from a SQL selection of a real store to training shards + manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from training.data import ShardDataset
+from training.demo import make_demo_clips
+from training.prepare import prepare, select_clips
+
+
+def _store(out, rows):
+    """Write demo clip rows as the clips table of a real store (pipeline.store), so the SQL path is exercised."""
+    from pipeline import store
+    from pipeline.schema import CLIPS
+
+    keep = [{k: v for k, v in r.items() if k in CLIPS.names} for r in rows]
+    with store.ShardWriter(out, "clips", CLIPS) as w:
+        w.add_rows(keep)
+
+
+def test_prepare_on_ray_from_sql_selection(tmp_path, ray_local):
+    rows = make_demo_clips(tmp_path, names=["bikes_s0", "bikes_s2", "carphone"])
+    for r in rows:
+        r["original_caption"] = r.pop("caption_dense")  # the store has original captions before the caption stage
+    _store(tmp_path, rows)
+    assert [r["clip_id"] for r in select_clips(tmp_path, "video_id = 'bikes'")] == ["bikes_s0", "bikes_s2"]
+    buckets = {"buckets": [{"frames": 8, "height": 32, "width": 32}, {"frames": 1, "height": 32, "width": 32}]}
+    manifest = prepare(tmp_path, "duration_s > 1", buckets, "pixel", "minilm", {"dense": 0.7, "original": 0.3},
+                       tmp_path / "prep", num_cpus=0.5, batch_size=2)  # fmt: skip
+    assert manifest["query"] == "duration_s > 1"
+    assert manifest["counts"]["clips_in"] == 3 and manifest["counts"]["written"] == 3
+    assert manifest["counts"]["per_bucket"] == {"8x32x32": 3}
+    assert manifest["counts"]["caption_source"] == {"original": 3}  # no dense captions: falls back to original
+    assert manifest["codec"]["spec"] == "pixel" and manifest["text_encoder"]["dim"] == 384
+    assert {"ray", "torch", "diffusers"} <= set(manifest["versions"])
+    assert json.loads((tmp_path / "prep" / "manifest.json").read_text())["counts"] == manifest["counts"]
+    ds = ShardDataset(tmp_path / "prep")
+    assert ds.clip_ids == ["bikes_s0", "bikes_s2", "carphone"]
+    assert ds[0].latent.shape == (3, 8, 32, 32) and ds[0].text.shape[1] == 384
+    files = list((tmp_path / "prep" / "shards").glob("*.parquet"))
+    schema = pq.read_schema(files[0])
+    assert schema.field("latent").type == pa.binary() and schema.field("latent_shape").type == pa.list_(pa.int32())
