@@ -22,8 +22,7 @@ import importlib.util
 import logging
 import math
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -431,10 +430,3 @@ def _seeded(seed: int, device: torch.device):
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """(result, seconds) of fn(); used by the stage and the bench."""
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
