@@ -20,7 +20,7 @@ def read_clip_frames(path: str | Path, indices: np.ndarray | list[int] | None = 
     if read_frames is not None:
         if indices is None:
             indices = np.arange(int(video_meta(str(path))["num_frames"]))
-        return read_frames(str(path), np.asarray(indices, dtype=np.int64))
+        return read_frames(str(path), [int(i) for i in indices])
     return _pyav_read(path, indices)
 
 
