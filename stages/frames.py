@@ -120,9 +120,22 @@ def _stream_fps(stream: av.video.stream.VideoStream) -> float:
     return float(rate) if rate else 0.0
 
 
+def _frame_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.Packet]:
+    """The packets that become frames, in decode order: not flush packets, not pre-roll an edit list cuts
+    away, and not the packets before the first keyframe of a stream cut mid-GOP (they decode to nothing;
+    the probe counts frames the same way)."""
+    seen_key = False
+    for packet in container.demux(stream):
+        if not packet.size or getattr(packet, "is_discard", False):
+            continue
+        seen_key = seen_key or packet.is_keyframe
+        if seen_key:
+            yield packet
+
+
 def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
     """Frames of a stream whose container stores no count (WebM, MKV): one demux pass, no decoding."""
-    return sum(1 for p in container.demux(stream) if p.size and not getattr(p, "is_discard", False))
+    return sum(1 for _ in _frame_packets(container, stream))
 
 
 def video_meta(path: str | os.PathLike) -> dict:
@@ -171,10 +184,7 @@ class PtsIndex:
     def build(cls, container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> PtsIndex | None:
         """None when the stream's timestamps cannot number frames (missing or duplicate pts)."""
         entries = []
-        for packet in container.demux(stream):
-            # flush packets, and pre-roll an edit list cuts away (the decoder never outputs those)
-            if not packet.size or getattr(packet, "is_discard", False):
-                continue
+        for packet in _frame_packets(container, stream):
             if packet.pts is None:
                 return None
             entries.append((packet.pts, packet.is_keyframe))
@@ -231,8 +241,11 @@ def iter_frames(
     si = 0
     sought = -1  # last keyframe sought to: never seek backwards or twice to the same place (no loops)
 
+    seeking = index is not None  # turned off when a seek proves unreliable (see below)
+    last = -1  # last frame index yielded: never yield a frame twice
+
     def seek_target(position: int, target: int) -> int | None:
-        if index is None:
+        if not seeking:
             return None
         key = index.keyframe_before(target)
         return key if key > sought and key - position >= _SEEK_MIN_GAP else None
@@ -246,10 +259,18 @@ def iter_frames(
     if key is not None:
         sought = key
     frames = decode_from(key)
+    sought_since_yield = key is not None
     counter = 0
     while True:
         frame = next(frames, None)
         if frame is None:
+            if sought_since_yield and si < len(spans):
+                # Seeking in some containers (MPEG-TS is byte-based) can land past the keyframe we asked
+                # for, so the wanted frames never come: decode again from the start, without seeking.
+                seeking, sought_since_yield = False, False
+                container.seek(0)
+                frames = container.decode(stream)
+                continue
             return
         if index is None:
             i = counter
@@ -263,12 +284,22 @@ def iter_frames(
         if si == len(spans):
             return
         a = spans[si][0]
+        if i <= last:
+            continue
         if i < a:
             key = seek_target(i + 1, a)
             if key is not None:
-                sought = key
+                sought, sought_since_yield = key, True
                 frames = decode_from(key)
             continue
+        if sought_since_yield and i > a and last < a:
+            # a seek overshot the start of the span: those frames only come from an earlier position
+            seeking, sought_since_yield = False, False
+            container.seek(0)
+            frames = container.decode(stream)
+            continue
+        sought_since_yield = False
+        last = i
         yield i, frame
 
 

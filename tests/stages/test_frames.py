@@ -240,3 +240,17 @@ def test_iter_frames_seeks_over_gaps(transnet_test_video):
         counting = _CountingContainer(c)
         assert [i for i, _ in iter_frames(counting, c.streams.video[0], [(40, 43)])] == [40, 41, 42]
         assert counting.seeks == 0 and counting.decoded == 44  # up to the first frame past the span
+
+
+def test_a_stream_cut_mid_gop_is_numbered_like_the_probe_counts_it(tmp_path):
+    """Packets before the first keyframe decode to nothing: frame 0 is the first decodable frame."""
+    from pipeline.testdata import make_mixed_corpus
+    from stages.probe import probe
+
+    make_mixed_corpus(tmp_path)
+    path = tmp_path / "edge" / "cut_mid_gop.ts"
+    row = probe({"path": str(path)})
+    assert row["error"].startswith("StartsMidGOP")
+    assert video_meta(path)["num_frames"] == row["num_frames"]
+    last = read_frames(path, [0, row["num_frames"] - 1], backend="pyav")
+    assert last.shape[0] == 2
