@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -83,6 +84,64 @@ def _cmd_config(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _stored_config(out: str, file: str | None, extra: list[str]):
+    """The dataset's saved config.json, overridden by a file and --section.key flags."""
+    from pipeline import config as config_mod
+
+    saved = Path(out) / "config.json"
+    if not saved.is_file():
+        raise FileNotFoundError(f"{out} has no config.json: is it a clipforge dataset?")
+    cfg = config_mod.load(saved)
+    if file:
+        config_mod.apply(cfg, config_mod.read_file(file), where=file)
+    config_mod.apply(cfg, config_mod.parse_dotted_flags(extra), where="command line")
+    return cfg
+
+
+def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline import store
+    from pipeline.run import filter_clips, funnel
+
+    cfg = _stored_config(args.out, args.config, extra)
+    counts = filter_clips(Path(args.out), cfg)
+    saved = json.loads((Path(args.out) / "config.json").read_text())
+    saved.update({k: v for k, v in cfg.to_dict().items() if k in ("filters", "dedup")})
+    store.write_json(Path(args.out) / "config.json", saved)
+    c = funnel(args.out)
+    print(f"refiltered {c['clips']} clips without decoding: kept {c['kept']} ({c['kept_hours']:.3f} h)")
+    for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"  {reason:<28} {n}")
+    return 0
+
+
+def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline.run import caption_clips, init_ray
+
+    cfg = _stored_config(args.out, args.config, extra)
+    if args.model:
+        cfg.captioner.model = args.model
+    if args.recaption:
+        cfg.captioner.recaption = True
+    if args.address:
+        cfg.ray.address = args.address
+    init_ray(cfg.ray)
+    for note in caption_clips(Path(args.out), cfg, where=args.where) or ["nothing to caption"]:
+        print(note)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline.report import main as report_main
+
+    return report_main(args)
+
+
+def _cmd_view(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline.viewer import main as viewer_main
+
+    return viewer_main(args)
+
+
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline.demo import main as demo_main
 
@@ -121,6 +180,30 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="print the resolved configuration (defaults, file, flags) as YAML")
     c.add_argument("--config", "-c")
     c.set_defaults(func=_cmd_config)
+
+    f = sub.add_parser("refilter", help="re-apply filter/dedup thresholds from stored scores (decodes nothing)")
+    f.add_argument("out")
+    f.add_argument("--config", "-c", help="TOML/YAML with [filters] and [dedup] sections")
+    f.set_defaults(func=_cmd_refilter)
+
+    cap = sub.add_parser("caption", help="(re)caption clips of an existing dataset with a VLM")
+    cap.add_argument("out")
+    cap.add_argument("--where", help="SQL condition over the clips view (default: kept clips)")
+    cap.add_argument("--model", help="Hugging Face id or local directory of the VLM")
+    cap.add_argument("--recaption", action="store_true", help="redo clips already captioned by this model+prompt")
+    cap.add_argument("--config", "-c")
+    cap.add_argument("--address", help="Ray cluster address")
+    cap.set_defaults(func=_cmd_caption)
+
+    from pipeline import report as report_mod
+    from pipeline import viewer as viewer_mod
+
+    rp = sub.add_parser("report", help="write a self-contained HTML report of OUT (funnel, drops, histograms)")
+    report_mod.add_arguments(rp)
+    rp.set_defaults(func=_cmd_report)
+    vp = sub.add_parser("view", help="browse OUT's clips in a local web app (SQL filter, sort, playback)")
+    viewer_mod.add_arguments(vp)
+    vp.set_defaults(func=_cmd_view)
 
     d = sub.add_parser("demo", help="build a small real corpus from the shipped sample footage and run the pipeline")
     d.add_argument("--output", "-o", default="demo-out", help="where to put the corpus and the dataset")

@@ -35,6 +35,11 @@ SECTIONS: dict[str, str] = {
     "ingest": "stages.ingest:IngestConfig",
     "shots": "stages.shots:ShotsConfig",
     "clips": "stages.clips:ClipsConfig",
+    "scores": "stages.cpu_scores:CpuScoresConfig",
+    "clip": "stages.clip_scores:ClipScoresConfig",
+    "filters": "stages.filters:FiltersConfig",
+    "dedup": "stages.dedup:DedupConfig",
+    "captioner": "stages.caption:CaptionConfig",
 }
 
 

@@ -138,6 +138,7 @@ class Summary:
     out: str
     counts: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the run skipped and why (missing model weights, ...)
 
     def text(self) -> str:
         c = self.counts
@@ -154,6 +155,7 @@ class Summary:
             lines.append(f"    dropped {reason:<28} {n}")
         if self.phases:
             lines.append("  wall time     " + ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items()))
+        lines += [f"  note: {n}" for n in self.notes]
         lines.append(f'  query with:   clipforge query {self.out} "SELECT * FROM kept LIMIT 10"')
         return "\n".join(lines)
 
@@ -258,6 +260,18 @@ def run(cfg: Config) -> Summary:
         _write_clips(out, cfg, ds)
     summary.phases["clips"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    summary.notes += score_clips(out, cfg)
+    summary.phases["scores"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    filter_clips(out, cfg)
+    summary.phases["filters"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    summary.notes += caption_clips(out, cfg)
+    summary.phases["captions"] = time.perf_counter() - t0
+
     summary.counts = funnel(out)
     store.write_json(out / "runs" / f"{run_id}.json", {"run_id": run_id, **summary.counts, "phases": summary.phases})
     return summary
@@ -299,3 +313,169 @@ def _write_clips(out: Path, cfg: Config, ds) -> None:
             commit()
             last = time.monotonic()
     commit()
+
+
+# --------------------------------------------------------------------------------- scores, filters, captions
+
+
+def _write_stream(out: Path, name: str, ds, cfg: Config) -> int:
+    """Driver side of a per-clip phase: the stage's Arrow batches, stamped, as shards of table ``name``."""
+    n = 0
+    last = time.monotonic()
+    with store.ShardWriter(out, name, cfg=cfg.store) as w:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            w.add_table(store.stamp(batch))
+            n += batch.num_rows
+            if time.monotonic() - last > cfg.store.flush_s:
+                w.flush()
+                last = time.monotonic()
+    return n
+
+
+def _blocks(rows: list, per_block: int) -> int:
+    return max(1, min(len(rows), -(-len(rows) // max(1, per_block))))
+
+
+def score_clips(out: Path, cfg: Config) -> list[str]:
+    """Phase 3: CPU scores for every cut clip (one decode per clip), then CLIP scores where weights exist."""
+    import dataclasses
+
+    import ray
+
+    from stages.clip_scores import ClipScorer, clip_available
+    from stages.cpu_scores import CpuScorer
+
+    notes: list[str] = []
+    clips = store.read_table(out, "clips", columns=["clip_id", "clip_path", "num_frames", "fps"]).to_pylist()
+    cut = [r for r in clips if r["clip_path"]]
+    done = store.ids(out, "scores", "clip_id")
+    todo = [r for r in cut if r["clip_id"] not in done]
+    if todo:
+        scfg = dataclasses.replace(cfg.scores, root=str(out))
+        ds = ray.data.from_items(todo, override_num_blocks=_blocks(todo, scfg.batch_size)).map_batches(
+            CpuScorer,
+            fn_constructor_kwargs={"cfg": scfg},
+            batch_size=scfg.batch_size,
+            concurrency=_pool_size(cfg.ray),
+            num_cpus=scfg.num_cpus,
+        )
+        _write_stream(out, "scores", ds, cfg)
+
+    if not cfg.clip.enabled:
+        notes.append("CLIP scores disabled (clip.enabled = false): no aesthetic score, no aesthetic filter")
+        return notes
+    ok, why = clip_available(cfg.clip)
+    if not ok:
+        notes.append(f"CLIP scores skipped, no aesthetic filter: {why}")
+        return notes
+    done = store.ids(out, "clip_scores", "clip_id")
+    todo = [r for r in cut if r["clip_id"] not in done]
+    if todo:
+        ccfg = dataclasses.replace(cfg.clip, root=str(out))
+        ds = ray.data.from_items(todo, override_num_blocks=_blocks(todo, ccfg.batch_size)).map_batches(
+            ClipScorer,
+            fn_constructor_kwargs={"cfg": ccfg},
+            batch_size=ccfg.batch_size,
+            concurrency=_pool_size(cfg.ray),
+            num_cpus=ccfg.num_cpus,
+            num_gpus=ccfg.num_gpus,
+        )
+        _write_stream(out, "clip_scores", ds, cfg)
+    return notes
+
+
+def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
+    """Phase 4 (and `clipforge refilter`): drop reasons from the stored scores, then dedup among the survivors.
+
+    Decodes nothing. Replaces the filters table whole, so thresholds can be re-tuned at will.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from stages.dedup import find_duplicates
+    from stages.filters import apply_filters
+
+    con = store.open(out, skip=("filters",))
+    try:
+        table = con.execute("SELECT * FROM clips").to_arrow_table()
+    finally:
+        con.close()
+    reasons = apply_filters(table, cfg.filters)
+    survivors = pc.and_(pc.is_null(table["drop_reason"]), pc.is_null(reasons))
+    candidates = table.filter(survivors)
+    dupes = find_duplicates(candidates, cfg.dedup) if "phash" in table.column_names else {}
+    ids = table["clip_id"].to_pylist()
+    reason_list = reasons.to_pylist()
+    final = [("duplicate" if cid in dupes else r) for cid, r in zip(ids, reason_list, strict=True)]
+    filters = pa.table(
+        {
+            "clip_id": ids,
+            "drop_reason": pa.array(final, pa.string()),
+            "duplicate_of": pa.array([dupes.get(cid) for cid in ids], pa.string()),
+        }
+    )
+    store.replace_table(out, "filters", filters, cfg.store)
+    counts: dict[str, int] = {}
+    for r in final:
+        if r is not None:
+            counts[r] = counts.get(r, 0) + 1
+    return counts
+
+
+def caption_clips(out: Path, cfg: Config, where: str | None = None) -> list[str]:
+    """Phase 5 (and `clipforge caption`): VLM captions for kept clips (or the clips ``where`` selects).
+
+    Clips captioned by the same model and prompt version are skipped unless captioner.recaption is set.
+    Without the model's weights the run says so once and marks the clips ``skipped_no_model``.
+    """
+    import dataclasses
+
+    import pyarrow as pa
+    import ray
+
+    from captioner import captioner_available
+    from stages.caption import CaptionStage, needs_caption, resolved_model
+
+    ccfg = cfg.captioner
+    if ccfg.model in ("", "none", "off"):
+        return ["captioning disabled (captioner.model = none)"]
+    con = store.open(out)
+    try:
+        cols = {r[0] for r in con.execute("DESCRIBE clips").fetchall()}
+        existing = [c for c in ("caption_status", "caption_model", "caption_prompt_version") if c in cols]
+        select = ", ".join(["clip_id", "clip_path", "num_frames", "fps", *existing])
+        source = f"clips WHERE clip_path IS NOT NULL AND ({where})" if where else "kept WHERE clip_path IS NOT NULL"
+        rows = con.execute(f"SELECT {select} FROM {source}").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    todo = [r for r in rows if needs_caption(r if r.get("caption_status") else None, ccfg)]
+    if not todo:
+        return []
+    model = resolved_model(ccfg)
+    ok, why = captioner_available(model)
+    if not ok:
+        fresh = [r for r in todo if not r.get("caption_status")]  # mark once; a later `clipforge caption` fills them
+        if fresh:
+            skipped = pa.table(
+                {
+                    "clip_id": [r["clip_id"] for r in fresh],
+                    "caption_model": [model] * len(fresh),
+                    "caption_status": ["skipped_no_model"] * len(fresh),
+                    "error_caption": [why] * len(fresh),
+                }
+            )
+            with store.ShardWriter(out, "captions", cfg=cfg.store) as w:
+                w.add_table(store.stamp(skipped))
+        return [f"captions skipped ({len(todo)} clips marked skipped_no_model): {why}"]
+    stage_cfg = dataclasses.replace(ccfg, root=str(out))
+    todo = [{k: r[k] for k in ("clip_id", "clip_path", "num_frames", "fps")} for r in todo]
+    ds = ray.data.from_items(todo, override_num_blocks=_blocks(todo, ccfg.batch_size)).map_batches(
+        CaptionStage,
+        fn_constructor_kwargs={"cfg": stage_cfg, "root": str(out)},
+        batch_size=ccfg.batch_size,
+        concurrency=_pool_size(cfg.ray, ccfg.concurrency),
+        num_cpus=ccfg.num_cpus,
+        num_gpus=ccfg.num_gpus,
+    )
+    n = _write_stream(out, "captions", ds, cfg)
+    return [f"captioned {n} clips with {model}"]

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# Stage output schemas live next to the stage code that fills them (the contract is where the code is);
+# this module assembles them into the stored tables.
+from stages.caption import CAPTIONS_SCHEMA as _CAPTIONS
+from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
+from stages.cpu_scores import SCORES_SCHEMA as _SCORES
+
 SCHEMA_VERSION = "1"
 METADATA_KEY = b"clipforge.schema_version"
 
@@ -84,7 +90,32 @@ CLIPS = pa.schema(
     ]
 )
 
-TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "shots": SHOTS, "clips": CLIPS}
+# Tables a stage may write again for the same clip (recaptioning, rescoring) carry the time the row was stored;
+# the views keep the latest row per clip_id.
+_WRITTEN_AT = pa.field("written_at", pa.float64())
+
+SCORES = _SCORES.append(_WRITTEN_AT)
+CLIP_SCORES = _CLIP_SCORES.append(_WRITTEN_AT)
+CAPTIONS = _CAPTIONS.append(pa.field("clip_text_score", pa.float32())).append(_WRITTEN_AT)
+
+# Derived from the stored scores by the filters and dedup; replaced whole by `clipforge refilter`.
+FILTERS = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("drop_reason", pa.string()),  # first failing filter, or "duplicate"; null = kept
+        ("duplicate_of", pa.string()),  # the kept copy, for drop_reason = "duplicate"
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "videos": VIDEOS,
+    "shots": SHOTS,
+    "clips": CLIPS,
+    "scores": SCORES,
+    "clip_scores": CLIP_SCORES,
+    "filters": FILTERS,
+    "captions": CAPTIONS,
+}
 
 
 def with_version(schema: pa.Schema) -> pa.Schema:

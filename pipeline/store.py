@@ -78,6 +78,18 @@ def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=with_version(schema))
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns, in order: missing ones are nulls, extra ones an error."""
+    extra = set(table.column_names) - set(schema.names)
+    if extra:
+        raise KeyError(f"columns not in the schema: {sorted(extra)}")
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=with_version(schema))
+
+
 class ShardWriter:
     """Appends rows to one table as atomically written, size-bounded Parquet shards."""
 
@@ -97,7 +109,7 @@ class ShardWriter:
     def add_table(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        table = table.select(self.schema.names).cast(self.schema)
+        table = conform(table, self.schema)
         self._pending.append(table)
         self._rows += table.num_rows
         self._bytes += table.nbytes
@@ -131,8 +143,8 @@ def replace_table(out: str | Path, name: str, table: pa.Table, cfg: StoreConfig 
     d = table_dir(out, name)
     d.mkdir(parents=True, exist_ok=True)
     gen = f"gen-{uuid.uuid4().hex[:12]}"
-    schema = with_version(TABLES[name]) if name in TABLES else table.schema
-    table = table.select(schema.names).cast(schema) if name in TABLES else table
+    if name in TABLES:
+        table = conform(table, TABLES[name])
     step = max(1, cfg.shard_rows)
     for start in range(0, max(1, table.num_rows), step):
         _write_shard(d / gen, table.slice(start, step), cfg.compression)
@@ -174,8 +186,15 @@ def schema_version(path: str | Path) -> str | None:
 # ---------------------------------------------------------------------------------------------- DuckDB views
 
 # Stage tables keyed by clip_id, joined onto the clip rows in this order when present. A stage table's
-# drop_reason (filters) overrides nothing set at cut time: the earliest reason wins.
-CLIP_STAGE_TABLES = ("scores", "filters", "captions")
+# drop_reason (filters) never overrides one set at cut time: the earliest reason wins.
+CLIP_STAGE_TABLES = ("scores", "clip_scores", "filters", "captions")
+
+
+def stamp(table: pa.Table) -> pa.Table:
+    """Add ``written_at`` (now) to a stage table: the views keep the latest row per clip_id."""
+    import time
+
+    return table.append_column("written_at", pa.array([time.time()] * table.num_rows, pa.float64()))
 
 
 def _source(out: Path, name: str) -> str | None:
@@ -192,7 +211,7 @@ def _empty_relation(con, name: str) -> str:
     return view
 
 
-def open(out: str | Path, *, con=None):  # noqa: A001 - `clipforge.open`-style entry point, shadowing is intended
+def open(out: str | Path, *, con=None, skip: tuple[str, ...] = ()):  # noqa: A001 - `clipforge.open`-style entry point, shadowing is intended
     """A DuckDB connection with views ``videos``, ``shots``, ``clips`` and ``kept`` over OUT's shards.
 
     The connection is in-memory; the Parquet shards are only read. Call again to see shards written since.
@@ -211,13 +230,16 @@ def open(out: str | Path, *, con=None):  # noqa: A001 - `clipforge.open`-style e
     joins = []
     reason = "c.drop_reason"
     for name in CLIP_STAGE_TABLES:
-        src = _source(out, name)
+        src = None if name in skip else _source(out, name)
         if src is None:
             continue
-        alias = name[0] + name[1:3]
+        alias = f"t_{name}"
         cols = [f.name for f in pq.read_schema(shard_files(out, name)[0])]
-        extra = [c for c in cols if c != "clip_id" and c != "drop_reason"]
+        extra = [c for c in cols if c not in ("clip_id", "drop_reason", "written_at")]
         select += [f'{alias}."{c}"' for c in extra]
+        if "written_at" in cols:  # appended again on recaption/rescore: the latest row wins
+            latest = "QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY written_at DESC) = 1"
+            src = f"(SELECT * FROM {src} {latest})"
         joins.append(f"LEFT JOIN {src} AS {alias} USING (clip_id)")
         if "drop_reason" in cols:
             reason = f"COALESCE({reason}, {alias}.drop_reason)"

@@ -60,6 +60,7 @@ class ClipScoresConfig:
     """
 
     root: str | None = None  # dataset dir OUT; clip_path is relative to it
+    enabled: bool = True  # False: no CLIP stage (and no aesthetic filter)
     model: str = "ViT-L-14"
     pretrained: str | None = "openai"
     aesthetic_head: str | None = None
@@ -67,6 +68,10 @@ class ClipScoresConfig:
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads (None: torch default)
     backend: str = "auto"  # stages.frames.read_frames backend
+    # Ray resources the pipeline applies to this stage
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    batch_size: int = 16
 
 
 def _is_dir(p: str | None) -> bool:

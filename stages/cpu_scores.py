@@ -93,6 +93,9 @@ class CpuScoresConfig:
     det_model_path: str | None = None  # default: ch_PP-OCRv4_det_infer.onnx shipped in rapidocr-onnxruntime
     ocr_threads: int = 1  # onnxruntime intra-op threads: one Ray actor per CPU
     backend: str = "auto"  # stages.frames.read_frames backend
+    # Ray resources the pipeline applies to this stage
+    num_cpus: float = 1.0
+    batch_size: int = 8
 
 
 # --------------------------------------------------------------------------------------------------------------

