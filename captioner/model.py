@@ -106,8 +106,9 @@ def _has_weights(path: Path) -> bool:
 def captioner_available(model: str) -> tuple[bool, str]:
     """Cheap check (no weights loaded) the pipeline calls once: can ``load(model)`` succeed here?
 
-    True for a local directory with config + weights, a hub id already in the local HF cache, or a hub id
-    while the hub may be reachable (HF_HUB_OFFLINE unset). The string says why, or how to provide the model.
+    True for a local directory with config + weights, a hub id already in the local HF cache, or a hub id it
+    could download now (once, into the HF cache; HF_HUB_OFFLINE unset). The string says why, or how to
+    provide the model.
     """
     path = Path(model).expanduser()
     if path.exists():
@@ -131,7 +132,14 @@ def captioner_available(model: str) -> tuple[bool, str]:
             f"captioner model {model!r} is not in the local Hugging Face cache and the hub is offline "
             f"(HF_HUB_OFFLINE=1). {how_to_provide(model)}"
         )
-    return True, f"{model} is not cached; it will be downloaded from the Hugging Face Hub on first load"
+    # Download once, here (the driver), so actors load from the cache and an unreachable hub is known now.
+    try:
+        snap = Path(snapshot_download(model))
+    except Exception as e:  # noqa: BLE001 - unreachable hub, unknown id, gated repo: all mean "not available"
+        return False, f"captioner model {model!r} could not be downloaded ({type(e).__name__}). {how_to_provide(model)}"
+    if (snap / "config.json").is_file() and _has_weights(snap):
+        return True, f"{model} downloaded to the local Hugging Face cache ({snap})"
+    return False, f"captioner model {model!r} downloaded without config/weights. {how_to_provide(model)}"
 
 
 def load(

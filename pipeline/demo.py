@@ -34,6 +34,14 @@ DEMO_CORPUS = {
 }
 
 
+DEMO_SETTINGS = {
+    "clips.min_s": "1.0",
+    "clips.max_s": "6.0",
+    "filters.min_duration_s": "1.0",
+    "filters.min_short_side": "64",
+}
+
+
 def build_corpus(root: Path) -> Path:
     corpus = root / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
@@ -51,7 +59,9 @@ def main(args: argparse.Namespace, extra: list[str]) -> int:
 
     root = Path(args.output).resolve()
     corpus = build_corpus(root)
-    cfg = config_mod.load(None, config_mod.parse_dotted_flags(extra))
+    # The demo corpus is tiny and partly low-resolution (the music video is 160x90, cut fast): keep shorter
+    # and smaller clips than a production run would, so there is something to look at and train on.
+    cfg = config_mod.load(None, {**DEMO_SETTINGS, **config_mod.parse_dotted_flags(extra)})
     cfg.inputs = [str(corpus)]
     cfg.output = str(root / "dataset")
     print(f"demo corpus: {corpus} ({len(DEMO_CORPUS)} real videos with sidecar captions)")

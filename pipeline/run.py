@@ -397,7 +397,7 @@ def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
 
     con = store.open(out, skip=("filters",))
     try:
-        table = con.execute("SELECT * FROM clips").to_arrow_table()
+        table = con.sql("SELECT * FROM clips").to_arrow_table()
     finally:
         con.close()
     reasons = apply_filters(table, cfg.filters)
@@ -445,7 +445,7 @@ def caption_clips(out: Path, cfg: Config, where: str | None = None) -> list[str]
         existing = [c for c in ("caption_status", "caption_model", "caption_prompt_version") if c in cols]
         select = ", ".join(["clip_id", "clip_path", "num_frames", "fps", *existing])
         source = f"clips WHERE clip_path IS NOT NULL AND ({where})" if where else "kept WHERE clip_path IS NOT NULL"
-        rows = con.execute(f"SELECT {select} FROM {source}").to_arrow_table().to_pylist()
+        rows = con.sql(f"SELECT {select} FROM {source}").to_arrow_table().to_pylist()
     finally:
         con.close()
     todo = [r for r in rows if needs_caption(r if r.get("caption_status") else None, ccfg)]

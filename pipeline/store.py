@@ -252,7 +252,8 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = ()):  # noqa: A00
 def query(out: str | Path, sql: str) -> pa.Table:
     con = open(out)
     try:
-        return con.execute(sql).to_arrow_table()
+        rel = con.sql(sql)
+        return rel.to_arrow_table() if rel is not None else pa.table({})
     finally:
         con.close()
 
