@@ -1,0 +1,151 @@
+"""Scores, filters, dedup and captions through the whole run, on real footage with synthetic defects."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from pipeline import config, store
+from pipeline.run import run
+
+
+def _reencode(src: Path, dst: Path, *, scale: float = 1.0, gain: float = 1.0, frames: int | None = None) -> Path:
+    """A copy of ``src`` resized and/or with its brightness scaled, re-encoded with H.264."""
+    with av.open(str(src)) as inp:
+        s = inp.streams.video[0]
+        w, h = int(s.width * scale) // 2 * 2, int(s.height * scale) // 2 * 2
+        with av.open(str(dst), "w") as out:
+            o = out.add_stream("libx264", rate=s.average_rate)
+            o.width, o.height, o.pix_fmt = w, h, "yuv420p"
+            o.options = {"crf": "26", "preset": "veryfast"}
+            for i, f in enumerate(inp.decode(video=0)):
+                if frames is not None and i >= frames:
+                    break
+                rgb = f.to_ndarray(format="rgb24", width=w, height=h).astype(np.float32) * gain
+                out.mux(o.encode(av.VideoFrame.from_ndarray(rgb.clip(0, 255).astype(np.uint8), format="rgb24")))
+            out.mux(o.encode(None))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory, bigbuckbunny, carphone, ray_local):
+    root = tmp_path_factory.mktemp("curation")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    shutil.copyfile(bigbuckbunny, corpus / "bunny.mp4")
+    shutil.copyfile(carphone, corpus / "carphone.mp4")
+    _reencode(bigbuckbunny, corpus / "bunny_small_copy.mp4", scale=0.5)  # near duplicate of bunny.mp4
+    _reencode(carphone, corpus / "carphone_dark.mp4", gain=0.2)  # darkened
+    out = root / "out"
+    cfg = config.load(None, {"clips.min_s": "1.0", "filters.min_duration_s": "1.0", "clip.enabled": "false"})
+    cfg.inputs, cfg.output = [str(corpus)], str(out)
+    summary = run(cfg)
+    return out, summary
+
+
+def _by_file(out: Path) -> dict[str, tuple]:
+    con = store.open(out)
+    rows = con.execute(
+        "SELECT v.path, c.clip_id, c.drop_reason, c.duplicate_of, c.luma_mean, c.motion "
+        "FROM clips c JOIN videos v USING (video_id)"
+    ).fetchall()
+    return {Path(r[0]).name: r[1:] for r in rows}
+
+
+def test_funnel_reasons_and_cross_video_duplicate(curated):
+    out, summary = curated
+    got = _by_file(out)
+    assert got["bunny.mp4"][1] is None and got["carphone.mp4"][1] is None  # clean originals kept
+    assert got["carphone_dark.mp4"][1] == "quality_dark"
+    # the smaller re-encode duplicates the original across videos; the bigger copy is the one kept
+    assert got["bunny_small_copy.mp4"][1] == "duplicate"
+    assert got["bunny_small_copy.mp4"][2] == got["bunny.mp4"][0]
+    # scores are written for every clip, kept or not
+    assert all(v[3] is not None and v[4] is not None for v in got.values())
+    funnel = store.query(out, "SELECT drop_reason, count(*) AS n FROM clips GROUP BY ALL").to_pylist()
+    assert {r["drop_reason"]: r["n"] for r in funnel} == {None: 2, "quality_dark": 1, "duplicate": 1}
+    assert any("CLIP" in n for n in summary.notes)
+
+
+def test_refilter_retunes_without_decoding(curated, tmp_path):
+    out, _ = curated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "clips")  # no clip file left to decode: refilter must work from stored scores alone
+    relaxed = tmp_path / "relaxed.toml"
+    relaxed.write_text(
+        "[filters]\nmin_luma_mean = 0.01\nmax_under_frac = 1.0\nmin_sharpness = 0.0\nmin_motion = 0.0\nmax_frozen_frac = 1.0\n"
+        "[dedup]\nmax_hamming = 0.0\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "refilter", str(copy), "--config", str(relaxed)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    got = _by_file(copy)
+    assert got["carphone_dark.mp4"][1] is None  # the dark clip passes the relaxed threshold
+    assert got["bunny_small_copy.mp4"][1] == "duplicate"  # dedup re-ran among the survivors
+    assert json.loads((copy / "config.json").read_text())["filters"]["min_luma_mean"] == 0.01
+
+
+@pytest.mark.parametrize("family", ["smolvlm"])
+def test_caption_command_tiny_random_model(curated, tmp_path, family):
+    from captioner.tiny_random import build_tiny_random_smolvlm
+
+    out, _ = curated
+    con = store.open(out)
+    assert {r[0] for r in con.execute("SELECT caption_status FROM kept").fetchall()} == {"skipped_no_model"}
+    model = build_tiny_random_smolvlm(tmp_path / "tiny_random_smolvlm")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "caption",
+        str(out),
+        "--model",
+        str(model),
+        "--captioner.max_new_tokens",
+        "8",
+        "--captioner.max_new_tokens_short",
+        "4",
+        "--captioner.frames_per_clip",
+        "2",
+        "--ray.num_cpus",
+        "2",
+    ]
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    con = store.open(out)
+    rows = con.execute(
+        "SELECT caption_status, caption_model, caption_prompt_version, caption_tokens_dense FROM kept"
+    ).fetchall()
+    assert len(rows) == 2
+    assert all(
+        s in ("ok", "flagged") and m == str(model) and v == "dense_v1+short_v1" and t > 0 for s, m, v, t in rows
+    )
+    n_rows = store.read_table(out, "captions").num_rows
+    # a rerun skips what this model and prompt version already captioned
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "nothing to caption" in r.stdout
+    assert store.read_table(out, "captions").num_rows == n_rows
+    # --where selects rejected clips too; --recaption forces; the view shows the latest caption per clip
+    r = subprocess.run([*cmd, "--where", "drop_reason = 'quality_dark'"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    con = store.open(out)
+    assert con.execute("SELECT caption_status FROM clips WHERE drop_reason = 'quality_dark'").fetchone()[0] in (
+        "ok",
+        "flagged",
+    )
+    r = subprocess.run([*cmd, "--recaption"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert store.read_table(out, "captions").num_rows == n_rows + 3
+    assert con.execute("SELECT count(*), count(DISTINCT clip_id) FROM clips").fetchone()[0] == 4
