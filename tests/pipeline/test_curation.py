@@ -81,8 +81,8 @@ def test_refilter_retunes_without_decoding(curated, tmp_path):
     shutil.rmtree(copy / "clips")  # no clip file left to decode: refilter must work from stored scores alone
     relaxed = tmp_path / "relaxed.toml"
     relaxed.write_text(
-        "[filters]\nmin_luma_mean = 0.01\nmax_under_frac = 1.0\nmin_sharpness = 0.0\nmin_motion = 0.0\nmax_frozen_frac = 1.0\n"
-        "[dedup]\nmax_hamming = 0.0\n"
+        "[filters]\nmin_luma_mean = 0.01\nmax_under_frac = 1.0\nmin_sharpness = 0.0\n"
+        "min_motion = 0.0\nmax_frozen_frac = 1.0\n"
     )
     r = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "refilter", str(copy), "--config", str(relaxed)],
