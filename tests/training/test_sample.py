@@ -19,7 +19,7 @@ def run(tmp_path_factory):
     shards = demo_dataset(root, names=["bikes_s0", "bikes_s1", "bikes_s2", "bikes_s3", "bikes_s4"])
     out = tmp_path_factory.mktemp("sample-run")
     train(TrainConfig(data=str(shards), out=str(out), model="nano", patch=[1, 4, 4], batch_size=4, max_steps=6,
-                      lr=1e-3, ema_decay=0.5, ckpt_every=6, tensorboard=False))  # fmt: skip
+                      lr=1e-3, ema_decay=0.5, ckpt_every=6, tensorboard=False, threads=1))  # fmt: skip
     return out, root
 
 
