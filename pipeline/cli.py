@@ -115,7 +115,7 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
-    from pipeline.run import caption_clips, init_ray
+    from pipeline.run import caption_clips, init_ray, text_score_clips
 
     cfg = _stored_config(args.out, args.config, extra)
     if args.model:
@@ -125,7 +125,8 @@ def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
     if args.address:
         cfg.ray.address = args.address
     init_ray(cfg.ray)
-    for note in caption_clips(Path(args.out), cfg, where=args.where) or ["nothing to caption"]:
+    notes = caption_clips(Path(args.out), cfg, where=args.where) or ["nothing to caption"]
+    for note in notes + text_score_clips(Path(args.out), cfg):
         print(note)
     return 0
 

@@ -270,6 +270,7 @@ def run(cfg: Config) -> Summary:
 
     t0 = time.perf_counter()
     summary.notes += caption_clips(out, cfg)
+    summary.notes += text_score_clips(out, cfg)
     summary.phases["captions"] = time.perf_counter() - t0
 
     summary.counts = funnel(out)
@@ -479,3 +480,54 @@ def caption_clips(out: Path, cfg: Config, where: str | None = None) -> list[str]
     )
     n = _write_stream(out, "captions", ds, cfg)
     return [f"captioned {n} clips with {model}"]
+
+
+def text_score_clips(out: Path, cfg: Config) -> list[str]:
+    """CLIP text-video match of each captioned clip (dense caption), where CLIP scores exist.
+
+    Scores the clips whose caption is newer than their text score (or that have none).
+    """
+    import dataclasses
+
+    import ray
+
+    from stages.clip_scores import ClipTextScorer, clip_available
+
+    if not cfg.clip.enabled or not store.shard_files(out, "clip_scores") or not store.shard_files(out, "captions"):
+        return []
+    ok, why = clip_available(cfg.clip)
+    if not ok:
+        return [f"CLIP text-video scores skipped: {why}"]
+    con = store.open(out)
+    try:
+        cap = store._source(out, "captions")
+        done = store._source(out, "text_scores")
+        stale = (
+            f"NOT EXISTS (SELECT 1 FROM {done} AS t WHERE t.clip_id = c.clip_id AND t.written_at >= cap.written_at)"
+            if done
+            else "TRUE"
+        )
+        rows = (
+            con.sql(
+                "SELECT c.clip_id, c.clip_embedding, c.caption_dense AS text, 'caption_dense' AS text_column "
+                f"FROM clips c JOIN (SELECT clip_id, max(written_at) AS written_at FROM {cap} GROUP BY ALL) cap "
+                f"USING (clip_id) WHERE c.clip_embedding IS NOT NULL AND c.caption_dense IS NOT NULL AND {stale}"
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+    finally:
+        con.close()
+    if not rows:
+        return []
+    ccfg = dataclasses.replace(cfg.clip, root=str(out))
+    ds = ray.data.from_items(rows, override_num_blocks=_blocks(rows, ccfg.batch_size)).map_batches(
+        ClipTextScorer,
+        fn_constructor_kwargs={"cfg": ccfg},
+        batch_size=ccfg.batch_size,
+        concurrency=1,
+        num_cpus=ccfg.num_cpus,
+        num_gpus=ccfg.num_gpus,
+    )
+    n = _write_stream(out, "text_scores", ds, cfg)
+    return [f"CLIP text-video match scored for {n} captions"]

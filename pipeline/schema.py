@@ -13,6 +13,7 @@ import pyarrow as pa
 # this module assembles them into the stored tables.
 from stages.caption import CAPTIONS_SCHEMA as _CAPTIONS
 from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
+from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
 SCHEMA_VERSION = "1"
@@ -96,7 +97,8 @@ _WRITTEN_AT = pa.field("written_at", pa.float64())
 
 SCORES = _SCORES.append(_WRITTEN_AT)
 CLIP_SCORES = _CLIP_SCORES.append(_WRITTEN_AT)
-CAPTIONS = _CAPTIONS.append(pa.field("clip_text_score", pa.float32())).append(_WRITTEN_AT)
+CAPTIONS = _CAPTIONS.append(_WRITTEN_AT)
+TEXT_SCORES = _TEXT_SCORES.append(_WRITTEN_AT)
 
 # Derived from the stored scores by the filters and dedup; replaced whole by `clipforge refilter`.
 FILTERS = pa.schema(
@@ -115,6 +117,7 @@ TABLES: dict[str, pa.Schema] = {
     "clip_scores": CLIP_SCORES,
     "filters": FILTERS,
     "captions": CAPTIONS,
+    "text_scores": TEXT_SCORES,
 }
 
 

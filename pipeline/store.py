@@ -187,7 +187,7 @@ def schema_version(path: str | Path) -> str | None:
 
 # Stage tables keyed by clip_id, joined onto the clip rows in this order when present. A stage table's
 # drop_reason (filters) never overrides one set at cut time: the earliest reason wins.
-CLIP_STAGE_TABLES = ("scores", "clip_scores", "filters", "captions")
+CLIP_STAGE_TABLES = ("scores", "clip_scores", "filters", "captions", "text_scores")
 
 
 def stamp(table: pa.Table) -> pa.Table:

@@ -23,6 +23,7 @@ that need it (aesthetic_low) when it returns False.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -364,3 +365,43 @@ class ClipScorer:
                     row["error_clip_scores"] = f"error_clip_scores:{type(e).__name__}: {msg}"
             rows.append(row)
         return pa.Table.from_pylist(rows, schema=CLIP_SCORES_SCHEMA)
+
+
+# The `text_scores` table: CLIP text-video match of a clip's caption (pipeline/schema.py assembles it).
+TEXT_SCORES_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("clip_text_score", pa.float32()),  # cosine of the clip embedding and the caption's text embedding
+        ("text_column", pa.string()),  # which caption was scored (caption_dense, caption_short, original_caption)
+        ("clip_model", pa.string()),
+    ]
+)
+
+
+class ClipTextScorer:
+    """CLIP text-video match after captioning: the stored clip embedding against the caption's text embedding.
+
+    Reads: clip_id, clip_embedding, text (the caption to score), text_column
+    Writes: clip_text_score, text_column, clip_model
+    Reasons: none (scores only)
+
+    Loads the same CLIP as ClipScorer (weights required, never random); embeddings from another model are refused.
+    """
+
+    def __init__(self, cfg: ClipScoresConfig | None = None):
+        self.scorer = ClipScorer(dataclasses.replace(cfg or ClipScoresConfig(), aesthetic_head=None))
+
+    def __call__(self, batch: dict[str, Any]) -> pa.Table:
+        ids = list(batch["clip_id"])
+        texts = [str(t) for t in batch["text"]]
+        embeddings = [None if e is None else np.asarray(e, np.float32) for e in batch["clip_embedding"]]
+        scores = self.scorer.clip_text_score(embeddings, texts)
+        return pa.table(
+            {
+                "clip_id": ids,
+                "clip_text_score": pa.array(scores, pa.float32()),
+                "text_column": [str(c) for c in batch["text_column"]],
+                "clip_model": [self.scorer.label] * len(ids),
+            },
+            schema=TEXT_SCORES_SCHEMA,
+        )
