@@ -206,13 +206,34 @@ def build_parser() -> argparse.ArgumentParser:
     viewer_mod.add_arguments(vp)
     vp.set_defaults(func=_cmd_view)
 
+    for name, (_, help_text) in TRAINING_COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)  # dispatched in main() before parsing
+
     d = sub.add_parser("demo", help="build a small real corpus from the shipped sample footage and run the pipeline")
     d.add_argument("--output", "-o", default="demo-out", help="where to put the corpus and the dataset")
     d.set_defaults(func=_cmd_demo)
     return p
 
 
+# Training commands import torch and friends (seconds): their modules are imported only when chosen, and they
+# parse their own flags.
+TRAINING_COMMANDS = {
+    "prepare": ("training.prepare", "encode a SQL-selected subset into latent + text-embedding training shards"),
+    "train": ("training.train", "train a DiT on prepared shards (Ray Train with --workers N)"),
+    "train-vae": ("training.autoencoder", "train the small spacetime autoencoder (a latent codec) on curated clips"),
+    "sample": ("training.sample", "sample a video from a trained checkpoint (text, image-to-video, extension)"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINING_COMMANDS:
+        import importlib
+
+        module = importlib.import_module(TRAINING_COMMANDS[argv[0]][0])
+        parser = argparse.ArgumentParser(prog=f"clipforge {argv[0]}", description=TRAINING_COMMANDS[argv[0]][1])
+        module.add_arguments(parser)
+        return module.main(parser.parse_args(argv[1:]))
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     from pipeline.config import ConfigError
