@@ -30,8 +30,9 @@ DETECTORS: tuple[str, ...] = ("hybrid", "content", "adaptive", "transnetv2")
 class ShotsConfig:
     """Shot detection settings; the defaults are the documented, tuned values.
 
-    ``min_scene_frames`` is the shortest shot content, adaptive and hybrid may emit (PySceneDetect's
-    ``min_scene_len``); TransNetV2 keeps the reference post-processing, which has no minimum.
+    ``min_scene_frames`` is the shortest shot content and adaptive may emit (PySceneDetect's ``min_scene_len``,
+    its default 15); hybrid has its own ``hybrid_min_scene_frames``; TransNetV2 keeps the reference
+    post-processing, which has no minimum.
     """
 
     detector: str = "hybrid"  # one of DETECTORS
@@ -45,14 +46,14 @@ class ShotsConfig:
     adaptive_window_width: int = 2
     # TransNetV2: per-frame boundary probability above which a frame is a transition (paper and code: 0.5).
     transnet_threshold: float = 0.5
-    transnet_batch: int = 4  # 100-frame windows per forward pass (CPU memory ~ 60 MB per window)
+    transnet_batch: int = 4  # 100-frame windows per forward pass (more = more memory, same result)
     transnet_device: str = "cpu"
     # hybrid (all distances are mean absolute differences of 16x9 RGB thumbnails, on a 0-1 scale)
     hybrid_cut_threshold: float = 0.08  # a hard cut changes the thumbnail at least this much...
     hybrid_cut_ratio: float = 3.0  # ...and this many times more than the calmer side of its neighbourhood
     hybrid_cut_window: int = 10  # neighbourhood (frames on each side) for that local median
-    hybrid_weak_cut_threshold: float = 0.04  # a smaller change is a cut only when isolated: this many times
-    hybrid_weak_cut_ratio: float = 3.5  # the BUSIER side's median and twice either adjacent frame's change
+    hybrid_weak_cut_threshold: float = 0.04  # smaller changes, down to this, are cuts only as isolated spikes:
+    hybrid_weak_cut_ratio: float = 3.5  # this many times the BUSIER side's median and 2x both adjacent changes
     hybrid_flash_ratio: float = 0.5  # min(before/after distance) / spike below this: a flash, not a cut
     hybrid_gradual_lags: tuple[int, ...] = (4, 8, 12)  # half-widths of the windows that look for dissolves
     hybrid_gradual_threshold: float = 0.12  # change across a window that a dissolve must reach
@@ -191,6 +192,9 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
        steady side, while a spike inside sustained motion is not), and (c) the change persists: every pair
        (p, q) with p in [i-4, i-1] and q in [i, i+3] still differs by at least ``hybrid_flash_ratio`` times the
        spike. A camera flash of 1-3 frames fails (c): the frame after the flash matches the frame before it.
+       A smaller change, down to ``hybrid_weak_cut_threshold``, is a cut only when it is an isolated spike:
+       ``hybrid_weak_cut_ratio`` x the median of the BUSIER side, 2x both adjacent changes, and (c). That finds
+       cuts between similar-looking set-ups without letting the peak of a smooth motion through.
     2. Fades through black. A dip of mean luma to at most ``hybrid_black_luma`` that is at least 3x darker (and
        0.08 darker) than frames within 40 frames on BOTH sides is one boundary, placed in the middle of the
        darkest run. A fade-in at the start or a fade-out at the end of a video is no boundary (one side only).
@@ -200,14 +204,16 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
        end (a plateau, unlike a pan or zoom that changes everywhere); and the in-between frames are linear
        blends of the two ends (:func:`_blend_residual` on the 32x18 thumbnails <= ``hybrid_gradual_residual``),
        which a dissolve satisfies and camera motion, zooms and object motion do not. Windows that contain a
-       black frame belong to fades. Candidates from all lags are merged into runs; a run's middle is the boundary
-       (the middle of the transition). Runs that touch a hard cut or a fade are the same event seen again.
-    4. Boundaries closer than ``min_scene_frames`` keep the more reliable kind (cut > fade > dissolve).
+       black frame belong to fades, windows that span a hard cut belong to that cut (a step is a "blend" with
+       weights 0 and 1). Candidates from all lags are merged into runs; a run's middle is the boundary (the middle
+       of the transition). Runs that touch a hard cut or a fade are the same event seen again.
+    4. Boundaries closer than ``hybrid_min_scene_frames`` keep the more reliable kind (cut > fade > dissolve);
+       a cut or dissolve inside a fade's ramp is dropped.
     """
     t = len(thumbs)
     if t < 2:
         return []
-    # Features in chunks so an hour of video needs ~2 KB per frame, not a float copy of every thumbnail.
+    # Features in chunks: ~4 KB per frame in all (an hour at 25 fps: ~350 MB), no float copy of the thumbnails.
     x = np.empty((t, 9 * 16 * 3), np.float32)
     luma = np.empty(t, np.float32)
     for s in range(0, t, 4096):
