@@ -221,7 +221,9 @@ def test_every_score_column_has_a_histogram_with_its_thresholds(report, dataset)
     d = collect(dataset)
     sharp = d["scores"]["sharpness"]["series"]
     assert len(sharp["kept"]) + len(sharp["rejected"]) == _sql(dataset, "SELECT count(sharpness) FROM clips")[0][0]
-    assert min(sharp["kept"]) >= cfg["filters"]["min_sharpness"] > max(sharp["rejected"] or [0])
+    assert min(sharp["kept"]) >= cfg["filters"]["min_sharpness"]  # every kept clip passed the threshold drawn
+    blurry = _sql(dataset, "SELECT max(sharpness) FROM clips WHERE drop_reason = 'quality_blurry'")[0][0]
+    assert blurry is None or blurry < cfg["filters"]["min_sharpness"]
 
 
 def test_distributions_captions_and_wall_time(report, dataset):
@@ -229,7 +231,11 @@ def test_distributions_captions_and_wall_time(report, dataset):
     dist = _section(page, "distributions")
     for alt in ("clip durations", "aspect ratios", "resolutions", "fps"):
         assert f'alt="{alt}"' in dist
-    assert "clips.min_s = 0.5" in dist and "clips.max_s = 4" in dist  # the cut settings bound the durations
+    # durations are bounded by the filters' duration settings when present, else by the cut settings
+    cfg = json.loads((dataset / "config.json").read_text())
+    low = cfg.get("filters", {}).get("min_duration_s")
+    assert (f"filters.min_duration_s = {low:g}" if low is not None else "clips.min_s = 0.5") in dist
+    assert "clips.max_s = 4" in dist or "max_duration_s" in dist
     caps = _section(page, "captions")
     assert 'alt="caption_short length"' in caps and 'alt="original_caption length"' in caps
     status = _sql(dataset, "SELECT caption_status, count(*) FROM clips WHERE caption_status NOTNULL GROUP BY 1")

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import config, store
 from pipeline.run import run
-from pipeline.testdata import expected_pipeline_status, make_mixed_corpus
+from pipeline.testdata import expected_pipeline_status, make_mixed_corpus, make_video
 
 
 def _cfg(inputs, out, **overrides):
@@ -148,6 +148,9 @@ def test_kill_dash_9_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, 
     corpus.mkdir()
     for src in (bikes, transnet_test_video):
         (corpus / src.name).symlink_to(src)
+    # more videos than CPUs: each is its own task and commits on its own, so a kill lands mid-run
+    for i in range(6):
+        make_video(corpus / f"synthetic_{i}.mp4", frames=120, size=(160, 96), pattern="noise", seed=i)
     # the reference: one uninterrupted run
     ref = tmp_path / "ref"
     subprocess.run(_cli_run([corpus], ref), check=True, capture_output=True)
@@ -171,8 +174,8 @@ def test_kill_dash_9_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, 
     assert len(got) == len(set(got)), "a clip was written twice"
     assert sorted(got) == want
     con = store.open(out)
-    assert con.execute("SELECT count(*) FROM videos").fetchone()[0] == 2
-    assert con.execute("SELECT count(*), count(DISTINCT video_id) FROM shots").fetchone() == (2, 2)
+    assert con.execute("SELECT count(*) FROM videos").fetchone()[0] == 8
+    assert con.execute("SELECT count(*), count(DISTINCT video_id) FROM shots").fetchone() == (8, 8)
     # every kept clip file exists
     for (p,) in con.execute("SELECT clip_path FROM kept").fetchall():
         assert (out / p).is_file()
