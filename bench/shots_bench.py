@@ -37,7 +37,7 @@ from stages.shots import DETECTORS, ShotsConfig, TransNetV2Detector, detect  # n
 
 # One fresh process per video; {video} and {detector} are filled in. The CLI will replace this with
 # [sys.executable, "-m", "pipeline.cli", "scenes", "{video}", "--json", "--detector", "{detector}"].
-SCENES_CMD = [sys.executable, "-m", "stages.shots", "{video}", "--detector", "{detector}"]
+SCENES_CMD = [sys.executable, "-m", "pipeline.cli", "scenes", "{video}", "--json", "--detector", "{detector}"]
 BASELINE = "content"
 
 

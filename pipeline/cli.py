@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="build a small real corpus from the shipped sample footage and run the pipeline")
     d.add_argument("--output", "-o", default="demo-out", help="where to put the corpus and the dataset")
+    d.add_argument("--train-steps", type=int, default=300, help="tiny DiT training steps after curation (0: none)")
     d.set_defaults(func=_cmd_demo)
     return p
 

@@ -67,8 +67,42 @@ def main(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"demo corpus: {corpus} ({len(DEMO_CORPUS)} real videos with sidecar captions)")
     summary = run(cfg)
     print(summary.text())
+    from pipeline.report import write_report
+
+    report = write_report(cfg.output)
+    print(f"report: {report}")
+    if args.train_steps > 0:
+        train_and_sample(root, Path(cfg.output), args.train_steps)
     print()
     print("Try:")
     print(f'  clipforge query {cfg.output} "SELECT drop_reason, count(*) FROM clips GROUP BY ALL"')
     print(f'  clipforge query {cfg.output} "SELECT clip_id, duration_s, original_caption FROM kept LIMIT 5"')
+    print(f"  clipforge view {cfg.output}")
     return 0
+
+
+def train_and_sample(root: Path, dataset: Path, steps: int) -> None:
+    """curate -> prepare -> train a tiny DiT for a few CPU-minutes -> sample: the whole path, small."""
+    import time
+
+    from pipeline import store
+    from training.prepare import prepare
+    from training.sample import sample
+    from training.train import TrainConfig, train
+
+    prepared, run_dir = root / "prepared", root / "dit"
+    t0 = time.perf_counter()
+    # captions: the VLM's when it ran, else the human-written originals (missing kinds drop out of the mix)
+    manifest = prepare(dataset, "TRUE", None, "pixel", "minilm", {"dense": 0.6, "short": 0.3, "original": 0.1},
+                       prepared)  # fmt: skip
+    print(f"prepared {manifest['counts']} in {time.perf_counter() - t0:.0f}s -> {prepared}")
+    t0 = time.perf_counter()
+    result = train(TrainConfig(data=str(prepared), out=str(run_dir), model="tiny", patch=[1, 4, 4], batch_size=8,
+                               lr=2e-3, max_steps=steps, ckpt_every=steps, log_every=max(1, steps // 10),
+                               ema_decay=0.99))  # fmt: skip
+    print(f"trained a tiny DiT for {steps} steps in {time.perf_counter() - t0:.0f}s -> {run_dir} ({result})")
+    caption = store.query(dataset, "SELECT original_caption FROM kept WHERE original_caption IS NOT NULL LIMIT 1")
+    prompt = caption.column(0)[0].as_py() if caption.num_rows else "a city street"
+    video = root / "sample.mp4"
+    sample(run_dir, prompt, steps=20, cfg=2.5, seed=0, out=video)
+    print(f"sampled {video} for the prompt: {prompt!r}")
