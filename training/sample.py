@@ -132,10 +132,24 @@ def sample(
     return video
 
 
+def upsample_prompt(prompt: str, model: str) -> str:
+    """Short user prompt -> a dense caption in the training captions' style, with the captioner's rewriter
+    (DALL-E 3 / Sora "prompt upsampling"). Falls back to the prompt as given when the rewrite fails its QA."""
+    from captioner.enhance import load_rewriter
+
+    return load_rewriter(model).upsample([prompt])[0].text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for `clipforge sample`."""
-    parser.add_argument("checkpoint", help="a run dir (latest checkpoint) or a checkpoints/step_N dir")
+    parser.add_argument("checkpoint", nargs="?", help="a run dir (latest checkpoint) or a checkpoints/step_N dir")
+    parser.add_argument("--checkpoint", dest="checkpoint_flag", help="the same, as a flag")
     parser.add_argument("--prompt", required=True)
+    parser.add_argument(
+        "--upsample-prompt",
+        metavar="LLM",
+        help="rewrite the short prompt into the dense caption style first, with this text LLM (HF id or dir)",
+    )
     parser.add_argument("--out", default="sample.mp4", help="mp4 to write")
     parser.add_argument("--frames", type=int)
     parser.add_argument("--height", type=int)
@@ -156,8 +170,17 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="clipforge sample", description=__doc__.split("\n")[0])
         add_arguments(parser)
         args = parser.parse_args(args)
+    checkpoint = args.checkpoint_flag or args.checkpoint
+    if not checkpoint:
+        raise SystemExit(
+            "clipforge sample: give the checkpoint (a run dir or checkpoints/step_N), e.g. --checkpoint DIR"
+        )
+    prompt = args.prompt
+    if args.upsample_prompt:
+        prompt = upsample_prompt(prompt, args.upsample_prompt)
+        print(f"prompt upsampled: {prompt!r}", flush=True)
     video = sample(
-        args.checkpoint, args.prompt, args.frames, args.height, args.width, args.steps, args.cfg, args.seed,
+        checkpoint, prompt, args.frames, args.height, args.width, args.steps, args.cfg, args.seed,
         image=args.image, extend=args.extend, upsample=args.upsample or False, out=args.out, fps=args.fps,
         use_ema=args.ema, device=args.device,
     )  # fmt: skip

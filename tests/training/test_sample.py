@@ -58,3 +58,26 @@ def test_video_extension_starts_with_the_clip_end(run):
     ctx = resize_crop(src[-4:], 32, 32)  # frames // 2 context frames from the end of the clip
     assert np.abs(video[:4].astype(int) - ctx.astype(int)).max() <= 1
     assert video.shape == (8, 32, 32, 3)
+
+
+def test_cli_with_checkpoint_flag_and_prompt_upsampling_tiny_random_llm(run, tmp_path):
+    """`clipforge sample --checkpoint RUN --upsample-prompt LLM`: the prompt goes through the captioner's rewriter
+    (a tiny RANDOM chat LM built here, loaded from its directory like a user's model) before sampling."""
+    import subprocess
+    import sys
+
+    from captioner.tiny_random import build_tiny_random_chat_lm
+
+    out, _ = run
+    llm = build_tiny_random_chat_lm(tmp_path / "tiny_random_chat_lm")
+    video = tmp_path / "cli.mp4"
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "sample", "--checkpoint", str(out), "--prompt", "a cyclist",
+         "--upsample-prompt", str(llm), "--frames", "8", "--height", "32", "--width", "32", "--steps", "2",
+         "--out", str(video)],
+        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "prompt upsampled:" in r.stdout
+    with av.open(str(video)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 8
