@@ -35,6 +35,7 @@ from pipeline.report import (
     add_arguments,
     collect,
     column_types,
+    duration_bounds,
     main,
     poster_jpeg,
     score_columns,
@@ -233,11 +234,17 @@ def test_distributions_captions_and_wall_time(report, dataset):
         assert f'alt="{alt}"' in dist
     # durations are bounded by the filters' duration settings when present, else by the cut settings
     cfg = json.loads((dataset / "config.json").read_text())
-    low = cfg.get("filters", {}).get("min_duration_s")
-    assert (f"filters.min_duration_s = {low:g}" if low is not None else "clips.min_s = 0.5") in dist
-    assert "clips.max_s = 4" in dist or "max_duration_s" in dist
+    bounds = duration_bounds(cfg)
+    assert bounds["min"] == ("min_duration_s", cfg["filters"]["min_duration_s"])  # the filter wins over clips.min_s
+    assert bounds["max"] == ("clips.max_s", 4.0)
+    for name, value in bounds.values():
+        assert f"{name} = {value:g}" in dist
     caps = _section(page, "captions")
-    assert 'alt="caption_short length"' in caps and 'alt="original_caption length"' in caps
+    # a length histogram for every caption column that has text (the VLM's are empty when its weights are missing)
+    for col in ("original_caption", "caption_short", "caption_dense"):
+        n = _sql(dataset, f"SELECT count(*) FROM clips WHERE trim({col}) <> ''")[0][0]
+        assert (f'alt="{col} length"' in caps) == (n > 0), col
+    assert 'alt="original_caption length"' in caps
     status = _sql(dataset, "SELECT caption_status, count(*) FROM clips WHERE caption_status NOTNULL GROUP BY 1")
     for s, n in status:
         assert f'<td>{s}</td><td class="n">{n:,}</td>' in caps
