@@ -43,3 +43,29 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def curated_dataset(tmp_path_factory, ray_local):
+    """A real curated OUT shared by the report and viewer tests: ``run()`` over real footage with its demo
+    captions (bikes, bigbuckbunny, carphone) plus the mixed good/broken corpus."""
+    import shutil
+
+    from pipeline import config
+    from pipeline.demo import DEMO_CORPUS
+    from pipeline.run import run
+    from pipeline.testdata import make_mixed_corpus
+
+    root = tmp_path_factory.mktemp("curated")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for name, (source, caption) in DEMO_CORPUS.items():
+        if source == "transnet_test":  # 212 s: too long for a fast test
+            continue
+        shutil.copyfile(sample_video(source), corpus / name)
+        (corpus / name).with_suffix(".txt").write_text(caption + "\n")
+    make_mixed_corpus(corpus / "mixed")
+    cfg = config.load(None, {"clips.min_s": "0.5", "clips.max_s": "4"})
+    cfg.inputs, cfg.output = [str(corpus)], str(root / "out")
+    run(cfg)
+    return root / "out"

@@ -1,10 +1,8 @@
 """The run report on a real curated dataset: content checked against DuckDB, rendered in headless Chromium.
 
 The dataset is a real ``pipeline.run.run`` over real footage (bikes, bigbuckbunny, carphone with their demo
-captions) plus the mixed good/broken corpus. While the score/filter/caption stages are not part of ``run`` yet,
-``_complete_dataset`` adds what they would: real measurements of each clip's middle frame (Laplacian sharpness,
-mean luma) as a ``scores`` table, a ``filters`` table dropping the blurrier half, and ``captions`` rows whose text
-is the source's sidecar caption (stand-in text, not model output). Each part is only added when absent.
+captions) plus the mixed good/broken corpus. Scores and filters are the run's own; captions are
+``skipped_no_model`` (no VLM weights here).
 """
 
 from __future__ import annotations
@@ -24,13 +22,10 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-import pyarrow as pa
 import pytest
 from PIL import Image
 
-from pipeline import config, store
-from pipeline.demo import DEMO_CORPUS
-from pipeline.footage import sample_video
+from pipeline import store
 from pipeline.report import (
     add_arguments,
     collect,
@@ -43,8 +38,6 @@ from pipeline.report import (
     thresholds,
     write_report,
 )
-from pipeline.run import run
-from pipeline.testdata import make_mixed_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,85 +46,9 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # --------------------------------------------------------------------------------------------- the dataset
 
 
-def _middle_luma(path: Path) -> np.ndarray:
-    with av.open(str(path)) as c:
-        frames = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
-    return frames[len(frames) // 2]
-
-
-def _complete_dataset(out: Path) -> None:
-    con = store.open(out)
-    types = column_types(con, "clips")
-    cut = con.execute("SELECT clip_id, clip_path FROM clips WHERE clip_path IS NOT NULL ORDER BY clip_id").fetchall()
-    con.close()
-    cfg = json.loads((out / "config.json").read_text())
-    if not score_columns(types):
-        rows = []
-        for clip_id, rel in cut:
-            luma = _middle_luma(out / rel)
-            rows.append(
-                {
-                    "clip_id": clip_id,
-                    "sharpness": float(cv2.Laplacian(luma.astype(np.float32), cv2.CV_32F).var()),
-                    "luma_mean": float(luma.mean() / 255),
-                }
-            )
-        schema = pa.schema([("clip_id", pa.string()), ("sharpness", pa.float64()), ("luma_mean", pa.float64())])
-        with store.ShardWriter(out, "scores", schema=schema) as w:
-            w.add_rows(rows)
-        threshold = float(np.median([r["sharpness"] for r in rows]))
-        blurry = [r["clip_id"] for r in rows if r["sharpness"] < threshold]
-        table = pa.table({"clip_id": blurry, "drop_reason": ["quality_blurry"] * len(blurry)})
-        store.replace_table(out, "filters", table)
-        cfg.setdefault("filters", {}).update(min_sharpness=round(threshold, 3), max_luma_mean=0.88)
-        store.write_json(out / "config.json", cfg)
-    if not any(c.startswith("caption_") for c in types):
-        con = store.open(out)
-        rows = con.execute("SELECT clip_id, original_caption FROM clips WHERE clip_path IS NOT NULL").fetchall()
-        con.close()
-        schema = pa.schema(
-            [
-                ("clip_id", pa.string()),
-                ("caption_short", pa.string()),
-                ("caption_flags", pa.list_(pa.string())),
-                ("caption_status", pa.string()),
-            ]
-        )
-        with store.ShardWriter(out, "captions", schema=schema) as w:
-            w.add_rows(
-                [
-                    {
-                        "clip_id": cid,
-                        "caption_short": text.split(",")[0] if text else None,
-                        "caption_flags": ["empty"] if not text else [],
-                        "caption_status": "ok" if text else "failed",
-                    }
-                    for cid, text in rows
-                ]
-            )
-
-
-def build_curated_dataset(root: Path) -> Path:
-    """Real footage with sidecar captions + the mixed good/broken corpus -> run() -> scores/filters/captions."""
-    corpus = root / "corpus"
-    corpus.mkdir(parents=True)
-    for name, (source, caption) in DEMO_CORPUS.items():
-        if source == "transnet_test":  # 212 s: too long for a fast test
-            continue
-        shutil.copyfile(sample_video(source), corpus / name)
-        (corpus / name).with_suffix(".txt").write_text(caption + "\n")
-    make_mixed_corpus(corpus / "mixed")
-    cfg = config.load(None, {"clips.min_s": "0.5", "clips.max_s": "4"})
-    cfg.inputs = [str(corpus)]
-    cfg.output = str(root / "out")
-    run(cfg)
-    _complete_dataset(root / "out")
-    return root / "out"
-
-
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, ray_local) -> Path:
-    return build_curated_dataset(tmp_path_factory.mktemp("report"))
+def dataset(curated_dataset) -> Path:
+    return curated_dataset
 
 
 @pytest.fixture(scope="module")
