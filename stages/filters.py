@@ -179,6 +179,11 @@ class Filters:
 def apply_filters(table: pa.Table, cfg: FiltersConfig | None = None) -> pa.Array:
     """Drop reasons (string, null = keep) for every row of a table of stored scores, vectorised with pyarrow.
 
+    Reads: duration_s, width, height, error_scores, motion, frozen_frac, sharpness, luma_*, black_frac, text_area,
+           error_clip_scores, aesthetic (each optional)
+    Writes: drop_reason (the returned array; the pipeline stores it in the filters table)
+    Reasons: REASONS, in their order (first failing wins); null scores never reject
+
     Used by ``clipforge refilter`` to recompute drop_reason from stored scores without decoding. Missing
     columns count as all-null (their rules are skipped). Same rules and order as ``Filters.check``.
     """

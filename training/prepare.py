@@ -29,7 +29,7 @@ def select_clips(out: str | Path, where_sql: str = "TRUE", limit: int | None = N
     sql = f"SELECT * FROM kept WHERE {where_sql or 'TRUE'} ORDER BY clip_id"
     if limit:
         sql += f" LIMIT {int(limit)}"
-    return con.execute(sql).to_arrow_table().to_pylist()
+    return con.sql(sql).to_arrow_table().to_pylist()
 
 
 class _RayClipEncoder(ClipEncoder):
