@@ -136,7 +136,8 @@ def captioner_available(model: str) -> tuple[bool, str]:
     try:
         snap = Path(snapshot_download(model))
     except Exception as e:  # noqa: BLE001 - unreachable hub, unknown id, gated repo: all mean "not available"
-        return False, f"captioner model {model!r} could not be downloaded ({type(e).__name__}). {how_to_provide(model)}"
+        why = f"captioner model {model!r} could not be downloaded ({type(e).__name__})"
+        return False, f"{why}. {how_to_provide(model)}"
     if (snap / "config.json").is_file() and _has_weights(snap):
         return True, f"{model} downloaded to the local Hugging Face cache ({snap})"
     return False, f"captioner model {model!r} downloaded without config/weights. {how_to_provide(model)}"

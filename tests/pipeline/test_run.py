@@ -136,8 +136,22 @@ def _clip_ids(out: Path) -> list[str]:
 
 
 def _cli_run(inputs: list[Path], out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--output", str(out), "--ray.num_cpus", "2",
-           "--store.flush_s", "0", "--clips.max_s", "3", "--ray.progress", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "run",
+        "--output",
+        str(out),
+        "--ray.num_cpus",
+        "2",
+        "--store.flush_s",
+        "0",
+        "--clips.max_s",
+        "3",
+        "--ray.progress",
+        "false",
+    ]
     for i in inputs:
         cmd += ["--input", str(i)]
     return cmd
@@ -158,8 +172,9 @@ def test_kill_dash_9_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, 
     assert len(want) > 20
 
     out = tmp_path / "out"
-    proc = subprocess.Popen(_cli_run([corpus], out), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli_run([corpus], out), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not store.shard_files(out, "clips"):
         time.sleep(0.05)
