@@ -41,6 +41,16 @@ from pipeline.report import (
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _screenshot_path(name: str) -> Path:
+    """docs/img/<name> when CLIPFORGE_UPDATE_SCREENSHOTS=1 (README screenshots), else a scratch file: a test run
+    must not rewrite tracked files."""
+    if os.environ.get("CLIPFORGE_UPDATE_SCREENSHOTS") == "1":
+        return ROOT / "docs" / "img" / name
+    return Path(tempfile.mkdtemp(prefix="clipforge-shot-")) / name
+
+
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 # --------------------------------------------------------------------------------------------- the dataset
@@ -283,7 +293,7 @@ def test_report_renders_in_chromium(report, chromium):
         assert state["funnel"] == 6, "header + five funnel steps"
         assert state["hist"] >= 1 and state["broken"] == 0
         assert state["resources"] == [], "the page loads nothing from anywhere"
-        dest = ROOT / "docs" / "img" / "report.png"
+        dest = _screenshot_path("report.png")
         dest.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(dest))
         assert Image.open(dest).size[0] == 1280

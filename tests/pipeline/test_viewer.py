@@ -29,6 +29,16 @@ from pipeline.viewer import FilterError, check_where, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _screenshot_path(name: str) -> Path:
+    """docs/img/<name> when CLIPFORGE_UPDATE_SCREENSHOTS=1 (README screenshots), else a scratch file: a test run
+    must not rewrite tracked files."""
+    if os.environ.get("CLIPFORGE_UPDATE_SCREENSHOTS") == "1":
+        return ROOT / "docs" / "img" / name
+    return Path(tempfile.mkdtemp(prefix="clipforge-shot-")) / name
+
+
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 # --------------------------------------------------------------------------------------------- the dataset
@@ -430,7 +440,7 @@ def test_viewer_screenshot(browser, served):
     )
     # posters are <video poster>: give Chromium a moment to paint them
     time.sleep(1.0)
-    dest = ROOT / "docs" / "img" / "viewer.png"
+    dest = _screenshot_path("viewer.png")
     dest.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(dest))
     assert dest.stat().st_size > 20_000
