@@ -333,15 +333,26 @@ def _write_stream(out: Path, name: str, ds, cfg: Config) -> int:
     return n
 
 
-def _blocks(rows: list, per_block: int) -> int:
-    return max(1, min(len(rows), -(-len(rows) // max(1, per_block))))
+def _actor_stage(out: Path, table: str, rows: list[dict], stage, cfg: Config, stage_cfg, **ctor) -> int:
+    """One per-clip model phase: ``rows`` through an actor pool of ``stage`` (resources from ``stage_cfg``) into
+    the shards of ``table``. The one call site where these stages' Ray resources are applied."""
+    import ray
+
+    blocks = max(1, min(len(rows), -(-len(rows) // max(1, stage_cfg.batch_size))))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        stage,
+        fn_constructor_kwargs={"cfg": stage_cfg, **ctor},
+        batch_size=stage_cfg.batch_size,
+        concurrency=_pool_size(cfg.ray, getattr(stage_cfg, "concurrency", None)),
+        num_cpus=stage_cfg.num_cpus,
+        num_gpus=getattr(stage_cfg, "num_gpus", 0.0),
+    )
+    return _write_stream(out, table, ds, cfg)
 
 
 def score_clips(out: Path, cfg: Config) -> list[str]:
     """Phase 3: CPU scores for every cut clip (one decode per clip), then CLIP scores where weights exist."""
     import dataclasses
-
-    import ray
 
     from stages.clip_scores import ClipScorer, clip_available
     from stages.cpu_scores import CpuScorer
@@ -352,15 +363,7 @@ def score_clips(out: Path, cfg: Config) -> list[str]:
     done = store.ids(out, "scores", "clip_id")
     todo = [r for r in cut if r["clip_id"] not in done]
     if todo:
-        scfg = dataclasses.replace(cfg.scores, root=str(out))
-        ds = ray.data.from_items(todo, override_num_blocks=_blocks(todo, scfg.batch_size)).map_batches(
-            CpuScorer,
-            fn_constructor_kwargs={"cfg": scfg},
-            batch_size=scfg.batch_size,
-            concurrency=_pool_size(cfg.ray),
-            num_cpus=scfg.num_cpus,
-        )
-        _write_stream(out, "scores", ds, cfg)
+        _actor_stage(out, "scores", todo, CpuScorer, cfg, dataclasses.replace(cfg.scores, root=str(out)))
 
     if not cfg.clip.enabled:
         notes.append("CLIP scores disabled (clip.enabled = false): no aesthetic score, no aesthetic filter")
@@ -372,16 +375,7 @@ def score_clips(out: Path, cfg: Config) -> list[str]:
     done = store.ids(out, "clip_scores", "clip_id")
     todo = [r for r in cut if r["clip_id"] not in done]
     if todo:
-        ccfg = dataclasses.replace(cfg.clip, root=str(out))
-        ds = ray.data.from_items(todo, override_num_blocks=_blocks(todo, ccfg.batch_size)).map_batches(
-            ClipScorer,
-            fn_constructor_kwargs={"cfg": ccfg},
-            batch_size=ccfg.batch_size,
-            concurrency=_pool_size(cfg.ray),
-            num_cpus=ccfg.num_cpus,
-            num_gpus=ccfg.num_gpus,
-        )
-        _write_stream(out, "clip_scores", ds, cfg)
+        _actor_stage(out, "clip_scores", todo, ClipScorer, cfg, dataclasses.replace(cfg.clip, root=str(out)))
     return notes
 
 
@@ -432,7 +426,6 @@ def caption_clips(out: Path, cfg: Config, where: str | None = None) -> list[str]
     import dataclasses
 
     import pyarrow as pa
-    import ray
 
     from captioner import captioner_available
     from stages.caption import CaptionStage, needs_caption, resolved_model
@@ -470,15 +463,7 @@ def caption_clips(out: Path, cfg: Config, where: str | None = None) -> list[str]
         return [f"captions skipped ({len(todo)} clips marked skipped_no_model): {why}"]
     stage_cfg = dataclasses.replace(ccfg, root=str(out))
     todo = [{k: r[k] for k in ("clip_id", "clip_path", "num_frames", "fps")} for r in todo]
-    ds = ray.data.from_items(todo, override_num_blocks=_blocks(todo, ccfg.batch_size)).map_batches(
-        CaptionStage,
-        fn_constructor_kwargs={"cfg": stage_cfg, "root": str(out)},
-        batch_size=ccfg.batch_size,
-        concurrency=_pool_size(cfg.ray, ccfg.concurrency),
-        num_cpus=ccfg.num_cpus,
-        num_gpus=ccfg.num_gpus,
-    )
-    n = _write_stream(out, "captions", ds, cfg)
+    n = _actor_stage(out, "captions", todo, CaptionStage, cfg, stage_cfg, root=str(out))
     return [f"captioned {n} clips with {model}"]
 
 
@@ -488,8 +473,6 @@ def text_score_clips(out: Path, cfg: Config) -> list[str]:
     Scores the clips whose caption is newer than their text score (or that have none).
     """
     import dataclasses
-
-    import ray
 
     from stages.clip_scores import ClipTextScorer, clip_available
 
@@ -520,14 +503,6 @@ def text_score_clips(out: Path, cfg: Config) -> list[str]:
         con.close()
     if not rows:
         return []
-    ccfg = dataclasses.replace(cfg.clip, root=str(out))
-    ds = ray.data.from_items(rows, override_num_blocks=_blocks(rows, ccfg.batch_size)).map_batches(
-        ClipTextScorer,
-        fn_constructor_kwargs={"cfg": ccfg},
-        batch_size=ccfg.batch_size,
-        concurrency=1,
-        num_cpus=ccfg.num_cpus,
-        num_gpus=ccfg.num_gpus,
-    )
-    n = _write_stream(out, "text_scores", ds, cfg)
+    tcfg = dataclasses.replace(cfg.clip, root=str(out))
+    n = _actor_stage(out, "text_scores", rows, ClipTextScorer, cfg, tcfg)
     return [f"CLIP text-video match scored for {n} captions"]
