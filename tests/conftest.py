@@ -9,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 from pipeline.footage import sample_video  # noqa: E402
@@ -69,3 +71,62 @@ def curated_dataset(tmp_path_factory, ray_local):
     cfg.inputs, cfg.output = [str(corpus)], str(root / "out")
     run(cfg)
     return root / "out"
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="session")
+def start_chromium():
+    """Test setup for the browser tests: Debian chromium + chromium-driver (installed with apt when missing: CI
+    machines start without them); returns a factory of fresh headless selenium drivers."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        if shutil.which("apt-get") is None:
+            pytest.skip("chromium is not installed and apt-get is unavailable to install chromium + chromium-driver")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "chromium", "chromium-driver"], check=True, env=env, capture_output=True
+        )
+        assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt installed chromium but not into /usr/bin"
+
+    def start(width: int = 1280, height: int = 900):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = str(CHROMIUM)
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--mute-audio",
+            f"--user-data-dir={tempfile.mkdtemp(prefix='clipforge-chromium-')}",
+            f"--window-size={width},{height}",
+        ):
+            opts.add_argument(arg)
+        return webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def screenshot_path():
+    """docs/img/<name> when CLIPFORGE_UPDATE_SCREENSHOTS=1 (the README screenshots), else a scratch file: a test
+    run must not rewrite tracked files."""
+    import tempfile
+
+    def path(name: str) -> Path:
+        if os.environ.get("CLIPFORGE_UPDATE_SCREENSHOTS") == "1":
+            return Path(__file__).resolve().parents[1] / "docs" / "img" / name
+        return Path(tempfile.mkdtemp(prefix="clipforge-shot-")) / name
+
+    return path

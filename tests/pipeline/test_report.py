@@ -12,11 +12,7 @@ import base64
 import html
 import io
 import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import av
@@ -38,20 +34,6 @@ from pipeline.report import (
     thresholds,
     write_report,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _screenshot_path(name: str) -> Path:
-    """docs/img/<name> when CLIPFORGE_UPDATE_SCREENSHOTS=1 (README screenshots), else a scratch file: a test run
-    must not rewrite tracked files."""
-    if os.environ.get("CLIPFORGE_UPDATE_SCREENSHOTS") == "1":
-        return ROOT / "docs" / "img" / name
-    return Path(tempfile.mkdtemp(prefix="clipforge-shot-")) / name
-
-
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 # --------------------------------------------------------------------------------------------- the dataset
 
@@ -240,47 +222,9 @@ def test_report_of_an_empty_dataset(tmp_path):
 # ------------------------------------------------------------------------------------------------ browser
 
 
-def ensure_chromium() -> None:
-    """Debian chromium + chromium-driver, installed with apt when missing (CI machines start without them)."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return
-    if shutil.which("apt-get") is None:
-        pytest.skip("chromium is not installed and apt-get is unavailable to install chromium + chromium-driver")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "chromium", "chromium-driver"], check=True, env=env, capture_output=True
-    )
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt installed chromium but the binaries are not in /usr/bin"
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Test setup: the Debian chromium + chromium-driver packages (installed with apt on a fresh machine)."""
-    ensure_chromium()
-    return CHROMIUM
-
-
-def test_report_renders_in_chromium(report, chromium):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
+def test_report_renders_in_chromium(report, start_chromium, screenshot_path):
     path, _ = report
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='clipforge-chromium-')}",
-        "--window-size=1280,1500",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
+    driver = start_chromium(1280, 1500)
     try:
         driver.get(path.as_uri())
         state = driver.execute_script(
@@ -293,7 +237,7 @@ def test_report_renders_in_chromium(report, chromium):
         assert state["funnel"] == 6, "header + five funnel steps"
         assert state["hist"] >= 1 and state["broken"] == 0
         assert state["resources"] == [], "the page loads nothing from anywhere"
-        dest = _screenshot_path("report.png")
+        dest = screenshot_path("report.png")
         dest.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(dest))
         assert Image.open(dest).size[0] == 1280

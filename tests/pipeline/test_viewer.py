@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,19 +25,6 @@ from pipeline.schema import CLIPS
 from pipeline.viewer import FilterError, check_where, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _screenshot_path(name: str) -> Path:
-    """docs/img/<name> when CLIPFORGE_UPDATE_SCREENSHOTS=1 (README screenshots), else a scratch file: a test run
-    must not rewrite tracked files."""
-    if os.environ.get("CLIPFORGE_UPDATE_SCREENSHOTS") == "1":
-        return ROOT / "docs" / "img" / name
-    return Path(tempfile.mkdtemp(prefix="clipforge-shot-")) / name
-
-
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
 # --------------------------------------------------------------------------------------------- the dataset
 
 
@@ -52,52 +36,8 @@ def dataset(curated_dataset) -> Path:
 # --------------------------------------------------------------------------------------------- the browser
 
 
-def ensure_chromium() -> None:
-    """Debian chromium + chromium-driver, installed with apt when missing (CI machines start without them)."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return
-    if shutil.which("apt-get") is None:
-        pytest.skip("chromium is not installed and apt-get is unavailable to install chromium + chromium-driver")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "chromium", "chromium-driver"], check=True, env=env, capture_output=True
-    )
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt installed chromium but the binaries are not in /usr/bin"
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Test setup: the Debian chromium + chromium-driver packages (installed with apt on a fresh machine)."""
-    ensure_chromium()
-    return CHROMIUM
-
-
-def start_chromium(width: int = 1280, height: int = 900):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    ensure_chromium()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--mute-audio",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='clipforge-chromium-')}",
-        f"--window-size={width},{height}",
-    ):
-        opts.add_argument(arg)
-    return webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
-
-
 @pytest.fixture(scope="module")
-def browser(chromium):
+def browser(start_chromium):
     driver = start_chromium()
     yield driver
     driver.quit()
@@ -429,7 +369,7 @@ def test_pagination_stays_in_sql_on_100k_clips(tmp_path):
         app.close()
 
 
-def test_viewer_screenshot(browser, served):
+def test_viewer_screenshot(browser, served, screenshot_path):
     browser.get(served.url + "/?" + urlencode({"where": "original_caption IS NOT NULL", "sort": "sharpness"}))
     _wait(
         lambda: browser.execute_script(
@@ -440,7 +380,7 @@ def test_viewer_screenshot(browser, served):
     )
     # posters are <video poster>: give Chromium a moment to paint them
     time.sleep(1.0)
-    dest = _screenshot_path("viewer.png")
+    dest = screenshot_path("viewer.png")
     dest.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(dest))
     assert dest.stat().st_size > 20_000
