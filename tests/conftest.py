@@ -130,3 +130,26 @@ def screenshot_path():
         return Path(tempfile.mkdtemp(prefix="clipforge-shot-")) / name
 
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_random_clip_dir(tmp_path_factory):
+    """A RANDOMLY initialised tiny open_clip (ViT width 64, 2 layers; text width 64, 2 layers) saved as a local
+    directory (open_clip_config.json + open_clip_model.safetensors): loads through the production loader."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    }
+    d = tmp_path_factory.mktemp("tiny_random_clip")
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg)  # random weights: only ever built here, in a test
+    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "open_clip_model.safetensors"))
+    return d

@@ -6,7 +6,6 @@ code (local path, exactly as a user passes it) is exercised; the numbers mean no
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
@@ -15,27 +14,14 @@ import torch
 from pipeline import config, store
 from pipeline.run import run
 
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
 
 @pytest.fixture(scope="module")
-def tiny_random_models(tmp_path_factory):
-    import open_clip
-    from safetensors.torch import save_file
-
+def tiny_random_models(tmp_path_factory, tiny_random_clip_dir):
     from captioner.tiny_random import build_tiny_random_smolvlm
     from stages.clip_scores import aesthetic_head
 
-    d = tmp_path_factory.mktemp("tiny_random_clip")
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**TINY_CLIP)
-    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP, "preprocess_cfg": {}}))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "open_clip_model.safetensors"))
-    head = d / "tiny_random_aesthetic.pth"
+    d = tiny_random_clip_dir
+    head = tmp_path_factory.mktemp("head") / "tiny_random_aesthetic.pth"
     torch.save(aesthetic_head(32).state_dict(), head)
     vlm = build_tiny_random_smolvlm(tmp_path_factory.mktemp("tiny_random_smolvlm"))
     return d, head, vlm

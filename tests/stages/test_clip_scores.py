@@ -20,26 +20,9 @@ from stages.clip_scores import (
     load_aesthetic_head,
 )
 
-# A tiny open_clip architecture (ViT width 64, 2 layers; text width 64, 2 layers) for tests only.
-TINY_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
 
-
-@pytest.fixture(scope="module")
-def tiny_random_clip_dir(tmp_path_factory):
-    """open_clip_config.json + open_clip_model.safetensors of a RANDOMLY initialised tiny CLIP (test fixture)."""
-    import open_clip
-    from safetensors.torch import save_file
-
-    d = tmp_path_factory.mktemp("tiny_random_clip")
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**TINY_CFG)  # random weights: only ever built here, in a test
-    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CFG, "preprocess_cfg": {}}))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "open_clip_model.safetensors"))
-    return d
+def _tiny_cfg(clip_dir) -> dict:
+    return json.loads((clip_dir / "open_clip_config.json").read_text())["model_cfg"]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +91,7 @@ def test_tiny_random_clip_also_loads_as_name_plus_checkpoint_file(tiny_random_cl
     import open_clip
 
     cfg_file = tiny_random_clip_dir.parent / "tiny-random-test.json"
-    cfg_file.write_text(json.dumps(TINY_CFG))
+    cfg_file.write_text(json.dumps(_tiny_cfg(tiny_random_clip_dir)))
     open_clip.add_model_config(cfg_file)  # registers the architecture name "tiny-random-test"
     ckpt = str(tiny_random_clip_dir / "open_clip_model.safetensors")
     ok, msg = clip_available(ClipScoresConfig(model="tiny-random-test", pretrained=ckpt))
@@ -120,14 +103,14 @@ def test_tiny_random_clip_also_loads_as_name_plus_checkpoint_file(tiny_random_cl
     assert scorer.head is None and scorer.aesthetic(scorer.embed_frames(frames)) is None
 
 
-def test_unavailable_weights_are_a_clear_error_never_random(tmp_path, monkeypatch):
+def test_unavailable_weights_are_a_clear_error_never_random(tmp_path, monkeypatch, tiny_random_clip_dir):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ok, msg = clip_available(ClipScoresConfig(model="ViT-B-32", pretrained="laion2b_s34b_b79k"))
     assert not ok and "ViT-B-32/laion2b_s34b_b79k" in msg and "local checkpoint" in msg
     with pytest.raises(ClipUnavailable, match="ViT-B-32"):
         ClipScorer(ClipScoresConfig(model="ViT-B-32", pretrained="laion2b_s34b_b79k"))
     # a directory with a config but no weights must not silently build a random model
-    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CFG}))
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": _tiny_cfg(tiny_random_clip_dir)}))
     with pytest.raises(ClipUnavailable, match="no weights"):
         ClipScorer(ClipScoresConfig(model=str(tmp_path)))
     assert not clip_available(ClipScoresConfig(model="ViT-B-32", pretrained=None))[0]
