@@ -50,18 +50,9 @@ def build_smolvlm2_256m_arch(out: Path) -> Path:
     )
     from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
 
-    from captioner.tiny_random import _save, _tokenizer
+    from captioner.tiny_random import _save, smolvlm_tokenizer
 
-    special = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>"]
-    special += ["<global-img>", "<video>"] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
-    tok = _tokenizer(
-        special,
-        bos_token="<|im_start|>",
-        eos_token="<end_of_utterance>",
-        pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
-    )
+    tok = smolvlm_tokenizer()
     edge = {"longest_edge": 512}
     processor = SmolVLMProcessor(
         image_processor=SmolVLMImageProcessor(do_image_splitting=False, max_image_size=edge, size=edge),

@@ -61,18 +61,8 @@ def _tokenizer(special: list[str], **named: str):
     return PreTrainedTokenizerFast(tokenizer_object=tok, **named)
 
 
-def build_tiny_random_smolvlm(out_dir: str | Path, *, seed: int = 0, image_size: int = 32) -> Path:
-    """A miniature SmolVLM2 (model_type smolvlm: SigLIP-style vision + Llama text), random weights."""
-    import torch
-    from transformers import (
-        SmolVLMConfig,
-        SmolVLMForConditionalGeneration,
-        SmolVLMImageProcessor,
-        SmolVLMProcessor,
-        SmolVLMVideoProcessor,
-    )
-    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
-
+def smolvlm_tokenizer():
+    """An offline-trained tokenizer with SmolVLM2's special tokens (for the tiny random builders and the bench)."""
     special = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>"]
     special += ["<global-img>", "<video>"] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
     tok = _tokenizer(
@@ -89,6 +79,22 @@ def build_tiny_random_smolvlm(out_dir: str | Path, *, seed: int = 0, image_size:
             "end_of_utterance_token": "<end_of_utterance>",
         },
     )
+    return tok
+
+
+def build_tiny_random_smolvlm(out_dir: str | Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """A miniature SmolVLM2 (model_type smolvlm: SigLIP-style vision + Llama text), random weights."""
+    import torch
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
+
+    tok = smolvlm_tokenizer()
     edge = {"longest_edge": image_size}
     patch, scale = 8, 2
     processor = SmolVLMProcessor(
