@@ -269,3 +269,61 @@ def _zero_mdat_payload(mp4: bytes) -> bytes:
             break
         offset += size
     raise ValueError("no mdat box found")
+
+
+# ------------------------------------------------------------------------------ videos with known frame content
+
+INDEX_DIGITS = 5
+
+
+def make_indexed_video(
+    path: str | Path, n: int, *, w: int = 160, h: int = 64, codec: str = "libx264", fmt: str | None = None,
+    rate: int | Fraction = 25, opts: dict | None = None, rotation: int | None = None,
+) -> Path:  # fmt: skip
+    """A video whose frame i shows i in base 4 as INDEX_DIGITS vertical grey bars (levels 0/85/170/255), which
+    survive lossy coding twice; the rest of the frame (if w is not a multiple of INDEX_DIGITS) is black."""
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=rate, options=opts or {})
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)
+        bw = w // INDEX_DIGITS
+        for i in range(n):
+            img = np.zeros((h, w, 3), np.uint8)
+            for j in range(INDEX_DIGITS):
+                img[:, j * bw : (j + 1) * bw] = ((i // 4 ** (INDEX_DIGITS - 1 - j)) % 4) * 85
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return Path(path)
+
+
+def decode_index(frame: np.ndarray) -> int:
+    """Inverse of make_indexed_video for one upright (H, W, 3) frame."""
+    h, w = frame.shape[:2]
+    bw = w // INDEX_DIGITS
+    value = 0
+    for j in range(INDEX_DIGITS):
+        block = frame[h // 4 : 3 * h // 4, j * bw + bw // 4 : (j + 1) * bw - bw // 4]
+        value = value * 4 + int(np.clip(np.rint(block.mean() / 85.0), 0, 3))
+    return value
+
+
+def decode_frames(path: str | Path, start: int = 0, end: int | None = None) -> np.ndarray:
+    """Frames [start, end) of a video as (N, H, W, 3) uint8 RGB, by a plain sequential PyAV decode."""
+    with av.open(str(path)) as c:
+        out = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if start <= i < (end or 1 << 30)]
+    return np.stack(out)
+
+
+def write_frames(frames: np.ndarray, path: str | Path, fps: float = 25, crf: int = 18) -> Path:
+    """(N, H, W, 3) uint8 RGB frames -> an H.264 mp4 (CRF, veryfast)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.options = {"crf": str(crf), "preset": "veryfast"}
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(s.encode())
+    return Path(path)

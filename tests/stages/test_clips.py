@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.footage import BIKES_CUTS
 from pipeline.schema import CLIPS
+from pipeline.testdata import INDEX_DIGITS, decode_index, make_indexed_video
 from stages.clips import (
     ClipsConfig,
     clip_id,
@@ -27,37 +28,6 @@ from stages.clips import (
 from stages.frames import read_frames, video_meta
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-DIGITS = 5
-
-
-def synth_indexed(path, n, *, w=160, h=64, rate=25, opts=None, rotation=None):
-    """Frame i shows i in base 4 as DIGITS grey bars (0/85/170/255): robust to two lossy encodes."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=rate, options=opts or {})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        if rotation:
-            s.set_display_rotation(rotation)
-        bw = w // DIGITS
-        for i in range(n):
-            img = np.zeros((h, w, 3), np.uint8)
-            for j in range(DIGITS):
-                img[:, j * bw : (j + 1) * bw] = ((i // 4 ** (DIGITS - 1 - j)) % 4) * 85
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
-def decode_index(frame: np.ndarray) -> int:
-    h, w = frame.shape[:2]
-    bw = w // DIGITS
-    value = 0
-    for j in range(DIGITS):
-        block = frame[h // 4 : 3 * h // 4, j * bw + bw // 4 : (j + 1) * bw - bw // 4]
-        value = value * 4 + int(np.clip(np.rint(block.mean() / 85.0), 0, 3))
-    return value
 
 
 def clip_indices(path) -> list[int]:
@@ -94,7 +64,7 @@ VIDEO25 = {"video_id": "v", "content_hash": "c0ffee", "fps": 25.0, "num_frames":
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     """400 frames at 25 fps, H.264 with B-frames, keyframes every 25 frames only."""
-    return synth_indexed(tmp_path_factory.mktemp("clips") / "indexed.mp4", 400, opts=GOP25)
+    return make_indexed_video(tmp_path_factory.mktemp("clips") / "indexed.mp4", 400, opts=GOP25)
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -308,7 +278,7 @@ def test_fps_normalisation_by_timestamps(indexed, tmp_path):
 
 
 def test_rotated_source_is_cut_upright(tmp_path):
-    src = synth_indexed(tmp_path / "rot.mp4", 60, w=160, h=64, rotation=90)
+    src = make_indexed_video(tmp_path / "rot.mp4", 60, w=160, h=64, rotation=90)
     cfg = ClipsConfig(min_s=0.1)
     video = video_row(src)
     r = cut_clips(str(src), video, plan_clips(video, spans((13, 40)), cfg, "d"), tmp_path, cfg)[0]
@@ -388,8 +358,8 @@ def synth_vfr(path, durations, tb=Fraction(1, 100)):
         pts = 0
         for i, d in enumerate(durations):
             img = np.zeros((64, 160, 3), np.uint8)
-            for j in range(DIGITS):
-                img[:, j * 32 : (j + 1) * 32] = ((i // 4 ** (DIGITS - 1 - j)) % 4) * 85
+            for j in range(INDEX_DIGITS):
+                img[:, j * 32 : (j + 1) * 32] = ((i // 4 ** (INDEX_DIGITS - 1 - j)) % 4) * 85
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
             f.pts, f.time_base = pts, tb
             for p in s.encode(f):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-from pathlib import Path
-
-import av
 import cv2
 import numpy as np
 import pytest
 
 from pipeline.footage import BIKES_CUTS
+from pipeline.testdata import decode_frames, write_frames
 from stages import frames as frames_mod
 from stages.cpu_scores import (
     FLOAT_COLUMNS,
@@ -24,23 +21,6 @@ from stages.cpu_scores import (
     sample_plan,
     to_luma,
 )
-
-
-def decode(path: Path, start: int = 0, end: int | None = None) -> np.ndarray:
-    with av.open(str(path)) as c:
-        out = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if start <= i < (end or 1 << 30)]
-    return np.stack(out)
-
-
-def write_clip(frames: np.ndarray, path: Path, fps: float = 25, crf: int = 18) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        s.options = {"crf": str(crf), "preset": "veryfast"}
-        for f in frames:
-            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
-        c.mux(s.encode())
-    return path
 
 
 def burn_text(img: np.ndarray) -> np.ndarray:
@@ -60,7 +40,7 @@ def scorer() -> CpuScorer:
 
 @pytest.fixture(scope="module")
 def bikes_shot(bikes) -> np.ndarray:
-    return decode(bikes, BIKES_CUTS[1], BIKES_CUTS[2])  # frames 76-137: a cyclist passing, steady camera motion
+    return decode_frames(bikes, BIKES_CUTS[1], BIKES_CUTS[2])  # frames 76-137: a cyclist passing, steady camera motion
 
 
 def test_sample_plan_pairs_are_one_time_gap_apart_and_inside_the_clip():
@@ -123,11 +103,11 @@ def test_one_decode_per_clip_for_all_scores(scorer, bikes, monkeypatch):
     ],
 )
 def test_motion_is_normalised_for_resolution_and_fps(scorer, bikes, tmp_path, span, tolerance):
-    shot = decode(bikes, *span)
-    full = write_clip(shot, tmp_path / "full.mp4", 25)  # 640x272 @ 25 fps
+    shot = decode_frames(bikes, *span)
+    full = write_frames(shot, tmp_path / "full.mp4", 25)  # 640x272 @ 25 fps
     small = np.stack([cv2.resize(f, (320, 136), interpolation=cv2.INTER_AREA) for f in shot])
-    half = write_clip(small[::2], tmp_path / "half.mp4", 12.5, crf=26)  # 320x136 @ 12.5 fps
-    res_only = write_clip(small, tmp_path / "res.mp4", 25, crf=26)  # 320x136 @ 25 fps
+    half = write_frames(small[::2], tmp_path / "half.mp4", 12.5, crf=26)  # 320x136 @ 12.5 fps
+    res_only = write_frames(small, tmp_path / "res.mp4", 25, crf=26)  # 320x136 @ 25 fps
     m_full = scorer.score_clip(full)["motion"]
     assert m_full > 0.05  # real moving shots (a frozen copy scores 0)
     for copy in (half, res_only):
@@ -135,7 +115,7 @@ def test_motion_is_normalised_for_resolution_and_fps(scorer, bikes, tmp_path, sp
 
 
 def test_frozen_clip_has_no_motion(scorer, bikes_shot, tmp_path):
-    frozen = write_clip(np.repeat(bikes_shot[:1], len(bikes_shot), 0), tmp_path / "frozen.mp4")
+    frozen = write_frames(np.repeat(bikes_shot[:1], len(bikes_shot), 0), tmp_path / "frozen.mp4")
     out = scorer.score_clip(frozen)
     assert out["frozen_frac"] == 1.0 and out["motion"] < 1e-3
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 import random
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from pipeline.testdata import decode_frames, write_frames
 from stages.cpu_scores import CpuScorer, CpuScoresConfig
 from stages.dedup import DedupConfig, find_duplicates
 from stages.filters import (
@@ -28,22 +27,6 @@ from stages.filters import (
     filters_config_from_dict,
 )
 from stages.frames import video_meta
-
-
-def decode(path: Path, start: int = 0, end: int | None = None) -> np.ndarray:
-    with av.open(str(path)) as c:
-        out = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if start <= i < (end or 1 << 30)]
-    return np.stack(out)
-
-
-def write_clip(frames: np.ndarray, path: Path, fps: float = 25, crf: int = 18) -> None:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        s.options = {"crf": str(crf), "preset": "veryfast"}
-        for f in frames:
-            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
-        c.mux(s.encode())
 
 
 def burn_text(img: np.ndarray) -> np.ndarray:
@@ -85,10 +68,13 @@ def dataset(tmp_path_factory, bikes, bigbuckbunny, carphone) -> tuple[Path, pa.T
     """OUT dir with real clips + synthetic defects, scored by the real CpuScorer; returns (OUT, clips+scores)."""
     out = tmp_path_factory.mktemp("out")
     (out / "clips").mkdir()
-    b = decode(bikes)
+    b = decode_frames(bikes)
     s76, s137, s187 = b[76:137], b[137:187], b[187:242]
     s137 = np.concatenate([s137, s137[::-1][:10]])  # 60 frames = 2.4 s, over the 2 s minimum
-    bbb, cp = decode(bigbuckbunny, 0, 64), decode(carphone)  # 64 frames of 720p: 2.56 s, keeps encoding quick
+    bbb, cp = (
+        decode_frames(bigbuckbunny, 0, 64),
+        decode_frames(carphone),
+    )  # 64 frames of 720p: 2.56 s, keeps encoding quick
     rng = np.random.default_rng(0)
     shifts = rng.uniform(-40, 40, (len(s137), 2))
     shaky = np.stack(
@@ -118,7 +104,7 @@ def dataset(tmp_path_factory, bikes, bigbuckbunny, carphone) -> tuple[Path, pa.T
     rows = []
     for name, (frames, fps) in clips.items():
         rel = f"clips/{name}.mp4"
-        write_clip(frames, out / rel, fps, crf=28 if name == "bbb_360p_copy" else 18)
+        write_frames(frames, out / rel, fps, crf=28 if name == "bbb_360p_copy" else 18)
         meta = video_meta(out / rel)
         rows.append(
             {

@@ -7,42 +7,10 @@ import decord
 import numpy as np
 import pytest
 
+from pipeline.testdata import decode_index, make_indexed_video
 from stages.frames import PtsIndex, decord_width_ok, iter_frames, read_frames, sample_indices, video_meta
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-DIGITS = 5  # base-4 digits per frame: indices up to 1023
-
-
-def synth_indexed(path, n, *, w=160, h=64, codec="libx264", fmt=None, rate=25, opts=None, rotation=None):
-    """A video whose frame i shows i in base 4 as DIGITS vertical grey bars (levels 0/85/170/255), which
-    survive lossy coding; the rest of the frame (if w is not a multiple of DIGITS) is black."""
-    with av.open(str(path), "w", format=fmt) as c:
-        s = c.add_stream(codec, rate=rate, options=opts or {})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        if rotation:
-            s.set_display_rotation(rotation)
-        bw = w // DIGITS
-        for i in range(n):
-            img = np.zeros((h, w, 3), np.uint8)
-            for j in range(DIGITS):
-                img[:, j * bw : (j + 1) * bw] = ((i // 4 ** (DIGITS - 1 - j)) % 4) * 85
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
-def decode_index(frame: np.ndarray) -> int:
-    """Inverse of synth_indexed for one upright (H, W, 3) frame."""
-    h, w = frame.shape[:2]
-    bw = w // DIGITS
-    value = 0
-    for j in range(DIGITS):
-        block = frame[h // 4 : 3 * h // 4, j * bw + bw // 4 : (j + 1) * bw - bw // 4]
-        value = value * 4 + int(np.clip(np.rint(block.mean() / 85.0), 0, 3))
-    return value
 
 
 GOP25 = {"x264-params": "keyint=25:min-keyint=25:scenecut=0:bframes=3"}
@@ -51,7 +19,7 @@ GOP25 = {"x264-params": "keyint=25:min-keyint=25:scenecut=0:bframes=3"}
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     """300 frames, H.264 with B-frames and a keyframe every 25 frames."""
-    return synth_indexed(tmp_path_factory.mktemp("frames") / "indexed.mp4", 300, opts=GOP25)
+    return make_indexed_video(tmp_path_factory.mktemp("frames") / "indexed.mp4", 300, opts=GOP25)
 
 
 # ------------------------------------------------------------------------------------------------ sampling
@@ -143,7 +111,7 @@ def test_out_of_range_raises(bikes, indexed):
 
 
 def test_vp9_webm_auto_matches_pyav(tmp_path):
-    path = synth_indexed(tmp_path / "v.webm", 60, codec="libvpx-vp9", fmt="webm", opts={"g": "20"})
+    path = make_indexed_video(tmp_path / "v.webm", 60, codec="libvpx-vp9", fmt="webm", opts={"g": "20"})
     meta = video_meta(path)
     assert meta["num_frames"] == 60  # WebM stores no frame count: counted from packets
     idx = [59, 3, 20, 41, 0]
@@ -153,7 +121,7 @@ def test_vp9_webm_auto_matches_pyav(tmp_path):
 
 
 def test_av1_falls_back_to_pyav(tmp_path):
-    path = synth_indexed(tmp_path / "a.mp4", 40, codec="libsvtav1", opts={"preset": "12"})
+    path = make_indexed_video(tmp_path / "a.mp4", 40, codec="libsvtav1", opts={"preset": "12"})
     with pytest.raises(decord.DECORDError):  # why the fallback exists
         decord.VideoReader(str(path))
     idx = [39, 0, 17]
@@ -168,7 +136,7 @@ def test_decord_corrupt_width_rule():
 @pytest.mark.parametrize("width,decord_ok", [(48, False), (72, False), (50, True), (96, True)])
 def test_decord_width_rule_matches_decord(tmp_path, width, decord_ok):
     """The rule predicts real decord behaviour, and auto returns PyAV's frames either way."""
-    path = synth_indexed(tmp_path / f"w{width}.mp4", 12, w=width, h=32)
+    path = make_indexed_video(tmp_path / f"w{width}.mp4", 12, w=width, h=32)
     ref = read_frames(path, [0, 5, 11], backend="pyav")
     assert ref.shape == (3, 32, width, 3)
     raw = decord.VideoReader(str(path))[5].asnumpy()
@@ -191,7 +159,7 @@ def test_size_handling(bikes):
 
 
 def test_rotation_is_applied_like_decord(tmp_path):
-    path = synth_indexed(tmp_path / "r.mp4", 10, w=160, h=64, rotation=90)
+    path = make_indexed_video(tmp_path / "r.mp4", 10, w=160, h=64, rotation=90)
     meta = video_meta(path)
     assert (meta["width"], meta["height"], meta["rotation"]) == (64, 160, 90)
     ref = read_frames(path, [3, 7], backend="pyav")
