@@ -8,9 +8,12 @@ Two decoders:
 
 * **decord** is the fast random-access path (it seeks by itself and decodes only what it needs).
 * **PyAV** (FFmpeg) is the reference and the fallback. ``backend="auto"`` uses decord only when it is
-  known to be right for the file and falls back to PyAV when decord cannot open the file (AV1, some
-  VP9/WebM), raises, reports a frame count that disagrees with the container, returns frames of the
-  wrong shape, or the width is one where decord returns corrupt frames.
+  known to be right for the file (:func:`decord_suitable`: one video stream in MP4/MOV, square pixels, a
+  width it handles) and falls back to PyAV when decord cannot open the file (AV1, some VP9/WebM), raises,
+  reports a frame count that disagrees with ours (edit lists), or returns frames of the wrong shape.
+
+Stream choice, frame numbering (presentation timestamps, edit lists), colour conversion and the sample aspect
+ratio come from ``stages.media``, the one media I/O module.
 
 The decord width rule (decord 0.6, measured against PyAV on synthesized H.264 videos of every
 width 1..2100): decord converts to RGB through an FFmpeg frame whose rows are padded to a 32-byte
@@ -30,7 +33,6 @@ display matrix are not applied by either backend.
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
 from collections.abc import Iterator
@@ -39,6 +41,16 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from stages.media import (
+    PtsIndex,
+    display_size,
+    frame_packets,
+    open_video,
+    rotation_of,
+    sample_aspect_ratio,
+    to_rgb,
+)
 
 # Fewer wasted frames than this between the decoder's position and the next wanted keyframe: keep
 # decoding rather than seek (a seek flushes the decoder, which costs about as much as a few frames).
@@ -107,55 +119,34 @@ def sample_indices(
 # ---------------------------------------------------------------------------------------------- metadata
 
 
-def _rotation_of(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """Counter-clockwise display rotation in degrees (0, 90, 180, 270); needs one decoded frame, since
-    FFmpeg exposes the display matrix on frames."""
-    for frame in container.decode(stream):
-        return int(round((getattr(frame, "rotation", 0) or 0) / 90.0)) * 90 % 360  # PyAV >= 14
-    return 0
-
-
 def _stream_fps(stream: av.video.stream.VideoStream) -> float:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate else 0.0
 
 
-def _frame_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.Packet]:
-    """The packets that become frames, in decode order: not flush packets, not pre-roll an edit list cuts
-    away, and not the packets before the first keyframe of a stream cut mid-GOP (they decode to nothing;
-    the probe counts frames the same way)."""
-    seen_key = False
-    for packet in container.demux(stream):
-        if not packet.size or getattr(packet, "is_discard", False):
-            continue
-        seen_key = seen_key or packet.is_keyframe
-        if seen_key:
-            yield packet
-
-
 def _count_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """Frames of a stream whose container stores no count (WebM, MKV): one demux pass, no decoding."""
-    return sum(1 for _ in _frame_packets(container, stream))
+    """Frames of a stream whose container stores no count (WebM, MKV) or hides some (edit lists): one demux
+    pass, no decoding."""
+    return sum(1 for _ in frame_packets(container, stream))
 
 
 def video_meta(path: str | os.PathLike) -> dict:
-    """Cheap metadata of a video's first video stream: ``{"num_frames", "fps", "width", "height", "rotation"}``.
+    """Cheap metadata of a video's stream (``stages.media.pick_video_stream``):
+    ``{"num_frames", "fps", "width", "height", "rotation"}``.
 
-    ``width``/``height`` are the upright dimensions (after the display rotation, as :func:`read_frames`
-    returns pixels). ``num_frames`` comes from the container index; containers without one (WebM,
-    MKV) are counted by demuxing packets (no decoding). ``rotation`` is counter-clockwise degrees.
+    ``width``/``height`` are the upright display dimensions (SAR applied, then the display rotation), as
+    :func:`read_frames` returns pixels. ``num_frames`` counts the presented frames by demuxing (no decoding;
+    edit lists and mid-GOP starts honoured). ``rotation`` is counter-clockwise degrees.
     """
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    container, stream = open_video(path)
+    with container:
         fps = _stream_fps(stream)
         width, height = stream.codec_context.width, stream.codec_context.height
-        num_frames = stream.frames
-        rotation = _rotation_of(container, stream)
-        if not num_frames:
-            container.seek(0)
-            num_frames = _count_packets(container, stream)
-    if rotation in (90, 270):
-        width, height = height, width
+        sar = sample_aspect_ratio(stream)
+        rotation = rotation_of(container, stream)
+        container.seek(0)
+        num_frames = _count_packets(container, stream)
+    width, height = display_size(width, height, sar, rotation)
     return {
         "num_frames": int(num_frames),
         "fps": fps,
@@ -166,47 +157,6 @@ def video_meta(path: str | os.PathLike) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- PyAV decoding
-
-
-class PtsIndex:
-    """Presentation-order index of a stream built from one demux pass (no decoding): the sorted
-    presentation timestamps (frame i has the i-th smallest pts) and the frames that are keyframes.
-
-    It lets a decoder seek to the keyframe before a wanted frame and still number every decoded frame
-    exactly, for constant and variable frame rates alike, with or without B-frames.
-    """
-
-    def __init__(self, pts: list[int], keyframes: list[int]):
-        self.pts = pts
-        self.keyframes = keyframes  # frame indices, ascending
-
-    @classmethod
-    def build(cls, container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> PtsIndex | None:
-        """None when the stream's timestamps cannot number frames (missing or duplicate pts)."""
-        entries = []
-        for packet in _frame_packets(container, stream):
-            if packet.pts is None:
-                return None
-            entries.append((packet.pts, packet.is_keyframe))
-        entries.sort()
-        pts = [p for p, _ in entries]
-        if any(a == b for a, b in zip(pts, pts[1:], strict=False)):
-            return None
-        return cls(pts, [i for i, (_, key) in enumerate(entries) if key])
-
-    def __len__(self) -> int:
-        return len(self.pts)
-
-    def index_of(self, pts: int | None) -> int | None:
-        if pts is None:
-            return None
-        i = bisect.bisect_left(self.pts, pts)
-        return i if i < len(self.pts) and self.pts[i] == pts else None
-
-    def keyframe_before(self, index: int) -> int:
-        """The last keyframe at or before frame ``index`` (0 when none is)."""
-        i = bisect.bisect_right(self.keyframes, index) - 1
-        return self.keyframes[i] if i >= 0 else 0
 
 
 def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -238,11 +188,11 @@ def iter_frames(
     spans = merge_spans(spans)
     if not spans:
         return
-    si = 0
-    sought = -1  # last keyframe sought to: never seek backwards or twice to the same place (no loops)
-
-    seeking = index is not None  # turned off when a seek proves unreliable (see below)
+    si = 0  # spans[si] is the first span not yet finished
+    sought = -1  # last keyframe sought forward to: never seek forward to it twice (no loops)
+    seeking = index is not None  # turned off when seeking proves unreliable (see below)
     last = -1  # last frame index yielded: never yield a frame twice
+    landing = False  # the next decoded frame is the first after a seek: check where it landed
 
     def seek_target(position: int, target: int) -> int | None:
         if not seeking:
@@ -251,25 +201,28 @@ def iter_frames(
         return key if key > sought and key - position >= _SEEK_MIN_GAP else None
 
     def decode_from(key: int | None) -> Iterator[av.VideoFrame]:
-        if key is not None:
+        nonlocal landing
+        if key is None:
+            container.seek(0)
+        else:
             container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
+        landing = key is not None
         return container.decode(stream)
 
     key = seek_target(0, spans[0][0])
     if key is not None:
         sought = key
-    frames = decode_from(key)
-    sought_since_yield = key is not None
+        frames = decode_from(key)
+    else:
+        frames = container.decode(stream)
     counter = 0
     while True:
         frame = next(frames, None)
         if frame is None:
-            if sought_since_yield and si < len(spans):
-                # Seeking in some containers (MPEG-TS is byte-based) can land past the keyframe we asked
-                # for, so the wanted frames never come: decode again from the start, without seeking.
-                seeking, sought_since_yield = False, False
-                container.seek(0)
-                frames = container.decode(stream)
+            if landing and si < len(spans):
+                # a seek landed past every frame that is left: decode again from the start, without seeking
+                seeking = False
+                frames = decode_from(None)
                 continue
             return
         if index is None:
@@ -279,26 +232,38 @@ def iter_frames(
             i = index.index_of(frame.pts)
             if i is None:
                 raise ValueError(f"decoded a frame with pts {frame.pts} that the stream's packets do not have")
-        while si < len(spans) and i >= spans[si][1]:
+        while si < len(spans) and last + 1 >= spans[si][1]:
             si += 1
         if si == len(spans):
             return
-        a = spans[si][0]
-        if i <= last:
-            continue
-        if i < a:
-            key = seek_target(i + 1, a)
+        need = max(spans[si][0], last + 1)  # the next frame to yield
+        if landing:
+            landing = False
+            if i > need:
+                # The seek overshot (MPEG-TS seeks by bytes and can land a GOP late): back off to an earlier
+                # keyframe, and after the first keyframe decode from the start.
+                earlier = index.keyframe_before(min(sought, need) - 1) if min(sought, need) > 0 else 0
+                if earlier <= 0 or earlier >= sought:
+                    seeking = False
+                    frames = decode_from(None)
+                else:
+                    sought = earlier
+                    frames = decode_from(earlier)
+                    sought = max(sought, earlier)
+                continue
+        while si < len(spans) and i >= spans[si][1]:  # frames the decoder never gave: the caller sees the gap
+            si += 1
+        if si == len(spans):
+            return
+        need = max(spans[si][0], last + 1)
+        if i < need:
+            if i <= last:
+                continue
+            key = seek_target(i + 1, need)
             if key is not None:
-                sought, sought_since_yield = key, True
+                sought = key
                 frames = decode_from(key)
             continue
-        if sought_since_yield and i > a and last < a:
-            # a seek overshot the start of the span: those frames only come from an earlier position
-            seeking, sought_since_yield = False, False
-            container.seek(0)
-            frames = container.decode(stream)
-            continue
-        sought_since_yield = False
         last = i
         yield i, frame
 
@@ -311,20 +276,39 @@ def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
 def open_stream(
     path: str | os.PathLike, threads: int = 0
 ) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open ``path``'s first video stream for decoding with frame/slice threads (0 = FFmpeg's choice)."""
-    container = av.open(str(path))
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    stream.thread_count = threads
-    return container, stream
+    """Open ``path``'s video stream (``stages.media.open_video``) with frame/slice threads (0 = FFmpeg's choice)."""
+    return open_video(path, threads=threads)
 
 
-def _read_pyav(path: str | os.PathLike, wanted: list[int]) -> dict[int, np.ndarray]:
-    with av.open(str(path)) as probe:
-        s = probe.streams.video[0]
-        rotation = _rotation_of(probe, s)
-        probe.seek(0)
-        index = PtsIndex.build(probe, s)
+def _source_facts(path: str | os.PathLike) -> dict:
+    """What both decoders need to know of a file, from one open and one demux pass (no full decode)."""
+    container, stream = open_video(path)
+    with container:
+        cc = stream.codec_context
+        facts = {
+            "container": container.format.name,
+            "video_streams": len(container.streams.video),
+            "sar": sample_aspect_ratio(stream),
+            "coded": (cc.width, cc.height),
+            "rotation": rotation_of(container, stream),
+        }
+        container.seek(0)
+        facts["index"] = PtsIndex.build(container, stream)
+        if facts["index"] is None:
+            container.seek(0)
+            facts["num_frames"] = _count_packets(container, stream)
+        else:
+            facts["num_frames"] = len(facts["index"])
+    w, h = facts["coded"]
+    facts["display"] = display_size(w, h, facts["sar"])  # before rotation
+    return facts
+
+
+def _read_pyav(path: str | os.PathLike, wanted: list[int], facts: dict | None = None) -> dict[int, np.ndarray]:
+    facts = facts or _source_facts(path)
+    rotation, index = facts["rotation"], facts["index"]
+    dw, dh = facts["display"]
+    resize = (dw, dh) if (dw, dh) != tuple(facts["coded"]) else (None, None)
     container, stream = open_stream(path, threads=min(4, os.cpu_count() or 1))
     with container:
         want = set(wanted)
@@ -332,13 +316,34 @@ def _read_pyav(path: str | os.PathLike, wanted: list[int]) -> dict[int, np.ndarr
         spans = merge_spans([(i, i + 1) for i in wanted])
         for i, frame in iter_frames(container, stream, spans, index):
             if i in want:
-                got[i] = _upright(frame.to_ndarray(format="rgb24"), rotation)
+                rgb = to_rgb(frame, *resize, interpolation="BICUBIC" if resize[0] else None)
+                got[i] = _upright(rgb, rotation)
                 if len(got) == len(want):
                     break
     missing = sorted(want - got.keys())
     if missing:
         raise IndexError(f"frames {missing[:10]} not in {path} (it decodes to fewer frames)")
     return got
+
+
+def decord_suitable(facts: dict) -> str | None:
+    """Why decord would not return the same frames as the PyAV reader for this file, or None when it would.
+
+    decord 0.6 opens a file's "best" stream (which can be cover art), ignores edit lists, the sample aspect ratio
+    and MPEG-TS start offsets, and returns corrupt frames at some widths (module docstring). It is used only for
+    single-video-stream MP4/MOV files with square pixels at widths it handles (the clip files clipforge writes
+    are exactly that); its frame count is checked against ours on every read.
+    """
+    if "mp4" not in facts["container"]:
+        return f"container {facts['container']}"
+    if facts["video_streams"] != 1:
+        return f"{facts['video_streams']} video streams"
+    if facts["sar"] not in (None, 1):
+        return f"sample aspect ratio {facts['sar']}"
+    w, h = facts["coded"]
+    if not (decord_width_ok(w) and decord_width_ok(h)):
+        return f"size {w}x{h}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- decord
@@ -404,14 +409,18 @@ def read_frames(
     *,
     size: int | tuple[int, int] | None = None,
     backend: str = "auto",
+    report: dict | None = None,
 ) -> np.ndarray:
     """Decode exactly the frames ``indices`` of ``path`` as an ``(N, H, W, 3)`` uint8 RGB array.
 
-    Indices are presentation-order frame numbers; they may be unsorted and repeat, and the result
-    follows their order. Each distinct frame is decoded once. ``size``: an int resizes the shorter
-    side to it (aspect kept), ``(w, h)`` resizes exactly, None keeps the upright source size.
-    ``backend``: "decord", "pyav", or "auto" (decord when it is right for the file, else PyAV; both
-    give identical pixels on H.264, see the module docstring). Out-of-range indices raise IndexError.
+    Indices are presentation-order frame numbers of the stream ``stages.media.pick_video_stream`` picks; they may
+    be unsorted and repeat, and the result follows their order. Each distinct frame is decoded once. Pixels are
+    upright, square (SAR applied: the display size) and converted with the frame's colour range and matrix.
+    ``size``: an int resizes the shorter side to it (aspect kept), ``(w, h)`` resizes exactly, None keeps the
+    display size. ``backend``: "decord", "pyav", or "auto" (decord where :func:`decord_suitable` says it reads the
+    file right, PyAV otherwise and whenever decord fails). ``report``, when given, receives ``decoder`` ("decord"
+    or "pyav") and ``fallback`` (why decord was not used or failed in auto mode, else None), so a caller can keep
+    a trace of the fallback in its row. Out-of-range indices raise IndexError.
     """
     indices = [int(i) for i in indices]
     if any(i < 0 for i in indices):
@@ -422,29 +431,31 @@ def read_frames(
     if not Path(path).is_file():
         raise FileNotFoundError(path)
     got = None
+    used, fallback = "pyav", None
+    facts = None
     if backend == "decord":
-        got = _read_decord(path, wanted, None)
+        got, used = _read_decord(path, wanted, None), "decord"
     elif backend == "auto":
-        meta = _safe_meta(path)
-        if meta is not None and decord_width_ok(meta["width"]) and decord_width_ok(meta["height"]):
+        try:
+            facts = _source_facts(path)
+        except Exception as exc:  # noqa: BLE001 - unreadable by PyAV: let decord try, then report PyAV's error
+            fallback = f"{type(exc).__name__}: {exc}"
+        if facts is not None:
+            fallback = decord_suitable(facts)
+        if facts is not None and fallback is None:
             try:
-                got = _read_decord(path, wanted, meta["num_frames"] or None)
+                got, used = _read_decord(path, wanted, facts["num_frames"]), "decord"
             except IndexError:
                 raise
-            except Exception:  # noqa: BLE001 - any decord failure means: use the reference decoder
-                got = None
+            except Exception as exc:  # noqa: BLE001 - any decord failure means: use the reference decoder
+                got, fallback = None, f"decord failed: {type(exc).__name__}: {exc}"[:300]
     if got is None:
-        got = _read_pyav(path, wanted)
+        got, used = _read_pyav(path, wanted, facts), "pyav"
+    if report is not None:
+        report.update(decoder=used, fallback=fallback if backend == "auto" else None)
     if not indices:
         meta = video_meta(path)
         h, w = _resize(np.zeros((meta["height"], meta["width"], 3), np.uint8), size).shape[:2]
         return np.zeros((0, h, w, 3), np.uint8)
     resized = {i: _resize(f, size) for i, f in got.items()}
     return np.stack([resized[i] for i in indices])
-
-
-def _safe_meta(path: str | os.PathLike) -> dict | None:
-    try:
-        return video_meta(path)
-    except Exception:  # noqa: BLE001 - unreadable by PyAV too: let decord try, then report PyAV's error
-        return None
