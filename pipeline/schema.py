@@ -39,12 +39,23 @@ VIDEOS = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("rotation", pa.int32()),
-        ("fps", pa.float64()),
+        ("fps", pa.float64()),  # mean rate (num_frames / duration_s) for a variable-rate stream
+        ("fps_nominal", pa.float64()),  # the stream's declared rate (FFmpeg's guessed rate)
         ("fps_variable", pa.bool_()),
         ("num_frames", pa.int64()),
         ("duration_s", pa.float64()),
         ("bitrate", pa.int64()),
         ("has_audio", pa.bool_()),
+        ("video_stream", pa.int32()),  # index of the stream stages.media.pick_video_stream chose
+        ("start_time_s", pa.float64()),  # first presentation timestamp (times in the tables count from it)
+        ("sar", pa.string()),  # sample aspect ratio "num:den"; null = square pixels
+        ("display_width", pa.int32()),  # upright display size: SAR applied, then the rotation
+        ("display_height", pa.int32()),
+        ("color_range", pa.string()),  # tv | pc | null (unspecified = tv)
+        ("color_space", pa.string()),  # matrix: bt709 | smpte170m | bt470bg | bt2020nc ... | null
+        ("color_primaries", pa.string()),
+        ("color_transfer", pa.string()),  # bt709 | smpte2084 (PQ) | arib-std-b67 (HLG) ... | null
+        ("hdr", pa.string()),  # pq | hlg | null (SDR)
         ("original_caption", pa.string()),
         ("spans", pa.list_(_span)),  # given spans from a list input (Panda-70M / OpenVid style)
         ("probe_s", pa.float64()),

@@ -254,9 +254,9 @@ def rotation_of(container: av.container.InputContainer, stream: av.video.stream.
 
 
 def sample_aspect_ratio(stream: av.video.stream.VideoStream) -> Fraction | None:
-    """The stream's SAR (pixel width / pixel height); None when unset (square pixels)."""
+    """The stream's SAR (pixel width / pixel height); None when unset or 1:1 (square pixels)."""
     sar = stream.sample_aspect_ratio or (stream.codec_context.sample_aspect_ratio if stream.codec_context else None)
-    if not sar or sar.numerator <= 0 or sar.denominator <= 0:
+    if not sar or sar.numerator <= 0 or sar.denominator <= 0 or sar.numerator == sar.denominator:
         return None
     return Fraction(sar.numerator, sar.denominator)
 

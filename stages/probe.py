@@ -50,6 +50,8 @@ from typing import Any
 
 import av
 
+from stages.media import Colour, display_size, pick_video_stream, sample_aspect_ratio
+
 HASH_CHUNK = 8 << 20  # 8 MiB reads for the content hash
 # Packets to feed the decoder, from the first keyframe on, before giving up on a first frame (B-frame reorder
 # delays the first output by a few packets; a stream that yields nothing after this many is undecodable).
@@ -75,11 +77,22 @@ _COLUMNS = (
     "height",
     "rotation",
     "fps",
+    "fps_nominal",
     "fps_variable",
     "num_frames",
     "duration_s",
     "bitrate",
     "has_audio",
+    "video_stream",
+    "start_time_s",
+    "sar",
+    "display_width",
+    "display_height",
+    "color_range",
+    "color_space",
+    "color_primaries",
+    "color_transfer",
+    "hdr",
     "original_caption",
     "spans",
     "probe_s",
@@ -186,6 +199,7 @@ class _Pass:
     n_packets: int = 0  # every non-empty packet the demuxer returned
     n_complete: int = 0  # ... of which whole (not cut by EOF, not flagged corrupt)
     n_bytes: int = 0
+    n_hidden: int = 0  # packets an edit list hides (not frames)
     pts: list[int] = field(default_factory=list)
     last_duration: int = 0
     first_key: int | None = None  # index (among complete packets) of the first keyframe
@@ -203,6 +217,19 @@ def _demux_pass(container: av.container.InputContainer, stream: av.video.stream.
     try:
         for packet in container.demux(stream):
             if packet.size == 0:  # the flush packet demux() yields at EOF
+                continue
+            if packet.is_discard:
+                # Hidden by an edit list (lossless trim): not a frame, but the decoder needs it (a hidden keyframe
+                # opens the GOP the first visible frames decode from).
+                if r.first_key is None and packet.is_keyframe:
+                    r.first_key = r.n_complete
+                r.n_hidden += 1
+                if r.first_frame is None and r.fed < MAX_DECODE_PACKETS + MAX_PRE_KEYFRAME_PACKETS:
+                    r.fed += 1
+                    try:
+                        packet.decode()
+                    except av.error.FFmpegError as e:
+                        r.decode_error = e
                 continue
             r.n_packets += 1
             # A packet cut by the end of the file (the demuxer flags it corrupt, or its bytes run past the end)
@@ -248,10 +275,11 @@ def _demux_pass(container: av.container.InputContainer, stream: av.video.stream.
 def _probe_container(container: av.container.InputContainer, path: str, size: int, out: dict[str, Any]) -> None:
     out["container"] = container.format.name
     out["has_audio"] = len(container.streams.audio) > 0
-    stream = _main_video_stream(container)
+    stream = pick_video_stream(container)
     if stream is None:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-        raise ProbeError("NoVideoStream", f"no video stream (streams: {', '.join(kinds)})")
+        raise ProbeError("NoVideoStream", f"no video stream (streams: {', '.join(kinds)}; cover art is not video)")
+    out["video_stream"] = stream.index
     cc = stream.codec_context
     if cc is None:  # FFmpeg knows no decoder for the stream's codec id
         raise ProbeError("UnsupportedCodec", "FFmpeg has no decoder for the codec of the video stream")
@@ -270,7 +298,12 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
     n_frames = r.n_complete - leading
     header_frames = stream.frames or 0
     trunc = truncation(path, size)
-    truncated = bool(trunc) or r.demux_error is not None or header_frames > r.n_complete or r.n_packets > r.n_complete
+    truncated = (
+        bool(trunc)
+        or r.demux_error is not None
+        or header_frames > r.n_complete + r.n_hidden
+        or r.n_packets > r.n_complete
+    )
     rate = stream.average_rate or stream.guessed_rate
     tb = stream.time_base
     pts = r.pts
@@ -282,7 +315,11 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
     if (truncated or leading) and rate and n_frames > 0:
         duration_s = n_frames / float(rate)
     elif pts and tb:
-        span = max(pts) - min(pts) + (r.last_duration or 0)
+        # The last frame lasts as long as the interval before it (packets often carry no duration; players do
+        # the same); a one-frame stream uses its packet duration.
+        ordered = sorted(pts)
+        last = ordered[-1] - ordered[-2] if len(ordered) > 1 else (r.last_duration or 0)
+        span = ordered[-1] - ordered[0] + last
         duration_s = float(span * tb) if span > 0 else None
     if duration_s is None and stream.duration and tb:
         duration_s = float(stream.duration * tb)
@@ -293,13 +330,22 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
         fps = n_frames / duration_s
     else:
         fps = float(rate) if rate else None
+    nominal = stream.guessed_rate or stream.base_rate or rate
     out.update(num_frames=n_frames, duration_s=duration_s, fps_variable=fps_variable, fps=fps)
+    out["fps_nominal"] = float(nominal) if nominal else fps
+    if pts and tb:
+        out["start_time_s"] = float(min(pts) * tb)
     out["bitrate"] = round(r.n_bytes * 8 / duration_s) if duration_s and r.n_bytes else container.bit_rate or None
 
     if r.first_frame is not None:
         f = r.first_frame
         out["rotation"] = (-round(f.rotation)) % 360 if f.rotation else out["rotation"]
         out.update(pix_fmt=f.format.name, width=f.width, height=f.height)
+    sar = sample_aspect_ratio(stream)
+    out["sar"] = f"{sar.numerator}:{sar.denominator}" if sar else None
+    if out["width"] and out["height"]:
+        out["display_width"], out["display_height"] = display_size(out["width"], out["height"], sar, out["rotation"])
+    out.update(Colour.of(r.first_frame if r.first_frame is not None else cc).names())
 
     if r.n_complete == 0:
         if trunc:
@@ -320,8 +366,8 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
         cut.append(trunc)
     if r.demux_error is not None:
         cut.append(f"demuxing stopped after {r.n_packets} packets ({r.demux_error})")
-    if header_frames > r.n_complete:
-        cut.append(f"header announces {header_frames} frames, {r.n_complete} are present")
+    if header_frames > r.n_complete + r.n_hidden:
+        cut.append(f"header announces {header_frames} frames, {r.n_complete + r.n_hidden} are present")
     if cut:
         if r.n_packets > r.n_complete:
             cut.append(f"{r.n_packets - r.n_complete} incomplete packet(s) left out")
@@ -333,14 +379,6 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
     if leading:
         notes.append(f"StartsMidGOP: the {leading} packets before the first keyframe do not decode; not counted")
     out["error"] = "; ".join(notes) or None
-
-
-def _main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
-    """First real video stream; cover art (attached pictures in audio files) is not video."""
-    for s in container.streams.video:
-        if not (s.disposition & av.stream.Disposition.attached_pic):
-            return s
-    return None
 
 
 def _rotation_from_tag(tag: str | None) -> int:
