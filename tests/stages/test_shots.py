@@ -42,7 +42,7 @@ def cuts(result: dict) -> list[int]:
 
 
 def assert_contract(result: dict, path, frames: int, detector: str) -> None:
-    assert set(result) == {"video", "fps", "frames", "detector", "scenes"}
+    assert set(result) == {"video", "fps", "frames", "duration_s", "detector", "scenes"}
     assert result["video"] == str(path) and result["detector"] == detector and result["frames"] == frames
     scenes = result["scenes"]
     assert scenes[0]["start_frame"] == 0 and scenes[-1]["end_frame"] == frames
@@ -50,8 +50,10 @@ def assert_contract(result: dict, path, frames: int, detector: str) -> None:
         assert prev["end_frame"] == nxt["start_frame"]  # contiguous, end exclusive
     for s in scenes:
         assert s["end_frame"] > s["start_frame"]
+        # constant-rate test footage: presentation times equal frame / fps
         assert s["start_s"] == pytest.approx(s["start_frame"] / result["fps"], abs=1e-5)
         assert s["end_s"] == pytest.approx(s["end_frame"] / result["fps"], abs=1e-5)
+    assert result["duration_s"] == scenes[-1]["end_s"]
     json.dumps(result)  # the CLI prints it
 
 
