@@ -42,32 +42,38 @@ def esc(value: Any) -> str:
 def poster_jpeg(video_path: str | Path, t_s: float | None = None, *, max_side: int = 320, quality: int = 80) -> bytes:
     """One frame of a video as JPEG bytes: the first frame at or after ``t_s`` (default: the middle).
 
-    Decodes with PyAV from the nearest keyframe before ``t_s``; the frame is shrunk to ``max_side`` px on its
-    longer side. Raises if the file has no decodable video frame.
+    ``t_s`` counts from the first frame. Decodes the stream ``stages.media`` picks (never cover art) with PyAV from
+    the nearest keyframe before ``t_s``, in its true colours and display aspect; the frame is shrunk to
+    ``max_side`` px on its longer side. Raises if the file has no decodable video frame.
     """
-    import av
+    from PIL import Image
 
-    with av.open(str(video_path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+    from stages.media import display_size, open_video, sample_aspect_ratio, to_rgb
+
+    container, stream = open_video(video_path)
+    with container:
+        tb = stream.time_base
+        start = float(stream.start_time * tb) if stream.start_time is not None and tb is not None else 0.0
         if t_s is None:
             duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
+            if stream.duration is not None and tb is not None:
+                duration = float(stream.duration * tb)
             elif container.duration is not None:
                 duration = container.duration / 1_000_000
             t_s = duration / 2 if duration else 0.0
-        if t_s > 0 and stream.time_base is not None:
+        if t_s > 0 and tb is not None:
             # seek lands on the keyframe before t_s; decode forward to the wanted time
-            container.seek(int(t_s / stream.time_base), stream=stream, backward=True, any_frame=False)
+            container.seek(int((start + t_s) / tb), stream=stream, backward=True, any_frame=False)
         chosen = None
         for frame in container.decode(stream):
             chosen = frame
-            if frame.time is None or frame.time >= t_s - 1e-3:
+            if frame.time is None or frame.time >= start + t_s - 1e-3:
                 break
         if chosen is None:
             raise ValueError(f"no decodable video frame in {video_path}")
-        image = chosen.to_image()
+        cc = stream.codec_context
+        w, h = display_size(cc.width, cc.height, sample_aspect_ratio(stream))  # square pixels, true colour
+        image = Image.fromarray(to_rgb(chosen, w, h, coded_height=cc.height))
     image.thumbnail((max_side, max_side))
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="JPEG", quality=quality)

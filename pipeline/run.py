@@ -56,13 +56,33 @@ def _probe_json(row: dict[str, Any]) -> dict[str, Any]:
     return {"json": json.dumps(probe(json.loads(row["json"])))}
 
 
-def _scenes_from_spans(video: dict[str, Any]) -> list[dict[str, Any]]:
-    fps = video["fps"] or 0.0
-    n = video["num_frames"] or 0
+def _timeline(path: str) -> Any:
+    """The source's presentation-timestamp index (stages.media), or None for a stream without timestamps."""
+    from stages.media import PtsIndex, open_video
+
+    container, stream = open_video(path)
+    with container:
+        return PtsIndex.build(container, stream, Path(path).stat().st_size)
+
+
+def _times(video: dict[str, Any], index) -> list[float]:
+    from stages.media import constant_rate_times
+
+    if index is not None and index.time_base:
+        return index.times_s()
+    return constant_rate_times(int(video["num_frames"] or 0), float(video["fps"] or 25.0))
+
+
+def _scenes_from_spans(video: dict[str, Any], times: list[float]) -> list[dict[str, Any]]:
+    """Given spans (seconds, from a list input) as frame spans: each edge at the nearest frame boundary by
+    presentation time."""
+    from stages.media import index_at_time
+
+    n = len(times) - 1
     scenes = []
     for span in video["spans"]:
-        start = max(0, round(span["start_s"] * fps))
-        end = min(n, round(span["end_s"] * fps)) if span.get("end_s") is not None else n
+        start = index_at_time(times, max(0.0, span["start_s"]))
+        end = index_at_time(times, span["end_s"]) if span.get("end_s") is not None else n
         if end > start:
             scenes.append({"start_frame": start, "end_frame": end, "caption": span.get("caption")})
     return scenes
@@ -75,11 +95,12 @@ def _detect(video: dict[str, Any], cfg, detector_obj=None) -> dict[str, Any]:
     try:
         if video.get("spans"):
             result["detector"] = "given"
-            result["scenes"] = _scenes_from_spans(video)
+            result["scenes"] = _scenes_from_spans(video, _times(video, _timeline(video["path"])))
         else:
-            from stages.shots import detect
+            from stages.shots import check_coverage, detect
 
             found = detector_obj(video["path"]) if detector_obj is not None else detect(video["path"], cfg)
+            check_coverage(found["scenes"], video["num_frames"])
             result["scenes"] = [{k: s[k] for k in ("start_frame", "end_frame")} for s in found["scenes"]]
             result["detector"] = found["detector"]
     except Exception as e:  # errors are data: the video gets a shots row saying why
@@ -118,10 +139,14 @@ def _cut_json(row: dict[str, Any], out: str, cfg, skip: dict[str, list[str]]) ->
     clips: list[dict[str, Any]] = []
     if d["error"] is None:
         try:
-            plans = plan_clips(video, d["scenes"], cfg, d["detector"])
+            index = _timeline(video["path"])
+            times = _times(video, index)
+            for s in d["scenes"]:
+                s["start_s"], s["end_s"] = times[s["start_frame"]], times[s["end_frame"]]
+            plans = plan_clips(video, d["scenes"], cfg, d["detector"], times)
             stored = set(skip.get(video["video_id"], ()))
             todo = [p for p in plans if p["clip_id"] not in stored]
-            clips = cut_clips(video["path"], video, todo, out, cfg, skip_ids=stored) if todo else []
+            clips = cut_clips(video["path"], video, todo, out, cfg, skip_ids=stored, index=index) if todo else []
             d["n_clips"] = len(plans)
         except Exception as e:
             d["error_type"], d["error"] = type(e).__name__, str(e)[:2000]
@@ -205,6 +230,7 @@ def run(cfg: Config) -> Summary:
     import ray
 
     from stages.ingest import expand_inputs
+    from stages.probe import exclude_hdr
 
     out = Path(cfg.output).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -224,6 +250,8 @@ def run(cfg: Config) -> Summary:
     if todo:
         ds = ray.data.from_items([{"json": json.dumps(r)} for r in todo]).map(_probe_json, num_cpus=1)
         new = [json.loads(r["json"]) for r in ds.iter_rows()]
+        if cfg.ingest.drop_hdr:
+            new = [exclude_hdr(v) for v in new]
         _mark_duplicates(known, new)
         with store.ShardWriter(out, "videos", cfg=cfg.store) as w:
             w.add_rows(new)
@@ -301,7 +329,9 @@ def _write_clips(out: Path, cfg: Config, ds) -> None:
                 "detector": d["detector"],
                 "fps": video["fps"],
                 "num_frames": video["num_frames"],
-                "scenes": [{"start_frame": s["start_frame"], "end_frame": s["end_frame"]} for s in d["scenes"]],
+                "scenes": [
+                    {k: s.get(k) for k in ("start_frame", "end_frame", "start_s", "end_s")} for s in d["scenes"]
+                ],
                 "n_shots": len(d["scenes"]),
                 "n_clips": d.get("n_clips", 0),
                 "error_type": d["error_type"],

@@ -20,7 +20,10 @@ SCHEMA_VERSION = "1"
 METADATA_KEY = b"clipforge.schema_version"
 
 _span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])
-_scene = pa.struct([("start_frame", pa.int64()), ("end_frame", pa.int64())])
+# a shot: frames in presentation order (end exclusive) and their presentation times (s from the first frame)
+_scene = pa.struct(
+    [("start_frame", pa.int64()), ("end_frame", pa.int64()), ("start_s", pa.float64()), ("end_s", pa.float64())]
+)
 
 VIDEOS = pa.schema(
     [

@@ -1,29 +1,45 @@
 """CLIP scores: a video-level open_clip image embedding, a LAION aesthetic score, and text-video similarity.
 
 - ``clip_embedding``: each sampled frame is embedded with the open_clip image tower and L2-normalised; the
-  clip's embedding is the mean of those, re-normalised (so cosine = dot product), stored as list<float32>.
+  clip's embedding is the mean of those, re-normalised (so cosine = dot product), stored as list<float32>::
+
+      e = normalize(mean_i normalize(encode_image(frame_i)))
+
 - ``aesthetic``: the LAION "improved aesthetic predictor" head (github.com/christophschuhmann/
-  improved-aesthetic-predictor) applied to that normalised embedding. Architecture, exactly as trained so its
-  released weights (``sac+logos+ava1-l14-linearMSE.pth``, for CLIP ViT-L/14 = 768-d) load with strict keys::
+  improved-aesthetic-predictor, trained on SAC + LAION-Logos + AVA ratings of CLIP ViT-L/14 image embeddings)
+  applied to ``e``. Architecture, exactly as trained so its released weights load with strict keys::
 
       layers = Sequential(Linear(d, 1024), Dropout(0.2), Linear(1024, 128), Dropout(0.2),
                           Linear(128, 64), Dropout(0.1), Linear(64, 16), Linear(16, 1))
+      aesthetic = layers(e)        # eval mode: dropouts are identity, so this is one affine map of e
 
-  No non-linearities (the released model has none). Output is roughly a 1-10 rating (AVA scale).
+  No non-linearities (the released "linearMSE" model has none). Output is roughly a 1-10 rating (AVA scale).
+  The original predictor scores one image's normalised embedding; here ``e`` is the clip's normalised mean.
 - ``clip_text_score(embeddings, texts)``: cosine between stored clip embeddings and caption texts, for after
   captioning (caption-video agreement).
 
-Models load from an open_clip model name + pretrained tag (``ViT-L-14`` + ``openai``; needs the weights in the
-Hugging Face cache when offline), a name + local checkpoint file (``pretrained=/path/model.safetensors``), or a
-local directory holding ``open_clip_config.json`` + weights (``model=/path/dir``, open_clip's ``local-dir:``).
-Missing weights raise :class:`ClipUnavailable` naming the model and how to provide it: this module never scores
-with random weights. The pipeline calls :func:`clip_available` once and disables the CLIP stage and the filters
-that need it (aesthetic_low) when it returns False.
+Weights. CLIP loads from an open_clip model name + pretrained tag (``ViT-L-14`` + ``openai``), a name + local
+checkpoint file (``pretrained=/path/model.safetensors``), an ``hf-hub:org/repo`` id, or a local directory holding
+``open_clip_config.json`` + weights (``model=/path/dir``, open_clip's ``local-dir:``). The aesthetic head
+(``aesthetic_head``) is a local ``.pth``/``.safetensors`` state dict or a Hugging Face file reference
+``hf://org/repo[@revision]/path/in/repo``; the default, :data:`DEFAULT_AESTHETIC_HEAD`, is the released
+``sac+logos+ava1-l14-linearMSE`` weights (for ViT-L-14, 768-d) as safetensors, at the commit NVIDIA's video
+curation pipelines (Cosmos-Curate, NeMo Curator) pin. ``aesthetic_head=None`` turns the score, and with it the
+``filters.min_aesthetic`` filter, off; :func:`clip_available` and :func:`aesthetic_off_note` then say so.
+
+Hub files come from the Hugging Face cache when they are there (HF_HOME; nothing is asked of the network), else
+they are downloaded once into it where the hub (HF_ENDPOINT) answers. When the hub is off (HF_HUB_OFFLINE=1) or
+does not answer one quick request (:data:`HUB_PROBE_TIMEOUT_S`), a missing file is a :class:`ClipUnavailable`
+within seconds, naming the model and how to provide it, instead of huggingface_hub's minute of retries. This
+module never scores with random weights. The pipeline calls :func:`clip_available` once and disables the CLIP
+stage and the filters that need it (aesthetic_low) when it returns False.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -48,6 +64,23 @@ class ClipUnavailable(RuntimeError):
     """The configured CLIP model or aesthetic head cannot be loaded (weights missing, offline, bad path)."""
 
 
+# LAION improved-aesthetic-predictor, sac+logos+ava1-l14-linearMSE (for CLIP ViT-L-14, 768-d), as safetensors with
+# the keys of the released .pth, pinned to the commit NVIDIA's Cosmos-Curate (configs/all_models.json) and NeMo
+# Curator use; safetensors, so loading it runs no pickle, and a pinned commit cannot change under a dataset. The
+# original .pth loads the same way (same keys), e.g. from a local file or a hub copy such as
+# hf://camenduru/improved-aesthetic-predictor/sac+logos+ava1-l14-linearMSE.pth.
+DEFAULT_AESTHETIC_HEAD = (
+    "hf://ttj/sac-logos-ava1-l14-linearMSE@1e77fa05081323d99725fc40a9bf9f88180490e7/model.safetensors"
+)
+HF_REF_PREFIX = "hf://"
+# One request, no retries, to learn whether the hub answers before a download: huggingface_hub retries connection
+# errors with backoff (~23 s per file), right for a flaky link but a minute of waiting on a machine without one.
+HUB_PROBE_TIMEOUT_S = 3.0
+HF_CACHE_HINT = (
+    "copy the Hugging Face cache (HF_HOME, default ~/.cache/huggingface) to this machine or point HF_HOME at a copy"
+)
+
+
 @dataclass
 class ClipScoresConfig:
     """CLIP stage settings.
@@ -56,15 +89,17 @@ class ClipScoresConfig:
         and weights (open_clip_model.safetensors / open_clip_pytorch_model.bin ...).
     pretrained: open_clip pretrained tag ("openai", "laion2b_s32b_b82k") or a checkpoint file path, used with a
         model NAME; ignored for directories and hf-hub ids.
-    aesthetic_head: path to the improved-aesthetic-predictor weights (.pth / .safetensors) matching the model's
-        embedding width (sac+logos+ava1-l14-linearMSE.pth for ViT-L-14); None: no aesthetic score.
+    aesthetic_head: the improved-aesthetic-predictor weights matching the model's embedding width: a local
+        .pth / .safetensors file, or ``hf://org/repo[@revision]/file`` (a file on the Hugging Face hub, cached in
+        HF_HOME). Default: DEFAULT_AESTHETIC_HEAD, the LAION sac+logos+ava1-l14-linearMSE head for ViT-L-14.
+        None: no aesthetic score, and the aesthetic filter (filters.min_aesthetic) is OFF (the run says so).
     """
 
     root: str | None = None  # dataset dir OUT; clip_path is relative to it
     enabled: bool = True  # False: no CLIP stage (and no aesthetic filter)
     model: str = "ViT-L-14"
     pretrained: str | None = "openai"
-    aesthetic_head: str | None = None
+    aesthetic_head: str | None = DEFAULT_AESTHETIC_HEAD
     num_frames: int = 4  # frames embedded per clip (evenly spaced); CLIP barely changes within a shot
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads (None: torch default)
@@ -86,25 +121,124 @@ def model_label(cfg: ClipScoresConfig) -> str:
     return f"{cfg.model}/{cfg.pretrained}"
 
 
+# ---- Hugging Face hub files: the cache first, then one quick probe, then one download ----
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as huggingface_hub read it."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """None when the hub endpoint (HF_ENDPOINT, default https://huggingface.co) answers one HEAD request within
+    ``timeout`` seconds (any HTTP status counts); otherwise why not. Goes through huggingface_hub's own HTTP client,
+    so proxies and a custom client factory apply as they would to the download."""
+    from huggingface_hub import constants, get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - DNS failure, refused, timeout, proxy, TLS: all mean "no hub here"
+        return f"{constants.ENDPOINT} did not answer ({type(e).__name__}: {str(e)[:160]})"
+    return None
+
+
+def hub_file(repo_id: str, filenames: list[str], revision: str | None = None, *, what: str, how: str) -> str:
+    """Local path of the first of ``filenames`` found in hub model repo ``repo_id`` (at ``revision``).
+
+    From the Hugging Face cache when it is there (no network); else, unless the hub is off (HF_HUB_OFFLINE) or does
+    not answer :func:`hub_unreachable`'s probe, downloaded once into the cache. Otherwise raises ClipUnavailable
+    (``what`` + why + ``how``) within seconds.
+    """
+    from huggingface_hub import constants, errors, hf_hub_download
+
+    for name in filenames:
+        try:
+            return hf_hub_download(repo_id, name, revision=revision, local_files_only=True)
+        except Exception:  # noqa: BLE001 - any cache miss means "not cached"
+            pass
+    src = f"{repo_id}{'@' + revision if revision else ''}/{' or '.join(filenames)}"
+    where = f"not found in the local Hugging Face cache ({constants.HF_HUB_CACHE}),"
+    if hub_offline():
+        raise ClipUnavailable(f"{what} ({src}) {where} and the hub is off (HF_HUB_OFFLINE=1). {how}")
+    why = hub_unreachable()
+    if why:
+        raise ClipUnavailable(f"{what} ({src}) {where} and the hub is unreachable: {why}. {how}")
+    not_there = tuple(
+        t for t in (getattr(errors, "RemoteEntryNotFoundError", None), errors.EntryNotFoundError) if t is not None
+    )
+    for name in filenames:
+        try:
+            return hf_hub_download(repo_id, name, revision=revision)
+        except not_there:
+            continue  # the next candidate name (e.g. .bin after .safetensors)
+        except Exception as e:  # unknown repo or revision, gated, network dropped mid-way
+            raise ClipUnavailable(f"{what} ({src}) could not be downloaded ({type(e).__name__}: {e}). {how}") from e
+    raise ClipUnavailable(f"{what}: the hub repo {repo_id} has no {' or '.join(filenames)}. {how}")
+
+
+@contextlib.contextmanager
+def _hub_offline_scope():
+    """Within: huggingface_hub serves every file from its cache and sends no request (its HF_HUB_OFFLINE switch)."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def parse_hf_ref(ref: str) -> tuple[str, str | None, str]:
+    """``hf://org/repo[@revision]/path/in/repo`` -> (repo_id, revision or None, path in repo). A model repo; the
+    revision is a branch, tag or commit without slashes."""
+    parts = str(ref)[len(HF_REF_PREFIX) :].split("/") if str(ref).startswith(HF_REF_PREFIX) else []
+    repo, _, revision = parts[1].partition("@") if len(parts) >= 3 else ("", "", "")
+    if len(parts) < 3 or not all(parts) or not repo or ("@" in parts[1] and not revision):
+        raise ClipUnavailable(f"{ref!r} is not a hub file reference: expected hf://org/repo[@revision]/file")
+    return f"{parts[0]}/{repo}", revision or None, "/".join(parts[2:])
+
+
+# ---- CLIP weights ----
+
+
 def _how_to_provide(cfg: ClipScoresConfig) -> str:
     return (
         "Provide weights in one of these ways: put them in the Hugging Face cache on a connected machine "
         f"(python -c \"import open_clip; open_clip.create_model('{cfg.model}', pretrained='{cfg.pretrained}')\") "
-        "and copy ~/.cache/huggingface; or set clip.pretrained to a local checkpoint file for this model name; or "
+        f"and {HF_CACHE_HINT}; or set clip.pretrained to a local checkpoint file for this model name; or "
         "set clip.model to a directory with open_clip_config.json + open_clip_model.safetensors. Or disable the "
         "CLIP stage (clip.enabled: false); the aesthetic filter is then skipped."
     )
 
 
+def _hub_weight_names(filename: str) -> list[str]:
+    """open_clip's order: a .safetensors twin of the weights file first, then the file itself."""
+    from open_clip.pretrained import _get_safe_alternatives, _has_safetensors
+
+    names = list(_get_safe_alternatives(filename)) if _has_safetensors else []
+    return names + [filename] if filename not in names else names
+
+
+def _uses_hub(cfg: ClipScoresConfig) -> bool:
+    """Whether open_clip will fetch this model's files from the hub (an hf-hub: id or a pretrained tag)."""
+    if _is_dir(cfg.model):
+        return False
+    return str(cfg.model).startswith("hf-hub:") or not Path(str(cfg.pretrained)).expanduser().is_file()
+
+
 def resolve_weights(cfg: ClipScoresConfig) -> str:
     """Local path of the CLIP weights the config points to, without building the model.
 
-    Raises ClipUnavailable with a clear message when they are not available locally (offline, unknown tag,
-    missing file, directory without weights or config).
+    Downloads them once (into the HF cache) when they are not cached and the hub answers. Raises ClipUnavailable
+    with a clear message when they cannot be had (offline or unreachable hub and not cached, unknown tag, missing
+    file, directory without weights or config) - in seconds, never after a minute of retries.
     """
     import open_clip
     from open_clip.factory import _find_checkpoint_in_dir
-    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+    from open_clip.pretrained import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME, download_pretrained, get_pretrained_cfg
 
     label = model_label(cfg)
     if _is_dir(cfg.model):
@@ -118,12 +252,10 @@ def resolve_weights(cfg: ClipScoresConfig) -> str:
             )
         return ckpt
     if str(cfg.model).startswith("hf-hub:"):
-        from open_clip.pretrained import download_pretrained_from_hf
-
-        try:
-            return download_pretrained_from_hf(str(cfg.model)[len("hf-hub:") :])
-        except Exception as e:
-            raise ClipUnavailable(f"CLIP weights for {label} are not available: {e}. {_how_to_provide(cfg)}") from e
+        repo = str(cfg.model)[len("hf-hub:") :]
+        what, how = f"CLIP {label}", _how_to_provide(cfg)
+        hub_file(repo, ["open_clip_config.json"], what=what, how=how)  # open_clip reads it too: cache it now
+        return hub_file(repo, [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME], what=f"CLIP weights for {label}", how=how)
     name = str(cfg.model).replace("/", "-")
     if name not in open_clip.list_models():
         raise ClipUnavailable(
@@ -140,9 +272,15 @@ def resolve_weights(cfg: ClipScoresConfig) -> str:
             f"{cfg.pretrained!r} is neither a checkpoint file nor a pretrained tag of {cfg.model} (tags: {known}). "
             + _how_to_provide(cfg)
         )
+    if tag_cfg.get("hf_hub"):  # every open_clip tag today; the same repo and file names open_clip would fetch
+        repo, filename = os.path.split(str(tag_cfg["hf_hub"]))
+        names = _hub_weight_names(filename or HF_WEIGHTS_NAME)
+        return hub_file(repo, names, what=f"CLIP weights for {label}", how=_how_to_provide(cfg))
+    if hub_offline():  # a URL-only tag: the hub switch is the user's "no downloads" switch too
+        raise ClipUnavailable(f"CLIP weights for {label}: HF_HUB_OFFLINE=1 forbids downloads. {_how_to_provide(cfg)}")
     try:
         path = download_pretrained(tag_cfg)
-    except Exception as e:  # offline (HF_HUB_OFFLINE=1) and not cached, or no network
+    except Exception as e:
         raise ClipUnavailable(
             f"CLIP weights for {label} are not available locally ({type(e).__name__}). {_how_to_provide(cfg)}"
         ) from e
@@ -151,28 +289,85 @@ def resolve_weights(cfg: ClipScoresConfig) -> str:
     return path
 
 
+def _model_embed_dim(cfg: ClipScoresConfig) -> int | None:
+    """The configured model's embedding width from its config (no model built); None when unknown."""
+    import open_clip
+
+    try:
+        if _is_dir(cfg.model) or str(cfg.model).startswith("hf-hub:"):
+            if _is_dir(cfg.model):
+                path = Path(cfg.model).expanduser() / "open_clip_config.json"
+            else:  # cached by resolve_weights
+                repo = str(cfg.model)[len("hf-hub:") :]
+                path = Path(hub_file(repo, ["open_clip_config.json"], what=str(cfg.model), how=""))
+            return int(json.loads(path.read_text())["model_cfg"]["embed_dim"])
+        return int(open_clip.get_model_config(str(cfg.model).replace("/", "-"))["embed_dim"])
+    except Exception:  # noqa: BLE001 - the scorer checks the real width when it loads
+        return None
+
+
+# ---- the aesthetic head ----
+
+
+def _how_to_provide_head(ref: str) -> str:
+    if str(ref).startswith(HF_REF_PREFIX):
+        repo, revision, filename = parse_hf_ref(ref)
+        fetch = f"on a connected machine run `hf download {repo} {filename}"
+        fetch += f" --revision {revision}` " if revision else "` "
+        fetch += f"(or any clipforge run there) and {HF_CACHE_HINT}; or "
+    else:
+        fetch = ""
+    return (
+        f"Provide the improved-aesthetic-predictor weights: {fetch}set clip.aesthetic_head to a local "
+        ".pth/.safetensors file or another hf://org/repo[@revision]/file; or set clip.aesthetic_head to none to score "
+        "without it (then no aesthetic score, and the aesthetic filter filters.min_aesthetic is OFF)."
+    )
+
+
+def resolve_aesthetic_head(ref: str | os.PathLike) -> str:
+    """Local path of the aesthetic head weights: ``ref`` itself when a local file, or the cached (else downloaded
+    once) hub file of an ``hf://org/repo[@revision]/file`` reference. ClipUnavailable, in seconds, when neither."""
+    if str(ref).startswith(HF_REF_PREFIX):
+        repo, revision, filename = parse_hf_ref(str(ref))
+        return hub_file(repo, [filename], revision, what=f"aesthetic head {ref}", how=_how_to_provide_head(str(ref)))
+    p = Path(ref).expanduser()
+    if not p.is_file():
+        raise ClipUnavailable(f"aesthetic head weights not found at {p}. {_how_to_provide_head(str(ref))}")
+    return str(p)
+
+
+def aesthetic_off_note(cfg: ClipScoresConfig) -> str | None:
+    """The line a run prints when CLIP runs without an aesthetic head (so filters.min_aesthetic does nothing)."""
+    if not cfg.enabled or cfg.aesthetic_head:
+        return None
+    return (
+        "AESTHETIC FILTER OFF: clip.aesthetic_head is none, so clips get no aesthetic score and filters.min_aesthetic "
+        f"is not applied (set clip.aesthetic_head, e.g. to the default {DEFAULT_AESTHETIC_HEAD}, to turn it on)"
+    )
+
+
 def clip_available(cfg: ClipScoresConfig) -> tuple[bool, str]:
     """Whether the CLIP stage can run with real weights, and a one-line message for the run log.
 
-    Cheap (locates files; does not build the model). Call once per run; when False, skip the CLIP stage and the
-    filters that need it (aesthetic_low), and print the message.
+    Locates (and where needed downloads once) the CLIP weights and the aesthetic head and loads the head, checking
+    its width against the model's; does not build the CLIP model. Fails in seconds offline. Call once per run; when
+    False, skip the CLIP stage and the filters that need it (aesthetic_low), and print the message. When True
+    without a head, the message says loudly that the aesthetic filter is off.
     """
     try:
         weights = resolve_weights(cfg)
     except ClipUnavailable as e:
         return False, f"CLIP scoring disabled: {e}"
     msg = f"CLIP scoring on: {model_label(cfg)} (weights {weights})"
-    if cfg.aesthetic_head:
-        head = Path(cfg.aesthetic_head).expanduser()
-        if not head.is_file():
-            return False, (
-                f"CLIP scoring disabled: aesthetic head {head} not found (the improved-aesthetic-predictor weights, "
-                "e.g. sac+logos+ava1-l14-linearMSE.pth for ViT-L-14); fix clip.aesthetic_head or set it to null"
-            )
-        msg += f"; aesthetic head {head}"
-    else:
-        msg += "; no aesthetic head configured (aesthetic stays null, the aesthetic filter is skipped)"
-    return True, msg
+    if not cfg.aesthetic_head:
+        return True, f"{msg}; {aesthetic_off_note(cfg) or 'no aesthetic head'}"
+    try:
+        load_aesthetic_head(cfg.aesthetic_head, _model_embed_dim(cfg))
+        head = resolve_aesthetic_head(cfg.aesthetic_head)  # cached by now: no network
+    except ClipUnavailable as e:
+        return False, f"CLIP scoring disabled: {e}"
+    hub = f"{cfg.aesthetic_head} = " if str(cfg.aesthetic_head).startswith(HF_REF_PREFIX) else ""
+    return True, f"{msg}; aesthetic head {hub}{head} (filters.min_aesthetic applies)"
 
 
 def load_clip(cfg: ClipScoresConfig) -> tuple[Any, Any, Any]:
@@ -182,16 +377,20 @@ def load_clip(cfg: ClipScoresConfig) -> tuple[Any, Any, Any]:
     """
     import open_clip
 
-    resolve_weights(cfg)  # clear error first, before open_clip's own (less specific) one
+    resolve_weights(cfg)  # clear error first, before open_clip's own (less specific) one; files now cached
     if _is_dir(cfg.model):
         name, pretrained = f"local-dir:{Path(cfg.model).expanduser()}", None
     else:
         name, pretrained = str(cfg.model), (None if str(cfg.model).startswith("hf-hub:") else cfg.pretrained)
+    # The files are in the cache now. Where the hub does not answer, open_clip's per-file update check would retry
+    # each file for ~23 s before using the cache: load from the cache without asking.
+    offline = _uses_hub(cfg) and not hub_offline() and hub_unreachable() is not None
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device=cfg.device, require_pretrained=True
-        )
-        tokenizer = open_clip.get_tokenizer(name)
+        with _hub_offline_scope() if offline else contextlib.nullcontext():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device=cfg.device, require_pretrained=True
+            )
+            tokenizer = open_clip.get_tokenizer(name)
     except Exception as e:
         raise ClipUnavailable(f"could not load CLIP {model_label(cfg)}: {type(e).__name__}: {e}") from e
     model.eval()
@@ -229,16 +428,16 @@ def aesthetic_head(input_size: int):
     return _aesthetic_mlp(input_size)
 
 
-def load_aesthetic_head(path: str | os.PathLike, embed_dim: int | None = None):
+def load_aesthetic_head(ref: str | os.PathLike, embed_dim: int | None = None):
     """Load improved-aesthetic-predictor weights (.pth/.pt state dict or .safetensors) into the head, strictly.
 
-    The input width comes from the weights (layers.0.weight); it must equal the CLIP embedding width.
+    ``ref``: a local file or an ``hf://org/repo[@revision]/file`` reference (see :func:`resolve_aesthetic_head`);
+    both load through this same code. The input width comes from the weights (layers.0.weight); it must equal
+    the CLIP embedding width ``embed_dim``.
     """
     import torch
 
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ClipUnavailable(f"aesthetic head weights not found at {p} (improved-aesthetic-predictor .pth)")
+    p = Path(resolve_aesthetic_head(ref))
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -247,12 +446,12 @@ def load_aesthetic_head(path: str | os.PathLike, embed_dim: int | None = None):
         state = torch.load(str(p), map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
     if "layers.0.weight" not in state:
-        raise ClipUnavailable(f"{p} is not an improved-aesthetic-predictor state dict (no layers.0.weight)")
+        raise ClipUnavailable(f"{ref} is not an improved-aesthetic-predictor state dict (no layers.0.weight)")
     d = int(state["layers.0.weight"].shape[1])
     if embed_dim is not None and d != embed_dim:
         raise ClipUnavailable(
-            f"aesthetic head {p} expects {d}-d CLIP embeddings but the CLIP model gives {embed_dim}-d "
-            "(the LAION head is for ViT-L-14: 768-d)"
+            f"aesthetic head {ref} expects {d}-d CLIP embeddings but the CLIP model gives {embed_dim}-d "
+            "(the LAION head is for ViT-L-14: 768-d); set clip.aesthetic_head to a head for this model, or to none"
         )
     head = _aesthetic_mlp(d)
     head.load_state_dict(state, strict=True)

@@ -3,28 +3,38 @@
 ``plan_clips`` turns a video's shots into clip rows (pure arithmetic, no I/O); ``cut_clips`` writes the
 kept ones as H.264 MP4 files from one forward decode of the source.
 
-Planning rules, in source frames (``fps`` is the video row's frame rate):
+Planning rules. Spans are in source frames (presentation order, ``stages.media``); every length rule is applied
+to the frames' presentation times ``t`` (``times``: frame ``i`` is shown over ``[t[i], t[i+1])``; seconds from
+the first frame), so variable-frame-rate video is measured as a player shows it. A tolerance of 2.5 ms absorbs
+timestamp rounding and phone-clock jitter.
 
 1. ``trim_s`` is removed from both edges of every shot (transitions bleed into the first/last
-   frames), ``round(trim_s * fps)`` frames each side. A shot that trimming empties keeps its untrimmed
-   span and is dropped as ``duration_short``.
-2. A shot shorter than ``min_s`` (fewer than ``ceil(min_s * fps)`` frames) becomes one row with
-   ``drop_reason="duration_short"``; it is not cut.
-3. A shot of at most ``max_s`` (``floor(max_s * fps)`` frames) becomes one clip.
-4. A longer shot of L frames is split into ``n = ceil(L / max_frames)`` pieces of equal length
-   (boundaries ``start + k * L // n``, lengths differ by at most one frame): every piece is at most
-   ``max_s`` and as long as possible, and no frame is lost. The pieces are at least ``max_s / 2``
-   long, so with ``min_s <= max_s / 2`` (the defaults: 2 and 10) they are always kept. When
-   ``min_s > max_s / 2`` and equal pieces would fall under ``min_s``, the shot is instead cut into
-   ``floor(L / max_frames)`` pieces of exactly ``max_s`` from its start, and the remainder (then
-   always shorter than ``min_s``) becomes a ``duration_short`` row.
+   frames): the trimmed shot starts at the first frame shown at least ``trim_s`` after the shot starts and
+   ends at the last frame boundary at least ``trim_s`` before it ends. A shot that trimming empties keeps its
+   untrimmed span and is dropped as ``duration_short``.
+2. A shot shorter than ``min_s`` becomes one row with ``drop_reason="duration_short"``; it is not cut.
+3. A shot of at most ``max_s`` becomes one clip.
+4. A longer shot of duration D is split into ``n = ceil(D / max_s)`` pieces of equal duration: boundary ``k`` is
+   the last frame boundary at or before ``t_start + k * D / n`` (for constant rates: ``start + k * L // n``
+   frames), and ``n`` grows while a piece would still exceed ``max_s``. Every frame lands in exactly one piece and
+   the pieces are at least about ``max_s / 2`` long, so with ``min_s <= max_s / 2`` (the defaults: 2 and 10)
+   they are always kept. When ``min_s > max_s / 2`` and equal pieces would fall under ``min_s``, the shot is
+   instead cut into pieces of ``max_s`` from its start, and the remainder (then shorter than ``min_s``) becomes
+   a ``duration_short`` row.
 
 Every frame of every (trimmed) shot is in exactly one row, kept or dropped, so the clip table accounts
 for the whole video.
+
+Cutting (``cut_clips``): clips keep the source's presentation timing (shifted to start at 0), or are resampled to
+``fps``; pixels become square at the display size (SAR applied) and upright; colour is converted to limited
+range with the source's matrix, and the clip is tagged with the source's colour description (an untagged
+source gets the tags ``stages.media.assumed_matrix`` reads it with). HDR sources (PQ/HLG transfer) are kept
+HDR: 10-bit 4:2:0 with their tags (``hdr="keep"``); ``ingest.drop_hdr`` excludes them from a run instead.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -37,11 +47,23 @@ from pathlib import Path
 import av
 import numpy as np
 
-from stages.frames import PtsIndex, _rotation_of, _upright, iter_frames, open_stream, video_meta
+from stages.frames import _upright, iter_frames, open_stream, video_meta
+from stages.media import (
+    Colour,
+    PtsIndex,
+    constant_rate_times,
+    display_size,
+    for_encoder,
+    sample_aspect_ratio,
+    tag_encoder,
+    tagged,
+    to_rgb,
+)
 
 # Bump when the cutting code changes what a clip file contains: it goes into every clip_id.
-CUT_VERSION = 1
+CUT_VERSION = 2  # 2: PTS-timed length rules, square pixels at display size, colour range/tags
 DURATION_SHORT = "duration_short"
+_EPS_S = 2.5e-3  # timestamp rounding (1 ms time bases round each pts and the inferred last interval), jitter
 
 
 @dataclass
@@ -78,52 +100,75 @@ def clip_id(source_hash: str, start_frame: int, end_frame: int, settings: dict) 
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def _pieces(start: int, end: int, min_frames: int, max_frames: int) -> list[tuple[int, int, bool]]:
+def _last_at_or_before(times: list[float], t: float, lo: int, hi: int) -> int:
+    """The last frame boundary in ``[lo, hi]`` whose time is at or before ``t`` (within the tolerance)."""
+    return max(lo, min(hi, bisect.bisect_right(times, t + _EPS_S, lo, hi + 1) - 1))
+
+
+def _pieces(times: list[float], start: int, end: int, min_s: float, max_s: float) -> list[tuple[int, int, bool]]:
     """(start, end, keep) pieces of one trimmed shot, per the module docstring's rules 2-4."""
-    length = end - start
-    if length < min_frames:
+    t0, dur = times[start], times[end] - times[start]
+    if dur < min_s - _EPS_S:
         return [(start, end, False)]
-    if length <= max_frames:
+    if dur <= max_s + _EPS_S:
         return [(start, end, True)]
-    n = math.ceil(length / max_frames)
-    if length // n >= min_frames:
-        bounds = [start + k * length // n for k in range(n + 1)]
-        return [(a, b, True) for a, b in zip(bounds, bounds[1:], strict=False)]
-    n = length // max_frames
-    out = [(start + k * max_frames, start + (k + 1) * max_frames, True) for k in range(n)]
-    if start + n * max_frames < end:
-        out.append((start + n * max_frames, end, end - start - n * max_frames >= min_frames))
+    n = max(2, math.ceil(dur / max_s - _EPS_S / max_s))
+    while True:
+        bounds = [start] + [_last_at_or_before(times, t0 + k * dur / n, start, end) for k in range(1, n)] + [end]
+        pairs = list(zip(bounds, bounds[1:], strict=False))
+        longest = max(times[b] - times[a] for a, b in pairs)
+        if (longest <= max_s + _EPS_S and all(b > a for a, b in pairs)) or n >= end - start:
+            break
+        n += 1
+    if all(b > a and times[b] - times[a] >= min_s - _EPS_S for a, b in pairs):
+        return [(a, b, True) for a, b in pairs]
+    # min_s > max_s / 2: pieces of max_s from the start, the remainder (shorter than min_s) dropped
+    out = []
+    a = start
+    while times[end] - times[a] > max_s + _EPS_S:
+        b = max(a + 1, _last_at_or_before(times, times[a] + max_s, a, end))
+        out.append((a, b, True))
+        a = b
+    if a < end:
+        out.append((a, end, times[end] - times[a] >= min_s - _EPS_S))
     return out
 
 
-def plan_clips(video: dict, scenes: list[dict], cfg: ClipsConfig, detector: str) -> list[dict]:
+def plan_clips(
+    video: dict, scenes: list[dict], cfg: ClipsConfig, detector: str, times: list[float] | None = None
+) -> list[dict]:
     """Clip rows for one video's shots (no I/O).
 
     Reads: video_id, content_hash, fps, num_frames, original_caption (VIDEOS row); scenes
-    (``start_frame``, ``end_frame`` exclusive, optional ``caption``).
-    Writes: every CLIPS column; clip_path, num_frames, fps, width, height, clip_bytes stay None until
-    ``cut_clips``. ``shot_index`` is the scene's index; ``original_caption`` the scene's caption, else
-    the video's.
+    (``start_frame``, ``end_frame`` exclusive, optional ``caption``); ``times``: the source's ``num_frames + 1``
+    frame boundaries in seconds from its presentation timestamps (``stages.media.PtsIndex.times_s``; None
+    assumes a constant ``fps``, for sources without timestamps).
+    Writes: every CLIPS column (``start_s``, ``end_s``, ``duration_s`` from ``times``); clip_path, num_frames,
+    fps, width, height, clip_bytes stay None until ``cut_clips``. ``shot_index`` is the scene's index;
+    ``original_caption`` the scene's caption, else the video's.
     Reasons: ``duration_short`` (shorter than min_s after trimming; not cut).
     """
     fps = video.get("fps")
-    if not fps or fps <= 0:
-        raise ValueError(f"video {video.get('video_id')} has no usable fps ({fps!r}): cannot place clips in time")
+    total = video.get("num_frames")
+    if times is None:
+        if not fps or fps <= 0:
+            raise ValueError(f"video {video.get('video_id')} has no usable fps ({fps!r}): cannot place clips in time")
+        n = int(total) if total else max((int(s["end_frame"]) for s in scenes), default=0)
+        times = constant_rate_times(n, fps)
+    total = len(times) - 1
     settings = settings_of(cfg, detector)
     settings_json = json.dumps(settings, sort_keys=True)
-    min_frames = max(1, math.ceil(cfg.min_s * fps - 1e-6))
-    max_frames = max(min_frames, math.floor(cfg.max_s * fps + 1e-6))
-    trim = max(0, round(cfg.trim_s * fps))
-    total = video.get("num_frames")
     rows = []
     for shot_index, scene in enumerate(scenes):
-        s0, e0 = int(scene["start_frame"]), int(scene["end_frame"])
-        if total:
-            s0, e0 = max(0, s0), min(int(total), e0)
+        s0, e0 = max(0, int(scene["start_frame"])), min(total, int(scene["end_frame"]))
         if e0 <= s0:
             continue
-        s, e = s0 + trim, e0 - trim
-        pieces = _pieces(s, e, min_frames, max_frames) if e > s else [(s0, e0, False)]
+        if cfg.trim_s > 0:
+            s = bisect.bisect_left(times, times[s0] + cfg.trim_s - _EPS_S, s0, e0 + 1)
+            e = _last_at_or_before(times, times[e0] - cfg.trim_s, s0, e0)
+        else:
+            s, e = s0, e0
+        pieces = _pieces(times, s, e, cfg.min_s, cfg.max_s) if e > s else [(s0, e0, False)]
         caption = scene.get("caption") or video.get("original_caption")
         for a, b, keep in pieces:
             rows.append(
@@ -135,9 +180,9 @@ def plan_clips(video: dict, scenes: list[dict], cfg: ClipsConfig, detector: str)
                     "shot_index": shot_index,
                     "start_frame": a,
                     "end_frame": b,
-                    "start_s": a / fps,
-                    "end_s": b / fps,
-                    "duration_s": (b - a) / fps,
+                    "start_s": times[a],
+                    "end_s": times[b],
+                    "duration_s": times[b] - times[a],
                     "num_frames": None,
                     "fps": None,
                     "width": None,
@@ -180,9 +225,18 @@ class _ClipWriter:
     """One clip being encoded: a temp MP4 next to the final path, moved into place on success."""
 
     def __init__(
-        self, plan: dict, final: Path, cfg: ClipsConfig, src_rate: Fraction, src_tb: Fraction, end_pts: int | None
+        self,
+        plan: dict,
+        final: Path,
+        cfg: ClipsConfig,
+        src_rate: Fraction,
+        src_tb: Fraction,
+        end_pts: int | None,
+        colour: Colour | None = None,
+        pix_fmt: str = "yuv420p",
     ):
         self.plan, self.final, self.cfg = plan, final, cfg
+        self.colour, self.pix_fmt = colour, pix_fmt
         self.start, self.end = int(plan["start_frame"]), int(plan["end_frame"])
         self.expect = self.start  # next source frame this clip needs: any gap is an error
         self.tmp = final.with_name(f".{final.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.mp4")
@@ -204,7 +258,10 @@ class _ClipWriter:
         self.container = av.open(str(self.tmp), "w", format="mp4", options={"movflags": "+faststart"})
         rate = self.out_rate or self.src_rate
         self.stream = self.container.add_stream("libx264", rate=rate, options=encoder_options(self.cfg))
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, self.pix_fmt
+        self.stream.codec_context.sample_aspect_ratio = Fraction(1, 1)  # square pixels at the display size
+        if self.colour is not None:
+            tag_encoder(self.stream.codec_context, self.colour)
         # fps mode numbers output frames 0, 1, 2... at the new rate; otherwise source timing is kept
         # (shifted to start at 0), which also preserves variable frame rates
         self.tb = Fraction(1, 1) / rate if self.out_rate else self.src_tb
@@ -247,6 +304,14 @@ class _ClipWriter:
         while Fraction(self.emitted) / self.out_rate < until:
             self._encode(frame, self.emitted)
 
+    def duration_s(self) -> float:
+        """The written clip's duration: output frames / fps, or the source span it kept the timing of."""
+        if self.out_rate is not None:
+            return float(self.emitted / self.out_rate)
+        return (
+            float((self.end_pts - self.t0) * self.src_tb) if self.end_pts is not None and self.t0 is not None else 0.0
+        )
+
     def finish(self) -> None:
         if self.expect != self.end:
             raise EOFError(f"source ended at frame {self.expect}, clip needs frames up to {self.end}")
@@ -274,10 +339,14 @@ class _ClipWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def _fill_from_file(row: dict, out_dir: Path, rel: str) -> None:
-    """clip_path and the written clip's real properties, read back from the file."""
+def _fill_from_file(row: dict, out_dir: Path, rel: str, cfg: ClipsConfig, expect_frames: int | None = None) -> None:
+    """clip_path and the written clip's real properties, read back from the file; with ``cfg.fps`` the row's
+    ``duration_s`` is the clip's own (its frames / fps). Raises when the file does not hold ``expect_frames``
+    frames (every source frame of the span, or every output frame written): a clip is never silently short."""
     path = out_dir / rel
     meta = video_meta(path)
+    if expect_frames is not None and meta["num_frames"] != expect_frames:
+        raise ValueError(f"clip file {rel} holds {meta['num_frames']} frames, {expect_frames} were written")
     row.update(
         clip_path=rel,
         num_frames=meta["num_frames"],
@@ -286,6 +355,8 @@ def _fill_from_file(row: dict, out_dir: Path, rel: str) -> None:
         height=meta["height"],
         clip_bytes=path.stat().st_size,
     )
+    if cfg.fps:
+        row["duration_s"] = meta["num_frames"] / cfg.fps
 
 
 def _fail(row: dict, exc: BaseException) -> None:
@@ -302,21 +373,25 @@ def cut_clips(
     out_dir: str | Path,
     cfg: ClipsConfig,
     skip_ids: set[str] = frozenset(),
+    index: PtsIndex | None = None,
 ) -> list[dict]:
     """Cut every kept plan of one source video from one forward decode pass.
 
     Reads: the source file; plan rows from ``plan_clips`` (clip_id, start_frame, end_frame, drop_reason).
-    Writes: ``OUT/clips/<id[:2]>/<id>.mp4`` (H.264 libx264 CRF, yuv420p, even dimensions, +faststart,
-    upright pixels, timestamps from 0) holding exactly source frames ``[start_frame, end_frame)`` (or
-    their resampling to ``cfg.fps``), written to a temp name and ``os.replace``d, so a reader never
-    sees a partial file and a rerun overwrites safely. Columns clip_path (relative to out_dir, posix),
-    num_frames, fps, width, height, clip_bytes, read back from the written file.
+    Writes: ``OUT/clips/<id[:2]>/<id>.mp4`` (H.264 libx264 CRF, limited-range yuv420p tagged with the source's
+    colour description, or 10-bit yuv420p10le for an HDR source; square pixels at the display size, even
+    dimensions, upright, +faststart, timestamps from 0) holding exactly source frames ``[start_frame,
+    end_frame)`` (or their resampling to ``cfg.fps``), written to a temp name and ``os.replace``d, so a reader
+    never sees a partial file and a rerun overwrites safely. Columns clip_path (relative to out_dir, posix),
+    num_frames, fps, width, height, clip_bytes, read back from the written file, whose frame count is checked
+    against the frames written (``duration_s`` becomes the clip's own with ``cfg.fps``).
     Reasons: ``error_clips:<ExceptionType>`` with the message in ``error`` for a clip that failed (the
     others are still written); a failure to open or decode the source fails every clip not yet finished.
 
     Plans with a drop_reason are returned unchanged. Plans in ``skip_ids`` (already cut by an earlier
     run) are not cut again; their file columns are filled from the existing file when it is there.
-    Frames are decoded once, numbered by presentation timestamp (``stages.frames.PtsIndex``), and the
+    ``index``: the source's ``stages.media.PtsIndex`` when the caller already built it (else built here).
+    Frames are decoded once, numbered by presentation timestamp (``stages.media.PtsIndex``), and the
     decoder seeks to the keyframe before the first needed frame and across large gaps. Only the frames
     in flight are held: one decoded frame plus each open encoder's lookahead.
     """
@@ -327,7 +402,7 @@ def cut_clips(
         if r.get("drop_reason") is None and r["clip_id"] in skip_ids:
             rel = clip_relpath(r["clip_id"])
             if (out_dir / rel).is_file():
-                _fill_from_file(r, out_dir, rel)
+                _fill_from_file(r, out_dir, rel, cfg)
     if not todo:
         return rows
     todo.sort(key=lambda r: (int(r["start_frame"]), int(r["end_frame"])))
@@ -343,11 +418,19 @@ def cut_clips(
 
     threads = max(1, round(cfg.num_cpus))
     try:
-        with av.open(str(path)) as probe:
-            s = probe.streams.video[0]
-            rotation = _rotation_of(probe, s)
-            probe.seek(0)
-            index = PtsIndex.build(probe, s)
+        container, stream = open_stream(path)
+        with container:
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise EOFError(f"no frame decodes from {path}")
+            rotation = int(round((first.rotation or 0) / 90.0)) * 90 % 360
+            src_colour = Colour.of(first)
+            cc = stream.codec_context
+            display = display_size(cc.width, cc.height, sample_aspect_ratio(stream))  # before rotation
+            coded_h = cc.height
+            if index is None:
+                container.seek(0)
+                index = PtsIndex.build(container, stream, os.path.getsize(path))
         container, stream = open_stream(path, threads=threads)
     except Exception as exc:  # noqa: BLE001 - an unreadable source is data: every clip row says why
         for r in todo:
@@ -355,7 +438,10 @@ def cut_clips(
         return rows
     src_rate = Fraction(stream.average_rate or stream.guessed_rate or Fraction(video.get("fps") or 25))
     src_tb = Fraction(stream.time_base) if stream.time_base else 1 / src_rate
-    size = None  # output size, fixed by the first frame (a source does not change size mid-stream here)
+    # output size: upright display size, shorter side capped (a source does not change size mid-stream here)
+    size = output_size(*((display[1], display[0]) if rotation in (90, 270) else display), cfg.short_side)
+    out_colour = tagged(src_colour, coded_h)
+    pix_fmt = "yuv420p10le" if src_colour.hdr else "yuv420p"
     # clips by start frame; a pointer walks them as frames advance (spans may overlap)
     pending = list(todo)
     active: list[dict] = []
@@ -367,16 +453,15 @@ def cut_clips(
                     active.append(r)
                     final = out_dir / clip_relpath(r["clip_id"])
                     end = int(r["end_frame"])
-                    end_pts = index.pts[end] if index is not None and end < len(index) else None
-                    writers[r["clip_id"]] = _ClipWriter(r, final, cfg, src_rate, src_tb, end_pts)
+                    end_pts = index.pts_at(end) if index is not None else None
+                    writers[r["clip_id"]] = _ClipWriter(
+                        r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt
+                    )
                 if not active:
                     continue
-                if size is None:
-                    h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
-                    size = output_size(w0, h0, cfg.short_side)
                 # read before encoders restamp the frame (out may be the same object)
                 src_pts, src_duration = frame.pts, getattr(frame, "duration", None)
-                out = _prepare(frame, rotation, size)
+                out = _prepare(frame, rotation, size, out_colour, pix_fmt)
                 for r in list(active):
                     if r["clip_id"] in done:
                         active.remove(r)
@@ -389,7 +474,9 @@ def cut_clips(
                             writers.pop(r["clip_id"])
                             done.add(r["clip_id"])
                             active.remove(r)
-                            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]))
+                            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted)
+                            if not cfg.fps:
+                                r["duration_s"] = w.duration_s()
                     except Exception as exc:  # noqa: BLE001 - one clip's failure must not lose the others
                         fail(r, exc)
                         active.remove(r)
@@ -408,21 +495,27 @@ def cut_clips(
             w.finish()
             writers.pop(r["clip_id"])
             done.add(r["clip_id"])
-            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]))
+            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted)
         except Exception as exc:  # noqa: BLE001
             fail(r, exc)
     return rows
 
 
-def _prepare(frame: av.VideoFrame, rotation: int, size: tuple[int, int]) -> av.VideoFrame:
-    """Upright, resized, yuv420p frame for the encoders, stripped of the decoder's picture type (libx264
-    would otherwise force an I-frame wherever the source had one)."""
-    if rotation:
-        rgb = _upright(frame.to_ndarray(format="rgb24"), rotation)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+def _prepare(
+    frame: av.VideoFrame, rotation: int, size: tuple[int, int], colour: Colour, pix_fmt: str = "yuv420p"
+) -> av.VideoFrame:
+    """Upright frame at the output (display) size in ``pix_fmt``, limited range, tagged ``colour``
+    (``stages.media.for_encoder``), stripped of the decoder's picture type (libx264 would otherwise force an
+    I-frame wherever the source had one)."""
     width, height = size
-    if (frame.width, frame.height) != (width, height) or frame.format.name != "yuv420p":
-        interp = "AREA" if width * height < frame.width * frame.height else "BICUBIC"
-        frame = frame.reformat(width=width, height=height, format="yuv420p", interpolation=interp)
+    if rotation:
+        pre = (height, width) if rotation in (90, 270) else (width, height)
+        rgb = _upright(to_rgb(frame, *pre, interpolation=_interp(pre, frame)), rotation)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    frame = for_encoder(frame, width, height, colour, pix_fmt=pix_fmt, interpolation=_interp(size, frame))
     frame.pict_type = av.video.frame.PictureType.NONE
     return frame
+
+
+def _interp(size: tuple[int, int], frame: av.VideoFrame) -> str:
+    return "AREA" if size[0] * size[1] < frame.width * frame.height else "BICUBIC"

@@ -55,6 +55,7 @@ SCORES_SCHEMA = pa.schema(
     + [
         ("phash", pa.list_(pa.int64())),  # one 64-bit pHash per anchor frame, signed view of the unsigned bits
         ("frames_decoded", pa.int32()),  # frames returned by the clip's single read_frames call
+        ("decoder", pa.string()),  # "decord", "pyav", or "pyav (fallback: why decord was not used or failed)"
         ("scores_s", pa.float32()),  # wall time of this clip's decode + scoring
         ("error_scores", pa.string()),  # "error_scores:<ExceptionType>: message" or null
     ]
@@ -331,7 +332,8 @@ class CpuScorer:
 
     Reads: clip_id, clip_path (relative to OUT), and when present num_frames, fps (else probed from the file)
     Writes: motion, frozen_frac, sharpness, luma_mean, luma_under_frac, luma_over_frac, black_frac, text_area,
-            phash (list<int64>), frames_decoded, scores_s, error_scores
+            phash (list<int64>), frames_decoded, decoder (which decoder read it: a fallback leaves a trace), scores_s,
+            error_scores
     Reasons: none (scores only; stages/filters.py turns them into drop reasons)
 
     A clip that fails (missing file, undecodable, ...) gets ``error_scores = "error_scores:<Type>: message"`` and
@@ -356,7 +358,8 @@ class CpuScorer:
             num_frames, fps = int(meta["num_frames"]), float(meta["fps"])
         anchors, partners = sample_plan(int(num_frames), float(fps), self.cfg.num_samples, self.cfg.pair_gap_s)
         wanted = sorted(set(anchors) | set(partners))
-        frames = read_frames(path, wanted, size=self.cfg.size, backend=self.cfg.backend)
+        report: dict = {}
+        frames = read_frames(path, wanted, size=self.cfg.size, backend=self.cfg.backend, report=report)
         if len(frames) != len(wanted):
             raise RuntimeError(f"read_frames returned {len(frames)} frames for {len(wanted)} indices")
         pos = {idx: k for k, idx in enumerate(wanted)}
@@ -365,6 +368,7 @@ class CpuScorer:
         gap_s = (partners[0] - anchors[0]) / fps if partners else 0.0
         out = score_frames(a, p, gap_s, self.cfg, self.detector)
         out["frames_decoded"] = len(frames)
+        out["decoder"] = report["decoder"] + (f" (fallback: {report['fallback']})" if report.get("fallback") else "")
         return out
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:

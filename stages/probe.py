@@ -160,6 +160,18 @@ def probe(row: dict) -> dict:
     return out
 
 
+def exclude_hdr(row: dict) -> dict:
+    """Mark an ok HDR ``videos`` row (``hdr`` = pq | hlg) as excluded by ``ingest.drop_hdr``; other rows pass."""
+    if row.get("status") == "ok" and row.get("hdr"):
+        row.update(
+            status="error",
+            error_type="HDRExcluded",
+            error=f"HDR source ({row['hdr']}) excluded by ingest.drop_hdr = true; set it false to keep its clips "
+            "as 10-bit HDR with their colour tags",
+        )
+    return row
+
+
 def _spans(spans: Any) -> list[dict] | None:
     """Spans as a list (Ray hands list columns read from Arrow over as numpy arrays); empty -> None."""
     if spans is None:
@@ -488,4 +500,4 @@ def _bmff_truncation(f: Any, size: int) -> str | None:
     return None
 
 
-__all__ = ["probe", "video_id_for", "content_hash_of", "truncation", "ProbeError"]
+__all__ = ["probe", "exclude_hdr", "video_id_for", "content_hash_of", "truncation", "ProbeError"]

@@ -525,6 +525,27 @@ def load_transnetv2(device: str = "cpu"):
 # ------------------------------------------------------------------------------------------------ entry
 
 
+class ShotCoverageError(ShotDetectionError):
+    """Detected shots that do not cover exactly the probed frames ``[0, num_frames)``."""
+
+
+def check_coverage(scenes: list[dict], num_frames: int | None) -> None:
+    """The run's invariant on every detected shot list: contiguous, non-empty shots covering exactly the probed
+    frames ``[0, num_frames)``. A detector that saw fewer (or more) frames than the probe counted would otherwise
+    lose frames quietly; raises :class:`ShotCoverageError` naming the gap."""
+    if not scenes:
+        raise ShotCoverageError(f"no shots for a video of {num_frames} frames")
+    if scenes[0]["start_frame"] != 0:
+        raise ShotCoverageError(f"shots start at frame {scenes[0]['start_frame']}, not 0")
+    for a, b in zip(scenes, scenes[1:], strict=False):
+        if a["end_frame"] != b["start_frame"] or a["end_frame"] <= a["start_frame"]:
+            raise ShotCoverageError(f"shots are not contiguous at frame {a['end_frame']}")
+    if num_frames is not None and scenes[-1]["end_frame"] != num_frames:
+        raise ShotCoverageError(
+            f"shots cover frames [0, {scenes[-1]['end_frame']}) but the probe counted {num_frames} frames"
+        )
+
+
 def detect(path: str | Path, cfg: ShotsConfig | None = None, *, transnet: TransNetV2Detector | None = None) -> dict:
     """Detect the shots of one video.
 
