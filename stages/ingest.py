@@ -46,11 +46,14 @@ _URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 class IngestConfig:
     """How inputs expand. extensions: what a directory walk or glob takes (case-insensitive).
     follow_symlinks: walk into symlinked directories and take symlinked files during walks (a file named
-    explicitly is always taken). sidecar_captions: read <video>.txt / <stem>.txt / <stem>.json captions."""
+    explicitly is always taken). sidecar_captions: read <video>.txt / <stem>.txt / <stem>.json captions. drop_hdr:
+    exclude HDR sources (PQ or HLG transfer) from the run: their videos row says ``error_type="HDRExcluded"``; by
+    default they are kept and their clips stay HDR (10-bit, with the source's colour tags)."""
 
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
     follow_symlinks: bool = True
     sidecar_captions: bool = True
+    drop_hdr: bool = False
 
 
 def expand_inputs(inputs: list[str], cfg: IngestConfig | None = None) -> list[dict]:
