@@ -37,7 +37,6 @@ stage and the filters that need it (aesthetic_low) when it returns False.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -171,24 +170,13 @@ def hub_file(repo_id: str, filenames: list[str], revision: str | None = None, *,
     for name in filenames:
         try:
             return hf_hub_download(repo_id, name, revision=revision)
-        except not_there:
-            continue  # the next candidate name (e.g. .bin after .safetensors)
-        except Exception as e:  # unknown repo or revision, gated, network dropped mid-way
+        except Exception as e:
+            # LocalEntryNotFoundError is an EntryNotFoundError too, but means "no connection", not "no such file"
+            if isinstance(e, not_there) and not isinstance(e, errors.LocalEntryNotFoundError):
+                continue  # the hub has no such file: the next candidate name (e.g. .bin after .safetensors)
+            # unknown repo or revision, gated, network dropped mid-way
             raise ClipUnavailable(f"{what} ({src}) could not be downloaded ({type(e).__name__}: {e}). {how}") from e
     raise ClipUnavailable(f"{what}: the hub repo {repo_id} has no {' or '.join(filenames)}. {how}")
-
-
-@contextlib.contextmanager
-def _hub_offline_scope():
-    """Within: huggingface_hub serves every file from its cache and sends no request (its HF_HUB_OFFLINE switch)."""
-    from huggingface_hub import constants
-
-    before = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = before
 
 
 def parse_hf_ref(ref: str) -> tuple[str, str | None, str]:
@@ -220,13 +208,6 @@ def _hub_weight_names(filename: str) -> list[str]:
 
     names = list(_get_safe_alternatives(filename)) if _has_safetensors else []
     return names + [filename] if filename not in names else names
-
-
-def _uses_hub(cfg: ClipScoresConfig) -> bool:
-    """Whether open_clip will fetch this model's files from the hub (an hf-hub: id or a pretrained tag)."""
-    if _is_dir(cfg.model):
-        return False
-    return str(cfg.model).startswith("hf-hub:") or not Path(str(cfg.pretrained)).expanduser().is_file()
 
 
 def resolve_weights(cfg: ClipScoresConfig) -> str:
@@ -382,15 +363,11 @@ def load_clip(cfg: ClipScoresConfig) -> tuple[Any, Any, Any]:
         name, pretrained = f"local-dir:{Path(cfg.model).expanduser()}", None
     else:
         name, pretrained = str(cfg.model), (None if str(cfg.model).startswith("hf-hub:") else cfg.pretrained)
-    # The files are in the cache now. Where the hub does not answer, open_clip's per-file update check would retry
-    # each file for ~23 s before using the cache: load from the cache without asking.
-    offline = _uses_hub(cfg) and not hub_offline() and hub_unreachable() is not None
     try:
-        with _hub_offline_scope() if offline else contextlib.nullcontext():
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=pretrained, device=cfg.device, require_pretrained=True
-            )
-            tokenizer = open_clip.get_tokenizer(name)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=cfg.device, require_pretrained=True
+        )
+        tokenizer = open_clip.get_tokenizer(name)
     except Exception as e:
         raise ClipUnavailable(f"could not load CLIP {model_label(cfg)}: {type(e).__name__}: {e}") from e
     model.eval()

@@ -94,10 +94,10 @@ def test_tiny_random_clip_also_loads_as_name_plus_checkpoint_file(tiny_random_cl
     cfg_file.write_text(json.dumps(_tiny_cfg(tiny_random_clip_dir)))
     open_clip.add_model_config(cfg_file)  # registers the architecture name "tiny-random-test"
     ckpt = str(tiny_random_clip_dir / "open_clip_model.safetensors")
-    ok, msg = clip_available(ClipScoresConfig(model="tiny-random-test", pretrained=ckpt))
-    assert ok and ckpt in msg and "no aesthetic head" in msg
-    scorer = ClipScorer(ClipScoresConfig(model="tiny-random-test", pretrained=ckpt))
-    ref = ClipScorer(ClipScoresConfig(model=str(tiny_random_clip_dir)))
+    ok, msg = clip_available(ClipScoresConfig(model="tiny-random-test", pretrained=ckpt, aesthetic_head=None))
+    assert ok and ckpt in msg and "AESTHETIC FILTER OFF" in msg
+    scorer = ClipScorer(ClipScoresConfig(model="tiny-random-test", pretrained=ckpt, aesthetic_head=None))
+    ref = ClipScorer(ClipScoresConfig(model=str(tiny_random_clip_dir), aesthetic_head=None))
     frames = np.random.default_rng(0).integers(0, 255, (2, 48, 64, 3), dtype=np.uint8)
     assert np.allclose(scorer.embed_frames(frames), ref.embed_frames(frames), atol=1e-6)  # same weights loaded
     assert scorer.head is None and scorer.aesthetic(scorer.embed_frames(frames)) is None
@@ -138,7 +138,7 @@ def test_tiny_random_clip_scorer_in_ray(ray_local, tiny_random_clip_dir, bikes):
 
     ds = ray.data.from_items([{"clip_id": "b", "clip_path": str(bikes)}]).map_batches(
         ClipScorer,
-        fn_constructor_kwargs={"cfg": ClipScoresConfig(model=str(tiny_random_clip_dir))},
+        fn_constructor_kwargs={"cfg": ClipScoresConfig(model=str(tiny_random_clip_dir), aesthetic_head=None)},
         concurrency=1,
         num_cpus=1,
     )
