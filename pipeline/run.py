@@ -384,7 +384,7 @@ def score_clips(out: Path, cfg: Config) -> list[str]:
     """Phase 3: CPU scores for every cut clip (one decode per clip), then CLIP scores where weights exist."""
     import dataclasses
 
-    from stages.clip_scores import ClipScorer, clip_available
+    from stages.clip_scores import ClipScorer, aesthetic_off_note, clip_available
     from stages.cpu_scores import CpuScorer
 
     notes: list[str] = []
@@ -402,6 +402,8 @@ def score_clips(out: Path, cfg: Config) -> list[str]:
     if not ok:
         notes.append(f"CLIP scores skipped, no aesthetic filter: {why}")
         return notes
+    if (note := aesthetic_off_note(cfg.clip)) and cfg.filters.min_aesthetic is not None:
+        notes.append(note)
     done = store.ids(out, "clip_scores", "clip_id")
     todo = [r for r in cut if r["clip_id"] not in done]
     if todo:

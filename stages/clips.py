@@ -322,7 +322,9 @@ class _ClipWriter:
                 until = self.held[1] + self.last_duration * self.src_tb
             else:
                 until = self.held[1] + 1 / self.src_rate
-            self._flush_held(until=until)
+            # the clip gets round(duration * fps) frames (nearest, like ffmpeg's fps filter), so a span that
+            # runs a millisecond past a whole output frame does not gain a frame
+            self._flush_held(until=until - 1 / (2 * self.out_rate))
         for packet in self.stream.encode(None):
             self.container.mux(packet)
         self.container.close()

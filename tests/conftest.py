@@ -153,3 +153,35 @@ def tiny_random_clip_dir(tmp_path_factory):
     (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "open_clip_model.safetensors"))
     return d
+
+
+# ------------------------------------------------------------------------------------------------ media cases
+# The team's media cases (../shared/media-cases: VFR, anamorphic, full range, edit lists, cover art, rotation,
+# 10-bit, live WebM, MPEG-TS, 23.976 fps) with their truth. tests/media/make_media_cases.py is a copy of the shared
+# builder, so the suite runs from a clone alone; test_media_cases checks the copy matches the shared one.
+MEDIA_CASES_VENDORED = Path(__file__).parent / "media" / "make_media_cases.py"
+MEDIA_CASES_SHARED = Path(__file__).resolve().parents[2] / "shared" / "media-cases" / "make_media_cases.py"
+
+
+def load_media_cases_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_media_cases", MEDIA_CASES_VENDORED)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def media_cases(tmp_path_factory):
+    """(root, expect, module): every case file built once for the session, its truth, and the builder (read_bars,
+    shot_of, encode, frame, kinds for cases of our own)."""
+    import json
+
+    mod = load_media_cases_module()
+    root = tmp_path_factory.mktemp("media_cases")
+    mod.main(str(root))
+    import shutil
+
+    shutil.rmtree(root / "_tmp", ignore_errors=True)
+    return root, json.loads((root / "expect.json").read_text()), mod
