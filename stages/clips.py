@@ -447,45 +447,65 @@ def cut_clips(
     # clips by start frame; a pointer walks them as frames advance (spans may overlap)
     pending = list(todo)
     active: list[dict] = []
-    with container:
-        try:
-            for i, frame in iter_frames(container, stream, [(r["start_frame"], r["end_frame"]) for r in todo], index):
-                while pending and pending[0]["start_frame"] <= i:
-                    r = pending.pop(0)
-                    active.append(r)
-                    final = out_dir / clip_relpath(r["clip_id"])
-                    end = int(r["end_frame"])
-                    end_pts = index.pts_at(end) if index is not None else None
-                    writers[r["clip_id"]] = _ClipWriter(
-                        r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt
-                    )
-                if not active:
+
+    def consume(frames) -> None:
+        for i, frame in frames:
+            while pending and pending[0]["start_frame"] <= i:
+                r = pending.pop(0)
+                active.append(r)
+                final = out_dir / clip_relpath(r["clip_id"])
+                end_pts = index.pts_at(int(r["end_frame"])) if index is not None else None
+                writers[r["clip_id"]] = _ClipWriter(
+                    r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt
+                )
+            if not active:
+                continue
+            # read before encoders restamp the frame (out may be the same object)
+            src_pts, src_duration = frame.pts, getattr(frame, "duration", None)
+            out = None
+            for r in list(active):
+                if r["clip_id"] in done:
+                    active.remove(r)
                     continue
-                # read before encoders restamp the frame (out may be the same object)
-                src_pts, src_duration = frame.pts, getattr(frame, "duration", None)
-                out = _prepare(frame, rotation, size, out_colour, pix_fmt)
-                for r in list(active):
-                    if r["clip_id"] in done:
+                w = writers[r["clip_id"]]
+                if i < w.expect:
+                    continue  # a second pass re-decodes frames this clip already has
+                try:
+                    out = out or _prepare(frame, rotation, size, out_colour, pix_fmt)
+                    w.add(i, out, src_pts, src_duration)
+                    if i + 1 >= w.end:
+                        w.finish()
+                        writers.pop(r["clip_id"])
+                        done.add(r["clip_id"])
                         active.remove(r)
-                        continue
-                    w = writers[r["clip_id"]]
-                    try:
-                        w.add(i, out, src_pts, src_duration)
-                        if i + 1 >= w.end:
-                            w.finish()
-                            writers.pop(r["clip_id"])
-                            done.add(r["clip_id"])
-                            active.remove(r)
-                            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted)
-                            if not cfg.fps:
-                                r["duration_s"] = w.duration_s()
-                    except Exception as exc:  # noqa: BLE001 - one clip's failure must not lose the others
-                        fail(r, exc)
-                        active.remove(r)
-        except Exception as exc:  # noqa: BLE001 - the source broke mid-decode: every unfinished clip fails
-            for r in todo:
-                if r["clip_id"] not in done:
+                        _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted)
+                        if not cfg.fps:
+                            r["duration_s"] = w.duration_s()
+                except Exception as exc:  # noqa: BLE001 - one clip's failure must not lose the others
                     fail(r, exc)
+                    active.remove(r)
+
+    def unfinished() -> list[tuple[int, int]]:
+        return [
+            (writers[r["clip_id"]].expect if r["clip_id"] in writers else int(r["start_frame"]), int(r["end_frame"]))
+            for r in todo
+            if r["clip_id"] not in done
+        ]
+
+    try:
+        with container:
+            consume(iter_frames(container, stream, [(r["start_frame"], r["end_frame"]) for r in todo], index))
+        if unfinished() and index is not None:
+            # FFmpeg's frame threading loses the frames queued behind a damaged packet (the cut end of a truncated
+            # file); the rest is decoded again slice-threaded, from the first frame still missing.
+            container, stream = open_stream(path, threads=threads)
+            stream.thread_type = "SLICE"
+            with container:
+                consume(iter_frames(container, stream, unfinished(), index))
+    except Exception as exc:  # noqa: BLE001 - the source broke mid-decode: every unfinished clip fails
+        for r in todo:
+            if r["clip_id"] not in done:
+                fail(r, exc)
     # the source ended before some spans did: finish() raises EOFError for those
     for r in todo:
         if r["clip_id"] in done:

@@ -44,6 +44,7 @@ import numpy as np
 
 from stages.media import (
     PtsIndex,
+    decode_frames,
     display_size,
     frame_packets,
     open_video,
@@ -207,14 +208,14 @@ def iter_frames(
         else:
             container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
         landing = key is not None
-        return container.decode(stream)
+        return decode_frames(container, stream)
 
     key = seek_target(0, spans[0][0])
     if key is not None:
         sought = key
         frames = decode_from(key)
     else:
-        frames = container.decode(stream)
+        frames = decode_frames(container, stream)
     counter = 0
     while True:
         frame = next(frames, None)

@@ -158,6 +158,24 @@ def frame_packets(
         yield packet
 
 
+def decode_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Any:
+    """Decode ``stream`` from the container's position to the end, packet by packet, then flush the decoder.
+
+    Unlike ``container.decode``, a packet that fails to decode (a damaged frame, the cut at the end of a truncated
+    file) does not end the decode: its frame is simply missing, which the callers see as a gap in the frame
+    numbering (:class:`PtsIndex`) and report; the frames after it still come out.
+    """
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.error.FFmpegError:
+            continue
+    try:
+        yield from stream.decode(None)
+    except av.error.FFmpegError:
+        return
+
+
 class PtsIndex:
     """Presentation-order index of a stream from one demux pass (no decoding).
 
@@ -404,6 +422,7 @@ __all__ = [
     "PtsIndex",
     "assumed_matrix",
     "constant_rate_times",
+    "decode_frames",
     "display_size",
     "for_encoder",
     "frame_packets",

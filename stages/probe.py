@@ -383,6 +383,15 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
     if cut:
         if r.n_packets > r.n_complete:
             cut.append(f"{r.n_packets - r.n_complete} incomplete packet(s) left out")
+        # The last frames of a cut file can be whole packets that still do not decode (their reference frames
+        # were cut away): count the frames that really come out of the decoder, so every reader agrees.
+        decodable = decodable_prefix(path, size)
+        if decodable is not None and decodable < n_frames:
+            cut.append(f"the last {n_frames - decodable} whole packet(s) do not decode")
+            n_frames = decodable
+            out["num_frames"] = n_frames
+            if rate:
+                out["duration_s"] = n_frames / float(rate)
         notes.append(f"Truncated: {'; '.join(cut)}; num_frames counts the {n_frames} frames present")
     elif r.n_packets > r.n_complete:
         notes.append(
@@ -391,6 +400,30 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
     if leading:
         notes.append(f"StartsMidGOP: the {leading} packets before the first keyframe do not decode; not counted")
     out["error"] = "; ".join(notes) or None
+
+
+def decodable_prefix(path: str, size: int | None = None) -> int | None:
+    """How many frames, from the first in presentation order, decode without a gap (one full decode; used for
+    truncated files only). None when the stream's timestamps cannot number its frames."""
+    from stages.media import PtsIndex, decode_frames, open_video
+
+    container, stream = open_video(path)
+    with container:
+        index = PtsIndex.build(container, stream, size)
+    if index is None:
+        return None
+    got = set()
+    container, stream = open_video(path)
+    stream.thread_type = "SLICE"  # frame threading loses the frames queued behind the damaged packet at the cut
+    with container:
+        for frame in decode_frames(container, stream):
+            i = index.index_of(frame.pts)
+            if i is not None:
+                got.add(i)
+    n = 0
+    while n in got:
+        n += 1
+    return n
 
 
 def _rotation_from_tag(tag: str | None) -> int:

@@ -113,8 +113,9 @@ class SmallFrames:
     ``fps`` is the stream's nominal rate, ``display`` its display size, ``num_frames`` the frames to expect.
     One VideoReformatter serves all frames so libswscale keeps its scaling context. ``fast`` skips the codec's
     in-loop deblocking filter (~10-20% less H.264 decode time): its artefacts are far below one thumbnail pixel.
-    Raises ShotDetectionError when the file cannot be opened or decoded, or when decoding yields fewer frames
-    than the stream has (never a short, quiet frame list).
+    Raises ShotDetectionError when the file cannot be opened or decoded, or when a frame in the middle does not
+    decode; frames missing at the end (a cut file) shorten ``times``, and the run's shot coverage check compares
+    the count with the probe's (never a short, quiet frame list).
     """
 
     def __init__(self, path: str | Path, size=None, interpolation: str = "AREA", fast: bool = False):
@@ -145,40 +146,49 @@ class SmallFrames:
         import av
         from av.video.reformatter import VideoReformatter
 
-        from stages.media import constant_rate_times, to_rgb
+        from stages.media import constant_rate_times, decode_frames, to_rgb
 
-        container, stream = _open(self.path)
         scaler = VideoReformatter()
-        if self.fast:
-            stream.codec_context.options = {"skip_loop_filter": "all"}
         w, h = self.size
         seen, last = 0, -1
-        try:
-            for frame in container.decode(stream):
-                if self.index is None:
-                    i = seen
-                else:
-                    i = self.index.index_of(frame.pts)
-                    if i is None or i <= last:
-                        continue  # decoded from a packet that is not a frame (cut by EOF), or a repeat
-                if i != last + 1:
-                    raise ShotDetectionError(f"frames {last + 1}..{i - 1} of {self.path} did not decode")
-                last = i
-                seen += 1
-                rgb = to_rgb(
-                    frame, w, h, reformatter=scaler, interpolation=self.interpolation, coded_height=self.coded[1]
-                )
-                yield i, rgb
-        except av.error.FFmpegError as exc:
-            raise ShotDetectionError(f"cannot decode video {self.path} (after {seen} frames): {exc}") from exc
-        finally:
-            container.close()
+        # Pass 1 frame-threaded (fast). FFmpeg's frame threading loses the frames queued behind a damaged packet
+        # (the cut end of a truncated file): pass 2 decodes what is still missing slice-threaded.
+        for threading in ("AUTO", "SLICE"):
+            if threading == "SLICE" and (self.index is None or seen >= self.num_frames):
+                break
+            container, stream = _open(self.path)
+            stream.thread_type = threading
+            if self.fast:
+                stream.codec_context.options = {"skip_loop_filter": "all"}
+            try:
+                if last >= 0:
+                    key = self.index.keyframe_before(last + 1)
+                    container.seek(self.index.pts[key], stream=stream, backward=True, any_frame=False)
+                for frame in decode_frames(container, stream):
+                    if self.index is None:
+                        i = seen
+                    else:
+                        i = self.index.index_of(frame.pts)
+                        if i is None or i <= last:
+                            continue  # decoded from a packet that is not a frame (cut by EOF), or a repeat
+                    if i != last + 1:
+                        raise ShotDetectionError(f"frames {last + 1}..{i - 1} of {self.path} did not decode")
+                    last = i
+                    seen += 1
+                    rgb = to_rgb(
+                        frame, w, h, reformatter=scaler, interpolation=self.interpolation, coded_height=self.coded[1]
+                    )
+                    yield i, rgb
+            except av.error.FFmpegError as exc:
+                raise ShotDetectionError(f"cannot decode video {self.path} (after {seen} frames): {exc}") from exc
+            finally:
+                container.close()
         if seen == 0:
             raise ShotDetectionError(f"no decodable frame in {self.path}")
-        if self.num_frames is not None and seen < self.num_frames:
-            raise ShotDetectionError(f"decode of {self.path} fell short: {seen} of {self.num_frames} frames decoded")
+        # A shortfall at the end (the last packets of a cut file decode to nothing) leaves the frames [0, seen):
+        # ``frames`` says so, and the run checks it against the probe's count (stages.shots.check_coverage).
         if self.index is not None and self.index.time_base:
-            self.times = self.index.times_s()
+            self.times = self.index.times_s()[: seen + 1]
         else:
             self.times = constant_rate_times(seen, self.fps)
 

@@ -170,15 +170,15 @@ def test_rotation_is_applied_like_decord(tmp_path):
 
 
 class _CountingContainer:
-    """Wraps an input container to count decoded frames and seeks."""
+    """Wraps an input container to count the packets fed to the decoder (one per frame) and seeks."""
 
     def __init__(self, container):
         self.container, self.decoded, self.seeks = container, 0, 0
 
-    def decode(self, stream):
-        for frame in self.container.decode(stream):
-            self.decoded += 1
-            yield frame
+    def demux(self, stream):
+        for packet in self.container.demux(stream):
+            self.decoded += bool(packet.size)
+            yield packet
 
     def seek(self, *args, **kwargs):
         self.seeks += 1
@@ -207,7 +207,8 @@ def test_iter_frames_seeks_over_gaps(transnet_test_video):
     with av.open(str(transnet_test_video)) as c:
         counting = _CountingContainer(c)
         assert [i for i, _ in iter_frames(counting, c.streams.video[0], [(40, 43)])] == [40, 41, 42]
-        assert counting.seeks == 0 and counting.decoded == 44  # up to the first frame past the span
+        # up to the first frame past the span, plus the packets the decoder holds back (B-frames, threads)
+        assert counting.seeks == 0 and 44 <= counting.decoded <= 44 + 16
 
 
 def test_a_stream_cut_mid_gop_is_numbered_like_the_probe_counts_it(tmp_path):
