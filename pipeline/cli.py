@@ -46,7 +46,10 @@ def _cmd_scenes(args: argparse.Namespace, extra: list[str]) -> int:
         print(json.dumps(result))
     else:
         n = len(result["scenes"])
-        print(f"{result['video']}: {n} scenes, {result['frames']} frames @ {result['fps']:.3f} fps")
+        print(
+            f"{result['video']}: {n} scenes, {result['frames']} frames, {result['duration_s']:.3f} s "
+            f"(nominal {result['fps']:.3f} fps; times from the frames' timestamps)"
+        )
         for i, s in enumerate(result["scenes"]):
             span = f"{s['start_s']:9.3f}s - {s['end_s']:9.3f}s"
             print(f"{i:4d}  frames {s['start_frame']:>7d}-{s['end_frame']:<7d}  {span}")
@@ -69,10 +72,17 @@ def _print_table(table, fmt: str) -> None:
 
 
 def _cmd_query(args: argparse.Namespace, extra: list[str]) -> int:
+    import duckdb
+
     from pipeline.store import query
 
     fmt = "json" if args.json else "csv" if args.csv else "table"
-    _print_table(query(args.out, args.sql), fmt)
+    try:
+        table = query(args.out, args.sql)
+    except duckdb.Error as e:  # a mistake in the user's SQL: DuckDB's message, not a traceback
+        print(f"clipforge query: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    _print_table(table, fmt)
     return 0
 
 

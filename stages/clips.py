@@ -247,6 +247,10 @@ class _ClipWriter:
         self.t0: int | None = None  # first source pts: output timestamps start at 0
         self.out_rate = Fraction(cfg.fps).limit_denominator(100_000) if cfg.fps else None
         self.held: tuple[av.VideoFrame, Fraction] | None = None  # fps mode: the frame covering "now"
+        self.pending: tuple[av.VideoFrame, int] | None = None  # source timing: the frame waiting for its duration
+        self.durations: dict[int, int] = {}  # pts -> display duration of frames in the encoder
+        self.last_packet: av.Packet | None = None
+        self.delay: int | None = None
         self.emitted = 0
         # where the clip ends in source time: the pts of the first frame after it (exact for variable
         # frame rates; decoded frame durations are dts deltas, wrong with B-frames), None at the source end
@@ -267,13 +271,27 @@ class _ClipWriter:
         self.tb = Fraction(1, 1) / rate if self.out_rate else self.src_tb
         self.stream.time_base = self.stream.codec_context.time_base = self.tb
 
-    def _encode(self, frame: av.VideoFrame, pts: int) -> None:
+    def _encode(self, frame: av.VideoFrame, pts: int, duration: int = 1) -> None:
         frame.pts = pts
         # the codec's time base, not the stream's: the muxer may change the stream's on its header
         frame.time_base = self.tb
+        # libx264 leaves packet durations at 0 and the MP4 muxer then guesses the last sample's length: give each
+        # packet its frame's display duration, so the file's length is the clip's true duration
+        self.durations[pts] = max(1, int(duration))
         for packet in self.stream.encode(frame):
-            self.container.mux(packet)
+            self._mux(packet)
         self.emitted += 1
+
+    def _mux(self, packet: av.Packet) -> None:
+        """Mux the packet held back before this one: the last packet in decode order is kept until ``finish`` sets
+        its duration (with B-frames it is not the last frame shown, and MP4 ends the track at its dts + duration)."""
+        if packet.pts is not None and packet.pts in self.durations:
+            packet.duration = self.durations.pop(packet.pts)
+        if self.delay is None and packet.pts is not None and packet.dts is not None:
+            self.delay = packet.pts - packet.dts  # B-frame reorder delay: the MP4 edit list starts shown time there
+        if self.last_packet is not None:
+            self.container.mux(self.last_packet)
+        self.last_packet = packet
 
     def add(self, index: int, frame: av.VideoFrame, pts: int | None, duration: int | None = None) -> None:
         """Feed source frame ``index`` (already upright, resized, yuv420p) with its source pts."""
@@ -289,7 +307,10 @@ class _ClipWriter:
         self.last_duration = duration
         rel = pts - self.t0
         if self.out_rate is None:
-            self._encode(frame, rel)
+            # source timing: a frame is encoded once the next one tells how long it is shown
+            if self.pending is not None:
+                self._encode(self.pending[0], self.pending[1], rel - self.pending[1])
+            self.pending = (frame, rel)
             return
         t = rel * self.src_tb
         self._flush_held(until=t)
@@ -315,6 +336,16 @@ class _ClipWriter:
     def finish(self) -> None:
         if self.expect != self.end:
             raise EOFError(f"source ended at frame {self.expect}, clip needs frames up to {self.end}")
+        self.end_pts_rel = None
+        if self.pending is not None:
+            frame, rel = self.pending
+            if self.end_pts is not None:
+                last = self.end_pts - self.t0 - rel
+            else:
+                last = self.last_duration or round(1 / (self.src_rate * self.src_tb))
+            self._encode(frame, rel, last)
+            self.end_pts_rel = rel + max(1, int(last))
+            self.pending = None
         if self.out_rate is not None and self.held is not None:
             if self.end_pts is not None:
                 until = (self.end_pts - self.t0) * self.src_tb
@@ -326,7 +357,15 @@ class _ClipWriter:
             # runs a millisecond past a whole output frame does not gain a frame
             self._flush_held(until=until - 1 / (2 * self.out_rate))
         for packet in self.stream.encode(None):
-            self.container.mux(packet)
+            self._mux(packet)
+        if self.last_packet is not None:
+            # the track then ends exactly where the clip does: at the end of its last shown frame
+            end = self.emitted if self.out_rate is not None else self.end_pts_rel
+            last_dts = None if self.last_packet.dts is None else self.last_packet.dts + (self.delay or 0)
+            if end is not None and last_dts is not None and end > last_dts:
+                self.last_packet.duration = end - last_dts
+            self.container.mux(self.last_packet)
+            self.last_packet = None
         self.container.close()
         self.container = None
         os.replace(self.tmp, self.final)
@@ -359,6 +398,9 @@ def _fill_from_file(row: dict, out_dir: Path, rel: str, cfg: ClipsConfig, expect
     )
     if cfg.fps:
         row["duration_s"] = meta["num_frames"] / cfg.fps
+    elif row.get("duration_s"):
+        # source timing: the clip's mean rate over its true span (a VFR clip has no single rate)
+        row["fps"] = round(meta["num_frames"] / row["duration_s"], 9)
 
 
 def _fail(row: dict, exc: BaseException) -> None:

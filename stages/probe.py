@@ -20,7 +20,8 @@ Conventions of the columns written here (docs/SCHEMA.md quotes them):
   attaches to decoded frames, or the ``rotate`` tag when there is no matrix.
 - ``num_frames``: video packets counted by demuxing (one packet per frame for the codecs we take), which is
   exact where header counts are missing (Matroska/WebM) or wrong (truncated files).
-- ``fps``: the stream's average frame rate; for a variable-rate stream, ``num_frames / duration_s``.
+- ``fps``: the stream's average frame rate; for a variable-rate stream, or when the declared rate is more than 1 %
+  off the timestamps' mean, ``num_frames / duration_s``. ``fps_nominal``: the declared rate (FFmpeg's guess).
 - ``width``/``height``/``pix_fmt``: of the first decoded frame (coded size, before rotation).
 - ``fps_variable``: more than 2 % of the presentation-time steps differ from the median step by more than
   max(1 tick, 5 %) (tolerates the 41/42 ms rounding of millisecond time bases).
@@ -338,8 +339,11 @@ def _probe_container(container: av.container.InputContainer, path: str, size: in
     if duration_s is None and container.duration:
         duration_s = container.duration / av.time_base
     fps_variable = _is_variable(pts) if len(pts) > 2 else False
-    if (fps_variable or not rate) and duration_s and n_frames > 1:
-        fps = n_frames / duration_s
+    mean = n_frames / duration_s if duration_s and n_frames > 1 else None
+    if mean and (fps_variable or not rate or abs(float(rate) - mean) > 0.01 * mean):
+        # variable rate, or a header rate the timestamps contradict (a file muxed as 25 fps whose frames come 30
+        # per second): the rate a player plays is the timestamps' mean
+        fps = mean
     else:
         fps = float(rate) if rate else None
     nominal = stream.guessed_rate or stream.base_rate or rate

@@ -111,6 +111,7 @@ def test_query_cli_formats(mixed_run):
     assert str(n) in table
     bad = subprocess.run([*cmd[:-1], "SELECT * FROM nope"], capture_output=True, text=True)
     assert bad.returncode != 0 and "nope" in bad.stderr
+    assert "Traceback" not in bad.stderr and bad.stderr.startswith("clipforge query: CatalogException")
 
 
 def test_list_input_with_given_spans_and_captions(tmp_path, bikes, ray_local):

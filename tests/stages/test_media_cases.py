@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
@@ -183,6 +184,11 @@ def _check_clips(path, e, mod, cfg, scenes, detector, tmp_path):
         assert (r["width"], r["height"]) == upright_size(e)
         assert abs(r["start_s"] - t0) <= interval(e) and abs(r["end_s"] - t1) <= interval(e)
         assert abs(r["duration_s"] - (t1 - t0)) <= interval(e)
+        # the file says the same: its length is the clip's duration, its mean rate frames / duration
+        with av.open(str(tmp_path / r["clip_path"])) as c:
+            s = c.streams.video[0]
+            assert float(s.duration * s.time_base) == pytest.approx(r["duration_s"], abs=1e-3)
+        assert r["fps"] * r["duration_s"] == pytest.approx(n, abs=1e-6)
     assert all(a != b for a, b in zip(colours, colours[1:], strict=False))
 
 
@@ -200,8 +206,11 @@ def test_vfr_fps_normalised_clip_states_its_own_frames_and_duration(media_cases,
     found = shots_of("hybrid", "vfr/vfr_phone.mp4")
     cfg = ClipsConfig(min_s=1.0, fps=10)
     _, rows = _cut(root / "vfr/vfr_phone.mp4", cfg, found["scenes"], "hybrid", tmp_path)
-    # shots of 4.0 s and 3.0 s become 40 and 30 frames at 10 fps
+    # shots of 4.0 s and 3.0 s become 40 and 30 frames at 10 fps, and the files last exactly that long
     assert [(r["num_frames"], r["fps"], round(r["duration_s"], 6)) for r in rows] == [(40, 10.0, 4.0), (30, 10.0, 3.0)]
+    for r in rows:
+        with av.open(str(tmp_path / r["clip_path"])) as c:
+            assert float(c.streams.video[0].duration * c.streams.video[0].time_base) == pytest.approx(r["duration_s"])
     assert [(r["start_s"], round(r["end_s"], 3)) for r in rows] == [(0.0, 4.0), (4.0, 7.002)]  # ~1 ms jitter
 
 
