@@ -148,7 +148,10 @@ def read_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     text = path.read_text()
     if path.suffix.lower() == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10: tomli is the same parser (tomllib is tomli, upstreamed in 3.11)
+            import tomli as tomllib
 
         return tomllib.loads(text)
     if path.suffix.lower() == ".json":

@@ -45,6 +45,47 @@ def _pool_size(rc: RayConfig, wanted: int | None = None) -> int:
     return min(size, wanted) if wanted else size
 
 
+def _actor_pool(rc: RayConfig, stage_cfg):
+    """The stage's autoscaling actor pool: ``min_actors`` .. ``max_actors`` (default: the cluster's CPUs minus the
+    headroom), so a pool grows when the cluster does (Ray Data's ``ActorPoolStrategy``; ``concurrency=`` is
+    deprecated since Ray 2.51)."""
+    import ray
+
+    most = _pool_size(rc, getattr(stage_cfg, "max_actors", None))
+    least = max(1, min(int(getattr(stage_cfg, "min_actors", 1) or 1), most))
+    return ray.data.ActorPoolStrategy(min_size=least, max_size=most)
+
+
+class _Limited:
+    """Ray Data actor around a stage class: first limits the worker's library threads to the stage's CPUs
+    (``stages.resources.limit_threads``: OpenCV, torch, OpenMP/BLAS, and the budget PyAV and onnxruntime read),
+    then builds the stage. The thread policy of every actor, applied here, at the one call site."""
+
+    def __init__(self, stage_cls, cpus: float, **kwargs):
+        from stages.resources import limit_threads
+
+        limit_threads(cpus)
+        self.stage = stage_cls(**kwargs)
+        limit_threads(cpus)  # again: the stage may have imported torch
+
+    def __call__(self, batch):
+        return self.stage(batch)
+
+
+def _limited(fn):
+    """The same policy for a task function whose keyword ``cfg`` carries ``num_cpus``."""
+
+    def run(row: dict[str, Any], **kwargs) -> dict[str, Any]:
+        from stages.resources import limit_threads
+
+        cfg = kwargs.get("cfg")
+        limit_threads(getattr(cfg, "num_cpus", 1.0))
+        return fn(row, **kwargs)
+
+    run.__name__ = run.__qualname__ = fn.__name__
+    return run
+
+
 # ------------------------------------------------------------------------------------------ Ray callables
 # Rows cross Ray as one JSON string: the metadata is small, and it spares Arrow type inference on columns
 # that are null in one block and lists in another.
@@ -248,7 +289,7 @@ def run(cfg: Config) -> Summary:
     todo = [r for r in inputs if r["path"] not in known_paths]
     new: list[dict[str, Any]] = []
     if todo:
-        ds = ray.data.from_items([{"json": json.dumps(r)} for r in todo]).map(_probe_json, num_cpus=1)
+        ds = ray.data.from_items([{"json": json.dumps(r)} for r in todo]).map(_limited(_probe_json), num_cpus=1)
         new = [json.loads(r["json"]) for r in ds.iter_rows()]
         if cfg.ingest.drop_hdr:
             new = [exclude_hdr(v) for v in new]
@@ -274,16 +315,18 @@ def run(cfg: Config) -> Summary:
         ds = ray.data.from_items([{"json": json.dumps(v)} for v in todo_videos], override_num_blocks=len(todo_videos))
         if cfg.shots.detector == "transnetv2":
             ds = ds.map_batches(
-                TransNetShots,
-                fn_constructor_args=(cfg.shots,),
+                _Limited,
+                fn_constructor_kwargs={"stage_cls": TransNetShots, "cpus": cfg.shots.num_cpus, "cfg": cfg.shots},
                 batch_size=1,
-                concurrency=_pool_size(cfg.ray),
+                compute=_actor_pool(cfg.ray, cfg.shots),
                 num_cpus=cfg.shots.num_cpus,
             )
         else:
-            ds = ds.map(_detect_json, fn_kwargs={"cfg": cfg.shots}, num_cpus=cfg.shots.num_cpus)
+            ds = ds.map(_limited(_detect_json), fn_kwargs={"cfg": cfg.shots}, num_cpus=cfg.shots.num_cpus)
         ds = ds.map(
-            _cut_json, fn_kwargs={"out": str(out), "cfg": cfg.clips, "skip": dict(skip)}, num_cpus=cfg.clips.num_cpus
+            _limited(_cut_json),
+            fn_kwargs={"out": str(out), "cfg": cfg.clips, "skip": dict(skip)},
+            num_cpus=cfg.clips.num_cpus,
         )
         _write_clips(out, cfg, ds)
     summary.phases["clips"] = time.perf_counter() - t0
@@ -370,10 +413,10 @@ def _actor_stage(out: Path, table: str, rows: list[dict], stage, cfg: Config, st
 
     blocks = max(1, min(len(rows), -(-len(rows) // max(1, stage_cfg.batch_size))))
     ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-        stage,
-        fn_constructor_kwargs={"cfg": stage_cfg, **ctor},
+        _Limited,
+        fn_constructor_kwargs={"stage_cls": stage, "cpus": stage_cfg.num_cpus, "cfg": stage_cfg, **ctor},
         batch_size=stage_cfg.batch_size,
-        concurrency=_pool_size(cfg.ray, getattr(stage_cfg, "concurrency", None)),
+        compute=_actor_pool(cfg.ray, stage_cfg),
         num_cpus=stage_cfg.num_cpus,
         num_gpus=getattr(stage_cfg, "num_gpus", 0.0),
     )

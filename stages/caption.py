@@ -47,8 +47,8 @@ STATUS_NO_MODEL, STATUS_NO_CLIP = "skipped_no_model", "skipped_no_clip"
 
 @dataclass
 class CaptionConfig:
-    """Settings of the caption stage; the resources (num_cpus, num_gpus, concurrency, batch_size) are applied at
-    the pipeline's map_batches call.
+    """Settings of the caption stage; the resources (num_cpus, num_gpus, min_actors..max_actors, batch_size) are
+    applied at the pipeline's map_batches call.
 
     model: HF id or local directory; "auto" = captioner.default_model() (SmolVLM2-256M-Video-Instruct on CPU,
     Qwen2.5-VL-7B-Instruct on CUDA). root: dataset directory OUT that clip_path is relative to.
@@ -74,7 +74,8 @@ class CaptionConfig:
     frames_as: str = "auto"  # "video" | "images" | "auto" (video when the processor has a video processor)
     num_cpus: float = 1.0
     num_gpus: float = 0.0
-    concurrency: int = 1  # actors (each holds one model copy)
+    min_actors: int = 1  # actor pool size (each actor holds one model copy): grows from min to max with the cluster
+    max_actors: int | None = 1
 
 
 def resolved_model(cfg: CaptionConfig) -> str:

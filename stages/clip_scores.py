@@ -107,6 +107,8 @@ class ClipScoresConfig:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     batch_size: int = 16
+    min_actors: int = 1  # actor pool: grows from min to max (None: the cluster's CPUs minus ray.headroom_cpus)
+    max_actors: int | None = None
 
 
 def _is_dir(p: str | None) -> bool:

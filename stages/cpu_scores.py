@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from stages.resources import thread_budget
+
 # The columns this stage writes, in order (see SCORE_COLUMNS_SCHEMA in the report / pipeline/schema.py).
 FLOAT_COLUMNS = (
     "motion",
@@ -92,11 +94,13 @@ class CpuScoresConfig:
     # font) at a quarter of the cost of RapidOCR's 736; higher also fires more on bokeh and foliage.
     text_det_side: int = 320
     det_model_path: str | None = None  # default: ch_PP-OCRv4_det_infer.onnx shipped in rapidocr-onnxruntime
-    ocr_threads: int = 1  # onnxruntime intra-op threads: one Ray actor per CPU
+    ocr_threads: int | None = None  # onnxruntime intra-op threads; None: the worker's thread budget (its CPUs), else 1
     backend: str = "auto"  # stages.frames.read_frames backend
     # Ray resources the pipeline applies to this stage
     num_cpus: float = 1.0
     batch_size: int = 8
+    min_actors: int = 1  # actor pool: grows from min to max (None: the cluster's CPUs minus ray.headroom_cpus)
+    max_actors: int | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -345,9 +349,8 @@ class CpuScorer:
         root = root if root is not None else self.cfg.root
         self.root = Path(root) if root is not None else None
         # The OCR session is the only model here: load it once per actor.
-        self.detector = TextDetector(
-            self.cfg.det_model_path, det_side=self.cfg.text_det_side, threads=self.cfg.ocr_threads
-        )
+        threads = self.cfg.ocr_threads or thread_budget() or 1
+        self.detector = TextDetector(self.cfg.det_model_path, det_side=self.cfg.text_det_side, threads=threads)
 
     def score_clip(self, path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None) -> dict:
         """Scores of one clip file, plus frames_decoded (frames returned by the single read_frames call)."""

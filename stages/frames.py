@@ -275,9 +275,10 @@ def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def open_stream(
-    path: str | os.PathLike, threads: int = 0
+    path: str | os.PathLike, threads: int | None = None
 ) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open ``path``'s video stream (``stages.media.open_video``) with frame/slice threads (0 = FFmpeg's choice)."""
+    """Open ``path``'s video stream (``stages.media.open_video``) with frame/slice threads (None: the worker's
+    thread budget, or FFmpeg's choice outside a worker)."""
     return open_video(path, threads=threads)
 
 
@@ -310,7 +311,7 @@ def _read_pyav(path: str | os.PathLike, wanted: list[int], facts: dict | None = 
     rotation, index = facts["rotation"], facts["index"]
     dw, dh = facts["display"]
     resize = (dw, dh) if (dw, dh) != tuple(facts["coded"]) else (None, None)
-    container, stream = open_stream(path, threads=min(4, os.cpu_count() or 1))
+    container, stream = open_stream(path)
     with container:
         want = set(wanted)
         got: dict[int, np.ndarray] = {}

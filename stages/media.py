@@ -114,13 +114,18 @@ class NoVideoStream(ValueError):
 
 
 def open_video(
-    path: str | os.PathLike, threads: int = 0, **open_kwargs: Any
+    path: str | os.PathLike, threads: int | None = None, **open_kwargs: Any
 ) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open ``path`` and its :func:`pick_video_stream` stream for decoding, other streams discarded.
 
-    ``threads``: decoder threads (0 = FFmpeg's choice; frame + slice threading). Raises :class:`NoVideoStream`
-    (and PyAV's errors for unreadable files); the caller closes the container.
+    ``threads``: decoder threads (frame + slice threading); None = the worker's budget
+    (``stages.resources.thread_budget``), or FFmpeg's choice (0) outside a Ray worker. Raises
+    :class:`NoVideoStream` (and PyAV's errors for unreadable files); the caller closes the container.
     """
+    if threads is None:
+        from stages.resources import thread_budget
+
+        threads = thread_budget() or 0
     container = av.open(str(path), **open_kwargs)
     stream = pick_video_stream(container)
     if stream is None:

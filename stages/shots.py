@@ -64,8 +64,10 @@ class ShotsConfig:
     hybrid_gradual_residual: float = 0.2  # max residual of the in-between frames from a linear blend
     hybrid_black_luma: float = 0.06  # mean luma (0-1) under which a frame counts as black (fades)
     hybrid_min_scene_frames: int = 8  # shortest shot hybrid emits (its flash test, not a minimum, stops flashes)
-    # Ray resources the pipeline applies to this stage
+    # Ray resources the pipeline applies to this stage (tasks; the TransNetV2 actor pool grows min..max actors)
     num_cpus: float = 1.0
+    min_actors: int = 1
+    max_actors: int | None = None
 
 
 class ShotDetectionError(RuntimeError):
