@@ -95,7 +95,7 @@ def prepare(
             fn_constructor_kwargs={"threads": max(1, int(num_cpus)), **encoder_kw},
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=concurrency,
+            compute=ray.data.ActorPoolStrategy(size=max(1, int(concurrency))),
             num_cpus=num_cpus,
             num_gpus=num_gpus,
         )

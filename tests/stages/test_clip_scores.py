@@ -139,7 +139,7 @@ def test_tiny_random_clip_scorer_in_ray(ray_local, tiny_random_clip_dir, bikes):
     ds = ray.data.from_items([{"clip_id": "b", "clip_path": str(bikes)}]).map_batches(
         ClipScorer,
         fn_constructor_kwargs={"cfg": ClipScoresConfig(model=str(tiny_random_clip_dir), aesthetic_head=None)},
-        concurrency=1,
+        compute=ray.data.ActorPoolStrategy(size=1),
         num_cpus=1,
     )
     (row,) = ds.take_all()

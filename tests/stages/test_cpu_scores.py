@@ -166,7 +166,7 @@ def test_cpu_scorer_in_ray_data_writes_nulls_for_failures(ray_local, bikes, carp
             CpuScorer,
             fn_constructor_kwargs={"cfg": CpuScoresConfig(root=str(tmp_path))},
             batch_size=1,  # the "gone" batch is all nulls: its block must still be typed
-            concurrency=1,
+            compute=ray.data.ActorPoolStrategy(size=1),
             num_cpus=1,
         )
         .materialize()
