@@ -200,7 +200,11 @@ class Prefetcher:
         return item
 
     def close(self) -> None:
+        """Stop the thread and wait for it: a daemon thread still inside torch (collating the batch after the
+        last step) when the interpreter exits aborts the process ("terminate called without an active exception"),
+        which a loaded machine made happen at the end of a resumed run."""
         self.stop.set()
+        self.thread.join(timeout=60)
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
