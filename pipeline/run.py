@@ -457,17 +457,24 @@ def score_clips(out: Path, cfg: Config) -> list[str]:
 def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
     """Phase 4 (and `clipforge refilter`): drop reasons from the stored scores, then dedup among the survivors.
 
-    Decodes nothing. Replaces the filters table whole, so thresholds can be re-tuned at will.
+    Decodes nothing. Replaces the filters table whole, so thresholds can be re-tuned at will. Reads only the columns
+    the filter rules and dedup need (``stages.filters.COLUMNS``, ``stages.dedup.columns``): no embeddings (unless
+    dedup confirms matches with them), no captions.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from stages.dedup import columns as dedup_columns
     from stages.dedup import find_duplicates
+    from stages.filters import COLUMNS as FILTER_COLUMNS
     from stages.filters import apply_filters
 
     con = store.open(out, skip=("filters",))
     try:
-        table = con.sql("SELECT * FROM clips").to_arrow_table()
+        present = {r[0] for r in con.execute("DESCRIBE clips").fetchall()}
+        wanted = dict.fromkeys(("clip_id", "drop_reason", *FILTER_COLUMNS, *dedup_columns(cfg.dedup)))
+        select = ", ".join(f'"{c}"' for c in wanted if c in present)
+        table = con.sql(f"SELECT {select} FROM clips").to_arrow_table()
     finally:
         con.close()
     reasons = apply_filters(table, cfg.filters)
