@@ -74,8 +74,6 @@ class Config:
 
 def _coerce(value: Any, tp: Any) -> Any:
     """Coerce a CLI string / file value to a dataclass field's annotated type."""
-    if isinstance(tp, str):
-        tp = eval(tp, {**vars(typing), **vars(types)}, {})  # annotations are strings under `from __future__`
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -115,8 +113,10 @@ def _set(section: Any, key: str, value: Any, where: str) -> None:
     fields = {f.name: f for f in dataclasses.fields(section)}
     if key not in fields:
         raise ConfigError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(fields))}")
+    # the declared types, resolved by typing (annotations are strings under `from __future__ import annotations`)
+    hints = typing.get_type_hints(type(section))
     try:
-        setattr(section, key, _coerce(value, fields[key].type))
+        setattr(section, key, _coerce(value, hints[key]))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {key} = {value!r}: {e}") from None
 

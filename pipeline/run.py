@@ -406,13 +406,19 @@ def _write_stream(out: Path, name: str, ds, cfg: Config) -> int:
     return n
 
 
-def _actor_stage(out: Path, table: str, rows: list[dict], stage, cfg: Config, stage_cfg, **ctor) -> int:
-    """One per-clip model phase: ``rows`` through an actor pool of ``stage`` (resources from ``stage_cfg``) into
-    the shards of ``table``. The one call site where these stages' Ray resources are applied."""
+def _actor_stage(out: Path, table: str, rows, stage, cfg: Config, stage_cfg, **ctor) -> int:
+    """One per-clip model phase: ``rows`` (a typed Arrow table, or a list of dicts) through an actor pool of
+    ``stage`` (resources from ``stage_cfg``) into the shards of ``table``. The one call site where these stages'
+    Ray resources are applied."""
+    import pyarrow as pa
     import ray
 
-    blocks = max(1, min(len(rows), -(-len(rows) // max(1, stage_cfg.batch_size))))
-    ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+    if not isinstance(rows, pa.Table):
+        rows = pa.Table.from_pylist(rows)
+    n = rows.num_rows
+    step = max(1, stage_cfg.batch_size)
+    # typed Arrow blocks of one batch each: the columns keep their types across Ray (no Python rows)
+    ds = ray.data.from_arrow([rows.slice(i, step) for i in range(0, n, step)]).map_batches(
         _Limited,
         fn_constructor_kwargs={"stage_cls": stage, "cpus": stage_cfg.num_cpus, "cfg": stage_cfg, **ctor},
         batch_size=stage_cfg.batch_size,
@@ -431,11 +437,8 @@ def score_clips(out: Path, cfg: Config) -> list[str]:
     from stages.cpu_scores import CpuScorer
 
     notes: list[str] = []
-    clips = store.read_table(out, "clips", columns=["clip_id", "clip_path", "num_frames", "fps"]).to_pylist()
-    cut = [r for r in clips if r["clip_path"]]
-    done = store.ids(out, "scores", "clip_id")
-    todo = [r for r in cut if r["clip_id"] not in done]
-    if todo:
+    todo = _not_yet(out, "scores")
+    if todo.num_rows:
         _actor_stage(out, "scores", todo, CpuScorer, cfg, dataclasses.replace(cfg.scores, root=str(out)))
 
     if not cfg.clip.enabled:
@@ -447,27 +450,52 @@ def score_clips(out: Path, cfg: Config) -> list[str]:
         return notes
     if (note := aesthetic_off_note(cfg.clip)) and cfg.filters.min_aesthetic is not None:
         notes.append(note)
-    done = store.ids(out, "clip_scores", "clip_id")
-    todo = [r for r in cut if r["clip_id"] not in done]
-    if todo:
+    todo = _not_yet(out, "clip_scores")
+    if todo.num_rows:
         _actor_stage(out, "clip_scores", todo, ClipScorer, cfg, dataclasses.replace(cfg.clip, root=str(out)))
     return notes
+
+
+def _not_yet(out: Path, table: str):
+    """The cut clips with no row in ``table`` yet, as a typed Arrow table (clip_id, clip_path, num_frames, fps):
+    an anti-join in DuckDB over the stored shards, not a Python set of every id."""
+    import duckdb
+
+    clips, done = store._source(out, "clips"), store._source(out, table)
+    if clips is None:
+        return store.TABLES["clips"].empty_table().select(["clip_id", "clip_path", "num_frames", "fps"])
+    anti = f"AND NOT EXISTS (SELECT 1 FROM {done} d WHERE d.clip_id = c.clip_id)" if done else ""
+    con = duckdb.connect()
+    try:
+        return con.sql(
+            f"SELECT c.clip_id, c.clip_path, c.num_frames, c.fps FROM {clips} c WHERE c.clip_path IS NOT NULL {anti} "
+            "ORDER BY c.clip_id"
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
 def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
     """Phase 4 (and `clipforge refilter`): drop reasons from the stored scores, then dedup among the survivors.
 
-    Decodes nothing. Replaces the filters table whole, so thresholds can be re-tuned at will.
+    Decodes nothing. Replaces the filters table whole, so thresholds can be re-tuned at will. Reads only the columns
+    the filter rules and dedup need (``stages.filters.COLUMNS``, ``stages.dedup.columns``): no embeddings (unless
+    dedup confirms matches with them), no captions.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from stages.dedup import columns as dedup_columns
     from stages.dedup import find_duplicates
+    from stages.filters import COLUMNS as FILTER_COLUMNS
     from stages.filters import apply_filters
 
     con = store.open(out, skip=("filters",))
     try:
-        table = con.sql("SELECT * FROM clips").to_arrow_table()
+        present = {r[0] for r in con.execute("DESCRIBE clips").fetchall()}
+        wanted = dict.fromkeys(("clip_id", "drop_reason", *FILTER_COLUMNS, *dedup_columns(cfg.dedup)))
+        select = ", ".join(f'"{c}"' for c in wanted if c in present)
+        table = con.sql(f"SELECT {select} FROM clips").to_arrow_table()
     finally:
         con.close()
     reasons = apply_filters(table, cfg.filters)

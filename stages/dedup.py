@@ -152,6 +152,13 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
     return exact, [(int(x), int(y)) for x, y in near]
 
 
+def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
+    """The stored columns :func:`find_duplicates` reads (the embeddings only when ``min_cosine`` is set)."""
+    cfg = cfg or DedupConfig()
+    base = ("clip_id", "phash", "width", "height", "duration_s", "aesthetic", "sharpness")
+    return (*base, "clip_embedding") if cfg.min_cosine is not None else base
+
+
 def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str, str]:
     """Map each dropped duplicate clip_id to the clip_id it duplicates (the kept copy of its group).
 

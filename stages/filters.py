@@ -125,6 +125,10 @@ _RULES: tuple[tuple[str, str, str, str | None], ...] = (
     (ERROR_CLIP_SCORES, "error_clip_scores", "notnull", None),
     (AESTHETIC_LOW, "aesthetic", "<", "min_aesthetic"),
 )
+# The stored columns the rules read (what `refilter` loads: never the embeddings or captions).
+COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(c for _, col, _, _ in _RULES for c in (("width", "height") if col == "short_side" else (col,)))
+)
 _OPS: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, ">": operator.gt}
 _PC_OPS = {"<": pc.less, ">": pc.greater}
 

@@ -64,3 +64,34 @@ def test_tiny_random_clip_and_captions_through_the_run(
     # rerunning scores nothing again: every caption already has its text score
     again = run(cfg)
     assert not any("text-video" in n for n in again.notes)
+    # refilter loads only the columns the rules and dedup read: never the embeddings or the captions
+    from pipeline.run import filter_clips
+
+    real_open, selects = store.open, []
+
+    class Recording:
+        def __init__(self, con):
+            self.con = con
+
+        def sql(self, q, *a, **k):
+            selects.append(q)
+            return self.con.sql(q, *a, **k)
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    def recording_open(*a, **k):
+        return Recording(real_open(*a, **k))
+
+    import pipeline.run as run_mod
+
+    before = store.open(cfg.output).execute("SELECT clip_id, drop_reason FROM clips ORDER BY 1").fetchall()
+    run_mod.store.open = recording_open
+    try:
+        filter_clips(cfg.output, cfg)
+    finally:
+        run_mod.store.open = real_open
+    (select,) = [q for q in selects if "FROM clips" in q]
+    assert '"sharpness"' in select and '"phash"' in select
+    assert "clip_embedding" not in select and "caption" not in select and "*" not in select
+    assert store.open(cfg.output).execute("SELECT clip_id, drop_reason FROM clips ORDER BY 1").fetchall() == before

@@ -195,3 +195,18 @@ def test_kill_dash_9_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, 
     # every kept clip file exists
     for (p,) in con.execute("SELECT clip_path FROM kept").fetchall():
         assert (out / p).is_file()
+
+
+def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run):
+    """Resume finds the clips a per-clip stage has not scored by joining against the stored shards in DuckDB, as a
+    typed Arrow table (no Python set of every id, no rows through Python)."""
+    import pyarrow as pa
+
+    from pipeline.run import _not_yet
+
+    _, _, out, _ = mixed_run
+    cut = store.open(out).execute("SELECT count(*) FROM clips WHERE clip_path IS NOT NULL").fetchone()[0]
+    assert cut > 0
+    assert _not_yet(out, "scores").num_rows == 0  # every cut clip was scored
+    todo = _not_yet(out, "text_scores")  # nothing stored yet: every cut clip is still to do
+    assert todo.num_rows == cut and todo.schema.field("num_frames").type == pa.int64()
