@@ -3,6 +3,10 @@ class whose docstring states Reads / Writes / Reasons. Stages never import pipel
 their resources (from each stage's config dataclass) at one visible call site.
 
 A new filter: one file here, one line below, one test in tests/stages/.
+
+Two modules here are infrastructure every stage shares, not stages: ``stages/media.py`` (all media I/O: which stream,
+frame numbering and times from presentation timestamps, colour and aspect) and ``stages/resources.py`` (the thread
+policy of Ray workers).
 """
 
 CATALOGUE: dict[str, str] = {

@@ -1,0 +1,155 @@
+"""Whole-run benchmark: synthetic corpora of N, 4N and 16N short-shot videos through `clipforge run`.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline_bench.py [--n 2] [--out bench/results/pipeline.json]
+
+Per corpus size it writes:
+- ``wall_s`` of one fresh driver process running the whole pipeline (``pipeline.run.run``, CLIP and captions off:
+  no weights here), ``clips_per_s`` (cut clips / wall);
+- ``driver_peak_rss_mb``: the driver process's own peak RSS (``getrusage(RUSAGE_SELF)``; Ray's workers excluded);
+- ``phases``: each phase's [start, end] seconds from the run's start (runs/<id>.json), which shows whether stages
+  overlap (today they run one after another);
+- ``profile``: where the work went, summed over rows from the tables themselves: probe_s, detect_s, cut_s,
+  scores_s (CPU-seconds of the stage calls);
+- ``floor_s``: the decode+encode floor measured in the same run, the same way the cutter works: decode every source
+  frame once (PyAV) and encode every frame of every cut clip once (libx264 at the run's CRF/preset), in this
+  process; ``wall_over_floor`` = wall_s / floor_s.
+
+The ratios ``rss_16n_over_n`` and the per-size ``wall_over_floor`` are what docs/PERFORMANCE.md quotes; absolute
+seconds vary with the machine's load, ratios measured in one run much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.testdata import frame_pattern, write_frames  # noqa: E402
+
+PATTERNS = ("gradient", "shapes", "noise", "solid")
+SHOT_FRAMES = 60  # 2.5 s at 24 fps
+SHOTS_PER_VIDEO = 4
+
+DRIVER = r"""
+import json, resource, sys, time
+from pipeline import config
+from pipeline.run import run
+t0 = time.perf_counter()
+cfg = config.load(None, {"clip.enabled": "false", "captioner.model": "none", "ray.progress": "false"})
+cfg.inputs, cfg.output = [sys.argv[1]], sys.argv[2]
+summary = run(cfg)
+print(json.dumps({"wall_s": time.perf_counter() - t0, "counts": summary.counts, "phases": summary.phases,
+                  "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def make_corpus(root: Path, n: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for v in range(n):
+        rng = np.random.default_rng(v)
+        frames = []
+        for s in range(SHOTS_PER_VIDEO):
+            pattern = PATTERNS[(v + s) % len(PATTERNS)]
+            frames += [frame_pattern(pattern, i + 7 * s, 160, 96, rng) for i in range(SHOT_FRAMES)]
+        write_frames(np.stack(frames), root / f"v{v:04d}.mp4", fps=24)
+
+
+def floor_s(out: Path) -> float:
+    """Decode every source frame once + encode every cut clip's frames once (libx264, the run's settings)."""
+    import av
+
+    from pipeline import store
+    from stages.clips import ClipsConfig, encoder_options
+
+    cfg = ClipsConfig()
+    con = store.open(out)
+    videos = con.execute("SELECT video_id, path FROM videos WHERE status = 'ok'").fetchall()
+    spans = con.execute("SELECT video_id, start_frame, end_frame FROM clips WHERE clip_path IS NOT NULL").fetchall()
+    t0 = time.perf_counter()
+    for video_id, path in videos:
+        mine = [(a, b) for vid, a, b in spans if vid == video_id]
+        with av.open(path) as c, av.open("/dev/null", "w", format="mp4") as sink:
+            enc = sink.add_stream("libx264", rate=24, options=encoder_options(cfg))
+            first = True
+            for i, frame in enumerate(c.decode(video=0)):
+                if first:
+                    enc.width, enc.height, enc.pix_fmt = frame.width, frame.height, "yuv420p"
+                    first = False
+                if any(a <= i < b for a, b in mine):
+                    frame.pts = i
+                    for p in enc.encode(frame.reformat(format="yuv420p")):
+                        sink.mux(p)
+            for p in enc.encode(None):
+                sink.mux(p)
+    return time.perf_counter() - t0
+
+
+def profile(out: Path) -> dict:
+    from pipeline import store
+
+    con = store.open(out)
+    q = {
+        "probe_s": "SELECT sum(probe_s) FROM videos",
+        "detect_s": "SELECT sum(detect_s) FROM shots",
+        "cut_s": "SELECT sum(cut_s) FROM shots",
+        "scores_s": "SELECT sum(scores_s) FROM clips",
+    }
+    return {k: round(float(con.execute(v).fetchone()[0] or 0.0), 3) for k, v in q.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2, help="videos in the smallest corpus (then 4n and 16n)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
+    args = ap.parse_args()
+    results = {"n": args.n, "shots_per_video": SHOTS_PER_VIDEO, "shot_s": SHOT_FRAMES / 24, "sizes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mult in (1, 4, 16):
+            n = args.n * mult
+            corpus, out = Path(tmp) / f"corpus{n}", Path(tmp) / f"out{n}"
+            make_corpus(corpus, n)
+            res = subprocess.run(
+                [sys.executable, "-c", DRIVER, str(corpus), str(out)], capture_output=True, text=True, cwd=ROOT
+            )
+            if res.returncode:
+                raise SystemExit(res.stdout + res.stderr)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            runs = sorted((out / "runs").glob("*.json"))
+            t, intervals = 0.0, {}
+            for name, secs in r["phases"].items():
+                intervals[name] = [round(t, 3), round(t + secs, 3)]
+                t += secs
+            clips = r["counts"]["clips"]
+            fl = floor_s(out)
+            results["sizes"][str(n)] = {
+                "videos": n,
+                "clips": clips,
+                "wall_s": round(r["wall_s"], 2),
+                "clips_per_s": round(clips / r["wall_s"], 3),
+                "driver_peak_rss_mb": round(r["driver_peak_rss_mb"], 1),
+                "phases": intervals,
+                "profile": profile(out),
+                "floor_s": round(fl, 2),
+                "wall_over_floor": round(r["wall_s"] / fl, 2),
+                "run_record": runs[-1].name if runs else None,
+            }
+            print(n, json.dumps(results["sizes"][str(n)]), flush=True)
+    s = results["sizes"]
+    results["rss_16n_over_n"] = round(
+        s[str(16 * args.n)]["driver_peak_rss_mb"] / s[str(args.n)]["driver_peak_rss_mb"], 3
+    )
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "sizes"}))
+
+
+if __name__ == "__main__":
+    main()
