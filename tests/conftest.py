@@ -173,6 +173,12 @@ def load_media_cases_module():
 
 
 @pytest.fixture(scope="session")
+def media_case_builders():
+    """(vendored copy, shared original) of the media-case builder."""
+    return MEDIA_CASES_VENDORED, MEDIA_CASES_SHARED
+
+
+@pytest.fixture(scope="session")
 def media_cases(tmp_path_factory):
     """(root, expect, module): every case file built once for the session, its truth, and the builder (read_bars,
     shot_of, encode, frame, kinds for cases of our own)."""

@@ -6,7 +6,6 @@ trace back to exact source frames. Times are right within one frame interval of 
 
 from __future__ import annotations
 
-import sys
 from fractions import Fraction
 
 import av
@@ -18,9 +17,6 @@ from stages.frames import read_frames, video_meta
 from stages.media import PtsIndex, open_video
 from stages.probe import probe
 from stages.shots import DETECTORS, ShotsConfig, TransNetV2Detector, check_coverage, detect
-
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from conftest import MEDIA_CASES_SHARED, MEDIA_CASES_VENDORED  # noqa: E402
 
 CASES = [
     "vfr/vfr_phone.mp4",
@@ -79,10 +75,11 @@ def test_every_case_is_tested(media_cases):
     assert sorted(expect) == sorted(CASES)
 
 
-def test_vendored_builder_is_the_shared_one():
-    if not MEDIA_CASES_SHARED.is_file():
+def test_vendored_builder_is_the_shared_one(media_case_builders):
+    vendored, shared = media_case_builders
+    if not shared.is_file():
         pytest.skip("no ../shared/media-cases beside this checkout; the vendored copy is used as is")
-    assert MEDIA_CASES_VENDORED.read_bytes() == MEDIA_CASES_SHARED.read_bytes(), (
+    assert vendored.read_bytes() == shared.read_bytes(), (
         "tests/media/make_media_cases.py differs from ../shared/media-cases: copy the shared one over"
     )
 
