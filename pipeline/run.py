@@ -107,11 +107,10 @@ def _timeline(path: str) -> Any:
 
 
 def _times(video: dict[str, Any], index) -> list[float]:
-    from stages.media import constant_rate_times
+    from stages.media import frame_times
 
-    if index is not None and index.time_base:
-        return index.times_s()
-    return constant_rate_times(int(video["num_frames"] or 0), float(video["fps"] or 25.0))
+    n = len(index) if index is not None else int(video["num_frames"] or 0)
+    return frame_times(index, n, float(video["fps"] or 25.0))
 
 
 def _scenes_from_spans(video: dict[str, Any], times: list[float]) -> list[dict[str, Any]]:

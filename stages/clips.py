@@ -54,6 +54,7 @@ from stages.media import (
     constant_rate_times,
     display_size,
     for_encoder,
+    frame_rotation,
     sample_aspect_ratio,
     tag_encoder,
     tagged,
@@ -467,7 +468,7 @@ def cut_clips(
             first = next(container.decode(stream), None)
             if first is None:
                 raise EOFError(f"no frame decodes from {path}")
-            rotation = int(round((first.rotation or 0) / 90.0)) * 90 % 360
+            rotation = frame_rotation(first)
             src_colour = Colour.of(first)
             cc = stream.codec_context
             display = display_size(cc.width, cc.height, sample_aspect_ratio(stream))  # before rotation

@@ -255,6 +255,14 @@ def constant_rate_times(n: int, fps: float) -> list[float]:
     return [i / fps for i in range(n + 1)]
 
 
+def frame_times(index: PtsIndex | None, n: int, fps: float) -> list[float]:
+    """The first ``n + 1`` frame boundaries in seconds: from the presentation timestamps when ``index`` has them,
+    else at a constant ``fps`` (a stream whose timestamps cannot number its frames)."""
+    if index is not None and index.time_base is not None:
+        return index.times_s()[: n + 1]
+    return constant_rate_times(n, fps)
+
+
 def index_at_time(times: list[float], t: float) -> int:
     """The frame boundary nearest to time ``t`` (seconds from the first frame), in ``0..len(times) - 1``."""
     i = bisect.bisect_left(times, t)
@@ -268,11 +276,16 @@ def index_at_time(times: list[float], t: float) -> int:
 # ---------------------------------------------------------------------------------------------- geometry
 
 
+def frame_rotation(frame: av.VideoFrame) -> int:
+    """Counter-clockwise display rotation of a decoded frame (its display matrix), snapped to 0/90/180/270."""
+    return int(round((getattr(frame, "rotation", 0) or 0) / 90.0)) * 90 % 360
+
+
 def rotation_of(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
     """Counter-clockwise display rotation in degrees (0, 90, 180, 270). Decodes one frame, since FFmpeg exposes
     the display matrix on frames; seek back (``container.seek(0)``) before decoding again."""
     for frame in container.decode(stream):
-        return int(round((getattr(frame, "rotation", 0) or 0) / 90.0)) * 90 % 360
+        return frame_rotation(frame)
     return 0
 
 
@@ -361,11 +374,13 @@ def to_rgb(
     reformatter: Any = None,
     interpolation: str | None = None,
     coded_height: int | None = None,
+    colour: Colour | None = None,
 ) -> np.ndarray:
     """A decoded frame as ``(H, W, 3)`` uint8 RGB with its own colour range and matrix (module docstring),
     optionally resized to ``width x height`` by libswscale in the same pass (``reformatter``: a reused
-    ``av.video.reformatter.VideoReformatter`` keeps the scaling context between frames)."""
-    c = Colour.of(frame)
+    ``av.video.reformatter.VideoReformatter`` keeps the scaling context between frames). ``colour``: the stream's
+    :class:`Colour` when the caller already read it (a loop over every frame reads it once)."""
+    c = colour or Colour.of(frame)
     matrix = assumed_matrix(c.matrix, coded_height or frame.height)
     kw = dict(
         width=width,
@@ -427,6 +442,8 @@ __all__ = [
     "PtsIndex",
     "assumed_matrix",
     "constant_rate_times",
+    "frame_rotation",
+    "frame_times",
     "decode_frames",
     "display_size",
     "for_encoder",

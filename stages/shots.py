@@ -148,11 +148,12 @@ class SmallFrames:
         import av
         from av.video.reformatter import VideoReformatter
 
-        from stages.media import constant_rate_times, decode_frames, to_rgb
+        from stages.media import Colour, decode_frames, frame_times, to_rgb
 
         scaler = VideoReformatter()
         w, h = self.size
         seen, last = 0, -1
+        colour = None
         # Pass 1 frame-threaded (fast). FFmpeg's frame threading loses the frames queued behind a damaged packet
         # (the cut end of a truncated file): pass 2 decodes what is still missing slice-threaded.
         for threading in ("AUTO", "SLICE"):
@@ -177,8 +178,15 @@ class SmallFrames:
                         raise ShotDetectionError(f"frames {last + 1}..{i - 1} of {self.path} did not decode")
                     last = i
                     seen += 1
+                    colour = colour or Colour.of(frame)  # one stream, one colour description: read it once
                     rgb = to_rgb(
-                        frame, w, h, reformatter=scaler, interpolation=self.interpolation, coded_height=self.coded[1]
+                        frame,
+                        w,
+                        h,
+                        reformatter=scaler,
+                        interpolation=self.interpolation,
+                        coded_height=self.coded[1],
+                        colour=colour,
                     )
                     yield i, rgb
             except av.error.FFmpegError as exc:
@@ -189,10 +197,7 @@ class SmallFrames:
             raise ShotDetectionError(f"no decodable frame in {self.path}")
         # A shortfall at the end (the last packets of a cut file decode to nothing) leaves the frames [0, seen):
         # ``frames`` says so, and the run checks it against the probe's count (stages.shots.check_coverage).
-        if self.index is not None and self.index.time_base:
-            self.times = self.index.times_s()[: seen + 1]
-        else:
-            self.times = constant_rate_times(seen, self.fps)
+        self.times = frame_times(self.index, seen, self.fps)
 
 
 def decode_small(
