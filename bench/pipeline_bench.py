@@ -1,27 +1,33 @@
-"""Whole-run benchmark: synthetic corpora of N, 4N and 16N short-shot videos through `clipforge run`.
+"""Whole-run benchmark: synthetic corpora of N, 4N and 16N short-shot videos through `clipforge run`, the streaming
+graph against the phase-by-phase run it replaced (the same corpora, the same process layout, in the same run).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline_bench.py [--n 2] [--out bench/results/pipeline.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline_bench.py [--n 2] [--baseline 9cfbb07] [--out ...json]
 
-Per corpus size it writes:
+Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--baseline REV`` checked out with
+``git worktree`` into a temporary directory, run from there; ``--baseline ''`` skips it) it writes:
 - ``wall_s`` of one fresh driver process running the whole pipeline (``pipeline.run.run``, CLIP and captions off:
   no weights here), ``clips_per_s`` (cut clips / wall);
 - ``driver_peak_rss_mb``: the driver process's own peak RSS (``getrusage(RUSAGE_SELF)``; Ray's workers excluded);
-- ``phases``: each phase's [start, end] seconds from the run's start (runs/<id>.json), which shows whether stages
-  overlap (today they run one after another);
+- ``phases``: the run's phases as [start, end] seconds from its start (runs/<id>.json);
+- ``busy`` (streaming only): each graph stage's busy intervals as recorded by its tasks and actors
+  (runs/<id>.busy/*.jsonl): first start, last end (seconds from the graph's first busy moment), busy seconds
+  summed over workers, and ``overlap_s``: how long at least two different stages were busy at once;
 - ``profile``: where the work went, summed over rows from the tables themselves: probe_s, detect_s, cut_s,
   scores_s (CPU-seconds of the stage calls);
 - ``floor_s``: the decode+encode floor measured in the same run, the same way the cutter works: decode every source
   frame once (PyAV) and encode every frame of every cut clip once (libx264 at the run's CRF/preset), in this
   process; ``wall_over_floor`` = wall_s / floor_s.
 
-The ratios ``rss_16n_over_n`` and the per-size ``wall_over_floor`` are what docs/PERFORMANCE.md quotes; absolute
-seconds vary with the machine's load, ratios measured in one run much less.
+The ratios ``rss_16n_over_n``, ``streaming_over_phased`` (wall) and the per-size ``wall_over_floor`` are what
+docs/PERFORMANCE.md quotes; absolute seconds vary with the machine's load, ratios measured in one run much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -106,47 +112,111 @@ def profile(out: Path) -> dict:
     return {k: round(float(con.execute(v).fetchone()[0] or 0.0), 3) for k, v in q.items()}
 
 
+def busy(out: Path) -> dict:
+    """Per-stage busy intervals of the graph (runs/<id>.busy/*.jsonl) and how long two stages overlapped."""
+    rows = []
+    for f in (out / "runs").glob("*.busy/*.jsonl"):
+        rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    if not rows:
+        return {}
+    t0 = min(r["t0"] for r in rows)
+    stages: dict = {}
+    for r in rows:
+        s = stages.setdefault(r["stage"], {"first": r["t0"], "last": r["t1"], "busy_s": 0.0, "calls": 0})
+        s["first"], s["last"] = min(s["first"], r["t0"]), max(s["last"], r["t1"])
+        s["busy_s"] += r["t1"] - r["t0"]
+        s["calls"] += 1
+    # sweep: time during which >= 2 distinct stages had a call in progress
+    events = sorted([(r["t0"], 1, r["stage"]) for r in rows] + [(r["t1"], -1, r["stage"]) for r in rows])
+    active: dict = {}
+    overlap, last = 0.0, None
+    for t, d, stage in events:
+        if last is not None and sum(1 for v in active.values() if v > 0) >= 2:
+            overlap += t - last
+        active[stage] = active.get(stage, 0) + d
+        last = t
+    out_stages = {
+        k: {
+            "start": round(v["first"] - t0, 3),
+            "end": round(v["last"] - t0, 3),
+            "busy_s": round(v["busy_s"], 3),
+            "calls": v["calls"],
+        }
+        for k, v in sorted(stages.items(), key=lambda kv: kv[1]["first"])
+    }
+    return {"stages": out_stages, "overlap_s": round(overlap, 3)}
+
+
+def run_once(code_root: Path, corpus: Path, out: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code_root)}
+    res = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(corpus), str(out)], capture_output=True, text=True, cwd=code_root, env=env
+    )
+    if res.returncode:
+        raise SystemExit(res.stdout + res.stderr)
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    t, intervals = 0.0, {}
+    for name, secs in r["phases"].items():
+        intervals[name] = [round(t, 3), round(t + secs, 3)]
+        t += secs
+    clips = r["counts"]["clips"]
+    return {
+        "clips": clips,
+        "wall_s": round(r["wall_s"], 2),
+        "clips_per_s": round(clips / r["wall_s"], 3),
+        "driver_peak_rss_mb": round(r["driver_peak_rss_mb"], 1),
+        "phases": intervals,
+        "busy": busy(out),
+        "profile": profile(out),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2, help="videos in the smallest corpus (then 4n and 16n)")
+    ap.add_argument("--baseline", default="9cfbb07", help="git revision of the phase-by-phase run ('' = skip)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
     args = ap.parse_args()
-    results = {"n": args.n, "shots_per_video": SHOTS_PER_VIDEO, "shot_s": SHOT_FRAMES / 24, "sizes": {}}
+    results = {"n": args.n, "shots_per_video": SHOTS_PER_VIDEO, "shot_s": SHOT_FRAMES / 24}
+    results["baseline"] = args.baseline or None
+    results["sizes"] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for mult in (1, 4, 16):
-            n = args.n * mult
-            corpus, out = Path(tmp) / f"corpus{n}", Path(tmp) / f"out{n}"
-            make_corpus(corpus, n)
-            res = subprocess.run(
-                [sys.executable, "-c", DRIVER, str(corpus), str(out)], capture_output=True, text=True, cwd=ROOT
+        versions = {"streaming": ROOT}
+        if args.baseline:
+            wt = Path(tmp) / "baseline"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(wt), args.baseline],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
             )
-            if res.returncode:
-                raise SystemExit(res.stdout + res.stderr)
-            r = json.loads(res.stdout.strip().splitlines()[-1])
-            runs = sorted((out / "runs").glob("*.json"))
-            t, intervals = 0.0, {}
-            for name, secs in r["phases"].items():
-                intervals[name] = [round(t, 3), round(t + secs, 3)]
-                t += secs
-            clips = r["counts"]["clips"]
-            fl = floor_s(out)
-            results["sizes"][str(n)] = {
-                "videos": n,
-                "clips": clips,
-                "wall_s": round(r["wall_s"], 2),
-                "clips_per_s": round(clips / r["wall_s"], 3),
-                "driver_peak_rss_mb": round(r["driver_peak_rss_mb"], 1),
-                "phases": intervals,
-                "profile": profile(out),
-                "floor_s": round(fl, 2),
-                "wall_over_floor": round(r["wall_s"] / fl, 2),
-                "run_record": runs[-1].name if runs else None,
-            }
-            print(n, json.dumps(results["sizes"][str(n)]), flush=True)
+            versions["phased"] = wt
+        try:
+            for mult in (1, 4, 16):
+                n = args.n * mult
+                corpus = Path(tmp) / f"corpus{n}"
+                make_corpus(corpus, n)
+                entry: dict = {"videos": n}
+                for name, code_root in versions.items():
+                    out = Path(tmp) / f"out{n}-{name}"
+                    entry[name] = run_once(code_root, corpus, out)
+                    if name == "streaming":
+                        fl = floor_s(out)
+                        entry["floor_s"] = round(fl, 2)
+                    entry[name]["wall_over_floor"] = round(entry[name]["wall_s"] / entry["floor_s"], 2)
+                    shutil.rmtree(out, ignore_errors=True)
+                if "phased" in entry:
+                    entry["streaming_over_phased"] = round(entry["streaming"]["wall_s"] / entry["phased"]["wall_s"], 3)
+                results["sizes"][str(n)] = entry
+                print(n, json.dumps(entry), flush=True)
+        finally:
+            if "phased" in versions:
+                subprocess.run(["git", "worktree", "remove", "--force", str(versions["phased"])], cwd=ROOT)
     s = results["sizes"]
-    results["rss_16n_over_n"] = round(
-        s[str(16 * args.n)]["driver_peak_rss_mb"] / s[str(args.n)]["driver_peak_rss_mb"], 3
-    )
+    for name in versions:
+        results[f"rss_16n_over_n_{name}"] = round(
+            s[str(16 * args.n)][name]["driver_peak_rss_mb"] / s[str(args.n)][name]["driver_peak_rss_mb"], 3
+        )
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "sizes"}))
 

@@ -110,7 +110,8 @@ def _stored_config(out: str, file: str | None, extra: list[str]):
 
 def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import store
-    from pipeline.run import filter_clips, funnel
+    from pipeline.report import run_counts as funnel
+    from pipeline.run import filter_clips
 
     cfg = _stored_config(args.out, args.config, extra)
     counts = filter_clips(Path(args.out), cfg)

@@ -515,7 +515,7 @@ def _section_runs(d: dict[str, Any]) -> str:
     video_h = last.get("video_hours", 0.0) or 0.0
     rows = []
     for name, sec in phases.items():
-        unit, n = ("files", files) if name == "probe" else ("clips", clips)
+        unit, n = ("files", files) if name in ("probe", "plan") else ("clips", clips)
         rate = f"{n / sec:,.2f} {unit}/s" if sec > 0 and n else ""
         rows.append((name, sec, f"{100 * sec / total:.0f}%" if total else "", rate))
     rows.append(("total", total, "100%", f"{video_h * 3600 / total:,.2f} s of video per s" if total else ""))
@@ -679,3 +679,32 @@ def main(args: argparse.Namespace) -> int:
     print(summary_text(args.out))
     print(f"report: {path}")
     return 0
+
+
+def run_counts(out: str | Path) -> dict[str, Any]:
+    """The run summary's counts from the stored tables: files by status, video hours, shots, clips, kept, and
+    clips per drop reason."""
+    from pipeline import store
+
+    con = store.open(out)
+    try:
+        c: dict[str, Any] = {}
+        row = con.execute(
+            "SELECT count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'error'), "
+            "count(*) FILTER (status = 'duplicate'), coalesce(sum(duration_s) FILTER (status = 'ok'), 0) / 3600 "
+            "FROM videos"
+        ).fetchone()
+        c["files"], c["videos_ok"], c["videos_error"], c["videos_duplicate"], c["video_hours"] = row
+        c["shots"] = con.execute("SELECT coalesce(sum(n_shots), 0) FROM shots").fetchone()[0]
+        c["clips"], c["clip_hours"] = con.execute(
+            "SELECT count(*), coalesce(sum(duration_s), 0) / 3600 FROM clips"
+        ).fetchone()
+        c["kept"], c["kept_hours"] = con.execute(
+            "SELECT count(*), coalesce(sum(duration_s), 0) / 3600 FROM kept"
+        ).fetchone()
+        c["drop_reasons"] = con.execute(
+            "SELECT drop_reason, count(*) FROM clips WHERE drop_reason IS NOT NULL GROUP BY ALL ORDER BY 2 DESC"
+        ).fetchall()
+        return c
+    finally:
+        con.close()

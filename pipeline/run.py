@@ -1,20 +1,21 @@
-"""The run: the Ray Data graph from input files to stored tables.
+"""The run: plan against the store, one streaming Ray Data graph, then the global steps.
 
-Phases, each a streaming Ray Data job whose rows the driver writes as Parquet shards:
+1. plan (driver): expand the inputs, hash the new files (a Ray job: duplicate files are decided before probing),
+   and find what is still to do by anti-joins against the stored tables (``pipeline.stream.plan``);
+2. the graph (``pipeline.stream``): probe -> shots -> cut -> CPU scores -> CLIP -> per-clip filters -> captions ->
+   text match, every stage at once with its own resources, workers writing the shards;
+3. global steps: the filters table (per-clip rules + dataset-wide dedup, ``filter_clips``, also ``clipforge
+   refilter``), then captions and text-match scores owed to kept clips (none after an uninterrupted run; after a
+   kill, the clips it interrupted).
 
-1. probe   input files -> ``videos`` (one row per input file, failures included; repeated content marked)
-2. clips   ok videos -> detect shots -> plan + cut clips (one sequential decode per video) -> ``clips`` + ``shots``
-
-Rows carry paths and frame spans, never decoded frames. Resume needs no bookkeeping beyond the ids already
-stored: a probed path is not probed again, a video with a ``shots`` row is finished (its clip rows are always
-written before its shots row), and a clip id already stored is neither cut nor written again.
+This module is wiring: each stage's Ray resources (CPUs, GPUs, batch size, actor pool min..max) come from its
+config section and are applied here, in :func:`_graph`, with one thread policy (``stages.resources``).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,138 +73,13 @@ class _Limited:
         return self.stage(batch)
 
 
-def _limited(fn):
-    """The same policy for a task function whose keyword ``cfg`` carries ``num_cpus``."""
-
-    def run(row: dict[str, Any], **kwargs) -> dict[str, Any]:
-        from stages.resources import limit_threads
-
-        cfg = kwargs.get("cfg")
-        limit_threads(getattr(cfg, "num_cpus", 1.0))
-        return fn(row, **kwargs)
-
-    run.__name__ = run.__qualname__ = fn.__name__
-    return run
-
-
-# ------------------------------------------------------------------------------------------ Ray callables
-# Rows cross Ray as one JSON string: the metadata is small, and it spares Arrow type inference on columns
-# that are null in one block and lists in another.
-
-
-def _probe_json(row: dict[str, Any]) -> dict[str, Any]:
-    from stages.probe import probe
-
-    return {"json": json.dumps(probe(json.loads(row["json"])))}
-
-
-def _timeline(path: str) -> Any:
-    """The source's presentation-timestamp index (stages.media), or None for a stream without timestamps."""
-    from stages.media import PtsIndex, open_video
-
-    container, stream = open_video(path)
-    with container:
-        return PtsIndex.build(container, stream, Path(path).stat().st_size)
-
-
-def _times(video: dict[str, Any], index) -> list[float]:
-    from stages.media import frame_times
-
-    n = len(index) if index is not None else int(video["num_frames"] or 0)
-    return frame_times(index, n, float(video["fps"] or 25.0))
-
-
-def _scenes_from_spans(video: dict[str, Any], times: list[float]) -> list[dict[str, Any]]:
-    """Given spans (seconds, from a list input) as frame spans: each edge at the nearest frame boundary by
-    presentation time."""
-    from stages.media import index_at_time
-
-    n = len(times) - 1
-    scenes = []
-    for span in video["spans"]:
-        start = index_at_time(times, max(0.0, span["start_s"]))
-        end = index_at_time(times, span["end_s"]) if span.get("end_s") is not None else n
-        if end > start:
-            scenes.append({"start_frame": start, "end_frame": end, "caption": span.get("caption")})
-    return scenes
-
-
-def _detect(video: dict[str, Any], cfg, detector_obj=None) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    result: dict[str, Any] = {"video": video, "scenes": [], "detector": cfg.detector}
-    result.update(error_type=None, error=None)
-    try:
-        if video.get("spans"):
-            result["detector"] = "given"
-            result["scenes"] = _scenes_from_spans(video, _times(video, _timeline(video["path"])))
-        else:
-            from stages.shots import check_coverage, detect
-
-            found = detector_obj(video["path"]) if detector_obj is not None else detect(video["path"], cfg)
-            check_coverage(found["scenes"], video["num_frames"])
-            result["scenes"] = [{k: s[k] for k in ("start_frame", "end_frame")} for s in found["scenes"]]
-            result["detector"] = found["detector"]
-    except Exception as e:  # errors are data: the video gets a shots row saying why
-        result["error_type"], result["error"] = type(e).__name__, str(e)[:2000]
-    result["detect_s"] = time.perf_counter() - t0
-    return result
-
-
-def _detect_json(row: dict[str, Any], cfg) -> dict[str, Any]:
-    return {"json": json.dumps(_detect(json.loads(row["json"]), cfg))}
-
-
-class TransNetShots:
-    """Shot detection with the TransNetV2 network, loaded once per actor.
-
-    Reads: video row   Writes: scenes, detector, detect_s, error   Reasons: none
-    """
-
-    def __init__(self, cfg):
-        from stages.shots import TransNetV2Detector
-
-        self.cfg = cfg
-        self.detector = TransNetV2Detector(cfg)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = [json.dumps(_detect(json.loads(j), self.cfg, self.detector)) for j in batch["json"]]
-        return {"json": out}
-
-
-def _cut_json(row: dict[str, Any], out: str, cfg, skip: dict[str, list[str]]) -> dict[str, Any]:
-    from stages.clips import cut_clips, plan_clips
-
-    d = json.loads(row["json"])
-    video = d["video"]
-    t0 = time.perf_counter()
-    clips: list[dict[str, Any]] = []
-    if d["error"] is None:
-        try:
-            index = _timeline(video["path"])
-            times = _times(video, index)
-            for s in d["scenes"]:
-                s["start_s"], s["end_s"] = times[s["start_frame"]], times[s["end_frame"]]
-            plans = plan_clips(video, d["scenes"], cfg, d["detector"], times)
-            stored = set(skip.get(video["video_id"], ()))
-            todo = [p for p in plans if p["clip_id"] not in stored]
-            clips = cut_clips(video["path"], video, todo, out, cfg, skip_ids=stored, index=index) if todo else []
-            d["n_clips"] = len(plans)
-        except Exception as e:
-            d["error_type"], d["error"] = type(e).__name__, str(e)[:2000]
-    d["clips"] = clips
-    d["cut_s"] = time.perf_counter() - t0
-    return {"json": json.dumps(d)}
-
-
-# ------------------------------------------------------------------------------------------------ the run
-
-
 @dataclass
 class Summary:
     out: str
     counts: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the run skipped and why (missing model weights, ...)
+    written: dict[str, int] = field(default_factory=dict)  # rows the graph's write tasks stored, per table
 
     def text(self) -> str:
         c = self.counts
@@ -225,52 +101,244 @@ class Summary:
         return "\n".join(lines)
 
 
-def _mark_duplicates(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
-    """The first file with a given content is the original; later ones are rows with status 'duplicate'."""
-    first: dict[str, str] = {}
-    for v in known:
-        if v["status"] == "ok" and v["content_hash"]:
-            first.setdefault(v["content_hash"], v["video_id"])
-    for v in sorted(new, key=lambda r: r["path"]):
-        if v["status"] != "ok" or not v["content_hash"]:
-            continue
-        if v["content_hash"] in first:
-            v["status"] = "duplicate"
-            v["duplicate_of"] = first[v["content_hash"]]
-        else:
-            first[v["content_hash"]] = v["video_id"]
+# ------------------------------------------------------------------------------------------- the graph
 
 
-def funnel(out: str | Path) -> dict[str, Any]:
-    con = store.open(out)
-    try:
-        c: dict[str, Any] = {}
-        row = con.execute(
-            "SELECT count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'error'), "
-            "count(*) FILTER (status = 'duplicate'), coalesce(sum(duration_s) FILTER (status = 'ok'), 0) / 3600 "
-            "FROM videos"
-        ).fetchone()
-        c["files"], c["videos_ok"], c["videos_error"], c["videos_duplicate"], c["video_hours"] = row
-        c["shots"] = con.execute("SELECT coalesce(sum(n_shots), 0) FROM shots").fetchone()[0]
-        c["clips"], c["clip_hours"] = con.execute(
-            "SELECT count(*), coalesce(sum(duration_s), 0) / 3600 FROM clips"
-        ).fetchone()
-        c["kept"], c["kept_hours"] = con.execute(
-            "SELECT count(*), coalesce(sum(duration_s), 0) / 3600 FROM kept"
-        ).fetchone()
-        c["drop_reasons"] = con.execute(
-            "SELECT drop_reason, count(*) FROM clips WHERE drop_reason IS NOT NULL GROUP BY ALL ORDER BY 2 DESC"
-        ).fetchall()
-        return c
-    finally:
-        con.close()
+@dataclass
+class Pool:
+    """One actor stage's Ray resources as applied: logical CPUs per actor (``num_cpus``: what Ray reserves),
+    threads per actor (``threads``: the stage's configured CPUs, what its libraries use), GPUs, pool size."""
+
+    num_cpus: float
+    threads: float
+    num_gpus: float
+    min_actors: int
+    max_actors: int
+
+
+def fit_pools(rc: RayConfig, stages: dict[str, Any]) -> tuple[dict[str, Pool], str | None]:
+    """Each actor stage's pool, from its config (num_cpus, num_gpus, min_actors, max_actors), fitted to the
+    cluster: all pools together hold at most the cluster's CPUs minus ``ray.headroom_cpus`` (the headroom is what
+    the graph's tasks, probe, shots, cut, filters and the writes, run on; Ray Data stalls when actors hold every
+    CPU). When the pools' minimum sizes ask for more than that, their CPU reservations are scaled down together
+    (actors then share cores; each keeps its configured thread count) and the returned note says so.
+    A pool's ``max_actors`` default (None) is as many as its share of the CPUs holds, so pools grow with the
+    cluster. Returns ({stage: Pool}, note or None)."""
+    import math
+
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    budget = max(0.5, cpus - rc.headroom_cpus)
+    demand = sum(max(1, int(c.min_actors or 1)) * float(c.num_cpus) for c in stages.values())
+    scale = min(1.0, budget / demand) if demand > 0 else 1.0
+    pools = {}
+    for name, c in stages.items():
+        least = max(1, int(c.min_actors or 1))
+        ask = float(c.num_cpus) * scale
+        share = budget * (least * float(c.num_cpus)) / demand if demand else budget
+        room = max(least, math.floor(share / ask + 1e-9)) if ask > 0 else least
+        most = least if scale < 1.0 else (min(room, c.max_actors) if c.max_actors else room)
+        pools[name] = Pool(ask, float(c.num_cpus), float(getattr(c, "num_gpus", 0.0) or 0.0), least, max(least, most))
+    note = None
+    if scale < 1.0:
+        note = (
+            f"{len(stages)} actor stages want {demand:g} CPUs at their minimum pool sizes but {cpus:g} CPUs leave "
+            f"{budget:g} after ray.headroom_cpus: their CPU reservations are scaled by {scale:.2f} (they share cores)"
+        )
+    return pools, note
+
+
+def _task(fn, stage: str, cpus: float, busy: str | None):
+    """A graph task: the thread policy (``stages.resources.limit_threads``) first, its busy interval recorded."""
+
+    def run(batch, **kwargs):
+        from pipeline.stream import record_busy
+        from stages.resources import limit_threads
+
+        limit_threads(cpus)
+        t0 = time.time()
+        result = fn(batch, **kwargs)
+        record_busy(busy, stage, t0, time.time(), batch.num_rows)
+        return result
+
+    run.__name__ = run.__qualname__ = stage
+    return run
+
+
+def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summary) -> Any:
+    """The Ray Data graph for ``plan``: every stage's resources applied here, from its config section."""
+    import ray
+
+    from pipeline import stream
+    from stages.clip_scores import ClipScorer, ClipTextScorer
+    from stages.cpu_scores import CpuScorer
+
+    sources = []
+    if plan.videos.num_rows:
+        # one block per video: each is its own probe / shots / cut task
+        sources.append(ray.data.from_arrow([plan.videos.slice(i, 1) for i in range(plan.videos.num_rows)]))
+    if plan.clips_file is not None:
+        sources.append(
+            ray.data.read_parquet(str(plan.clips_file)).map_batches(
+                _task(stream.stored_clip_rows, "stored_clips", 0.25, busy), batch_format="pyarrow", num_cpus=0.25
+            )
+        )
+    ds = sources[0] if len(sources) == 1 else sources[0].union(*sources[1:])
+
+    def task(fn, stage, cpus, memory_mb, **kwargs):
+        # memory: the task's reservation (Ray schedules no more tasks on a node than its memory holds); it also
+        # keeps Ray Data from fusing the task into the next actor pool (their resources differ), so the cut never
+        # runs inside the scorer's actors, whose pool is sized for scoring
+        return ds.map_batches(
+            _task(fn, stage, cpus, busy),
+            batch_format="pyarrow",
+            batch_size=None,
+            num_cpus=cpus,
+            memory=memory_mb * 2**20 if memory_mb else None,
+            fn_kwargs=kwargs,
+        )
+
+    # ---- which actor stages run, and their pools fitted to the cluster
+    actors: dict[str, Any] = {"scores": cfg.scores}
+    if cfg.shots.detector == "transnetv2":
+        actors["shots"] = cfg.shots
+    if not cfg.clip.enabled:
+        summary.notes.append("CLIP scores disabled (clip.enabled = false): no aesthetic score, no aesthetic filter")
+    elif not models.clip_ok:
+        summary.notes.append(f"CLIP scores skipped, no aesthetic filter: {models.clip_why}")
+    else:
+        actors["clip_scores"] = cfg.clip
+        if models.aesthetic_note and cfg.filters.min_aesthetic is not None:
+            summary.notes.append(models.aesthetic_note)
+    caption_model, caption_why = models.caption_model, models.caption_why
+    if caption_model and caption_why is None:
+        actors["captions"] = cfg.captioner
+        if models.clip_ok:
+            actors["text_scores"] = cfg.clip
+    pools, note = fit_pools(cfg.ray, actors)
+    if note:
+        summary.notes.append(note)
+
+    def actor(stage_cls, table, reads, stage_cfg, wrapper=stream.ClipStage, only_kept=False, **ctor):
+        pool = pools[table]
+        return ds.map_batches(
+            wrapper,
+            fn_constructor_kwargs={
+                "stage_cls": stage_cls,
+                "table": table,
+                "cpus": pool.threads,
+                "reads": reads,
+                "only_kept": only_kept,
+                "busy": busy,
+                **ctor,
+            },
+            batch_format="pyarrow",
+            batch_size=max(1, int(getattr(stage_cfg, "batch_size", 1) or 1)),
+            compute=ray.data.ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors),
+            num_cpus=pool.num_cpus,
+            num_gpus=pool.num_gpus,
+        )
+
+    ds = task(stream.probe_rows, "probe", cfg.ingest.num_cpus, cfg.ingest.memory_mb, drop_hdr=cfg.ingest.drop_hdr)
+    if "shots" in actors:
+        ds = actor(stream.ShotsStage, "shots", {}, cfg.shots, wrapper=stream.ShotsActor, cfg=cfg.shots)
+    else:
+        ds = task(stream.shots_rows, "shots", cfg.shots.num_cpus, cfg.shots.memory_mb, cfg=cfg.shots)
+    ds = task(stream.cut_rows, "cut", cfg.clips.num_cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips)
+    ds = actor(CpuScorer, "scores", stream.CLIP_READS, cfg.scores, cfg=dataclasses.replace(cfg.scores, root=str(out)))
+    if "clip_scores" in actors:
+        ccfg = dataclasses.replace(cfg.clip, root=str(out))
+        ds = actor(ClipScorer, "clip_scores", stream.CLIP_READS, cfg.clip, cfg=ccfg)
+    ds = task(stream.filter_rows, "filters", 0.25, None, cfg=cfg.filters)
+    if "captions" in actors:
+        from stages.caption import CaptionStage
+
+        capcfg = dataclasses.replace(cfg.captioner, root=str(out))
+        ds = actor(
+            CaptionStage, "captions", stream.CLIP_READS, cfg.captioner, only_kept=True, cfg=capcfg, root=str(out)
+        )
+        if "text_scores" in actors:
+            tcfg = dataclasses.replace(cfg.clip, root=str(out))
+            ds = actor(
+                ClipTextScorer, "text_scores", stream.text_reads(), cfg.clip, wrapper=stream.TextStage, cfg=tcfg
+            )
+    elif caption_model:
+        ds = task(stream.skip_caption_rows, "captions", 0.25, None, model=caption_model, why=caption_why)
+        summary.notes.append(f"captions skipped (clips the filters keep are marked skipped_no_model): {caption_why}")
+    else:
+        summary.notes.append("captioning disabled (captioner.model = none)")
+    return ds
+
+
+@dataclass
+class Models:
+    """Which model stages can run here (checked once per run, on a worker, while the driver plans: the check
+    imports open_clip and torch, which the driver then never loads)."""
+
+    clip_ok: bool = False
+    clip_why: str = ""
+    aesthetic_note: str | None = None
+    caption_model: str | None = None  # None: captioning off
+    caption_why: str | None = None  # None: the caption model can run
+
+
+def check_models(cfg: Config) -> Models:
+    from captioner import captioner_available
+    from stages.caption import resolved_model
+    from stages.clip_scores import aesthetic_off_note, clip_available
+
+    m = Models()
+    if cfg.clip.enabled:
+        m.clip_ok, m.clip_why = clip_available(cfg.clip)
+        m.aesthetic_note = aesthetic_off_note(cfg.clip) if m.clip_ok else None
+    if cfg.captioner.model not in ("", "none", "off"):
+        m.caption_model = resolved_model(cfg.captioner)
+        ok, why = captioner_available(m.caption_model)
+        m.caption_why = None if ok else why
+    return m
+
+
+def _hash_new(out: Path, inputs: list[dict[str, Any]], cfg: Config) -> dict[str, str | None]:
+    """Content hashes of the input files not stored yet (a Ray job: files are read in parallel, on the workers)."""
+    import pyarrow as pa
+    import ray
+
+    from pipeline.stream import hash_rows
+
+    known = store.ids(out, "videos", "path")
+    paths = sorted(r["path"] for r in inputs if r["path"] not in known and not r.get("input_error"))
+    if not paths:
+        return {}
+    step = 8
+    ds = ray.data.from_arrow([pa.table({"path": paths[i : i + step]}) for i in range(0, len(paths), step)])
+    ds = ds.map_batches(_task_dict(hash_rows, cfg.ingest.num_cpus), batch_size=None, num_cpus=cfg.ingest.num_cpus)
+    hashes: dict[str, str | None] = {}
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        hashes.update(zip(batch["path"].to_pylist(), batch["content_hash"].to_pylist(), strict=True))
+    return hashes
+
+
+def _task_dict(fn, cpus: float):
+    def run(batch):
+        from stages.resources import limit_threads
+
+        limit_threads(cpus)
+        return fn(batch)
+
+    run.__name__ = run.__qualname__ = fn.__name__
+    return run
 
 
 def run(cfg: Config) -> Summary:
+    """One run over ``cfg.inputs`` into ``cfg.output`` (a new OUT, or one to resume): see the module docstring."""
+    import shutil
+
     import ray
 
+    from pipeline import stream
+    from pipeline.report import run_counts
     from stages.ingest import expand_inputs
-    from stages.probe import exclude_hdr
 
     out = Path(cfg.output).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -279,199 +347,48 @@ def run(cfg: Config) -> Summary:
     init_ray(cfg.ray)
     summary = Summary(out=str(out))
     run_id = time.strftime("%Y%m%dT%H%M%S")
+    busy = str(out / "runs" / f"{run_id}.busy")
 
-    # ---- 1. probe: one videos row per input file
     t0 = time.perf_counter()
+    checking = ray.remote(num_cpus=0)(check_models).remote(cfg)  # on a worker, while the driver plans
     inputs = expand_inputs(cfg.inputs, cfg.ingest)
-    known = store.read_table(out, "videos").to_pylist()
-    known_paths = {v["path"] for v in known}
-    todo = [r for r in inputs if r["path"] not in known_paths]
-    new: list[dict[str, Any]] = []
-    if todo:
-        ds = ray.data.from_items([{"json": json.dumps(r)} for r in todo]).map(_limited(_probe_json), num_cpus=1)
-        new = [json.loads(r["json"]) for r in ds.iter_rows()]
-        if cfg.ingest.drop_hdr:
-            new = [exclude_hdr(v) for v in new]
-        _mark_duplicates(known, new)
-        with store.ShardWriter(out, "videos", cfg=cfg.store) as w:
-            w.add_rows(new)
-    summary.phases["probe"] = time.perf_counter() - t0
+    hashes = _hash_new(out, inputs, cfg)
+    models = ray.get(checking)
+    plan = stream.plan(out, cfg, inputs, hashes, clip_stage=models.clip_ok)
+    summary.phases["plan"] = time.perf_counter() - t0
 
-    # ---- 2. shots and clips, per ok video not finished yet
     t0 = time.perf_counter()
-    videos = [v for v in known + new if v["status"] == "ok"]
-    done = store.ids(out, "shots", "video_id")
-    todo_videos = [v for v in videos if v["video_id"] not in done]
-    if todo_videos:
-        stored_clips = store.read_table(out, "clips", columns=["clip_id", "video_id"])
-        skip: dict[str, list[str]] = defaultdict(list)
-        todo_ids = {v["video_id"] for v in todo_videos}
-        for cid, vid in zip(stored_clips["clip_id"].to_pylist(), stored_clips["video_id"].to_pylist(), strict=True):
-            if vid in todo_ids:
-                skip[vid].append(cid)
-        # big videos first: the long tail of one huge file should start early
-        todo_videos.sort(key=lambda v: -(v.get("num_frames") or 0))
-        ds = ray.data.from_items([{"json": json.dumps(v)} for v in todo_videos], override_num_blocks=len(todo_videos))
-        if cfg.shots.detector == "transnetv2":
-            ds = ds.map_batches(
-                _Limited,
-                fn_constructor_kwargs={"stage_cls": TransNetShots, "cpus": cfg.shots.num_cpus, "cfg": cfg.shots},
-                batch_size=1,
-                compute=_actor_pool(cfg.ray, cfg.shots),
-                num_cpus=cfg.shots.num_cpus,
+    ds = _graph(out, cfg, plan, models, busy, summary) if plan.videos.num_rows or plan.clips_file else None
+    if ds is not None:
+        sink = stream.StoreSink(str(out), cfg.store, cfg.store.stream_rows)
+        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+        summary.written = dict(sink.written)
+        if sink.written.get("captions") and models.caption_model and models.caption_why is None:
+            summary.notes.append(
+                f"captioned {sink.written['captions']} clips the per-clip filters keep with {models.caption_model}"
             )
-        else:
-            ds = ds.map(_limited(_detect_json), fn_kwargs={"cfg": cfg.shots}, num_cpus=cfg.shots.num_cpus)
-        ds = ds.map(
-            _limited(_cut_json),
-            fn_kwargs={"out": str(out), "cfg": cfg.clips, "skip": dict(skip)},
-            num_cpus=cfg.clips.num_cpus,
-        )
-        _write_clips(out, cfg, ds)
-    summary.phases["clips"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    summary.notes += score_clips(out, cfg)
-    summary.phases["scores"] = time.perf_counter() - t0
+        if sink.written.get("text_scores"):
+            summary.notes.append(f"CLIP text-video match scored for {sink.written['text_scores']} captions")
+    shutil.rmtree(out / ".plan", ignore_errors=True)
+    summary.phases["graph"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     filter_clips(out, cfg)
     summary.phases["filters"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    summary.notes += caption_clips(out, cfg)
-    summary.notes += text_score_clips(out, cfg)
-    summary.phases["captions"] = time.perf_counter() - t0
+    captioning = (models.caption_why is None, models.caption_why or "")
+    summary.notes += caption_clips(out, cfg, catch_up=True, available=captioning)
+    summary.notes += text_score_clips(out, cfg, (models.clip_ok, models.clip_why))
+    summary.phases["catch_up"] = time.perf_counter() - t0
 
-    summary.counts = funnel(out)
-    store.write_json(out / "runs" / f"{run_id}.json", {"run_id": run_id, **summary.counts, "phases": summary.phases})
+    summary.counts = run_counts(out)
+    record = {"run_id": run_id, **summary.counts, "phases": summary.phases, "written": summary.written}
+    store.write_json(out / "runs" / f"{run_id}.json", record)
     return summary
 
 
-def _write_clips(out: Path, cfg: Config, ds) -> None:
-    """Driver side of phase 2: clip rows first, then the video's shots row that marks it finished."""
-    clips_w = store.ShardWriter(out, "clips", cfg=cfg.store)
-    shots_w = store.ShardWriter(out, "shots", cfg=cfg.store)
-    pending_shots: list[dict[str, Any]] = []
-    last = time.monotonic()
-
-    def commit() -> None:
-        clips_w.flush()  # a shots row is only ever visible after all its clip rows
-        shots_w.add_rows(pending_shots)
-        shots_w.flush()
-        pending_shots.clear()
-
-    for row in ds.iter_rows():
-        d = json.loads(row["json"])
-        video = d["video"]
-        clips_w.add_rows(d["clips"])
-        pending_shots.append(
-            {
-                "video_id": video["video_id"],
-                "detector": d["detector"],
-                "fps": video["fps"],
-                "num_frames": video["num_frames"],
-                "scenes": [
-                    {k: s.get(k) for k in ("start_frame", "end_frame", "start_s", "end_s")} for s in d["scenes"]
-                ],
-                "n_shots": len(d["scenes"]),
-                "n_clips": d.get("n_clips", 0),
-                "error_type": d["error_type"],
-                "error": d["error"],
-                "detect_s": d.get("detect_s"),
-                "cut_s": d.get("cut_s"),
-            }
-        )
-        if time.monotonic() - last > cfg.store.flush_s or len(pending_shots) >= cfg.store.shard_rows:
-            commit()
-            last = time.monotonic()
-    commit()
-
-
-# --------------------------------------------------------------------------------- scores, filters, captions
-
-
-def _write_stream(out: Path, name: str, ds, cfg: Config) -> int:
-    """Driver side of a per-clip phase: the stage's Arrow batches, stamped, as shards of table ``name``."""
-    n = 0
-    last = time.monotonic()
-    with store.ShardWriter(out, name, cfg=cfg.store) as w:
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            w.add_table(store.stamp(batch))
-            n += batch.num_rows
-            if time.monotonic() - last > cfg.store.flush_s:
-                w.flush()
-                last = time.monotonic()
-    return n
-
-
-def _actor_stage(out: Path, table: str, rows, stage, cfg: Config, stage_cfg, **ctor) -> int:
-    """One per-clip model phase: ``rows`` (a typed Arrow table, or a list of dicts) through an actor pool of
-    ``stage`` (resources from ``stage_cfg``) into the shards of ``table``. The one call site where these stages'
-    Ray resources are applied."""
-    import pyarrow as pa
-    import ray
-
-    if not isinstance(rows, pa.Table):
-        rows = pa.Table.from_pylist(rows)
-    n = rows.num_rows
-    step = max(1, stage_cfg.batch_size)
-    # typed Arrow blocks of one batch each: the columns keep their types across Ray (no Python rows)
-    ds = ray.data.from_arrow([rows.slice(i, step) for i in range(0, n, step)]).map_batches(
-        _Limited,
-        fn_constructor_kwargs={"stage_cls": stage, "cpus": stage_cfg.num_cpus, "cfg": stage_cfg, **ctor},
-        batch_size=stage_cfg.batch_size,
-        compute=_actor_pool(cfg.ray, stage_cfg),
-        num_cpus=stage_cfg.num_cpus,
-        num_gpus=getattr(stage_cfg, "num_gpus", 0.0),
-    )
-    return _write_stream(out, table, ds, cfg)
-
-
-def score_clips(out: Path, cfg: Config) -> list[str]:
-    """Phase 3: CPU scores for every cut clip (one decode per clip), then CLIP scores where weights exist."""
-    import dataclasses
-
-    from stages.clip_scores import ClipScorer, aesthetic_off_note, clip_available
-    from stages.cpu_scores import CpuScorer
-
-    notes: list[str] = []
-    todo = _not_yet(out, "scores")
-    if todo.num_rows:
-        _actor_stage(out, "scores", todo, CpuScorer, cfg, dataclasses.replace(cfg.scores, root=str(out)))
-
-    if not cfg.clip.enabled:
-        notes.append("CLIP scores disabled (clip.enabled = false): no aesthetic score, no aesthetic filter")
-        return notes
-    ok, why = clip_available(cfg.clip)
-    if not ok:
-        notes.append(f"CLIP scores skipped, no aesthetic filter: {why}")
-        return notes
-    if (note := aesthetic_off_note(cfg.clip)) and cfg.filters.min_aesthetic is not None:
-        notes.append(note)
-    todo = _not_yet(out, "clip_scores")
-    if todo.num_rows:
-        _actor_stage(out, "clip_scores", todo, ClipScorer, cfg, dataclasses.replace(cfg.clip, root=str(out)))
-    return notes
-
-
-def _not_yet(out: Path, table: str):
-    """The cut clips with no row in ``table`` yet, as a typed Arrow table (clip_id, clip_path, num_frames, fps):
-    an anti-join in DuckDB over the stored shards, not a Python set of every id."""
-    import duckdb
-
-    clips, done = store._source(out, "clips"), store._source(out, table)
-    if clips is None:
-        return store.TABLES["clips"].empty_table().select(["clip_id", "clip_path", "num_frames", "fps"])
-    anti = f"AND NOT EXISTS (SELECT 1 FROM {done} d WHERE d.clip_id = c.clip_id)" if done else ""
-    con = duckdb.connect()
-    try:
-        return con.sql(
-            f"SELECT c.clip_id, c.clip_path, c.num_frames, c.fps FROM {clips} c WHERE c.clip_path IS NOT NULL {anti} "
-            "ORDER BY c.clip_id"
-        ).to_arrow_table()
-    finally:
-        con.close()
+# --------------------------------------------------------------------------------- filters, captions (global)
 
 
 def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
@@ -519,42 +436,52 @@ def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
     return counts
 
 
-def caption_clips(out: Path, cfg: Config, where: str | None = None) -> list[str]:
-    """Phase 5 (and `clipforge caption`): VLM captions for kept clips (or the clips ``where`` selects).
-
-    Clips captioned by the same model and prompt version are skipped unless captioner.recaption is set.
-    Without the model's weights the run says so once and marks the clips ``skipped_no_model``.
+def caption_clips(
+    out: Path, cfg: Config, where: str | None = None, catch_up: bool = False, available: tuple[bool, str] | None = None
+) -> list[str]:
+    """`clipforge caption`, and the catch-up after a run's graph: VLM captions for kept clips (or the clips
+    ``where`` selects) that need one (``stages.caption.needs_caption``: none yet, another model or prompt version,
+    or ``captioner.recaption``). Without the model's weights the clips without a caption status are marked
+    ``skipped_no_model``. ``catch_up``: the graph already said what captioning did; return notes only for work
+    done here. ``available``: the ``captioner_available`` answer when the caller has it.
     """
     import dataclasses
 
     import pyarrow as pa
 
-    from captioner import captioner_available
     from stages.caption import CaptionStage, needs_caption, resolved_model
 
     ccfg = cfg.captioner
     if ccfg.model in ("", "none", "off"):
-        return ["captioning disabled (captioner.model = none)"]
+        return [] if catch_up else ["captioning disabled (captioner.model = none)"]
     con = store.open(out)
     try:
         cols = {r[0] for r in con.execute("DESCRIBE clips").fetchall()}
         existing = [c for c in ("caption_status", "caption_model", "caption_prompt_version") if c in cols]
         select = ", ".join(["clip_id", "clip_path", "num_frames", "fps", *existing])
         source = f"clips WHERE clip_path IS NOT NULL AND ({where})" if where else "kept WHERE clip_path IS NOT NULL"
-        rows = con.sql(f"SELECT {select} FROM {source}").to_arrow_table().to_pylist()
+        rows = con.sql(f"SELECT {select} FROM {source}").to_arrow_table()
     finally:
         con.close()
-    todo = [r for r in rows if needs_caption(r if r.get("caption_status") else None, ccfg)]
-    if not todo:
+    status = rows["caption_status"].to_pylist() if "caption_status" in rows.column_names else [None] * rows.num_rows
+    todo_idx = [
+        i for i, r in enumerate(rows.to_pylist()) if needs_caption(r if status[i] else None, ccfg)
+    ]  # one row of strings per kept clip: the text columns only, never frames or embeddings
+    if not todo_idx:
         return []
+    todo = rows.take(todo_idx).select(["clip_id", "clip_path", "num_frames", "fps"])
     model = resolved_model(ccfg)
-    ok, why = captioner_available(model)
+    if available is None:
+        from captioner import captioner_available
+
+        available = captioner_available(model)
+    ok, why = available
     if not ok:
-        fresh = [r for r in todo if not r.get("caption_status")]  # mark once; a later `clipforge caption` fills them
+        fresh = [rows["clip_id"][i].as_py() for i in todo_idx if not status[i]]  # mark once
         if fresh:
             skipped = pa.table(
                 {
-                    "clip_id": [r["clip_id"] for r in fresh],
+                    "clip_id": fresh,
                     "caption_model": [model] * len(fresh),
                     "caption_status": ["skipped_no_model"] * len(fresh),
                     "error_caption": [why] * len(fresh),
@@ -562,17 +489,17 @@ def caption_clips(out: Path, cfg: Config, where: str | None = None) -> list[str]
             )
             with store.ShardWriter(out, "captions", cfg=cfg.store) as w:
                 w.add_table(store.stamp(skipped))
-        return [f"captions skipped ({len(todo)} clips marked skipped_no_model): {why}"]
+        return [] if catch_up else [f"captions skipped ({len(todo_idx)} clips marked skipped_no_model): {why}"]
     stage_cfg = dataclasses.replace(ccfg, root=str(out))
-    todo = [{k: r[k] for k in ("clip_id", "clip_path", "num_frames", "fps")} for r in todo]
     n = _actor_stage(out, "captions", todo, CaptionStage, cfg, stage_cfg, root=str(out))
-    return [f"captioned {n} clips with {model}"]
+    return [f"captioned {n} clips with {model}" + (" (after the graph: clips a kill interrupted)" if catch_up else "")]
 
 
-def text_score_clips(out: Path, cfg: Config) -> list[str]:
+def text_score_clips(out: Path, cfg: Config, available: tuple[bool, str] | None = None) -> list[str]:
     """CLIP text-video match of each captioned clip (dense caption), where CLIP scores exist.
 
-    Scores the clips whose caption is newer than their text score (or that have none).
+    Scores the clips whose caption is newer than their text score (or that have none). ``available``: the
+    ``clip_available`` answer when the caller has it (checked here, only when there is work, otherwise).
     """
     import dataclasses
 
@@ -580,9 +507,6 @@ def text_score_clips(out: Path, cfg: Config) -> list[str]:
 
     if not cfg.clip.enabled or not store.shard_files(out, "clip_scores") or not store.shard_files(out, "captions"):
         return []
-    ok, why = clip_available(cfg.clip)
-    if not ok:
-        return [f"CLIP text-video scores skipped: {why}"]
     con = store.open(out)
     try:
         cap = store._source(out, "captions")
@@ -605,6 +529,36 @@ def text_score_clips(out: Path, cfg: Config) -> list[str]:
         con.close()
     if not rows:
         return []
+    ok, why = available or clip_available(cfg.clip)
+    if not ok:
+        return [f"CLIP text-video scores skipped: {why}"]
     tcfg = dataclasses.replace(cfg.clip, root=str(out))
     n = _actor_stage(out, "text_scores", rows, ClipTextScorer, cfg, tcfg)
     return [f"CLIP text-video match scored for {n} captions"]
+
+
+def _actor_stage(out: Path, table: str, rows, stage, cfg: Config, stage_cfg, **ctor) -> int:
+    """One per-clip model stage outside the graph (``clipforge caption``, the catch-up): ``rows`` (a typed Arrow
+    table, or a list of dicts) through an actor pool of ``stage`` (resources from ``stage_cfg``), written by the
+    workers into the shards of ``table`` (``pipeline.stream.TableSink``). Returns the rows written."""
+    import pyarrow as pa
+    import ray
+
+    from pipeline.stream import TableSink
+
+    if not isinstance(rows, pa.Table):
+        rows = pa.Table.from_pylist(rows)
+    n = rows.num_rows
+    step = max(1, stage_cfg.batch_size)
+    # typed Arrow blocks of one batch each: the columns keep their types across Ray (no Python rows)
+    ds = ray.data.from_arrow([rows.slice(i, step) for i in range(0, n, step)]).map_batches(
+        _Limited,
+        fn_constructor_kwargs={"stage_cls": stage, "cpus": stage_cfg.num_cpus, "cfg": stage_cfg, **ctor},
+        batch_size=stage_cfg.batch_size,
+        compute=_actor_pool(cfg.ray, stage_cfg),
+        num_cpus=stage_cfg.num_cpus,
+        num_gpus=getattr(stage_cfg, "num_gpus", 0.0),
+    )
+    sink = TableSink(str(out), table, cfg.store)
+    ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+    return sink.written

@@ -16,13 +16,19 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
-SCHEMA_VERSION = "2"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
+SCHEMA_VERSION = "3"  # 3: shots.scenes.caption; 2: videos geometry/colour/time columns, shot times, scores.decoder
 METADATA_KEY = b"clipforge.schema_version"
 
 _span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])
 # a shot: frames in presentation order (end exclusive) and their presentation times (s from the first frame)
 _scene = pa.struct(
-    [("start_frame", pa.int64()), ("end_frame", pa.int64()), ("start_s", pa.float64()), ("end_s", pa.float64())]
+    [
+        ("start_frame", pa.int64()),
+        ("end_frame", pa.int64()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("caption", pa.string()),  # a given span's caption (list inputs); null for detected shots
+    ]
 )
 
 VIDEOS = pa.schema(

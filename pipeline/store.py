@@ -33,8 +33,10 @@ CURRENT = "CURRENT"
 class StoreConfig:
     shard_rows: int = 10_000  # rows per shard at most
     shard_bytes: int = 128 * 2**20  # in-memory Arrow bytes per shard at most (embeddings make rows heavy)
-    flush_s: float = 30.0  # also flush a partial shard this often, so a crash loses at most this much work
     compression: str = "zstd"
+    # rows (videos and clips) the run's graph bundles into one write task: fewer, larger shards; a kill loses at
+    # most the rows in flight and those waiting for a write (Ray Data's Datasink.min_rows_per_write)
+    stream_rows: int = 256
 
 
 def table_dir(out: str | Path, name: str) -> Path:

@@ -79,13 +79,16 @@ class ClipsConfig:
     short_side: int | None = None  # downscale so the shorter side is this (never upscales; even dims)
     fps: float | None = None  # resample to this frame rate by timestamps (drops/duplicates frames)
     num_cpus: float = 1.0  # CPUs per cutting task; also the encoder/decoder thread count
+    memory_mb: int = 2048  # memory Ray reserves for each cutting task (one source decoded, its clips encoded)
 
 
 def settings_of(cfg: ClipsConfig, detector: str) -> dict:
     """The settings that decide what a clip is (its span rules and its pixels): they go into clip_id
-    and the ``settings`` column. ``num_cpus`` is excluded: it changes speed, not output."""
+    and the ``settings`` column. The resources (``num_cpus``, ``memory_mb``) are excluded: they change speed, not
+    output."""
     s = asdict(cfg)
     s.pop("num_cpus")
+    s.pop("memory_mb")
     return {"detector": detector, "cut_version": CUT_VERSION, **s}
 
 
@@ -584,3 +587,37 @@ def _prepare(
 
 def _interp(size: tuple[int, int], frame: av.VideoFrame) -> str:
     return "AREA" if size[0] * size[1] < frame.width * frame.height else "BICUBIC"
+
+
+def cut_video(video: dict, shots: dict, out_dir: str | Path, cfg: ClipsConfig, skip_ids=()) -> tuple[dict, list]:
+    """Plan and cut the clips of one video from its shots row; never raises.
+
+    Reads: the videos row, its shots row (scenes), the source file
+    Writes: (the shots row with scene times from the source's timestamps, n_clips and cut_s; the clip rows of
+    the plans not in ``skip_ids``, i.e. not stored by an earlier run). A failure leaves the shots row's
+    error_type / error set and no clip rows.
+    """
+    import time
+
+    from stages.media import source_times, timeline
+
+    t0 = time.perf_counter()
+    shots = dict(shots)
+    clips: list[dict] = []
+    try:
+        index = timeline(video["path"])
+        times = source_times(video, index)
+        scenes = [dict(sc) for sc in shots["scenes"]]
+        for sc in scenes:
+            sc["start_s"], sc["end_s"] = times[sc["start_frame"]], times[sc["end_frame"]]
+        shots["scenes"] = scenes
+        plans = plan_clips(video, scenes, cfg, shots["detector"], times)
+        stored = set(skip_ids or ())
+        todo = [p for p in plans if p["clip_id"] not in stored]
+        clips = cut_clips(video["path"], video, todo, out_dir, cfg, skip_ids=stored, index=index) if todo else []
+        shots["n_clips"] = len(plans)
+    except Exception as e:  # errors are data: the shots row says why
+        shots["error_type"], shots["error"] = type(e).__name__, str(e)[:2000]
+        clips = []
+    shots["cut_s"] = time.perf_counter() - t0
+    return shots, clips

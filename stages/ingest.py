@@ -54,6 +54,8 @@ class IngestConfig:
     follow_symlinks: bool = True
     sidecar_captions: bool = True
     drop_hdr: bool = False
+    num_cpus: float = 1.0  # CPUs of each probe (and planning hash) task
+    memory_mb: int = 1024  # memory Ray reserves for each probe task
 
 
 def expand_inputs(inputs: list[str], cfg: IngestConfig | None = None) -> list[dict]:

@@ -250,6 +250,21 @@ class PtsIndex:
         return [float((p - p0) * tb) for p in self.pts] + [float((self.end_pts - p0) * tb)]
 
 
+def timeline(path: str | os.PathLike) -> PtsIndex | None:
+    """The presentation-timestamp index of ``path``'s video stream (one demux pass), or None for a stream whose
+    timestamps cannot number its frames."""
+    container, stream = open_video(path)
+    with container:
+        return PtsIndex.build(container, stream, os.path.getsize(path))
+
+
+def source_times(video: dict, index: PtsIndex | None) -> list[float]:
+    """A probed source's ``n + 1`` frame boundaries (seconds from its first frame): from ``index`` when it has
+    timestamps, else at the videos row's constant ``fps`` over its ``num_frames``."""
+    n = len(index) if index is not None else int(video.get("num_frames") or 0)
+    return frame_times(index, n, float(video.get("fps") or 25.0))
+
+
 def constant_rate_times(n: int, fps: float) -> list[float]:
     """Frame boundaries ``[i / fps for i in 0..n]`` for a stream without usable timestamps."""
     return [i / fps for i in range(n + 1)]

@@ -125,6 +125,18 @@ def content_hash_of(path: str) -> str:
     return h.hexdigest()
 
 
+def planned_hash(path: str) -> str | None:
+    """The ``content_hash`` :func:`probe` will give ``path``, computed ahead of probing (the run decides duplicate
+    files before it probes), or None where probe gives none (a missing, empty, unreadable or non-regular file,
+    a URI): such a file's probe reports its error and hashes nothing."""
+    try:
+        if "://" in path or not os.path.isfile(path) or os.path.getsize(path) == 0:
+            return None
+        return content_hash_of(path)
+    except OSError:
+        return None
+
+
 def probe(row: dict) -> dict:
     """Probe one input file and return its ``videos`` row; never raises.
 
@@ -146,6 +158,7 @@ def probe(row: dict) -> dict:
             raise ProbeError(etype if msg else "InputError", msg or etype)
         if not raw_path:
             raise ProbeError("InputError", "ingest row has no path")
+        out["content_hash"] = row.get("content_hash")  # hashed already when the run planned (pipeline/stream.py)
         _probe_file(path, out)
         out["status"] = "ok"
     except ProbeError as e:
@@ -191,7 +204,7 @@ def _probe_file(path: str, out: dict[str, Any]) -> None:
         raise IsADirectoryError(21, "Is a directory, not a video file")
     if st.st_size == 0:
         raise ProbeError("EmptyFile", "file is empty (0 bytes)")
-    out["content_hash"] = content_hash_of(path)
+    out["content_hash"] = out.get("content_hash") or content_hash_of(path)
     try:
         container = av.open(path, mode="r", metadata_errors="replace")
     except av.error.FFmpegError as e:
@@ -537,4 +550,4 @@ def _bmff_truncation(f: Any, size: int) -> str | None:
     return None
 
 
-__all__ = ["probe", "exclude_hdr", "video_id_for", "content_hash_of", "truncation", "ProbeError"]
+__all__ = ["probe", "planned_hash", "exclude_hdr", "video_id_for", "content_hash_of", "truncation", "ProbeError"]

@@ -66,6 +66,7 @@ class ShotsConfig:
     hybrid_min_scene_frames: int = 8  # shortest shot hybrid emits (its flash test, not a minimum, stops flashes)
     # Ray resources the pipeline applies to this stage (tasks; the TransNetV2 actor pool grows min..max actors)
     num_cpus: float = 1.0
+    memory_mb: int = 1024  # memory Ray reserves for each shot-detection task
     min_actors: int = 1
     max_actors: int | None = None
 
@@ -586,6 +587,71 @@ def detect(path: str | Path, cfg: ShotsConfig | None = None, *, transnet: TransN
     if cfg.detector in ("content", "adaptive"):
         return _detect_pyscenedetect(path, cfg)
     return (transnet or TransNetV2Detector(cfg)).detect(path, cfg)
+
+
+def scenes_from_spans(spans: list[dict], times: list[float]) -> list[dict]:
+    """Given spans (seconds, from a list input) as frame spans: each edge at the nearest frame boundary by
+    presentation time (``times``: the source's ``n + 1`` frame boundaries). A span's ``caption`` stays on its
+    scene; empty spans are dropped."""
+    from stages.media import index_at_time
+
+    n = len(times) - 1
+    scenes = []
+    for span in spans:
+        start = index_at_time(times, max(0.0, span["start_s"]))
+        end = index_at_time(times, span["end_s"]) if span.get("end_s") is not None else n
+        if end > start:
+            scenes.append({"start_frame": start, "end_frame": end, "caption": span.get("caption")})
+    return scenes
+
+
+def shots_row(video: dict, cfg: ShotsConfig, detector=None) -> dict:
+    """The ``shots`` row of one ok ``videos`` row; never raises.
+
+    Reads: video_id, path, fps, num_frames, spans (a list input's given spans: used instead of detection)
+    Writes: video_id, detector ("given" for spans), fps, num_frames, scenes [{start_frame, end_frame (exclusive),
+    start_s, end_s, caption}], n_shots, error_type, error, detect_s (the cut fills n_clips and cut_s)
+    Reasons: error_type ShotDetectionError | ShotCoverageError | FileNotFoundError ... with the message in error
+
+    ``detector``: a loaded detector callable (path -> :func:`detect` dict), e.g. :class:`TransNetV2Detector`;
+    else :func:`detect` with ``cfg``. The detected shots must cover the probe's frames (:func:`check_coverage`).
+    """
+    import time
+
+    t0 = time.perf_counter()
+    row = {"video_id": video["video_id"], "detector": cfg.detector, "fps": video.get("fps")}
+    row.update(num_frames=video.get("num_frames"), scenes=[], error_type=None, error=None)
+    try:
+        if video.get("spans"):
+            from stages.media import source_times, timeline
+
+            row["detector"] = "given"
+            row["scenes"] = scenes_from_spans(video["spans"], source_times(video, timeline(video["path"])))
+        else:
+            found = detector(video["path"]) if detector is not None else detect(video["path"], cfg)
+            check_coverage(found["scenes"], video["num_frames"])
+            keys = ("start_frame", "end_frame", "start_s", "end_s")
+            row["scenes"] = [{k: sc.get(k) for k in keys} for sc in found["scenes"]]
+            row["detector"] = found["detector"]
+    except Exception as e:  # errors are data: the video gets a shots row saying why
+        row["error_type"], row["error"] = type(e).__name__, str(e)[:2000]
+    row["n_shots"] = len(row["scenes"])
+    row["detect_s"] = time.perf_counter() - t0
+    return row
+
+
+class TransNetShots:
+    """Shot detection with the TransNetV2 network, loaded once per Ray actor.
+
+    Reads: a videos row   Writes: its shots row (:func:`shots_row`)   Reasons: as :func:`shots_row`
+    """
+
+    def __init__(self, cfg: ShotsConfig):
+        self.cfg = cfg
+        self.detector = TransNetV2Detector(cfg)
+
+    def __call__(self, video: dict) -> dict:
+        return shots_row(video, self.cfg, self.detector)
 
 
 def main(argv: list[str] | None = None) -> None:

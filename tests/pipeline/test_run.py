@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import av
+import pyarrow.compute as pc
 import pytest
 
 from pipeline import config, store
@@ -146,8 +147,8 @@ def _cli_run(inputs: list[Path], out: Path) -> list[str]:
         str(out),
         "--ray.num_cpus",
         "2",
-        "--store.flush_s",
-        "0",
+        "--store.stream_rows",
+        "4",
         "--clips.max_s",
         "3",
         "--ray.progress",
@@ -197,16 +198,42 @@ def test_kill_dash_9_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, 
         assert (out / p).is_file()
 
 
-def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run):
-    """Resume finds the clips a per-clip stage has not scored by joining against the stored shards in DuckDB, as a
-    typed Arrow table (no Python set of every id, no rows through Python)."""
-    import pyarrow as pa
+def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run, tmp_path):
+    """Resume plans by anti-joins against the stored shards in DuckDB: a finished run owes nothing; a copy of it
+    missing a scores shard and a shots row owes exactly those (the clips file is written by DuckDB, typed; no
+    Python set of every id)."""
+    import shutil
 
-    from pipeline.run import _not_yet
+    import pyarrow.parquet as pq
 
-    _, _, out, _ = mixed_run
-    cut = store.open(out).execute("SELECT count(*) FROM clips WHERE clip_path IS NOT NULL").fetchone()[0]
-    assert cut > 0
-    assert _not_yet(out, "scores").num_rows == 0  # every cut clip was scored
-    todo = _not_yet(out, "text_scores")  # nothing stored yet: every cut clip is still to do
-    assert todo.num_rows == cut and todo.schema.field("num_frames").type == pa.int64()
+    from pipeline.stream import STREAM, plan, stored_clip_rows
+    from stages.ingest import expand_inputs
+
+    root, _, out, _ = mixed_run
+    cfg = _cfg([root / "corpus"], out)
+    inputs = expand_inputs(cfg.inputs, cfg.ingest)
+    done = plan(out, cfg, inputs, {}, clip_stage=False)
+    assert done.videos.num_rows == 0 and done.clips_file is None  # nothing left to do
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shards = store.shard_files(copy, "scores")
+    lost = pq.read_table(shards[0], columns=["clip_id"]).column("clip_id").to_pylist()
+    shards[0].unlink()
+    shots = store.read_table(copy, "shots")
+    victim = shots.filter(pc.greater(shots["n_clips"], 0)).slice(0, 1)
+    vid = victim["video_id"][0].as_py()
+    for f in store.shard_files(copy, "shots"):
+        f.unlink()
+    w = store.ShardWriter(copy, "shots")
+    w.add_table(shots.filter(pc.not_equal(shots["video_id"], vid)))
+    w.close()
+    todo = plan(copy, cfg, inputs, {}, clip_stage=False)
+    assert todo.new_files == 0 and todo.unfinished == 1
+    row = todo.videos.to_pylist()[0]
+    assert row["videos"]["video_id"] == vid and row["shots"] is None and row["stored"] == ["videos"]
+    stored = store.read_table(copy, "clips").filter(pc.equal(store.read_table(copy, "clips")["video_id"], vid))
+    assert sorted(row["skip_ids"]) == sorted(stored["clip_id"].to_pylist())  # cut again: only what is missing
+    owed = stored_clip_rows(pq.read_table(todo.clips_file))
+    assert owed.schema == STREAM
+    assert sorted(owed.column("clips").combine_chunks().field("clip_id").to_pylist()) == sorted(lost)

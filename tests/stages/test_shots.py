@@ -165,16 +165,15 @@ def test_cheap_module_imports():
 def test_shot_coverage_invariant_turns_a_short_detection_into_an_error_row(bikes):
     """The run checks every detected shot list against the probe's frame count: a detector that saw fewer frames
     (a decoder that stops early) yields an error row naming the gap, never a short, quiet shot list."""
-    from pipeline.run import _detect
     from stages.probe import probe
-    from stages.shots import ShotCoverageError, check_coverage
+    from stages.shots import ShotCoverageError, check_coverage, shots_row
 
     video = probe({"path": str(bikes)})
     full = detect(bikes)
     check_coverage(full["scenes"], video["num_frames"])  # the real detection covers every probed frame
     short = {"detector": "hybrid", "scenes": [dict(s) for s in full["scenes"]]}
     short["scenes"][-1]["end_frame"] -= 10
-    d = _detect(video, ShotsConfig(), detector_obj=lambda path: short)
+    d = shots_row(video, ShotsConfig(), detector=lambda path: short)
     assert d["error_type"] == "ShotCoverageError" and "240" in d["error"] and "250" in d["error"]
     gap = [dict(s) for s in full["scenes"]]
     gap[1]["start_frame"] += 1

@@ -1,0 +1,615 @@
+"""The run's one streaming Ray Data graph: input rows in, stored rows out, every stage running at once.
+
+    plan (driver) -> probe -> shots -> cut -> CPU scores -> CLIP -> per-clip filters -> captions -> text match
+                  -> StoreSink (workers write Parquet shards; the driver only adds up what was written)
+
+**Rows.** One typed Arrow schema (:func:`stream_schema`) crosses Ray: a struct column per stored table
+(``videos``, ``shots``, ``clips``, ``scores``, ...; each struct's fields are exactly that table's columns from
+``pipeline.schema``), plus ``input`` (the ingest row), ``skip_ids`` (clip ids of the video stored already),
+``stored`` (the tables this row's structs were read from: not written again) and ``drop_reason`` (the per-clip
+filters' verdict, which decides who is captioned). A video is one row from the plan through the cut; the cut
+adds one row per clip. Each stage fills its own struct on the rows it applies to and passes every other row on.
+
+**Who writes.** :class:`StoreSink` write tasks (workers) append each struct column's rows to its table as atomic
+shards (``pipeline.store.ShardWriter``), ``store.stream_rows`` rows per write. The driver plans (anti-joins in
+DuckDB and Arrow against what is stored), starts the graph, and receives per-table row counts.
+
+**Resume.** Nothing is bookkept beyond the stored rows. What a rerun does (:func:`plan`):
+
+- an input path without a ``videos`` row is probed (its content hash and video id are computed while planning, so
+  duplicate files are decided before the graph starts, by path order: a global step over the file listing);
+- an ok video is finished when its ``shots`` row is stored and its stored clip rows number its ``n_clips``;
+  an unfinished video is detected again only if it has no ``shots`` row, and is cut again for exactly the clips
+  not stored (``skip_ids``): clip ids are a function of the content and the settings, so they equal an
+  uninterrupted run's and none is written twice;
+- a stored clip without its ``scores`` row (or ``clip_scores`` row, when CLIP runs) enters the graph at that
+  stage, with the stage rows it has.
+
+Captions and text-match scores of clips a kill interrupted are caught up after the graph by the same functions as
+``clipforge caption`` (pipeline/run.py), on the clips that survive every filter, dedup included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from ray.data import Datasink
+
+from pipeline import store
+from pipeline.schema import TABLES, VIDEOS
+
+# stored tables carried as struct columns, in the order a write task stores them
+STREAM_TABLES: tuple[str, ...] = ("videos", "shots", "clips", "scores", "clip_scores", "captions", "text_scores")
+_PER_CLIP = ("scores", "clip_scores", "captions", "text_scores")
+
+INPUT = pa.struct(
+    [
+        ("path", pa.string()),
+        ("original_caption", pa.string()),
+        ("spans", VIDEOS.field("spans").type),
+        ("input_error", pa.string()),
+        ("content_hash", pa.string()),  # planned_hash: known before probing, so duplicates are decided first
+        ("video_id", pa.string()),
+        ("duplicate_of", pa.string()),
+        ("size_bytes", pa.int64()),
+    ]
+)
+
+
+def table_fields(name: str) -> list[pa.Field]:
+    """The stored columns of table ``name`` that a stage fills (``written_at`` is added by the sink)."""
+    return [f for f in TABLES[name] if f.name != "written_at"]
+
+
+def stream_schema() -> pa.Schema:
+    """The one schema of every block in the graph (see the module docstring)."""
+    fields = [
+        pa.field("input", INPUT),
+        pa.field("skip_ids", pa.list_(pa.string())),
+        pa.field("stored", pa.list_(pa.string())),
+        pa.field("drop_reason", pa.string()),
+    ]
+    fields += [pa.field(name, pa.struct(table_fields(name))) for name in STREAM_TABLES]
+    return pa.schema(fields)
+
+
+STREAM = stream_schema()
+
+
+# ------------------------------------------------------------------------------------------- struct helpers
+
+
+def empty_rows(n: int) -> pa.Table:
+    return pa.Table.from_arrays([pa.nulls(n, f.type) for f in STREAM], schema=STREAM)
+
+
+def from_rows(rows: list[dict[str, Any]]) -> pa.Table:
+    """Stream rows from dicts {column: value or struct dict}; missing columns are null."""
+    return pa.Table.from_pylist(rows, schema=STREAM) if rows else empty_rows(0)
+
+
+def struct_rows(batch: pa.Table, name: str, mask: pa.Array) -> list[dict[str, Any]]:
+    """The ``name`` struct of the rows ``mask`` selects, as dicts."""
+    return batch.column(name).filter(mask).to_pylist()
+
+
+def valid(batch: pa.Table, name: str) -> pa.Array:
+    return pc.is_valid(batch.column(name))
+
+
+def field_of(batch: pa.Table, name: str, field: str) -> pa.ChunkedArray:
+    return pc.struct_field(batch.column(name), field)
+
+
+def put(batch: pa.Table, name: str, mask: pa.Array, values: pa.Table | list[dict[str, Any]]) -> pa.Table:
+    """``batch`` with struct column ``name`` set to ``values`` (one row per selected row, in order) where
+    ``mask`` is true; other rows keep theirs."""
+    typ = STREAM.field(name).type
+    if isinstance(values, list):
+        values = pa.Table.from_pylist(values, schema=pa.schema(list(typ)))
+    values = store.conform(values, pa.schema(list(typ))).replace_schema_metadata(None)
+    arrays = [c.combine_chunks() for c in values.columns]
+    new = pa.StructArray.from_arrays(arrays, fields=list(typ)) if values.num_rows else pa.array([], typ)
+    selected = mask.to_pylist()
+    idx, k = [], 0
+    for hit in selected:
+        idx.append(k if hit else None)
+        k += bool(hit)
+    placed = new.take(pa.array(idx, pa.int64()))
+    old = batch.column(name).combine_chunks()
+    merged = pc.if_else(pa.array(selected, pa.bool_()), placed, old)
+    return batch.set_column(STREAM.get_field_index(name), STREAM.field(name), merged)
+
+
+def _mask(*conditions) -> pa.Array:
+    m = conditions[0]
+    for c in conditions[1:]:
+        m = pc.and_(m, c)
+    m = pc.fill_null(m, False)
+    return m.combine_chunks() if isinstance(m, pa.ChunkedArray) else m
+
+
+def clip_todo(batch: pa.Table, name: str) -> pa.Array:
+    """Rows that are cut clips without a ``name`` row yet."""
+    return _mask(
+        valid(batch, "clips"), pc.is_valid(field_of(batch, "clips", "clip_path")), pc.invert(valid(batch, name))
+    )
+
+
+# -------------------------------------------------------------------------------------------- video stages
+
+
+def probe_rows(batch: pa.Table, drop_hdr: bool) -> pa.Table:
+    """Probe stage (Ray task): a ``videos`` row for every input row that has none; duplicate files planned as
+    such get status ``duplicate``; ``drop_hdr`` excludes HDR sources (``stages.probe.exclude_hdr``)."""
+    from stages.probe import exclude_hdr, probe
+
+    mask = _mask(valid(batch, "input"), pc.invert(valid(batch, "videos")))
+    out = []
+    for row in struct_rows(batch, "input", mask):
+        v = probe(row)
+        if drop_hdr:
+            v = exclude_hdr(v)
+        if v["status"] == "ok" and row.get("duplicate_of"):
+            v.update(status="duplicate", duplicate_of=row["duplicate_of"])
+        out.append(v)
+    return put(batch, "videos", mask, out)
+
+
+def _needs_shots(batch: pa.Table) -> pa.Array:
+    return _mask(pc.equal(field_of(batch, "videos", "status"), "ok"), pc.invert(valid(batch, "shots")))
+
+
+def shots_rows(batch: pa.Table, cfg) -> pa.Table:
+    """Shot stage (Ray task, detectors without a model): a ``shots`` row for every ok video without one."""
+    from stages.shots import shots_row
+
+    mask = _needs_shots(batch)
+    return put(batch, "shots", mask, [shots_row(v, cfg) for v in struct_rows(batch, "videos", mask)])
+
+
+def cut_rows(batch: pa.Table, out: str, cfg) -> pa.Table:
+    """Cut stage (Ray task): every video with a shots row and no shot error is planned and cut (except the clips
+    in ``skip_ids``); its row gets the shots row's times, n_clips and cut_s, and one row per clip follows it."""
+    from stages.clips import cut_video
+
+    todo = _mask(
+        valid(batch, "shots"),
+        pc.is_null(field_of(batch, "shots", "error")),
+        pc.equal(field_of(batch, "videos", "status"), "ok"),
+        pc.invert(valid(batch, "clips")),
+    ).to_pylist()
+    pieces = []
+    for i, hit in enumerate(todo):
+        row = batch.slice(i, 1)
+        if not hit:
+            pieces.append(row)
+            continue
+        video, shots = row.column("videos")[0].as_py(), row.column("shots")[0].as_py()
+        skip = row.column("skip_ids")[0].as_py() or ()
+        shots, clips = cut_video(video, shots, out, cfg, skip_ids=skip)
+        pieces.append(put(row, "shots", pa.array([True]), [shots]))
+        pieces.append(from_rows([{"clips": c} for c in clips]))
+    return pa.concat_tables(pieces) if pieces else batch
+
+
+# ----------------------------------------------------------------------------------------- per-clip stages
+
+
+def _clip_inputs(batch: pa.Table, mask: pa.Array, reads: dict[str, str]) -> dict[str, list]:
+    """Stage input columns from struct fields: {input name: "table.field"}."""
+    cols = {}
+    for name, source in reads.items():
+        table, field = source.split(".")
+        cols[name] = field_of(batch, table, field).filter(mask).to_pylist()
+    return cols
+
+
+CLIP_READS = {
+    "clip_id": "clips.clip_id",
+    "clip_path": "clips.clip_path",
+    "num_frames": "clips.num_frames",
+    "fps": "clips.fps",
+}
+
+
+class ClipStage:
+    """A per-clip stage as a Ray actor: limits the worker's threads to the stage's CPUs
+    (``stages.resources.limit_threads``), builds the stage once, then fills the stage's struct column ``table`` on
+    the rows that need it (cut clips without that row; with ``only_kept``, only those the per-clip filters keep).
+    The stage itself sees a dict of its input columns (``reads``: {name: "table.field"}) and returns its table's
+    rows as Arrow, exactly as when it runs alone (``clipforge caption``, tests)."""
+
+    def __init__(
+        self, stage_cls, table: str, cpus: float, reads: dict[str, str], only_kept=False, busy=None, **kwargs
+    ):
+        from stages.resources import limit_threads
+
+        limit_threads(cpus)
+        self.stage = stage_cls(**kwargs)
+        limit_threads(cpus)  # again: the stage may have imported torch
+        self.table, self.reads, self.only_kept, self.busy = table, reads, only_kept, busy
+
+    def todo(self, batch: pa.Table) -> pa.Array:
+        mask = clip_todo(batch, self.table)
+        return _mask(mask, pc.is_null(batch.column("drop_reason"))) if self.only_kept else mask
+
+    def inputs(self, batch: pa.Table, mask: pa.Array) -> dict[str, list] | list[dict]:
+        return _clip_inputs(batch, mask, self.reads)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        t0 = time.time()
+        mask = self.todo(batch)
+        if pc.any(mask).as_py():
+            batch = put(batch, self.table, mask, self.stage(self.inputs(batch, mask)))
+        record_busy(self.busy, self.table, t0, time.time(), batch.num_rows)
+        return batch
+
+
+class ShotsActor(ClipStage):
+    """The shot stage with a model (``stages.shots.TransNetShots``): the network loads once per actor."""
+
+    def todo(self, batch: pa.Table) -> pa.Array:
+        return _needs_shots(batch)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        t0 = time.time()
+        mask = self.todo(batch)
+        batch = put(batch, "shots", mask, [self.stage(v) for v in struct_rows(batch, "videos", mask)])
+        record_busy(self.busy, "shots", t0, time.time(), batch.num_rows)
+        return batch
+
+
+class TextStage(ClipStage):
+    """CLIP text-video match of the clips captioned in this graph (dense caption against the clip embedding)."""
+
+    def todo(self, batch: pa.Table) -> pa.Array:
+        return _mask(
+            clip_todo(batch, "text_scores"),
+            pc.is_valid(field_of(batch, "captions", "caption_dense")),
+            pc.is_valid(field_of(batch, "clip_scores", "clip_embedding")),
+        )
+
+    def inputs(self, batch: pa.Table, mask: pa.Array) -> dict[str, list]:
+        cols = _clip_inputs(batch, mask, self.reads)
+        cols["text_column"] = ["caption_dense"] * len(cols["clip_id"])
+        return cols
+
+
+def record_busy(directory: str | None, stage: str, t0: float, t1: float, rows: int) -> None:
+    """Append one busy interval (stage, start, end in epoch seconds, rows) to ``directory``/<pid>.jsonl: how the
+    bench shows that stages overlap. One line per batch; a failure to record never fails the stage."""
+    if not directory:
+        return
+    import json
+    import os
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, f"{os.getpid()}.jsonl"), "a") as f:
+            f.write(json.dumps({"stage": stage, "t0": t0, "t1": t1, "rows": rows}) + "\n")
+    except OSError:
+        pass
+
+
+def filter_rows(batch: pa.Table, cfg) -> pa.Table:
+    """Per-clip filters (Ray task): ``drop_reason`` of every clip row from its clip and score columns
+    (``stages.filters.apply_filters``, the rules ``clipforge refilter`` applies; a reason set at cut time wins).
+    Decides who is captioned; the stored drop reasons are the filters table written after the graph."""
+    from stages.filters import COLUMNS, apply_filters
+
+    mask = valid(batch, "clips").combine_chunks() if batch.num_rows else pa.array([], pa.bool_())
+    if not pc.any(mask).as_py():
+        return batch
+    cols: dict[str, Any] = {}
+    for table in ("clips", "scores", "clip_scores"):
+        for f in STREAM.field(table).type:
+            if f.name in COLUMNS and f.name not in cols:
+                cols[f.name] = pc.struct_field(batch.column(table), f.name)
+    reasons = apply_filters(pa.table(cols), cfg)
+    at_cut = field_of(batch, "clips", "drop_reason")
+    final = pc.if_else(mask, pc.coalesce(at_cut, reasons), pa.nulls(batch.num_rows, pa.string()))
+    return batch.set_column(STREAM.get_field_index("drop_reason"), "drop_reason", final)
+
+
+def skip_caption_rows(batch: pa.Table, model: str, why: str) -> pa.Table:
+    """Without the caption model's weights: the clips the filters keep are marked ``skipped_no_model`` (a later
+    ``clipforge caption`` fills them)."""
+    mask = _mask(clip_todo(batch, "captions"), pc.is_null(batch.column("drop_reason")))
+    ids = field_of(batch, "clips", "clip_id").filter(mask).to_pylist()
+    rows = [
+        {"clip_id": c, "caption_model": model, "caption_status": "skipped_no_model", "error_caption": why} for c in ids
+    ]
+    return put(batch, "captions", mask, rows)
+
+
+def text_reads() -> dict[str, str]:
+    return {
+        "clip_id": "clips.clip_id",
+        "clip_embedding": "clip_scores.clip_embedding",
+        "text": "captions.caption_dense",
+    }
+
+
+# ------------------------------------------------------------------------------------------------- the sink
+
+
+class StoreSink(Datasink):
+    """Ray Data datasink: each write task (a worker) appends every struct column's new rows to its table, as atomic
+    shards, in ``STREAM_TABLES`` order; per-clip stage rows get ``written_at``. Returns per-table row counts, which
+    the driver adds up (:attr:`written`). Rows whose table is in their ``stored`` list were read from the store
+    and are not written again. ``rows_per_write``: Ray Data bundles at least this many rows into one write (the
+    last write of a run takes what is left), so shards are not one per block; a kill loses at most the rows in
+    flight and the ones waiting for a write."""
+
+    def __init__(self, out: str, store_cfg, rows_per_write: int):
+        self.out, self.store_cfg, self.rows_per_write = out, store_cfg, rows_per_write
+        self.written: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
+
+    @property
+    def min_rows_per_write(self) -> int:
+        return self.rows_per_write
+
+    def get_name(self) -> str:
+        return "Store"
+
+    def write(self, blocks: Iterable[pa.Table], ctx) -> dict[str, int]:
+        tables = [b for b in blocks if b.num_rows]
+        if not tables:
+            return {}
+        batch = pa.concat_tables(tables)
+        stored = batch.column("stored").to_pylist()
+        counts = {}
+        for name in STREAM_TABLES:
+            fresh = [s is None or name not in s for s in stored]
+            mask = _mask(valid(batch, name), pa.array(fresh, pa.bool_()))
+            if not pc.any(mask).as_py():
+                continue
+            rows = pa.Table.from_struct_array(batch.column(name).filter(mask))
+            if "written_at" in TABLES[name].names:
+                rows = store.stamp(rows)
+            with store.ShardWriter(self.out, name, cfg=self.store_cfg) as w:
+                w.add_table(rows)
+            counts[name] = rows.num_rows
+        return counts
+
+    def on_write_complete(self, write_result) -> None:
+        for counts in write_result.write_returns:
+            for name, n in (counts or {}).items():
+                self.written[name] += n
+
+
+class TableSink(Datasink):
+    """Ray Data datasink for one stage table (``clipforge caption``, the catch-up after a graph): write tasks append
+    the blocks, stamped with ``written_at``, as atomic shards of table ``name``; :attr:`written` counts rows."""
+
+    def __init__(self, out: str, name: str, store_cfg):
+        self.out, self.name, self.store_cfg = out, name, store_cfg
+        self.written = 0
+
+    def get_name(self) -> str:
+        return f"Store_{self.name}"
+
+    def write(self, blocks: Iterable[pa.Table], ctx) -> int:
+        n = 0
+        with store.ShardWriter(self.out, self.name, cfg=self.store_cfg) as w:
+            for block in blocks:
+                if block.num_rows:
+                    w.add_table(store.stamp(block))
+                    n += block.num_rows
+        return n
+
+    def on_write_complete(self, write_result) -> None:
+        self.written += sum(write_result.write_returns)
+
+
+# ------------------------------------------------------------------------------------------------- planning
+
+
+@dataclasses.dataclass
+class Plan:
+    """What the graph does on this run: the video rows to start it (typed Arrow, one per video) and the file of
+    stored clip rows it still owes a stage row (None when none do)."""
+
+    videos: pa.Table
+    clips_file: Path | None
+    new_files: int = 0
+    unfinished: int = 0
+    clips_todo: int = 0
+
+
+def plan(out: Path, cfg, inputs: list[dict[str, Any]], hashes: dict[str, str | None], clip_stage: bool) -> Plan:
+    """The driver's plan, from anti-joins against the stored tables (DuckDB over the shards; nothing per clip is
+    held in Python): new input paths, unfinished ok videos with their stored clip ids, stored clips lacking a
+    stage row (written by DuckDB to ``OUT/.plan/clips.parquet``). ``hashes``: path -> planned content hash.
+    Holds one small row per input file (path, hash, ids), never one per clip."""
+    import duckdb
+
+    from stages.probe import video_id_for
+
+    known = store.read_table(out, "videos", columns=["path", "video_id", "status", "content_hash"]).to_pylist()
+    known_paths = {v["path"] for v in known}
+    new = [dict(r) for r in inputs if r["path"] not in known_paths]
+    for r in new:
+        r["content_hash"] = hashes.get(r["path"])
+        r["video_id"] = video_id_for(r["content_hash"], r["path"])
+        r["size_bytes"] = _size(r["path"])
+    _mark_duplicates(known, new)
+
+    wanted = [r["video_id"] for r in new] + [v["video_id"] for v in known if v["status"] == "ok"]
+    shots, clips = store._source(out, "shots"), store._source(out, "clips")
+    con = duckdb.connect()
+    try:
+        con.register("wanted", pa.table({"video_id": pa.array(wanted, pa.string())}))
+        stored_ids = "NULL::VARCHAR[]"
+        joins = ""
+        if clips:
+            joins += (
+                " LEFT JOIN (SELECT video_id, list(clip_id ORDER BY clip_id) AS ids, count(*) AS n "
+                f"FROM {clips} GROUP BY ALL) c USING (video_id)"
+            )
+            stored_ids = "c.ids"
+        finished = "FALSE"
+        if shots:
+            joins += (
+                f" LEFT JOIN (SELECT video_id, max(n_clips) AS n_clips FROM {shots} GROUP BY ALL) s USING (video_id)"
+            )
+            have = "coalesce(c.n, 0)" if clips else "0"
+            finished = f"(s.video_id IS NOT NULL AND {have} >= coalesce(s.n_clips, 0))"
+        q = f"SELECT w.video_id, {stored_ids}, s.video_id IS NOT NULL FROM wanted w{joins} WHERE NOT {finished}"
+        if not shots:
+            q = q.replace(", s.video_id IS NOT NULL", ", FALSE")
+        todo = {vid: ids for vid, ids, _ in con.execute(q).fetchall()}
+    finally:
+        con.close()
+
+    rows: list[dict[str, Any]] = []
+    for r in sorted(new, key=lambda r: -(r["size_bytes"] or 0)):  # big files first: a long tail starts early
+        rows.append({"input": {k: r.get(k) for k in INPUT.names}, "skip_ids": todo.get(r["video_id"])})
+    unfinished = [v["video_id"] for v in known if v["status"] == "ok" and v["video_id"] in todo]
+    if unfinished:
+        rows += _stored_videos(out, unfinished, todo)
+    clips_file = _clips_todo(out, clip_stage)
+    n_clips = 0
+    if clips_file is not None:
+        import pyarrow.parquet as pq
+
+        n_clips = pq.ParquetFile(clips_file).metadata.num_rows
+    return Plan(from_rows(rows), clips_file if n_clips else None, len(new), len(unfinished), n_clips)
+
+
+def _size(path: str) -> int | None:
+    import os
+
+    try:
+        return os.path.getsize(path) if "://" not in path else None
+    except OSError:
+        return None
+
+
+def _struct(row: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    return None if row is None else {f.name: row.get(f.name) for f in STREAM.field(name).type}
+
+
+def _stored_videos(out: Path, unfinished: list[str], todo: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stream rows for stored ok videos that are not finished: their videos row, and their shots row when stored
+    (then the video is cut again without detecting again)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("ids", pa.table({"video_id": pa.array(unfinished, pa.string())}))
+        videos = con.sql(
+            f"SELECT * FROM {store._source(out, 'videos')} SEMI JOIN ids USING (video_id)"
+        ).to_arrow_table()
+        shots_src = store._source(out, "shots")
+        shots = {}
+        if shots_src:
+            q = f"SELECT * FROM {shots_src} SEMI JOIN ids USING (video_id)"
+            shots = {s["video_id"]: s for s in con.sql(q).to_arrow_table().to_pylist()}
+    finally:
+        con.close()
+    rows = []
+    for v in videos.to_pylist():
+        s = shots.get(v["video_id"])
+        stored = ["videos"] + (["shots"] if s is not None else [])
+        rows.append(
+            {
+                "videos": _struct(v, "videos"),
+                "shots": _struct(s, "shots"),
+                "skip_ids": todo[v["video_id"]],
+                "stored": stored,
+            }
+        )
+    return rows
+
+
+def _clips_todo(out: Path, clip_stage: bool) -> Path | None:
+    """Stored cut clips lacking a ``scores`` row (or a ``clip_scores`` row when ``clip_stage``), each with the stage
+    rows it has, written by DuckDB straight to ``OUT/.plan/clips.parquet`` (no clip row passes through Python)."""
+    import duckdb
+
+    clips = store._source(out, "clips")
+    if clips is None:
+        return None
+    joins, select, missing, stored = [], ["c AS clips"], [], ["'clips'"]
+    for name in ("scores", "clip_scores"):
+        owed = name == "scores" or clip_stage
+        src = store._source(out, name)
+        if src is None:
+            select.append(f"NULL AS {name}")
+            missing += ["TRUE"] if owed else []
+            continue
+        cols = ", ".join(f'"{f.name}"' for f in table_fields(name))
+        latest = (
+            f"SELECT {cols} FROM {src} QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY written_at DESC) = 1"
+        )
+        joins.append(f"LEFT JOIN ({latest}) t_{name} USING (clip_id)")
+        select.append(f"CASE WHEN t_{name}.clip_id IS NULL THEN NULL ELSE t_{name} END AS {name}")
+        missing += [f"t_{name}.clip_id IS NULL"] if owed else []
+        stored.append(f"CASE WHEN t_{name}.clip_id IS NULL THEN NULL ELSE '{name}' END")
+    if not missing:
+        return None
+    (out / ".plan").mkdir(exist_ok=True)
+    path = out / ".plan" / "clips.parquet"
+    q = (
+        f"SELECT {', '.join(select)}, list_filter([{', '.join(stored)}], lambda x: x IS NOT NULL) AS stored "
+        f"FROM {clips} c {' '.join(joins)} WHERE c.clip_path IS NOT NULL AND ({' OR '.join(missing)})"
+    )
+    con = duckdb.connect()
+    try:
+        con.execute(f"COPY ({q}) TO '{path}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return path
+
+
+def stored_clip_rows(batch: pa.Table) -> pa.Table:
+    """Rows read from ``OUT/.plan/clips.parquet`` (DuckDB's column shapes) as stream rows."""
+    n = batch.num_rows
+    cols = []
+    for f in STREAM:
+        if f.name in batch.column_names and not pa.types.is_null(batch.column(f.name).type):
+            col = batch.column(f.name)
+            if pa.types.is_struct(f.type):
+                col = pa.StructArray.from_arrays(
+                    [pc.struct_field(col, g.name).combine_chunks().cast(g.type) for g in f.type],
+                    fields=list(f.type),
+                    mask=pc.is_null(col).combine_chunks(),
+                )
+            else:
+                col = col.cast(f.type)
+            cols.append(col)
+        else:
+            cols.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(cols, schema=STREAM)
+
+
+def _mark_duplicates(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+    """The first file with a given content is the original (stored ok videos first, then new files by path);
+    later ones are planned as duplicates of it."""
+    first: dict[str, str] = {}
+    for v in known:
+        if v["status"] == "ok" and v["content_hash"]:
+            first.setdefault(v["content_hash"], v["video_id"])
+    for v in sorted(new, key=lambda r: r["path"]):
+        if not v["content_hash"] or v.get("input_error"):
+            continue
+        if v["content_hash"] in first:
+            v["duplicate_of"] = first[v["content_hash"]]
+        else:
+            first[v["content_hash"]] = v["video_id"]
+
+
+def hash_rows(batch: dict[str, Any]) -> dict[str, Any]:
+    """Planning task: each input file's content hash (``stages.probe.planned_hash``)."""
+    from stages.probe import planned_hash
+
+    paths = [str(p) for p in batch["path"]]
+    return {"path": paths, "content_hash": [planned_hash(p) for p in paths]}
