@@ -12,7 +12,18 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.store import StoreConfig
+    from stages.caption import CaptionConfig
+    from stages.clip_scores import ClipScoresConfig
+    from stages.clips import ClipsConfig
+    from stages.cpu_scores import CpuScoresConfig
+    from stages.dedup import DedupConfig
+    from stages.filters import FiltersConfig
+    from stages.ingest import IngestConfig
+    from stages.shots import ShotsConfig
 
 
 class ConfigError(ValueError):
@@ -50,23 +61,77 @@ def _section_class(spec: str) -> type:
 
 @dataclass
 class Config:
+    """The run's settings: inputs, output, the user's own stages (``stages``: ``"module:STAGE"`` references, see
+    ``stages.catalogue``) and one typed section per stage. The built-in sections are typed attributes
+    (``cfg.shots``, ...); a user stage's section is ``cfg.sections[name]``."""
+
     inputs: list[str] = field(default_factory=list)
     output: str = ""
+    stages: list[str] = field(default_factory=list)
     sections: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, spec in SECTIONS.items():
             self.sections.setdefault(name, _section_class(spec)())
+        for ref in self.stages:
+            self._add_stage(ref)
 
-    def __getattr__(self, name: str) -> Any:
-        # cfg.shots, cfg.clips, ... (only called when normal lookup fails)
-        sections = self.__dict__.get("sections", {})
-        if name in sections:
-            return sections[name]
-        raise AttributeError(name)
+    def _add_stage(self, ref: str) -> None:
+        """A user stage joins: its section, typed by its config dataclass (``stages.catalogue.load`` checks it)."""
+        from stages.catalogue import load
+
+        try:
+            stage = load(ref)
+        except (ImportError, AttributeError, TypeError, ValueError) as e:
+            raise ConfigError(f"stages: {ref}: {e}") from None
+        if stage.name in SECTIONS:
+            raise ConfigError(f"stages: {ref}: its name {stage.name!r} is a built-in config section")
+        self.sections.setdefault(stage.name, stage.resolve("config")())
+        if ref not in self.stages:
+            self.stages.append(ref)
+
+    @property
+    def ray(self) -> RayConfig:
+        return self.sections["ray"]
+
+    @property
+    def store(self) -> StoreConfig:
+        return self.sections["store"]
+
+    @property
+    def ingest(self) -> IngestConfig:
+        return self.sections["ingest"]
+
+    @property
+    def shots(self) -> ShotsConfig:
+        return self.sections["shots"]
+
+    @property
+    def clips(self) -> ClipsConfig:
+        return self.sections["clips"]
+
+    @property
+    def scores(self) -> CpuScoresConfig:
+        return self.sections["scores"]
+
+    @property
+    def clip(self) -> ClipScoresConfig:
+        return self.sections["clip"]
+
+    @property
+    def filters(self) -> FiltersConfig:
+        return self.sections["filters"]
+
+    @property
+    def dedup(self) -> DedupConfig:
+        return self.sections["dedup"]
+
+    @property
+    def captioner(self) -> CaptionConfig:
+        return self.sections["captioner"]
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"inputs": list(self.inputs), "output": self.output}
+        d: dict[str, Any] = {"inputs": list(self.inputs), "output": self.output, "stages": list(self.stages)}
         for name, section in self.sections.items():
             d[name] = dataclasses.asdict(section)
         return d
@@ -123,8 +188,14 @@ def _set(section: Any, key: str, value: Any, where: str) -> None:
 
 def apply(cfg: Config, overrides: dict[str, Any], where: str = "config") -> Config:
     """Apply {"section.key": value} or nested {"section": {"key": value}} overrides."""
+    stages = overrides.get("stages")
+    if stages is not None:  # first: the user's stages bring the sections the other keys may set
+        for ref in [stages] if isinstance(stages, str) else list(stages):
+            cfg._add_stage(str(ref))
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
+        if key == "stages":
+            continue
         if isinstance(value, dict) and key in cfg.sections:
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:

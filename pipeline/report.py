@@ -135,23 +135,28 @@ def caption_text_columns(types: dict[str, str]) -> list[str]:
 
 
 def thresholds(config: dict[str, Any], column: str) -> dict[str, tuple[str, float]]:
-    """The configured bounds of a column: ``{"min"|"max": (setting name, value)}``.
-
-    ``filters.min_<column>`` / ``filters.max_<column>`` when set; otherwise a setting whose name is a ``_``-suffix of
-    the column (``max_under_frac`` bounds ``luma_under_frac``), when exactly one such setting exists.
-    """
-    filters = config.get("filters") or {}
-    numeric = {k: float(v) for k, v in filters.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The configured bounds of a column: ``{"min"|"max": (setting name, value)}``, from the filter rules of the
+    stage catalogue (``stages.catalogue.rules``; the user's stages from config.json's ``stages`` list) and the
+    thresholds saved in config.json. A rule disabled (threshold None) draws nothing."""
     found = {}
-    for bound in ("min", "max"):
-        key = f"{bound}_{column}"
-        if key in numeric:
-            found[bound] = (key, numeric[key])
+    for rule in _rules(tuple(config.get("stages") or ())):
+        if rule.column != column or rule.setting is None:
             continue
-        suffix = [k for k in numeric if k.startswith(f"{bound}_") and column.endswith("_" + k[len(bound) + 1 :])]
-        if len(suffix) == 1:
-            found[bound] = (suffix[0], numeric[suffix[0]])
+        section, _, key = rule.setting.partition(".")
+        value = (config.get(section) or {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.setdefault("min" if rule.op == "<" else "max", (key, float(value)))
     return found
+
+
+def _rules(extra: tuple[str, ...]):
+    """The catalogue's rules; built-in ones only when a user stage's module cannot be imported here."""
+    from stages.catalogue import rules
+
+    try:
+        return rules(extra)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return rules()
 
 
 def duration_bounds(config: dict[str, Any]) -> dict[str, tuple[str, float]]:

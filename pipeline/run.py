@@ -149,13 +149,15 @@ def fit_pools(rc: RayConfig, stages: dict[str, Any]) -> tuple[dict[str, Pool], s
     return pools, note
 
 
-def _task(fn, stage: str, cpus: float, busy: str | None):
-    """A graph task: the thread policy (``stages.resources.limit_threads``) first, its busy interval recorded."""
+def _task(fn, stage: str, cpus: float, busy: str | None, extra: list[str] | tuple[str, ...] = ()):
+    """A graph task: the thread policy (``stages.resources.limit_threads``) and the user's stages
+    (``pipeline.stream.use_stages``) first, its busy interval recorded."""
 
     def run(batch, **kwargs):
-        from pipeline.stream import record_busy
+        from pipeline.stream import record_busy, use_stages
         from stages.resources import limit_threads
 
+        use_stages(extra)
         limit_threads(cpus)
         t0 = time.time()
         result = fn(batch, **kwargs)
@@ -181,7 +183,9 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
     if plan.clips_file is not None:
         sources.append(
             ray.data.read_parquet(str(plan.clips_file)).map_batches(
-                _task(stream.stored_clip_rows, "stored_clips", 0.25, busy), batch_format="pyarrow", num_cpus=0.25
+                _task(stream.stored_clip_rows, "stored_clips", 0.25, busy, cfg.stages),
+                batch_format="pyarrow",
+                num_cpus=0.25,
             )
         )
     ds = sources[0] if len(sources) == 1 else sources[0].union(*sources[1:])
@@ -191,7 +195,7 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         # keeps Ray Data from fusing the task into the next actor pool (their resources differ), so the cut never
         # runs inside the scorer's actors, whose pool is sized for scoring
         return ds.map_batches(
-            _task(fn, stage, cpus, busy),
+            _task(fn, stage, cpus, busy, cfg.stages),
             batch_format="pyarrow",
             batch_size=None,
             num_cpus=cpus,
@@ -211,6 +215,11 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         actors["clip_scores"] = cfg.clip
         if models.aesthetic_note and cfg.filters.min_aesthetic is not None:
             summary.notes.append(models.aesthetic_note)
+    from stages.catalogue import load
+
+    users = [load(ref) for ref in cfg.stages]  # the user's own stages (config `stages`), before the filters
+    for st in users:
+        actors[st.name] = cfg.sections[st.name]
     caption_model, caption_why = models.caption_model, models.caption_why
     if caption_model and caption_why is None:
         actors["captions"] = cfg.captioner
@@ -231,6 +240,7 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
                 "reads": reads,
                 "only_kept": only_kept,
                 "busy": busy,
+                "extra": cfg.stages,
                 **ctor,
             },
             batch_format="pyarrow",
@@ -250,7 +260,10 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
     if "clip_scores" in actors:
         ccfg = dataclasses.replace(cfg.clip, root=str(out))
         ds = actor(ClipScorer, "clip_scores", stream.CLIP_READS, cfg.clip, cfg=ccfg)
-    ds = task(stream.filter_rows, "filters", 0.25, None, cfg=cfg.filters)
+    for st in users:
+        section = cfg.sections[st.name]
+        ds = actor(st.resolve("stage"), st.name, st.reads, section, cfg=section, root=str(out))
+    ds = task(stream.filter_rows, "filters", 0.25, None, cfg=cfg, extra=cfg.stages)
     if "captions" in actors:
         from stages.caption import CaptionStage
 
@@ -360,7 +373,7 @@ def run(cfg: Config) -> Summary:
     t0 = time.perf_counter()
     ds = _graph(out, cfg, plan, models, busy, summary) if plan.videos.num_rows or plan.clips_file else None
     if ds is not None:
-        sink = stream.StoreSink(str(out), cfg.store, cfg.store.stream_rows)
+        sink = stream.StoreSink(str(out), cfg.store, cfg.store.stream_rows, cfg.stages)
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
         summary.written = dict(sink.written)
         if sink.written.get("captions") and models.caption_model and models.caption_why is None:
@@ -395,7 +408,7 @@ def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
     """Phase 4 (and `clipforge refilter`): drop reasons from the stored scores, then dedup among the survivors.
 
     Decodes nothing. Replaces the filters table whole, so thresholds can be re-tuned at will. Reads only the columns
-    the filter rules and dedup need (``stages.filters.COLUMNS``, ``stages.dedup.columns``): no embeddings (unless
+    the filter rules and dedup need (``stages.filters.columns``, ``stages.dedup.columns``): no embeddings (unless
     dedup confirms matches with them), no captions.
     """
     import pyarrow as pa
@@ -403,18 +416,18 @@ def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
 
     from stages.dedup import columns as dedup_columns
     from stages.dedup import find_duplicates
-    from stages.filters import COLUMNS as FILTER_COLUMNS
     from stages.filters import apply_filters
+    from stages.filters import columns as filter_columns
 
     con = store.open(out, skip=("filters",))
     try:
         present = {r[0] for r in con.execute("DESCRIBE clips").fetchall()}
-        wanted = dict.fromkeys(("clip_id", "drop_reason", *FILTER_COLUMNS, *dedup_columns(cfg.dedup)))
+        wanted = dict.fromkeys(("clip_id", "drop_reason", *filter_columns(cfg.stages), *dedup_columns(cfg.dedup)))
         select = ", ".join(f'"{c}"' for c in wanted if c in present)
         table = con.sql(f"SELECT {select} FROM clips").to_arrow_table()
     finally:
         con.close()
-    reasons = apply_filters(table, cfg.filters)
+    reasons = apply_filters(table, cfg, cfg.stages)
     survivors = pc.and_(pc.is_null(table["drop_reason"]), pc.is_null(reasons))
     candidates = table.filter(survivors)
     dupes = find_duplicates(candidates, cfg.dedup) if "phash" in table.column_names else {}

@@ -129,17 +129,32 @@ FILTERS = pa.schema(
     ]
 )
 
-TABLES: dict[str, pa.Schema] = {
-    "videos": VIDEOS,
-    "shots": SHOTS,
-    "clips": CLIPS,
-    "scores": SCORES,
-    "clip_scores": CLIP_SCORES,
-    "filters": FILTERS,
-    "captions": CAPTIONS,
-    "text_scores": TEXT_SCORES,
-}
+def _catalogue_tables() -> dict[str, pa.Schema]:
+    """The per-clip stage tables, from the stage catalogue (``stages.catalogue``), each with ``written_at``."""
+    from stages.catalogue import stages
+
+    return {s.name: s.resolve("schema").append(_WRITTEN_AT) for s in stages()}
+
+
+TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "shots": SHOTS, "clips": CLIPS, "filters": FILTERS}
+TABLES.update(_catalogue_tables())
 
 
 def with_version(schema: pa.Schema) -> pa.Schema:
     return schema.with_metadata({METADATA_KEY: SCHEMA_VERSION.encode()})
+
+
+def register(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Add the tables of the user's own stages (``stages.catalogue``; the config's ``stages`` list) to
+    :data:`TABLES`, with ``written_at``; idempotent. Returns the user stages' table names, in order."""
+    if not extra:
+        return []
+    from stages.catalogue import load
+
+    names = []
+    for ref in extra:
+        stage = load(ref)
+        if stage.name not in TABLES:
+            TABLES[stage.name] = stage.resolve("schema").append(_WRITTEN_AT)
+        names.append(stage.name)
+    return names

@@ -189,7 +189,29 @@ def schema_version(path: str | Path) -> str | None:
 
 # Stage tables keyed by clip_id, joined onto the clip rows in this order when present. A stage table's
 # drop_reason (filters) never overrides one set at cut time: the earliest reason wins.
-CLIP_STAGE_TABLES = ("scores", "clip_scores", "filters", "captions", "text_scores")
+def _clip_stage_tables() -> tuple[str, ...]:
+    from stages.catalogue import stages
+
+    names = [s.name for s in stages()]
+    names.insert(names.index("captions"), "filters")  # the per-clip filters run before captioning
+    return tuple(names)
+
+
+CLIP_STAGE_TABLES = _clip_stage_tables()  # from the stage catalogue: scores, clip_scores, filters, captions, ...
+
+
+def user_tables(out: str | Path) -> list[str]:
+    """Tables of the user's own stages (``stages.catalogue``) under OUT: every other table directory whose shards
+    are keyed by ``clip_id``, by name. The views join them without importing the stage: the store describes
+    itself."""
+    root = Path(out) / "tables"
+    known = {"videos", "shots", "clips", *CLIP_STAGE_TABLES}
+    names = []
+    for d in sorted(root.iterdir()) if root.is_dir() else ():
+        if d.is_dir() and d.name not in known and shard_files(out, d.name):
+            if "clip_id" in pq.read_schema(shard_files(out, d.name)[0]).names:
+                names.append(d.name)
+    return names
 
 
 def stamp(table: pa.Table) -> pa.Table:
@@ -231,7 +253,7 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = ()):  # noqa: A00
     select = ["c.* EXCLUDE (drop_reason)"]
     joins = []
     reason = "c.drop_reason"
-    for name in CLIP_STAGE_TABLES:
+    for name in (*CLIP_STAGE_TABLES, *user_tables(out)):
         src = None if name in skip else _source(out, name)
         if src is None:
             continue

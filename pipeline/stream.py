@@ -44,9 +44,9 @@ from ray.data import Datasink
 from pipeline import store
 from pipeline.schema import TABLES, VIDEOS
 
-# stored tables carried as struct columns, in the order a write task stores them
-STREAM_TABLES: tuple[str, ...] = ("videos", "shots", "clips", "scores", "clip_scores", "captions", "text_scores")
-_PER_CLIP = ("scores", "clip_scores", "captions", "text_scores")
+# stored tables carried as struct columns, in the order a write task stores them (the user's stages, registered by
+# use_stages, go after clip_scores: they run before the per-clip filters)
+STREAM_TABLES: list[str] = ["videos", "shots", "clips", "scores", "clip_scores", "captions", "text_scores"]
 
 INPUT = pa.struct(
     [
@@ -80,6 +80,21 @@ def stream_schema() -> pa.Schema:
 
 
 STREAM = stream_schema()
+
+
+def use_stages(extra: list[str] | tuple[str, ...] = ()) -> None:
+    """Make the user's own stages (the config's ``stages`` list) part of this process's stream schema and tables;
+    every graph task, actor and write task calls it first (workers import this module afresh). Idempotent."""
+    global STREAM
+    from pipeline.schema import register
+
+    added = False
+    for name in register(extra):
+        if name not in STREAM_TABLES:
+            STREAM_TABLES.insert(STREAM_TABLES.index("captions"), name)
+            added = True
+    if added:
+        STREAM = stream_schema()
 
 
 # ------------------------------------------------------------------------------------------- struct helpers
@@ -227,10 +242,11 @@ class ClipStage:
     rows as Arrow, exactly as when it runs alone (``clipforge caption``, tests)."""
 
     def __init__(
-        self, stage_cls, table: str, cpus: float, reads: dict[str, str], only_kept=False, busy=None, **kwargs
+        self, stage_cls, table: str, cpus: float, reads: dict[str, str], only_kept=False, busy=None, extra=(), **kwargs
     ):
         from stages.resources import limit_threads
 
+        use_stages(extra)
         limit_threads(cpus)
         self.stage = stage_cls(**kwargs)
         limit_threads(cpus)  # again: the stage may have imported torch
@@ -298,21 +314,22 @@ def record_busy(directory: str | None, stage: str, t0: float, t1: float, rows: i
         pass
 
 
-def filter_rows(batch: pa.Table, cfg) -> pa.Table:
+def filter_rows(batch: pa.Table, cfg, extra=()) -> pa.Table:
     """Per-clip filters (Ray task): ``drop_reason`` of every clip row from its clip and score columns
     (``stages.filters.apply_filters``, the rules ``clipforge refilter`` applies; a reason set at cut time wins).
     Decides who is captioned; the stored drop reasons are the filters table written after the graph."""
-    from stages.filters import COLUMNS, apply_filters
+    from stages.filters import apply_filters, columns
 
     mask = valid(batch, "clips").combine_chunks() if batch.num_rows else pa.array([], pa.bool_())
     if not pc.any(mask).as_py():
         return batch
+    wanted = set(columns(extra))
     cols: dict[str, Any] = {}
-    for table in ("clips", "scores", "clip_scores"):
+    for table in STREAM_TABLES[STREAM_TABLES.index("clips") : STREAM_TABLES.index("captions")]:
         for f in STREAM.field(table).type:
-            if f.name in COLUMNS and f.name not in cols:
+            if f.name in wanted and f.name not in cols:
                 cols[f.name] = pc.struct_field(batch.column(table), f.name)
-    reasons = apply_filters(pa.table(cols), cfg)
+    reasons = apply_filters(pa.table(cols), cfg, extra)
     at_cut = field_of(batch, "clips", "drop_reason")
     final = pc.if_else(mask, pc.coalesce(at_cut, reasons), pa.nulls(batch.num_rows, pa.string()))
     return batch.set_column(STREAM.get_field_index("drop_reason"), "drop_reason", final)
@@ -348,8 +365,9 @@ class StoreSink(Datasink):
     last write of a run takes what is left), so shards are not one per block; a kill loses at most the rows in
     flight and the ones waiting for a write."""
 
-    def __init__(self, out: str, store_cfg, rows_per_write: int):
-        self.out, self.store_cfg, self.rows_per_write = out, store_cfg, rows_per_write
+    def __init__(self, out: str, store_cfg, rows_per_write: int, extra=()):
+        self.out, self.store_cfg, self.rows_per_write, self.extra = out, store_cfg, rows_per_write, tuple(extra)
+        use_stages(self.extra)
         self.written: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
 
     @property
@@ -360,6 +378,7 @@ class StoreSink(Datasink):
         return "Store"
 
     def write(self, blocks: Iterable[pa.Table], ctx) -> dict[str, int]:
+        use_stages(self.extra)
         tables = [b for b in blocks if b.num_rows]
         if not tables:
             return {}
@@ -475,13 +494,21 @@ def plan(out: Path, cfg, inputs: list[dict[str, Any]], hashes: dict[str, str | N
     unfinished = [v["video_id"] for v in known if v["status"] == "ok" and v["video_id"] in todo]
     if unfinished:
         rows += _stored_videos(out, unfinished, todo)
-    clips_file = _clips_todo(out, clip_stage)
+    clips_file = _clips_todo(out, clip_stage, use_stages_tables(getattr(cfg, "stages", ())))
     n_clips = 0
     if clips_file is not None:
         import pyarrow.parquet as pq
 
         n_clips = pq.ParquetFile(clips_file).metadata.num_rows
     return Plan(from_rows(rows), clips_file if n_clips else None, len(new), len(unfinished), n_clips)
+
+
+def use_stages_tables(extra) -> list[str]:
+    """The user's stages' table names (registered first)."""
+    from pipeline.schema import register
+
+    use_stages(extra)
+    return register(extra)
 
 
 def _size(path: str) -> int | None:
@@ -530,7 +557,7 @@ def _stored_videos(out: Path, unfinished: list[str], todo: dict[str, Any]) -> li
     return rows
 
 
-def _clips_todo(out: Path, clip_stage: bool) -> Path | None:
+def _clips_todo(out: Path, clip_stage: bool, extra_tables: list[str] = ()) -> Path | None:
     """Stored cut clips lacking a ``scores`` row (or a ``clip_scores`` row when ``clip_stage``), each with the stage
     rows it has, written by DuckDB straight to ``OUT/.plan/clips.parquet`` (no clip row passes through Python)."""
     import duckdb
@@ -539,8 +566,8 @@ def _clips_todo(out: Path, clip_stage: bool) -> Path | None:
     if clips is None:
         return None
     joins, select, missing, stored = [], ["c AS clips"], [], ["'clips'"]
-    for name in ("scores", "clip_scores"):
-        owed = name == "scores" or clip_stage
+    for name in ("scores", "clip_scores", *extra_tables):
+        owed = name != "clip_scores" or clip_stage
         src = store._source(out, name)
         if src is None:
             select.append(f"NULL AS {name}")

@@ -1,12 +1,17 @@
-"""The stage catalogue: one stage per file, in pipeline order. Each stage is a plain function or a Ray-callable
-class whose docstring states Reads / Writes / Reasons. Stages never import pipeline/; pipeline/run.py applies
-their resources (from each stage's config dataclass) at one visible call site.
+"""The stages, one per file, in pipeline order. Each stage is a plain function or a Ray-callable class whose
+docstring states Reads / Writes / Reasons. Stages never import pipeline/.
 
-A new filter: one file here, one line below, one test in tests/stages/.
+The per-clip stages declare themselves (``STAGE = stages.catalogue.Stage(...)``: table, config, schema, reads, filter
+rules) and ``stages.catalogue`` is the wiring: the stored tables, the ``clips`` view, the config sections, the run's
+graph, the filters (``refilter``) and the report's thresholds all follow from it. A new per-clip score with a filter
+rule: one file here with its ``STAGE``, its reference in ``stages.catalogue.BUILTIN``, one test. A user's own stage
+joins through the config's ``stages`` list without a change here (README, "Your own stage").
 
 Two modules here are infrastructure every stage shares, not stages: ``stages/media.py`` (all media I/O: which stream,
 frame numbering and times from presentation timestamps, colour and aspect) and ``stages/resources.py`` (the thread
 policy of Ray workers).
+
+:data:`CATALOGUE` below names every stage's entry point, for readers and for the contract test.
 """
 
 CATALOGUE: dict[str, str] = {

@@ -303,3 +303,17 @@ def _existing(batch: dict[str, np.ndarray], i: int) -> dict[str, Any] | None:
 def _error(e: BaseException) -> dict[str, Any]:
     msg = str(e).replace("\n", " ")[:500]
     return {"caption_status": STATUS_ERROR, "error_caption": f"error_caption:{type(e).__name__}: {msg}"}
+
+
+def _stage():
+    from stages.catalogue import Stage
+
+    return Stage(
+        name="captions",
+        stage="stages.caption:CaptionStage",
+        config="stages.caption:CaptionConfig",
+        schema="stages.caption:CAPTIONS_SCHEMA",
+    )
+
+
+STAGE = _stage()  # the catalogue entry (stages/catalogue.py): after the per-clip filters, on the clips they keep

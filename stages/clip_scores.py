@@ -583,3 +583,35 @@ class ClipTextScorer:
             },
             schema=TEXT_SCORES_SCHEMA,
         )
+
+
+def _stages():
+    from stages.catalogue import Rule, Stage
+    from stages.filters import AESTHETIC_LOW, ERROR_CLIP_SCORES
+
+    scores = Stage(
+        name="clip_scores",
+        stage="stages.clip_scores:ClipScorer",
+        config="stages.clip_scores:ClipScoresConfig",
+        schema="stages.clip_scores:CLIP_SCORES_SCHEMA",
+        rules=(
+            Rule(ERROR_CLIP_SCORES, "error_clip_scores", "notnull"),
+            Rule(AESTHETIC_LOW, "aesthetic", "<", "filters.min_aesthetic"),
+        ),
+    )
+    text = Stage(
+        name="text_scores",
+        stage="stages.clip_scores:ClipTextScorer",
+        config="stages.clip_scores:ClipScoresConfig",
+        schema="stages.clip_scores:TEXT_SCORES_SCHEMA",
+        reads={
+            "clip_id": "clips.clip_id",
+            "clip_embedding": "clip_scores.clip_embedding",
+            "text": "captions.caption_dense",
+        },
+    )
+    return scores, text
+
+
+# the catalogue entries (stages/catalogue.py): CLIP scores before the filters, the text match after captioning
+STAGE, TEXT_STAGE = _stages()

@@ -64,6 +64,7 @@ from stages.media import (
 # Bump when the cutting code changes what a clip file contains: it goes into every clip_id.
 CUT_VERSION = 2  # 2: PTS-timed length rules, square pixels at display size, colour range/tags
 DURATION_SHORT = "duration_short"
+RESOLUTION_LOW = "resolution_low"
 _EPS_S = 2.5e-3  # timestamp rounding (1 ms time bases round each pts and the inferred last interval), jitter
 
 
@@ -621,3 +622,17 @@ def cut_video(video: dict, shots: dict, out_dir: str | Path, cfg: ClipsConfig, s
         clips = []
     shots["cut_s"] = time.perf_counter() - t0
     return shots, clips
+
+
+def _rules():
+    from stages.catalogue import Rule
+
+    # "short_side" is derived: min(width, height) of the written clip
+    return (
+        Rule(DURATION_SHORT, "duration_s", "<", "filters.min_duration_s"),
+        Rule(RESOLUTION_LOW, "short_side", "<", "filters.min_short_side"),
+    )
+
+
+# The filter rules on the clip's own columns: the first ones (stages.catalogue.rules), true whatever a scorer says.
+RULES = _rules()

@@ -402,3 +402,42 @@ class CpuScorer:
             row.setdefault("frames_decoded", 0)
             rows.append(row)
         return pa.Table.from_pylist(rows, schema=SCORES_SCHEMA)
+
+
+def _stage():
+    from stages.catalogue import Rule, Stage
+    from stages.filters import (
+        ERROR_SCORES,
+        MOTION_JITTER,
+        MOTION_STATIC,
+        QUALITY_BLACK,
+        QUALITY_BLURRY,
+        QUALITY_DARK,
+        QUALITY_OVEREXPOSED,
+        TEXT_BURNED_IN,
+    )
+
+    # order matters, first failing wins; why this order: stages/filters.py
+    rules = (
+        Rule(ERROR_SCORES, "error_scores", "notnull"),
+        Rule(QUALITY_BLACK, "black_frac", ">", "filters.max_black_frac"),
+        Rule(QUALITY_DARK, "luma_mean", "<", "filters.min_luma_mean"),
+        Rule(QUALITY_DARK, "luma_under_frac", ">", "filters.max_under_frac"),
+        Rule(QUALITY_OVEREXPOSED, "luma_mean", ">", "filters.max_luma_mean"),
+        Rule(QUALITY_OVEREXPOSED, "luma_over_frac", ">", "filters.max_over_frac"),
+        Rule(QUALITY_BLURRY, "sharpness", "<", "filters.min_sharpness"),
+        Rule(MOTION_STATIC, "frozen_frac", ">", "filters.max_frozen_frac"),
+        Rule(MOTION_STATIC, "motion", "<", "filters.min_motion"),
+        Rule(MOTION_JITTER, "motion", ">", "filters.max_motion"),
+        Rule(TEXT_BURNED_IN, "text_area", ">", "filters.max_text_area"),
+    )
+    return Stage(
+        name="scores",
+        stage="stages.cpu_scores:CpuScorer",
+        config="stages.cpu_scores:CpuScoresConfig",
+        schema="stages.cpu_scores:SCORES_SCHEMA",
+        rules=rules,
+    )
+
+
+STAGE = _stage()  # the catalogue entry (stages/catalogue.py); its thresholds live in the filters section

@@ -32,8 +32,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-DURATION_SHORT = "duration_short"
-RESOLUTION_LOW = "resolution_low"
+from stages.clips import DURATION_SHORT, RESOLUTION_LOW  # the clip rules' reasons (stages.clips.RULES)
+
 ERROR_SCORES = "error_scores"
 QUALITY_BLACK = "quality_black"
 QUALITY_DARK = "quality_dark"
@@ -106,29 +106,33 @@ class FiltersConfig:
     min_aesthetic: float | None = 4.5
 
 
-# (reason, column, comparison, threshold attribute or None for "column is not null").
-# Derived column "short_side" = min(width, height).
-_RULES: tuple[tuple[str, str, str, str | None], ...] = (
-    (DURATION_SHORT, "duration_s", "<", "min_duration_s"),
-    (RESOLUTION_LOW, "short_side", "<", "min_short_side"),
-    (ERROR_SCORES, "error_scores", "notnull", None),
-    (QUALITY_BLACK, "black_frac", ">", "max_black_frac"),
-    (QUALITY_DARK, "luma_mean", "<", "min_luma_mean"),
-    (QUALITY_DARK, "luma_under_frac", ">", "max_under_frac"),
-    (QUALITY_OVEREXPOSED, "luma_mean", ">", "max_luma_mean"),
-    (QUALITY_OVEREXPOSED, "luma_over_frac", ">", "max_over_frac"),
-    (QUALITY_BLURRY, "sharpness", "<", "min_sharpness"),
-    (MOTION_STATIC, "frozen_frac", ">", "max_frozen_frac"),
-    (MOTION_STATIC, "motion", "<", "min_motion"),
-    (MOTION_JITTER, "motion", ">", "max_motion"),
-    (TEXT_BURNED_IN, "text_area", ">", "max_text_area"),
-    (ERROR_CLIP_SCORES, "error_clip_scores", "notnull", None),
-    (AESTHETIC_LOW, "aesthetic", "<", "min_aesthetic"),
-)
-# The stored columns the rules read (what `refilter` loads: never the embeddings or captions).
-COLUMNS: tuple[str, ...] = tuple(
-    dict.fromkeys(c for _, col, _, _ in _RULES for c in (("width", "height") if col == "short_side" else (col,)))
-)
+def rules(extra: list[str] | tuple[str, ...] = ()):
+    """The rules in order (first failing wins): the clip rules, then each catalogue stage's, built-in stages first
+    and the user's (``extra``: the config's ``stages`` list) after them (``stages.catalogue.rules``)."""
+    from stages.catalogue import rules as catalogue_rules
+
+    return catalogue_rules(extra)
+
+
+def columns(extra: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The stored columns the rules read (what `refilter` loads: never the embeddings or captions). The derived
+    column ``short_side`` is min(width, height)."""
+    cols = (c for r in rules(extra) for c in (("width", "height") if r.column == "short_side" else (r.column,)))
+    return tuple(dict.fromkeys(cols))
+
+
+def threshold(cfg: Any, setting: str) -> Any:
+    """The value of ``"section.key"`` in ``cfg``: a whole run config (``.sections``), or a FiltersConfig for the
+    built-in ``filters.*`` settings."""
+    section, _, key = setting.partition(".")
+    sections = getattr(cfg, "sections", None)
+    if sections is not None:
+        return getattr(sections[section], key)
+    if section == "filters":
+        return getattr(cfg, key)
+    raise KeyError(f"{setting}: a {type(cfg).__name__} holds only the filters section; pass the run's Config")
+
+
 _OPS: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, ">": operator.gt}
 _PC_OPS = {"<": pc.less, ">": pc.greater}
 
@@ -157,12 +161,14 @@ class Filters:
              quality_blurry, motion_static, motion_jitter, text_burned_in, error_clip_scores, aesthetic_low
     """
 
-    def __init__(self, cfg: FiltersConfig | None = None):
+    def __init__(self, cfg: Any = None, extra: list[str] | tuple[str, ...] = ()):
         self.cfg = cfg or FiltersConfig()
+        self.rules = rules(extra)
 
     def check(self, row: dict[str, Any]) -> str | None:
         """The first failing reason, or None to keep the clip."""
-        for reason, col, op, attr in _RULES:
+        for rule in self.rules:
+            reason, col, op = rule.reason, rule.column, rule.op
             if col == "short_side":
                 w, h = row.get("width"), row.get("height")
                 value = None if _is_null(w) or _is_null(h) else min(w, h)
@@ -172,15 +178,15 @@ class Filters:
                 if value is not None and value != "":
                     return reason
                 continue
-            threshold = getattr(self.cfg, attr)
-            if threshold is None or _is_null(value):
+            limit = threshold(self.cfg, rule.setting)
+            if limit is None or _is_null(value):
                 continue
-            if _OPS[op](value, threshold):
+            if _OPS[op](value, limit):
                 return reason
         return None
 
 
-def apply_filters(table: pa.Table, cfg: FiltersConfig | None = None) -> pa.Array:
+def apply_filters(table: pa.Table, cfg: Any = None, extra: list[str] | tuple[str, ...] = ()) -> pa.Array:
     """Drop reasons (string, null = keep) for every row of a table of stored scores, vectorised with pyarrow.
 
     Reads: duration_s, width, height, error_scores, motion, frozen_frac, sharpness, luma_*, black_frac, text_area,
@@ -189,12 +195,15 @@ def apply_filters(table: pa.Table, cfg: FiltersConfig | None = None) -> pa.Array
     Reasons: REASONS, in their order (first failing wins); null scores never reject
 
     Used by ``clipforge refilter`` to recompute drop_reason from stored scores without decoding. Missing
-    columns count as all-null (their rules are skipped). Same rules and order as ``Filters.check``.
+    columns count as all-null (their rules are skipped). Same rules and order as ``Filters.check``. ``cfg``: the
+    run's Config (every section's thresholds) or a FiltersConfig (built-in rules only); ``extra``: the config's
+    ``stages`` list (the user's stages, whose rules follow the built-in ones).
     """
     cfg = cfg or FiltersConfig()
     n = table.num_rows
     reason = pa.nulls(n, pa.string())
-    for r, col, op, attr in _RULES:
+    for rule in rules(extra):
+        r, col, op = rule.reason, rule.column, rule.op
         if col == "short_side":
             if "width" not in table.column_names or "height" not in table.column_names:
                 continue
@@ -207,12 +216,12 @@ def apply_filters(table: pa.Table, cfg: FiltersConfig | None = None) -> pa.Array
             values = values.cast(pa.string())
             hit = pc.and_(pc.is_valid(values), pc.not_equal(values, ""))
         else:
-            threshold = getattr(cfg, attr)
-            if threshold is None:
+            limit = threshold(cfg, rule.setting)
+            if limit is None:
                 continue
             if pa.types.is_floating(values.type):
                 values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
-            hit = _PC_OPS[op](values, pa.scalar(threshold).cast(pa.float64()))
+            hit = _PC_OPS[op](values, pa.scalar(limit).cast(pa.float64()))
         hit = pc.fill_null(hit, False)
         reason = pc.if_else(pc.and_(pc.is_null(reason), hit), pa.scalar(r), reason)
     return reason.combine_chunks() if isinstance(reason, pa.ChunkedArray) else reason

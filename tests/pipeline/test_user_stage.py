@@ -1,0 +1,106 @@
+"""A user's own stage joins a run through the config alone: the README's example, run exactly as written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline import store
+from pipeline.testdata import write_frames
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _block(text: str, after: str, lang: str) -> str:
+    """The first ```lang block after the line containing ``after``."""
+    start = text.index(after)
+    m = re.compile(rf"```{lang}\n(.*?)```", re.S).search(text, start)
+    assert m, f"no {lang} block after {after!r}"
+    return m.group(1)
+
+
+def _grey_copy(src: Path, dst: Path, start: int = 76, end: int = 137) -> None:
+    """bikes.mp4's shot [76, 137) without colour (same motion and detail, chroma removed), at 24 fps: 2.5 s."""
+    out = []
+    with av.open(str(src)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if start <= i < end:
+                luma = f.to_ndarray(format="gray")
+                out.append(np.repeat(luma[..., None], 3, axis=2))
+    write_frames(np.stack(out), dst, fps=24)
+
+
+def test_readme_user_stage_runs_as_written(tmp_path, bikes):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Your own stage") :]
+    (tmp_path / "colourfulness.py").write_text(_block(section, "`colourfulness.py`", "python"))
+    (tmp_path / "my.toml").write_text(_block(section, "`my.toml`", "toml"))
+    commands = [
+        line.split("#")[0].strip() for line in _block(section, "`my.toml`", "bash").splitlines() if line.strip()
+    ]
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "bikes.mp4").symlink_to(bikes)
+    _grey_copy(bikes, videos / "grey.mp4")
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)  # the commands set their own, as a user would
+
+    def sh(cmd: str) -> str:
+        res = subprocess.run(cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, f"{cmd}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        return res.stdout
+
+    run, query, refilter, report = commands
+    assert run.startswith("PYTHONPATH=. clipforge run") and "--config my.toml" in run
+    sh(run + " --ray.progress false --ray.num_cpus 2")  # progress bars and CPUs: this machine's, not the example's
+    out = tmp_path / "out"
+
+    # its columns are in the clips view, next to the built-in scores; its rule decided drop reasons
+    shown = sh(query)
+    assert "colourfulness" in shown
+    con = store.open(out)
+    rows = con.execute(
+        "SELECT v.path, c.colourfulness, c.error_colourfulness, c.drop_reason, c.sharpness "
+        "FROM clips c JOIN videos v USING (video_id) WHERE c.clip_path IS NOT NULL"
+    ).fetchall()
+    grey = [r for r in rows if r[0].endswith("grey.mp4")]
+    colour = [r for r in rows if r[0].endswith("bikes.mp4")]
+    assert grey and colour
+    assert all(r[1] is not None and r[2] is None for r in rows)  # every cut clip scored, no errors
+    assert all(r[1] < 1.0 for r in grey), grey  # no chroma: colourfulness ~0
+    assert all(r[3] == "colour_dull" for r in grey), grey
+    for path, value, _, reason, _ in colour:  # real footage: some shots are dull (measured 9.4), most are not
+        assert (reason is not None) if value < 15.0 else (reason != "colour_dull"), (path, value, reason)
+    kept = [r[1] for r in colour if r[3] is None]
+    assert kept, colour
+    # the graph ran it before the per-clip filters: the grey clip was dropped before captioning
+    caps = con.execute("SELECT count(*) FROM clips WHERE drop_reason = 'colour_dull' AND caption_status IS NOT NULL")
+    assert caps.fetchone()[0] == 0
+
+    # refilter: its rule with a new threshold, from the stored scores (no decoding): every kept clip now falls
+    threshold = max(kept) + 0.01
+    sh(refilter.replace("30", f"{threshold:.3f}"))
+    con = store.open(out)
+    assert con.execute("SELECT count(*) FROM kept").fetchone()[0] == 0
+    n_dull = con.execute("SELECT count(*) FROM clips WHERE drop_reason = 'colour_dull'").fetchone()[0]
+    assert n_dull == len(grey) + sum(1 for r in colour if r[3] in (None, "colour_dull"))
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["stages"] == ["colourfulness:STAGE"]
+
+    # the report draws its histogram with the configured threshold
+    sh(report)
+    html = (out / "report.html").read_text()
+    assert "colourfulness" in html and "min_colourfulness" in html
+
+    # a rerun finds nothing owed: every stored clip has its colourfulness row
+    before = store.read_table(out, "colourfulness").num_rows
+    sh(run + " --ray.progress false --ray.num_cpus 2")
+    assert store.read_table(out, "colourfulness").num_rows == before
