@@ -129,6 +129,7 @@ FILTERS = pa.schema(
     ]
 )
 
+
 def _catalogue_tables() -> dict[str, pa.Schema]:
     """The per-clip stage tables, from the stage catalogue (``stages.catalogue``), each with ``written_at``."""
     from stages.catalogue import stages

@@ -187,6 +187,7 @@ def schema_version(path: str | Path) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- DuckDB views
 
+
 # Stage tables keyed by clip_id, joined onto the clip rows in this order when present. A stage table's
 # drop_reason (filters) never overrides one set at cut time: the earliest reason wins.
 def _clip_stage_tables() -> tuple[str, ...]:
