@@ -110,13 +110,16 @@ def _stored_config(out: str, file: str | None, extra: list[str]):
 
 def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import store
+    from pipeline.config import SECTIONS
     from pipeline.report import run_counts as funnel
-    from pipeline.run import filter_clips
+    from pipeline.steps import filter_clips
 
     cfg = _stored_config(args.out, args.config, extra)
     counts = filter_clips(Path(args.out), cfg)
     saved = json.loads((Path(args.out) / "config.json").read_text())
-    saved.update({k: v for k, v in cfg.to_dict().items() if k in ("filters", "dedup")})
+    # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
+    kept = ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
+    saved.update({k: v for k, v in cfg.to_dict().items() if k in kept})
     store.write_json(Path(args.out) / "config.json", saved)
     c = funnel(args.out)
     print(f"refiltered {c['clips']} clips without decoding: kept {c['kept']} ({c['kept_hours']:.3f} h)")
@@ -126,7 +129,8 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
-    from pipeline.run import caption_clips, init_ray, text_score_clips
+    from pipeline.run import init_ray
+    from pipeline.steps import caption_clips, text_score_clips
 
     cfg = _stored_config(args.out, args.config, extra)
     if args.model:

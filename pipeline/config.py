@@ -82,11 +82,21 @@ class Config:
 
         try:
             stage = load(ref)
-        except (ImportError, AttributeError, TypeError, ValueError) as e:
+        except ImportError as e:
+            raise ConfigError(f"stages: {ref}: {e} (is its module on PYTHONPATH, as when the run used it?)") from None
+        except (AttributeError, TypeError, ValueError) as e:
             raise ConfigError(f"stages: {ref}: {e}") from None
         if stage.name in SECTIONS:
             raise ConfigError(f"stages: {ref}: its name {stage.name!r} is a built-in config section")
         self.sections.setdefault(stage.name, stage.resolve("config")())
+        for rule in stage.rules:  # every threshold a rule names must exist before the run starts
+            if rule.setting is None:
+                continue
+            section, _, key = rule.setting.partition(".")
+            if section not in self.sections or key not in {f.name for f in dataclasses.fields(self.sections[section])}:
+                raise ConfigError(
+                    f"stages: {ref}: rule {rule.reason} reads setting {rule.setting!r}, which no config section has"
+                )
         if ref not in self.stages:
             self.stages.append(ref)
 

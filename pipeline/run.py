@@ -4,9 +4,9 @@
    and find what is still to do by anti-joins against the stored tables (``pipeline.stream.plan``);
 2. the graph (``pipeline.stream``): probe -> shots -> cut -> CPU scores -> CLIP -> per-clip filters -> captions ->
    text match, every stage at once with its own resources, workers writing the shards;
-3. global steps: the filters table (per-clip rules + dataset-wide dedup, ``filter_clips``, also ``clipforge
-   refilter``), then captions and text-match scores owed to kept clips (none after an uninterrupted run; after a
-   kill, the clips it interrupted).
+3. global steps (``pipeline.steps``): the filters table (per-clip rules + dataset-wide dedup, ``filter_clips``,
+   also ``clipforge refilter``), then captions and text-match scores owed to kept clips (none after an
+   uninterrupted run; after a kill, the clips it interrupted).
 
 This module is wiring: each stage's Ray resources (CPUs, GPUs, batch size, actor pool min..max) come from its
 config section and are applied here, in :func:`_graph`, with one thread policy (``stages.resources``).
@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import store
+import pyarrow as pa
+
+from pipeline import steps, store
 from pipeline.config import Config, RayConfig
 
 
@@ -35,42 +37,6 @@ def init_ray(rc: RayConfig) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = rc.progress
     ctx.execution_options.preserve_order = False
-
-
-def _pool_size(rc: RayConfig, wanted: int | None = None) -> int:
-    """Actors for a model stage: all CPUs but the headroom Ray Data needs to keep tasks flowing."""
-    import ray
-
-    cpus = ray.cluster_resources().get("CPU", 1)
-    size = max(1, int(cpus - rc.headroom_cpus))
-    return min(size, wanted) if wanted else size
-
-
-def _actor_pool(rc: RayConfig, stage_cfg):
-    """The stage's autoscaling actor pool: ``min_actors`` .. ``max_actors`` (default: the cluster's CPUs minus the
-    headroom), so a pool grows when the cluster does (Ray Data's ``ActorPoolStrategy``; ``concurrency=`` is
-    deprecated since Ray 2.51)."""
-    import ray
-
-    most = _pool_size(rc, getattr(stage_cfg, "max_actors", None))
-    least = max(1, min(int(getattr(stage_cfg, "min_actors", 1) or 1), most))
-    return ray.data.ActorPoolStrategy(min_size=least, max_size=most)
-
-
-class _Limited:
-    """Ray Data actor around a stage class: first limits the worker's library threads to the stage's CPUs
-    (``stages.resources.limit_threads``: OpenCV, torch, OpenMP/BLAS, and the budget PyAV and onnxruntime read),
-    then builds the stage. The thread policy of every actor, applied here, at the one call site."""
-
-    def __init__(self, stage_cls, cpus: float, **kwargs):
-        from stages.resources import limit_threads
-
-        limit_threads(cpus)
-        self.stage = stage_cls(**kwargs)
-        limit_threads(cpus)  # again: the stage may have imported torch
-
-    def __call__(self, batch):
-        return self.stage(batch)
 
 
 @dataclass
@@ -123,23 +89,32 @@ def fit_pools(rc: RayConfig, stages: dict[str, Any]) -> tuple[dict[str, Pool], s
     CPU). When the pools' minimum sizes ask for more than that, their CPU reservations are scaled down together
     (actors then share cores; each keeps its configured thread count) and the returned note says so.
     A pool's ``max_actors`` default (None) is as many as its share of the CPUs holds, so pools grow with the
-    cluster. Returns ({stage: Pool}, note or None)."""
+    cluster. A section without a resource setting gets its default (1 CPU, no GPU, 1..None actors). Returns
+    ({stage: Pool}, note or None)."""
     import math
 
     import ray
 
     cpus = float(ray.cluster_resources().get("CPU", 1))
     budget = max(0.5, cpus - rc.headroom_cpus)
-    demand = sum(max(1, int(c.min_actors or 1)) * float(c.num_cpus) for c in stages.values())
+    demand = sum(
+        max(1, int(getattr(c, "min_actors", 1) or 1)) * float(getattr(c, "num_cpus", 1.0)) for c in stages.values()
+    )
     scale = min(1.0, budget / demand) if demand > 0 else 1.0
     pools = {}
     for name, c in stages.items():
-        least = max(1, int(c.min_actors or 1))
-        ask = float(c.num_cpus) * scale
-        share = budget * (least * float(c.num_cpus)) / demand if demand else budget
+        least = max(1, int(getattr(c, "min_actors", 1) or 1))
+        ask = float(getattr(c, "num_cpus", 1.0)) * scale
+        share = budget * (least * float(getattr(c, "num_cpus", 1.0))) / demand if demand else budget
         room = max(least, math.floor(share / ask + 1e-9)) if ask > 0 else least
-        most = least if scale < 1.0 else (min(room, c.max_actors) if c.max_actors else room)
-        pools[name] = Pool(ask, float(c.num_cpus), float(getattr(c, "num_gpus", 0.0) or 0.0), least, max(least, most))
+        most = (
+            least
+            if scale < 1.0
+            else (min(room, getattr(c, "max_actors", None)) if getattr(c, "max_actors", None) else room)
+        )
+        pools[name] = Pool(
+            ask, float(getattr(c, "num_cpus", 1.0)), float(getattr(c, "num_gpus", 0.0) or 0.0), least, max(least, most)
+        )
     note = None
     if scale < 1.0:
         note = (
@@ -294,27 +269,30 @@ class Models:
     aesthetic_note: str | None = None
     caption_model: str | None = None  # None: captioning off
     caption_why: str | None = None  # None: the caption model can run
+    caption_prompt_version: str | None = None
 
 
 def check_models(cfg: Config) -> Models:
-    from captioner import captioner_available
-    from stages.caption import resolved_model
-    from stages.clip_scores import aesthetic_off_note, clip_available
-
+    """The run's model check (a Ray task): imports only what an enabled stage needs."""
     m = Models()
     if cfg.clip.enabled:
+        from stages.clip_scores import aesthetic_off_note, clip_available
+
         m.clip_ok, m.clip_why = clip_available(cfg.clip)
         m.aesthetic_note = aesthetic_off_note(cfg.clip) if m.clip_ok else None
     if cfg.captioner.model not in ("", "none", "off"):
+        from captioner import captioner_available
+        from stages.caption import prompt_version, resolved_model
+
         m.caption_model = resolved_model(cfg.captioner)
         ok, why = captioner_available(m.caption_model)
         m.caption_why = None if ok else why
+        m.caption_prompt_version = prompt_version(cfg.captioner)
     return m
 
 
 def _hash_new(out: Path, inputs: list[dict[str, Any]], cfg: Config) -> dict[str, str | None]:
     """Content hashes of the input files not stored yet (a Ray job: files are read in parallel, on the workers)."""
-    import pyarrow as pa
     import ray
 
     from pipeline.stream import hash_rows
@@ -386,192 +364,18 @@ def run(cfg: Config) -> Summary:
     summary.phases["graph"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    filter_clips(out, cfg)
+    steps.filter_clips(out, cfg)
     summary.phases["filters"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     captioning = (models.caption_why is None, models.caption_why or "")
-    summary.notes += caption_clips(out, cfg, catch_up=True, available=captioning)
-    summary.notes += text_score_clips(out, cfg, (models.clip_ok, models.clip_why))
+    summary.notes += steps.caption_clips(
+        out, cfg, catch_up=True, available=captioning, version=models.caption_prompt_version
+    )
+    summary.notes += steps.text_score_clips(out, cfg, (models.clip_ok, models.clip_why))
     summary.phases["catch_up"] = time.perf_counter() - t0
 
     summary.counts = run_counts(out)
     record = {"run_id": run_id, **summary.counts, "phases": summary.phases, "written": summary.written}
     store.write_json(out / "runs" / f"{run_id}.json", record)
     return summary
-
-
-# --------------------------------------------------------------------------------- filters, captions (global)
-
-
-def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
-    """Phase 4 (and `clipforge refilter`): drop reasons from the stored scores, then dedup among the survivors.
-
-    Decodes nothing. Replaces the filters table whole, so thresholds can be re-tuned at will. Reads only the columns
-    the filter rules and dedup need (``stages.filters.columns``, ``stages.dedup.columns``): no embeddings (unless
-    dedup confirms matches with them), no captions.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from stages.dedup import columns as dedup_columns
-    from stages.dedup import find_duplicates
-    from stages.filters import apply_filters
-    from stages.filters import columns as filter_columns
-
-    con = store.open(out, skip=("filters",))
-    try:
-        present = {r[0] for r in con.execute("DESCRIBE clips").fetchall()}
-        wanted = dict.fromkeys(("clip_id", "drop_reason", *filter_columns(cfg.stages), *dedup_columns(cfg.dedup)))
-        select = ", ".join(f'"{c}"' for c in wanted if c in present)
-        table = con.sql(f"SELECT {select} FROM clips").to_arrow_table()
-    finally:
-        con.close()
-    reasons = apply_filters(table, cfg, cfg.stages)
-    survivors = pc.and_(pc.is_null(table["drop_reason"]), pc.is_null(reasons))
-    candidates = table.filter(survivors)
-    dupes = find_duplicates(candidates, cfg.dedup) if "phash" in table.column_names else {}
-    ids = table["clip_id"].to_pylist()
-    reason_list = reasons.to_pylist()
-    final = [("duplicate" if cid in dupes else r) for cid, r in zip(ids, reason_list, strict=True)]
-    filters = pa.table(
-        {
-            "clip_id": ids,
-            "drop_reason": pa.array(final, pa.string()),
-            "duplicate_of": pa.array([dupes.get(cid) for cid in ids], pa.string()),
-        }
-    )
-    store.replace_table(out, "filters", filters, cfg.store)
-    counts: dict[str, int] = {}
-    for r in final:
-        if r is not None:
-            counts[r] = counts.get(r, 0) + 1
-    return counts
-
-
-def caption_clips(
-    out: Path, cfg: Config, where: str | None = None, catch_up: bool = False, available: tuple[bool, str] | None = None
-) -> list[str]:
-    """`clipforge caption`, and the catch-up after a run's graph: VLM captions for kept clips (or the clips
-    ``where`` selects) that need one (``stages.caption.needs_caption``: none yet, another model or prompt version,
-    or ``captioner.recaption``). Without the model's weights the clips without a caption status are marked
-    ``skipped_no_model``. ``catch_up``: the graph already said what captioning did; return notes only for work
-    done here. ``available``: the ``captioner_available`` answer when the caller has it.
-    """
-    import dataclasses
-
-    import pyarrow as pa
-
-    from stages.caption import CaptionStage, needs_caption, resolved_model
-
-    ccfg = cfg.captioner
-    if ccfg.model in ("", "none", "off"):
-        return [] if catch_up else ["captioning disabled (captioner.model = none)"]
-    con = store.open(out)
-    try:
-        cols = {r[0] for r in con.execute("DESCRIBE clips").fetchall()}
-        existing = [c for c in ("caption_status", "caption_model", "caption_prompt_version") if c in cols]
-        select = ", ".join(["clip_id", "clip_path", "num_frames", "fps", *existing])
-        source = f"clips WHERE clip_path IS NOT NULL AND ({where})" if where else "kept WHERE clip_path IS NOT NULL"
-        rows = con.sql(f"SELECT {select} FROM {source}").to_arrow_table()
-    finally:
-        con.close()
-    status = rows["caption_status"].to_pylist() if "caption_status" in rows.column_names else [None] * rows.num_rows
-    todo_idx = [
-        i for i, r in enumerate(rows.to_pylist()) if needs_caption(r if status[i] else None, ccfg)
-    ]  # one row of strings per kept clip: the text columns only, never frames or embeddings
-    if not todo_idx:
-        return []
-    todo = rows.take(todo_idx).select(["clip_id", "clip_path", "num_frames", "fps"])
-    model = resolved_model(ccfg)
-    if available is None:
-        from captioner import captioner_available
-
-        available = captioner_available(model)
-    ok, why = available
-    if not ok:
-        fresh = [rows["clip_id"][i].as_py() for i in todo_idx if not status[i]]  # mark once
-        if fresh:
-            skipped = pa.table(
-                {
-                    "clip_id": fresh,
-                    "caption_model": [model] * len(fresh),
-                    "caption_status": ["skipped_no_model"] * len(fresh),
-                    "error_caption": [why] * len(fresh),
-                }
-            )
-            with store.ShardWriter(out, "captions", cfg=cfg.store) as w:
-                w.add_table(store.stamp(skipped))
-        return [] if catch_up else [f"captions skipped ({len(todo_idx)} clips marked skipped_no_model): {why}"]
-    stage_cfg = dataclasses.replace(ccfg, root=str(out))
-    n = _actor_stage(out, "captions", todo, CaptionStage, cfg, stage_cfg, root=str(out))
-    return [f"captioned {n} clips with {model}" + (" (after the graph: clips a kill interrupted)" if catch_up else "")]
-
-
-def text_score_clips(out: Path, cfg: Config, available: tuple[bool, str] | None = None) -> list[str]:
-    """CLIP text-video match of each captioned clip (dense caption), where CLIP scores exist.
-
-    Scores the clips whose caption is newer than their text score (or that have none). ``available``: the
-    ``clip_available`` answer when the caller has it (checked here, only when there is work, otherwise).
-    """
-    import dataclasses
-
-    from stages.clip_scores import ClipTextScorer, clip_available
-
-    if not cfg.clip.enabled or not store.shard_files(out, "clip_scores") or not store.shard_files(out, "captions"):
-        return []
-    con = store.open(out)
-    try:
-        cap = store._source(out, "captions")
-        done = store._source(out, "text_scores")
-        stale = (
-            f"NOT EXISTS (SELECT 1 FROM {done} AS t WHERE t.clip_id = c.clip_id AND t.written_at >= cap.written_at)"
-            if done
-            else "TRUE"
-        )
-        rows = (
-            con.sql(
-                "SELECT c.clip_id, c.clip_embedding, c.caption_dense AS text, 'caption_dense' AS text_column "
-                f"FROM clips c JOIN (SELECT clip_id, max(written_at) AS written_at FROM {cap} GROUP BY ALL) cap "
-                f"USING (clip_id) WHERE c.clip_embedding IS NOT NULL AND c.caption_dense IS NOT NULL AND {stale}"
-            )
-            .to_arrow_table()
-            .to_pylist()
-        )
-    finally:
-        con.close()
-    if not rows:
-        return []
-    ok, why = available or clip_available(cfg.clip)
-    if not ok:
-        return [f"CLIP text-video scores skipped: {why}"]
-    tcfg = dataclasses.replace(cfg.clip, root=str(out))
-    n = _actor_stage(out, "text_scores", rows, ClipTextScorer, cfg, tcfg)
-    return [f"CLIP text-video match scored for {n} captions"]
-
-
-def _actor_stage(out: Path, table: str, rows, stage, cfg: Config, stage_cfg, **ctor) -> int:
-    """One per-clip model stage outside the graph (``clipforge caption``, the catch-up): ``rows`` (a typed Arrow
-    table, or a list of dicts) through an actor pool of ``stage`` (resources from ``stage_cfg``), written by the
-    workers into the shards of ``table`` (``pipeline.stream.TableSink``). Returns the rows written."""
-    import pyarrow as pa
-    import ray
-
-    from pipeline.stream import TableSink
-
-    if not isinstance(rows, pa.Table):
-        rows = pa.Table.from_pylist(rows)
-    n = rows.num_rows
-    step = max(1, stage_cfg.batch_size)
-    # typed Arrow blocks of one batch each: the columns keep their types across Ray (no Python rows)
-    ds = ray.data.from_arrow([rows.slice(i, step) for i in range(0, n, step)]).map_batches(
-        _Limited,
-        fn_constructor_kwargs={"stage_cls": stage, "cpus": stage_cfg.num_cpus, "cfg": stage_cfg, **ctor},
-        batch_size=stage_cfg.batch_size,
-        compute=_actor_pool(cfg.ray, stage_cfg),
-        num_cpus=stage_cfg.num_cpus,
-        num_gpus=getattr(stage_cfg, "num_gpus", 0.0),
-    )
-    sink = TableSink(str(out), table, cfg.store)
-    ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
-    return sink.written

@@ -263,9 +263,27 @@ class ClipStage:
         t0 = time.time()
         mask = self.todo(batch)
         if pc.any(mask).as_py():
-            batch = put(batch, self.table, mask, self.stage(self.inputs(batch, mask)))
+            batch = put(batch, self.table, mask, self.run(batch, mask))
         record_busy(self.busy, self.table, t0, time.time(), batch.num_rows)
         return batch
+
+    def run(self, batch: pa.Table, mask: pa.Array) -> pa.Table | list[dict[str, Any]]:
+        """The stage on the selected rows. A stage should return errors as data; one that raises anyway has its
+        exception recorded in its ``error_<table>`` column (null scores: no score-based rule then reads them, and a
+        rule on that column drops the clips) when its schema has one, else the run stops with the error."""
+        inputs = self.inputs(batch, mask)
+        try:
+            return self.stage(inputs)
+        except Exception as e:
+            column = f"error_{self.table}"
+            if column not in STREAM.field(self.table).type.names:
+                raise RuntimeError(
+                    f"stage {self.table!r} raised {type(e).__name__}: {e}; a stage returns errors as data (a schema "
+                    f"column {column!r} would have recorded this one)"
+                ) from e
+            msg = f"{column}:{type(e).__name__}: {str(e).replace(chr(10), ' ')[:500]}"
+            ids = field_of(batch, "clips", "clip_id").filter(mask).to_pylist()
+            return [{"clip_id": c, column: msg} for c in ids]
 
 
 class ShotsActor(ClipStage):

@@ -65,7 +65,7 @@ def test_tiny_random_clip_and_captions_through_the_run(
     again = run(cfg)
     assert not any("text-video" in n for n in again.notes)
     # refilter loads only the columns the rules and dedup read: never the embeddings or the captions
-    from pipeline.run import filter_clips
+    from pipeline.steps import filter_clips
 
     real_open, selects = store.open, []
 
@@ -83,7 +83,7 @@ def test_tiny_random_clip_and_captions_through_the_run(
     def recording_open(*a, **k):
         return Recording(real_open(*a, **k))
 
-    import pipeline.run as run_mod
+    import pipeline.steps as run_mod
 
     before = store.open(cfg.output).execute("SELECT clip_id, drop_reason FROM clips ORDER BY 1").fetchall()
     run_mod.store.open = recording_open

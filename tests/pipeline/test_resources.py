@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from pipeline import config
-from pipeline.run import _actor_pool, _Limited
+from pipeline.steps import _actor_pool, _Limited
 
 
 class ThreadReport:

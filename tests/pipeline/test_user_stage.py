@@ -104,3 +104,66 @@ def test_readme_user_stage_runs_as_written(tmp_path, bikes):
     before = store.read_table(out, "colourfulness").num_rows
     sh(run + " --ray.progress false --ray.num_cpus 2")
     assert store.read_table(out, "colourfulness").num_rows == before
+
+
+BROKEN = """
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from stages.catalogue import Rule, Stage
+
+SCHEMA = pa.schema([("clip_id", pa.string()), ("x", pa.float32()), ("error_boom", pa.string())])
+
+
+@dataclass
+class Cfg:
+    max_x: float | None = 1.0
+    num_cpus: float = 1.0
+
+
+class Boom:
+    def __init__(self, cfg, root):
+        pass
+
+    def __call__(self, batch):
+        raise RuntimeError("boom")
+
+
+STAGE = Stage(name="boom", stage="broken:Boom", config="broken:Cfg", schema="broken:SCHEMA",
+              rules=(Rule("error_boom", "error_boom", "notnull"), Rule("x_big", "x", ">", "boom.max_x")))
+TYPO = Stage(name="typo", stage="broken:Boom", config="broken:Cfg", schema="broken:SCHEMA",
+             rules=(Rule("x_big", "x", ">", "typo.max_y"),))
+"""
+
+
+def test_user_stage_mistakes_are_one_line_errors_or_data(tmp_path, monkeypatch):
+    """A rule naming a missing setting fails the config before any run; a stage that raises has its exception
+    recorded in its error column (and its rule drops the clips), not a crashed run."""
+    import pyarrow as pa
+    import pytest
+
+    from pipeline import config, stream
+
+    (tmp_path / "broken.py").write_text(BROKEN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(config.ConfigError, match="typo.max_y"):
+        config.load(None, {"stages": ["broken:TYPO"]})
+    with pytest.raises(config.ConfigError, match="PYTHONPATH"):
+        config.load(None, {"stages": ["not_a_module_here:STAGE"]})
+
+    cfg = config.load(None, {"stages": ["broken:STAGE"], "boom.max_x": "2"})
+    assert cfg.sections["boom"].max_x == 2.0
+    stream.use_stages(cfg.stages)
+    from stages.catalogue import load
+
+    st = load("broken:STAGE")
+    actor = stream.ClipStage(st.resolve("stage"), "boom", 1.0, st.reads, extra=cfg.stages, cfg=None, root=None)
+    clips = [{"clip_id": f"c{i}", "clip_path": f"clips/c{i}.mp4", "num_frames": 10, "fps": 24.0} for i in range(3)]
+    batch = actor(stream.from_rows([{"clips": c} for c in clips]))
+    rows = batch.column("boom").to_pylist()
+    assert [r["clip_id"] for r in rows] == ["c0", "c1", "c2"]
+    assert all(r["x"] is None and r["error_boom"].startswith("error_boom:RuntimeError: boom") for r in rows)
+    filtered = stream.filter_rows(batch, cfg, cfg.stages)
+    assert filtered.column("drop_reason").to_pylist() == ["error_boom"] * 3
+    assert isinstance(batch, pa.Table)
