@@ -336,6 +336,7 @@ def run(cfg: Config) -> Summary:
     (out / "tables").mkdir(exist_ok=True)
     store.write_json(out / "config.json", cfg.to_dict())
     init_ray(cfg.ray)
+    stream.use_stages(cfg.stages)  # this run's stream schema: the built-in tables and exactly the user's stages
     summary = Summary(out=str(out))
     run_id = time.strftime("%Y%m%dT%H%M%S")
     busy = str(out / "runs" / f"{run_id}.busy")

@@ -46,7 +46,8 @@ from pipeline.schema import TABLES, VIDEOS
 
 # stored tables carried as struct columns, in the order a write task stores them (the user's stages, registered by
 # use_stages, go after clip_scores: they run before the per-clip filters)
-STREAM_TABLES: list[str] = ["videos", "shots", "clips", "scores", "clip_scores", "captions", "text_scores"]
+_BASE_TABLES = ("videos", "shots", "clips", "scores", "clip_scores", "captions", "text_scores")
+STREAM_TABLES: list[str] = list(_BASE_TABLES)
 
 INPUT = pa.struct(
     [
@@ -83,17 +84,18 @@ STREAM = stream_schema()
 
 
 def use_stages(extra: list[str] | tuple[str, ...] = ()) -> None:
-    """Make the user's own stages (the config's ``stages`` list) part of this process's stream schema and tables;
-    every graph task, actor and write task calls it first (workers import this module afresh). Idempotent."""
+    """Make this process's stream schema the built-in tables plus exactly the user's stages ``extra`` (the config's
+    ``stages`` list; their tables go before ``captions``: they run before the per-clip filters). Every graph task,
+    actor and write task calls it first (workers import this module afresh, and a worker or a notebook may serve
+    runs with different stages). Idempotent."""
     global STREAM
     from pipeline.schema import register
 
-    added = False
+    wanted = list(_BASE_TABLES)
     for name in register(extra):
-        if name not in STREAM_TABLES:
-            STREAM_TABLES.insert(STREAM_TABLES.index("captions"), name)
-            added = True
-    if added:
+        wanted.insert(wanted.index("captions"), name)
+    if wanted != STREAM_TABLES:
+        STREAM_TABLES[:] = wanted
         STREAM = stream_schema()
 
 
