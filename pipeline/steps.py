@@ -136,7 +136,7 @@ def caption_clips(
         fresh = "caption_status IS NULL" if "caption_status" in cols else "TRUE"
         q = f"SELECT clip_id, clip_path, num_frames, fps, {fresh} AS fresh FROM {source} AND {needs}"
         params = {"model": model, "version": version} if "$model" in needs else {}
-        todo = con.execute(q, params).to_arrow_table()
+        todo = con.sql(q, params=params or None).to_arrow_table()
     finally:
         con.close()
     if not todo.num_rows:
