@@ -97,24 +97,24 @@ def fit_pools(rc: RayConfig, stages: dict[str, Any]) -> tuple[dict[str, Pool], s
 
     cpus = float(ray.cluster_resources().get("CPU", 1))
     budget = max(0.5, cpus - rc.headroom_cpus)
-    demand = sum(
-        max(1, int(getattr(c, "min_actors", 1) or 1)) * float(getattr(c, "num_cpus", 1.0)) for c in stages.values()
-    )
+    asked = {  # (min actors, CPUs per actor, GPUs per actor, max actors) of each section
+        name: (
+            max(1, int(getattr(c, "min_actors", 1) or 1)),
+            float(getattr(c, "num_cpus", 1.0)),
+            float(getattr(c, "num_gpus", 0.0) or 0.0),
+            getattr(c, "max_actors", None),
+        )
+        for name, c in stages.items()
+    }
+    demand = sum(least * per for least, per, _, _ in asked.values())
     scale = min(1.0, budget / demand) if demand > 0 else 1.0
     pools = {}
-    for name, c in stages.items():
-        least = max(1, int(getattr(c, "min_actors", 1) or 1))
-        ask = float(getattr(c, "num_cpus", 1.0)) * scale
-        share = budget * (least * float(getattr(c, "num_cpus", 1.0))) / demand if demand else budget
+    for name, (least, per, gpus, most_wanted) in asked.items():
+        ask = per * scale
+        share = budget * least * per / demand if demand else budget
         room = max(least, math.floor(share / ask + 1e-9)) if ask > 0 else least
-        most = (
-            least
-            if scale < 1.0
-            else (min(room, getattr(c, "max_actors", None)) if getattr(c, "max_actors", None) else room)
-        )
-        pools[name] = Pool(
-            ask, float(getattr(c, "num_cpus", 1.0)), float(getattr(c, "num_gpus", 0.0) or 0.0), least, max(least, most)
-        )
+        most = least if scale < 1.0 else (min(room, most_wanted) if most_wanted else room)
+        pools[name] = Pool(ask, per, gpus, least, max(least, most))
     note = None
     if scale < 1.0:
         note = (
@@ -190,8 +190,9 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         actors["clip_scores"] = cfg.clip
         if models.aesthetic_note and cfg.filters.min_aesthetic is not None:
             summary.notes.append(models.aesthetic_note)
-    from stages.catalogue import load
+    from stages.catalogue import load, stages
 
+    reads = {st.name: st.reads for st in stages()}  # each built-in stage's input columns, as it declares them
     users = [load(ref) for ref in cfg.stages]  # the user's own stages (config `stages`), before the filters
     for st in users:
         actors[st.name] = cfg.sections[st.name]
@@ -227,14 +228,16 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
 
     ds = task(stream.probe_rows, "probe", cfg.ingest.num_cpus, cfg.ingest.memory_mb, drop_hdr=cfg.ingest.drop_hdr)
     if "shots" in actors:
-        ds = actor(stream.ShotsStage, "shots", {}, cfg.shots, wrapper=stream.ShotsActor, cfg=cfg.shots)
+        from stages.shots import TransNetShots
+
+        ds = actor(TransNetShots, "shots", {}, cfg.shots, wrapper=stream.ShotsActor, cfg=cfg.shots)
     else:
         ds = task(stream.shots_rows, "shots", cfg.shots.num_cpus, cfg.shots.memory_mb, cfg=cfg.shots)
     ds = task(stream.cut_rows, "cut", cfg.clips.num_cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips)
-    ds = actor(CpuScorer, "scores", stream.CLIP_READS, cfg.scores, cfg=dataclasses.replace(cfg.scores, root=str(out)))
+    ds = actor(CpuScorer, "scores", reads["scores"], cfg.scores, cfg=dataclasses.replace(cfg.scores, root=str(out)))
     if "clip_scores" in actors:
         ccfg = dataclasses.replace(cfg.clip, root=str(out))
-        ds = actor(ClipScorer, "clip_scores", stream.CLIP_READS, cfg.clip, cfg=ccfg)
+        ds = actor(ClipScorer, "clip_scores", reads["clip_scores"], cfg.clip, cfg=ccfg)
     for st in users:
         section = cfg.sections[st.name]
         ds = actor(st.resolve("stage"), st.name, st.reads, section, cfg=section, root=str(out))
@@ -244,12 +247,12 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
 
         capcfg = dataclasses.replace(cfg.captioner, root=str(out))
         ds = actor(
-            CaptionStage, "captions", stream.CLIP_READS, cfg.captioner, only_kept=True, cfg=capcfg, root=str(out)
+            CaptionStage, "captions", reads["captions"], cfg.captioner, only_kept=True, cfg=capcfg, root=str(out)
         )
         if "text_scores" in actors:
             tcfg = dataclasses.replace(cfg.clip, root=str(out))
             ds = actor(
-                ClipTextScorer, "text_scores", stream.text_reads(), cfg.clip, wrapper=stream.TextStage, cfg=tcfg
+                ClipTextScorer, "text_scores", reads["text_scores"], cfg.clip, wrapper=stream.TextStage, cfg=tcfg
             )
     elif caption_model:
         ds = task(stream.skip_caption_rows, "captions", 0.25, None, model=caption_model, why=caption_why)
@@ -303,22 +306,16 @@ def _hash_new(out: Path, inputs: list[dict[str, Any]], cfg: Config) -> dict[str,
         return {}
     step = 8
     ds = ray.data.from_arrow([pa.table({"path": paths[i : i + step]}) for i in range(0, len(paths), step)])
-    ds = ds.map_batches(_task_dict(hash_rows, cfg.ingest.num_cpus), batch_size=None, num_cpus=cfg.ingest.num_cpus)
+    ds = ds.map_batches(
+        _task(hash_rows, "hash", cfg.ingest.num_cpus, None),
+        batch_format="pyarrow",
+        batch_size=None,
+        num_cpus=cfg.ingest.num_cpus,
+    )
     hashes: dict[str, str | None] = {}
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         hashes.update(zip(batch["path"].to_pylist(), batch["content_hash"].to_pylist(), strict=True))
     return hashes
-
-
-def _task_dict(fn, cpus: float):
-    def run(batch):
-        from stages.resources import limit_threads
-
-        limit_threads(cpus)
-        return fn(batch)
-
-    run.__name__ = run.__qualname__ = fn.__name__
-    return run
 
 
 def run(cfg: Config) -> Summary:

@@ -83,20 +83,22 @@ def stream_schema() -> pa.Schema:
 STREAM = stream_schema()
 
 
-def use_stages(extra: list[str] | tuple[str, ...] = ()) -> None:
+def use_stages(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Make this process's stream schema the built-in tables plus exactly the user's stages ``extra`` (the config's
     ``stages`` list; their tables go before ``captions``: they run before the per-clip filters). Every graph task,
     actor and write task calls it first (workers import this module afresh, and a worker or a notebook may serve
-    runs with different stages). Idempotent."""
+    runs with different stages). Idempotent. Returns the user stages' table names."""
     global STREAM
     from pipeline.schema import register
 
+    names = register(extra)
     wanted = list(_BASE_TABLES)
-    for name in register(extra):
+    for name in names:
         wanted.insert(wanted.index("captions"), name)
     if wanted != STREAM_TABLES:
         STREAM_TABLES[:] = wanted
         STREAM = stream_schema()
+    return names
 
 
 # ------------------------------------------------------------------------------------------- struct helpers
@@ -228,14 +230,6 @@ def _clip_inputs(batch: pa.Table, mask: pa.Array, reads: dict[str, str]) -> dict
     return cols
 
 
-CLIP_READS = {
-    "clip_id": "clips.clip_id",
-    "clip_path": "clips.clip_path",
-    "num_frames": "clips.num_frames",
-    "fps": "clips.fps",
-}
-
-
 class ClipStage:
     """A per-clip stage as a Ray actor: limits the worker's threads to the stage's CPUs
     (``stages.resources.limit_threads``), builds the stage once, then fills the stage's struct column ``table`` on
@@ -294,12 +288,8 @@ class ShotsActor(ClipStage):
     def todo(self, batch: pa.Table) -> pa.Array:
         return _needs_shots(batch)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        t0 = time.time()
-        mask = self.todo(batch)
-        batch = put(batch, "shots", mask, [self.stage(v) for v in struct_rows(batch, "videos", mask)])
-        record_busy(self.busy, "shots", t0, time.time(), batch.num_rows)
-        return batch
+    def run(self, batch: pa.Table, mask: pa.Array) -> list[dict[str, Any]]:
+        return [self.stage(v) for v in struct_rows(batch, "videos", mask)]  # shots_row never raises
 
 
 class TextStage(ClipStage):
@@ -364,17 +354,6 @@ def skip_caption_rows(batch: pa.Table, model: str, why: str) -> pa.Table:
         {"clip_id": c, "caption_model": model, "caption_status": "skipped_no_model", "error_caption": why} for c in ids
     ]
     return put(batch, "captions", mask, rows)
-
-
-def text_reads() -> dict[str, str]:
-    return {
-        "clip_id": "clips.clip_id",
-        "clip_embedding": "clip_scores.clip_embedding",
-        "text": "captions.caption_dense",
-    }
-
-
-# ------------------------------------------------------------------------------------------------- the sink
 
 
 class StoreSink(Datasink):
@@ -514,21 +493,13 @@ def plan(out: Path, cfg, inputs: list[dict[str, Any]], hashes: dict[str, str | N
     unfinished = [v["video_id"] for v in known if v["status"] == "ok" and v["video_id"] in todo]
     if unfinished:
         rows += _stored_videos(out, unfinished, todo)
-    clips_file = _clips_todo(out, clip_stage, use_stages_tables(getattr(cfg, "stages", ())))
+    clips_file = _clips_todo(out, clip_stage, use_stages(getattr(cfg, "stages", ())))
     n_clips = 0
     if clips_file is not None:
         import pyarrow.parquet as pq
 
         n_clips = pq.ParquetFile(clips_file).metadata.num_rows
     return Plan(from_rows(rows), clips_file if n_clips else None, len(new), len(unfinished), n_clips)
-
-
-def use_stages_tables(extra) -> list[str]:
-    """The user's stages' table names (registered first)."""
-    from pipeline.schema import register
-
-    use_stages(extra)
-    return register(extra)
 
 
 def _size(path: str) -> int | None:
@@ -654,9 +625,9 @@ def _mark_duplicates(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> 
             first[v["content_hash"]] = v["video_id"]
 
 
-def hash_rows(batch: dict[str, Any]) -> dict[str, Any]:
+def hash_rows(batch: pa.Table) -> pa.Table:
     """Planning task: each input file's content hash (``stages.probe.planned_hash``)."""
     from stages.probe import planned_hash
 
-    paths = [str(p) for p in batch["path"]]
-    return {"path": paths, "content_hash": [planned_hash(p) for p in paths]}
+    paths = batch.column("path").to_pylist()
+    return pa.table({"path": paths, "content_hash": pa.array([planned_hash(p) for p in paths], pa.string())})

@@ -237,3 +237,18 @@ def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run, tmp_path)
     owed = stored_clip_rows(pq.read_table(todo.clips_file))
     assert owed.schema == STREAM
     assert sorted(owed.column("clips").combine_chunks().field("clip_id").to_pylist()) == sorted(lost)
+
+
+def test_transnetv2_runs_as_an_actor_stage_of_the_graph(tmp_path, bikes, ray_local):
+    """The model detector runs in its own actor pool inside the graph: bikes.mp4's real cuts, real clips."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "bikes.mp4").symlink_to(bikes)
+    out = tmp_path / "out"
+    run(_cfg([corpus], out, **{"shots.detector": "transnetv2", "ray.progress": "false"}))
+    con = store.open(out)
+    detector, n_shots = con.execute("SELECT detector, n_shots FROM shots").fetchone()
+    assert detector == "transnetv2" and n_shots >= 5
+    starts = [r[0] for r in con.execute("SELECT start_frame FROM clips ORDER BY 1").fetchall()]
+    assert {30, 76, 137, 187, 242} & set(starts)
+    assert con.execute("SELECT count(*) FROM clips WHERE clip_path IS NOT NULL").fetchone()[0] > 0
