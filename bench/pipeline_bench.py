@@ -1,7 +1,8 @@
 """Whole-run benchmark: synthetic corpora of N, 4N and 16N short-shot videos through `clipforge run`, the streaming
 graph against the phase-by-phase run it replaced (the same corpora, the same process layout, in the same run).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline_bench.py [--n 2] [--baseline 9cfbb07] [--out ...json]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline_bench.py [--n 2] [--baseline 9cfbb07] [--size 160x96]
+        [--out ...json]
 
 Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--baseline REV`` checked out with
 ``git worktree`` into a temporary directory, run from there; ``--baseline ''`` skips it) it writes:
@@ -14,6 +15,9 @@ Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--
   summed over workers, and ``overlap_s``: how long at least two different stages were busy at once;
 - ``profile``: where the work went, summed over rows from the tables themselves: probe_s, detect_s, cut_s,
   scores_s (CPU-seconds of the stage calls);
+- ``scorer_profile`` (streaming only): cProfile of the CPU scorer (``CpuScorer.score_clip``, one thread, in this
+  process) over up to 12 of the run's clips: seconds per clip in total and in its parts (decode, the PP-OCR text
+  detector, DIS flow, the rest), the profile that says where the scorer's time goes;
 - ``floor_s``: the decode+encode floor measured in the same run, the same way the cutter works: decode every source
   frame once (PyAV) and encode every frame of every cut clip once (libx264 at the run's CRF/preset), in this
   process; ``wall_over_floor`` = wall_s / floor_s.
@@ -58,14 +62,14 @@ print(json.dumps({"wall_s": time.perf_counter() - t0, "counts": summary.counts, 
 """
 
 
-def make_corpus(root: Path, n: int) -> None:
+def make_corpus(root: Path, n: int, width: int = 160, height: int = 96) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for v in range(n):
         rng = np.random.default_rng(v)
         frames = []
         for s in range(SHOTS_PER_VIDEO):
             pattern = PATTERNS[(v + s) % len(PATTERNS)]
-            frames += [frame_pattern(pattern, i + 7 * s, 160, 96, rng) for i in range(SHOT_FRAMES)]
+            frames += [frame_pattern(pattern, i + 7 * s, width, height, rng) for i in range(SHOT_FRAMES)]
         write_frames(np.stack(frames), root / f"v{v:04d}.mp4", fps=24)
 
 
@@ -97,6 +101,51 @@ def floor_s(out: Path) -> float:
             for p in enc.encode(None):
                 sink.mux(p)
     return time.perf_counter() - t0
+
+
+def scorer_profile(out: Path, max_clips: int = 12) -> dict:
+    """Where the CPU scorer's time goes: cProfile of CpuScorer.score_clip on up to ``max_clips`` cut clips."""
+    import cProfile
+    import pstats
+
+    from pipeline import store
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+    from stages.resources import limit_threads
+
+    limit_threads(1)
+    con = store.open(out)
+    rows = con.execute(
+        "SELECT clip_path, num_frames, fps FROM clips WHERE clip_path IS NOT NULL ORDER BY clip_id LIMIT ?",
+        [max_clips],
+    ).fetchall()
+    if not rows:
+        return {}
+    scorer = CpuScorer(CpuScoresConfig(ocr_threads=1), root=out)
+    scorer.score_clip(out / rows[0][0], rows[0][1], rows[0][2])  # warm the OCR session
+    prof = cProfile.Profile()
+    prof.enable()
+    for path, nf, fps in rows:
+        scorer.score_clip(out / path, nf, fps)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tottime, cumtime, callers)}
+
+    def cum(func: str, file_part: str) -> float:
+        return sum(v[3] for k, v in stats.items() if k[2] == func and file_part in k[0])
+
+    total = cum("score_clip", "cpu_scores")
+    parts = {
+        "decode": cum("read_frames", "frames.py"),
+        "text_detector": cum("boxes", "cpu_scores"),
+        "flow": cum("motion_scores", "cpu_scores"),
+    }
+    parts["rest"] = total - sum(parts.values())
+    n = len(rows)
+    return {
+        "clips": n,
+        "s_per_clip": round(total / n, 4),
+        "parts_s_per_clip": {k: round(v / n, 4) for k, v in parts.items()},
+        "parts_share": {k: round(v / total, 3) for k, v in parts.items()} if total else {},
+    }
 
 
 def profile(out: Path) -> dict:
@@ -175,9 +224,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2, help="videos in the smallest corpus (then 4n and 16n)")
     ap.add_argument("--baseline", default="9cfbb07", help="git revision of the phase-by-phase run ('' = skip)")
+    ap.add_argument("--size", default="160x96", help="frame size WxH of the synthetic videos")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
+    ap.add_argument("--scorer-profile", metavar="OUT", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    results = {"n": args.n, "shots_per_video": SHOTS_PER_VIDEO, "shot_s": SHOT_FRAMES / 24}
+    if args.scorer_profile:
+        print(json.dumps(scorer_profile(Path(args.scorer_profile))))
+        return
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    results = {"n": args.n, "shots_per_video": SHOTS_PER_VIDEO, "shot_s": SHOT_FRAMES / 24, "size": args.size}
     results["baseline"] = args.baseline or None
     results["sizes"] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,7 +250,7 @@ def main() -> None:
             for mult in (1, 4, 16):
                 n = args.n * mult
                 corpus = Path(tmp) / f"corpus{n}"
-                make_corpus(corpus, n)
+                make_corpus(corpus, n, width, height)
                 entry: dict = {"videos": n}
                 for name, code_root in versions.items():
                     out = Path(tmp) / f"out{n}-{name}"
@@ -203,6 +258,15 @@ def main() -> None:
                     if name == "streaming":
                         fl = floor_s(out)
                         entry["floor_s"] = round(fl, 2)
+                        # in a child process: limit_threads(1) must not change the next floor's thread counts
+                        prof = subprocess.run(
+                            [sys.executable, __file__, "--scorer-profile", str(out)],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                        )
+                        entry[name]["scorer_profile"] = json.loads(prof.stdout.strip().splitlines()[-1])
                     entry[name]["wall_over_floor"] = round(entry[name]["wall_s"] / entry["floor_s"], 2)
                     shutil.rmtree(out, ignore_errors=True)
                 if "phased" in entry:
