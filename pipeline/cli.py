@@ -242,7 +242,29 @@ TRAINING_COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done, 2 a user error (bad flag, config, path, SQL), 75 (``EX_TEMPFAIL``) the
+    environment failed (disk full, out of memory, store unreachable: ``stages.errors``) and the same command, rerun
+    once it is fixed, redoes exactly the work that was lost."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except Exception as e:
+        from stages.errors import EXIT_ENVIRONMENT, find_fault
+
+        fault = find_fault(e)
+        if fault is None:
+            raise
+        name = argv[0] if argv else "clipforge"
+        print(
+            f"clipforge {name}: STOPPED by an error of the environment, not of the input: {fault}\n"
+            f"Nothing it was doing was recorded as a defect. Fix the cause and rerun the same command: it redoes "
+            f"exactly the unfinished work.",
+            file=sys.stderr,
+        )
+        return EXIT_ENVIRONMENT
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in TRAINING_COMMANDS:
         import importlib
 

@@ -63,11 +63,15 @@ def _write_shard(directory: Path, table: pa.Table, compression: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"part-{uuid.uuid4().hex}.parquet"
     tmp = directory / f".{name}.tmp"
-    with tmp.open("wb") as f:
-        pq.write_table(table, f, compression=compression)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / name)
+    try:
+        with tmp.open("wb") as f:
+            pq.write_table(table, f, compression=compression)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / name)
+    except BaseException:  # a full disk (ENOSPC) or a kill: no half-written shard stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     return directory / name
 
 

@@ -43,6 +43,7 @@ from ray.data import Datasink
 
 from pipeline import store
 from pipeline.schema import TABLES, VIDEOS
+from stages.errors import raise_if_environment
 
 # stored tables carried as struct columns, in the order a write task stores them (the user's stages, registered by
 # use_stages, go after clip_scores: they run before the per-clip filters)
@@ -271,6 +272,7 @@ class ClipStage:
         try:
             return self.stage(inputs)
         except Exception as e:
+            raise_if_environment(e, f"stage {self.table}")
             column = f"error_{self.table}"
             if column not in STREAM.field(self.table).type.names:
                 raise RuntimeError(

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from stages.errors import raise_if_environment
+
 # The table this stage writes (keyed by clip_id); pipeline/schema.py holds the stored copy.
 CAPTIONS_SCHEMA = pa.schema(
     [
@@ -209,6 +211,7 @@ class CaptionStage:
             try:
                 f, c = self.sample_clip(path, int(nf) if nf else None, float(fps) if fps else None)
             except Exception as e:  # errors are data: one bad clip must not stop the batch
+                raise_if_environment(e, f"caption of {path}")
                 rows[i] = _error(e)
                 secs[i] = time.perf_counter() - t0
                 continue
@@ -265,6 +268,7 @@ class CaptionStage:
                 try:
                     out.append(self.captioner.caption([f], prompt, [c], **kw)[0])
                 except Exception as e:  # noqa: BLE001 - errors are data
+                    raise_if_environment(e, "captioner")
                     out.append(e)
             return out
 

@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from stages.errors import raise_if_environment
+
 CLIP_SCORES_SCHEMA = pa.schema(
     [
         ("clip_id", pa.string()),
@@ -539,6 +541,7 @@ class ClipScorer:
                 try:
                     row.update(self.score_clip(path, int(nf) if nf is not None and nf == nf else None))
                 except Exception as e:  # errors are data
+                    raise_if_environment(e, f"CLIP scores of {path}")
                     msg = str(e).replace("\n", " ")[:500]
                     row["error_clip_scores"] = f"error_clip_scores:{type(e).__name__}: {msg}"
             rows.append(row)

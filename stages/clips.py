@@ -47,6 +47,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from stages.errors import environment_cause, raise_if_environment
 from stages.frames import _upright, iter_frames, open_stream, video_meta
 from stages.media import (
     Colour,
@@ -462,6 +463,12 @@ def cut_clips(
         w = writers.pop(r["clip_id"], None)
         if w is not None:
             w.abort()
+        if environment_cause(exc) is not None:
+            # the disk, not the clip: no open clip keeps a temporary file, and the run stops (stages/errors.py)
+            for other in writers.values():
+                other.abort()
+            writers.clear()
+            raise_if_environment(exc, f"cut {path}")
         _fail(r, exc)
         done.add(r["clip_id"])
 
@@ -618,6 +625,7 @@ def cut_video(video: dict, shots: dict, out_dir: str | Path, cfg: ClipsConfig, s
         clips = cut_clips(video["path"], video, todo, out_dir, cfg, skip_ids=stored, index=index) if todo else []
         shots["n_clips"] = len(plans)
     except Exception as e:  # errors are data: the shots row says why
+        raise_if_environment(e, f"cut {video.get('path')}")
         shots["error_type"], shots["error"] = type(e).__name__, str(e)[:2000]
         clips = []
     shots["cut_s"] = time.perf_counter() - t0

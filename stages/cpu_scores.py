@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from stages.errors import raise_if_environment
 from stages.resources import thread_budget
 
 # The columns this stage writes, in order (see SCORE_COLUMNS_SCHEMA in the report / pipeline/schema.py).
@@ -395,6 +396,7 @@ class CpuScorer:
                 try:
                     row = self.score_clip(path, int(nf) if nf else None, _num(batch, "fps", i))
                 except Exception as e:  # errors are data: one bad clip must not stop the run
+                    raise_if_environment(e, f"CPU scores of {path}")
                     msg = str(e).replace("\n", " ")[:500]
                     row = {"error_scores": f"error_scores:{type(e).__name__}: {msg}"}
             row["clip_id"] = str(batch["clip_id"][i])

@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stages.errors import raise_if_environment
+
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
 LIST_EXTENSIONS = (".txt", ".csv", ".tsv", ".parquet", ".jsonl")
 PATH_COLUMNS = ("path", "video", "file", "filepath", "video_path")
@@ -181,6 +183,7 @@ def _read_list(list_path: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iter
     try:
         records = list(_list_records(list_path))
     except Exception as e:  # a list we cannot parse is one error row, named by the list file
+        raise_if_environment(e, f"list file {list_path}")
         yield _row(list_path, error=f"ValueError: cannot read list file {list_path}: {type(e).__name__}: {e}")
         return
     for lineno, rec in records:

@@ -51,6 +51,7 @@ from typing import Any
 
 import av
 
+from stages.errors import raise_if_environment
 from stages.media import Colour, display_size, pick_video_stream, sample_aspect_ratio
 
 HASH_CHUNK = 8 << 20  # 8 MiB reads for the content hash
@@ -164,10 +165,12 @@ def probe(row: dict) -> dict:
     except ProbeError as e:
         out.update(status="error", error_type=e.error_type, error=str(e))
     except OSError as e:  # FileNotFoundError, PermissionError, IsADirectoryError, ...
+        raise_if_environment(e, f"probe of {path}")
         out.update(
             status="error", error_type=type(e).__name__, error=f"{e.strerror}: {path}" if e.strerror else str(e)
         )
-    except Exception as e:  # a probe must never take the run down: the error is data
+    except Exception as e:  # a probe must never take the run down: the error is data (its environment may)
+        raise_if_environment(e, f"probe of {path}")
         out.update(status="error", error_type=type(e).__name__, error=str(e) or repr(e))
     out["video_id"] = video_id_for(out["content_hash"], path)
     out["probe_s"] = time.perf_counter() - t0

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.errors import raise_if_environment
+
 DETECTORS: tuple[str, ...] = ("hybrid", "content", "adaptive", "transnetv2")
 
 
@@ -634,6 +636,7 @@ def shots_row(video: dict, cfg: ShotsConfig, detector=None) -> dict:
             row["scenes"] = [{k: sc.get(k) for k in keys} for sc in found["scenes"]]
             row["detector"] = found["detector"]
     except Exception as e:  # errors are data: the video gets a shots row saying why
+        raise_if_environment(e, f"shots of {video.get('path')}")
         row["error_type"], row["error"] = type(e).__name__, str(e)[:2000]
     row["n_shots"] = len(row["scenes"])
     row["detect_s"] = time.perf_counter() - t0

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from stages.errors import raise_if_environment
 from training.buckets import Bucket, BucketSet, resize_crop
 
 SHARD_SCHEMA = pa.schema(
@@ -147,6 +148,7 @@ class ClipEncoder:
             try:
                 outs.append(self.encode_row(row))
             except Exception as e:  # errors are data: the clip keeps a row saying why
+                raise_if_environment(e, f"prepare {row.get('clip_id')}")
                 out = {name: None for name in SHARD_SCHEMA.names}
                 out["clip_id"], out["error"] = row["clip_id"], f"error_prepare:{type(e).__name__}: {e}"[:500]
                 outs.append(out)
