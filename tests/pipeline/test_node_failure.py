@@ -1,0 +1,125 @@
+"""A worker node dies mid-run (ray.cluster_utils.Cluster: several raylets on this machine) and the run still ends
+with exactly the clips of an uninterrupted run.
+
+The node removed is the one running the CPU scorer actor while it is scoring: the test waits on that condition (the
+actor's first busy record, whose pid leads to its raylet), never on a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import store
+from pipeline.testdata import make_video
+
+
+def _cli(corpus: Path, out: Path, address: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "run",
+        "--input",
+        str(corpus),
+        "--output",
+        str(out),
+        "--address",
+        address,
+        "--store.stream_rows",
+        "2",
+        "--scores.batch_size",
+        "1",
+        "--clips.max_s",
+        "3",
+        "--ray.progress",
+        "false",
+    ]
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after the last ")"
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _ancestors(pid: int) -> set[int]:
+    seen: set[int] = set()
+    while pid and pid not in seen and pid != 1:
+        seen.add(pid)
+        pid = _ppid(pid) or 0
+    return seen
+
+
+def _scorer_pids(out: Path) -> list[int]:
+    pids = []
+    for f in out.glob("runs/*.busy/*.jsonl"):
+        try:
+            lines = f.read_text().splitlines()
+        except OSError:
+            continue
+        if any(json.loads(line)["stage"] == "scores" for line in lines if line.strip()):
+            pids.append(int(f.stem))
+    return pids
+
+
+def _raylet_pid(node) -> int:
+    from ray._private import ray_constants
+
+    return node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+
+
+@pytest.mark.timeout(900)
+def test_a_worker_node_removed_mid_run_loses_no_clip(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):  # distinct content (noise of different seeds): no video is a duplicate of another
+        make_video(corpus / f"v{i}.mp4", frames=120, size=(160, 96), pattern="noise", seed=i)
+    # the head schedules nothing (0 CPUs): every task and actor runs on the two worker nodes
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ref = tmp_path / "ref"
+        subprocess.run(_cli(corpus, ref, cluster.address), check=True, capture_output=True, timeout=600)
+        want = store.read_table(ref, "clips", columns=["clip_id", "drop_reason"]).sort_by("clip_id").to_pylist()
+        assert len(want) >= 12
+
+        out = tmp_path / "out"
+        log = tmp_path / "run.log"
+        proc = subprocess.Popen(_cli(corpus, out, cluster.address), stdout=log.open("w"), stderr=subprocess.STDOUT)
+        victim = None
+        deadline = time.time() + 600
+        while victim is None and proc.poll() is None and time.time() < deadline:
+            for pid in _scorer_pids(out):
+                chain = _ancestors(pid)
+                victim = next((w for w in workers if _raylet_pid(w) in chain), None)
+                if victim is not None:
+                    break
+            time.sleep(0.05)
+        assert victim is not None, "the scorer never ran on a worker node before the run ended:\n" + log.read_text()
+        cluster.remove_node(victim, allow_graceful=False)  # the raylet and its workers die at once
+        assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
+
+        got = store.read_table(out, "clips", columns=["clip_id", "drop_reason"]).sort_by("clip_id").to_pylist()
+        assert got == want  # none lost, none twice, the same decisions
+        con = store.open(out)
+        assert con.execute("SELECT count(*), count(DISTINCT video_id) FROM videos").fetchone() == (6, 6)
+
+        def scored(root: Path) -> list[str]:
+            return sorted(store.read_table(root, "scores", columns=["clip_id"]).column("clip_id").to_pylist())
+
+        assert scored(out) == scored(ref)  # each clip scored once, the lost node's work redone
+        cut = con.execute("SELECT clip_path FROM clips WHERE clip_path IS NOT NULL").fetchall()
+        assert cut and all((out / p).is_file() for (p,) in cut)
+    finally:
+        cluster.shutdown()
