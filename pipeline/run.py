@@ -15,6 +15,7 @@ config section and are applied here, in :func:`_graph`, with one thread policy (
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,13 @@ def init_ray(rc: RayConfig) -> None:
     import ray
 
     if not ray.is_initialized():
-        if rc.address:
-            ray.init(address=rc.address, log_to_driver=False)
+        address = rc.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=rc.num_cpus, include_dashboard=False, log_to_driver=False)
+            # "local": a new Ray of our own. Without it ray.init() joins any cluster already running on this machine
+            # (`ray start`, another user's, a test's), with that cluster's CPUs and lifetime.
+            ray.init(address="local", num_cpus=rc.num_cpus, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = rc.progress
     ctx.execution_options.preserve_order = False

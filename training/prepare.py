@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -87,7 +88,8 @@ def prepare(
         text_max_length=text_max_length,
     )
     if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, include_dashboard=False)
+        # RAY_ADDRESS (Ray's own variable) joins a cluster; without it a new local Ray, never a stray one
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", ignore_reinit_error=True, include_dashboard=False)
     if table.num_rows:
         ds = ray.data.from_arrow(table)
         ds = ds.map_batches(

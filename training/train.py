@@ -404,7 +404,8 @@ def train_ray(cfg: TrainConfig) -> dict[str, Any]:
     from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, include_dashboard=False)
+        # RAY_ADDRESS (Ray's own variable) joins a cluster; without it a new local Ray, never a stray one
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", ignore_reinit_error=True, include_dashboard=False)
     use_gpu = torch.cuda.is_available()
     d = asdict(cfg)
     d["data"] = str(Path(cfg.data).resolve())
