@@ -505,11 +505,11 @@ def plan(out: Path, cfg, inputs: list[dict[str, Any]], hashes: dict[str, str | N
 
 
 def _size(path: str) -> int | None:
-    import os
+    from stages import storage
 
     try:
-        return os.path.getsize(path) if "://" not in path else None
-    except OSError:
+        return storage.size(path)
+    except (OSError, ValueError):
         return None
 
 

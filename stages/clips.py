@@ -47,6 +47,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from stages import storage
 from stages.errors import environment_cause, raise_if_environment
 from stages.frames import _upright, iter_frames, open_stream, video_meta
 from stages.media import (
@@ -486,7 +487,7 @@ def cut_clips(
             coded_h = cc.height
             if index is None:
                 container.seek(0)
-                index = PtsIndex.build(container, stream, os.path.getsize(path))
+                index = PtsIndex.build(container, stream, storage.size(path))
         container, stream = open_stream(path, threads=threads)
     except Exception as exc:  # noqa: BLE001 - an unreadable source is data: every clip row says why
         for r in todo:

@@ -67,16 +67,33 @@ def _chain(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
+# exception class names (matched by name: no import of botocore or aiohttp needed) of an unreachable or refusing
+# object store: botocore's and aiohttp's connection errors, missing credentials
+ENVIRONMENT_TYPES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "NoCredentialsError",
+        "ClientConnectorError",
+        "ServerDisconnectedError",
+    }
+)
+
+
 def environment_cause(exc: BaseException) -> BaseException | None:
     """The exception in ``exc``'s chain that is an environment error, or None when it is an error of the input.
 
-    Environment: :class:`EnvironmentFault`, ``MemoryError``, ``ConnectionError``, ``TimeoutError``, and any
+    Environment: :class:`EnvironmentFault`, ``MemoryError``, ``ConnectionError``, ``TimeoutError``, the object-store
+    client errors named in :data:`ENVIRONMENT_TYPES`, and any
     ``OSError`` (PyAV's ``av.error.*`` included: they subclass ``OSError`` and carry FFmpeg's errno) whose errno is in
     :data:`ENVIRONMENT_ERRNOS`. Everything else (``FileNotFoundError``, ``PermissionError`` on an input,
     ``av.error.InvalidDataError``, ``ValueError`` ...) is the input's.
     """
     for e in _chain(exc):
         if isinstance(e, (EnvironmentFault, MemoryError, ConnectionError, TimeoutError)):
+            return e
+        if type(e).__name__ in ENVIRONMENT_TYPES:
             return e
         if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
             return e

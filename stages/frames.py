@@ -37,11 +37,11 @@ import math
 import os
 from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
 
+from stages import storage
 from stages.media import (
     PtsIndex,
     decode_frames,
@@ -430,7 +430,7 @@ def read_frames(
     wanted = sorted(set(indices))
     if backend not in ("auto", "decord", "pyav"):
         raise ValueError(f"backend must be auto, decord or pyav, not {backend!r}")
-    if not Path(path).is_file():
+    if not storage.is_file(path):
         raise FileNotFoundError(path)
     got = None
     used, fallback = "pyav", None
@@ -443,7 +443,7 @@ def read_frames(
         except Exception as exc:  # noqa: BLE001 - unreadable by PyAV: let decord try, then report PyAV's error
             fallback = f"{type(exc).__name__}: {exc}"
         if facts is not None:
-            fallback = decord_suitable(facts)
+            fallback = "object storage" if storage.is_uri(path) else decord_suitable(facts)
         if facts is not None and fallback is None:
             try:
                 got, used = _read_decord(path, wanted, facts["num_frames"]), "decord"

@@ -15,7 +15,11 @@ List files (named explicitly as inputs):
   Rows with spans become the video's ``spans`` (several rows of one video are merged, in order); a caption
   on a row without a span becomes ``original_caption``.
 
-Relative paths in a list file resolve against the list file's directory. Sidecar captions next to a video
+Object storage (``s3://``, ``gs://``, ``az://`` ... through fsspec, ``stages.storage``) takes the same forms: a
+prefix is walked, a glob matched, an object taken, a list file read, and list files may name URIs. A scheme without
+an installed filesystem package is an ``UnsupportedURI`` row naming the package.
+
+Relative paths in a list file resolve against the list file's directory (or prefix). Sidecar captions next to a video
 (``<video>.txt``, ``<stem>.txt``, ``<stem>.json`` with a caption/text/description/title key) fill
 ``original_caption`` when the list file gave none.
 """
@@ -33,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from stages import storage
 from stages.errors import raise_if_environment
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
@@ -41,7 +46,6 @@ PATH_COLUMNS = ("path", "video", "file", "filepath", "video_path")
 CAPTION_COLUMNS = ("caption", "text")
 SIDECAR_JSON_KEYS = ("caption", "text", "description", "title")
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_URI = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
 @dataclass
@@ -77,10 +81,25 @@ def expand_inputs(inputs: list[str], cfg: IngestConfig | None = None) -> list[di
             _merge(rows, row)
     out = list(rows.values())
     if cfg.sidecar_captions:
+        listings: dict[str, set[str]] = {}
         for row in out:
             if row["original_caption"] is None and row["input_error"] is None:
-                row["original_caption"] = sidecar_caption(row["path"])
+                listing = _prefix_listing(row["path"], listings) if storage.is_uri(row["path"]) else None
+                row["original_caption"] = sidecar_caption(row["path"], listing)
     return out
+
+
+def _prefix_listing(uri: str, cache: dict[str, set[str]]) -> set[str]:
+    """Object URIs directly under ``uri``'s prefix, listed once per prefix (an unlistable prefix: empty)."""
+    prefix = storage.dirname(uri)
+    if prefix not in cache:
+        try:
+            fs, p = storage.filesystem(prefix)
+            cache[prefix] = {storage.full_uri(fs, q, uri) for q in fs.ls(p, detail=False)}
+        except Exception as e:  # noqa: BLE001 - no sidecars then; a dead store still stops the run
+            raise_if_environment(e, f"listing {prefix}")
+            cache[prefix] = set()
+    return cache[prefix]
 
 
 def _row(path: str, *, caption: str | None = None, spans: list | None = None, error: str | None = None) -> dict:
@@ -106,10 +125,10 @@ def _merge(rows: dict[str, dict], row: dict) -> None:
 
 
 def _expand_one(item: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iterator[dict]:
-    uri = _URI.match(item)
-    if uri:
-        yield _unsupported(item, uri.group(1))
+    if storage.is_uri(item):
+        yield from _expand_uri(item, exts, cfg)
         return
+    item = storage.local(item)
     path = os.path.abspath(os.path.expanduser(item))
     if os.path.isdir(path):
         found = list(_walk(path, exts, cfg.follow_symlinks))
@@ -127,12 +146,49 @@ def _expand_one(item: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iterator
         yield _row(path, error=f"FileNotFoundError: no such file or directory: {path}")
 
 
-def _unsupported(item: str, scheme: str) -> dict:
-    return _row(
-        item,
-        error=f"UnsupportedURI: unsupported URI scheme '{scheme}://' (only local paths are read for now; "
-        "copy or mount the objects locally)",
-    )
+def _unsupported(item: str, why: str) -> dict:
+    return _row(item, error=f"UnsupportedURI: {why}")
+
+
+def _expand_uri(item: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iterator[dict]:
+    """An object-storage prefix, glob, object or list file (``stages.storage``): the same rules as local paths
+    (a prefix is walked, sorted, hidden names skipped; a glob takes video extensions unless it spells one)."""
+    try:
+        fs, path = storage.filesystem(item)
+    except ValueError as e:
+        yield _unsupported(item, f"{e} (pip install s3fs for s3://, gcsfs for gs://, adlfs for az://)")
+        return
+    try:
+        if _GLOB_CHARS.search(path):
+            literal_ext = os.path.splitext(path)[1].lower()
+            wanted = exts + ((literal_ext,) if literal_ext and not _GLOB_CHARS.search(literal_ext) else ())
+            found = [p for p, d in sorted(fs.glob(path, detail=True).items()) if d.get("type") == "file"]
+            found = [p for p in found if p.lower().endswith(wanted) and not _hidden(p)]
+            if not found:
+                yield _row(item, error=f"FileNotFoundError: glob matched no video file: {item}")
+            yield from (_row(storage.full_uri(fs, p, item)) for p in found)
+        elif fs.isdir(path):
+            found = [p for p in sorted(fs.find(path)) if p.lower().endswith(exts) and not _hidden(p, path)]
+            if not found:
+                msg = f"NoVideoFiles: prefix has no object with a video extension ({', '.join(exts)})"
+                yield _row(item, error=msg)
+            yield from (_row(storage.full_uri(fs, p, item)) for p in found)
+        elif fs.exists(path):
+            if path.lower().endswith(LIST_EXTENSIONS):
+                yield from _read_list(item, exts, cfg)
+            else:
+                yield _row(item)
+        else:
+            yield _row(item, error=f"FileNotFoundError: no such object or prefix: {item}")
+    except Exception as e:  # noqa: BLE001 - a denied or malformed listing is this input's row; a dead store stops
+        raise_if_environment(e, f"listing {item}")
+        yield _row(item, error=f"{type(e).__name__}: cannot list {item}: {e}")
+
+
+def _hidden(path: str, under: str = "") -> bool:
+    """A name starting with "." anywhere below ``under`` (a hidden file or directory, as the local walk skips)."""
+    rel = path[len(under) :] if under and path.startswith(under) else path.rsplit("/", 1)[-1]
+    return any(part.startswith(".") for part in rel.split("/") if part)
 
 
 def _walk(root: str, exts: tuple[str, ...], follow_symlinks: bool) -> Iterator[str]:
@@ -179,7 +235,7 @@ def _expand_glob(pattern: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iter
 
 
 def _read_list(list_path: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iterator[dict]:
-    base = os.path.dirname(list_path)
+    base = storage.dirname(list_path)
     try:
         records = list(_list_records(list_path))
     except Exception as e:  # a list we cannot parse is one error row, named by the list file
@@ -193,30 +249,42 @@ def _read_list(list_path: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iter
 def _list_records(list_path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line/row number, {lower-cased column: value}) of each entry."""
     lower = list_path.lower()
+    if lower.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with storage.open_read(list_path) as f:
+            table = pq.read_table(f)
+        for i, rec in enumerate(table.to_pylist(), 1):
+            yield i, _lower_keys(rec)
+        return
+    text = storage.read_text(list_path) if storage.is_uri(list_path) else None
     if lower.endswith(".txt"):
-        with open(list_path, encoding="utf-8-sig") as f:
+        with _text(list_path, text) as f:
             for i, line in enumerate(f, 1):
                 line = line.strip()
                 if line and not line.startswith("#"):
                     yield i, {"path": line}
         return
-    if lower.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        for i, rec in enumerate(pq.read_table(list_path).to_pylist(), 1):
-            yield i, _lower_keys(rec)
-        return
     if lower.endswith(".jsonl"):
-        with open(list_path, encoding="utf-8-sig") as f:
+        with _text(list_path, text) as f:
             for i, line in enumerate(f, 1):
                 if line.strip():
                     yield i, _lower_keys(json.loads(line))
         return
     delimiter = "\t" if lower.endswith(".tsv") else ","
-    with open(list_path, encoding="utf-8-sig", newline="") as f:
+    with _text(list_path, text) as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         for i, rec in enumerate(reader, 2):  # line 1 is the header
             yield i, _lower_keys(rec)
+
+
+def _text(path: str, text: str | None):
+    """A text file object of a local list file, or of an object's text already read."""
+    import io
+
+    if text is not None:
+        return io.StringIO(text, newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - used in a with block
 
 
 def _lower_keys(rec: dict) -> dict[str, Any]:
@@ -236,16 +304,21 @@ def _list_entry(
             msg = f"ValueError: {where}: empty path"
         yield _row(list_path, error=msg)
         return
-    raw = str(raw).strip()
-    uri = _URI.match(raw)
-    if uri:
-        yield _unsupported(raw, uri.group(1))
-        return
-    path = os.path.abspath(os.path.join(base, os.path.expanduser(raw)))
+    raw = storage.local(str(raw).strip())
+    path = storage.join(base, raw)
     try:
         caption, spans = _caption_and_spans(rec)
     except (ValueError, SyntaxError) as e:
         yield _row(path, error=f"ValueError: {where}: {e}")
+        return
+    if storage.is_uri(path):
+        # one request per listed object would make listing a large bucket slow: the probe says if it is missing
+        try:
+            storage.filesystem(path)
+        except ValueError as e:
+            yield _unsupported(path, f"{where}: {e}")
+            return
+        yield _row(path, caption=caption, spans=spans)
         return
     if os.path.isdir(path):  # a directory listed in a list expands like a named one; its rows share no spans
         found = list(_walk(path, exts, cfg.follow_symlinks))
@@ -343,14 +416,21 @@ def parse_time(value: Any) -> float:
 # ---------------------------------------------------------------- sidecars
 
 
-def sidecar_caption(video_path: str) -> str | None:
-    """Caption from a sidecar next to the video: <video>.txt, then <stem>.txt, then <stem>.json."""
+def sidecar_caption(video_path: str, listing: set[str] | None = None) -> str | None:
+    """Caption from a sidecar next to the video: <video>.txt, then <stem>.txt, then <stem>.json.
+
+    ``listing``: for an object-storage video, the object URIs of its prefix (one listing per prefix, not three
+    requests per video); a candidate not in it is not read."""
     stem = os.path.splitext(video_path)[0]
+
+    def read(candidate: str) -> str | None:
+        return _read_text(candidate) if listing is None or candidate in listing else None
+
     for candidate in (video_path + ".txt", stem + ".txt"):
-        text = _read_text(candidate)
+        text = read(candidate)
         if text:
             return text
-    raw = _read_text(stem + ".json")
+    raw = read(stem + ".json")
     if raw:
         try:
             data = json.loads(raw)
@@ -366,6 +446,8 @@ def sidecar_caption(video_path: str) -> str | None:
 
 def _read_text(path: str) -> str | None:
     try:
+        if storage.is_uri(path):
+            return storage.read_text(path).strip() or None
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             return f.read().strip() or None
     except OSError:  # absent (the common case) or unreadable: no sidecar

@@ -37,6 +37,8 @@ from typing import Any
 import av
 import numpy as np
 
+from stages import storage
+
 # libavutil/pixfmt.h enums -> av_color_*_name() strings (unspecified/reserved -> None).
 COLOR_RANGES = {1: "tv", 2: "pc"}
 COLOR_MATRICES = {
@@ -126,7 +128,7 @@ def open_video(
         from stages.resources import thread_budget
 
         threads = thread_budget() or 0
-    container = av.open(str(path), **open_kwargs)
+    container = av.open(storage.av_source(path), **open_kwargs)
     stream = pick_video_stream(container)
     if stream is None:
         container.close()
@@ -255,7 +257,7 @@ def timeline(path: str | os.PathLike) -> PtsIndex | None:
     timestamps cannot number its frames."""
     container, stream = open_video(path)
     with container:
-        return PtsIndex.build(container, stream, os.path.getsize(path))
+        return PtsIndex.build(container, stream, storage.size(path))
 
 
 def source_times(video: dict, index: PtsIndex | None) -> list[float]:

@@ -51,6 +51,7 @@ from typing import Any
 
 import av
 
+from stages import storage
 from stages.errors import raise_if_environment
 from stages.media import Colour, display_size, pick_video_stream, sample_aspect_ratio
 
@@ -120,7 +121,7 @@ def video_id_for(content_hash: str | None, path: str) -> str:
 def content_hash_of(path: str) -> str:
     """blake2b (16-byte digest) hex of the whole file, streamed in 8 MiB chunks."""
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    with storage.open_read(path, block_size=HASH_CHUNK) as f:
         while chunk := f.read(HASH_CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -129,12 +130,14 @@ def content_hash_of(path: str) -> str:
 def planned_hash(path: str) -> str | None:
     """The ``content_hash`` :func:`probe` will give ``path``, computed ahead of probing (the run decides duplicate
     files before it probes), or None where probe gives none (a missing, empty, unreadable or non-regular file,
-    a URI): such a file's probe reports its error and hashes nothing."""
+    an object that cannot be read): such a file's probe reports its error and hashes nothing. Errors of the
+    environment (``stages.errors``) are raised."""
     try:
-        if "://" in path or not os.path.isfile(path) or os.path.getsize(path) == 0:
+        if not storage.is_file(path) or storage.size(path) == 0:
             return None
         return content_hash_of(path)
-    except OSError:
+    except Exception as e:  # noqa: BLE001 - the probe reports the input's error; the environment's stop the run
+        raise_if_environment(e, f"hash of {path}")
         return None
 
 
@@ -201,24 +204,24 @@ def _spans(spans: Any) -> list[dict] | None:
 
 
 def _probe_file(path: str, out: dict[str, Any]) -> None:
-    st = os.stat(path)
-    out.update(size_bytes=st.st_size, mtime=st.st_mtime)
-    if os.path.isdir(path):
+    st = storage.info(path)
+    out.update(size_bytes=st["size"], mtime=st["mtime"])
+    if st["type"] == "directory":
         raise IsADirectoryError(21, "Is a directory, not a video file")
-    if st.st_size == 0:
+    if st["size"] == 0:
         raise ProbeError("EmptyFile", "file is empty (0 bytes)")
     out["content_hash"] = out.get("content_hash") or content_hash_of(path)
     try:
-        container = av.open(path, mode="r", metadata_errors="replace")
+        container = av.open(storage.av_source(path), mode="r", metadata_errors="replace")
     except av.error.FFmpegError as e:
         # The bytes were just read whole for the hash, so an FFmpeg read failure here (invalid data, early
         # end of file, EIO from a demuxer) is about the content, not the disk.
-        trunc = truncation(path, st.st_size)
+        trunc = truncation(path, st["size"])
         if trunc:
             raise ProbeError("Truncated", f"{trunc}; FFmpeg cannot open it ({e.strerror})") from None
         raise ProbeError("InvalidData", f"not a readable media file (FFmpeg: {e.strerror or e})") from None
     with container:
-        _probe_container(container, path, st.st_size, out)
+        _probe_container(container, path, st["size"], out)
 
 
 @dataclass
@@ -471,7 +474,7 @@ def truncation(path: str, size: int) -> str | None:
     download apart from a file that was never a video. Reads a few header bytes only.
     """
     try:
-        with open(path, "rb") as f:
+        with storage.open_read(path, block_size=1 << 16) as f:
             head = f.read(64)
             if head[:4] == b"\x1a\x45\xdf\xa3":
                 return _matroska_truncation(head, size)

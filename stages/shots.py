@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stages import storage
 from stages.errors import raise_if_environment
+from stages.storage import as_path
 
 DETECTORS: tuple[str, ...] = ("hybrid", "content", "adaptive", "transnetv2")
 
@@ -98,7 +100,7 @@ def _open(path: Path):
 
     from stages.media import NoVideoStream, open_video
 
-    if not path.is_file():
+    if not storage.is_file(path):
         raise FileNotFoundError(f"video not found: {path}")
     try:
         return open_video(path)
@@ -128,7 +130,7 @@ class SmallFrames:
 
         from stages.media import PtsIndex, display_size, sample_aspect_ratio
 
-        self.path = Path(path)
+        self.path = as_path(path)
         self.interpolation, self.fast = interpolation, fast
         container, stream = _open(self.path)
         with container:
@@ -140,7 +142,7 @@ class SmallFrames:
                 raise ShotDetectionError(f"cannot tell the frame rate of {self.path}")
             self.fps = float(rate)
             try:
-                self.index = PtsIndex.build(container, stream, self.path.stat().st_size)
+                self.index = PtsIndex.build(container, stream, storage.size(self.path))
             except av.error.FFmpegError as exc:
                 raise ShotDetectionError(f"cannot read video {self.path}: {exc}") from exc
         self.size = size or self.display
@@ -433,7 +435,7 @@ def _detect_pyscenedetect(path: Path, cfg: ShotsConfig) -> dict:
         cuts += [int(c.frame_num) for c in found]
     if last is not None:
         cuts += [int(c.frame_num) for c in detector.post_process(FrameTimecode(last, fps=src.fps))]
-    return _result(Path(path), src.fps, src.times, cfg.detector, cuts)
+    return _result(path, src.fps, src.times, cfg.detector, cuts)
 
 
 # --------------------------------------------------------------------------------------------- TransNetV2
@@ -475,7 +477,7 @@ class TransNetV2Detector:
 
     def detect(self, path: str | Path, cfg: ShotsConfig | None = None) -> dict:
         cfg = cfg or self.cfg
-        path = Path(path)
+        path = as_path(path)
         d = decode_small(path, 48, 27, interpolation="BICUBIC")
         probs = self.predict(d.frames)
         scenes = predictions_to_scenes(probs, cfg.transnet_threshold)
@@ -581,7 +583,7 @@ def detect(path: str | Path, cfg: ShotsConfig | None = None, *, transnet: TransN
     and :class:`ShotDetectionError` for one that cannot be decoded.
     """
     cfg = cfg or ShotsConfig()
-    path = Path(path)
+    path = as_path(path)
     if cfg.detector not in DETECTORS:
         raise ValueError(f"unknown shot detector {cfg.detector!r}; choose one of {DETECTORS}")
     if cfg.detector == "hybrid":

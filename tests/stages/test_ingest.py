@@ -83,12 +83,13 @@ def test_explicit_file_taken_whatever_its_extension(tmp_path: Path):
 
 def test_missing_inputs_are_error_rows(tmp_path: Path):
     missing = tmp_path / "nope.mp4"
-    rows = expand_inputs([str(missing), str(tmp_path / "*.mp4"), "s3://bucket/v.mp4", str(tmp_path)])
-    assert [r["path"] for r in rows] == [str(missing), str(tmp_path / "*.mp4"), "s3://bucket/v.mp4", str(tmp_path)]
+    rows = expand_inputs([str(missing), str(tmp_path / "*.mp4"), "nosuchfs://bucket/v.mp4", str(tmp_path)])
+    want = [str(missing), str(tmp_path / "*.mp4"), "nosuchfs://bucket/v.mp4", str(tmp_path)]
+    assert [r["path"] for r in rows] == want
     errs = [r["input_error"] for r in rows]
     assert errs[0].startswith("FileNotFoundError: ") and str(missing) in errs[0]
     assert errs[1].startswith("FileNotFoundError: glob matched no video file")
-    assert errs[2].startswith("UnsupportedURI: unsupported URI scheme 's3://'")
+    assert errs[2].startswith("UnsupportedURI: no filesystem for nosuchfs://bucket/v.mp4")
     assert errs[3].startswith("NoVideoFiles: ")  # an existing dir without videos is not silently empty
 
 

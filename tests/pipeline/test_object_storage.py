@@ -1,0 +1,145 @@
+"""Inputs in object storage: a real S3-compatible server (moto's standalone server, started here on 127.0.0.1),
+reached the way a user reaches AWS or MinIO: AWS_ENDPOINT_URL and the standard credential variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline import store
+from pipeline.testdata import make_video
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    """A moto S3 server on a free port; yields the environment a user would set for an S3-compatible store."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:  # wait until it answers, not for a fixed time
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except OSError:
+            assert server.poll() is None and time.time() < deadline, "moto server did not start"
+            time.sleep(0.1)
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.terminate()
+        server.wait()
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_env, tmp_path_factory, bikes):
+    """s3://corpus with two real videos, a sidecar caption, a hidden object, a list file and its local twin."""
+    import fsspec
+
+    local = tmp_path_factory.mktemp("local")
+    make_video(local / "shapes.mp4", frames=96, size=(192, 108), pattern="shapes")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("corpus")
+    fs.put(str(bikes), "corpus/videos/bikes.mp4")
+    fs.put(str(local / "shapes.mp4"), "corpus/videos/sub/shapes.mp4")
+    fs.pipe("corpus/videos/sub/shapes.txt", b"a square and a disc move")
+    fs.pipe("corpus/videos/.hidden/skip.mp4", b"not listed")
+    fs.pipe(
+        "corpus/lists/spans.csv",
+        b"path,start_s,end_s,caption\n../videos/bikes.mp4,1.0,2.5,two riders\n"
+        b"s3://corpus/videos/sub/shapes.mp4,,,\nmissing.mp4,,,\n",
+    )
+    (local / "bikes.mp4").symlink_to(bikes)
+    return local
+
+
+def test_prefixes_globs_and_list_files_in_a_bucket(bucket):
+    from stages.ingest import expand_inputs
+
+    rows = expand_inputs(["s3://corpus/videos/"])
+    assert [r["path"] for r in rows] == ["s3://corpus/videos/bikes.mp4", "s3://corpus/videos/sub/shapes.mp4"]
+    assert rows[1]["original_caption"] == "a square and a disc move"  # the sidecar, found from one listing
+    assert [r["path"] for r in expand_inputs(["s3://corpus/videos/*.mp4"])] == ["s3://corpus/videos/bikes.mp4"]
+    listed = {r["path"]: r for r in expand_inputs(["s3://corpus/lists/spans.csv"])}
+    assert listed["s3://corpus/videos/bikes.mp4"]["spans"] == [{"start_s": 1.0, "end_s": 2.5, "caption": "two riders"}]
+    assert "s3://corpus/videos/sub/shapes.mp4" in listed
+    assert "s3://corpus/lists/missing.mp4" in listed  # a listed object that is not there: the probe will say so
+    missing = expand_inputs(["s3://corpus/nothing/here.mp4", "s3://corpus/videos/*.webm"])
+    assert [r["input_error"].split(":")[0] for r in missing] == ["FileNotFoundError", "FileNotFoundError"]
+
+
+def _run(inputs: list[str], out: Path, env: dict) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--output", str(out), "--ray.num_cpus", "2"]
+    cmd += ["--clips.max_s", "3", "--ray.progress", "false"]
+    for i in inputs:
+        cmd += ["--input", i]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
+
+
+def test_a_run_reads_its_videos_from_the_bucket_like_local_files(bucket, s3_env, tmp_path):
+    remote = _run(["s3://corpus/videos/", "s3://corpus/lists/spans.csv"], tmp_path / "remote", s3_env)
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    local = _run([str(bucket / "bikes.mp4"), str(bucket / "shapes.mp4")], tmp_path / "local", s3_env)
+    assert local.returncode == 0, local.stderr[-3000:]
+
+    def videos(out: Path) -> dict:
+        con = store.open(out)
+        q = "SELECT path, status, error_type, content_hash, num_frames, fps, width, height, size_bytes FROM videos"
+        return {Path(r[0]).name: r[1:] for r in con.execute(q).fetchall()}
+
+    rv, lv = videos(tmp_path / "remote"), videos(tmp_path / "local")
+    assert rv["missing.mp4"][:2] == ("error", "FileNotFoundError")  # the listed object that is not there
+    assert rv["bikes.mp4"] == lv["bikes.mp4"] and rv["shapes.mp4"] == lv["shapes.mp4"]
+
+    def clips(out: Path, name: str) -> list:
+        con = store.open(out)
+        return con.execute(
+            "SELECT c.start_frame, c.end_frame, c.num_frames, c.drop_reason FROM clips c "
+            "JOIN videos v USING (video_id) WHERE v.path LIKE '%' || ? ORDER BY 1, 2",
+            [name],
+        ).fetchall()
+
+    # shapes: the same shots and clips as from the local file; bikes: only its listed span (1.0-2.5 s)
+    assert clips(tmp_path / "remote", "shapes.mp4") == clips(tmp_path / "local", "shapes.mp4")
+    # frames shown in [1.0, 2.5) s at 25 fps: 25..62, end exclusive
+    assert [(a, b) for a, b, _, _ in clips(tmp_path / "remote", "bikes.mp4")] == [(25, 63)]
+    con = store.open(tmp_path / "remote")
+    for (p,) in con.execute("SELECT clip_path FROM clips WHERE clip_path IS NOT NULL").fetchall():
+        assert (tmp_path / "remote" / p).is_file()
+
+
+def test_an_unreachable_store_stops_the_run_instead_of_failing_every_video(tmp_path, s3_env):
+    dead = {**s3_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    r = _run(["s3://corpus/videos/"], tmp_path / "out", dead)
+    assert r.returncode == 75, r.stderr[-3000:]
+    assert "STOPPED by an error of the environment" in r.stderr and "127.0.0.1" in r.stderr
