@@ -3,8 +3,13 @@ a fraction of a plain fp32 matmul's FLOP/s measured in the same process (a ratio
 give a comparable number).
 
     .venv/bin/python bench/train_bench.py [--model tiny] [--steps 40] [--size 32] [--frames 8] [--patch 1 4 4]
+    .venv/bin/python bench/train_bench.py --scaling [--shards 2 8 32] [--baseline REV]
 
-Writes bench/results/train.json.
+Writes bench/results/train.json. ``--scaling`` instead measures the data path at scale: synthetic shards of
+64 clips each (latents 4x8x64x64 float16, 256 KiB a clip; text 16x384) in growing numbers, each trained for a few
+steps in a fresh process; per count it writes the process's peak RSS and the share of step time spent waiting for data
+(``data_wait_pct``), and the peak-RSS ratio of the largest count to the smallest (flat = the loader streams the shards
+instead of holding them). Writes bench/results/train_scaling.json.
 """
 
 from __future__ import annotations
@@ -54,6 +59,81 @@ def flops_per_sample(model: DiT, tokens: int, text_tokens: int) -> float:
     return 6 * per_token * tokens + 3 * depth * (4 * tokens**2 * d + 4 * tokens * text_tokens * d)
 
 
+SCALING_DRIVER = r"""
+import json, resource, sys
+from training.train import TrainConfig, train
+cfg = TrainConfig(data=sys.argv[1], out=sys.argv[2], model="tiny", patch=[1, 8, 8], batch_size=4, max_steps=8,
+                  log_every=4, ckpt_every=10**9, tensorboard=False, lr=1e-4)
+m = train(cfg)
+print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "data_wait_pct": m["data_wait_pct"], "steps_per_s": m["steps_per_s"]}))
+"""
+
+
+def synthetic_shards(dest: Path, n_shards: int, rows: int = 64) -> Path:
+    """``n_shards`` training shards of ``rows`` clips with random float16 latents (4, 8, 64, 64), in SHARD_SCHEMA."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.data import SHARD_SCHEMA, pack
+
+    (dest / "shards").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for s in range(n_shards):
+        recs = []
+        for r in range(rows):
+            latent, lshape, ldtype = pack(rng.standard_normal((4, 8, 64, 64), np.float32), "float16")
+            text, tshape, tdtype = pack(rng.standard_normal((16, 384), np.float32), "float16")
+            recs.append({"clip_id": f"s{s:04d}r{r:03d}", "bucket": "8x64x64", "caption": "synthetic",
+                         "caption_source": "dense", "latent": latent, "latent_shape": lshape, "latent_dtype": ldtype,
+                         "text": text, "text_shape": tshape, "text_dtype": tdtype, "error": None})  # fmt: skip
+        pq.write_table(pa.Table.from_pylist(recs, schema=SHARD_SCHEMA), dest / "shards" / f"part-{s:05d}.parquet",
+                       row_group_size=16)  # fmt: skip
+    return dest
+
+
+def scaling(counts: list[int], work: Path, baseline: str | None = None) -> dict:
+    """Peak RSS and data wait per shard count, for this tree and (``baseline``: a git revision, checked out with
+    ``git worktree``) the code before, on the same shards in the same run."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    versions = {"this": root}
+    if baseline:
+        wt = work / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(wt), baseline], cwd=root, check=True,
+                       capture_output=True)  # fmt: skip
+        versions["baseline"] = wt
+    out: dict = {"rows_per_shard": 64, "latent": [4, 8, 64, 64], "bytes_per_clip": 4 * 8 * 64 * 64 * 2,
+                 "baseline": baseline, "runs": {}}  # fmt: skip
+    try:
+        for n in counts:
+            data = synthetic_shards(work / f"shards{n}", n)
+            out["runs"][str(n)] = {"shard_bytes_mb": round(sum(f.stat().st_size for f in (data / "shards").iterdir())
+                                                           / 2**20, 1)}  # fmt: skip
+            for name, code in versions.items():
+                res = subprocess.run(
+                    [sys.executable, "-c", SCALING_DRIVER, str(data), str(work / f"run{n}-{name}")],
+                    capture_output=True, text=True, check=True, cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
+                )  # fmt: skip
+                out["runs"][str(n)][name] = json.loads(res.stdout.strip().splitlines()[-1])
+                shutil.rmtree(work / f"run{n}-{name}", ignore_errors=True)
+            print(n, out["runs"][str(n)], flush=True)
+            shutil.rmtree(data, ignore_errors=True)
+    finally:
+        if baseline:
+            subprocess.run(["git", "worktree", "remove", "--force", str(versions["baseline"])], cwd=root)
+    lo, hi = out["runs"][str(counts[0])], out["runs"][str(counts[-1])]
+    for name in versions:
+        out[f"peak_rss_ratio_largest_over_smallest_{name}"] = round(
+            hi[name]["peak_rss_mb"] / lo[name]["peak_rss_mb"], 3
+        )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny")
@@ -64,7 +144,17 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--work", default=None, help="scratch dir (default: a temp dir)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--scaling", action="store_true", help="peak RSS and data wait against the number of shards")
+    parser.add_argument("--shards", type=int, nargs="+", default=[2, 8, 32])
+    parser.add_argument("--baseline", default=None, help="with --scaling: git revision of the loader to compare")
     args = parser.parse_args()
+    if args.scaling:
+        work = Path(args.work or tempfile.mkdtemp(prefix="train-scaling-"))
+        result = scaling(sorted(args.shards), work, args.baseline)
+        dest = RESULTS.with_name("train_scaling.json") if args.out == str(RESULTS) else Path(args.out)
+        dest.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return 0
 
     work = Path(args.work or tempfile.mkdtemp(prefix="train-bench-"))
     bucket = {"buckets": [{"frames": args.frames, "height": args.size, "width": args.size}]}

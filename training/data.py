@@ -251,45 +251,100 @@ class Sample:
 
 
 class ShardDataset:
-    """All written rows of a prepared dataset (``dest/shards/*.parquet``), in clip_id order.
+    """The written rows of a prepared dataset (``dest/shards/*.parquet``, local or a URI), in clip_id order, read
+    as they are needed.
 
-    Rows are kept as their stored bytes (float16) and turned into tensors per batch. Sorting by clip_id makes
-    the order independent of how many Ray tasks wrote the shards, which exact resume relies on.
+    Opening reads only the small columns of every shard (clip_id, bucket, caption, error, tensor shapes); latents and
+    text embeddings stay in the files and are read per batch (:meth:`samples`), a Parquet row group at a time, with
+    at most ``cache_row_groups`` decoded row groups kept (least recently used dropped). Memory therefore grows with
+    the number of clips only by their metadata (~100 bytes a clip), not with the shards' tensors. Sorting by clip_id
+    makes the order independent of how many Ray tasks wrote the shards, which exact resume relies on.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        files = sorted((self.path / "shards").glob("*.parquet")) if (self.path / "shards").is_dir() else []
-        if not files:
+    SMALL = ("clip_id", "bucket", "caption", "error", "latent_shape", "text_shape")
+    LARGE = ("latent", "latent_shape", "latent_dtype", "text", "text_shape", "text_dtype")
+
+    def __init__(self, path: str | Path, cache_row_groups: int = 4):
+        from stages import storage
+
+        self.path = storage.as_path(path)
+        self.files = _shard_files(self.path)
+        if not self.files:
             raise FileNotFoundError(f"no training shards under {self.path}/shards; run `clipforge prepare` first")
-        table = pa.concat_tables([pq.read_table(f).select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA) for f in files])
+        self._open: dict[int, pq.ParquetFile] = {}
+        parts, rg_starts = [], []
+        for f in range(len(self.files)):
+            pf = self._file(f)
+            t = pf.read(columns=list(self.SMALL))
+            n = t.num_rows
+            rg_starts.append(np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]))
+            parts.append(
+                t.append_column("_file", pa.array(np.full(n, f, np.int32))).append_column(
+                    "_row", pa.array(np.arange(n, dtype=np.int64))
+                )
+            )
+        table = pa.concat_tables(parts, promote_options="permissive")
         table = table.filter(pc.is_null(table.column("error"))).sort_by("clip_id")
         if table.num_rows == 0:
             raise ValueError(f"{self.path} has no usable rows (every clip was skipped; see manifest.json)")
-        self.table = table
         self.clip_ids = table.column("clip_id").to_pylist()
         self.buckets = table.column("bucket").to_pylist()
         self.captions = table.column("caption").to_pylist()
-        self._latent = table.column("latent").to_pylist()
-        self._latent_shape = table.column("latent_shape").to_pylist()
-        self._latent_dtype = table.column("latent_dtype").to_pylist()
-        self._text = table.column("text").to_pylist()
-        self._text_shape = table.column("text_shape").to_pylist()
-        self._text_dtype = table.column("text_dtype").to_pylist()
-        manifest = self.path / "manifest.json"
-        self.manifest = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        self._where = np.stack([table.column("_file").to_numpy(), table.column("_row").to_numpy()], axis=1)
+        self._text_len = np.array([s[0] for s in table.column("text_shape").to_pylist()], np.int64)
+        self._latent_shape0 = table.column("latent_shape")[0].as_py()
+        self._text_shape0 = table.column("text_shape")[0].as_py()
+        self._rg_starts = rg_starts
+        self._cache: dict[tuple[int, int], pa.Table] = {}
+        self.cache_row_groups = max(1, int(cache_row_groups))
+        self.manifest = _read_manifest(self.path)
+
+    def _file(self, f: int) -> pq.ParquetFile:
+        from stages import storage
+
+        if f not in self._open:
+            self._open[f] = pq.ParquetFile(storage.open_read(self.files[f]))
+        return self._open[f]
+
+    def _row_group(self, f: int, g: int) -> pa.Table:
+        key = (f, g)
+        if key in self._cache:
+            self._cache[key] = self._cache.pop(key)  # most recently used last
+            return self._cache[key]
+        t = self._file(f).read_row_group(g, columns=list(self.LARGE))
+        self._cache[key] = t
+        while len(self._cache) > self.cache_row_groups:
+            self._cache.pop(next(iter(self._cache)))
+        return t
 
     def __len__(self) -> int:
         return len(self.clip_ids)
 
     def __getitem__(self, i: int) -> Sample:
-        return Sample(
-            self.clip_ids[i],
-            self.buckets[i],
-            self.captions[i],
-            unpack(self._latent[i], self._latent_shape[i], self._latent_dtype[i]),
-            unpack(self._text[i], self._text_shape[i], self._text_dtype[i]),
-        )
+        return self.samples([i])[0]
+
+    def samples(self, indices: list[int]) -> list[Sample]:
+        """The samples at ``indices`` (dataset order), each row group read once for the whole list."""
+        out = []
+        for i in indices:
+            f, r = (int(v) for v in self._where[i])
+            g = int(np.searchsorted(self._rg_starts[f], r, side="right") - 1)
+            row = self._row_group(f, g).slice(r - int(self._rg_starts[f][g]), 1).to_pylist()[0]
+            out.append(
+                Sample(
+                    self.clip_ids[i],
+                    self.buckets[i],
+                    self.captions[i],
+                    unpack(row["latent"], row["latent_shape"], row["latent_dtype"]),
+                    unpack(row["text"], row["text_shape"], row["text_dtype"]),
+                )
+            )
+        return out
+
+    def text_length(self, indices: list[int]) -> int:
+        """The longest text embedding (tokens) among ``indices``: what a global batch pads to, known from metadata
+        so a worker that reads only its slice pads exactly as the whole batch would."""
+        return int(self._text_len[indices].max())
 
     def by_bucket(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
@@ -299,11 +354,32 @@ class ShardDataset:
 
     @property
     def latent_channels(self) -> int:
-        return int(self._latent_shape[0][0])
+        return int(self._latent_shape0[0])
 
     @property
     def text_dim(self) -> int:
-        return int(self._text_shape[0][1])
+        return int(self._text_shape0[1])
+
+
+def _shard_files(path: str | Path) -> list[str]:
+    """The shard files of a prepared dataset, sorted (local directory or object-storage prefix)."""
+    from stages import storage
+
+    if storage.is_uri(path):
+        fs, p = storage.filesystem(f"{str(path).rstrip('/')}/shards")
+        return sorted(storage.full_uri(fs, q, str(path)) for q in fs.glob(f"{p}/*.parquet"))
+    shards = Path(path) / "shards"
+    return [str(f) for f in sorted(shards.glob("*.parquet"))] if shards.is_dir() else []
+
+
+def _read_manifest(path: str | Path) -> dict:
+    from stages import storage
+
+    manifest = f"{str(path).rstrip('/')}/manifest.json"
+    try:
+        return json.loads(storage.read_text(manifest))
+    except FileNotFoundError:
+        return {}
 
 
 class BucketBatchSampler:
@@ -350,13 +426,15 @@ class BucketBatchSampler:
             yield batch
 
 
-def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
-    """Same-bucket samples -> latents (B, C, t, h, w) float32, text (B, L, D) zero-padded, text_mask (B, L)."""
+def collate(samples: list[Sample], text_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Same-bucket samples -> latents (B, C, t, h, w) float32, text (B, L, D) zero-padded, text_mask (B, L).
+
+    ``text_length``: L (default: the longest text among ``samples``; a worker's slice passes the global batch's)."""
     shapes = {s.latent.shape for s in samples}
     if len(shapes) != 1:
         raise ValueError(f"a batch mixes latent shapes {shapes}; batches must come from one bucket")
     latents = torch.from_numpy(np.stack([s.latent for s in samples]).astype(np.float32))
-    length = max(s.text.shape[0] for s in samples)
+    length = max(s.text.shape[0] for s in samples) if text_length is None else int(text_length)
     dim = samples[0].text.shape[1]
     text = torch.zeros(len(samples), length, dim)
     mask = torch.zeros(len(samples), length, dtype=torch.bool)

@@ -169,10 +169,13 @@ def load_checkpoint(
 
 class Prefetcher:
     """Assembles batches on a background thread, in sampler order; each item carries the cursor *after* it,
-    so a checkpoint records exactly what the loop consumed, not what the thread read ahead."""
+    so a checkpoint records exactly what the loop consumed, not what the thread read ahead.
 
-    def __init__(self, ds: ShardDataset, sampler: BucketBatchSampler, depth: int):
-        self.ds, self.sampler = ds, sampler
+    Each worker reads only its own part of each global batch (``part``: the slice of the batch's indices it trains
+    on), padded like the whole batch (``ShardDataset.text_length``), so N workers read the data once between them."""
+
+    def __init__(self, ds: ShardDataset, sampler: BucketBatchSampler, depth: int, part: slice = slice(None)):
+        self.ds, self.sampler, self.part = ds, sampler, part
         self.q: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -181,7 +184,10 @@ class Prefetcher:
     def _run(self) -> None:
         try:
             for idx in self.sampler:
-                item = (collate([self.ds[i] for i in idx]), self.sampler.state_dict())
+                mine = idx[self.part]
+                batch = collate(self.ds.samples(mine), text_length=self.ds.text_length(idx))
+                batch["global_size"] = len(idx)
+                item = (batch, self.sampler.state_dict())
                 while not self.stop.is_set():
                     try:
                         self.q.put(item, timeout=0.1)
@@ -297,7 +303,7 @@ def train(cfg: TrainConfig, report=None) -> dict[str, Any]:
         )
 
     # ---- loop
-    loader = Prefetcher(ds, sampler, cfg.prefetch)
+    loader = Prefetcher(ds, sampler, cfg.prefetch, part=slice(rank * local_bs, (rank + 1) * local_bs))
     cursor = sampler.state_dict()
     metrics: dict[str, Any] = {}
     window = {"t0": time.perf_counter(), "data": 0.0, "steps": 0, "loss": 0.0}
@@ -309,11 +315,12 @@ def train(cfg: TrainConfig, report=None) -> dict[str, Any]:
             window["data"] += time.perf_counter() - t_data
 
             # Randomness for the global batch, in a fixed order, from the one generator.
-            b, t_lat = batch["latents"].shape[0], batch["latents"].shape[2]
+            # (this worker holds only its slice of the batch; the draws are for all of it)
+            b, t_lat = batch["global_size"], batch["latents"].shape[2]
             drop = torch.rand(b, generator=generator) < cfg.text_dropout
             cond = condition_masks(b, t_lat, cfg.p_i2v, cfg.p_extend, generator)
             t = flow.sample_t(b, tuple(batch["latents"].shape[1:]), generator)
-            noise = torch.randn(batch["latents"].shape, generator=generator)
+            noise = torch.randn((b, *batch["latents"].shape[1:]), generator=generator)
             sl = slice(rank * local_bs, (rank + 1) * local_bs)
 
             for g in opt.param_groups:
@@ -322,9 +329,9 @@ def train(cfg: TrainConfig, report=None) -> dict[str, Any]:
             with autocast:
                 loss, _ = flow.loss(
                     ddp,
-                    batch["latents"][sl].to(device),
-                    batch["text"][sl].to(device),
-                    batch["text_mask"][sl].to(device),
+                    batch["latents"].to(device),
+                    batch["text"].to(device),
+                    batch["text_mask"].to(device),
                     generator,
                     cond_mask=None if cond is None else cond[sl].to(device),
                     drop=drop[sl].to(device),

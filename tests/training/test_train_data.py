@@ -118,3 +118,57 @@ def test_shard_dataset_and_collate(tmp_path_factory):
     assert (batch["text"][~batch["text_mask"]] == 0).all()
     with pytest.raises(FileNotFoundError, match="clipforge prepare"):
         ShardDataset(tmp_path_factory.mktemp("empty"))
+
+
+def test_shard_dataset_streams_row_groups_and_each_worker_reads_its_part(tmp_path):
+    """Rows are read from the files per batch (a bounded cache of row groups), equal to what a full read gives, and
+    a worker's Prefetcher reads only its slice of each global batch, padded like the whole batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from training.data import SHARD_SCHEMA, pack
+    from training.train import Prefetcher
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "shards").mkdir()
+    for s in range(3):  # 3 files x 10 rows, row groups of 4: rows cross row-group and file boundaries
+        recs = []
+        for r in range(10):
+            lat = pack(rng.standard_normal((3, 2, 8, 8), np.float32), "float16")
+            txt = pack(rng.standard_normal((int(rng.integers(2, 9)), 16), np.float32), "float16")
+            rec = dict(clip_id=f"c{r:02d}{s}", bucket="b1" if r % 2 else "b2", caption="x", caption_source="dense")
+            rec.update(latent=lat[0], latent_shape=lat[1], latent_dtype=lat[2])
+            rec.update(text=txt[0], text_shape=txt[1], text_dtype=txt[2], error="no_bucket" if r == 9 else None)
+            recs.append(rec)
+        pq.write_table(pa.Table.from_pylist(recs, schema=SHARD_SCHEMA), tmp_path / "shards" / f"p{s}.parquet",
+                       row_group_size=4)  # fmt: skip
+    full = pa.concat_tables([pq.read_table(f) for f in sorted((tmp_path / "shards").iterdir())])
+    full = full.filter(pc.is_null(full["error"])).sort_by("clip_id").to_pylist()
+
+    ds = ShardDataset(tmp_path, cache_row_groups=2)
+    assert ds.clip_ids == [r["clip_id"] for r in full] and len(ds) == 27
+    order = list(rng.permutation(len(ds)))
+    for i, sample in zip(order, ds.samples(order), strict=True):
+        want = np.frombuffer(full[i]["latent"], np.float16).reshape(full[i]["latent_shape"])
+        np.testing.assert_array_equal(sample.latent, want)
+        assert sample.text.shape[0] == full[i]["text_shape"][0]
+        assert len(ds._cache) <= 2  # never more than the bounded row-group cache
+
+    reads: list[list[int]] = []
+    ds.samples = lambda idx, _orig=ds.samples: reads.append(list(idx)) or _orig(idx)
+    batches = list(BucketBatchSampler(ds.by_bucket(), 4, seed=3).plan(0))[:3]
+    parts = []
+    for rank in range(2):
+        sampler = BucketBatchSampler(ds.by_bucket(), 4, seed=3)
+        loader = Prefetcher(ds, sampler, depth=1, part=slice(2 * rank, 2 * rank + 2))
+        parts.append([loader.next()[0] for _ in range(3)])
+        loader.close()
+    for k, idx in enumerate(batches):
+        whole = collate(ds.samples(idx))
+        for rank in range(2):
+            mine = parts[rank][k]
+            assert mine["global_size"] == 4 and mine["latents"].shape[0] == 2
+            torch.testing.assert_close(mine["latents"], whole["latents"][2 * rank : 2 * rank + 2], rtol=0, atol=0)
+            torch.testing.assert_close(mine["text"], whole["text"][2 * rank : 2 * rank + 2], rtol=0, atol=0)
+    assert all(len(r) <= 2 for r in reads[:6])  # each worker's reads: its 2 clips of a batch, never all 4
