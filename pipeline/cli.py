@@ -115,12 +115,13 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline.steps import filter_clips
 
     cfg = _stored_config(args.out, args.config, extra)
-    counts = filter_clips(Path(args.out), cfg)
-    saved = json.loads((Path(args.out) / "config.json").read_text())
-    # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
-    kept = ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
-    saved.update({k: v for k, v in cfg.to_dict().items() if k in kept})
-    store.write_json(Path(args.out) / "config.json", saved)
+    with store.writer_lock(args.out, "refilter"):
+        counts = filter_clips(Path(args.out), cfg)
+        saved = json.loads((Path(args.out) / "config.json").read_text())
+        # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
+        kept = ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
+        saved.update({k: v for k, v in cfg.to_dict().items() if k in kept})
+        store.write_json(Path(args.out) / "config.json", saved)
     c = funnel(args.out)
     print(f"refiltered {c['clips']} clips without decoding: kept {c['kept']} ({c['kept_hours']:.3f} h)")
     for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
@@ -139,10 +140,13 @@ def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
         cfg.captioner.recaption = True
     if args.address:
         cfg.ray.address = args.address
-    init_ray(cfg.ray)
-    notes = caption_clips(Path(args.out), cfg, where=args.where) or ["nothing to caption"]
-    for note in notes + text_score_clips(Path(args.out), cfg):
-        print(note)
+    from pipeline import store
+
+    with store.writer_lock(args.out, "caption"):
+        init_ray(cfg.ray)
+        notes = caption_clips(Path(args.out), cfg, where=args.where) or ["nothing to caption"]
+        for note in notes + text_score_clips(Path(args.out), cfg):
+            print(note)
     return 0
 
 

@@ -323,7 +323,17 @@ def _hash_new(out: Path, inputs: list[dict[str, Any]], cfg: Config) -> dict[str,
 
 
 def run(cfg: Config) -> Summary:
-    """One run over ``cfg.inputs`` into ``cfg.output`` (a new OUT, or one to resume): see the module docstring."""
+    """One run over ``cfg.inputs`` into ``cfg.output`` (a new OUT, or one to resume): see the module docstring.
+
+    Holds OUT's writer lock throughout (``store.writer_lock``): raises ``store.OutInUse`` when another command is
+    writing OUT."""
+    out = Path(cfg.output).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with store.writer_lock(out, "run"):
+        return _run(cfg)
+
+
+def _run(cfg: Config) -> Summary:
     import shutil
 
     import ray

@@ -13,6 +13,7 @@ with every stage table present) and ``kept`` (clips with no drop reason).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.schema import METADATA_KEY, TABLES, with_version
+from stages.errors import EnvironmentFault
 
 CURRENT = "CURRENT"
 
@@ -285,6 +287,56 @@ def query(out: str | Path, sql: str) -> pa.Table:
         return rel.to_arrow_table() if rel is not None else pa.table({})
     finally:
         con.close()
+
+
+class OutInUse(EnvironmentFault):
+    """Another clipforge command is writing this OUT: this one stops before touching it (exit 75, retry later)."""
+
+    def __init__(self, message: str):
+        RuntimeError.__init__(self, message)
+        self.where = "OUT"
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def writer_lock(out: str | Path, command: str):
+    """Hold OUT's writer lock for the block: one writing command (``run``, ``refilter``, ``caption``) per OUT at a
+    time, so two of them never interleave their rows (two runs would each cut the same new videos and store their
+    clips twice).
+
+    An exclusive ``flock(2)`` on ``OUT/.lock``, taken without waiting: when another process holds it, raises
+    :class:`OutInUse` naming the holder (command, pid, host, start time, written into the file). The kernel drops the
+    lock when its process ends, however it ends, so a ``kill -9`` leaves no stale lock and the rerun resumes. The
+    holder's record stays in the file after it ends (the last writer). ``flock`` is per host: a cluster run's only
+    writer is its driver, so one host is what matters.
+    """
+    import fcntl
+    import socket
+    import time
+
+    path = Path(out) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = path.open("a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "holder unknown"
+            raise OutInUse(
+                f"{out} is being written by another clipforge command ({holder}); wait for it to end (or stop it), "
+                "then run this one again"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        f.write(json.dumps({"command": command, "pid": os.getpid(), "host": socket.gethostname(), "since": since}))
+        f.flush()
+        yield
+    finally:
+        f.close()  # closing the descriptor releases the flock
 
 
 def write_json(path: Path, obj: Any) -> None:

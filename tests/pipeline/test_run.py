@@ -252,3 +252,26 @@ def test_transnetv2_runs_as_an_actor_stage_of_the_graph(tmp_path, bikes, ray_loc
     starts = [r[0] for r in con.execute("SELECT start_frame FROM clips ORDER BY 1").fetchall()]
     assert {30, 76, 137, 187, 242} & set(starts)
     assert con.execute("SELECT count(*) FROM clips WHERE clip_path IS NOT NULL").fetchone()[0] > 0
+
+
+def test_one_writer_at_a_time_per_out(mixed_run):
+    """A second writing command on an OUT in use stops before touching it (exit 75, naming the holder); the lock is
+    the kernel's, so it ends with its process (the kill -9 test above reruns through it)."""
+    root, _expected, out, _summary = mixed_run
+    holder = json.loads((out / ".lock").read_text())
+    assert holder["command"] == "run" and holder["pid"] == os.getpid()  # the fixture's run took it
+    before = _clip_ids(out)
+    config_bytes = (out / "config.json").read_bytes()
+    cli = [sys.executable, "-m", "pipeline.cli"]
+    with store.writer_lock(out, "run"):  # as if a run were in progress
+        refilter = subprocess.run([*cli, "refilter", str(out)], capture_output=True, text=True)
+        run_cmd = [*cli, "run", "--input", str(root / "corpus"), "--output", str(out)]
+        again = subprocess.run(run_cmd, capture_output=True, text=True)
+    for r in (refilter, again):
+        assert r.returncode == 75, r.stderr[-2000:]
+        assert "is being written by another clipforge command" in r.stderr and '"command": "run"' in r.stderr
+    assert (out / "config.json").read_bytes() == config_bytes  # the refused run wrote nothing
+    ok = subprocess.run([*cli, "refilter", str(out)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert json.loads((out / ".lock").read_text())["command"] == "refilter"
+    assert _clip_ids(out) == before
