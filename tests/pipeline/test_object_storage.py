@@ -143,3 +143,40 @@ def test_an_unreachable_store_stops_the_run_instead_of_failing_every_video(tmp_p
     r = _run(["s3://corpus/videos/"], tmp_path / "out", dead)
     assert r.returncode == 75, r.stderr[-3000:]
     assert "STOPPED by an error of the environment" in r.stderr and "127.0.0.1" in r.stderr
+
+
+def test_training_shards_stream_from_the_bucket(s3_env, tmp_path):
+    """Training reads its shards from a bucket as from a directory: the same clips, the same tensors."""
+    import fsspec
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.data import SHARD_SCHEMA, ShardDataset, pack
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "prep" / "shards").mkdir(parents=True)
+    for s in range(2):
+        recs = []
+        for r in range(5):
+            lat, txt = (
+                pack(rng.standard_normal((3, 2, 8, 8), np.float32), "float16"),
+                pack(rng.standard_normal((4, 16), np.float32), "float16"),
+            )
+            recs.append(
+                {"clip_id": f"c{s}{r}", "bucket": "2x8x8", "caption": "x", "caption_source": "dense", "error": None}
+                | dict(zip(("latent", "latent_shape", "latent_dtype"), lat, strict=True))
+                | dict(zip(("text", "text_shape", "text_dtype"), txt, strict=True))
+            )
+        pq.write_table(pa.Table.from_pylist(recs, schema=SHARD_SCHEMA), tmp_path / "prep" / "shards" / f"p{s}.parquet")
+    (tmp_path / "prep" / "manifest.json").write_text('{"codec": {"spec": "pixel"}}')
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("training")
+    fs.put(str(tmp_path / "prep"), "training/prep", recursive=True)
+
+    local, remote = ShardDataset(tmp_path / "prep"), ShardDataset("s3://training/prep")
+    assert remote.clip_ids == local.clip_ids and len(remote) == 10
+    assert remote.manifest == {"codec": {"spec": "pixel"}}
+    for a, b in zip(local.samples(list(range(10))), remote.samples(list(range(10))), strict=True):
+        np.testing.assert_array_equal(a.latent, b.latent)
+        np.testing.assert_array_equal(a.text, b.text)
