@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stages import storage
 from training.data import BucketBatchSampler, ShardDataset, collate, condition_masks
 from training.diffusion import FlowConfig, RectifiedFlow
 from training.dit import DiT, dit_config
@@ -415,7 +416,7 @@ def train_ray(cfg: TrainConfig) -> dict[str, Any]:
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", ignore_reinit_error=True, include_dashboard=False)
     use_gpu = torch.cuda.is_available()
     d = asdict(cfg)
-    d["data"] = str(Path(cfg.data).resolve())
+    d["data"] = cfg.data if storage.is_uri(cfg.data) else str(Path(cfg.data).resolve())
     d["out"] = str(Path(cfg.out).resolve())
     trainer = TorchTrainer(
         _ray_worker,
