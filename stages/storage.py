@@ -126,6 +126,43 @@ def read_text(path: str | os.PathLike) -> str:
         return f.read().decode("utf-8-sig", errors="replace")
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to a local file (atomically: a temporary name, then a rename) or an object (a single
+    PUT, atomic by the store's semantics)."""
+    if not is_uri(path):
+        p = Path(local(path))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, p)
+        return
+    fs, p = filesystem(str(path))
+    fs.pipe_file(p, text.encode())
+
+
+def arrow_filesystem(path: str | os.PathLike) -> tuple[Any, str]:
+    """(pyarrow filesystem, path inside it) for writers that take one (Ray Data's ``write_parquet``): the fsspec
+    filesystem wrapped by ``pyarrow.fs.FSSpecHandler`` for a URI, the local filesystem otherwise."""
+    import pyarrow.fs as pafs
+
+    if not is_uri(path):
+        return pafs.LocalFileSystem(), os.path.abspath(local(path))
+    fs, p = filesystem(str(path))
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), p
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Delete a directory (or every object under a prefix); nothing there is fine."""
+    if not is_uri(path):
+        import shutil
+
+        shutil.rmtree(local(path), ignore_errors=True)
+        return
+    fs, p = filesystem(str(path))
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
+
+
 def join(base: str, rel: str) -> str:
     """``rel`` resolved against the directory ``base`` (a URI prefix or a local directory); an absolute ``rel``
     (a URI or an absolute local path) is returned as is."""

@@ -188,7 +188,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_manifest(dest: Path, encoder_info: dict, table: pa.Table, query: str | None, n_in: int) -> dict:
+def write_manifest(dest: str | Path, encoder_info: dict, table: pa.Table, query: str | None, n_in: int) -> dict:
     """manifest.json: what went in (query, codec, text encoder, buckets, versions) and what came out (counts)."""
     errors = table.column("error").to_pylist()
     buckets = table.column("bucket").to_pylist()
@@ -202,7 +202,9 @@ def write_manifest(dest: Path, encoder_info: dict, table: pa.Table, query: str |
     counts["per_bucket"] = _histogram(b for b, e in zip(buckets, errors, strict=True) if e is None)
     counts["caption_source"] = _histogram(s for s, e in zip(sources, errors, strict=True) if e is None)
     manifest = {"query": query, **encoder_info, "versions": versions(), "counts": counts, "created": time.time()}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    from stages import storage
+
+    storage.write_text(f"{str(dest).rstrip('/')}/manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from training.data import DEFAULT_CAPTION_MIX, SHARD_SCHEMA, ClipEncoder, write_manifest
+from stages import storage
+from training.data import DEFAULT_CAPTION_MIX, SHARD_SCHEMA, ClipEncoder, _shard_files, write_manifest
 
 
 def select_clips(out: str | Path, where_sql: str = "TRUE", limit: int | None = None) -> list[dict]:
@@ -74,10 +74,11 @@ def prepare(
     if rows is None:
         rows = select_clips(out, where_sql or "TRUE")
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
-    dest = Path(dest)
-    shards = dest / "shards"
-    shutil.rmtree(shards, ignore_errors=True)
-    shards.mkdir(parents=True)
+    dest = storage.as_path(dest)  # a directory or an object-storage prefix
+    shards = f"{str(dest).rstrip('/')}/shards"
+    storage.remove_tree(shards)
+    fs, shards_path = storage.arrow_filesystem(shards)
+    fs.create_dir(shards_path, recursive=True)
     encoder_kw = dict(
         root=str(Path(out).resolve()),
         codec=codec,
@@ -101,10 +102,11 @@ def prepare(
             num_cpus=num_cpus,
             num_gpus=num_gpus,
         )
-        ds.write_parquet(str(shards))
-    files = sorted(shards.glob("*.parquet"))
+        ds.write_parquet(shards_path, filesystem=fs)
+    files = _shard_files(dest)
+    columns = ["clip_id", "bucket", "caption_source", "error"]
     written = (
-        pa.concat_tables([pq.read_table(f, columns=["clip_id", "bucket", "caption_source", "error"]) for f in files])
+        pa.concat_tables([pq.read_table(storage.open_read(f), columns=columns) for f in files])
         if files
         else pa.table({k: pa.array([], pa.string()) for k in ["clip_id", "bucket", "caption_source", "error"]})
     )
@@ -116,7 +118,7 @@ def prepare(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for `clipforge prepare OUT --dest DIR`."""
     parser.add_argument("out", help="curated dataset dir (pipeline output)")
-    parser.add_argument("--dest", required=True, help="directory for shards/ and manifest.json")
+    parser.add_argument("--dest", required=True, help="directory or object-storage prefix for shards/ and manifest.json")
     parser.add_argument("--where", default="TRUE", help='SQL condition on the kept view, e.g. "duration_s >= 2"')
     parser.add_argument("--buckets", help="bucket YAML (default: 8x32x32 video + 1x32x32 image)")
     parser.add_argument("--codec", default="pixel", help="pixel | diffusers:<id_or_dir>[#subfolder] | spacetime:<dir>")

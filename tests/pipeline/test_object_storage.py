@@ -180,3 +180,32 @@ def test_training_shards_stream_from_the_bucket(s3_env, tmp_path):
     for a, b in zip(local.samples(list(range(10))), remote.samples(list(range(10))), strict=True):
         np.testing.assert_array_equal(a.latent, b.latent)
         np.testing.assert_array_equal(a.text, b.text)
+
+
+def test_prepare_writes_training_shards_into_the_bucket(s3_env, tmp_path):
+    """`clipforge prepare OUT --dest s3://...` (its own Ray, as a user runs it) writes shards and manifest to the
+    bucket, and `train` reads them from there."""
+    import json
+
+    import fsspec
+
+    from pipeline.schema import CLIPS
+    from training.data import ShardDataset
+    from training.demo import make_demo_clips
+
+    rows = make_demo_clips(tmp_path, names=["bikes_s0", "carphone"])
+    for r in rows:
+        r["original_caption"] = r.pop("caption_dense")
+    with store.ShardWriter(tmp_path, "clips", CLIPS) as w:
+        w.add_rows([{k: v for k, v in r.items() if k in CLIPS.names} for r in rows])
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("prepared")
+    cmd = [sys.executable, "-m", "pipeline.cli", "prepare", str(tmp_path), "--dest", "s3://prepared/prep"]
+    cmd += ["--num-cpus", "0.5", "--batch-size", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **s3_env}, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads(fs.cat("prepared/prep/manifest.json"))
+    assert manifest["counts"]["written"] == 2
+    assert fs.glob("prepared/prep/shards/*.parquet")
+    ds = ShardDataset("s3://prepared/prep")
+    assert ds.clip_ids == ["bikes_s0", "carphone"] and ds[0].latent.shape[0] == 3
