@@ -118,7 +118,7 @@ def prepare(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for `clipforge prepare OUT --dest DIR`."""
     parser.add_argument("out", help="curated dataset dir (pipeline output)")
-    parser.add_argument("--dest", required=True, help="directory or object-storage prefix for shards/ and manifest.json")
+    parser.add_argument("--dest", required=True, help="directory or object-storage prefix for shards/, manifest.json")
     parser.add_argument("--where", default="TRUE", help='SQL condition on the kept view, e.g. "duration_s >= 2"')
     parser.add_argument("--buckets", help="bucket YAML (default: 8x32x32 video + 1x32x32 image)")
     parser.add_argument("--codec", default="pixel", help="pixel | diffusers:<id_or_dir>[#subfolder] | spacetime:<dir>")
