@@ -22,7 +22,12 @@ score below is computed from that one array:
   watermark counts more than a few tiny credits.
 - ``phash``: one 64-bit DCT perceptual hash per anchor (stored as signed int64, two's complement of the hash),
   the dedup signature. Anchors sit at relative times, so a re-encoded / resized / retimed copy hashes the same
-  moments.
+  moments. ``phash_mirror``: the same of the horizontally mirrored picture, so dedup finds mirrored copies.
+- ``border_top`` / ``border_bottom`` / ``border_left`` / ``border_right``: letterbox / pillarbox bars (black or
+  one constant colour, the same on every anchor) as fractions of the frame's height / width (:func:`active_box`).
+  **Every score above is computed on the active picture inside them**: bars inflate the Laplacian variance (their
+  sharp edge), add black pixels to the exposure, zero flow to the motion, and make a boxed copy hash unlike its
+  source.
 """
 
 from __future__ import annotations
@@ -57,6 +62,11 @@ SCORES_SCHEMA = pa.schema(
     + [(c, pa.float32()) for c in FLOAT_COLUMNS]
     + [
         ("phash", pa.list_(pa.int64())),  # one 64-bit pHash per anchor frame, signed view of the unsigned bits
+        ("phash_mirror", pa.list_(pa.int64())),  # the same, of the horizontally mirrored active picture
+        ("border_top", pa.float32()),  # letterbox / pillarbox bars, fractions of the frame height / width
+        ("border_bottom", pa.float32()),
+        ("border_left", pa.float32()),
+        ("border_right", pa.float32()),
         ("frames_decoded", pa.int32()),  # frames returned by the clip's single read_frames call
         ("decoder", pa.string()),  # "decord", "pyav", or "pyav (fallback: why decord was not used or failed)"
         ("scores_s", pa.float32()),  # wall time of this clip's decode + scoring
@@ -90,6 +100,10 @@ class CpuScoresConfig:
     over_luma: float = 250 / 255  # pixels above count as blown out
     black_luma: float = 0.06  # a frame with mean luma below this is black
     blank_std: float = 0.02  # ... or with luma std below this (uniform colour card)
+    # letterbox / pillarbox bars (active_box): a bar row/column varies by at most border_range grey levels along
+    # itself and across anchors, and is dark (mean <= border_dark) or, if brighter, constant within 2 levels
+    border_range: int = 6
+    border_dark: int = 40
     text_frames: int = 4  # anchors sent to the text detector (burned-in text persists over the clip)
     # shorter side the detector sees: 320 px finds caption lines >= ~2.5 % of the frame height (a small subtitle
     # font) at a quarter of the cost of RapidOCR's 736; higher also fires more on bokeh and foliage.
@@ -180,6 +194,59 @@ def exposure_scores(
         "luma_over_frac": float((y > over_luma).mean()),
         "black_frac": float(((per_mean < black_luma) | (per_std < blank_std)).mean()),
     }
+
+
+def active_box(
+    luma: np.ndarray, *, max_range: int = 6, dark: int = 40, min_active: float = 0.5
+) -> tuple[int, int, int, int]:
+    """Letterbox / pillarbox bars of a clip: (top, bottom, left, right) in pixels of ``luma`` (N, H, W) uint8.
+
+    A bar is a run of rows (columns) from an edge inward in which every line is flat (its luma varies by at most
+    ``max_range`` levels along the line and across the N anchors) and either dark (mean <= ``dark``: black bars,
+    whatever their encoder noise) or constant within 2 levels (a coloured matte). Bars must come in pairs, as
+    letterboxing and pillarboxing make them: both the top and bottom (or left and right) bars are found, each
+    at least 1 % of the side, neither more than twice the other plus 2 % of the side; otherwise that axis has none
+    (a dark sky or a crushed floor is one-sided and uneven, and is not cropped). The active picture keeps at least
+    ``min_active`` of each side. A frame uniform everywhere has no bars (the exposure scores judge it). Same idea as
+    FFmpeg's ``cropdetect`` filter (black lines from each edge), made two-sided and checked over the whole clip.
+    """
+    lo, hi = luma.min(axis=0).astype(np.int16), luma.max(axis=0).astype(np.int16)  # (H, W) over anchors
+    mean = luma.mean(axis=0)
+
+    def flat(lo_lines: np.ndarray, hi_lines: np.ndarray, mean_lines: np.ndarray) -> np.ndarray:
+        spread = hi_lines.max(axis=1) - lo_lines.min(axis=1)
+        m = mean_lines.mean(axis=1)
+        return (spread <= max_range) & ((m <= dark) | (spread <= 2))
+
+    def run(is_bar: np.ndarray) -> int:
+        n = 0
+        while n < len(is_bar) and is_bar[n]:
+            n += 1
+        return n
+
+    def pair(is_bar: np.ndarray) -> tuple[int, int]:
+        size = len(is_bar)
+        a, b = run(is_bar), run(is_bar[::-1])
+        if a >= size or size - a - b < min_active * size:
+            return 0, 0
+        if min(a, b) < 0.01 * size or max(a, b) > 2 * min(a, b) + 0.02 * size:
+            return 0, 0
+        return a, b
+
+    rows = flat(lo, hi, mean)
+    cols = flat(lo.T, hi.T, mean.T)
+    top, bottom = pair(rows)
+    left, right = pair(cols)
+    return top, bottom, left, right
+
+
+def crop_box(frames: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``frames`` (N, H, W[, C]) inside ``box`` = (top, bottom, left, right) bars in pixels."""
+    top, bottom, left, right = box
+    if not any(box):
+        return frames
+    h, w = frames.shape[1:3]
+    return np.ascontiguousarray(frames[:, top : h - bottom, left : w - right])  # OpenCV wants contiguous rows
 
 
 def phash64(luma: np.ndarray) -> int:
@@ -289,15 +356,31 @@ def score_frames(
 ) -> dict[str, Any]:
     """All CPU scores from already-decoded frames (RGB uint8): anchors (N, H, W, 3), partners (N, H, W, 3) or None.
 
-    Frames are brought to the analysis resolution first, so scores do not depend on the decode size.
-    Motion and frozen_frac are None when there are no partners (a clip shorter than the pair gap).
+    The letterbox / pillarbox bars (:func:`active_box`, found on the anchors at up to twice the analysis resolution)
+    are cut first, then the active picture is brought to the analysis resolution (``size`` px on its shorter side),
+    so scores depend neither on the decode size nor on the bars. Motion and frozen_frac are None when there are no
+    partners (a clip shorter than the pair gap).
     """
-    anchors = resize_short(anchors, cfg.size)
-    luma = to_luma(anchors)
+    h, w = anchors.shape[1:3]
+    probe = to_luma(anchors if min(h, w) <= 2 * cfg.size else resize_short(anchors, 2 * cfg.size))
+    ph, pw = probe.shape[1:3]
+    bars = active_box(probe, max_range=cfg.border_range, dark=cfg.border_dark)
     out: dict[str, Any] = {"motion": None, "frozen_frac": None}
+    out.update(border_top=bars[0] / ph, border_bottom=bars[1] / ph)
+    out.update(border_left=bars[2] / pw, border_right=bars[3] / pw)
+    # cut a little more than the bars: the encoder rings along the bar's edge (a block straddles it), and a sliver
+    # of bar edge left in the picture would dominate the Laplacian
+    margin = [0 if b == 0 else b + 2 + math.ceil(0.01 * side) for b, side in zip(bars, (ph, ph, pw, pw), strict=True)]
+    box = tuple(round(m * s) for m, s in zip(margin, (h / ph, h / ph, w / pw, w / pw), strict=True))
+    anchors = resize_short(crop_box(anchors, box), cfg.size)
+    luma = to_luma(anchors)
     if partners is not None and len(partners):
         out["motion"], out["frozen_frac"] = motion_scores(
-            luma, to_luma(resize_short(partners, cfg.size)), gap_s, flow=cfg.flow, frozen_diff=cfg.frozen_diff
+            luma,
+            to_luma(resize_short(crop_box(partners, box), cfg.size)),
+            gap_s,
+            flow=cfg.flow,
+            frozen_diff=cfg.frozen_diff,
         )
     out["sharpness"] = sharpness(luma)
     out.update(
@@ -315,6 +398,7 @@ def score_frames(
     else:
         out["text_area"] = None
     out["phash"] = [phash64(f) for f in luma]
+    out["phash_mirror"] = [phash64(np.ascontiguousarray(f[:, ::-1])) for f in luma]
     return out
 
 
@@ -337,7 +421,8 @@ class CpuScorer:
 
     Reads: clip_id, clip_path (relative to OUT), and when present num_frames, fps (else probed from the file)
     Writes: motion, frozen_frac, sharpness, luma_mean, luma_under_frac, luma_over_frac, black_frac, text_area,
-            phash (list<int64>), frames_decoded, decoder (which decoder read it: a fallback leaves a trace), scores_s,
+            phash, phash_mirror (list<int64>), border_top/bottom/left/right, frames_decoded,
+            decoder (which decoder read it: a fallback leaves a trace), scores_s,
             error_scores
     Reasons: none (scores only; stages/filters.py turns them into drop reasons)
 
@@ -363,7 +448,8 @@ class CpuScorer:
         anchors, partners = sample_plan(int(num_frames), float(fps), self.cfg.num_samples, self.cfg.pair_gap_s)
         wanted = sorted(set(anchors) | set(partners))
         report: dict = {}
-        frames = read_frames(path, wanted, size=self.cfg.size, backend=self.cfg.backend, report=report)
+        # at the display size: the bars are cut before the frames are brought to the analysis size (score_frames)
+        frames = read_frames(path, wanted, backend=self.cfg.backend, report=report)
         if len(frames) != len(wanted):
             raise RuntimeError(f"read_frames returned {len(frames)} frames for {len(wanted)} indices")
         pos = {idx: k for k, idx in enumerate(wanted)}

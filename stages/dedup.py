@@ -20,8 +20,14 @@ collisions at ~n^2 * anchors * bands / 65536 pairs. Band values shared by more t
 Groups are the connected components of the duplicate graph (so near-duplicate chains A~B~C form one group, the
 usual single-link behaviour). In each group one clip is kept by the rule in ``quality_key``.
 
+Mirrored and boxed copies: the scorer hashes the *active picture* (letterbox / pillarbox bars cut off,
+``stages.cpu_scores.active_box``), so the same footage boxed into another frame hashes like its source; and it also
+stores ``phash_mirror``, the hash of the horizontally mirrored picture. Candidates come from the bands of both, and a
+pair is a near duplicate when either orientation is within ``max_hamming`` (rows without ``phash_mirror``, scored
+before schema 4, are compared unmirrored only).
+
 Known limits: a clip that is a sub-span of another (or shifted by more than ~0.2 s) hashes different moments and
-is not found; mirrored copies are not found.
+is not found.
 """
 
 from __future__ import annotations
@@ -61,8 +67,11 @@ class DedupConfig:
 def quality_key(row: dict[str, Any]) -> tuple:
     """Sort key of a clip inside a duplicate group; the smallest key is kept.
 
-    Rule: more pixels (width x height), then longer duration, then higher aesthetic, then higher sharpness,
-    then the lowest clip_id (a total order, so the result does not depend on row order). Null values rank last.
+    Rule: more pixels of active picture (width x height inside the letterbox / pillarbox bars the scorer found:
+    a boxed copy has more pixels than its source but not more picture; compared in 1 % steps, as the bars are
+    measured to about a pixel), then less frame area in bars, then longer duration, then higher aesthetic, then
+    higher sharpness, then the lowest clip_id (a total order, so the result does not depend on row order). Null
+    values rank last.
     """
 
     def num(name: str) -> float:
@@ -70,8 +79,14 @@ def quality_key(row: dict[str, Any]) -> tuple:
         return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
     w, h = num("width"), num("height")
-    pixels = w * h if w > 0 and h > 0 else -math.inf
-    return (-pixels, -num("duration_s"), -num("aesthetic"), -num("sharpness"), str(row["clip_id"]))
+
+    def bar(name: str) -> float:
+        v = row.get(name)
+        return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    active = (1 - bar("border_top") - bar("border_bottom")) * (1 - bar("border_left") - bar("border_right"))
+    pixels = round(100 * math.log(w * h * active)) if w > 0 and h > 0 and active > 0 else -math.inf
+    return (-pixels, 1 - active, -num("duration_s"), -num("aesthetic"), -num("sharpness"), str(row["clip_id"]))
 
 
 class _UnionFind:
@@ -102,6 +117,11 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
     if 64 % cfg.band_bits or not 1 <= cfg.band_bits <= 64:
         raise ValueError(f"band_bits must divide 64, got {cfg.band_bits}")
     cols = {"i": pa.array(range(table.num_rows), pa.int64()), "phash": table["phash"].cast(pa.list_(pa.int64()))}
+    cols["mirror"] = (
+        table["phash_mirror"].cast(pa.list_(pa.int64()))
+        if "phash_mirror" in table.column_names
+        else pa.nulls(table.num_rows, pa.list_(pa.int64()))
+    )
     use_emb = cfg.min_cosine is not None and "clip_embedding" in table.column_names
     if use_emb:
         cols["emb"] = table["clip_embedding"].cast(pa.list_(pa.float32()))
@@ -118,7 +138,7 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
         ]
         # One representative per distinct signature: the near-duplicate search runs on those only.
         con.execute(
-            "CREATE TEMP TABLE reps AS SELECT min(i) AS i, phash"
+            "CREATE TEMP TABLE reps AS SELECT min(i) AS i, phash, any_value(mirror) AS mirror"
             + (", any_value(emb) AS emb" if use_emb else "")
             + " FROM s GROUP BY phash"
         )
@@ -127,9 +147,13 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
         con.execute(
             f"""
             CREATE TEMP TABLE keys AS
-            WITH fr AS (SELECT i, len(phash) AS n, generate_subscripts(phash, 1) AS f, unnest(phash) AS h FROM reps),
-                 bands AS (SELECT i, n, f, b, {band} AS v FROM fr, range({nb}) t(b))
-            SELECT i, n, f, b, v FROM bands
+            WITH fr AS (
+                SELECT i, 0 AS m, len(phash) AS n, generate_subscripts(phash, 1) AS f, unnest(phash) AS h FROM reps
+                UNION ALL
+                SELECT i, 1 AS m, len(mirror) AS n, generate_subscripts(mirror, 1) AS f, unnest(mirror) AS h
+                FROM reps WHERE mirror IS NOT NULL AND len(mirror) = len(phash)),
+                 bands AS (SELECT i, m, n, f, b, {band} AS v FROM fr, range({nb}) t(b))
+            SELECT i, m, n, f, b, v FROM bands
             QUALIFY count(*) OVER (PARTITION BY n, f, b, v) BETWEEN 2 AND {int(cfg.max_bucket)}
             """
         )
@@ -137,14 +161,19 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
         if use_emb:
             cosine = f"list_cosine_similarity(ra.emb, rb.emb) >= {float(cfg.min_cosine)}"
             emb_cond = f" AND (ra.emb IS NULL OR rb.emb IS NULL OR {cosine})"
+        # a candidate pair shares a band of the plain hashes, or of one clip's plain and the other's mirrored hashes
+        dist = "list_avg(list_transform(list_zip({p}, {q}), lambda z: bit_count(xor(z[1], z[2]))))"
+        t = float(cfg.max_hamming)
         near = con.execute(
             f"""
             WITH cand AS (
-                SELECT DISTINCT a.i AS x, c.i AS y FROM keys a JOIN keys c
-                ON a.n = c.n AND a.f = c.f AND a.b = c.b AND a.v = c.v AND a.i < c.i)
+                SELECT DISTINCT least(a.i, c.i) AS x, greatest(a.i, c.i) AS y FROM keys a JOIN keys c
+                ON a.n = c.n AND a.f = c.f AND a.b = c.b AND a.v = c.v
+                WHERE a.m = 0 AND a.i <> c.i AND (c.m = 1 OR a.i < c.i))
             SELECT x, y FROM cand JOIN reps ra ON ra.i = cand.x JOIN reps rb ON rb.i = cand.y
-            WHERE list_avg(list_transform(list_zip(ra.phash, rb.phash), lambda z: bit_count(xor(z[1], z[2]))))
-                  <= {float(cfg.max_hamming)}{emb_cond}
+            WHERE ({dist.format(p="ra.phash", q="rb.phash")} <= {t}
+                   OR (rb.mirror IS NOT NULL AND {dist.format(p="ra.phash", q="rb.mirror")} <= {t})
+                   OR (ra.mirror IS NOT NULL AND {dist.format(p="ra.mirror", q="rb.phash")} <= {t})){emb_cond}
             """
         ).fetchall()
     finally:
@@ -155,7 +184,8 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
 def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
     """The stored columns :func:`find_duplicates` reads (the embeddings only when ``min_cosine`` is set)."""
     cfg = cfg or DedupConfig()
-    base = ("clip_id", "phash", "width", "height", "duration_s", "aesthetic", "sharpness")
+    base = ("clip_id", "phash", "phash_mirror", "width", "height", "duration_s", "aesthetic", "sharpness")
+    base += ("border_top", "border_bottom", "border_left", "border_right")
     return (*base, "clip_embedding") if cfg.min_cosine is not None else base
 
 
@@ -184,9 +214,9 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
     members: dict[int, list[int]] = {}
     for i in {i for g in exact for i in g} | {i for p in near for i in p}:
         members.setdefault(uf.find(i), []).append(i)
-    wanted = [
-        c for c in ("clip_id", "width", "height", "duration_s", "aesthetic", "sharpness") if c in table.column_names
-    ]
+    keys = ("clip_id", "width", "height", "duration_s", "aesthetic", "sharpness")
+    keys += ("border_top", "border_bottom", "border_left", "border_right")
+    wanted = [c for c in keys if c in table.column_names]
     info = table.select(wanted)
     out: dict[str, str] = {}
     for rows in members.values():

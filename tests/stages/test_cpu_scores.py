@@ -178,3 +178,61 @@ def test_cpu_scorer_in_ray_data_writes_nulls_for_failures(ray_local, bikes, carp
     assert by_id["gone"]["motion"] is None and by_id["gone"]["error_scores"].startswith("error_scores:")
     assert by_id["bikes"]["motion"] > 0 and len(by_id["bikes"]["phash"]) == 8
     assert by_id["carphone"]["error_scores"] is None and by_id["carphone"]["frames_decoded"] == 16
+
+
+def _boxed(frames: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """The same footage inside black letterbox / pillarbox bars."""
+    n, h, w, c = frames.shape
+    out = np.zeros((n, h + top + bottom, w + left + right, c), np.uint8)
+    out[:, top : top + h, left : left + w] = frames
+    return out
+
+
+def test_bars_are_found_scores_use_the_active_picture_and_boxed_or_mirrored_copies_are_duplicates(
+    scorer, bikes, tmp_path
+):
+    """Real footage (a bikes.mp4 shot) letterboxed, pillarboxed and mirrored: the bars are measured, the scores of
+    the boxed copies match the source's (the bars used to inflate sharpness ~1.7x), and dedup groups all four while
+    an unrelated shot of the same video stays apart; the kept copy is never a boxed one (same picture, more bars)."""
+    import pyarrow as pa
+
+    from stages.dedup import find_duplicates
+
+    shot = decode_frames(bikes, BIKES_CUTS[0], BIKES_CUTS[1])  # 640x272
+    other = decode_frames(bikes, BIKES_CUTS[2], BIKES_CUTS[3])
+    variants = {
+        "source": shot,
+        "letterbox": _boxed(shot, 44, 44, 0, 0),  # 640x360: 16:9 bars of 12.2 % each
+        "pillarbox": _boxed(shot, 0, 0, 96, 96),  # 832x272
+        "mirrored": np.ascontiguousarray(shot[:, :, ::-1]),
+        "other_shot": other,
+    }
+    paths = {}
+    for name, frames in variants.items():
+        paths[name] = write_frames(frames, tmp_path / f"{name}.mp4", fps=25)
+    scores = {name: scorer.score_clip(p) for name, p in paths.items()}
+
+    assert [scores["source"][f"border_{s}"] for s in ("top", "bottom", "left", "right")] == [0, 0, 0, 0]
+    lb = scores["letterbox"]
+    assert lb["border_top"] == pytest.approx(44 / 360, abs=0.01) and lb["border_bottom"] == pytest.approx(
+        44 / 360, abs=0.01
+    )
+    assert lb["border_left"] == lb["border_right"] == 0
+    pb = scores["pillarbox"]
+    assert pb["border_left"] == pytest.approx(96 / 832, abs=0.01) and pb["border_right"] == pytest.approx(
+        96 / 832, abs=0.01
+    )
+    for boxed in ("letterbox", "pillarbox"):
+        for key in ("sharpness", "motion", "luma_mean"):
+            assert scores[boxed][key] == pytest.approx(scores["source"][key], rel=0.15), (boxed, key)
+        assert scores[boxed]["luma_under_frac"] < scores["source"]["luma_under_frac"] + 0.02  # bars are not "crushed"
+
+    rows = []
+    for name, p in paths.items():
+        h, w = cv2.VideoCapture(str(p)).read()[1].shape[:2]
+        rows.append({"clip_id": name, "width": w, "height": h, "duration_s": 1.84, **scores[name]})
+    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in ("decoder",)} for r in rows])
+    dupes = find_duplicates(table)
+    kept = set(dupes.values())
+    assert len(kept) == 1 and kept <= {"source", "mirrored"}  # never a boxed copy: it has no more picture
+    assert set(dupes) | kept == {"source", "letterbox", "pillarbox", "mirrored"}  # the other shot stays apart
