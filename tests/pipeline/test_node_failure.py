@@ -82,7 +82,7 @@ def test_a_worker_node_removed_mid_run_loses_no_clip(tmp_path):
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for i in range(6):  # distinct content (noise of different seeds): no video is a duplicate of another
+    for i in range(4):  # distinct content (noise of different seeds): no video is a duplicate of another
         make_video(corpus / f"v{i}.mp4", frames=120, size=(160, 96), pattern="noise", seed=i)
     # the head schedules nothing (0 CPUs): every task and actor runs on the two worker nodes
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
@@ -92,7 +92,7 @@ def test_a_worker_node_removed_mid_run_loses_no_clip(tmp_path):
         ref = tmp_path / "ref"
         subprocess.run(_cli(corpus, ref, cluster.address), check=True, capture_output=True, timeout=600)
         want = store.read_table(ref, "clips", columns=["clip_id", "drop_reason"]).sort_by("clip_id").to_pylist()
-        assert len(want) >= 12
+        assert len(want) >= 8
 
         out = tmp_path / "out"
         log = tmp_path / "run.log"
@@ -113,7 +113,7 @@ def test_a_worker_node_removed_mid_run_loses_no_clip(tmp_path):
         got = store.read_table(out, "clips", columns=["clip_id", "drop_reason"]).sort_by("clip_id").to_pylist()
         assert got == want  # none lost, none twice, the same decisions
         con = store.open(out)
-        assert con.execute("SELECT count(*), count(DISTINCT video_id) FROM videos").fetchone() == (6, 6)
+        assert con.execute("SELECT count(*), count(DISTINCT video_id) FROM videos").fetchone() == (4, 4)
 
         def scored(root: Path) -> list[str]:
             return sorted(store.read_table(root, "scores", columns=["clip_id"]).column("clip_id").to_pylist())
