@@ -203,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("refilter", help="re-apply filter/dedup thresholds from stored scores (decodes nothing)")
     f.add_argument("out")
-    f.add_argument("--config", "-c", help="TOML/YAML with [filters] and [dedup] sections")
+    f.add_argument(
+        "--config", "-c", help="TOML/YAML with [filters] and [dedup] sections (or --filters.KEY VALUE flags)"
+    )
     f.set_defaults(func=_cmd_refilter)
 
     cap = sub.add_parser("caption", help="(re)caption clips of an existing dataset with a VLM")
@@ -253,12 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except Exception as e:
+        from pipeline.store import OutInUse
         from stages.errors import EXIT_ENVIRONMENT, find_fault
 
+        name = argv[0] if argv else "clipforge"
+        busy = _in_chain(e, OutInUse)
+        if busy is not None:
+            print(f"clipforge {name}: nothing done: {busy}", file=sys.stderr)
+            return EXIT_ENVIRONMENT
         fault = find_fault(e)
         if fault is None:
             raise
-        name = argv[0] if argv else "clipforge"
         print(
             f"clipforge {name}: STOPPED by an error of the environment, not of the input: {fault}\n"
             f"Nothing it was doing was recorded as a defect. Fix the cause and rerun the same command: it redoes "
@@ -266,6 +273,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ENVIRONMENT
+
+
+def _in_chain(exc: BaseException, cls: type) -> BaseException | None:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, cls):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _main(argv: list[str]) -> int:

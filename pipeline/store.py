@@ -332,7 +332,10 @@ def writer_lock(out: str | Path, command: str):
         f.seek(0)
         f.truncate()
         since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        f.write(json.dumps({"command": command, "pid": os.getpid(), "host": socket.gethostname(), "since": since}))
+        import sys
+
+        holder = {"command": command, "argv": " ".join(sys.argv), "pid": os.getpid(), "host": socket.gethostname()}
+        f.write(json.dumps({**holder, "since": since}))
         f.flush()
         yield
     finally:

@@ -156,7 +156,7 @@ def _expand_uri(item: str, exts: tuple[str, ...], cfg: IngestConfig) -> Iterator
     try:
         fs, path = storage.filesystem(item)
     except ValueError as e:
-        yield _unsupported(item, f"{e} (pip install s3fs for s3://, gcsfs for gs://, adlfs for az://)")
+        yield _unsupported(item, f"{e} (gs:// needs pip install 'clipforge[gcs]', az:// 'clipforge[azure]')")
         return
     try:
         if _GLOB_CHARS.search(path):

@@ -169,9 +169,13 @@ def probe(row: dict) -> dict:
         out.update(status="error", error_type=e.error_type, error=str(e))
     except OSError as e:  # FileNotFoundError, PermissionError, IsADirectoryError, ...
         raise_if_environment(e, f"probe of {path}")
-        out.update(
-            status="error", error_type=type(e).__name__, error=f"{e.strerror}: {path}" if e.strerror else str(e)
-        )
+        if e.strerror:
+            msg = f"{e.strerror}: {path}"
+        elif isinstance(e, FileNotFoundError):  # object stores raise it with the key only
+            msg = f"no such file or object: {path}"
+        else:
+            msg = str(e)
+        out.update(status="error", error_type=type(e).__name__, error=msg)
     except Exception as e:  # a probe must never take the run down: the error is data (its environment may)
         raise_if_environment(e, f"probe of {path}")
         out.update(status="error", error_type=type(e).__name__, error=str(e) or repr(e))
