@@ -1,0 +1,84 @@
+"""Camera motion against scene motion: the Ken Burns still-picture case of issue 12, measured.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/motion_bench.py [--out bench/results/motion.json]
+
+Real shots (bikes.mp4 split at its cuts, bigbuckbunny's opening, carphone, eight 3 s windows of transnet_test) and
+still frames of the same footage under a slow pan (1 and 3 % of the width per second) or zoom (1 and 4 %/s), all
+written as H.264 clips and scored by the real CpuScorer. Writes per clip: motion, camera_pan/tilt/zoom,
+scene_motion; and the ranges of scene_motion per class with the gap between them, which is what a
+``motion_still_image`` threshold would have to fall in (stages/cpu_scores.camera_motion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
+from pipeline.testdata import decode_frames, write_frames  # noqa: E402
+from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
+
+KEYS = ("motion", "camera_pan", "camera_tilt", "camera_zoom", "scene_motion")
+
+
+def ken_burns(still: np.ndarray, n: int, fps: float, pan: float = 0.0, zoom: float = 0.0) -> np.ndarray:
+    h, w = still.shape[:2]
+    out = []
+    for i in range(n):
+        t = i / fps
+        s = 1.15 * math.exp(zoom * t)
+        dx = pan * w * (t - n / fps / 2)
+        m = np.array([[s, 0, -(s - 1) * w / 2 - dx], [0, s, -(s - 1) * h / 2]], np.float32)
+        out.append(cv2.warpAffine(still, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return np.stack(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "motion.json"))
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="motion-bench-"))
+    bikes = decode_frames(sample_video("bikes"))
+    tn = decode_frames(sample_video("transnet_test"), 0, 1200)
+    real = {}
+    cuts = [0, *BIKES_CUTS, len(bikes)]
+    for i in range(len(cuts) - 1):
+        real[f"bikes_shot{i}"] = bikes[cuts[i] : cuts[i + 1]]
+    real["bigbuckbunny_open"] = decode_frames(sample_video("bigbuckbunny"), 0, 100)
+    real["carphone"] = decode_frames(sample_video("carphone"))
+    for k, s0 in enumerate(range(0, 1200, 150)):
+        real[f"transnet_{k}"] = tn[s0 : s0 + 75]
+    stills = {"bikes": bikes[100], "bigbuckbunny": real["bigbuckbunny_open"][50], "carphone": real["carphone"][10],
+              "transnet_a": tn[400], "transnet_b": tn[900]}  # fmt: skip
+    moves = {"pan1": {"pan": 0.01}, "pan3": {"pan": 0.03}, "zoom1": {"zoom": 0.01}, "zoom4": {"zoom": 0.04}}
+    still_clips = {f"{n}_{m}": ken_burns(s, 75, 25, **kw) for n, s in stills.items() for m, kw in moves.items()}
+    scorer = CpuScorer(CpuScoresConfig())
+    result: dict = {"real": {}, "still_moved": {}}
+    for group, clips in (("real", real), ("still_moved", still_clips)):
+        for name, frames in clips.items():
+            scores = scorer.score_clip(write_frames(frames, tmp / f"{name}.mp4", fps=25))
+            result[group][name] = {k: round(float(scores[k]), 5) for k in KEYS}
+            print(group, name, result[group][name], flush=True)
+    lo_real = min(v["scene_motion"] for v in result["real"].values())
+    hi_still = max(v["scene_motion"] for v in result["still_moved"].values())
+    result["scene_motion_range"] = {
+        "real": [lo_real, max(v["scene_motion"] for v in result["real"].values())],
+        "still_moved": [min(v["scene_motion"] for v in result["still_moved"].values()), hi_still],
+        "gap": round(lo_real - hi_still, 5),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["scene_motion_range"]))
+
+
+if __name__ == "__main__":
+    main()
