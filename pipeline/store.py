@@ -265,7 +265,8 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = ()):  # noqa: A00
         if src is None:
             continue
         alias = f"t_{name}"
-        cols = [f.name for f in pq.read_schema(shard_files(out, name)[0])]
+        # every shard's columns: shards written before a schema change lack the new ones (union_by_name fills nulls)
+        cols = list(dict.fromkeys(f.name for shard in shard_files(out, name) for f in pq.read_schema(shard)))
         extra = [c for c in cols if c not in ("clip_id", "drop_reason", "written_at")]
         select += [f'{alias}."{c}"' for c in extra]
         if "written_at" in cols:  # appended again on recaption/rescore: the latest row wins

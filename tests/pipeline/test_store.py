@@ -115,3 +115,25 @@ def test_read_table_and_ids(tmp_path):
         w.add_rows([_clip(i) for i in range(5)])
     assert store.ids(tmp_path, "clips", "clip_id") == {f"c{i:04d}" for i in range(5)}
     assert store.query(tmp_path, "SELECT sum(duration_s) AS s FROM clips").column("s")[0].as_py() == 10.0
+
+
+def test_clips_view_has_the_columns_of_every_shard_old_and_new(tmp_path):
+    """Shards of one stage table written before and after a schema change: the view shows the new columns (null for
+    the old rows), whichever shard sorts first."""
+    import pyarrow as pa
+
+    from pipeline import store
+    from pipeline.schema import CLIPS
+
+    with store.ShardWriter(tmp_path, "clips", CLIPS) as w:
+        w.add_rows([{"clip_id": "old"}, {"clip_id": "new"}])
+    import pyarrow.parquet as pq
+
+    d = store.table_dir(tmp_path, "scores")
+    d.mkdir(parents=True)
+    # the old shard sorts first, so a view built from the first shard's columns alone would miss phash_mirror
+    pq.write_table(pa.Table.from_pylist([{"clip_id": "old", "motion": 0.1}]), d / "part-0000.parquet")
+    new = pa.Table.from_pylist([{"clip_id": "new", "motion": 0.2, "phash_mirror": [1, 2]}])
+    pq.write_table(new, d / "part-ffff.parquet")
+    got = store.open(tmp_path).execute("SELECT clip_id, motion, phash_mirror FROM clips ORDER BY clip_id").fetchall()
+    assert got == [("new", 0.2, [1, 2]), ("old", 0.1, None)]
