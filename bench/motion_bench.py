@@ -13,34 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
-
-import cv2
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
-from pipeline.testdata import decode_frames, write_frames  # noqa: E402
+from pipeline.testdata import decode_frames, ken_burns, write_frames  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 
 KEYS = ("motion", "camera_pan", "camera_tilt", "camera_zoom", "scene_motion")
-
-
-def ken_burns(still: np.ndarray, n: int, fps: float, pan: float = 0.0, zoom: float = 0.0) -> np.ndarray:
-    h, w = still.shape[:2]
-    out = []
-    for i in range(n):
-        t = i / fps
-        s = 1.15 * math.exp(zoom * t)
-        dx = pan * w * (t - n / fps / 2)
-        m = np.array([[s, 0, -(s - 1) * w / 2 - dx], [0, s, -(s - 1) * h / 2]], np.float32)
-        out.append(cv2.warpAffine(still, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
-    return np.stack(out)
 
 
 def main() -> None:

@@ -256,10 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except Exception as e:
         from pipeline.store import OutInUse
-        from stages.errors import EXIT_ENVIRONMENT, find_fault
+        from stages.errors import EXIT_ENVIRONMENT, find_fault, in_chain
 
         name = argv[0] if argv else "clipforge"
-        busy = _in_chain(e, OutInUse)
+        busy = in_chain(e, OutInUse)
         if busy is not None:
             print(f"clipforge {name}: nothing done: {busy}", file=sys.stderr)
             return EXIT_ENVIRONMENT
@@ -273,16 +273,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ENVIRONMENT
-
-
-def _in_chain(exc: BaseException, cls: type) -> BaseException | None:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, cls):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 def _main(argv: list[str]) -> int:

@@ -327,3 +327,20 @@ def write_frames(frames: np.ndarray, path: str | Path, fps: float = 25, crf: int
             c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
         c.mux(s.encode())
     return Path(path)
+
+
+def ken_burns(still: np.ndarray, n: int, fps: float, pan: float = 0.0, zoom: float = 0.0) -> np.ndarray:
+    """(n, H, W, 3) frames of a still picture under a slow camera move (the "Ken Burns" slideshow): its content
+    sliding left by ``pan`` widths per second (the camera pans right), or scaled by exp(``zoom`` t) about the
+    centre (zooming in), from 1.15x so no edge shows."""
+    import cv2
+
+    h, w = still.shape[:2]
+    out = []
+    for i in range(n):
+        t = i / fps
+        s = 1.15 * math.exp(zoom * t)
+        dx = pan * w * (t - n / fps / 2)
+        m = np.array([[s, 0, -(s - 1) * w / 2 - dx], [0, s, -(s - 1) * h / 2]], np.float32)
+        out.append(cv2.warpAffine(still, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return np.stack(out)

@@ -81,6 +81,11 @@ ENVIRONMENT_TYPES = frozenset(
 )
 
 
+def in_chain(exc: BaseException, cls: type) -> BaseException | None:
+    """The first exception of type ``cls`` in ``exc``'s ``__cause__`` / ``__context__`` chain, or None."""
+    return next((e for e in _chain(exc) if isinstance(e, cls)), None)
+
+
 def environment_cause(exc: BaseException) -> BaseException | None:
     """The exception in ``exc``'s chain that is an environment error, or None when it is an error of the input.
 

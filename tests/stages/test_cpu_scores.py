@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.footage import BIKES_CUTS
-from pipeline.testdata import decode_frames, write_frames
+from pipeline.testdata import decode_frames, ken_burns, write_frames
 from stages import frames as frames_mod
 from stages.cpu_scores import (
     FLOAT_COLUMNS,
@@ -238,30 +238,14 @@ def test_bars_are_found_scores_use_the_active_picture_and_boxed_or_mirrored_copi
     assert set(dupes) | kept == {"source", "letterbox", "pillarbox", "mirrored"}  # the other shot stays apart
 
 
-def _ken_burns(still: np.ndarray, n: int, fps: float, pan: float = 0.0, zoom: float = 0.0) -> np.ndarray:
-    """A still picture under a slow camera move: content sliding left by ``pan`` widths/s (the camera pans right),
-    or scaled by exp(``zoom`` t) about the centre (zooming in)."""
-    import math
-
-    h, w = still.shape[:2]
-    out = []
-    for i in range(n):
-        t = i / fps
-        s = 1.15 * math.exp(zoom * t)
-        dx = pan * w * (t - n / fps / 2)
-        m = np.array([[s, 0, -(s - 1) * w / 2 - dx], [0, s, -(s - 1) * h / 2]], np.float32)
-        out.append(cv2.warpAffine(still, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
-    return np.stack(out)
-
-
 def test_camera_motion_is_split_from_scene_motion(scorer, bikes, tmp_path):
     """A still frame of bikes.mp4 panned or zoomed (the Ken Burns slideshow) has the camera's motion and ~no scene
     motion; the real shots of the same video have scene motion well above it."""
     still = decode_frames(bikes, 100, 101)[0]  # 640x272: analysed at 527x224, diagonal 572.6 px
-    panned = scorer.score_clip(write_frames(_ken_burns(still, 75, 25, pan=0.03), tmp_path / "pan.mp4", fps=25))
+    panned = scorer.score_clip(write_frames(ken_burns(still, 75, 25, pan=0.03), tmp_path / "pan.mp4", fps=25))
     assert panned["camera_pan"] == pytest.approx(0.03 * 527 / 572.6, rel=0.2)  # panning right
     assert abs(panned["camera_tilt"]) < 0.003 and abs(panned["camera_zoom"]) < 0.005
-    zoomed = scorer.score_clip(write_frames(_ken_burns(still, 75, 25, zoom=0.04), tmp_path / "zoom.mp4", fps=25))
+    zoomed = scorer.score_clip(write_frames(ken_burns(still, 75, 25, zoom=0.04), tmp_path / "zoom.mp4", fps=25))
     assert zoomed["camera_zoom"] == pytest.approx(0.04, rel=0.2) and abs(zoomed["camera_pan"]) < 0.003
     for still_clip in (panned, zoomed):
         assert still_clip["scene_motion"] < 0.0065 and still_clip["motion"] > 0.004  # moves, but nothing in it does
