@@ -74,15 +74,62 @@ def _print_table(table, fmt: str) -> None:
 def _cmd_query(args: argparse.Namespace, extra: list[str]) -> int:
     import duckdb
 
-    from pipeline.store import query
+    from pipeline.store import VersionNotFound, query
 
     fmt = "json" if args.json else "csv" if args.csv else "table"
     try:
-        table = query(args.out, args.sql)
+        table = query(args.out, args.sql, version=args.version)
+    except VersionNotFound as e:
+        print(f"clipforge query: {e}", file=sys.stderr)
+        return 2
     except duckdb.Error as e:  # a mistake in the user's SQL: DuckDB's message, not a traceback
         print(f"clipforge query: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     _print_table(table, fmt)
+    return 0
+
+
+def _cmd_versions(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline import store
+
+    found = store.versions(args.out)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print(f"{args.out} has no recorded version yet (one is recorded when a run, refilter or caption ends)")
+        return 0
+    for v in found:
+        counts = store.query(
+            args.out,
+            "SELECT count(*) AS n, count(*) FILTER (drop_reason IS NULL) AS k FROM clips",
+            version=v["version"],
+        ).to_pylist()[0]
+        print(
+            f"{v['version']:>4}  {v['at']}  {v['command']:<9} clips {counts['n']:>7}  kept {counts['k']:>7}  "
+            f"{v['argv']}"
+        )
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline.report import version_diff
+    from pipeline.store import VersionNotFound
+
+    try:
+        rows = version_diff(args.out, args.a, args.b)
+    except VersionNotFound as e:
+        print(f"clipforge diff: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    b = "now" if args.b is None else f"v{args.b}"
+    print(f"clips per drop reason, v{args.a} -> {b}")
+    print(f"  {'reason':<28} {'v' + str(args.a):>8} {b:>8} {'gained':>8} {'lost':>8}")
+    for r in rows:
+        gained, lost = (f"+{r['gained']}" if r["gained"] else "0"), (f"-{r['lost']}" if r["lost"] else "0")
+        print(f"  {r['reason']:<28} {r['at_a']:>8} {r['at_b']:>8} {gained:>8} {lost:>8}")
     return 0
 
 
@@ -115,7 +162,7 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline.steps import filter_clips
 
     cfg = _stored_config(args.out, args.config, extra)
-    with store.writer_lock(args.out, "refilter"):
+    with store.writer_lock(args.out, "refilter", cfg.store):
         counts = filter_clips(Path(args.out), cfg)
         saved = json.loads((Path(args.out) / "config.json").read_text())
         # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
@@ -142,7 +189,7 @@ def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
         cfg.ray.address = args.address
     from pipeline import store
 
-    with store.writer_lock(args.out, "caption"):
+    with store.writer_lock(args.out, "caption", cfg.store):
         init_ray(cfg.ray)
         notes = caption_clips(Path(args.out), cfg, where=args.where) or ["nothing to caption"]
         for note in notes + text_score_clips(Path(args.out), cfg):
@@ -195,7 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
     g = q.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true")
     g.add_argument("--csv", action="store_true")
+    q.add_argument("--version", type=int, help="read OUT as of this version (`clipforge versions OUT` lists them)")
     q.set_defaults(func=_cmd_query)
+
+    vs = sub.add_parser("versions", help="list OUT's versions (one per finished run, refilter, caption)")
+    vs.add_argument("out")
+    vs.add_argument("--json", action="store_true")
+    vs.set_defaults(func=_cmd_versions)
+
+    df = sub.add_parser("diff", help="funnel difference between two versions of OUT: clips gained/lost per reason")
+    df.add_argument("out")
+    df.add_argument("a", type=int, help="the older version")
+    df.add_argument("b", type=int, nargs="?", help="the newer version (default: OUT as it is now)")
+    df.add_argument("--json", action="store_true")
+    df.set_defaults(func=_cmd_diff)
 
     c = sub.add_parser("config", help="print the resolved configuration (defaults, file, flags) as YAML")
     c.add_argument("--config", "-c")

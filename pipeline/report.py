@@ -713,3 +713,38 @@ def run_counts(out: str | Path) -> dict[str, Any]:
         return c
     finally:
         con.close()
+
+
+KEPT = "(kept)"
+
+
+def version_diff(out: str | Path, a: int | None, b: int | None) -> list[dict[str, Any]]:
+    """The funnel difference between OUT versions ``a`` and ``b`` (None: the tables as they are now): one row per
+    drop reason (``(kept)`` for clips with none) with ``at_a``, ``at_b`` (clips with that reason in each version),
+    ``gained`` (clips that have it in ``b`` and did not in ``a``, new clips included) and ``lost`` (clips that had
+    it in ``a`` and do not in ``b``, vanished clips included). Rows sorted by reason, ``(kept)`` first.
+    Raises ``store.VersionNotFound`` for a version OUT never recorded."""
+    import duckdb
+
+    from pipeline import store
+
+    sql = f"SELECT clip_id, coalesce(drop_reason, '{KEPT}') AS reason FROM clips"
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("a", store.query(out, sql, version=a))
+        con.register("b", store.query(out, sql, version=b))
+        rows = con.execute(
+            """
+            WITH j AS (SELECT a.reason AS ra, b.reason AS rb FROM a FULL OUTER JOIN b USING (clip_id)),
+            r AS (SELECT ra AS reason FROM j WHERE ra IS NOT NULL UNION SELECT rb FROM j WHERE rb IS NOT NULL)
+            SELECT r.reason,
+                   count(*) FILTER (ra = r.reason) AS at_a,
+                   count(*) FILTER (rb = r.reason) AS at_b,
+                   count(*) FILTER (rb = r.reason AND ra IS DISTINCT FROM r.reason) AS gained,
+                   count(*) FILTER (ra = r.reason AND rb IS DISTINCT FROM r.reason) AS lost
+            FROM r, j GROUP BY r.reason ORDER BY r.reason <> '(kept)', r.reason
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    return [dict(zip(("reason", "at_a", "at_b", "gained", "lost"), row, strict=True)) for row in rows]

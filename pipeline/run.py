@@ -329,7 +329,7 @@ def run(cfg: Config) -> Summary:
     writing OUT."""
     out = Path(cfg.output).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    with store.writer_lock(out, "run"):
+    with store.writer_lock(out, "run", cfg.store):
         return _run(cfg)
 
 

@@ -1,6 +1,6 @@
 """The one place the stored tables' pyarrow schemas are defined. docs/SCHEMA.md documents every column.
 
-The dataset is a set of tables, each a directory of Parquet shards under OUT/tables/<name>/.
+The dataset is a set of tables, each a Delta Lake table (Parquet files + log) under OUT/tables/<name>/.
 Stage tables are keyed by ``video_id`` or ``clip_id``; DuckDB views (pipeline/store.py) join them
 into the ``videos``, ``clips`` and ``kept`` views users query.
 """

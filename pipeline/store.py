@@ -1,14 +1,25 @@
-"""The store: Parquet shards per table under OUT/tables/<name>/, and DuckDB views over them.
+"""The store: one Delta Lake table per stored table under OUT/tables/<name>/, and DuckDB views over them.
+
+Each table is a Delta Lake table (the ``deltalake`` package, delta-rs): Parquet data files plus a transaction log
+(``_delta_log/``) whose numbered commits say which files make up each version. docs/STORE.md says why Delta Lake
+(against Apache Iceberg and Lance) and how to read the tables with other engines.
 
 Two ways a table grows:
-- append (``ShardWriter``): stage tables keyed by id (videos, shots, clips, scores, captions). A shard is
-  written to a temporary name in the same directory and renamed into place, so a reader (or a resumed run)
-  never sees half a shard. Shards are bounded by rows and by bytes.
-- replace (``replace_table``): derived tables recomputed whole (filters). Each version is a generation
-  directory; the ``CURRENT`` file (replaced atomically) names the live one.
+- append (``ShardWriter``): stage tables keyed by id (videos, shots, clips, scores, captions). Each flush is one
+  Delta commit: a reader, or a resumed run, sees all of a commit's rows or none of them. Many writers (Ray write
+  tasks on many workers) commit to the same table at once: appends never conflict (Delta's optimistic
+  concurrency retries the commit number).
+- replace (``replace_table``): derived tables recomputed whole (filters): an overwrite commit. The files it
+  replaces stay on disk, so earlier versions remain readable.
+
+Versions: every writing command that ends (``run``, ``refilter``, ``caption``) records an OUT version
+(:func:`record_version`), a commit to the Delta table ``OUT/versions`` whose commit metadata maps every table to its
+Delta version at that moment. ``open(out, version=N)`` reads every table as of OUT version N; :func:`versions`
+lists them.
 
 ``open(out)`` gives a DuckDB connection with the views ``videos``, ``shots``, ``clips`` (the clip rows joined
-with every stage table present) and ``kept`` (clips with no drop reason).
+with every stage table present) and ``kept`` (clips with no drop reason). DuckDB reads the data files a Delta
+version lists (``read_parquet``), so nothing here needs DuckDB's ``delta`` extension (a download).
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import uuid
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,56 +36,91 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.schema import METADATA_KEY, TABLES, with_version
+from pipeline.schema import METADATA_KEY, SCHEMA_VERSION, TABLES, with_version
 from stages.errors import EnvironmentFault
 
-CURRENT = "CURRENT"
+CURRENT = "CURRENT"  # the layout before Delta Lake (uuid shards, generation directories): read, then upgraded
+VERSIONS = "versions"  # OUT/versions: the Delta table whose commits are OUT's versions
+VERSION_KEY = "clipforge.version"  # commit metadata of OUT/versions: {"command", "argv", "tables": {name: v}}
+SCHEMA_KEY = METADATA_KEY.decode()  # commit metadata of every table commit: the schema version that wrote it
+# Delta table properties set when a table is created. Expired-log cleanup is off so that every OUT version stays
+# readable (Delta's default drops log entries older than 30 days at checkpoints; delta.io PROTOCOL.md,
+# "delta.logRetentionDuration"); data files go only when a user vacuums.
+TABLE_PROPERTIES = {"delta.enableExpiredLogCleanup": "false"}
 
 
 @dataclass
 class StoreConfig:
-    shard_rows: int = 10_000  # rows per shard at most
-    shard_bytes: int = 128 * 2**20  # in-memory Arrow bytes per shard at most (embeddings make rows heavy)
+    shard_rows: int = 10_000  # rows per data file at most
+    shard_bytes: int = 128 * 2**20  # in-memory Arrow bytes per data file at most (embeddings make rows heavy)
     compression: str = "zstd"
-    # rows (videos and clips) the run's graph bundles into one write task: fewer, larger shards; a kill loses at
+    # rows (videos and clips) the run's graph bundles into one write task: fewer, larger commits; a kill loses at
     # most the rows in flight and those waiting for a write (Ray Data's Datasink.min_rows_per_write)
     stream_rows: int = 256
+    # a table with more data files than this, most of them small, is compacted at the end of a writing command
+    # (Delta OPTIMIZE: files rewritten into ones of up to shard_bytes; a commit that changes no row)
+    compact_files: int = 64
+
+
+class VersionNotFound(LookupError):
+    """``open(out, version=N)`` with an N that OUT never recorded."""
 
 
 def table_dir(out: str | Path, name: str) -> Path:
     return Path(out) / "tables" / name
 
 
-def _live_dir(out: str | Path, name: str) -> Path:
-    """The directory holding a table's live shards (the CURRENT generation for replaced tables)."""
+def _is_delta(d: Path) -> bool:
+    return (d / "_delta_log").is_dir()
+
+
+def delta_table(out: str | Path, name: str, version: int | None = None):
+    """The ``deltalake.DeltaTable`` of table ``name`` (as of Delta version ``version``), or None when OUT has no
+    such Delta table. Raises ``deltalake.exceptions.DeltaError`` for a version the log does not have."""
+    d = table_dir(out, name)
+    if not _is_delta(d):
+        return None
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(d)) if version is None else DeltaTable(str(d), version=version)
+
+
+def _legacy_files(out: str | Path, name: str) -> list[Path]:
+    """Data files of a table in the layout before Delta Lake (the CURRENT generation for replaced tables)."""
     d = table_dir(out, name)
     current = d / CURRENT
     if current.is_file():
-        return d / current.read_text().strip()
-    return d
+        d = d / current.read_text().strip()
+    return sorted(d.glob("part-*.parquet")) if d.is_dir() else []
 
 
-def shard_files(out: str | Path, name: str) -> list[Path]:
-    d = _live_dir(out, name)
-    if not d.is_dir():
-        return []
-    return sorted(p for p in d.glob("part-*.parquet"))
+def shard_files(out: str | Path, name: str, version: int | None = None) -> list[str]:
+    """The Parquet data files that make up table ``name`` now (or as of its Delta version ``version``), sorted."""
+    dt = delta_table(out, name, version)
+    if dt is not None:
+        return sorted(dt.file_uris())
+    if version is not None:
+        raise VersionNotFound(f"table {name!r} under {out} has no version {version}")
+    return [str(p) for p in _legacy_files(out, name)]
 
 
-def _write_shard(directory: Path, table: pa.Table, compression: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"part-{uuid.uuid4().hex}.parquet"
-    tmp = directory / f".{name}.tmp"
-    try:
-        with tmp.open("wb") as f:
-            pq.write_table(table, f, compression=compression)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / name)
-    except BaseException:  # a full disk (ENOSPC) or a kill: no half-written shard stays behind
-        tmp.unlink(missing_ok=True)
-        raise
-    return directory / name
+def _commit(out: str | Path, name: str, table: pa.Table, mode: str, compression: str = "zstd") -> None:
+    """One Delta commit of ``table`` to table ``name``: ``append`` (new columns merged into the table's schema)
+    or ``overwrite`` (the table's rows and schema replaced; old files kept for earlier versions)."""
+    from deltalake import CommitProperties, WriterProperties, write_deltalake
+
+    d = table_dir(out, name)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    write_deltalake(
+        str(d),
+        table,
+        mode=mode,
+        schema_mode="merge" if mode == "append" else "overwrite",
+        configuration=TABLE_PROPERTIES,
+        description=f"clipforge table {name}",
+        writer_properties=WriterProperties(compression=compression.upper()),
+        commit_properties=CommitProperties(custom_metadata={SCHEMA_KEY: SCHEMA_VERSION}),
+    )
 
 
 def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -99,16 +145,17 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 class ShardWriter:
-    """Appends rows to one table as atomically written, size-bounded Parquet shards."""
+    """Appends rows to one table: each flush commits them as size-bounded Parquet data files (one Delta commit per
+    file; a commit is atomic)."""
 
     def __init__(self, out: str | Path, name: str, schema: pa.Schema | None = None, cfg: StoreConfig | None = None):
-        self.dir = table_dir(out, name)
+        self.out, self.name = out, name
         self.schema = with_version(schema if schema is not None else TABLES[name])
         self.cfg = cfg or StoreConfig()
         self._pending: list[pa.Table] = []
         self._rows = 0
         self._bytes = 0
-        self.written: list[Path] = []
+        self.commits = 0
 
     def add_rows(self, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -133,7 +180,8 @@ class ShardWriter:
         per_row = max(1, table.nbytes // max(1, table.num_rows))
         step = max(1, min(self.cfg.shard_rows, self.cfg.shard_bytes // per_row))
         for start in range(0, table.num_rows, step):
-            self.written.append(_write_shard(self.dir, table.slice(start, step), self.cfg.compression))
+            _commit(self.out, self.name, table.slice(start, step), "append", self.cfg.compression)
+            self.commits += 1
 
     def close(self) -> None:
         self.flush()
@@ -145,39 +193,37 @@ class ShardWriter:
         self.close()
 
 
-def replace_table(out: str | Path, name: str, table: pa.Table, cfg: StoreConfig | None = None) -> Path:
-    """Write ``table`` as a new generation of ``name`` and make it the live one (atomic switch of CURRENT)."""
+def replace_table(out: str | Path, name: str, table: pa.Table, cfg: StoreConfig | None = None) -> None:
+    """Replace table ``name``'s rows by ``table``: one Delta overwrite commit (readers see the old rows or the new,
+    never a mix; the old files stay for earlier versions)."""
     cfg = cfg or StoreConfig()
-    d = table_dir(out, name)
-    d.mkdir(parents=True, exist_ok=True)
-    gen = f"gen-{uuid.uuid4().hex[:12]}"
     if name in TABLES:
         table = conform(table, TABLES[name])
-    step = max(1, cfg.shard_rows)
-    for start in range(0, max(1, table.num_rows), step):
-        _write_shard(d / gen, table.slice(start, step), cfg.compression)
-    previous = (d / CURRENT).read_text().strip() if (d / CURRENT).is_file() else None
-    tmp = d / f".{CURRENT}.tmp"
-    tmp.write_text(gen)
-    os.replace(tmp, d / CURRENT)
-    if previous and previous != gen:
-        import shutil
-
-        shutil.rmtree(d / previous, ignore_errors=True)
-    return d / gen
+    _commit(out, name, table, "overwrite", cfg.compression)
 
 
-def read_table(out: str | Path, name: str, columns: list[str] | None = None) -> pa.Table:
-    """The whole table (all live shards) as one Arrow table; an empty table of the schema when none exist."""
-    files = shard_files(out, name)
+def read_table(out: str | Path, name: str, columns: list[str] | None = None, version: int | None = None) -> pa.Table:
+    """The whole table (as of Delta version ``version``) as one Arrow table; an empty table of the schema when the
+    table does not exist. Data files written before a column was added read it as nulls."""
+    files = shard_files(out, name, version)
     schema = TABLES.get(name)
     if not files:
         if schema is None:
             raise FileNotFoundError(f"no table {name!r} under {out}")
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
-    tables = [pq.read_table(f, columns=columns) for f in files]
-    return pa.concat_tables(tables, promote_options="permissive")
+    tables = [
+        pq.read_table(f, columns=[c for c in columns if c in pq.read_schema(f).names] if columns else None)
+        for f in files
+    ]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if columns:
+        types = {f.name: f.type for f in schema} if schema is not None else {}
+        for c in columns:
+            if c not in table.column_names:
+                table = table.append_column(c, pa.nulls(table.num_rows, types.get(c, pa.null())))
+        table = table.select(columns)
+    return table
 
 
 def ids(out: str | Path, name: str, key: str) -> set[str]:
@@ -185,10 +231,25 @@ def ids(out: str | Path, name: str, key: str) -> set[str]:
     return set(read_table(out, name, columns=[key]).column(key).to_pylist())
 
 
-def schema_version(path: str | Path) -> str | None:
-    meta = pq.read_schema(path).metadata or {}
-    v = meta.get(METADATA_KEY)
-    return v.decode() if v is not None else None
+def schema_version(out: str | Path, name: str) -> str | None:
+    """The schema version that made table ``name``'s latest commit (None: no such table)."""
+    dt = delta_table(out, name)
+    if dt is None:
+        files = _legacy_files(out, name)
+        v = (pq.read_schema(files[-1]).metadata or {}).get(METADATA_KEY) if files else None
+        return v.decode() if v is not None else None
+    for entry in dt.history(1):
+        return entry.get(SCHEMA_KEY)
+    return None
+
+
+def delete_where(out: str | Path, name: str, predicate: str) -> int:
+    """Delete the rows of table ``name`` matching SQL ``predicate`` (a Delta DELETE commit: the data files holding
+    them are rewritten without them). Returns the number of rows deleted (0 when the table does not exist)."""
+    dt = delta_table(out, name)
+    if dt is None:
+        return 0
+    return int(dt.delete(predicate).get("num_deleted_rows", 0))
 
 
 # ---------------------------------------------------------------------------------------------- DuckDB views
@@ -207,17 +268,34 @@ def _clip_stage_tables() -> tuple[str, ...]:
 CLIP_STAGE_TABLES = _clip_stage_tables()  # from the stage catalogue: scores, clip_scores, filters, captions, ...
 
 
-def user_tables(out: str | Path) -> list[str]:
-    """Tables of the user's own stages (``stages.catalogue``) under OUT: every other table directory whose shards
-    are keyed by ``clip_id``, by name. The views join them without importing the stage: the store describes
-    itself."""
+def _columns(out: str | Path, name: str, version: int | None = None) -> list[str]:
+    """Table ``name``'s column names (as of Delta version ``version``): the Delta schema, which holds every column
+    any commit added; for the layout before Delta Lake, the union of the data files' columns."""
+    dt = delta_table(out, name, version)
+    if dt is not None:
+        return [f.name for f in dt.schema().fields]
+    return list(dict.fromkeys(f.name for shard in shard_files(out, name) for f in pq.read_schema(shard)))
+
+
+def _arrow_schema(out: str | Path, name: str, version: int | None = None) -> pa.Schema | None:
+    dt = delta_table(out, name, version)
+    return pa.schema(dt.schema().to_arrow()) if dt is not None else None
+
+
+def _table_names(out: str | Path) -> list[str]:
     root = Path(out) / "tables"
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
+
+
+def user_tables(out: str | Path, at: dict[str, int] | None = None) -> list[str]:
+    """Tables of the user's own stages (``stages.catalogue``) under OUT: every other table keyed by ``clip_id``, by
+    name (``at``: only those in an OUT version's table map). The views join them without importing the stage: the
+    store describes itself."""
     known = {"videos", "shots", "clips", *CLIP_STAGE_TABLES}
     names = []
-    for d in sorted(root.iterdir()) if root.is_dir() else ():
-        if d.is_dir() and d.name not in known and shard_files(out, d.name):
-            if "clip_id" in pq.read_schema(shard_files(out, d.name)[0]).names:
-                names.append(d.name)
+    for name in _table_names(out) if at is None else sorted(at):
+        if name not in known and "clip_id" in _columns(out, name, None if at is None else at[name]):
+            names.append(name)
     return names
 
 
@@ -228,45 +306,63 @@ def stamp(table: pa.Table) -> pa.Table:
     return table.append_column("written_at", pa.array([time.time()] * table.num_rows, pa.float64()))
 
 
-def _source(out: Path, name: str) -> str | None:
-    files = shard_files(out, name)
+def _source(out: Path, name: str, version: int | None = None) -> str | None:
+    """A DuckDB table expression over table ``name``'s data files (as of its Delta version ``version``); None when
+    it has none."""
+    files = shard_files(out, name, version)
     if not files:
         return None
     listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
     return f"read_parquet([{listing}], union_by_name = true)"
 
 
-def _empty_relation(con, name: str) -> str:
+def _empty_relation(con, name: str, schema: pa.Schema | None = None) -> str:
     view = f"_empty_{name}"
-    con.register(view, TABLES[name].empty_table())
+    con.register(view, (schema if schema is not None else TABLES[name]).empty_table())
     return view
 
 
-def open(out: str | Path, *, con=None, skip: tuple[str, ...] = ()):  # noqa: A001 - `clipforge.open`-style entry point, shadowing is intended
-    """A DuckDB connection with views ``videos``, ``shots``, ``clips`` and ``kept`` over OUT's shards.
+def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int | None = None):  # noqa: A001 - `clipforge.open`-style entry point, shadowing is intended
+    """A DuckDB connection with views ``videos``, ``shots``, ``clips`` and ``kept`` over OUT's tables, as they are
+    now or as of OUT version ``version`` (:func:`versions`; raises :class:`VersionNotFound` for one OUT never
+    recorded).
 
-    The connection is in-memory; the Parquet shards are only read. Call again to see shards written since.
+    The connection is in-memory; the Parquet files are only read. Call again to see commits made since.
     """
     import duckdb
 
     out = Path(out)
     if not (out / "tables").is_dir():
         raise FileNotFoundError(f"{out} is not a clipforge dataset (no tables/ directory)")
+    at = version_tables(out, version) if version is not None else None
+
+    def source(name: str) -> str | None:
+        if at is None:
+            return _source(out, name)
+        return _source(out, name, at[name]) if name in at else None
+
+    def columns(name: str) -> list[str]:
+        return _columns(out, name, None if at is None else at.get(name))
+
     con = con or duckdb.connect(":memory:")
     for name in ("videos", "shots"):
-        src = _source(out, name) or _empty_relation(con, name)
+        src = source(name) or _empty_relation(con, name)
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {src}")
-    base = _source(out, "clips") or _empty_relation(con, "clips")
+    base = source("clips") or _empty_relation(con, "clips")
     select = ["c.* EXCLUDE (drop_reason)"]
     joins = []
     reason = "c.drop_reason"
-    for name in (*CLIP_STAGE_TABLES, *user_tables(out)):
-        src = None if name in skip else _source(out, name)
-        if src is None:
+    for name in (*CLIP_STAGE_TABLES, *user_tables(out, at)):
+        if name in skip or (at is not None and name not in at):
             continue
+        src = source(name)
+        if src is None:  # a table whose rows were all replaced by none: its columns, no rows
+            schema = _arrow_schema(out, name, None if at is None else at.get(name))
+            if schema is None:
+                continue
+            src = _empty_relation(con, name, schema)
         alias = f"t_{name}"
-        # every shard's columns: shards written before a schema change lack the new ones (union_by_name fills nulls)
-        cols = list(dict.fromkeys(f.name for shard in shard_files(out, name) for f in pq.read_schema(shard)))
+        cols = columns(name)  # files written before a column was added lack it (union_by_name fills nulls)
         extra = [c for c in cols if c not in ("clip_id", "drop_reason", "written_at")]
         select += [f'{alias}."{c}"' for c in extra]
         if "written_at" in cols:  # appended again on recaption/rescore: the latest row wins
@@ -281,13 +377,125 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = ()):  # noqa: A00
     return con
 
 
-def query(out: str | Path, sql: str) -> pa.Table:
-    con = open(out)
+def query(out: str | Path, sql: str, version: int | None = None) -> pa.Table:
+    """Run ``sql`` over OUT's views (as of OUT version ``version``) and return the result."""
+    con = open(out, version=version)
     try:
         rel = con.sql(sql)
         return rel.to_arrow_table() if rel is not None else pa.table({})
     finally:
         con.close()
+
+
+# ------------------------------------------------------------------------------------------------ versions
+
+
+def record_version(out: str | Path, command: str) -> int:
+    """Record OUT's state as a new OUT version: one commit to ``OUT/versions`` whose commit metadata holds the
+    command, its argv, the time and every table's Delta version. Returns the version number (the commit's number in
+    ``OUT/versions``; 1 for a new OUT's first command). Concurrent recorders get distinct numbers (Delta commits)."""
+    import socket
+    import sys
+    import time
+    import uuid
+
+    from deltalake import CommitProperties, write_deltalake
+
+    tables = {}
+    for name in _table_names(out):
+        dt = delta_table(out, name)
+        if dt is not None:
+            tables[name] = dt.version()
+    tag = uuid.uuid4().hex
+    meta = {
+        "command": command,
+        "argv": " ".join(sys.argv),
+        "host": socket.gethostname(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "schema_version": SCHEMA_VERSION,
+        "tables": tables,
+        "tag": tag,
+    }
+    path = str(Path(out) / VERSIONS)
+    row = pa.table({"command": [command], "at": [time.time()]})
+    if not _is_delta(Path(path)):  # version 0: the empty OUT
+        write_deltalake(path, row.slice(0, 0), mode="append", configuration=TABLE_PROPERTIES)
+    write_deltalake(
+        path, row, mode="append", commit_properties=CommitProperties(custom_metadata={VERSION_KEY: json.dumps(meta)})
+    )
+    return next(v["version"] for v in reversed(versions(out)) if v["tag"] == tag)
+
+
+def versions(out: str | Path) -> list[dict[str, Any]]:
+    """OUT's recorded versions, oldest first: dicts with ``version``, ``command``, ``argv``, ``host``, ``at``,
+    ``schema_version`` and ``tables`` (table name -> Delta version). Empty for an OUT with none recorded."""
+    path = Path(out) / VERSIONS
+    if not _is_delta(path):
+        return []
+    from deltalake import DeltaTable
+
+    found = []
+    for entry in DeltaTable(str(path)).history():
+        if VERSION_KEY in entry:
+            found.append({"version": int(entry["version"]), **json.loads(entry[VERSION_KEY])})
+    return sorted(found, key=lambda v: v["version"])
+
+
+def version_tables(out: str | Path, version: int) -> dict[str, int]:
+    """Table name -> Delta version, as of OUT version ``version``. Raises :class:`VersionNotFound`."""
+    known = versions(out)
+    for v in known:
+        if v["version"] == version:
+            return dict(v["tables"])
+    listed = ", ".join(str(v["version"]) for v in known) or "none (no writing command has finished on it)"
+    raise VersionNotFound(f"{out} has no version {version}; its versions: {listed}")
+
+
+def compact(out: str | Path, cfg: StoreConfig | None = None) -> dict[str, int]:
+    """Compact every table with more than ``cfg.compact_files`` data files: Delta OPTIMIZE (bin-packing small files
+    into files of up to ``cfg.shard_bytes``; a commit that changes no row, so every version reads the same rows).
+    The files it replaces stay for earlier versions. Returns table -> files removed."""
+    cfg = cfg or StoreConfig()
+    done = {}
+    for name in _table_names(out):
+        dt = delta_table(out, name)
+        if dt is not None and len(dt.file_uris()) > cfg.compact_files:
+            metrics = dt.optimize.compact(target_size=cfg.shard_bytes)
+            done[name] = int(metrics.get("numFilesRemoved", 0))
+    return done
+
+
+def upgrade(out: str | Path) -> list[str]:
+    """Turn tables in the layout before Delta Lake (uuid shards, CURRENT generations) into Delta tables, in place;
+    returns the tables upgraded. Safe to interrupt: the Delta table is built beside the old directory and swapped in
+    by two renames; a rerun finishes or undoes a half-done swap."""
+    root = Path(out) / "tables"
+    done = []
+    if not root.is_dir():
+        return done
+    for old in sorted(root.glob(".legacy-*")):  # an interrupted swap
+        name = old.name[len(".legacy-") :]
+        if (root / name).exists():
+            shutil.rmtree(old)  # the Delta table is in place: the old files were all copied
+        else:
+            os.rename(old, root / name)  # the new one never got in: back to the old layout, upgraded below
+    for name in _table_names(out):
+        d = root / name
+        if _is_delta(d):
+            continue
+        files = _legacy_files(out, name)
+        tmp = root / f".upgrade-{name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for f in files:
+            _commit(out, tmp.name, pq.read_table(f), "append")
+        if not files:
+            shutil.rmtree(d)
+            continue
+        os.rename(d, root / f".legacy-{name}")
+        os.rename(tmp, d)
+        shutil.rmtree(root / f".legacy-{name}")
+        done.append(name)
+    return done
 
 
 class OutInUse(EnvironmentFault):
@@ -302,10 +510,13 @@ LOCK = ".lock"
 
 
 @contextlib.contextmanager
-def writer_lock(out: str | Path, command: str):
+def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
     """Hold OUT's writer lock for the block: one writing command (``run``, ``refilter``, ``caption``) per OUT at a
     time, so two of them never interleave their rows (two runs would each cut the same new videos and store their
-    clips twice).
+    clips twice). On entry, tables in the layout before Delta Lake are upgraded (:func:`upgrade`); when the block
+    ends without an exception, small files are compacted (:func:`compact`) and OUT's state is recorded as a new
+    version (:func:`record_version`). A block that raises (or a killed process) records no version: its commits
+    are in the tables (a rerun resumes from them) but no version names them until a command ends.
 
     An exclusive ``flock(2)`` on ``OUT/.lock``, taken without waiting: when another process holds it, raises
     :class:`OutInUse` naming the holder (command, pid, host, start time, written into the file). The kernel drops the
@@ -338,7 +549,10 @@ def writer_lock(out: str | Path, command: str):
         holder = {"command": command, "argv": " ".join(sys.argv), "pid": os.getpid(), "host": socket.gethostname()}
         f.write(json.dumps({**holder, "since": since}))
         f.flush()
+        upgrade(out)
         yield
+        compact(out, cfg)
+        record_version(out, command)
     finally:
         f.close()  # closing the descriptor releases the flock
 

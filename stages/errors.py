@@ -90,8 +90,8 @@ def environment_cause(exc: BaseException) -> BaseException | None:
     """The exception in ``exc``'s chain that is an environment error, or None when it is an error of the input.
 
     Environment: :class:`EnvironmentFault`, ``MemoryError``, ``ConnectionError``, ``TimeoutError``, the object-store
-    client errors named in :data:`ENVIRONMENT_TYPES`, and any
-    ``OSError`` (PyAV's ``av.error.*`` included: they subclass ``OSError`` and carry FFmpeg's errno) whose errno is in
+    client errors named in :data:`ENVIRONMENT_TYPES`, and any ``OSError`` (PyAV's ``av.error.*`` included: they
+    subclass ``OSError`` and carry FFmpeg's errno) or error of a Rust library (delta-rs) whose errno is in
     :data:`ENVIRONMENT_ERRNOS`. Everything else (``FileNotFoundError``, ``PermissionError`` on an input,
     ``av.error.InvalidDataError``, ``ValueError`` ...) is the input's.
     """
@@ -102,7 +102,20 @@ def environment_cause(exc: BaseException) -> BaseException | None:
             return e
         if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
             return e
+        if _rust_errno(e) in ENVIRONMENT_ERRNOS:
+            return e
     return None
+
+
+def _rust_errno(exc: BaseException) -> int | None:
+    """The errno in an error raised by a Rust library (delta-rs' ``DeltaError`` wraps ``std::io::Error``, whose
+    text ends "... (os error 28)"; Rust std ``impl Display for io::Error``), or None."""
+    import re
+
+    if isinstance(exc, OSError):
+        return None
+    found = re.findall(r"\(os error (\d+)\)", str(exc))
+    return int(found[-1]) if found else None
 
 
 def raise_if_environment(exc: BaseException, where: str) -> None:

@@ -97,6 +97,30 @@ def test_refilter_retunes_without_decoding(curated, tmp_path):
     assert got["bunny_small_copy.mp4"][1] == "duplicate"  # dedup re-ran among the survivors
     assert json.loads((copy / "config.json").read_text())["filters"]["min_luma_mean"] == 0.01
 
+    # the run and the refilter are versions 1 and 2; version 1 still reads as the run left it
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    listed = json.loads(cli("versions", str(copy), "--json"))
+    assert [(v["version"], v["command"]) for v in listed] == [(1, "run"), (2, "refilter")]
+    assert "refilter" in listed[1]["argv"] and set(listed[1]["tables"]) >= {"videos", "clips", "scores", "filters"}
+    sql = "SELECT drop_reason FROM clips JOIN videos USING (video_id) WHERE path LIKE '%carphone_dark.mp4'"
+    assert json.loads(cli("query", str(copy), sql, "--json", "--version", "1")) == [{"drop_reason": "quality_dark"}]
+    assert json.loads(cli("query", str(copy), sql, "--json")) == [{"drop_reason": "duplicate"}]
+    diff = {r["reason"]: r for r in json.loads(cli("diff", str(copy), "1", "2", "--json"))}
+    assert diff["quality_dark"] == {"reason": "quality_dark", "at_a": 1, "at_b": 0, "gained": 0, "lost": 1}
+    assert diff["duplicate"] == {"reason": "duplicate", "at_a": 1, "at_b": 2, "gained": 1, "lost": 0}
+    assert diff["(kept)"] == {"reason": "(kept)", "at_a": 2, "at_b": 2, "gained": 0, "lost": 0}
+    assert "quality_dark" in cli("diff", str(copy), "1") and "-1" in cli("diff", str(copy), "1")
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "query", str(copy), "SELECT 1", "--version", "9"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "no version 9; its versions: 1, 2" in r.stderr
+
 
 @pytest.mark.parametrize("family", ["smolvlm"])
 def test_caption_command_tiny_random_model(curated, tmp_path, family):

@@ -68,6 +68,36 @@ def test_a_full_device_is_the_environment_and_a_corrupt_input_is_the_clip(tmp_pa
     assert environment_cause(MemoryError()) is not None
 
 
+def test_a_full_disk_under_the_table_format_is_the_environment(tmp_path):
+    """delta-rs (Rust) reports a full disk as a ``DeltaError`` whose text carries the errno ("(os error 28)"): it is
+    the environment's, and a failed commit leaves the table as it was."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline import store
+
+    small = tmp_path / "small"
+    small.mkdir()
+    why = _mount_tmpfs(small, 256)
+    if why:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {why}")
+    try:
+        store._commit(small, "clips", pa.table({"clip_id": ["a"]}), "append")
+        with pytest.raises(Exception) as full:  # noqa: PT011 - whatever delta-rs raises
+            store._commit(
+                small,
+                "clips",
+                pa.table({"clip_id": [os.urandom(8).hex() for _ in range(200_000)], "x": np.random.rand(200_000)}),
+                "append",
+            )
+        assert not isinstance(full.value, OSError)  # not an OSError: found by its text
+        assert environment_cause(full.value) is full.value
+        assert store.read_table(small, "clips").column("clip_id").to_pylist() == ["a"]
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)
+    assert environment_cause(ValueError("bad frame (os error 5)")) is None  # EIO: the input's, as for PyAV
+
+
 def test_the_driver_finds_the_fault_through_ray(ray_local):
     @ray_local.remote(max_retries=0)
     def cut():

@@ -1,4 +1,4 @@
-"""The Parquet store and its DuckDB views, on real shards."""
+"""The store (Delta Lake tables of Parquet files) and its DuckDB views, on real tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import store
-from pipeline.schema import CLIPS, METADATA_KEY, SCHEMA_VERSION, VIDEOS
+from pipeline.schema import CLIPS, SCHEMA_VERSION, VIDEOS
 
 
 def _clip(i: int, reason: str | None = None) -> dict:
@@ -30,9 +30,13 @@ def test_shards_are_bounded_by_rows_and_carry_the_schema_version(tmp_path):
     files = store.shard_files(tmp_path, "clips")
     assert [pq.read_metadata(f).num_rows for f in files] and max(pq.read_metadata(f).num_rows for f in files) <= 4
     assert sum(pq.read_metadata(f).num_rows for f in files) == 10
-    assert store.schema_version(files[0]) == SCHEMA_VERSION
-    assert pq.read_schema(files[0]).metadata[METADATA_KEY] == SCHEMA_VERSION.encode()
-    assert pq.read_schema(files[0]).remove_metadata().equals(CLIPS)
+    assert store.schema_version(tmp_path, "clips") == SCHEMA_VERSION  # in every commit's metadata
+    assert pq.read_schema(files[0]).names == CLIPS.names
+    assert store.read_table(tmp_path, "clips").schema.remove_metadata().equals(CLIPS)
+    # a Delta Lake table: any Delta reader sees the same rows
+    from deltalake import DeltaTable
+
+    assert DeltaTable(str(store.table_dir(tmp_path, "clips"))).to_pyarrow_table().num_rows == 10
 
 
 def test_shards_are_bounded_by_bytes(tmp_path):
@@ -48,11 +52,11 @@ def test_no_partial_shard_is_ever_visible(tmp_path):
     w = store.ShardWriter(tmp_path, "clips", cfg=store.StoreConfig(shard_rows=100))
     w.add_rows([_clip(i) for i in range(5)])
     assert store.shard_files(tmp_path, "clips") == []  # buffered, nothing on disk yet
-    # a leftover temporary file from a killed writer is ignored by readers and views
-    d = store.table_dir(tmp_path, "clips")
-    d.mkdir(parents=True)
-    (d / ".part-dead.parquet.tmp").write_bytes(b"PAR1 half a shard")
     w.close()
+    # a data file a killed writer wrote but never committed is ignored by readers and views
+    d = store.table_dir(tmp_path, "clips")
+    pq.write_table(store.to_table([_clip(i) for i in range(5, 9)], CLIPS), d / "part-00000-dead.parquet")
+    (d / ".part-dead.parquet.tmp").write_bytes(b"PAR1 half a file")
     con = store.open(tmp_path)
     assert con.execute("SELECT count(*) FROM clips").fetchone()[0] == 5
 
@@ -101,12 +105,14 @@ def test_kept_view_and_stage_tables_join_by_clip_id(tmp_path):
     con = store.open(tmp_path)
     got = dict(con.execute("SELECT clip_id, drop_reason FROM clips").fetchall())
     assert got == {"c0000": None, "c0001": "motion_static", "c0002": "duration_short"}
-    # re-tuning: the new generation is the only one visible, the old one is gone
+    before = store.delta_table(tmp_path, "filters").version()
+    # re-tuning: the new rows are the only ones visible; the old ones stay readable as the earlier version
     store.replace_table(tmp_path, "filters", pa.table({"clip_id": ["c0000"], "drop_reason": ["quality_dark"]}))
     con = store.open(tmp_path)
     got = dict(con.execute("SELECT clip_id, drop_reason FROM clips").fetchall())
     assert got == {"c0000": "quality_dark", "c0001": None, "c0002": "duration_short"}
-    assert len([p for p in store.table_dir(tmp_path, "filters").iterdir() if p.is_dir()]) == 1
+    old = store.read_table(tmp_path, "filters", version=before).sort_by("clip_id")
+    assert old.column("drop_reason").to_pylist() == ["motion_static", "aesthetic_low"]
 
 
 def test_read_table_and_ids(tmp_path):
@@ -117,23 +123,101 @@ def test_read_table_and_ids(tmp_path):
     assert store.query(tmp_path, "SELECT sum(duration_s) AS s FROM clips").column("s")[0].as_py() == 10.0
 
 
-def test_clips_view_has_the_columns_of_every_shard_old_and_new(tmp_path):
-    """Shards of one stage table written before and after a schema change: the view shows the new columns (null for
-    the old rows), whichever shard sorts first."""
-    import pyarrow as pa
-
-    from pipeline import store
-    from pipeline.schema import CLIPS
-
+def test_clips_view_has_the_columns_of_every_commit_old_and_new(tmp_path):
+    """Commits to one stage table made before and after a schema change (schema evolution: the Delta schema merges
+    the new column): the view shows the new columns, null for the old rows."""
     with store.ShardWriter(tmp_path, "clips", CLIPS) as w:
         w.add_rows([{"clip_id": "old"}, {"clip_id": "new"}])
-    import pyarrow.parquet as pq
-
-    d = store.table_dir(tmp_path, "scores")
-    d.mkdir(parents=True)
-    # the old shard sorts first, so a view built from the first shard's columns alone would miss phash_mirror
-    pq.write_table(pa.Table.from_pylist([{"clip_id": "old", "motion": 0.1}]), d / "part-0000.parquet")
+    store._commit(tmp_path, "scores", pa.Table.from_pylist([{"clip_id": "old", "motion": 0.1}]), "append")
     new = pa.Table.from_pylist([{"clip_id": "new", "motion": 0.2, "phash_mirror": [1, 2]}])
-    pq.write_table(new, d / "part-ffff.parquet")
+    store._commit(tmp_path, "scores", new, "append")
     got = store.open(tmp_path).execute("SELECT clip_id, motion, phash_mirror FROM clips ORDER BY clip_id").fetchall()
     assert got == [("new", 0.2, [1, 2]), ("old", 0.1, None)]
+
+
+def test_every_writing_command_is_a_version_and_old_versions_stay_readable(tmp_path):
+    """OUT versions: each recorded version reads every table as it was then (new rows, replaced filters, a
+    compaction in between change nothing an old version shows); an unknown version is a clear error."""
+    with store.ShardWriter(tmp_path, "clips", cfg=store.StoreConfig(shard_rows=1)) as w:
+        w.add_rows([_clip(i) for i in range(3)])
+    store.replace_table(tmp_path, "filters", pa.table({"clip_id": ["c0001"], "drop_reason": ["motion_static"]}))
+    v1 = store.record_version(tmp_path, "run")
+    with store.ShardWriter(tmp_path, "clips", cfg=store.StoreConfig(shard_rows=1)) as w:
+        w.add_rows([_clip(i) for i in range(3, 6)])
+    store.replace_table(tmp_path, "filters", pa.table({"clip_id": ["c0004"], "drop_reason": ["quality_dark"]}))
+    removed = store.compact(tmp_path, store.StoreConfig(compact_files=2))
+    assert removed["clips"] == 6 and len(store.shard_files(tmp_path, "clips")) == 1
+    v2 = store.record_version(tmp_path, "refilter")
+    assert (v1, v2) == (1, 2)
+    assert [(v["version"], v["command"]) for v in store.versions(tmp_path)] == [(1, "run"), (2, "refilter")]
+
+    def kept(version):
+        rows = store.query(tmp_path, "SELECT clip_id FROM kept ORDER BY clip_id", version=version)
+        return rows.column("clip_id").to_pylist()
+
+    assert kept(v1) == ["c0000", "c0002"]
+    assert kept(v2) == kept(None) == ["c0000", "c0001", "c0002", "c0003", "c0005"]
+    with pytest.raises(store.VersionNotFound, match="no version 7; its versions: 1, 2"):
+        store.open(tmp_path, version=7)
+
+
+def test_a_store_in_the_layout_before_delta_lake_is_read_then_upgraded(tmp_path):
+    """An OUT written before Delta Lake (uuid shards, a CURRENT generation): read as it is; a writing command
+    upgrades it in place (rows and views unchanged), and an upgrade interrupted mid-swap is finished by the next."""
+    d = tmp_path / "tables" / "clips"
+    d.mkdir(parents=True)
+    pq.write_table(store.to_table([_clip(0), _clip(1)], CLIPS), d / "part-aaaa.parquet")
+    pq.write_table(store.to_table([_clip(2, "duration_short")], CLIPS), d / "part-bbbb.parquet")
+    f = tmp_path / "tables" / "filters"
+    (f / "gen-1").mkdir(parents=True)
+    pq.write_table(pa.table({"clip_id": ["c0000"], "drop_reason": ["motion_static"]}), f / "gen-1" / "part-c.parquet")
+    (f / "CURRENT").write_text("gen-1")
+
+    def reasons():
+        return dict(store.open(tmp_path).execute("SELECT clip_id, drop_reason FROM clips").fetchall())
+
+    want = {"c0000": "motion_static", "c0001": None, "c0002": "duration_short"}
+    assert reasons() == want
+    # an upgrade that stopped after renaming the old clips table away, before the new one got in
+    (tmp_path / "tables" / "clips").rename(tmp_path / "tables" / ".legacy-clips")
+    with store.writer_lock(tmp_path, "refilter"):
+        pass
+    assert store.delta_table(tmp_path, "clips") is not None and store.delta_table(tmp_path, "filters") is not None
+    assert reasons() == want
+    assert not list((tmp_path / "tables").glob(".*"))
+    assert store.versions(tmp_path)[-1]["command"] == "refilter"
+
+
+def _append_many(out: str, tag: int, n: int) -> None:
+    for i in range(n):
+        with store.ShardWriter(out, "clips") as w:
+            w.add_rows([_clip(1000 * tag + i)])
+
+
+def _refilter_many(out: str, n: int) -> None:
+    for i in range(n):
+        store.replace_table(out, "filters", pa.table({"clip_id": [f"c{i:04d}"], "drop_reason": ["motion_static"]}))
+
+
+def test_concurrent_writers_never_corrupt_a_table(tmp_path):
+    """Writers that the per-host lock cannot see (two hosts on one OUT): three processes append to the clips table
+    while a fourth replaces the filters table again and again. Every committed row is there exactly once, every
+    table version reads, and the views work throughout."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # delta-rs' runtime does not survive fork
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), t, 15)) for t in range(3)]
+    procs.append(ctx.Process(target=_refilter_many, args=(str(tmp_path), 15)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    ids = store.read_table(tmp_path, "clips", columns=["clip_id"]).column("clip_id").to_pylist()
+    assert sorted(ids) == sorted(f"c{1000 * t + i:04d}" for t in range(3) for i in range(15))
+    dt = store.delta_table(tmp_path, "clips")
+    assert dt.version() == 44  # one commit per append (versions 0..44), none lost to a race
+    for v in range(dt.version() + 1):
+        assert store.read_table(tmp_path, "clips", version=v).num_rows == v + 1
+    assert store.read_table(tmp_path, "filters").column("clip_id").to_pylist() == ["c0014"]
+    assert store.query(tmp_path, "SELECT count(*) AS n FROM kept").column("n")[0].as_py() == 44  # c0014 dropped
