@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -144,9 +143,10 @@ def _cmd_config(args: argparse.Namespace, extra: list[str]) -> int:
 def _stored_config(out: str, file: str | None, extra: list[str]):
     """The dataset's saved config.json, overridden by a file and --section.key flags."""
     from pipeline import config as config_mod
+    from stages import storage
 
-    saved = Path(out) / "config.json"
-    if not saved.is_file():
+    saved = storage.under(out, "config.json")
+    if not storage.is_file(saved):
         raise FileNotFoundError(f"{out} has no config.json: is it a clipforge dataset?")
     cfg = config_mod.load(saved)
     if file:
@@ -160,15 +160,16 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline.config import SECTIONS
     from pipeline.report import run_counts as funnel
     from pipeline.steps import filter_clips
+    from stages import storage
 
     cfg = _stored_config(args.out, args.config, extra)
     with store.writer_lock(args.out, "refilter", cfg.store):
-        counts = filter_clips(Path(args.out), cfg)
-        saved = json.loads((Path(args.out) / "config.json").read_text())
+        counts = filter_clips(storage.location(args.out), cfg)
+        saved = json.loads(storage.read_text(storage.under(args.out, "config.json")))
         # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
         kept = ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
         saved.update({k: v for k, v in cfg.to_dict().items() if k in kept})
-        store.write_json(Path(args.out) / "config.json", saved)
+        store.write_json(storage.under(args.out, "config.json"), saved)
     c = funnel(args.out)
     print(f"refiltered {c['clips']} clips without decoding: kept {c['kept']} ({c['kept_hours']:.3f} h)")
     for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
@@ -188,11 +189,13 @@ def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
     if args.address:
         cfg.ray.address = args.address
     from pipeline import store
+    from stages import storage
 
     with store.writer_lock(args.out, "caption", cfg.store):
         init_ray(cfg.ray)
-        notes = caption_clips(Path(args.out), cfg, where=args.where) or ["nothing to caption"]
-        for note in notes + text_score_clips(Path(args.out), cfg):
+        out = storage.location(args.out)
+        notes = caption_clips(out, cfg, where=args.where) or ["nothing to caption"]
+        for note in notes + text_score_clips(out, cfg):
             print(note)
     return 0
 

@@ -226,8 +226,10 @@ def apply(cfg: Config, overrides: dict[str, Any], where: str = "config") -> Conf
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    text = path.read_text()
+    from stages import storage
+
+    text = storage.read_text(path)  # a local file, or the config.json of an OUT in a bucket
+    path = Path(str(path))
     if path.suffix.lower() == ".toml":
         try:
             import tomllib

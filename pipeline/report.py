@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stages import storage
+
 _FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL")
 # String caption columns that are bookkeeping, not text to measure.
 _CAPTION_META_SUFFIXES = ("_status", "_model", "_error", "_prompt", "_reason", "_id", "_path")
@@ -83,7 +85,7 @@ def poster_jpeg(video_path: str | Path, t_s: float | None = None, *, max_side: i
 def clip_poster_source(out: Path, row: dict[str, Any]) -> tuple[Path, float | None]:
     """Where a clip's poster frame comes from: its own file when it was cut, else the source video mid-span."""
     if row.get("clip_path"):
-        return out / row["clip_path"], None
+        return storage.under(out, row["clip_path"]), None
     start, end = row.get("start_s") or 0.0, row.get("end_s")
     mid = (start + end) / 2 if end is not None else start
     return Path(row["video_path"]), mid
@@ -92,23 +94,20 @@ def clip_poster_source(out: Path, row: dict[str, Any]) -> tuple[Path, float | No
 # --------------------------------------------------------------------------------------------- data collection
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def _load_json(path: str | Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        return json.loads(storage.read_text(path))
     except (OSError, ValueError):
         return {}
 
 
 def runs(out: str | Path) -> list[dict[str, Any]]:
     """Every run record under OUT/runs, oldest first (run ids are timestamps)."""
-    d = Path(out) / "runs"
-    if not d.is_dir():
-        return []
     records = []
-    for p in sorted(d.glob("*.json")):
+    for p in storage.glob(storage.under(out, "runs"), "*.json"):
         rec = _load_json(p)
         if rec:
-            rec.setdefault("run_id", p.stem)
+            rec.setdefault("run_id", Path(str(p)).stem)
             records.append(rec)
     return records
 
@@ -211,12 +210,12 @@ def collect(out: str | Path) -> dict[str, Any]:
     """Everything the report shows, as plain Python data (no plots)."""
     from pipeline import store
 
-    out = Path(out)
+    out = storage.location(out)
     con = store.open(out)
     try:
         types = column_types(con, "clips")
         d: dict[str, Any] = {"out": str(out), "types": types}
-        d["config"] = _load_json(out / "config.json")
+        d["config"] = _load_json(storage.under(out, "config.json"))
         d["runs"] = runs(out)
         d["funnel"] = funnel(con)
         d["status"] = con.execute("SELECT status, count(*) FROM videos GROUP BY ALL ORDER BY 2 DESC").fetchall()
@@ -592,7 +591,7 @@ def _section_gallery(out: Path, d: dict[str, Any]) -> str:
 
 def render(out: str | Path, d: dict[str, Any] | None = None) -> str:
     """The report page as one HTML string."""
-    out = Path(out)
+    out = storage.location(out)
     d = d if d is not None else collect(out)
     sections = [
         _section_funnel(d),
@@ -620,7 +619,7 @@ def render(out: str | Path, d: dict[str, Any] | None = None) -> str:
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>clipforge report: {esc(out.name)}</title><style>{_CSS}</style></head><body>"
+        f"<title>clipforge report: {esc(Path(str(out)).name)}</title><style>{_CSS}</style></head><body>"
         f'<h1>clipforge report</h1><p class="sub"><code>{esc(out)}</code> · generated {stamp}</p>'
         f"<p>{nav}</p>{''.join(sections)}</body></html>"
     )
@@ -628,15 +627,10 @@ def render(out: str | Path, d: dict[str, Any] | None = None) -> str:
 
 def write_report(out: str | Path, html_path: str | Path | None = None) -> Path:
     """Write the self-contained report of dataset ``out`` (default ``OUT/report.html``) and return its path."""
-    import os
-
-    out = Path(out)
-    path = Path(html_path) if html_path else out / "report.html"
-    page = render(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)  # a reader (or a browser reloading) never sees half a page
+    out = storage.location(out)
+    path = storage.as_path(html_path) if html_path else storage.under(out, "report.html")
+    # atomic: a temporary name and a rename (local), one PUT (bucket): a browser reloading never sees half a page
+    storage.write_text(path, render(out))
     return path
 
 
@@ -644,7 +638,7 @@ def summary_text(out: str | Path) -> str:
     """The funnel, drop reasons and last run's wall time as a few lines of text (for the terminal)."""
     from pipeline import store
 
-    out = Path(out)
+    out = storage.location(out)
     con = store.open(out)
     try:
         steps = funnel(con)

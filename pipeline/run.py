@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from pipeline import steps, store
 from pipeline.config import Config, RayConfig
+from stages import storage
 
 
 def init_ray(rc: RayConfig) -> None:
@@ -160,8 +161,9 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         # one block per video: each is its own probe / shots / cut task
         sources.append(ray.data.from_arrow([plan.videos.slice(i, 1) for i in range(plan.videos.num_rows)]))
     if plan.clips_file is not None:
+        fs, clips_file = storage.arrow_filesystem(plan.clips_file)
         sources.append(
-            ray.data.read_parquet(str(plan.clips_file)).map_batches(
+            ray.data.read_parquet(clips_file, filesystem=fs).map_batches(
                 _task(stream.stored_clip_rows, "stored_clips", 0.25, busy, cfg.stages),
                 batch_format="pyarrow",
                 num_cpus=0.25,
@@ -327,30 +329,30 @@ def run(cfg: Config) -> Summary:
 
     Holds OUT's writer lock throughout (``store.writer_lock``): raises ``store.OutInUse`` when another command is
     writing OUT."""
-    out = Path(cfg.output).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = storage.location(cfg.output)
+    if not storage.is_uri(out):
+        out.mkdir(parents=True, exist_ok=True)
     with store.writer_lock(out, "run", cfg.store):
         return _run(cfg)
 
 
 def _run(cfg: Config) -> Summary:
-    import shutil
-
     import ray
 
     from pipeline import stream
     from pipeline.report import run_counts
     from stages.ingest import expand_inputs
 
-    out = Path(cfg.output).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tables").mkdir(exist_ok=True)
-    store.write_json(out / "config.json", cfg.to_dict())
+    out = storage.location(cfg.output)  # a local directory or a bucket prefix (s3://, gs:// ...)
+    if not storage.is_uri(out):
+        (out / "tables").mkdir(parents=True, exist_ok=True)
+    store.write_json(storage.under(out, "config.json"), cfg.to_dict())
     init_ray(cfg.ray)
     stream.use_stages(cfg.stages)  # this run's stream schema: the built-in tables and exactly the user's stages
     summary = Summary(out=str(out))
     run_id = time.strftime("%Y%m%dT%H%M%S")
-    busy = str(out / "runs" / f"{run_id}.busy")
+    # stage busy intervals (the bench's overlap figures): appended by workers to local files, so not for a bucket
+    busy = None if storage.is_uri(out) else str(out / "runs" / f"{run_id}.busy")
 
     t0 = time.perf_counter()
     checking = ray.remote(num_cpus=0)(check_models).remote(cfg)  # on a worker, while the driver plans
@@ -372,7 +374,7 @@ def _run(cfg: Config) -> Summary:
             )
         if sink.written.get("text_scores"):
             summary.notes.append(f"CLIP text-video match scored for {sink.written['text_scores']} captions")
-    shutil.rmtree(out / ".plan", ignore_errors=True)
+    storage.remove_tree(storage.under(out, ".plan"))
     summary.phases["graph"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -389,5 +391,5 @@ def _run(cfg: Config) -> Summary:
 
     summary.counts = run_counts(out)
     record = {"run_id": run_id, **summary.counts, "phases": summary.phases, "written": summary.written}
-    store.write_json(out / "runs" / f"{run_id}.json", record)
+    store.write_json(storage.under(out, f"runs/{run_id}.json"), record)
     return summary

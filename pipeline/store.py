@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.schema import METADATA_KEY, SCHEMA_VERSION, TABLES, with_version
+from stages import storage
 from stages.errors import EnvironmentFault
 
 CURRENT = "CURRENT"  # the layout before Delta Lake (uuid shards, generation directories): read, then upgraded
@@ -66,12 +67,17 @@ class VersionNotFound(LookupError):
     """``open(out, version=N)`` with an N that OUT never recorded."""
 
 
-def table_dir(out: str | Path, name: str) -> Path:
-    return Path(out) / "tables" / name
+def table_dir(out: str | Path, name: str) -> str | Path:
+    """Where table ``name`` lives: ``OUT/tables/<name>`` (a ``Path``, or a URI string for an OUT in a bucket)."""
+    return storage.under(out, f"tables/{name}")
 
 
-def _is_delta(d: Path) -> bool:
-    return (d / "_delta_log").is_dir()
+def _is_delta(d: str | Path) -> bool:
+    if not storage.is_uri(d):
+        return (Path(d) / "_delta_log").is_dir()
+    from deltalake import DeltaTable
+
+    return DeltaTable.is_deltatable(str(d), storage_options=storage.delta_options(d))
 
 
 def delta_table(out: str | Path, name: str, version: int | None = None):
@@ -82,11 +88,13 @@ def delta_table(out: str | Path, name: str, version: int | None = None):
         return None
     from deltalake import DeltaTable
 
-    return DeltaTable(str(d)) if version is None else DeltaTable(str(d), version=version)
+    return DeltaTable(str(d), version=version, storage_options=storage.delta_options(d))
 
 
 def _legacy_files(out: str | Path, name: str) -> list[Path]:
     """Data files of a table in the layout before Delta Lake (the CURRENT generation for replaced tables)."""
+    if storage.is_uri(out):
+        return []  # the layout before Delta Lake was local only
     d = table_dir(out, name)
     current = d / CURRENT
     if current.is_file():
@@ -110,10 +118,12 @@ def _commit(out: str | Path, name: str, table: pa.Table, mode: str, compression:
     from deltalake import CommitProperties, WriterProperties, write_deltalake
 
     d = table_dir(out, name)
-    d.parent.mkdir(parents=True, exist_ok=True)
+    if not storage.is_uri(d):
+        Path(d).parent.mkdir(parents=True, exist_ok=True)
     write_deltalake(
         str(d),
         table,
+        storage_options=storage.delta_options(d),
         mode=mode,
         schema_mode="merge" if mode == "append" else "overwrite",
         configuration=TABLE_PROPERTIES,
@@ -212,10 +222,12 @@ def read_table(out: str | Path, name: str, columns: list[str] | None = None, ver
             raise FileNotFoundError(f"no table {name!r} under {out}")
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
-    tables = [
-        pq.read_table(f, columns=[c for c in columns if c in pq.read_schema(f).names] if columns else None)
-        for f in files
-    ]
+    tables = []
+    for f in files:
+        with storage.open_read(f) as fh:
+            pf = pq.ParquetFile(fh)
+            names = pf.schema_arrow.names
+            tables.append(pf.read(columns=[c for c in columns if c in names] if columns else None))
     table = pa.concat_tables(tables, promote_options="permissive")
     if columns:
         types = {f.name: f.type for f in schema} if schema is not None else {}
@@ -283,8 +295,7 @@ def _arrow_schema(out: str | Path, name: str, version: int | None = None) -> pa.
 
 
 def _table_names(out: str | Path) -> list[str]:
-    root = Path(out) / "tables"
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
+    return [d for d in storage.list_dirs(storage.under(out, "tables")) if not d.startswith(".")]
 
 
 def user_tables(out: str | Path, at: dict[str, int] | None = None) -> list[str]:
@@ -331,8 +342,8 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int 
     """
     import duckdb
 
-    out = Path(out)
-    if not (out / "tables").is_dir():
+    out = storage.location(out)
+    if not storage.exists(storage.under(out, "tables")):
         raise FileNotFoundError(f"{out} is not a clipforge dataset (no tables/ directory)")
     at = version_tables(out, version) if version is not None else None
 
@@ -344,7 +355,7 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int 
     def columns(name: str) -> list[str]:
         return _columns(out, name, None if at is None else at.get(name))
 
-    con = con or duckdb.connect(":memory:")
+    con = storage.register_duckdb(con or duckdb.connect(":memory:"), out)
     for name in ("videos", "shots"):
         src = source(name) or _empty_relation(con, name)
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {src}")
@@ -416,12 +427,17 @@ def record_version(out: str | Path, command: str) -> int:
         "tables": tables,
         "tag": tag,
     }
-    path = str(Path(out) / VERSIONS)
+    path = str(storage.under(out, VERSIONS))
+    options = storage.delta_options(path)
     row = pa.table({"command": [command], "at": [time.time()]})
-    if not _is_delta(Path(path)):  # version 0: the empty OUT
-        write_deltalake(path, row.slice(0, 0), mode="append", configuration=TABLE_PROPERTIES)
+    if not _is_delta(path):  # version 0: the empty OUT
+        write_deltalake(path, row.slice(0, 0), mode="append", configuration=TABLE_PROPERTIES, storage_options=options)
     write_deltalake(
-        path, row, mode="append", commit_properties=CommitProperties(custom_metadata={VERSION_KEY: json.dumps(meta)})
+        path,
+        row,
+        mode="append",
+        storage_options=options,
+        commit_properties=CommitProperties(custom_metadata={VERSION_KEY: json.dumps(meta)}),
     )
     return next(v["version"] for v in reversed(versions(out)) if v["tag"] == tag)
 
@@ -429,13 +445,13 @@ def record_version(out: str | Path, command: str) -> int:
 def versions(out: str | Path) -> list[dict[str, Any]]:
     """OUT's recorded versions, oldest first: dicts with ``version``, ``command``, ``argv``, ``host``, ``at``,
     ``schema_version`` and ``tables`` (table name -> Delta version). Empty for an OUT with none recorded."""
-    path = Path(out) / VERSIONS
+    path = storage.under(out, VERSIONS)
     if not _is_delta(path):
         return []
     from deltalake import DeltaTable
 
     found = []
-    for entry in DeltaTable(str(path)).history():
+    for entry in DeltaTable(str(path), storage_options=storage.delta_options(path)).history():
         if VERSION_KEY in entry:
             found.append({"version": int(entry["version"]), **json.loads(entry[VERSION_KEY])})
     return sorted(found, key=lambda v: v["version"])
@@ -469,6 +485,8 @@ def upgrade(out: str | Path) -> list[str]:
     """Turn tables in the layout before Delta Lake (uuid shards, CURRENT generations) into Delta tables, in place;
     returns the tables upgraded. Safe to interrupt: the Delta table is built beside the old directory and swapped in
     by two renames; a rerun finishes or undoes a half-done swap."""
+    if storage.is_uri(out):
+        return []  # the layout before Delta Lake was local only
     root = Path(out) / "tables"
     done = []
     if not root.is_dir():
@@ -522,12 +540,19 @@ def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
     :class:`OutInUse` naming the holder (command, pid, host, start time, written into the file). The kernel drops the
     lock when its process ends, however it ends, so a ``kill -9`` leaves no stale lock and the rerun resumes. The
     holder's record stays in the file after it ends (the last writer). ``flock`` is per host: a cluster run's only
-    writer is its driver, so one host is what matters.
+    writer is its driver, so one host is what matters. An OUT in a bucket has no lock (object stores have no
+    flock): run one writing command on it at a time yourself; concurrent ones still never corrupt a table.
     """
     import fcntl
     import socket
     import time
 
+    if storage.is_uri(out):  # no flock on a bucket: Delta's atomic commits are what keeps the tables whole
+        upgrade(out)
+        yield
+        compact(out, cfg)
+        record_version(out, command)
+        return
     path = Path(out) / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     f = path.open("a+")
@@ -557,12 +582,9 @@ def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
         f.close()  # closing the descriptor releases the flock
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic small JSON file (config.json, run records)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomic small JSON file (config.json, run records): a local file or an object."""
+    storage.write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def iter_batches(table: pa.Table, size: int) -> Iterable[pa.Table]:

@@ -43,6 +43,7 @@ from ray.data import Datasink
 
 from pipeline import store
 from pipeline.schema import TABLES, VIDEOS
+from stages import storage
 from stages.errors import raise_if_environment
 
 # stored tables carried as struct columns, in the order a write task stores them (the user's stages, registered by
@@ -464,7 +465,7 @@ def plan(out: Path, cfg, inputs: list[dict[str, Any]], hashes: dict[str, str | N
 
     wanted = [r["video_id"] for r in new] + [v["video_id"] for v in known if v["status"] == "ok"]
     shots, clips = store._source(out, "shots"), store._source(out, "clips")
-    con = duckdb.connect()
+    con = storage.register_duckdb(duckdb.connect(), out)
     try:
         con.register("wanted", pa.table({"video_id": pa.array(wanted, pa.string())}))
         stored_ids = "NULL::VARCHAR[]"
@@ -522,7 +523,7 @@ def _stored_videos(out: Path, unfinished: list[str], todo: dict[str, Any]) -> li
     (then the video is cut again without detecting again)."""
     import duckdb
 
-    con = duckdb.connect()
+    con = storage.register_duckdb(duckdb.connect(), out)
     try:
         con.register("ids", pa.table({"video_id": pa.array(unfinished, pa.string())}))
         videos = con.sql(
@@ -576,13 +577,14 @@ def _clips_todo(out: Path, clip_stage: bool, extra_tables: list[str] = ()) -> Pa
         stored.append(f"CASE WHEN t_{name}.clip_id IS NULL THEN NULL ELSE '{name}' END")
     if not missing:
         return None
-    (out / ".plan").mkdir(exist_ok=True)
-    path = out / ".plan" / "clips.parquet"
+    path = storage.under(out, ".plan/clips.parquet")
+    if not storage.is_uri(path):
+        path.parent.mkdir(exist_ok=True)
     q = (
         f"SELECT {', '.join(select)}, list_filter([{', '.join(stored)}], lambda x: x IS NOT NULL) AS stored "
         f"FROM {clips} c {' '.join(joins)} WHERE c.clip_path IS NOT NULL AND ({' OR '.join(missing)})"
     )
-    con = duckdb.connect()
+    con = storage.register_duckdb(duckdb.connect(), out)
     try:
         con.execute(f"COPY ({q}) TO '{path}' (FORMAT parquet)")
     finally:

@@ -134,9 +134,13 @@ class Viewer:
         import duckdb
         from werkzeug.routing import Map, Rule
 
-        self.out = Path(out).resolve()
+        from stages import storage
+
+        self.out = storage.location(out)  # a local directory or a bucket prefix
         self.page_size = page_size
         self._tmp = tempfile.mkdtemp(prefix="clipforge-view-")
+        # where files of an OUT in a bucket are fetched to (and posters cached) before they are served
+        self.cache = self.out if not storage.is_uri(self.out) else Path(self._tmp) / "out"
         db_path = Path(self._tmp) / "view.duckdb"
         self.omitted = build_database(self.out, db_path)
         self.con = duckdb.connect(
@@ -291,7 +295,7 @@ class Viewer:
         from werkzeug.exceptions import NotFound
         from werkzeug.wrappers import Response
 
-        cached = self.out / "posters" / clip_id[:2] / f"{clip_id}.jpg" if _SAFE_ID.match(clip_id) else None
+        cached = self.cache / "posters" / clip_id[:2] / f"{clip_id}.jpg" if _SAFE_ID.match(clip_id) else None
         if cached is not None and cached.is_file():
             return self._send(request, cached)
         clip, video = self.clip(clip_id)
@@ -320,9 +324,16 @@ class Viewer:
     def on_files(self, request, rel: str):
         from werkzeug.exceptions import Forbidden, NotFound
 
-        target = (self.out / rel).resolve()  # follows symlinks and collapses ".." (already percent-decoded)
-        if not target.is_relative_to(self.out):
+        from stages import storage
+
+        target = (self.cache / rel).resolve()  # follows symlinks and collapses ".." (already percent-decoded)
+        if not target.is_relative_to(self.cache):
             raise Forbidden("refused: the file is outside the dataset directory")
+        if self.cache is not self.out and not target.is_file():  # a bucket: fetch the object once, then serve it
+            source = storage.under(self.out, target.relative_to(self.cache).as_posix())
+            if storage.is_file(source):
+                with storage.open_read(source) as f:
+                    self._cache(target, f.read())
         if not target.is_file():
             raise NotFound("no such file in the dataset")
         return self._send(request, target)

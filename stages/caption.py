@@ -17,12 +17,12 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from stages import storage
 from stages.errors import raise_if_environment
 
 # The table this stage writes (keyed by clip_id); pipeline/schema.py holds the stored copy.
@@ -133,7 +133,7 @@ class CaptionStage:
 
         self.cfg = cfg or CaptionConfig()
         root = root if root is not None else self.cfg.root
-        self.root = Path(root) if root is not None else None
+        self.root = storage.location(root) if root is not None else None  # local directory or bucket prefix
         self.model_name = resolved_model(self.cfg)
         self.prompt_dense = load_prompt(self.cfg.prompt_dense)
         self.prompt_short = load_prompt(self.cfg.prompt_short) if self.cfg.prompt_short else None
@@ -206,7 +206,7 @@ class CaptionStage:
         for i in todo:
             t0 = time.perf_counter()
             rel = str(batch["clip_path"][i])
-            path = self.root / rel if self.root is not None else Path(rel)
+            path = storage.under(self.root, str(rel))
             nf, fps = _value(batch, "num_frames", i), _value(batch, "fps", i)
             try:
                 f, c = self.sample_clip(path, int(nf) if nf else None, float(fps) if fps else None)

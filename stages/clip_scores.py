@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from stages import storage
 from stages.errors import raise_if_environment
 
 CLIP_SCORES_SCHEMA = pa.schema(
@@ -455,7 +456,7 @@ class ClipScorer:
 
         self.cfg = cfg or ClipScoresConfig()
         root = root if root is not None else self.cfg.root
-        self.root = Path(root) if root is not None else None
+        self.root = storage.location(root) if root is not None else None  # local directory or bucket prefix
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))
         self.model, self.preprocess, self.tokenizer = load_clip(self.cfg)
@@ -536,7 +537,7 @@ class ClipScorer:
             rel = batch["clip_path"][i] if "clip_path" in batch else None
             row: dict[str, Any] = {"clip_id": str(batch["clip_id"][i]), "clip_model": self.label}
             if rel is not None and not (isinstance(rel, float) and math.isnan(rel)):
-                path = self.root / str(rel) if self.root is not None else Path(str(rel))
+                path = storage.under(self.root, str(rel))
                 nf = batch["num_frames"][i] if "num_frames" in batch else None
                 try:
                     row.update(self.score_clip(path, int(nf) if nf is not None and nf == nf else None))

@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 import uuid
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -229,12 +230,14 @@ def output_size(width: int, height: int, short_side: int | None) -> tuple[int, i
 
 
 class _ClipWriter:
-    """One clip being encoded: a temp MP4 next to the final path, moved into place on success."""
+    """One clip being encoded: a temp MP4 next to the final path, moved into place on success. For an OUT in a
+    bucket (``final`` a URI) the temp file is local and uploaded on success (one object PUT, visible only when
+    complete); its properties are read from the local file first (:attr:`meta`)."""
 
     def __init__(
         self,
         plan: dict,
-        final: Path,
+        final: Path | str,
         cfg: ClipsConfig,
         src_rate: Fraction,
         src_tb: Fraction,
@@ -246,7 +249,10 @@ class _ClipWriter:
         self.colour, self.pix_fmt = colour, pix_fmt
         self.start, self.end = int(plan["start_frame"]), int(plan["end_frame"])
         self.expect = self.start  # next source frame this clip needs: any gap is an error
-        self.tmp = final.with_name(f".{final.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.mp4")
+        stem = Path(str(final)).stem
+        tmp_dir = Path(tempfile.gettempdir()) if storage.is_uri(final) else Path(final).parent
+        self.tmp = tmp_dir / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.mp4"
+        self.meta: tuple[dict, int] | None = None  # (video_meta, bytes) of an uploaded clip, read before upload
         self.container = None
         self.stream = None
         self.tb: Fraction | None = None
@@ -265,7 +271,7 @@ class _ClipWriter:
         self.last_duration: int | None = None
 
     def _open(self, width: int, height: int) -> None:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(self.tmp), "w", format="mp4", options={"movflags": "+faststart"})
         rate = self.out_rate or self.src_rate
         self.stream = self.container.add_stream("libx264", rate=rate, options=encoder_options(self.cfg))
@@ -375,7 +381,14 @@ class _ClipWriter:
             self.last_packet = None
         self.container.close()
         self.container = None
-        os.replace(self.tmp, self.final)
+        if storage.is_uri(self.final):
+            self.meta = (video_meta(self.tmp), self.tmp.stat().st_size)
+            try:
+                storage.put_file(self.tmp, self.final)
+            finally:
+                self.tmp.unlink(missing_ok=True)
+        else:
+            storage.put_file(self.tmp, self.final)  # a rename into place
 
     def abort(self) -> None:
         try:
@@ -387,12 +400,19 @@ class _ClipWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def _fill_from_file(row: dict, out_dir: Path, rel: str, cfg: ClipsConfig, expect_frames: int | None = None) -> None:
+def _fill_from_file(
+    row: dict,
+    out_dir: Path | str,
+    rel: str,
+    cfg: ClipsConfig,
+    expect_frames: int | None = None,
+    known: tuple[dict, int] | None = None,
+) -> None:
     """clip_path and the written clip's real properties, read back from the file; with ``cfg.fps`` the row's
     ``duration_s`` is the clip's own (its frames / fps). Raises when the file does not hold ``expect_frames``
     frames (every source frame of the span, or every output frame written): a clip is never silently short."""
-    path = out_dir / rel
-    meta = video_meta(path)
+    path = storage.under(out_dir, rel)
+    meta, size = known if known is not None else (video_meta(path), None)
     if expect_frames is not None and meta["num_frames"] != expect_frames:
         raise ValueError(f"clip file {rel} holds {meta['num_frames']} frames, {expect_frames} were written")
     row.update(
@@ -401,7 +421,7 @@ def _fill_from_file(row: dict, out_dir: Path, rel: str, cfg: ClipsConfig, expect
         fps=meta["fps"],
         width=meta["width"],
         height=meta["height"],
-        clip_bytes=path.stat().st_size,
+        clip_bytes=size if size is not None else storage.size(path),
     )
     if cfg.fps:
         row["duration_s"] = meta["num_frames"] / cfg.fps
@@ -446,13 +466,13 @@ def cut_clips(
     decoder seeks to the keyframe before the first needed frame and across large gaps. Only the frames
     in flight are held: one decoded frame plus each open encoder's lookahead.
     """
-    out_dir = Path(out_dir)
+    out_dir = storage.location(out_dir)  # a local directory or a bucket prefix
     rows = [dict(p) for p in plans]
     todo = [r for r in rows if r.get("drop_reason") is None and r["clip_id"] not in skip_ids]
     for r in rows:
         if r.get("drop_reason") is None and r["clip_id"] in skip_ids:
             rel = clip_relpath(r["clip_id"])
-            if (out_dir / rel).is_file():
+            if storage.is_file(storage.under(out_dir, rel)):
                 _fill_from_file(r, out_dir, rel, cfg)
     if not todo:
         return rows
@@ -508,7 +528,7 @@ def cut_clips(
             while pending and pending[0]["start_frame"] <= i:
                 r = pending.pop(0)
                 active.append(r)
-                final = out_dir / clip_relpath(r["clip_id"])
+                final = storage.under(out_dir, clip_relpath(r["clip_id"]))
                 end_pts = index.pts_at(int(r["end_frame"])) if index is not None else None
                 writers[r["clip_id"]] = _ClipWriter(
                     r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt
@@ -533,7 +553,7 @@ def cut_clips(
                         writers.pop(r["clip_id"])
                         done.add(r["clip_id"])
                         active.remove(r)
-                        _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted)
+                        _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted, w.meta)
                         if not cfg.fps:
                             r["duration_s"] = w.duration_s()
                 except Exception as exc:  # noqa: BLE001 - one clip's failure must not lose the others
@@ -572,7 +592,7 @@ def cut_clips(
             w.finish()
             writers.pop(r["clip_id"])
             done.add(r["clip_id"])
-            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted)
+            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted, w.meta)
         except Exception as exc:  # noqa: BLE001
             fail(r, exc)
     return rows

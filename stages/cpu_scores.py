@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from stages import storage
 from stages.errors import raise_if_environment
 from stages.resources import thread_budget
 
@@ -494,7 +495,7 @@ class CpuScorer:
     def __init__(self, cfg: CpuScoresConfig | None = None, root: str | os.PathLike | None = None):
         self.cfg = cfg or CpuScoresConfig()
         root = root if root is not None else self.cfg.root
-        self.root = Path(root) if root is not None else None
+        self.root = storage.location(root) if root is not None else None  # local directory or bucket prefix
         # The OCR session is the only model here: load it once per actor.
         threads = self.cfg.ocr_threads or thread_budget() or 1
         self.detector = TextDetector(self.cfg.det_model_path, det_side=self.cfg.text_det_side, threads=threads)
@@ -538,7 +539,7 @@ class CpuScorer:
             rel = batch["clip_path"][i] if "clip_path" in batch else None
             row: dict[str, Any] = {}
             if rel is not None and not (isinstance(rel, float) and math.isnan(rel)):
-                path = self.root / str(rel) if self.root is not None else Path(str(rel))
+                path = storage.under(self.root, str(rel))
                 nf = _num(batch, "num_frames", i)
                 try:
                     row = self.score_clip(path, int(nf) if nf else None, _num(batch, "fps", i))

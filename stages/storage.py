@@ -133,7 +133,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         p = Path(local(path))
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, p)
         return
     fs, p = filesystem(str(path))
@@ -180,3 +180,92 @@ def dirname(path: str) -> str:
         proto, rest = path.split("://", 1)
         return f"{proto}://{posixpath.dirname(rest)}"
     return os.path.dirname(path)
+
+
+def under(root: str | os.PathLike | None, rel: str | os.PathLike) -> str | Path:
+    """``rel`` (a clip_path: relative to OUT) under the dataset directory ``root``: a ``Path`` when ``root`` is local,
+    a URI string when it is a bucket prefix; ``rel`` as given when ``root`` is None or ``rel`` is absolute."""
+    if root is None or is_uri(rel) or os.path.isabs(str(rel)):
+        return as_path(str(rel))
+    if is_uri(root):
+        return join(str(root), str(rel))
+    return Path(local(root)) / str(rel)
+
+
+def location(path: str | os.PathLike) -> str | Path:
+    """A dataset directory OUT as clipforge holds it: an absolute ``Path`` when local, the URI (no trailing "/")
+    when in object storage."""
+    if is_uri(path):
+        return str(path).rstrip("/")
+    return Path(local(path)).expanduser().resolve()
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """True when there is a file, directory, object or prefix at ``path``."""
+    if not is_uri(path):
+        return os.path.exists(local(path))
+    fs, p = filesystem(str(path))
+    return bool(fs.exists(p))
+
+
+def list_dirs(path: str | os.PathLike) -> list[str]:
+    """Names of the directories (prefixes) directly under ``path``; empty when there is none."""
+    if not is_uri(path):
+        p = local(path)
+        return sorted(d for d in os.listdir(p) if os.path.isdir(os.path.join(p, d))) if os.path.isdir(p) else []
+    fs, p = filesystem(str(path))
+    try:
+        entries = fs.ls(p, detail=True, refresh=True)
+    except FileNotFoundError:
+        return []
+    return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
+
+
+def put_file(local_path: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Copy the local file ``local_path`` to ``path``: an upload for a URI (one PUT, or a multipart upload that
+    the store makes visible only when complete), an atomic rename into place for a local path."""
+    if not is_uri(path):
+        Path(local(path)).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(local_path, local(path))
+        return
+    fs, p = filesystem(str(path))
+    fs.put_file(str(local_path), p)
+
+
+def delta_options(path: str | os.PathLike) -> dict[str, str] | None:
+    """``storage_options`` for delta-rs (the ``deltalake`` package) at ``path``: None for a local path. delta-rs
+    reads the cloud's standard environment variables itself (``AWS_*`` including ``AWS_ENDPOINT_URL``,
+    ``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_*``); the one thing added here is ``AWS_ALLOW_HTTP`` when the S3
+    endpoint is plain http (a local MinIO or test server), which delta-rs otherwise refuses."""
+    if not is_uri(path):
+        return None
+    options: dict[str, str] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    if scheme(path) in ("s3", "s3a") and endpoint.startswith("http://"):
+        options["AWS_ALLOW_HTTP"] = "true"
+    if scheme(path) in ("s3", "s3a") and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        options["AWS_REGION"] = "us-east-1"  # botocore's default; delta-rs has none
+    return options
+
+
+def register_duckdb(con: Any, path: str | os.PathLike) -> Any:
+    """Let the DuckDB connection ``con`` read the URIs of ``path``'s store: the fsspec filesystem registered with
+    ``con.register_filesystem`` (DuckDB's Python API; no httpfs extension, which is a download). A no-op for a local
+    path. Returns ``con``."""
+    if is_uri(path):
+        fs, _ = filesystem(str(path))
+        names = set(con.list_filesystems()) if hasattr(con, "list_filesystems") else set()
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        if not protocols & names:
+            con.register_filesystem(fs)
+    return con
+
+
+def glob(directory: str | os.PathLike, pattern: str) -> list[str | Path]:
+    """Files directly in ``directory`` whose names match ``pattern`` (fnmatch), sorted: ``Path``s when local, URIs
+    when in object storage; empty when the directory does not exist."""
+    if not is_uri(directory):
+        d = Path(local(directory))
+        return sorted(d.glob(pattern)) if d.is_dir() else []
+    fs, p = filesystem(str(directory))
+    return sorted(full_uri(fs, q, str(directory)) for q in fs.glob(f"{p.rstrip('/')}/{pattern}"))

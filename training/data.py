@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from stages import storage
 from stages.errors import raise_if_environment
 from training.buckets import Bucket, BucketSet, resize_crop
 
@@ -107,7 +108,7 @@ class ClipEncoder:
         from training.codecs import load_codec
         from training.text import load_text_encoder
 
-        self.root = Path(root)
+        self.root = storage.location(root)  # local directory or bucket prefix
         self.codec = load_codec(codec, device=device)
         self.text = load_text_encoder(text_encoder, max_length=text_max_length, device=device)
         self.buckets = BucketSet.from_config(buckets)
@@ -172,8 +173,7 @@ class ClipEncoder:
 def read_clip(root: Path, clip_path: str, indices: np.ndarray) -> np.ndarray:
     from training.video import read_clip_frames
 
-    path = Path(clip_path)
-    return read_clip_frames(path if path.is_absolute() else root / path, indices)
+    return read_clip_frames(storage.under(root, clip_path), indices)
 
 
 def versions() -> dict[str, str]:

@@ -80,7 +80,7 @@ def prepare(
     fs, shards_path = storage.arrow_filesystem(shards)
     fs.create_dir(shards_path, recursive=True)
     encoder_kw = dict(
-        root=str(Path(out).resolve()),
+        root=str(storage.location(out)),  # a local directory or a bucket prefix
         codec=codec,
         text_encoder=text_encoder,
         buckets=buckets,

@@ -98,7 +98,7 @@ def test_prefixes_globs_and_list_files_in_a_bucket(bucket):
     assert [r["input_error"].split(":")[0] for r in missing] == ["FileNotFoundError", "FileNotFoundError"]
 
 
-def _run(inputs: list[str], out: Path, env: dict) -> subprocess.CompletedProcess:
+def _run(inputs: list[str], out: Path | str, env: dict) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pipeline.cli", "run", "--output", str(out), "--ray.num_cpus", "2"]
     cmd += ["--clips.max_s", "3", "--ray.progress", "false"]
     for i in inputs:
@@ -106,36 +106,131 @@ def _run(inputs: list[str], out: Path, env: dict) -> subprocess.CompletedProcess
     return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
 
 
-def test_a_run_reads_its_videos_from_the_bucket_like_local_files(bucket, s3_env, tmp_path):
-    remote = _run(["s3://corpus/videos/", "s3://corpus/lists/spans.csv"], tmp_path / "remote", s3_env)
-    assert remote.returncode == 0, remote.stderr[-3000:]
-    local = _run([str(bucket / "bikes.mp4"), str(bucket / "shapes.mp4")], tmp_path / "local", s3_env)
-    assert local.returncode == 0, local.stderr[-3000:]
+def _cli(*args: str, env: dict) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
 
-    def videos(out: Path) -> dict:
+
+@pytest.fixture(scope="module")
+def bucket_run(bucket, s3_env, tmp_path_factory):
+    """One run from the bucket into the bucket (OUT = s3://out/remote), and the same videos from local files into
+    a local OUT."""
+    import fsspec
+
+    fsspec.filesystem("s3", skip_instance_cache=True).mkdir("out")
+    root = tmp_path_factory.mktemp("runs")
+    remote = _run(["s3://corpus/videos/", "s3://corpus/lists/spans.csv"], "s3://out/remote", s3_env)
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    local = _run([str(bucket / "bikes.mp4"), str(bucket / "shapes.mp4")], root / "local", s3_env)
+    assert local.returncode == 0, local.stderr[-3000:]
+    return "s3://out/remote", root / "local"
+
+
+def test_a_run_from_a_bucket_into_a_bucket_equals_a_local_run(bucket_run):
+    """Videos decoded from the bucket, clips, tables, config and run record written to the bucket: the same
+    videos, shots and clips as from local files into a local OUT; nothing of the bucket OUT is written locally."""
+    import fsspec
+
+    remote, local = bucket_run
+
+    def videos(out) -> dict:
         con = store.open(out)
         q = "SELECT path, status, error_type, content_hash, num_frames, fps, width, height, size_bytes FROM videos"
         return {Path(r[0]).name: r[1:] for r in con.execute(q).fetchall()}
 
-    rv, lv = videos(tmp_path / "remote"), videos(tmp_path / "local")
+    rv, lv = videos(remote), videos(local)
     assert rv["missing.mp4"][:2] == ("error", "FileNotFoundError")  # the listed object that is not there
     assert rv["bikes.mp4"] == lv["bikes.mp4"] and rv["shapes.mp4"] == lv["shapes.mp4"]
 
-    def clips(out: Path, name: str) -> list:
+    def clips(out, name: str) -> list:
         con = store.open(out)
         return con.execute(
-            "SELECT c.start_frame, c.end_frame, c.num_frames, c.drop_reason FROM clips c "
-            "JOIN videos v USING (video_id) WHERE v.path LIKE '%' || ? ORDER BY 1, 2",
+            "SELECT c.start_frame, c.end_frame, c.num_frames, c.width, c.drop_reason, c.motion IS NOT NULL "
+            "FROM clips c JOIN videos v USING (video_id) WHERE v.path LIKE '%' || ? ORDER BY 1, 2",
             [name],
         ).fetchall()
 
-    # shapes: the same shots and clips as from the local file; bikes: only its listed span (1.0-2.5 s)
-    assert clips(tmp_path / "remote", "shapes.mp4") == clips(tmp_path / "local", "shapes.mp4")
+    # shapes: the same shots, clips and scores as from the local file; bikes: only its listed span (1.0-2.5 s)
+    assert clips(remote, "shapes.mp4") == clips(local, "shapes.mp4") and clips(remote, "shapes.mp4")
     # frames shown in [1.0, 2.5) s at 25 fps: 25..62, end exclusive
-    assert [(a, b) for a, b, _, _ in clips(tmp_path / "remote", "bikes.mp4")] == [(25, 63)]
-    con = store.open(tmp_path / "remote")
-    for (p,) in con.execute("SELECT clip_path FROM clips WHERE clip_path IS NOT NULL").fetchall():
-        assert (tmp_path / "remote" / p).is_file()
+    assert [(a, b) for a, b, *_ in clips(remote, "bikes.mp4")] == [(25, 63)]
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    con = store.open(remote)
+    for path, size in con.execute("SELECT clip_path, clip_bytes FROM clips WHERE clip_path IS NOT NULL").fetchall():
+        assert fs.size(f"out/remote/{path}") == size  # the clip object, whole
+    assert fs.isfile("out/remote/config.json") and fs.glob("out/remote/runs/*.json")
+    assert fs.glob("out/remote/tables/clips/_delta_log/*.json") and not Path("s3:").exists()
+    assert [v["command"] for v in store.versions(remote)] == ["run"]
+
+
+def test_the_commands_work_on_an_out_in_a_bucket(bucket_run, s3_env, tmp_path):
+    """query, versions, report, view, refilter, diff and prepare on s3://out/remote, each as a user runs it."""
+    import json
+
+    import fsspec
+
+    remote, _ = bucket_run
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    n = json.loads(_cli("query", remote, "SELECT count(*) AS n FROM clips", "--json", env=s3_env))[0]["n"]
+    assert n >= 2
+    _cli("report", remote, env=s3_env)
+    assert b"clipforge" in fs.cat("out/remote/report.html")
+    # the run keeps nothing (a 1.5 s listed span, a 192x108 video); refilter relaxes both rules: a new version,
+    # and diff says where the clips went
+    assert json.loads(_cli("query", remote, "SELECT count(*) AS k FROM kept", "--json", env=s3_env))[0]["k"] == 0
+    _cli("refilter", remote, "--filters.min_duration_s", "1", "--filters.min_short_side", "64", env=s3_env)
+    kept = json.loads(_cli("query", remote, "SELECT count(*) AS k FROM kept", "--json", env=s3_env))[0]["k"]
+    assert kept >= 2
+    assert [v["command"] for v in json.loads(_cli("versions", remote, "--json", env=s3_env))] == ["run", "refilter"]
+    diff = {r["reason"]: r for r in json.loads(_cli("diff", remote, "1", "2", "--json", env=s3_env))}
+    assert diff["(kept)"] == {"reason": "(kept)", "at_a": 0, "at_b": kept, "gained": kept, "lost": 0}
+    assert diff["resolution_low"]["at_b"] == 0 and diff["resolution_low"]["lost"] >= 1
+
+    # caption: a tiny random-weight VLM, built here, reads the kept clips from the bucket
+    from captioner.tiny_random import build_tiny_random_smolvlm
+
+    model = build_tiny_random_smolvlm(tmp_path / "tiny_random_smolvlm")
+    args = ["--model", str(model), "--captioner.max_new_tokens", "8", "--captioner.max_new_tokens_short", "4"]
+    _cli(
+        "caption",
+        remote,
+        *args,
+        "--captioner.frames_per_clip",
+        "2",
+        "--ray.num_cpus",
+        "2",
+        env={**s3_env, "HF_HUB_OFFLINE": "1"},
+    )
+    statuses = store.query(remote, "SELECT caption_status FROM kept").column("caption_status").to_pylist()
+    assert statuses and set(statuses) <= {"ok", "flagged"}
+
+    # view: a clip served from the bucket, whole, with HTTP range support
+    from werkzeug.test import Client
+
+    from pipeline.viewer import make_app
+
+    con = store.open(remote)
+    clip_path, size = con.execute("SELECT clip_path, clip_bytes FROM kept WHERE clip_path IS NOT NULL").fetchone()
+    client = Client(make_app(remote))
+    r = client.get(f"/files/{clip_path}")
+    assert r.status_code == 200 and r.get_data() == fs.cat(f"out/remote/{clip_path}") and len(r.get_data()) == size
+    assert client.get(f"/files/{clip_path}", headers={"Range": "bytes=0-99"}).status_code == 206
+    assert client.get("/files/../../etc/passwd").status_code in (403, 404)
+    assert client.get("/").status_code == 200
+
+    # prepare: the kept clips, now captioned, encoded from the bucket OUT
+    out = _cli(
+        "prepare", remote, "--dest", str(tmp_path / "prep"), "--num-cpus", "0.5", "--batch-size", "2", env=s3_env
+    )
+    manifest = json.loads((tmp_path / "prep" / "manifest.json").read_text())
+    assert manifest["counts"]["written"] >= 1, out
 
 
 def test_an_unreachable_store_stops_the_run_instead_of_failing_every_video(tmp_path, s3_env):

@@ -111,8 +111,7 @@ def test_readme_user_stage_runs_as_written(tmp_path, bikes, monkeypatch):
         cfg = config.load(out / "config.json")
         inputs = expand_inputs(cfg.inputs, cfg.ingest)
         assert plan(out, cfg, inputs, {}, clip_stage=False).clips_file is None
-        for f in store.shard_files(out, "colourfulness"):
-            f.unlink()
+        assert store.delete_where(out, "colourfulness", "TRUE") == len(rows)  # the user stage's rows gone
         owed = plan(out, cfg, inputs, {}, clip_stage=False)
         assert owed.clips_todo == len(rows) and owed.videos.num_rows == 0
     finally:
