@@ -5,8 +5,9 @@
 Real shots (bikes.mp4 split at its cuts, bigbuckbunny's opening, carphone, eight 3 s windows of transnet_test) and
 still frames of the same footage under a slow pan (1 and 3 % of the width per second) or zoom (1 and 4 %/s), all
 written as H.264 clips and scored by the real CpuScorer. Writes per clip: motion, camera_pan/tilt/zoom,
-scene_motion; and the ranges of scene_motion per class with the gap between them, which is what a
-``motion_still_image`` threshold would have to fall in (stages/cpu_scores.camera_motion).
+scene_motion, still_residual; and the ranges of scene_motion and still_residual per class with the gap between
+them: ``filters.max_still_residual`` (the ``motion_still_image`` rule) must fall in still_residual's gap
+(stages/cpu_scores.still_residual).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
 from pipeline.testdata import decode_frames, ken_burns, write_frames  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 
-KEYS = ("motion", "camera_pan", "camera_tilt", "camera_zoom", "scene_motion")
+KEYS = ("motion", "camera_pan", "camera_tilt", "camera_zoom", "scene_motion", "still_residual")
 
 
 def main() -> None:
@@ -51,17 +52,19 @@ def main() -> None:
     for group, clips in (("real", real), ("still_moved", still_clips)):
         for name, frames in clips.items():
             scores = scorer.score_clip(write_frames(frames, tmp / f"{name}.mp4", fps=25))
-            result[group][name] = {k: round(float(scores[k]), 5) for k in KEYS}
+            result[group][name] = {k: None if scores[k] is None else round(float(scores[k]), 5) for k in KEYS}
             print(group, name, result[group][name], flush=True)
-    lo_real = min(v["scene_motion"] for v in result["real"].values())
-    hi_still = max(v["scene_motion"] for v in result["still_moved"].values())
-    result["scene_motion_range"] = {
-        "real": [lo_real, max(v["scene_motion"] for v in result["real"].values())],
-        "still_moved": [min(v["scene_motion"] for v in result["still_moved"].values()), hi_still],
-        "gap": round(lo_real - hi_still, 5),
-    }
+    for key in ("scene_motion", "still_residual"):
+        real_v = [v[key] for v in result["real"].values() if v[key] is not None]
+        still_v = [v[key] for v in result["still_moved"].values() if v[key] is not None]
+        result[f"{key}_range"] = {
+            "real": [min(real_v), max(real_v)],
+            "still_moved": [min(still_v), max(still_v)],
+            "gap": round(min(real_v) - max(still_v), 5),
+            "ratio": round(min(real_v) / max(max(still_v), 1e-9), 2),
+        }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result["scene_motion_range"]))
+    print(json.dumps({k: v for k, v in result.items() if k.endswith("_range")}))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ Rule order (first failing reason wins) and why it is this order:
    badly exposed frame also has little Laplacian energy and weak optical flow, so blur and motion are only
    meaningful once exposure is fine (a darkened copy of a sharp shot must say ``quality_dark``, not
    ``quality_blurry``; measured on bikes.mp4: darkening to 25 % cuts the Laplacian variance ~10x).
-4. ``motion_static`` (frozen frames or too little flow), ``motion_jitter`` (too much flow).
+4. ``motion_static`` (frozen frames or too little flow), ``motion_still_image`` (a still picture under a pan or
+   zoom: nothing changes once the camera's motion is undone), ``motion_jitter`` (too much flow).
 5. ``text_burned_in``.
 6. ``error_clip_scores``, ``aesthetic_low``: the CLIP stage (optional; all-null when disabled).
 
@@ -41,6 +42,7 @@ QUALITY_OVEREXPOSED = "quality_overexposed"
 QUALITY_BLURRY = "quality_blurry"
 MOTION_STATIC = "motion_static"
 MOTION_JITTER = "motion_jitter"
+MOTION_STILL_IMAGE = "motion_still_image"
 TEXT_BURNED_IN = "text_burned_in"
 ERROR_CLIP_SCORES = "error_clip_scores"
 AESTHETIC_LOW = "aesthetic_low"
@@ -55,6 +57,7 @@ REASONS = (
     QUALITY_OVEREXPOSED,
     QUALITY_BLURRY,
     MOTION_STATIC,
+    MOTION_STILL_IMAGE,
     MOTION_JITTER,
     TEXT_BURNED_IN,
     ERROR_CLIP_SCORES,
@@ -84,6 +87,10 @@ class FiltersConfig:
     # Sustained flow faster than half the diagonal per second is shake or strobe: random +-40 px shake of a
     # bikes shot measured 0.69 (+-20 px: 0.35); a whip pan reaches this only briefly.
     max_motion: float | None = 0.5
+    # A still picture under a pan or zoom: luma levels left between frames ~1 s apart once the camera's motion is
+    # undone (cpu_scores.still_residual). Stills panned/zoomed measured 0.26-1.05, real shots 8.7-63: 3.0 sits
+    # 2.9x above the stills and 2.9x below the stillest real shot (bench/motion_bench.py).
+    max_still_residual: float | None = 3.0
     # Fraction of flow pairs that are identical frames: > half means frozen video or a slideshow.
     max_frozen_frac: float | None = 0.5
     # Laplacian variance at 224 px. Clean originals measured 16-837 (16 = transnet_test's 90 px upscaled,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from pipeline.footage import BIKES_CUTS
@@ -251,3 +252,23 @@ def test_camera_motion_is_split_from_scene_motion(scorer, bikes, tmp_path):
         assert still_clip["scene_motion"] < 0.0065 and still_clip["motion"] > 0.004  # moves, but nothing in it does
     real = scorer.score_clip(write_frames(decode_frames(bikes, 0, BIKES_CUTS[0]), tmp_path / "real.mp4", fps=25))
     assert real["scene_motion"] > 0.05
+
+    # over ~1 s, once the camera's motion is undone, nothing of a still picture changes; a real shot does
+    from stages.filters import MOTION_STILL_IMAGE, FiltersConfig, apply_filters
+
+    assert panned["still_residual"] < 1.5 and zoomed["still_residual"] < 1.5
+    assert real["still_residual"] is None  # shot 0's camera holds still: a still-camera shot is never a still picture
+    shot4 = decode_frames(bikes, BIKES_CUTS[3], BIKES_CUTS[4])  # the camera pans with a rider
+    panning = scorer.score_clip(write_frames(shot4, tmp_path / "panning.mp4", fps=25))
+    assert panning["camera_pan"] > 0.01 and panning["still_residual"] > 10
+    table = pa.Table.from_pylist(
+        [
+            {**c, "duration_s": 3.0, "width": 640, "height": 272, "error_scores": None}
+            for c in (panned, zoomed, panning)
+        ]
+    )
+    table = table.select([c for c in table.column_names if c not in ("phash", "phash_mirror", "decoder")])
+    reasons = apply_filters(table, FiltersConfig(min_aesthetic=None)).to_pylist()
+    assert reasons == [MOTION_STILL_IMAGE, MOTION_STILL_IMAGE, None]
+    short = scorer.score_clip(write_frames(ken_burns(still, 10, 25, pan=0.03), tmp_path / "short.mp4", fps=25))
+    assert short["still_residual"] is None  # 0.4 s: no two anchors 0.5 s apart, so the rule cannot fire
