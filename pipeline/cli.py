@@ -90,7 +90,11 @@ def _cmd_query(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _cmd_versions(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import store
+    from stages import storage
 
+    if not storage.exists(storage.under(args.out, "tables")):
+        print(f"clipforge versions: {args.out} is not a clipforge dataset (no tables/ directory)", file=sys.stderr)
+        return 2
     found = store.versions(args.out)
     if args.json:
         print(json.dumps(found, indent=2))
@@ -164,7 +168,7 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
 
     cfg = _stored_config(args.out, args.config, extra)
     with store.writer_lock(args.out, "refilter", cfg.store):
-        counts = filter_clips(storage.location(args.out), cfg)
+        filter_clips(storage.location(args.out), cfg)
         saved = json.loads(storage.read_text(storage.under(args.out, "config.json")))
         # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
         kept = ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
@@ -172,7 +176,8 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
         store.write_json(storage.under(args.out, "config.json"), saved)
     c = funnel(args.out)
     print(f"refiltered {c['clips']} clips without decoding: kept {c['kept']} ({c['kept_hours']:.3f} h)")
-    for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+    # every drop reason of the dataset, those set when clips were cut included (the filters table has only its own)
+    for reason, n in c["drop_reasons"]:
         print(f"  {reason:<28} {n}")
     return 0
 

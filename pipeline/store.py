@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -106,7 +107,8 @@ def shard_files(out: str | Path, name: str, version: int | None = None) -> list[
     """The Parquet data files that make up table ``name`` now (or as of its Delta version ``version``), sorted."""
     dt = delta_table(out, name, version)
     if dt is not None:
-        return sorted(dt.file_uris())
+        # delta-rs gives URIs percent-encoded ("out%20dir/..."); readers (DuckDB, pyarrow, fsspec) want the path
+        return sorted(unquote(u) for u in dt.file_uris())
     if version is not None:
         raise VersionNotFound(f"table {name!r} under {out} has no version {version}")
     return [str(p) for p in _legacy_files(out, name)]
@@ -405,6 +407,7 @@ def record_version(out: str | Path, command: str) -> int:
     """Record OUT's state as a new OUT version: one commit to ``OUT/versions`` whose commit metadata holds the
     command, its argv, the time and every table's Delta version. Returns the version number (the commit's number in
     ``OUT/versions``; 1 for a new OUT's first command). Concurrent recorders get distinct numbers (Delta commits)."""
+    import shlex
     import socket
     import sys
     import time
@@ -420,7 +423,7 @@ def record_version(out: str | Path, command: str) -> int:
     tag = uuid.uuid4().hex
     meta = {
         "command": command,
-        "argv": " ".join(sys.argv),
+        "argv": shlex.join(sys.argv),  # pastes back into a shell
         "host": socket.gethostname(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "schema_version": SCHEMA_VERSION,

@@ -21,7 +21,9 @@ score below is computed from that one array:
   clip levels), ``black_frac``: fraction of anchors that are black or blank (almost uniform).
 - ``text_area``: fraction of the frame area covered by text boxes from the PP-OCRv4 *detection* model shipped in
   rapidocr-onnxruntime (no recognition), max over ``text_frames`` anchors; area, not box count, so one large
-  watermark counts more than a few tiny credits.
+  watermark counts more than a few tiny credits. ``subtitle_area``: the same for the boxes in the subtitle zone
+  (bottom 30 %, middle 60 % of the width), median over those anchors: text that stays where subtitles sit, which a
+  short line of them (~1 % of the frame) shows while scene text rarely does (:func:`subtitle_boxes`).
 - ``phash``: one 64-bit DCT perceptual hash per anchor (stored as signed int64, two's complement of the hash),
   the dedup signature. Anchors sit at relative times, so a re-encoded / resized / retimed copy hashes the same
   moments. ``phash_mirror``: the same of the horizontally mirrored picture, so dedup finds mirrored copies.
@@ -53,11 +55,13 @@ FLOAT_COLUMNS = (
     "motion",
     "frozen_frac",
     "sharpness",
+    "focus",
     "luma_mean",
     "luma_under_frac",
     "luma_over_frac",
     "black_frac",
     "text_area",
+    "subtitle_area",
 )
 # The `scores` table columns this stage writes (pipeline/schema.py mirrors this; docs/SCHEMA.md documents it).
 SCORES_SCHEMA = pa.schema(
@@ -70,8 +74,9 @@ SCORES_SCHEMA = pa.schema(
         ("camera_tilt", pa.float32()),  # diagonals / s, + = down
         ("camera_zoom", pa.float32()),  # log scale / s, + = in
         ("scene_motion", pa.float32()),  # flow left after the camera's, diagonals / s (~0: a still picture)
-        # luma levels (0-255) left between frames ~1 s apart once the camera's motion is undone: ~0.3-1 for a still
-        # picture under a pan/zoom, >= 8.7 for real scenes (still_residual); null under 0.5 s or a still camera
+        # what differs between frames ~1 s apart once the camera's motion is undone, relative to the picture's
+        # contrast: <= 0.014 for a still picture under a pan/zoom, >= 0.06 for real scenes (still_residual); null
+        # under 0.5 s or with a still camera
         ("still_residual", pa.float32()),
         ("border_top", pa.float32()),  # letterbox / pillarbox bars, fractions of the frame height / width
         ("border_bottom", pa.float32()),
@@ -250,18 +255,21 @@ def still_residual(
     each ~``baseline_s`` apart (at least ``min_baseline_s``): DIS optical flow from the first to the second, the
     similarity transform that explains it (RANSAC, ``cv2.estimateAffinePartial2D``, 1 px), the first frame warped
     onto the second, both blurred (Gaussian, ``blur_sigma`` px: interpolation and compression noise are
-    high-frequency) and their mean absolute difference taken inside the warped frame (eroded 4 px). Returns the
-    median over the pairs, in luma levels (0-255). None when no two anchors are ``min_baseline_s`` apart, or when
-    the camera does not move: the fitted transform shifts the picture's centre by less than ``min_camera`` of the
-    diagonal and scales it by less than that (log), per pair, in most pairs. A still picture that the camera does
-    not move is ``motion_static``'s case; a locked-off shot where only a small subject moves (a talking head) must
-    not read as a still picture (a 1 %/s pan moves the centre ~0.009 of the diagonal in 1 s).
+    high-frequency) and their mean absolute difference taken inside the warped frame (eroded 4 px), divided by the
+    second frame's luma standard deviation there (the picture's contrast). Returns the median over the pairs: the
+    part of the picture's contrast that the camera's motion does not explain. None when no two anchors are
+    ``min_baseline_s`` apart, or when the camera does not move: the fitted transform shifts the picture's centre by
+    less than ``min_camera`` of the diagonal and scales it by less than that (log), per pair, in most pairs. A still
+    picture that the camera does not move is ``motion_static``'s case; a locked-off shot where only a small subject
+    moves (a talking head) must not read as a still picture (a 1 %/s pan moves the centre ~0.009 of the diagonal in
+    1 s).
 
-    A still picture moved by a similarity is explained entirely: measured 0.26-1.05 on stills of bikes,
-    bigbuckbunny, carphone and transnet_test panned 1-3 %/s or zoomed 1-4 %/s; real shots of the same footage leave
-    parallax, moving objects and light changes: 8.7 to 63
-    (bench/motion_bench.py). A short-baseline residual (``scene_motion``, 0.08 s) separates the two far less
-    (0.0055 against 0.007): what a still picture lacks shows over time. The global-motion model is the one of video
+    A still picture moved by a similarity is explained entirely; real shots leave parallax, moving objects and
+    light changes (bench/motion_bench.py, bench/filters_bench.py): stills of the shipped footage panned 1-3 %/s or
+    zoomed 1-4 %/s measured 0.004-0.014, real shots 0.06 (bigbuckbunny's near-still second half) and up, their
+    night and high-key grades the same (in raw luma levels a grade halved the residual: 3.5 -> 2.0). A
+    short-baseline residual (``scene_motion``, 0.08 s) separates the two far less (0.0055 against 0.007): what a
+    still picture lacks shows over time. The global-motion model is the one of video
     stabilisation (Grundmann et al., "Auto-directed video stabilization with robust L1 optimal camera paths",
     CVPR 2011, similarity/affine between frames)."""
     n = len(luma)
@@ -297,7 +305,8 @@ def still_residual(
             continue
         wb = cv2.GaussianBlur(warped, (0, 0), blur_sigma).astype(np.float32)
         bb = cv2.GaussianBlur(b, (0, 0), blur_sigma).astype(np.float32)
-        values.append(float(np.mean(np.abs(wb - bb)[inside])))
+        # relative to the picture's own contrast, so a night or high-key grade of a shot scores as the shot does
+        values.append(float(np.mean(np.abs(wb - bb)[inside])) / max(1.0, float(bb[inside].std())))
     if 2 * moved <= len(pick):
         return None  # the camera holds still: not a moved picture (motion_static judges a still one)
     return float(np.median(values))
@@ -306,6 +315,43 @@ def still_residual(
 def sharpness(luma: np.ndarray) -> float:
     """Median over frames of the variance of the Laplacian (luma at the analysis resolution)."""
     return float(np.median([cv2.Laplacian(f, cv2.CV_64F).var() for f in luma]))
+
+
+def focus(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile: float = 90.0) -> float | None:
+    """Focus of the best-focused part of the picture, independent of its contrast: the blur measure.
+
+    luma: (N, H, W) uint8 at the analysis resolution. Per frame, the picture is split into ``tile`` px tiles; in each
+    tile with some structure (luma std >= ``min_std``) the energy of the finest band (I - G1*I, Gaussian sigma 1 px)
+    is divided by that of the next octave (G1*I - G2*I): a two-band estimate of the local spectral slope. Natural
+    images in focus have about as much energy per octave at every scale (their 1/f spectrum) and keep a ratio near or
+    above 1; defocus removes the finest band first. The ``percentile`` over tiles is the best-focused region (a
+    shallow depth of field keeps its sharp subject), the median over frames the clip's value; None when no tile has
+    structure (a blank clip). Being a ratio of energies, it does not change with exposure or contrast (night,
+    high-key grades), unlike the Laplacian variance.
+
+    The local spectral slope and the max-over-blocks pooling follow Vu & Chandler, "S3: A spectral and spatial
+    measure of local perceived sharpness in natural images", IEEE TIP 21(3), 2012. Measured (bench/filters_bench.py,
+    analysis at 224 px): Gaussian defocus of sigma 2.0-2.5 px at 640x360 0.38-0.54; clean shots and their shallow
+    depth-of-field, night, high-key, grain and letterbox variants 0.71-5.5.
+    """
+    values = []
+    for f in luma:
+        x = f.astype(np.float32)
+        g1 = cv2.GaussianBlur(x, (0, 0), 1.0)
+        g2 = cv2.GaussianBlur(x, (0, 0), 2.0)
+        fine, mid = x - g1, g1 - g2
+        h, w = x.shape
+        ratios = []
+        for y0 in range(0, h - tile + 1, tile):
+            for x0 in range(0, w - tile + 1, tile):
+                if x[y0 : y0 + tile, x0 : x0 + tile].std() < min_std:
+                    continue
+                e1 = float(fine[y0 : y0 + tile, x0 : x0 + tile].var())
+                e2 = float(mid[y0 : y0 + tile, x0 : x0 + tile].var())
+                ratios.append(e1 / (e2 + 1e-3))
+        if ratios:
+            values.append(float(np.percentile(ratios, percentile)))
+    return float(np.median(values)) if values else None
 
 
 def exposure_scores(
@@ -454,12 +500,28 @@ class TextDetector:
 
     def area_fraction(self, rgb: np.ndarray) -> float:
         """Fraction of the frame covered by the union of detected text boxes (overlaps counted once)."""
-        boxes = self.boxes(rgb)
-        if len(boxes) == 0:
-            return 0.0
-        mask = np.zeros(rgb.shape[:2], np.uint8)
-        cv2.fillPoly(mask, list(boxes), 1)
-        return float(mask.mean())
+        return box_area(self.boxes(rgb), rgb.shape[:2])
+
+
+def box_area(boxes: np.ndarray, shape: tuple[int, int]) -> float:
+    """Fraction of an (H, W) frame covered by the union of quadrilaterals ``boxes`` (K, 4, 2), overlaps once."""
+    if len(boxes) == 0:
+        return 0.0
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, list(boxes), 1)
+    return float(mask.mean())
+
+
+def subtitle_boxes(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The text boxes where subtitles sit: centred in the bottom 30 % of the frame and in its middle 60 %
+    horizontally (the placement of broadcast and web subtitles: EBU-TT-D / Netflix timed-text style guides put them
+    bottom-centre)."""
+    h, w = shape
+    if len(boxes) == 0:
+        return boxes
+    centre = boxes.reshape(-1, 4, 2).mean(axis=1)
+    keep = (centre[:, 1] >= 0.7 * h) & (centre[:, 0] >= 0.2 * w) & (centre[:, 0] <= 0.8 * w)
+    return boxes[keep]
 
 
 def sample_plan(num_frames: int, fps: float, num_samples: int, pair_gap_s: float) -> tuple[list[int], list[int]]:
@@ -521,6 +583,7 @@ def score_frames(
         out.update(camera)
     out["still_residual"] = still_residual(luma, anchor_s) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
+    out["focus"] = focus(luma)
     out.update(
         exposure_scores(
             luma,
@@ -532,9 +595,12 @@ def score_frames(
     )
     if detector is not None:
         pick = np.unique(np.linspace(0, len(anchors) - 1, min(cfg.text_frames, len(anchors))).round().astype(int))
-        out["text_area"] = max(detector.area_fraction(anchors[i]) for i in pick)
+        found = [(detector.boxes(anchors[i]), anchors[i].shape[:2]) for i in pick]
+        out["text_area"] = max(box_area(b, shape) for b, shape in found)
+        # persistent bottom-centre text: in at least half the sampled frames (the median), wherever scene text is
+        out["subtitle_area"] = float(np.median([box_area(subtitle_boxes(b, shape), shape) for b, shape in found]))
     else:
-        out["text_area"] = None
+        out["text_area"] = out["subtitle_area"] = None
     out["phash"] = [phash64(f) for f in luma]
     out["phash_mirror"] = [phash64(np.ascontiguousarray(f[:, ::-1])) for f in luma]
     return out
@@ -652,12 +718,14 @@ def _stage():
         Rule(QUALITY_DARK, "luma_under_frac", ">", "filters.max_under_frac"),
         Rule(QUALITY_OVEREXPOSED, "luma_mean", ">", "filters.max_luma_mean"),
         Rule(QUALITY_OVEREXPOSED, "luma_over_frac", ">", "filters.max_over_frac"),
+        Rule(QUALITY_BLURRY, "focus", "<", "filters.min_focus"),
         Rule(QUALITY_BLURRY, "sharpness", "<", "filters.min_sharpness"),
         Rule(MOTION_STATIC, "frozen_frac", ">", "filters.max_frozen_frac"),
         Rule(MOTION_STATIC, "motion", "<", "filters.min_motion"),
         Rule(MOTION_STILL_IMAGE, "still_residual", "<", "filters.max_still_residual"),
         Rule(MOTION_JITTER, "motion", ">", "filters.max_motion"),
         Rule(TEXT_BURNED_IN, "text_area", ">", "filters.max_text_area"),
+        Rule(TEXT_BURNED_IN, "subtitle_area", ">", "filters.max_subtitle_area"),
     )
     return Stage(
         name="scores",

@@ -112,8 +112,8 @@ def _rust_errno(exc: BaseException) -> int | None:
     text ends "... (os error 28)"; Rust std ``impl Display for io::Error``), or None."""
     import re
 
-    if isinstance(exc, OSError):
-        return None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return None  # an OSError with its own errno: classified by it
     found = re.findall(r"\(os error (\d+)\)", str(exc))
     return int(found[-1]) if found else None
 

@@ -87,15 +87,20 @@ class FiltersConfig:
     # Sustained flow faster than half the diagonal per second is shake or strobe: random +-40 px shake of a
     # bikes shot measured 0.69 (+-20 px: 0.35); a whip pan reaches this only briefly.
     max_motion: float | None = 0.5
-    # A still picture under a pan or zoom: luma levels left between frames ~1 s apart once the camera's motion is
-    # undone (cpu_scores.still_residual). Stills panned/zoomed measured 0.26-1.05, real shots 8.7-63: 3.0 sits
-    # 2.9x above the stills and 2.9x below the stillest real shot (bench/motion_bench.py).
-    max_still_residual: float | None = 3.0
+    # A still picture under a pan or zoom: what differs between frames ~1 s apart once the camera's motion is undone,
+    # relative to the picture's contrast (cpu_scores.still_residual). Stills panned/zoomed measured 0.004-0.014, real
+    # shots and their night / high-key grades 0.06 and up: 0.03 sits 2x from each (bench/filters_bench.py).
+    max_still_residual: float | None = 0.03
     # Fraction of flow pairs that are identical frames: > half means frozen video or a slideshow.
     max_frozen_frac: float | None = 0.5
-    # Laplacian variance at 224 px. Clean originals measured 16-837 (16 = transnet_test's 90 px upscaled,
-    # 28.7 = bikes' softest shot); a sigma-3 Gaussian blur of the bikes shots measured 5.8-11.3.
-    min_sharpness: float | None = 14.0
+    # Best-focused region's fine-to-mid band energy (cpu_scores.focus; contrast-free). Defocus of sigma 2.0-2.5 px
+    # at 640x360 measured 0.38-0.54; clean shots and their shallow-DoF / night / high-key / grain / letterbox
+    # variants 0.71-5.5 (bench/filters_bench.py). 0.62 sits between them.
+    min_focus: float | None = 0.62
+    # Laplacian variance at 224 px: off by default. It moves with contrast and content (a high-key grade of a clean
+    # bikes shot measured 18.5, a defocused bigbuckbunny shot 28.5), so no threshold separates blur with it;
+    # kept for catching extreme blur on top of min_focus (e.g. 5: sigma-3 blur of the bikes shots measured 5.8-11.3).
+    min_sharpness: float | None = None
     # Mean luma 0..1. Originals measured 0.30-0.53; a 4x darkened copy 0.07-0.11; night scenes sit ~0.12-0.2.
     min_luma_mean: float | None = 0.12
     # Fraction of crushed (< 16/255) pixels: letterboxed 2.39:1 in 16:9 is ~0.25-0.3, so 0.6 means real darkness.
@@ -108,6 +113,9 @@ class FiltersConfig:
     # Fraction of frame area covered by detected text lines (max over frames). One subtitle line is ~3-6 % of
     # a frame, subtitles + a channel logo measured 0.09; clean originals measured 0.0, incidental scene text < 1 %.
     max_text_area: float | None = 0.03
+    # Text that persists bottom-centre (stages/cpu_scores.subtitle_area): one short subtitle line is ~0.8-1.2 % of
+    # the frame there (bench/filters_bench.py); incidental scene text seldom stays in that zone in most frames.
+    max_subtitle_area: float | None = 0.004
     # LAION improved-aesthetic-predictor scale (~1-10). 4.5 is the common T2V cut (Open-Sora used 4.5-5.0);
     # only applies when the CLIP stage ran (aesthetic column not null).
     min_aesthetic: float | None = 4.5

@@ -96,6 +96,10 @@ def test_a_full_disk_under_the_table_format_is_the_environment(tmp_path):
     finally:
         subprocess.run(["umount", "-l", str(small)], capture_output=True)
     assert environment_cause(ValueError("bad frame (os error 5)")) is None  # EIO: the input's, as for PyAV
+    # delta-rs raises OSError without an errno for an object store it cannot reach; the text carries it
+    unreachable = OSError("Generic S3 error: error sending request: Connection refused (os error 111)")
+    assert environment_cause(unreachable) is unreachable
+    assert environment_cause(OSError(errno.ENOENT, "No such file or directory")) is None
 
 
 def test_the_driver_finds_the_fault_through_ray(ray_local):

@@ -221,3 +221,26 @@ def test_concurrent_writers_never_corrupt_a_table(tmp_path):
         assert store.read_table(tmp_path, "clips", version=v).num_rows == v + 1
     assert store.read_table(tmp_path, "filters").column("clip_id").to_pylist() == ["c0014"]
     assert store.query(tmp_path, "SELECT count(*) AS n FROM kept").column("n")[0].as_py() == 44  # c0014 dropped
+
+
+def test_an_out_whose_path_has_spaces_and_accents(tmp_path):
+    """delta-rs lists files as percent-encoded URIs ("out%20odd%20%C3%BC/..."): the store reads them by their path."""
+    out = tmp_path / "out odd ü"
+    with store.ShardWriter(out, "clips") as w:
+        w.add_rows([_clip(0), _clip(1, "duration_short")])
+    store.replace_table(out, "filters", pa.table({"clip_id": ["c0000"], "drop_reason": ["motion_static"]}))
+    assert store.record_version(out, "run") == 1
+    assert store.read_table(out, "clips").num_rows == 2
+    got = dict(store.open(out).execute("SELECT clip_id, drop_reason FROM clips").fetchall())
+    assert got == {"c0000": "motion_static", "c0001": "duration_short"}
+    assert store.query(out, "SELECT count(*) AS n FROM clips", version=1).column("n")[0].as_py() == 2
+
+
+def test_versions_of_a_directory_that_is_not_a_dataset_is_an_error(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "versions", str(tmp_path)], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "is not a clipforge dataset" in r.stderr

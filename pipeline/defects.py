@@ -1,0 +1,127 @@
+"""Hard cases for the filters (issue 12), made from real frames: defects a filter must catch and clean variants it
+must keep. (N, H, W, 3) uint8 RGB in, the same shape out; sizes scale with the frame (``sigma360``: a blur sigma in
+pixels at 640x360). Used by bench/filters_bench.py and the tests of stages/cpu_scores.py.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def _scale(frames: np.ndarray) -> float:
+    return min(frames.shape[1:3]) / 360.0
+
+
+def blur(frames: np.ndarray, sigma360: float) -> np.ndarray:
+    """Gaussian defocus: ``sigma360`` px at 640x360, scaled to the frame's shorter side."""
+    s = max(0.3, sigma360 * _scale(frames))
+    return np.stack([cv2.GaussianBlur(f, (0, 0), s) for f in frames])
+
+
+def letterbox(frames: np.ndarray, ratio: float = 2.39) -> np.ndarray:
+    """Letterboxed as real footage is: a picture wider than 16:9 padded with black bars to 16:9 (bars only, no
+    resampling); a narrower one squeezed to ``ratio`` inside its own frame size, bars above and below."""
+    n, h, w = frames.shape[:3]
+    if w / h > 16 / 9 + 0.01:
+        fh = int(round(w * 9 / 16 / 2)) * 2
+        top = (fh - h) // 2
+        out = np.zeros((n, fh, w, 3), frames.dtype)
+        out[:, top : top + h] = frames
+        return out
+    ih = int(round(w / ratio / 2)) * 2
+    if ih >= h:
+        return frames.copy()
+    top = (h - ih) // 2
+    out = np.zeros_like(frames)
+    out[:, top : top + ih] = np.stack([cv2.resize(f, (w, ih), interpolation=cv2.INTER_AREA) for f in frames])
+    return out
+
+
+def boxed(frames: np.ndarray, scale: float = 0.75) -> np.ndarray:
+    """The same footage scaled down and centred in black bars (pillarbox and letterbox)."""
+    n, h, w = frames.shape[:3]
+    bw, bh = int(w * scale) // 2 * 2, int(h * scale) // 2 * 2
+    out = np.zeros_like(frames)
+    y, x = (h - bh) // 2, (w - bw) // 2
+    out[:, y : y + bh, x : x + bw] = np.stack([cv2.resize(f, (bw, bh), interpolation=cv2.INTER_AREA) for f in frames])
+    return out
+
+
+def shallow_dof(frames: np.ndarray) -> np.ndarray:
+    """A sharp centre (an ellipse over ~40 % of the frame) and a strongly defocused background."""
+    n, h, w = frames.shape[:3]
+    mask = np.zeros((h, w), np.float32)
+    cv2.ellipse(mask, (w // 2, h // 2), (int(w * 0.36), int(h * 0.36)), 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.05 * min(h, w)))[..., None]
+    back = blur(frames, 5.0).astype(np.float32)
+    return (frames.astype(np.float32) * mask + back * (1 - mask)).round().astype(np.uint8)
+
+
+def night(frames: np.ndarray) -> np.ndarray:
+    """A night grade: darker, crushed toward blue, highlights kept (mean luma ~0.15-0.25)."""
+    x = frames.astype(np.float32) / 255.0
+    y = np.power(x, 1.5) * 0.55
+    y[..., 2] = np.minimum(1.0, y[..., 2] * 1.25 + 0.02)
+    return (y * 255).round().astype(np.uint8)
+
+
+def high_key(frames: np.ndarray) -> np.ndarray:
+    """A high-key grade: every level lifted toward white (x -> 255 - 0.55 (255 - x))."""
+    x = frames.astype(np.float32)
+    return (255 - (255 - x) * 0.55).round().astype(np.uint8)
+
+
+def grain(frames: np.ndarray, sigma: float = 7.0, seed: int = 0) -> np.ndarray:
+    """Film grain: Gaussian noise of ``sigma`` levels, new in every frame, the same on the three channels."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, sigma, size=frames.shape[:3] + (1,)).astype(np.float32)
+    return np.clip(frames.astype(np.float32) + noise, 0, 255).round().astype(np.uint8)
+
+
+def _text(frame: np.ndarray, text: str, org: tuple[int, int], height: float, colour, outline: bool) -> None:
+    scale = height / 22.0
+    thick = max(1, int(round(scale * 2)))
+    if outline:
+        cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+
+
+def subtitle(frames: np.ndarray, text: str = "I told you so.") -> np.ndarray:
+    """One short line of white, black-outlined subtitle text, centred near the bottom (~5 % of the height)."""
+    out = frames.copy()
+    n, h, w = frames.shape[:3]
+    size = max(8.0, 0.055 * h)
+    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size / 22.0, max(1, int(round(size / 11))))
+    for f in out:
+        _text(f, text, ((w - tw) // 2, int(h * 0.92)), size, (255, 255, 255), True)
+    return out
+
+
+def scene_text(frames: np.ndarray, text: str = "OPEN 24h") -> np.ndarray:
+    """Small text on a sign inside the picture (~2.5 % of the height): scene text, not a burned-in caption."""
+    out = frames.copy()
+    n, h, w = frames.shape[:3]
+    size = max(6.0, 0.025 * h)
+    x, y = int(w * 0.18), int(h * 0.4)
+    for f in out:
+        _text(f, text, (x, y), size, (235, 220, 90), False)
+    return out
+
+
+def logo(frames: np.ndarray, alpha: float, corner: str, text: str = "TV5") -> np.ndarray:
+    """A semi-transparent white channel logo (a framed word, ~12 % of the width) in a corner."""
+    out = frames.astype(np.float32)
+    n, h, w = frames.shape[:3]
+    lw = max(24, int(w * 0.12))
+    lh = max(12, lw // 2)
+    mask = np.zeros((lh, lw), np.uint8)
+    cv2.rectangle(mask, (0, 0), (lw - 1, lh - 1), 255, max(1, lh // 12))
+    _text(mask, text, (int(lw * 0.12), int(lh * 0.72)), lh * 0.55, 255, False)
+    a = mask.astype(np.float32)[..., None] / 255.0 * alpha
+    m = int(0.03 * w)
+    y0 = m if corner[0] == "t" else h - lh - m
+    x0 = w - lw - m if corner[1] == "r" else m
+    region = out[:, y0 : y0 + lh, x0 : x0 + lw]
+    out[:, y0 : y0 + lh, x0 : x0 + lw] = region * (1 - a) + 255.0 * a
+    return out.round().astype(np.uint8)
