@@ -49,6 +49,7 @@ SCHEMA_KEY = METADATA_KEY.decode()  # commit metadata of every table commit: the
 # readable (Delta's default drops log entries older than 30 days at checkpoints; delta.io PROTOCOL.md,
 # "delta.logRetentionDuration"); data files go only when a user vacuums.
 TABLE_PROPERTIES = {"delta.enableExpiredLogCleanup": "false"}
+COMMIT_ATTEMPTS = 12  # a commit that a concurrent metadata change refused is written again, with backoff
 
 
 @dataclass
@@ -117,22 +118,36 @@ def shard_files(out: str | Path, name: str, version: int | None = None) -> list[
 def _commit(out: str | Path, name: str, table: pa.Table, mode: str, compression: str = "zstd") -> None:
     """One Delta commit of ``table`` to table ``name``: ``append`` (new columns merged into the table's schema)
     or ``overwrite`` (the table's rows and schema replaced; old files kept for earlier versions)."""
+    import random
+    import time
+
     from deltalake import CommitProperties, WriterProperties, write_deltalake
+    from deltalake.exceptions import CommitFailedError
 
     d = table_dir(out, name)
     if not storage.is_uri(d):
         Path(d).parent.mkdir(parents=True, exist_ok=True)
-    write_deltalake(
-        str(d),
-        table,
-        storage_options=storage.delta_options(d),
-        mode=mode,
-        schema_mode="merge" if mode == "append" else "overwrite",
-        configuration=TABLE_PROPERTIES,
-        description=f"clipforge table {name}",
-        writer_properties=WriterProperties(compression=compression.upper()),
-        commit_properties=CommitProperties(custom_metadata={SCHEMA_KEY: SCHEMA_VERSION}),
-    )
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            write_deltalake(
+                str(d),
+                table,
+                storage_options=storage.delta_options(d),
+                mode=mode,
+                schema_mode="merge" if mode == "append" else "overwrite",
+                configuration=TABLE_PROPERTIES,
+                description=f"clipforge table {name}",
+                writer_properties=WriterProperties(compression=compression.upper()),
+                commit_properties=CommitProperties(custom_metadata={SCHEMA_KEY: SCHEMA_VERSION}),
+            )
+            return
+        except CommitFailedError:
+            # a concurrent commit changed the table's metadata (two writers creating the table at once, a column
+            # added): delta-rs does not rebase such a commit, so write it again against the new state (the files of
+            # the failed attempt are never listed by any version)
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(min(2.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
 
 
 def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
