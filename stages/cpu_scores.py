@@ -75,7 +75,7 @@ SCORES_SCHEMA = pa.schema(
         ("camera_zoom", pa.float32()),  # log scale / s, + = in
         ("scene_motion", pa.float32()),  # flow left after the camera's, diagonals / s (~0: a still picture)
         # what differs between frames ~1 s apart once the camera's motion is undone, relative to the picture's
-        # contrast: <= 0.014 for a still picture under a pan/zoom, >= 0.06 for real scenes (still_residual); null
+        # contrast: <= 0.04 for a still picture under a pan/zoom, >= 0.156 for real scenes (still_residual); null
         # under 0.5 s or with a still camera
         ("still_residual", pa.float32()),
         ("border_top", pa.float32()),  # letterbox / pillarbox bars, fractions of the frame height / width
@@ -266,7 +266,7 @@ def still_residual(
 
     A still picture moved by a similarity is explained entirely; real shots leave parallax, moving objects and
     light changes (bench/motion_bench.py, bench/filters_bench.py): stills of the shipped footage panned 1-3 %/s or
-    zoomed 1-4 %/s measured 0.004-0.014, real shots 0.06 (bigbuckbunny's near-still second half) and up, their
+    zoomed 1-4 %/s measured 0.005-0.040 (the highest on transnet_test's 90 px frames), real shots 0.156 and up, their
     night and high-key grades the same (in raw luma levels a grade halved the residual: 3.5 -> 2.0). A
     short-baseline residual (``scene_motion``, 0.08 s) separates the two far less (0.0055 against 0.007): what a
     still picture lacks shows over time. The global-motion model is the one of video

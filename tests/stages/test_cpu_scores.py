@@ -256,7 +256,7 @@ def test_camera_motion_is_split_from_scene_motion(scorer, bikes, tmp_path):
     # over ~1 s, once the camera's motion is undone, nothing of a still picture changes; a real shot does
     from stages.filters import MOTION_STILL_IMAGE, FiltersConfig, apply_filters
 
-    assert panned["still_residual"] < 0.02 and zoomed["still_residual"] < 0.02
+    assert panned["still_residual"] < 0.03 and zoomed["still_residual"] < 0.03
     assert real["still_residual"] is None  # shot 0's camera holds still: a still-camera shot is never a still picture
     shot4 = decode_frames(bikes, BIKES_CUTS[3], BIKES_CUTS[4])  # the camera pans with a rider
     panning = scorer.score_clip(write_frames(shot4, tmp_path / "panning.mp4", fps=25))
