@@ -2,7 +2,7 @@
 graph against the phase-by-phase run it replaced (the same corpora, the same process layout, in the same run).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline_bench.py [--n 2] [--baseline 9cfbb07] [--size 160x96]
-        [--out ...json]
+        [--baseline-name phased] [--out ...json]
 
 Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--baseline REV`` checked out with
 ``git worktree`` into a temporary directory, run from there; ``--baseline ''`` skips it) it writes:
@@ -224,6 +224,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2, help="videos in the smallest corpus (then 4n and 16n)")
     ap.add_argument("--baseline", default="9cfbb07", help="git revision of the phase-by-phase run ('' = skip)")
+    ap.add_argument("--baseline-name", default="phased", help="what the baseline is called in the JSON")
     ap.add_argument("--size", default="160x96", help="frame size WxH of the synthetic videos")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
     ap.add_argument("--scorer-profile", metavar="OUT", help=argparse.SUPPRESS)
@@ -245,7 +246,7 @@ def main() -> None:
                 check=True,
                 capture_output=True,
             )
-            versions["phased"] = wt
+            versions[args.baseline_name] = wt
         try:
             for mult in (1, 4, 16):
                 n = args.n * mult
@@ -269,13 +270,14 @@ def main() -> None:
                         entry[name]["scorer_profile"] = json.loads(prof.stdout.strip().splitlines()[-1])
                     entry[name]["wall_over_floor"] = round(entry[name]["wall_s"] / entry["floor_s"], 2)
                     shutil.rmtree(out, ignore_errors=True)
-                if "phased" in entry:
-                    entry["streaming_over_phased"] = round(entry["streaming"]["wall_s"] / entry["phased"]["wall_s"], 3)
+                base = args.baseline_name
+                if base in entry:
+                    entry[f"streaming_over_{base}"] = round(entry["streaming"]["wall_s"] / entry[base]["wall_s"], 3)
                 results["sizes"][str(n)] = entry
                 print(n, json.dumps(entry), flush=True)
         finally:
-            if "phased" in versions:
-                subprocess.run(["git", "worktree", "remove", "--force", str(versions["phased"])], cwd=ROOT)
+            if args.baseline_name in versions:
+                subprocess.run(["git", "worktree", "remove", "--force", str(versions[args.baseline_name])], cwd=ROOT)
     s = results["sizes"]
     for name in versions:
         results[f"rss_16n_over_n_{name}"] = round(

@@ -514,6 +514,12 @@ def main(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach it can browse the dataset")
     print(f"clipforge view: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    import signal
+
+    def stop(signum, frame):  # a SIGTERM (kill, a service manager) ends it as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # so the temporary database and the files fetched from a bucket go too
     try:
         server.serve_forever()
     except KeyboardInterrupt:

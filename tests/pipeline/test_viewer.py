@@ -386,7 +386,9 @@ def test_viewer_screenshot(browser, served, screenshot_path):
     assert dest.stat().st_size > 20_000
 
 
-def test_cli_serves_on_localhost_only_by_default(dataset):
+def test_cli_serves_on_localhost_only_by_default(dataset, tmp_path):
+    """...and a SIGTERM stops it as Ctrl-C does, its temporary directory removed."""
+    import os
     import sys
 
     code = (
@@ -399,6 +401,7 @@ def test_cli_serves_on_localhost_only_by_default(dataset):
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     try:
         line = proc.stdout.readline()
@@ -409,6 +412,8 @@ def test_cli_serves_on_localhost_only_by_default(dataset):
         resp = conn.getresponse()
         assert resp.status == 200 and b'id="grid"' in resp.read()
         conn.close()
+        assert list(tmp_path.glob("clipforge-view-*"))  # its database, while it serves
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM
         proc.wait(timeout=30)
+    assert proc.returncode == 0 and not list(tmp_path.glob("clipforge-view-*"))
