@@ -6,7 +6,7 @@ Real shots (bikes.mp4 split at its cuts, bigbuckbunny's opening, carphone, eight
 still frames of the same footage under a slow pan (1 and 3 % of the width per second) or zoom (1 and 4 %/s), all
 written as H.264 clips and scored by the real CpuScorer. Writes per clip: motion, camera_pan/tilt/zoom,
 scene_motion, still_residual; and the ranges of scene_motion and still_residual per class with the gap between
-them: ``filters.max_still_residual`` (the ``motion_still_image`` rule) must fall in still_residual's gap
+them: ``filters.min_still_residual`` (the ``motion_still_image`` rule) must fall in still_residual's gap
 (stages/cpu_scores.still_residual).
 """
 

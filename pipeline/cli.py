@@ -136,6 +136,24 @@ def _cmd_diff(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
+    import duckdb
+
+    from pipeline.export import export
+
+    try:
+        manifest = export(args.out, args.format, args.dest, args.where, args.caption, args.seed, args.shard_clips)
+    except (ValueError, duckdb.Error) as e:  # an unknown format, a mistake in the user's SQL
+        print(f"clipforge export: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    c = manifest["counts"]
+    left = ", ".join(f"{k} {v}" for k, v in c["left_out"].items()) or "none"
+    print(
+        f"exported {c['written']} of {c['selected']} selected clips as {args.format} to {args.dest} (left out: {left})"
+    )
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import config as config_mod
 
@@ -253,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--version", type=int, help="read OUT as of this version (`clipforge versions OUT` lists them)")
     q.set_defaults(func=_cmd_query)
 
+    ex = sub.add_parser("export", help="write the kept clips for another trainer: webdataset, folder, hf or csv")
+    ex.add_argument("out")
+    ex.add_argument("--format", required=True, choices=["webdataset", "folder", "hf", "csv"])
+    ex.add_argument("--dest", required=True, help="directory to write (created)")
+    ex.add_argument("--where", help="SQL condition over the kept view (default: every kept clip)")
+    ex.add_argument("--caption", default="dense", choices=["dense", "short", "original", "mix"])
+    ex.add_argument("--seed", type=int, default=0, help="seed of the per-clip caption draw (--caption mix)")
+    ex.add_argument("--shard-clips", type=int, default=1000, help="clips per tar shard / Parquet file")
+    ex.set_defaults(func=_cmd_export)
+
     vs = sub.add_parser("versions", help="list OUT's versions (one per finished run, refilter, caption)")
     vs.add_argument("out")
     vs.add_argument("--json", action="store_true")
@@ -322,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _main(argv)
+    except BrokenPipeError:  # `clipforge query ... | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's recipe: no second error at exit
+        return 0
     except Exception as e:
         from pipeline.store import OutInUse
         from stages.errors import EXIT_ENVIRONMENT, find_fault, in_chain

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,7 @@ class Summary:
         if self.phases:
             lines.append("  wall time     " + ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items()))
         lines += [f"  note: {n}" for n in self.notes]
-        lines.append(f'  query with:   clipforge query {self.out} "SELECT * FROM kept LIMIT 10"')
+        lines.append(f'  query with:   clipforge query {shlex.quote(str(self.out))} "SELECT * FROM kept LIMIT 10"')
         return "\n".join(lines)
 
 

@@ -422,23 +422,17 @@ def record_version(out: str | Path, command: str) -> int:
     """Record OUT's state as a new OUT version: one commit to ``OUT/versions`` whose commit metadata holds the
     command, its argv, the time and every table's Delta version. Returns the version number (the commit's number in
     ``OUT/versions``; 1 for a new OUT's first command). Concurrent recorders get distinct numbers (Delta commits)."""
-    import shlex
     import socket
-    import sys
     import time
     import uuid
 
     from deltalake import CommitProperties, write_deltalake
 
-    tables = {}
-    for name in _table_names(out):
-        dt = delta_table(out, name)
-        if dt is not None:
-            tables[name] = dt.version()
+    tables = table_versions(out)
     tag = uuid.uuid4().hex
     meta = {
         "command": command,
-        "argv": shlex.join(sys.argv),  # pastes back into a shell
+        "argv": command_line(),  # pastes back into a shell
         "host": socket.gethostname(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "schema_version": SCHEMA_VERSION,
@@ -458,6 +452,28 @@ def record_version(out: str | Path, command: str) -> int:
         commit_properties=CommitProperties(custom_metadata={VERSION_KEY: json.dumps(meta)}),
     )
     return next(v["version"] for v in reversed(versions(out)) if v["tag"] == tag)
+
+
+def command_line() -> str:
+    """This process's command line, shell-quoted so it pastes back; ``clipforge`` for the CLI however it was
+    started (the script, or ``python -m pipeline.cli``)."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("clipforge", "cli.py", "__main__.py"):
+        argv[0] = "clipforge"
+    return shlex.join(argv)
+
+
+def table_versions(out: str | Path) -> dict[str, int]:
+    """Every Delta table of OUT -> its current Delta version."""
+    found = {}
+    for name in _table_names(out):
+        dt = delta_table(out, name)
+        if dt is not None:
+            found[name] = dt.version()
+    return found
 
 
 def versions(out: str | Path) -> list[dict[str, Any]]:
@@ -579,7 +595,12 @@ def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "holder unknown"
+            raw = f.read().strip()
+            try:
+                h = json.loads(raw)
+                holder = f"{h['command']}, pid {h['pid']} on {h['host']} since {h['since']}: {h['argv']}"
+            except (ValueError, KeyError, TypeError):
+                holder = raw or "holder unknown"
             raise OutInUse(
                 f"{out} is being written by another clipforge command ({holder}); wait for it to end (or stop it), "
                 "then run this one again"
@@ -587,9 +608,8 @@ def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
         f.seek(0)
         f.truncate()
         since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        import sys
 
-        holder = {"command": command, "argv": " ".join(sys.argv), "pid": os.getpid(), "host": socket.gethostname()}
+        holder = {"command": command, "argv": command_line(), "pid": os.getpid(), "host": socket.gethostname()}
         f.write(json.dumps({**holder, "since": since}))
         f.flush()
         upgrade(out)

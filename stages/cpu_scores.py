@@ -722,7 +722,7 @@ def _stage():
         Rule(QUALITY_BLURRY, "sharpness", "<", "filters.min_sharpness"),
         Rule(MOTION_STATIC, "frozen_frac", ">", "filters.max_frozen_frac"),
         Rule(MOTION_STATIC, "motion", "<", "filters.min_motion"),
-        Rule(MOTION_STILL_IMAGE, "still_residual", "<", "filters.max_still_residual"),
+        Rule(MOTION_STILL_IMAGE, "still_residual", "<", "filters.min_still_residual"),
         Rule(MOTION_JITTER, "motion", ">", "filters.max_motion"),
         Rule(TEXT_BURNED_IN, "text_area", ">", "filters.max_text_area"),
         Rule(TEXT_BURNED_IN, "subtitle_area", ">", "filters.max_subtitle_area"),

@@ -13,7 +13,6 @@ a batch of clip rows); training/prepare.py runs it on Ray Data, ``encode_clips_l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -28,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from pipeline.captions import CAPTION_SOURCES, DEFAULT_CAPTION_MIX, choose_caption  # noqa: F401 - re-exported
 from stages import storage
 from stages.errors import raise_if_environment
 from training.buckets import Bucket, BucketSet, resize_crop
@@ -47,32 +47,6 @@ SHARD_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-
-CAPTION_SOURCES = {"dense": "caption_dense", "short": "caption_short", "original": "original_caption"}
-DEFAULT_CAPTION_MIX = {"dense": 0.6, "short": 0.3, "original": 0.1}
-
-
-def choose_caption(row: dict, mix: dict[str, float], seed: int = 0) -> tuple[str | None, str | None]:
-    """Pick one caption for a clip: source drawn with the ``mix`` probabilities among the sources the clip has.
-
-    The draw is a hash of (seed, clip_id), so a clip gets the same caption on every prepare run. Missing or
-    blank captions drop out and the remaining probabilities are renormalised. Returns (source, text) or
-    (None, None) when the clip has no caption at all.
-    """
-    avail = []
-    for source, p in mix.items():
-        text = row.get(CAPTION_SOURCES[source])
-        if p > 0 and isinstance(text, str) and text.strip():
-            avail.append((source, float(p), text.strip()))
-    if not avail:
-        return None, None
-    digest = hashlib.sha256(f"{seed}:{row['clip_id']}".encode()).digest()
-    u = int.from_bytes(digest[:8], "little") / 2**64 * sum(p for _, p, _ in avail)
-    for source, p, text in avail:
-        if u < p:
-            return source, text
-        u -= p
-    return avail[-1][0], avail[-1][2]
 
 
 def pack(array: np.ndarray, dtype: str) -> tuple[bytes, list[int], str]:
