@@ -111,6 +111,17 @@ class BucketSet:
                 return max(fits, key=lambda b: (b.frames * b.height * b.width, b.frames))
         return None
 
+    def why_not(self, width: int, height: int, num_frames: int, fps: float | None = None) -> str | None:
+        """Why :meth:`assign` finds no bucket for this clip (None when it finds one): ``no_size`` (no width, height
+        or frame count recorded), ``too_short`` (fewer frames, at the target fps, than every bucket of a fitting size
+        needs), ``too_small`` (smaller than every bucket; buckets never upscale)."""
+        if self.assign(width, height, num_frames, fps) is not None:
+            return None
+        if not width or not height or not num_frames:
+            return "no_size"
+        # assign found none: a bucket small enough exists only if every such bucket wants more frames
+        return "too_short" if any(b.height <= height and b.width <= width for b in self.buckets) else "too_small"
+
     def frame_indices(self, bucket: Bucket, num_frames: int, fps: float | None) -> np.ndarray:
         """Source frame indices for a bucket: ``bucket.frames`` consecutive frames (at the target fps if set),
         centred in the clip so the middle of a shot is used rather than its edges."""

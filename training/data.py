@@ -64,7 +64,8 @@ class ClipEncoder:
     Reads: clip_id, clip_path (relative to ``root``), width, height, num_frames, fps, caption_dense,
     caption_short, original_caption
     Writes: the SHARD_SCHEMA columns (bucket, caption, caption_source, latent*, text*, error)
-    Reasons: no_bucket (smaller than every bucket), no_caption, error_prepare:<Type> (in ``error``)
+    Reasons: too_short / too_small (no bucket fits: ``BucketSet.why_not``), no_size, no_caption,
+    error_prepare:<Type> (in ``error``)
     """
 
     def __init__(
@@ -102,11 +103,10 @@ class ClipEncoder:
         if caption is None:
             out["error"] = "no_caption"
             return out
-        bucket = self.buckets.assign(
-            int(row["width"] or 0), int(row["height"] or 0), int(row["num_frames"] or 0), row.get("fps")
-        )
+        size = int(row["width"] or 0), int(row["height"] or 0), int(row["num_frames"] or 0), row.get("fps")
+        bucket = self.buckets.assign(*size)
         if bucket is None:
-            out["error"] = "no_bucket"
+            out["error"] = self.buckets.why_not(*size)  # too_short, too_small or no_size
             return out
         idx = self.buckets.frame_indices(bucket, int(row["num_frames"]), row.get("fps"))
         frames = read_clip(self.root, row["clip_path"], idx)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages import storage
+from training.buckets import BucketSet
 from training.data import DEFAULT_CAPTION_MIX, SHARD_SCHEMA, ClipEncoder, _shard_files, write_manifest
 
 
@@ -115,6 +117,35 @@ def prepare(
     return write_manifest(dest, info, written, where_sql, table.num_rows)
 
 
+def dry_run(
+    out: str | Path,
+    where_sql: str | None,
+    buckets: dict | str | Path | None,
+    caption_mix: dict[str, float] | None = None,
+    seed: int = 0,
+) -> dict:
+    """What ``prepare`` would do, without decoding or encoding anything: per selected clip its bucket and caption
+    source, or why it would be left out (``no_caption``, ``too_short``, ``too_small``, ``no_size``: the reasons the
+    encoder records), and the counts. The same caption draw and bucket assignment as the encoder."""
+    from pipeline.captions import choose_caption
+
+    bucket_set = BucketSet.from_config(buckets)
+    mix = caption_mix or DEFAULT_CAPTION_MIX
+    rows = select_clips(out, where_sql or "TRUE")
+    plan = []
+    for r in rows:
+        source, caption = choose_caption(r, mix, seed)
+        size = int(r.get("width") or 0), int(r.get("height") or 0), int(r.get("num_frames") or 0), r.get("fps")
+        bucket = bucket_set.assign(*size)
+        reason = "no_caption" if caption is None else None if bucket is not None else bucket_set.why_not(*size)
+        plan.append({"clip_id": r["clip_id"], "bucket": None if reason else bucket.name,
+                     "caption_source": None if reason else source, "reason": reason})  # fmt: skip
+    counts: dict = {"clips_in": len(plan), "would_write": sum(p["reason"] is None for p in plan)}
+    counts["per_bucket"] = dict(Counter(p["bucket"] for p in plan if p["reason"] is None))
+    counts["skipped"] = dict(Counter(p["reason"] for p in plan if p["reason"] is not None))
+    return {"query": where_sql, "buckets": bucket_set.to_config(), "counts": counts, "clips": plan}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for `clipforge prepare OUT --dest DIR`."""
     parser.add_argument("out", help="curated dataset dir (pipeline output)")
@@ -134,6 +165,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="encoder actors")
     parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per encoder actor")
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per encoder actor")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print each clip's bucket or why it is left out; encode nothing"
+    )
 
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
@@ -141,6 +175,12 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="clipforge prepare")
         add_arguments(parser)
         args = parser.parse_args(args)
+    if args.dry_run:
+        plan = dry_run(args.out, args.where, args.buckets, json.loads(args.caption_mix), args.seed)
+        for p in plan["clips"]:
+            print(f"{p['clip_id']}  {p['bucket'] or 'left out: ' + p['reason']}")
+        print(json.dumps(plan["counts"]), flush=True)
+        return 0
     manifest = prepare(
         args.out, args.where, args.buckets, args.codec, args.text_encoder, json.loads(args.caption_mix), args.dest,
         seed=args.seed, text_max_length=args.text_max_length, batch_size=args.batch_size,

@@ -44,3 +44,32 @@ def test_prepare_on_ray_from_sql_selection(tmp_path, ray_local):
     files = list((tmp_path / "prep" / "shards").glob("*.parquet"))
     schema = pq.read_schema(files[0])
     assert schema.field("latent").type == pa.binary() and schema.field("latent_shape").type == pa.list_(pa.int32())
+
+
+def test_dry_run_says_each_clips_bucket_or_why_it_is_left_out(tmp_path):
+    """prepare --dry-run: the bucket each selected clip lands in, or the reason it is left out, with counts; nothing is
+    decoded or written; the same reasons the encoder records."""
+    import subprocess
+    import sys
+
+    rows = make_demo_clips(tmp_path, names=["bikes_s0", "bikes_s1", "carphone"])
+    rows.append({**rows[0], "clip_id": "tiny", "width": 16, "height": 16})
+    rows.append({**rows[1], "clip_id": "brief", "num_frames": 3})
+    rows.append(
+        {**rows[2], "clip_id": "nocap", "caption_dense": None, "caption_short": None, "original_caption": None}
+    )
+    for r in rows:
+        r["original_caption"] = r.pop("caption_dense") if r["clip_id"] != "nocap" else None
+    _store(tmp_path, rows)
+    buckets = tmp_path / "buckets.yaml"
+    buckets.write_text("buckets:\n  - {frames: 8, height: 32, width: 32}\n  - {frames: 16, height: 64, width: 64}\n")
+    cmd = [sys.executable, "-m", "pipeline.cli", "prepare", str(tmp_path), "--dest", str(tmp_path / "prep")]
+    r = subprocess.run([*cmd, "--buckets", str(buckets), "--dry-run"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split("  ", 1) for line in r.stdout.splitlines()[:-1])
+    assert lines["tiny"] == "left out: too_small" and lines["brief"] == "left out: too_short"
+    assert lines["nocap"] == "left out: no_caption" and lines["bikes_s0"] == "16x64x64"
+    counts = json.loads(r.stdout.splitlines()[-1])
+    assert counts["clips_in"] == 6 and counts["would_write"] == 3
+    assert counts["skipped"] == {"too_small": 1, "too_short": 1, "no_caption": 1}
+    assert not (tmp_path / "prep").exists()  # nothing written

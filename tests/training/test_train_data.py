@@ -90,7 +90,7 @@ def test_clip_encoder_writes_bucketed_pixels_of_real_clips(tmp_path):
     cols = {k: np.array([r.get(k) for r in rows], dtype=object) for k in rows[0]}
     out = enc(cols)
     by_id = {cid: i for i, cid in enumerate(out["clip_id"])}
-    assert out["error"][by_id["tiny"]] == "no_bucket"
+    assert out["error"][by_id["tiny"]] == "too_small"  # 16x16 under every bucket: the reason says which way
     assert out["error"][by_id["nocap"]] == "no_caption"
     assert out["error"][by_id["missing"]].startswith("error_prepare:")
     i, j = by_id["bikes_s0"], by_id["carphone"]
