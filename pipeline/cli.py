@@ -154,6 +154,17 @@ def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _cmd_card(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline.card import write_card
+    from stages import storage
+
+    card = write_card(args.out, args.dest)
+    where = args.dest or args.out
+    f = card["funnel"]
+    print(f"wrote {storage.under(where, 'card.md')} and card.json: {f['kept']} of {f['clips']} clips kept")
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import config as config_mod
 
@@ -280,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0, help="seed of the per-clip caption draw (--caption mix)")
     ex.add_argument("--shard-clips", type=int, default=1000, help="clips per tar shard / Parquet file")
     ex.set_defaults(func=_cmd_export)
+
+    cd = sub.add_parser("card", help="write a data card of OUT (card.md + card.json), regenerated from its tables")
+    cd.add_argument("out")
+    cd.add_argument("--dest", help="directory for card.md and card.json (default: OUT)")
+    cd.set_defaults(func=_cmd_card)
 
     vs = sub.add_parser("versions", help="list OUT's versions (one per finished run, refilter, caption)")
     vs.add_argument("out")

@@ -175,3 +175,29 @@ def test_caption_command_tiny_random_model(curated, tmp_path, family):
     assert r.returncode == 0, r.stderr[-3000:]
     assert store.read_table(out, "captions").num_rows == n_rows + 3
     assert con.execute("SELECT count(*), count(DISTINCT clip_id) FROM clips").fetchone()[0] == 4
+
+
+def test_data_card_is_recomputed_from_the_tables(curated, tmp_path):
+    """clipforge card: every figure equals the same question asked of the tables with DuckDB."""
+    out, _ = curated
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "card", str(out), "--dest", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "card.json").read_text())
+    con = store.open(out)
+    kept, clips = con.execute("SELECT count(*) FILTER (drop_reason IS NULL), count(*) FROM clips").fetchone()
+    assert (card["funnel"]["kept"], card["funnel"]["clips"]) == (kept, clips)
+    sql = "SELECT drop_reason, count(*) FROM clips WHERE drop_reason IS NOT NULL GROUP BY ALL"
+    per_reason = dict(con.execute(sql).fetchall())
+    assert {k: v["clips"] for k, v in card["funnel"]["dropped"].items()} == per_reason
+    hours = con.execute("SELECT sum(duration_s) / 3600 FROM clips WHERE drop_reason = 'quality_dark'").fetchone()[0]
+    assert card["funnel"]["dropped"]["quality_dark"]["hours"] == pytest.approx(hours, abs=1e-4)
+    median = con.execute("SELECT quantile_cont(focus, 0.5) FROM clips WHERE drop_reason IS NULL").fetchone()[0]
+    assert card["scores"]["focus"]["kept"]["p50"] == pytest.approx(median, rel=1e-5)
+    assert card["inputs"]["files"] == 4 and card["dedup"]["duplicates_dropped"] == per_reason.get("duplicate", 0)
+    assert card["version"] == store.versions(out)[-1]["version"]
+    md = (tmp_path / "card.md").read_text()
+    assert "## Preprocessing: why clips were dropped" in md and "| quality_dark | 1 |" in md

@@ -1,0 +1,197 @@
+"""``clipforge card OUT``: a datasheet of the dataset, regenerated from its tables so it is always true.
+
+Writes ``card.json`` (every figure) and ``card.md`` (the same, for people) into OUT (or ``--dest``): what went in
+(input files by status, hours, licences when the inputs carry a ``license`` column), the funnel (clips and hours kept
+and per drop reason), score distributions (5/25/50/75/95th percentiles over all clips and over kept ones), caption
+models and prompt versions, the models and settings of the run (config.json), dedup (copies dropped, groups), OUT's
+versions, and the code's versions. The sections follow "Datasheets for Datasets" (Gebru et al., CACM 64(12), 2021):
+composition, collection, preprocessing, distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from stages import storage
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def collect(out: str | Path) -> dict[str, Any]:
+    """Every figure of the card, from the tables (DuckDB over the current version)."""
+    from pipeline import store
+    from pipeline.report import _load_json, column_types, run_counts, score_columns
+
+    out = storage.location(out)
+    counts = run_counts(out)
+    con = store.open(out)
+    try:
+        card: dict[str, Any] = {"dataset": str(out), "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        recorded = store.versions(out)
+        card["version"] = recorded[-1]["version"] if recorded else None
+        card["versions"] = [{k: v[k] for k in ("version", "command", "at")} for v in recorded]
+        card["schema_version"] = recorded[-1]["schema_version"] if recorded else None
+        card["inputs"] = {
+            "files": counts["files"],
+            "by_status": dict(con.execute("SELECT status, count(*) FROM videos GROUP BY ALL ORDER BY 1").fetchall()),
+            "video_hours": round(counts["video_hours"], 4),
+        }
+        vcols = column_types(con, "videos")
+        if "license" in vcols:
+            card["inputs"]["licenses"] = dict(
+                con.execute("SELECT coalesce(license, 'not given'), count(*) FROM videos GROUP BY ALL").fetchall()
+            )
+        else:
+            card["inputs"]["licenses"] = "not recorded: the inputs carried no license column"
+        hours = dict(
+            con.execute(
+                "SELECT coalesce(drop_reason, '(kept)'), sum(duration_s) / 3600 FROM clips GROUP BY ALL"
+            ).fetchall()
+        )
+        card["funnel"] = {
+            "shots": counts["shots"],
+            "clips": counts["clips"],
+            "clip_hours": round(counts["clip_hours"], 4),
+            "kept": counts["kept"],
+            "kept_hours": round(counts["kept_hours"], 4),
+            "dropped": {r: {"clips": n, "hours": round(hours.get(r) or 0.0, 4)} for r, n in counts["drop_reasons"]},
+        }
+        types = column_types(con, "clips")
+        dist = {}
+        for col in score_columns(types):
+            row = {}
+            for name, where in (("all", "TRUE"), ("kept", "drop_reason IS NULL")):
+                q = ", ".join(f'quantile_cont("{col}", {p})' for p in QUANTILES)
+                vals = con.execute(f'SELECT count("{col}"), {q} FROM clips WHERE {where}').fetchone()
+                qs = {f"p{round(p * 100)}": _round(v) for p, v in zip(QUANTILES, vals[1:], strict=True)}
+                row[name] = {"n": vals[0], **qs}
+            dist[col] = row
+        card["scores"] = dist
+        if "caption_model" in types:
+            card["captions"] = [
+                {"model": m, "prompt_version": v, "status": s, "clips": n}
+                for m, v, s, n in con.execute(
+                    "SELECT caption_model, caption_prompt_version, caption_status, count(*) FROM clips "
+                    "WHERE caption_status IS NOT NULL GROUP BY ALL ORDER BY 4 DESC"
+                ).fetchall()
+            ]
+        else:
+            card["captions"] = []
+        dup = "duplicate_of" in types
+        card["dedup"] = {
+            "duplicates_dropped": dict(counts["drop_reasons"]).get("duplicate", 0),
+            "groups": con.execute("SELECT count(DISTINCT duplicate_of) FROM clips").fetchone()[0] if dup else 0,
+        }
+        config = _load_json(storage.under(out, "config.json"))
+        card["models"] = {
+            "shot_detector": config.get("shots", {}).get("detector"),
+            "clip": (
+                f"{config['clip'].get('model')} ({config['clip'].get('pretrained')})"
+                if config.get("clip", {}).get("enabled")
+                else "off"
+            ),  # fmt: skip
+            "aesthetic_head": config.get("clip", {}).get("aesthetic_head"),
+            "captioner": config.get("captioner", {}).get("model"),
+        }
+        card["filters"] = config.get("filters", {})
+        card["removals"] = "none recorded"
+        card["code"] = _versions()
+        return card
+    finally:
+        con.close()
+
+
+def _round(v: Any) -> Any:
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    found = {}
+    for dist in (
+        "clipforge",
+        "ray",
+        "pyarrow",
+        "deltalake",
+        "duckdb",
+        "av",
+        "torch",
+        "open-clip-torch",
+        "transformers",
+    ):
+        try:
+            found[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def markdown(card: dict[str, Any]) -> str:
+    """The card as Markdown."""
+    f = card["funnel"]
+    status = ", ".join(f"{k} {v}" for k, v in card["inputs"]["by_status"].items())
+    lines = [
+        f"# Data card: {Path(str(card['dataset'])).name}",
+        "",
+        f"Generated {card['generated']} from the tables of `{card['dataset']}` (version {card['version']}, schema "
+        f"{card['schema_version']}) by `clipforge card`. Every figure below is recomputed from the data.",
+        "",
+        "## Composition",
+        "",
+        f"- Input files: {card['inputs']['files']} ({status}), {card['inputs']['video_hours']:.3f} h of ok video.",
+        f"- Licences: {card['inputs']['licenses']}.",
+        f"- Shots: {f['shots']}; clips: {f['clips']} ({f['clip_hours']:.3f} h); kept: **{f['kept']}** "
+        f"({f['kept_hours']:.3f} h).",
+        "",
+        "## Preprocessing: why clips were dropped",
+        "",
+        "| reason | clips | hours |",
+        "|---|---|---|",
+        *[f"| {r} | {v['clips']} | {v['hours']:.3f} |" for r, v in f["dropped"].items()],
+        "",
+        f"Dedup: {card['dedup']['duplicates_dropped']} copies dropped in {card['dedup']['groups']} groups.",
+        "",
+        "## Score distributions (all clips / kept clips)",
+        "",
+        "| score | n | p5 | p25 | p50 | p75 | p95 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for col, d in card["scores"].items():
+        for name in ("all", "kept"):
+            q = d[name]
+            lines.append(
+                f"| {col} ({name}) | {q['n']} | "
+                + " | ".join("" if q[k] is None else f"{q[k]:.4g}" for k in ("p5", "p25", "p50", "p75", "p95"))
+                + " |"
+            )
+    lines += ["", "## Captions", ""]
+    if card["captions"]:
+        lines += ["| model | prompt version | status | clips |", "|---|---|---|---|"]
+        lines += [f"| {c['model']} | {c['prompt_version']} | {c['status']} | {c['clips']} |" for c in card["captions"]]
+    else:
+        lines.append("No captions.")
+    lines += ["", "## Models and thresholds", ""]
+    lines += [f"- {k}: {v}" for k, v in card["models"].items()]
+    lines += [f"- filters: `{json.dumps(card['filters'], sort_keys=True)}`"]
+    lines += ["", "## Versions", ""]
+    lines += [f"- v{v['version']} {v['at']} {v['command']}" for v in card["versions"]] or ["- none recorded"]
+    lines += [
+        "",
+        f"Removals: {card['removals']}.",
+        "",
+        "Code: " + ", ".join(f"{k} {v}" for k, v in card["code"].items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(out: str | Path, dest: str | Path | None = None) -> dict[str, Any]:
+    """Write ``card.json`` and ``card.md`` into ``dest`` (default: OUT) and return the card."""
+    card = collect(out)
+    where = storage.location(dest) if dest else storage.location(out)
+    storage.write_text(storage.under(where, "card.json"), json.dumps(card, indent=2, default=str))
+    storage.write_text(storage.under(where, "card.md"), markdown(card))
+    return card
