@@ -314,3 +314,16 @@ def test_focus_tells_defocus_from_shallow_depth_of_field_and_grades(scorer, bike
     assert all(got[k]["focus"] > limit for k in ("shallow_dof", "night", "high_key", "clean")), got
     # the Laplacian variance cannot draw that line: a grade of the sharp shot scores about as low as the blur
     assert min(got[k]["sharpness"] for k in ("night", "high_key")) < 1.5 * got["blurred"]["sharpness"]
+
+
+def test_a_sharp_low_resolution_clip_is_not_blurry(scorer, tmp_path):
+    """A 160x90 clip is analysed at its own size, never upsampled to 224 px (which empties the finest band): the
+    sharp original passes min_focus, a defocused copy does not."""
+    from pipeline.defects import blur
+    from pipeline.footage import sample_video
+    from stages.filters import FiltersConfig
+
+    window = decode_frames(sample_video("transnet_test"), 500, 575)  # 160x90
+    sharp = scorer.score_clip(write_frames(window, tmp_path / "small.mp4", fps=25))
+    blurred = scorer.score_clip(write_frames(blur(window, 6.0), tmp_path / "small_blur.mp4", fps=25))
+    assert sharp["focus"] > FiltersConfig().min_focus > blurred["focus"]
