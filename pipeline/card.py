@@ -86,15 +86,17 @@ def collect(out: str | Path) -> dict[str, Any]:
             "groups": con.execute("SELECT count(DISTINCT duplicate_of) FROM clips").fetchone()[0] if dup else 0,
         }
         config = _load_json(storage.under(out, "config.json"))
+        # what ran, from the data (a configured model whose weights were missing stored nothing)
+        clip_models = []
+        if "clip_model" in types:
+            sql = "SELECT DISTINCT clip_model FROM clips WHERE clip_model IS NOT NULL AND clip_embedding IS NOT NULL"
+            clip_models = [m for (m,) in con.execute(sql).fetchall()] if "clip_embedding" in types else []
+        captioned = [c["model"] for c in card["captions"] if c["status"] in ("ok", "flagged") and c["model"]]
         card["models"] = {
             "shot_detector": config.get("shots", {}).get("detector"),
-            "clip": (
-                f"{config['clip'].get('model')} ({config['clip'].get('pretrained')})"
-                if config.get("clip", {}).get("enabled")
-                else "off"
-            ),  # fmt: skip
-            "aesthetic_head": config.get("clip", {}).get("aesthetic_head"),
-            "captioner": config.get("captioner", {}).get("model"),
+            "clip": ", ".join(clip_models) or "not run (no CLIP scores stored)",
+            "aesthetic_head": config.get("clip", {}).get("aesthetic_head") if clip_models else "not run",
+            "captioner": ", ".join(dict.fromkeys(captioned)) or "not run (no captions stored)",
         }
         card["filters"] = config.get("filters", {})
         card["removals"] = "none recorded"
@@ -171,7 +173,10 @@ def markdown(card: dict[str, Any]) -> str:
     lines += ["", "## Captions", ""]
     if card["captions"]:
         lines += ["| model | prompt version | status | clips |", "|---|---|---|---|"]
-        lines += [f"| {c['model']} | {c['prompt_version']} | {c['status']} | {c['clips']} |" for c in card["captions"]]
+        lines += [
+            f"| {c['model'] or '-'} | {c['prompt_version'] or '-'} | {c['status']} | {c['clips']} |"
+            for c in card["captions"]
+        ]
     else:
         lines.append("No captions.")
     lines += ["", "## Models and thresholds", ""]

@@ -142,12 +142,19 @@ def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline.export import export
 
     try:
-        manifest = export(args.out, args.format, args.dest, args.where, args.caption, args.seed, args.shard_clips)
+        manifest = export(
+            args.out, args.format, args.dest, args.where, args.caption, args.seed, args.shard_clips, args.overwrite
+        )
     except (ValueError, duckdb.Error) as e:  # an unknown format, a mistake in the user's SQL
         print(f"clipforge export: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     c = manifest["counts"]
     left = ", ".join(f"{k} {v}" for k, v in c["left_out"].items()) or "none"
+    if not c["written"]:
+        hint = " (try another --caption: dense and short need `clipforge caption`)" if c["left_out"] else ""
+        print(f"clipforge export: nothing to export: {c['selected']} clips selected, left out: {left}{hint}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print(
         f"exported {c['written']} of {c['selected']} selected clips as {args.format} to {args.dest} (left out: {left})"
     )
@@ -289,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--where", help="SQL condition over the kept view (default: every kept clip)")
     ex.add_argument("--caption", default="dense", choices=["dense", "short", "original", "mix"])
     ex.add_argument("--seed", type=int, default=0, help="seed of the per-clip caption draw (--caption mix)")
-    ex.add_argument("--shard-clips", type=int, default=1000, help="clips per tar shard / Parquet file")
+    ex.add_argument("--shard-clips", type=int, default=1000, help="clips per tar shard / Parquet file (>= 1)")
+    ex.add_argument("--overwrite", action="store_true", help="empty DEST first if it holds files")
     ex.set_defaults(func=_cmd_export)
 
     cd = sub.add_parser("card", help="write a data card of OUT (card.md + card.json), regenerated from its tables")

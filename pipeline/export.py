@@ -43,9 +43,10 @@ def select(out: str | Path, where: str | None) -> list[dict[str, Any]]:
 
     con = store.open(out)
     try:
+        # the condition sees the kept view's columns only (as prepare's does); the source path is joined after
         sql = (
-            "SELECT k.*, v.path AS source_path FROM kept k LEFT JOIN videos v USING (video_id) "
-            f"WHERE k.clip_path IS NOT NULL AND ({where or 'TRUE'}) ORDER BY k.clip_id"
+            f"WITH sel AS (SELECT * FROM kept WHERE clip_path IS NOT NULL AND ({where or 'TRUE'})) "
+            "SELECT sel.*, v.path AS source_path FROM sel LEFT JOIN videos v USING (video_id) ORDER BY sel.clip_id"
         )
         return con.sql(sql).to_arrow_table().to_pylist()
     finally:
@@ -61,10 +62,11 @@ def caption_for(row: dict[str, Any], choice: str, seed: int) -> str | None:
 
 
 def metadata(row: dict[str, Any]) -> dict[str, Any]:
-    """A clip's row as JSON-ready metadata: scalars only, signatures and embeddings left out."""
+    """A clip's row as JSON-ready metadata: signatures, embeddings and binary values left out (lists such as the
+    caption QA flags kept)."""
     out = {}
     for k, v in row.items():
-        if k in _INTERNAL or isinstance(v, (list, dict, bytes)):
+        if k in _INTERNAL or isinstance(v, bytes):
             continue
         out[k] = v if not isinstance(v, float) or v == v else None  # NaN is not JSON
     return out
@@ -78,9 +80,14 @@ def export(
     caption: str = "dense",
     seed: int = 0,
     shard_clips: int = 1000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Export the selected kept clips of ``out`` to ``dest`` in format ``fmt`` (:data:`FORMATS`); returns the
-    manifest (also written to ``dest/manifest.json``). Raises ValueError for an unknown format or caption choice."""
+    manifest (also written to ``dest/manifest.json``). Raises ValueError for an unknown format or caption choice, a
+    ``shard_clips`` below 1, or a ``dest`` that already holds files (``overwrite``: empty it first); writes no data
+    file when no clip is left to export (the manifest says why)."""
+    if shard_clips < 1:
+        raise ValueError(f"--shard-clips must be at least 1, not {shard_clips}")
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if caption not in CAPTION_CHOICES:
@@ -89,8 +96,14 @@ def export(
 
     out = storage.location(out)
     dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        if not overwrite or not dest.is_dir():
+            raise ValueError(f"{dest} already exists and is not an empty directory (pass --overwrite to replace it)")
+        import shutil
+
+        shutil.rmtree(dest)
+    rows = select(out, where)  # before anything is written: a mistake in the SQL leaves no directory behind
     dest.mkdir(parents=True, exist_ok=True)
-    rows = select(out, where)
     left_out: dict[str, int] = {}
     chosen = []
     for r in rows:
@@ -100,7 +113,7 @@ def export(
             continue
         chosen.append((r, text))
     writer = {"webdataset": _webdataset, "folder": _folder, "hf": _hf, "csv": _csv}[fmt]
-    files = writer(out, dest, chosen, shard_clips)
+    files = writer(out, dest, chosen, shard_clips) if chosen else []
     recorded = store.versions(out)
     manifest = {
         "format": fmt,
@@ -166,22 +179,23 @@ def _hf(out, dest: Path, chosen, shard_clips: int) -> list[str]:
     import pyarrow.parquet as pq
 
     (dest / "data").mkdir(exist_ok=True)
-    n_shards = max(1, -(-len(chosen) // shard_clips))
+    n_shards = -(-len(chosen) // shard_clips)
+    # one schema for every file, from every clip's metadata: a column all null in one file keeps its type there
+    meta_all = [{k: v for k, v in metadata(r).items() if k not in ("clip_id", "caption")} for r, _ in chosen]
+    meta_schema = pa.Table.from_pylist(meta_all).schema
+    schema = pa.schema([("clip_id", pa.string()), ("caption", pa.string()), ("video", pa.binary()), *meta_schema])
     names = []
     for i in range(n_shards):
         part = chosen[i * shard_clips : (i + 1) * shard_clips]
-        meta = [metadata(r) for r, _ in part]
-        keys = list(dict.fromkeys(k for m in meta for k in m))
-        table = pa.table(
-            {
-                "clip_id": [r["clip_id"] for r, _ in part],
-                "caption": [t for _, t in part],
-                "video": pa.array([_clip_bytes(out, r) for r, _ in part], pa.binary()),
-                **{k: [m.get(k) for m in meta] for k in keys if k not in ("clip_id", "caption")},
-            }
-        )
+        meta = meta_all[i * shard_clips : (i + 1) * shard_clips]
+        columns = {
+            "clip_id": [r["clip_id"] for r, _ in part],
+            "caption": [t for _, t in part],
+            "video": [_clip_bytes(out, r) for r, _ in part],
+            **{f.name: [m.get(f.name) for m in meta] for f in meta_schema},
+        }
         name = f"data/train-{i:05d}-of-{n_shards:05d}.parquet"
-        pq.write_table(table, dest / name)
+        pq.write_table(pa.table(columns, schema=schema), dest / name)
         names.append(name)
     card = (
         "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*.parquet\n---\n"

@@ -110,3 +110,31 @@ def test_folder_layout_and_the_cli(out, tmp_path):
     assert (tmp_path / "g" / "bikes_s0.txt").read_text() == (tmp_path / "f" / "bikes_s0.txt").read_text()
     bad = subprocess.run([*cmd, str(tmp_path / "h"), "--where", "no_such_column > 1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no_such_column" in bad.stderr
+
+
+def test_where_existing_dest_nothing_to_export_and_bad_sizes(out, tmp_path):
+    """--where sees the kept view's columns (duration_s, width ... are not ambiguous with the source's); a dest that
+    holds files is refused unless --overwrite (which empties it: no stale shard is read back); an export with nothing
+    to write says why and writes no data file; --shard-clips below 1 is refused."""
+    import webdataset as wds
+
+    root, rows = out
+    m = export(root, "webdataset", tmp_path / "w", where="duration_s > 0 AND width > 0", shard_clips=1)
+    assert m["counts"]["written"] == 3 and len(m["files"]) == 3
+    with pytest.raises(ValueError, match="not an empty directory"):
+        export(root, "webdataset", tmp_path / "w", where="clip_id = 'bikes_s0'")
+    m = export(root, "webdataset", tmp_path / "w", where="clip_id = 'bikes_s0'", overwrite=True)
+    assert m["files"] == ["shard-000000.tar"]
+    assert [s["__key__"] for s in wds.WebDataset(str(tmp_path / "w" / "shard-000000.tar"), shardshuffle=False)] == [
+        "bikes_s0"
+    ]
+    none = export(root, "hf", tmp_path / "none", caption="original")  # no clip has an original caption
+    assert none["counts"] == {"selected": 3, "written": 0, "left_out": {"no_original_caption": 3}}
+    assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["manifest.json"]
+    with pytest.raises(ValueError, match="at least 1"):
+        export(root, "hf", tmp_path / "zero", shard_clips=0)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "export", str(root), "--format", "csv", "--dest", str(tmp_path / "c"),
+         "--caption", "original"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 1 and "nothing to export" in r.stderr
