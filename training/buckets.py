@@ -59,13 +59,27 @@ class BucketSet:
 
     @classmethod
     def from_config(cls, cfg: dict | str | Path | None) -> BucketSet:
-        """Buckets from a dict, a YAML file path, or None (a single 8x32x32 bucket plus its image bucket)."""
+        """Buckets from a dict, a YAML file path, or None (a single 8x32x32 bucket plus its image bucket).
+
+        Two forms: ``{"buckets": [{"frames": F, "height": H, "width": W}, ...], "fps": optional}`` or a grid
+        ``{"resolutions": [...], "aspect_ratios": ["16:9", ...], "frames": [...], "multiple": 16, "fps": ...}``.
+        Raises FileNotFoundError for a missing file, ValueError for anything else malformed (naming what)."""
+        try:
+            return cls._from_config(cfg)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(
+                f"bucket config {cfg!s:.200}: malformed ({type(e).__name__}: {e}); give a 'buckets:' list of "
+                "{frames, height, width} or a grid of resolutions / aspect_ratios / frames (training/buckets.py)"
+            ) from e
+
+    @classmethod
+    def _from_config(cls, cfg: dict | str | Path | None) -> BucketSet:
         if cfg is None:
             cfg = {"buckets": [{"frames": 8, "height": 32, "width": 32}, {"frames": 1, "height": 32, "width": 32}]}
         if isinstance(cfg, str | Path):
             import yaml
 
-            cfg = yaml.safe_load(Path(cfg).read_text())
+            cfg = yaml.safe_load(Path(cfg).read_text()) or {}
         cfg = dict(cfg.get("buckets", cfg)) if isinstance(cfg.get("buckets"), dict) else cfg
         fps = cfg.get("fps")
         if isinstance(cfg.get("buckets"), list):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 
 from stages import storage
 from training.buckets import BucketSet
-from training.data import DEFAULT_CAPTION_MIX, SHARD_SCHEMA, ClipEncoder, _shard_files, write_manifest
+from training.data import CAPTION_SOURCES, DEFAULT_CAPTION_MIX, SHARD_SCHEMA, ClipEncoder, _shard_files, write_manifest
 
 
 def select_clips(out: str | Path, where_sql: str = "TRUE", limit: int | None = None) -> list[dict]:
@@ -175,6 +176,25 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="clipforge prepare")
         add_arguments(parser)
         args = parser.parse_args(args)
+    try:
+        return _main(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:  # a mistake in the flags: one line, not a trace
+        print(f"clipforge prepare: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        import duckdb
+
+        if isinstance(e, duckdb.Error):  # a mistake in --where
+            print(f"clipforge prepare: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _main(args: argparse.Namespace) -> int:
+    mix = json.loads(args.caption_mix)
+    if not isinstance(mix, dict) or set(mix) - set(CAPTION_SOURCES):
+        raise ValueError(f"--caption-mix {args.caption_mix}: a JSON object over {sorted(CAPTION_SOURCES)}")
+    args.caption_mix = json.dumps(mix)
     if args.dry_run:
         plan = dry_run(args.out, args.where, args.buckets, json.loads(args.caption_mix), args.seed)
         for p in plan["clips"]:

@@ -73,3 +73,24 @@ def test_dry_run_says_each_clips_bucket_or_why_it_is_left_out(tmp_path):
     assert counts["clips_in"] == 6 and counts["would_write"] == 3
     assert counts["skipped"] == {"too_small": 1, "too_short": 1, "no_caption": 1}
     assert not (tmp_path / "prep").exists()  # nothing written
+
+
+def test_prepare_says_what_is_wrong_with_its_flags_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    rows = make_demo_clips(tmp_path, names=["bikes_s0"])
+    _store(tmp_path, rows)
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "nowidth.yaml").write_text("buckets:\n  - {frames: 8, height: 32}\n")
+    base = [sys.executable, "-m", "pipeline.cli", "prepare", str(tmp_path), "--dest", str(tmp_path / "p"), "--dry-run"]
+    for extra, said in (
+        (["--where", "no_such_column > 1"], "no_such_column"),
+        (["--buckets", str(tmp_path / "missing.yaml")], "missing.yaml"),
+        (["--buckets", str(tmp_path / "empty.yaml")], "malformed"),
+        (["--buckets", str(tmp_path / "nowidth.yaml")], "malformed"),
+        (["--caption-mix", '{"long": 1}'], "caption-mix"),
+        (["--caption-mix", "{dense: 1}"], "JSONDecodeError"),
+    ):
+        r = subprocess.run([*base, *extra], capture_output=True, text=True)
+        assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr[-2000:])
