@@ -461,7 +461,7 @@ def command_line() -> str:
     import sys
 
     argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("clipforge", "cli.py", "__main__.py"):
+    if argv and (Path(argv[0]).name == "clipforge" or Path(argv[0]).parts[-2:] == ("pipeline", "cli.py")):
         argv[0] = "clipforge"
     return shlex.join(argv)
 

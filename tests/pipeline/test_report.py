@@ -118,22 +118,23 @@ def test_every_score_column_has_a_histogram_with_its_thresholds(report, dataset)
     _, page = report
     cfg = json.loads((dataset / "config.json").read_text())
     cols = score_columns(column_types(store.open(dataset), "clips"))
-    assert "sharpness" in cols
+    assert "sharpness" in cols and "focus" in cols
     scores = _section(page, "scores")
     for c in cols:
         assert f'alt="histogram of {c}"' in scores
         for setting, value in thresholds(cfg, c).values():
             assert f"{setting} = {value:g}" in scores
-    assert thresholds(cfg, "sharpness")["min"] == ("min_sharpness", cfg["filters"]["min_sharpness"])
+    assert thresholds(cfg, "focus")["min"] == ("min_focus", cfg["filters"]["min_focus"])
+    assert thresholds(cfg, "sharpness") == {}  # min_sharpness is off (None): no line drawn
     # a threshold named by a suffix of the column still applies; unrelated settings do not
     assert thresholds({"filters": {"max_under_frac": 0.6}}, "luma_under_frac") == {"max": ("max_under_frac", 0.6)}
     assert thresholds({"filters": {"max_under_frac": 0.6}}, "sharpness") == {}
     d = collect(dataset)
-    sharp = d["scores"]["sharpness"]["series"]
-    assert len(sharp["kept"]) + len(sharp["rejected"]) == _sql(dataset, "SELECT count(sharpness) FROM clips")[0][0]
-    assert min(sharp["kept"]) >= cfg["filters"]["min_sharpness"]  # every kept clip passed the threshold drawn
-    blurry = _sql(dataset, "SELECT max(sharpness) FROM clips WHERE drop_reason = 'quality_blurry'")[0][0]
-    assert blurry is None or blurry < cfg["filters"]["min_sharpness"]
+    focus = d["scores"]["focus"]["series"]
+    assert len(focus["kept"]) + len(focus["rejected"]) == _sql(dataset, "SELECT count(focus) FROM clips")[0][0]
+    assert min(focus["kept"]) >= cfg["filters"]["min_focus"]  # every kept clip passed the threshold drawn
+    blurry = _sql(dataset, "SELECT max(focus) FROM clips WHERE drop_reason = 'quality_blurry'")[0][0]
+    assert blurry is None or blurry < cfg["filters"]["min_focus"]
 
 
 def test_distributions_captions_and_wall_time(report, dataset):

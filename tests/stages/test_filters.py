@@ -155,7 +155,7 @@ def test_refilter_from_stored_scores_without_decoding(dataset, tmp_path):
     _, table = dataset
     pq.write_table(table, tmp_path / "scores.parquet")
     stored = pq.read_table(tmp_path / "scores.parquet")
-    lenient = filters_config_from_dict({"min_sharpness": None, "max_text_area": 0.5})
+    lenient = filters_config_from_dict({"min_focus": None, "max_text_area": 0.5, "max_subtitle_area": None})
     got = dict(zip(stored["clip_id"].to_pylist(), apply_filters(stored, lenient).to_pylist(), strict=True))
     assert got["bikes_76_blurred"] is None and got["bikes_137_text"] is None
     assert got["bikes_187_dark"] == "quality_dark"
@@ -177,6 +177,9 @@ def row(**kw):
         "motion": 0.05,
         "frozen_frac": 0.0,
         "sharpness": 100.0,
+        "focus": 1.5,
+        "still_residual": 0.4,
+        "subtitle_area": 0.0,
         "luma_mean": 0.45,
         "luma_under_frac": 0.01,
         "luma_over_frac": 0.01,
@@ -199,15 +202,21 @@ def row(**kw):
         ({"luma_mean": 0.05, "sharpness": 1.0, "motion": 0.001}, "quality_dark"),  # not blurry / static
         ({"luma_under_frac": 0.7}, "quality_dark"),
         ({"luma_over_frac": 0.5, "sharpness": 1.0}, "quality_overexposed"),
-        ({"sharpness": 2.0, "motion": 0.0}, "quality_blurry"),
+        ({"focus": 0.3, "motion": 0.0}, "quality_blurry"),  # the blur rule reads focus
+        ({"sharpness": 2.0, "focus": 1.5}, None),  # the Laplacian rule is off unless min_sharpness is set
         ({"frozen_frac": 1.0, "motion": 0.0}, "motion_static"),
         ({"motion": 0.001}, "motion_static"),
+        ({"still_residual": 0.01}, "motion_still_image"),
         ({"motion": 3.0}, "motion_jitter"),
         ({"text_area": 0.2, "aesthetic": 1.0}, "text_burned_in"),
+        ({"subtitle_area": 0.01}, "text_burned_in"),  # one persistent subtitle line, under max_text_area
         ({"aesthetic": 3.0}, "aesthetic_low"),
         ({"error_clip_scores": "error_clip_scores:RuntimeError: x", "aesthetic": None}, "error_clip_scores"),
         # null / NaN scores never reject
-        ({"motion": None, "frozen_frac": None, "sharpness": float("nan"), "text_area": None}, None),
+        (
+            {"motion": None, "frozen_frac": None, "focus": float("nan"), "still_residual": None, "text_area": None},
+            None,
+        ),
     ],
 )
 def test_first_failing_reason_wins(overrides, reason):
