@@ -53,12 +53,13 @@ def select(out: str | Path, where: str | None) -> list[dict[str, Any]]:
         con.close()
 
 
-def caption_for(row: dict[str, Any], choice: str, seed: int) -> str | None:
-    """The caption of ``row`` for ``choice`` (dense, short, original, or mix: drawn by ``choose_caption``)."""
+def caption_for(row: dict[str, Any], choice: str, seed: int) -> tuple[str | None, str | None]:
+    """(source, caption) of ``row`` for ``choice`` (dense, short, original, or mix: drawn by ``choose_caption``);
+    (None, None) when the clip has no such caption."""
     if choice == "mix":
-        return choose_caption(row, DEFAULT_CAPTION_MIX, seed)[1]
+        return choose_caption(row, DEFAULT_CAPTION_MIX, seed)
     text = row.get(CAPTION_SOURCES[choice])
-    return text.strip() if isinstance(text, str) and text.strip() else None
+    return (choice, text.strip()) if isinstance(text, str) and text.strip() else (None, None)
 
 
 def metadata(row: dict[str, Any]) -> dict[str, Any]:
@@ -107,11 +108,11 @@ def export(
     left_out: dict[str, int] = {}
     chosen = []
     for r in rows:
-        text = caption_for(r, caption, seed)
+        source, text = caption_for(r, caption, seed)
         if text is None:
             left_out[f"no_{caption}_caption"] = left_out.get(f"no_{caption}_caption", 0) + 1
             continue
-        chosen.append((r, text))
+        chosen.append(({**r, "caption_source": source}, text))  # which caption went in, in every format
     writer = {"webdataset": _webdataset, "folder": _folder, "hf": _hf, "csv": _csv}[fmt]
     files = writer(out, dest, chosen, shard_clips) if chosen else []
     recorded = store.versions(out)
@@ -228,6 +229,7 @@ def _csv(out, dest: Path, chosen, shard_clips: int) -> list[str]:
                 "aes": row.get("aesthetic"),
                 "flow": row.get("motion"),
                 "clip_id": row["clip_id"],
+                "caption_source": row["caption_source"],
                 "source": row.get("source_path"),
                 "start_s": row.get("start_s"),
                 "end_s": row.get("end_s"),
@@ -246,6 +248,7 @@ def _csv(out, dest: Path, chosen, shard_clips: int) -> list[str]:
             ("aes", pa.float64()),
             ("flow", pa.float64()),
             ("clip_id", pa.string()),
+            ("caption_source", pa.string()),
             ("source", pa.string()),
             ("start_s", pa.float64()),
             ("end_s", pa.float64()),

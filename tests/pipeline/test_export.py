@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import store
+from pipeline.captions import CAPTION_SOURCES
 from pipeline.export import export
 from pipeline.schema import CLIPS, VIDEOS
 
@@ -61,6 +62,7 @@ def test_webdataset_shards_read_back_with_webdataset(out, tmp_path):
         meta = json.loads(s["json"])
         assert meta["width"] == rows[cid]["width"] and meta["num_frames"] == rows[cid]["num_frames"]
         assert meta["caption"] == rows[cid]["caption_dense"] and "phash" not in meta
+        assert meta["caption_source"] == "dense"
     assert manifest["counts"] == {"selected": 3, "written": 3, "left_out": {}}
     assert manifest["out_version"] == 1 and manifest["tables"]["clips"] == 0
 
@@ -75,6 +77,10 @@ def test_hf_dataset_opens_with_load_dataset(out, tmp_path):
     first = ds[0]
     assert first["video"] == (root / rows["bikes_s0"]["clip_path"]).read_bytes()
     assert first["caption"] == rows["bikes_s0"]["caption_dense"] and first["motion"] == pytest.approx(0.1)
+    mixed = export(root, "hf", tmp_path / "mix", caption="mix", seed=3)
+    assert mixed["counts"]["written"] == 3
+    for r in datasets.load_dataset(str(tmp_path / "mix"), split="train"):
+        assert r["caption"] == rows[r["clip_id"]][CAPTION_SOURCES[r["caption_source"]]]  # the source says which
 
 
 def test_open_sora_csv_reads_with_pandas(out, tmp_path):
@@ -90,6 +96,7 @@ def test_open_sora_csv_reads_with_pandas(out, tmp_path):
     for _, r in df.iterrows():
         assert Path(r["path"]).is_file() and r["num_frames"] == rows[r["clip_id"]]["num_frames"]
         assert r["text"] == rows[r["clip_id"]]["caption_short"] and r["source"] == "/footage/bikes.mp4"
+        assert r["caption_source"] == "short"
     manifest = json.loads((tmp_path / "csv" / "manifest.json").read_text())
     assert manifest["counts"]["left_out"] == {"no_short_caption": 1}
 
