@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.provenance import package_versions
 from stages import storage
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -100,7 +101,9 @@ def collect(out: str | Path) -> dict[str, Any]:
         }
         card["filters"] = config.get("filters", {})
         card["removals"] = "none recorded"
-        card["code"] = _versions()
+        card["code"] = package_versions(
+            "clipforge", "ray", "pyarrow", "deltalake", "duckdb", "av", "torch", "open-clip-torch", "transformers"
+        )
         return card
     finally:
         con.close()
@@ -108,28 +111,6 @@ def collect(out: str | Path) -> dict[str, Any]:
 
 def _round(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) else v
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    found = {}
-    for dist in (
-        "clipforge",
-        "ray",
-        "pyarrow",
-        "deltalake",
-        "duckdb",
-        "av",
-        "torch",
-        "open-clip-torch",
-        "transformers",
-    ):
-        try:
-            found[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return found
 
 
 def markdown(card: dict[str, Any]) -> str:

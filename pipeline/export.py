@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.captions import CAPTION_SOURCES, DEFAULT_CAPTION_MIX, choose_caption
+from pipeline.provenance import package_versions
 from stages import storage
 
 FORMATS = ("webdataset", "folder", "hf", "csv")
@@ -126,23 +127,11 @@ def export(
         "out_version": recorded[-1]["version"] if recorded else None,
         "tables": store.table_versions(out),
         "files": files,
-        "versions": _versions(),
+        "versions": package_versions("clipforge", "pyarrow", "deltalake", "webdataset"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    found = {}
-    for dist in ("clipforge", "pyarrow", "deltalake", "webdataset"):
-        try:
-            found[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return found
 
 
 def _clip_bytes(out: str | Path, row: dict[str, Any]) -> bytes:

@@ -182,7 +182,6 @@ class ShardWriter:
         self._pending: list[pa.Table] = []
         self._rows = 0
         self._bytes = 0
-        self.commits = 0
 
     def add_rows(self, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -208,7 +207,6 @@ class ShardWriter:
         step = max(1, min(self.cfg.shard_rows, self.cfg.shard_bytes // per_row))
         for start in range(0, table.num_rows, step):
             _commit(self.out, self.name, table.slice(start, step), "append", self.cfg.compression)
-            self.commits += 1
 
     def close(self) -> None:
         self.flush()
@@ -577,16 +575,22 @@ def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
     writer is its driver, so one host is what matters. An OUT in a bucket has no lock (object stores have no
     flock): run one writing command on it at a time yourself; concurrent ones still never corrupt a table.
     """
-    import fcntl
-    import socket
-    import time
 
-    if storage.is_uri(out):  # no flock on a bucket: Delta's atomic commits are what keeps the tables whole
+    with contextlib.nullcontext() if storage.is_uri(out) else _flock(out, command):
+        # (no flock on a bucket: Delta's atomic commits are what keeps its tables whole)
         upgrade(out)
         yield
         compact(out, cfg)
         record_version(out, command)
-        return
+
+
+@contextlib.contextmanager
+def _flock(out: str | Path, command: str):
+    """Hold the exclusive ``flock`` on ``OUT/.lock`` (see :func:`writer_lock`), recording the holder in it."""
+    import fcntl
+    import socket
+    import time
+
     path = Path(out) / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     f = path.open("a+")
@@ -608,14 +612,10 @@ def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
         f.seek(0)
         f.truncate()
         since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
         holder = {"command": command, "argv": command_line(), "pid": os.getpid(), "host": socket.gethostname()}
         f.write(json.dumps({**holder, "since": since}))
         f.flush()
-        upgrade(out)
         yield
-        compact(out, cfg)
-        record_version(out, command)
     finally:
         f.close()  # closing the descriptor releases the flock
 

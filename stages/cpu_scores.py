@@ -202,6 +202,21 @@ def motion_scores(
 CAMERA_COLUMNS = ("camera_pan", "camera_tilt", "camera_zoom", "scene_motion")
 
 
+def fit_similarity(
+    flow: np.ndarray, threshold: float, step: int = 6, margin: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The similarity transform (translation, rotation, uniform scale) that best explains an optical-flow field
+    (H, W, 2): RANSAC (``cv2.estimateAffinePartial2D``, ``threshold`` px reprojection error) on a grid of flow vectors
+    every ``step`` px, ``margin`` px in from the edges (DIS is unreliable there). Returns (grid points (K, 2), where
+    the flow takes them (K, 2), the 2x3 matrix or None when the field is degenerate)."""
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[margin : max(margin + 1, h - margin) : step, margin : max(margin + 1, w - margin) : step]
+    src = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+    dst = src + flow[ys.ravel(), xs.ravel()]
+    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold)
+    return src, dst, matrix
+
+
 def camera_motion(flow: np.ndarray, gap_s: float, step: int = 6, margin: int = 8) -> dict[str, float]:
     """Split one optical-flow field (H, W, 2) into the camera's motion and what moves in the scene.
 
@@ -219,10 +234,7 @@ def camera_motion(flow: np.ndarray, gap_s: float, step: int = 6, margin: int = 8
     """
     h, w = flow.shape[:2]
     diag = math.hypot(h, w)
-    ys, xs = np.mgrid[margin : max(margin + 1, h - margin) : step, margin : max(margin + 1, w - margin) : step]
-    src = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
-    dst = src + flow[ys.ravel(), xs.ravel()]
-    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=0.5)
+    src, dst, matrix = fit_similarity(flow, 0.5, step, margin)
     if matrix is None:  # too few points or a degenerate field: all of it counts as scene motion
         mag = float(np.mean(np.linalg.norm(dst - src, axis=1))) / diag / gap_s
         return {"camera_pan": 0.0, "camera_tilt": 0.0, "camera_zoom": 0.0, "scene_motion": mag}
@@ -288,10 +300,7 @@ def still_residual(
         a, b = luma[cands[k][0]], luma[cands[k][1]]
         h, w = a.shape
         flow = dis.calc(a, b, None)
-        ys, xs = np.mgrid[8 : max(9, h - 8) : 6, 8 : max(9, w - 8) : 6]
-        src = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
-        dst = src + flow[ys.ravel(), xs.ravel()]
-        matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.0)
+        matrix = fit_similarity(flow, 1.0)[2]
         if matrix is None:
             matrix = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # no global motion found: compare as they are
         centre = np.array([w / 2, h / 2])

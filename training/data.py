@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import torch
 
 from pipeline.captions import CAPTION_SOURCES, DEFAULT_CAPTION_MIX, choose_caption  # noqa: F401 - re-exported
+from pipeline.provenance import package_versions
 from stages import storage
 from stages.errors import raise_if_environment
 from training.buckets import Bucket, BucketSet, resize_crop
@@ -151,15 +152,8 @@ def read_clip(root: Path, clip_path: str, indices: np.ndarray) -> np.ndarray:
 
 
 def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for dist in ("clipforge", "torch", "diffusers", "transformers", "ray", "pyarrow", "av"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    """The versions that made a set of training shards (prepare's manifest)."""
+    return package_versions("clipforge", "torch", "diffusers", "transformers", "ray", "pyarrow", "av")
 
 
 def write_manifest(dest: str | Path, encoder_info: dict, table: pa.Table, query: str | None, n_in: int) -> dict:
