@@ -41,12 +41,21 @@ def collect(out: str | Path) -> dict[str, Any]:
             "video_hours": round(counts["video_hours"], 4),
         }
         vcols = column_types(con, "videos")
-        if "license" in vcols:
-            card["inputs"]["licenses"] = dict(
-                con.execute("SELECT coalesce(license, 'not given'), count(*) FROM videos GROUP BY ALL").fetchall()
-            )
+        if "license" in vcols and con.execute("SELECT count(license) FROM videos").fetchone()[0]:
+            # per licence: the ok videos that carry it and what of them is kept (the clips view shows each clip
+            # its video's licence)
+            rows = con.execute(
+                "SELECT coalesce(v.license, 'not given') AS lic, count(*) AS videos, count(v.consent) AS consent, "
+                "coalesce(sum(k.n), 0), coalesce(sum(k.h), 0) FROM videos v LEFT JOIN (SELECT video_id, count(*) n, "
+                "sum(duration_s) / 3600 h FROM kept GROUP BY ALL) k USING (video_id) WHERE v.status = 'ok' "
+                "GROUP BY ALL ORDER BY 2 DESC, 1"
+            ).fetchall()
+            card["inputs"]["licenses"] = {
+                lic: {"videos": n, "with_consent": c, "kept_clips": int(k), "kept_hours": round(h, 4)}
+                for lic, n, c, k, h in rows
+            }
         else:
-            card["inputs"]["licenses"] = "not recorded: the inputs carried no license column"
+            card["inputs"]["licenses"] = "not recorded: the inputs carried no license (list column or sidecar)"
         hours = dict(
             con.execute(
                 "SELECT coalesce(drop_reason, '(kept)'), sum(duration_s) / 3600 FROM clips GROUP BY ALL"
@@ -100,13 +109,51 @@ def collect(out: str | Path) -> dict[str, Any]:
             "captioner": ", ".join(dict.fromkeys(captioned)) or "not run (no captions stored)",
         }
         card["filters"] = config.get("filters", {})
-        card["removals"] = "none recorded"
+        card["removals"] = _removals(out)
         card["code"] = package_versions(
             "clipforge", "ray", "pyarrow", "deltalake", "duckdb", "av", "torch", "open-clip-torch", "transformers"
         )
         return card
     finally:
         con.close()
+
+
+def _removals(out) -> dict[str, Any] | str:
+    """What ``clipforge remove`` took out: counts, dates and notes (never the removed sources' names: the card
+    travels with the dataset)."""
+    from pipeline.remove import tombstones
+
+    stones = tombstones(out).to_pylist()
+    if not stones:
+        return "none recorded"
+    return {
+        "videos": len(stones),
+        "clips": sum(t["clips"] or 0 for t in stones),
+        "requests": [
+            {"at": at, "videos": sum(t["removed_at"] == at for t in stones), "note": note}
+            for at, note in dict.fromkeys((t["removed_at"], t["note"]) for t in stones)
+        ],
+    }
+
+
+def _licences_md(lic: Any) -> list[str]:
+    if not isinstance(lic, dict):
+        return [f"- Licences: {lic}."]
+    lines = ["- Licences (ok videos; kept clips and hours of them):", "", "| licence | videos | with consent | "
+             "kept clips | kept hours |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        f"| {k} | {v['videos']} | {v['with_consent']} | {v['kept_clips']} | {v['kept_hours']:.3f} |"
+        for k, v in lic.items()
+    ]
+    return [*lines, ""]
+
+
+def _removals_md(r: Any) -> str:
+    if not isinstance(r, dict):
+        return f"Removals: {r}."
+    reqs = "; ".join(f"{q['at']}: {q['videos']} video(s)" + (f" ({q['note']})" if q["note"] else "")
+                     for q in r["requests"])  # fmt: skip
+    return f"Removals (`clipforge remove`): {r['videos']} source video(s), {r['clips']} clips; {reqs}."
 
 
 def _round(v: Any) -> Any:
@@ -126,7 +173,7 @@ def markdown(card: dict[str, Any]) -> str:
         "## Composition",
         "",
         f"- Input files: {card['inputs']['files']} ({status}), {card['inputs']['video_hours']:.3f} h of ok video.",
-        f"- Licences: {card['inputs']['licenses']}.",
+        *_licences_md(card["inputs"]["licenses"]),
         f"- Shots: {f['shots']}; clips: {f['clips']} ({f['clip_hours']:.3f} h); kept: **{f['kept']}** "
         f"({f['kept_hours']:.3f} h).",
         "",
@@ -167,7 +214,7 @@ def markdown(card: dict[str, Any]) -> str:
     lines += [f"- v{v['version']} {v['at']} {v['command']}" for v in card["versions"]] or ["- none recorded"]
     lines += [
         "",
-        f"Removals: {card['removals']}.",
+        _removals_md(card["removals"]),
         "",
         "Code: " + ", ".join(f"{k} {v}" for k, v in card["code"].items()),
     ]

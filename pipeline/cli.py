@@ -112,6 +112,49 @@ def _cmd_versions(args: argparse.Namespace, extra: list[str]) -> int:
             f"{v['version']:>4}  {v['at']}  {v['command']:<9} clips {counts['n']:>7}  kept {counts['k']:>7}  "
             f"{v['argv']}"
         )
+    if found[0].get("removed") and found[0]["version"] > 1:
+        print(f"(versions 1-{found[0]['version'] - 1} were erased by the removal at version {found[0]['version']})")
+    return 0
+
+
+def _cmd_remove(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline.remove import SourceNotFound, remove
+    from stages import storage
+
+    sources = list(args.source or [])
+    for listing in args.list or []:
+        text = sys.stdin.read() if listing == "-" else storage.read_text(listing)
+        sources += [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not sources:
+        print("clipforge remove: name at least one --source or --list", file=sys.stderr)
+        return 2
+    if not storage.exists(storage.under(args.out, "tables")):
+        print(f"clipforge remove: {args.out} is not a clipforge dataset (no tables/ directory)", file=sys.stderr)
+        return 2
+    try:
+        r = remove(args.out, sources, note=args.note, dry_run=args.dry_run)
+    except SourceNotFound as e:
+        print(f"clipforge remove: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(r, indent=2, default=str))
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(r['videos'])} video(s) and {r['clips']} clip(s):")
+    for v in r["videos"]:
+        print(f"  {v['video_id']}  {v['path']}")
+    rows = ", ".join(f"{k} {n}" for k, n in sorted(r["rows"].items()) if n) or "none"
+    print(f"  rows: {rows}; clip files: {r['clip_files']}")
+    for dest, n in r["exports"].items():
+        print(f"  export/prepared {dest}: {n}" + (" clips taken out" if isinstance(n, int) else ""))
+    if r["near_duplicates"]:
+        print(f"  {len(r['near_duplicates'])} clip(s) of other sources were dropped as copies of removed clips "
+              "(judged again now; remove their sources too if they are copies of the same footage):")  # fmt: skip
+        for d in r["near_duplicates"]:
+            print(f"    {d['clip_id']}  {d['path']}")
+    if not args.dry_run:
+        print(f"  tombstoned in {storage.under(args.out, 'tombstones')}: a later run leaves these sources out; "
+              f"OUT is now version {r['version']} (earlier versions erased)")  # fmt: skip
     return 0
 
 
@@ -288,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--csv", action="store_true")
     q.add_argument("--version", type=int, help="read OUT as of this version (`clipforge versions OUT` lists them)")
     q.set_defaults(func=_cmd_query)
+
+    rm = sub.add_parser(
+        "remove", help="remove sources and everything made from them (rows, clips, exports); keep them out"
+    )
+    rm.add_argument("out")
+    rm.add_argument("--source", action="append", help="a source's path/URI as stored, or its video_id (repeatable)")
+    rm.add_argument("--list", action="append", help="a file of sources, one per line ('-': stdin; repeatable)")
+    rm.add_argument("--note", help="why (a ticket, a request): kept in the tombstone")
+    rm.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
+    rm.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    rm.set_defaults(func=_cmd_remove)
 
     ex = sub.add_parser("export", help="write the kept clips for another trainer: webdataset, folder, hf or csv")
     ex.add_argument("out")

@@ -10,7 +10,11 @@ Formats (each read back in tests by the library its users read it with):
 - ``hf``: a Hugging Face dataset: ``data/train-NNNNN-of-NNNNN.parquet`` with the caption, the metadata and the mp4
   bytes (``video``), plus a README.md whose card names the split, so ``datasets.load_dataset(DEST)`` opens it;
 - ``csv``: Open-Sora's metadata CSV (``path, text, num_frames, height, width, aspect_ratio, resolution, fps, aes,
-  flow``, then clip_id and the source), the clips referenced where they are in OUT (nothing copied).
+  flow``, then clip_id, the source and its lineage: source_url, license, creator, consent, tags ``;``-joined), the
+  clips referenced where they are in OUT (nothing copied).
+
+Every format carries each clip's lineage and rights (its video's ``source_url``, ``license``, ``creator``,
+``consent``, ``tags``). Every export is registered in ``OUT/exports/`` so ``clipforge remove`` reaches it.
 
 Which caption goes in: ``dense``, ``short``, ``original`` or ``mix`` (drawn per clip with the probabilities of
 ``pipeline.captions.DEFAULT_CAPTION_MIX`` and ``--seed``, the same draw as ``prepare``). A clip without that caption is
@@ -131,6 +135,9 @@ def export(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    from pipeline.remove import register
+
+    register(out, "export", dest, manifest)  # so `clipforge remove` reaches this copy too
     return manifest
 
 
@@ -222,6 +229,8 @@ def _csv(out, dest: Path, chosen, shard_clips: int) -> list[str]:
                 "source": row.get("source_path"),
                 "start_s": row.get("start_s"),
                 "end_s": row.get("end_s"),
+                **{k: row.get(k) for k in ("source_url", "license", "creator", "consent")},
+                "tags": ";".join(row.get("tags") or []) or None,
             }
         )
     schema = pa.schema(
@@ -241,6 +250,11 @@ def _csv(out, dest: Path, chosen, shard_clips: int) -> list[str]:
             ("source", pa.string()),
             ("start_s", pa.float64()),
             ("end_s", pa.float64()),
+            ("source_url", pa.string()),
+            ("license", pa.string()),
+            ("creator", pa.string()),
+            ("consent", pa.string()),
+            ("tags", pa.string()),  # ';'-separated
         ]
     )
     pacsv.write_csv(pa.Table.from_pylist(rows, schema=schema), dest / "meta.csv")

@@ -341,6 +341,7 @@ def _run(cfg: Config) -> Summary:
     import ray
 
     from pipeline import stream
+    from pipeline.remove import keep_out
     from pipeline.report import run_counts
     from stages.ingest import expand_inputs
 
@@ -359,6 +360,10 @@ def _run(cfg: Config) -> Summary:
     checking = ray.remote(num_cpus=0)(check_models).remote(cfg)  # on a worker, while the driver plans
     inputs = expand_inputs(cfg.inputs, cfg.ingest)
     hashes = _hash_new(out, inputs, cfg)
+    inputs, removed = keep_out(out, inputs, hashes)  # sources `clipforge remove` took out stay out
+    if removed:
+        summary.notes.append(f"left out {removed} input(s) removed from this dataset by `clipforge remove` "
+                             "(their path or content is in OUT/tombstones)")  # fmt: skip
     models = ray.get(checking)
     plan = stream.plan(out, cfg, inputs, hashes, clip_stage=models.clip_ok)
     summary.phases["plan"] = time.perf_counter() - t0
@@ -392,5 +397,6 @@ def _run(cfg: Config) -> Summary:
 
     summary.counts = run_counts(out)
     record = {"run_id": run_id, **summary.counts, "phases": summary.phases, "written": summary.written}
+    record["removed_inputs"] = removed
     store.write_json(storage.under(out, f"runs/{run_id}.json"), record)
     return summary

@@ -16,9 +16,9 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
-# 5: scores.still_residual, subtitle_area, focus; 4: scores.phash_mirror, scores.border_*, scores on the active
-# picture; 3: shots.scenes.caption;
-SCHEMA_VERSION = "5"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
+# 6: videos.source_url, license, creator, consent, tags; 5: scores.still_residual, subtitle_area, focus;
+# 4: scores.phash_mirror, scores.border_*, scores on the active picture; 3: shots.scenes.caption;
+SCHEMA_VERSION = "6"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
 METADATA_KEY = b"clipforge.schema_version"
 
 _span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])
@@ -69,6 +69,13 @@ VIDEOS = pa.schema(
         ("hdr", pa.string()),  # pq | hlg | null (SDR)
         ("original_caption", pa.string()),
         ("spans", pa.list_(_span)),  # given spans from a list input (Panda-70M / OpenVid style)
+        # lineage and rights, from list files and JSON sidecars (stages/ingest.py LINEAGE_COLUMNS); the clips and
+        # kept views show each clip its video's
+        ("source_url", pa.string()),
+        ("license", pa.string()),
+        ("creator", pa.string()),
+        ("consent", pa.string()),
+        ("tags", pa.list_(pa.string())),
         ("probe_s", pa.float64()),
     ]
 )

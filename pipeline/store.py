@@ -49,6 +49,8 @@ SCHEMA_KEY = METADATA_KEY.decode()  # commit metadata of every table commit: the
 # readable (Delta's default drops log entries older than 30 days at checkpoints; delta.io PROTOCOL.md,
 # "delta.logRetentionDuration"); data files go only when a user vacuums.
 TABLE_PROPERTIES = {"delta.enableExpiredLogCleanup": "false"}
+# a video's lineage and rights columns, which the clips and kept views show for each of its clips
+LINEAGE_COLUMNS = ("source_url", "license", "creator", "consent", "tags")
 COMMIT_ATTEMPTS = 12  # a commit that a concurrent metadata change refused is written again, with backoff
 
 
@@ -348,6 +350,10 @@ def _empty_relation(con, name: str, schema: pa.Schema | None = None) -> str:
     return view
 
 
+def _duck_type(column: str) -> str:
+    return "VARCHAR[]" if column == "tags" else "VARCHAR"
+
+
 def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int | None = None):  # noqa: A001 - `clipforge.open`-style entry point, shadowing is intended
     """A DuckDB connection with views ``videos``, ``shots``, ``clips`` and ``kept`` over OUT's tables, as they are
     now or as of OUT version ``version`` (:func:`versions`; raises :class:`VersionNotFound` for one OUT never
@@ -398,6 +404,15 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int 
         if "drop_reason" in cols:
             reason = f"COALESCE({reason}, {alias}.drop_reason)"
     select.append(f"{reason} AS drop_reason")
+    # each clip shows its video's lineage and rights (stored once, in videos: a corrected licence is one row)
+    have = set(columns("videos")) if source("videos") else set()
+    lineage = [c for c in LINEAGE_COLUMNS if c not in {s.rsplit(".", 1)[-1].strip('"') for s in select}]
+    if lineage:
+        cols = [f"v_lineage.{c}" if c in have else f"NULL::{_duck_type(c)} AS {c}" for c in lineage]
+        select += cols
+        if have & set(lineage):
+            picked = ", ".join(c for c in lineage if c in have)
+            joins.append(f"LEFT JOIN (SELECT video_id, {picked} FROM videos) AS v_lineage USING (video_id)")
     con.execute(f"CREATE OR REPLACE VIEW clips AS SELECT {', '.join(select)} FROM {base} AS c {' '.join(joins)}")
     con.execute("CREATE OR REPLACE VIEW kept AS SELECT * FROM clips WHERE drop_reason IS NULL")
     return con
@@ -416,10 +431,13 @@ def query(out: str | Path, sql: str, version: int | None = None) -> pa.Table:
 # ------------------------------------------------------------------------------------------------ versions
 
 
-def record_version(out: str | Path, command: str) -> int:
+def record_version(
+    out: str | Path, command: str, extra: dict[str, Any] | None = None, redact: Iterable[str] = ()
+) -> int:
     """Record OUT's state as a new OUT version: one commit to ``OUT/versions`` whose commit metadata holds the
     command, its argv, the time and every table's Delta version. Returns the version number (the commit's number in
-    ``OUT/versions``; 1 for a new OUT's first command). Concurrent recorders get distinct numbers (Delta commits)."""
+    ``OUT/versions``; 1 for a new OUT's first command). Concurrent recorders get distinct numbers (Delta commits).
+    ``extra``: more JSON-ready metadata for this version (``clipforge remove`` records what it removed)."""
     import socket
     import time
     import uuid
@@ -430,12 +448,13 @@ def record_version(out: str | Path, command: str) -> int:
     tag = uuid.uuid4().hex
     meta = {
         "command": command,
-        "argv": command_line(),  # pastes back into a shell
+        "argv": command_line(redact),  # pastes back into a shell
         "host": socket.gethostname(),
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "schema_version": SCHEMA_VERSION,
         "tables": tables,
         "tag": tag,
+        **(extra or {}),
     }
     path = str(storage.under(out, VERSIONS))
     options = storage.delta_options(path)
@@ -452,13 +471,15 @@ def record_version(out: str | Path, command: str) -> int:
     return next(v["version"] for v in reversed(versions(out)) if v["tag"] == tag)
 
 
-def command_line() -> str:
+def command_line(redact: Iterable[str] = ()) -> str:
     """This process's command line, shell-quoted so it pastes back; ``clipforge`` for the CLI however it was
-    started (the script, or ``python -m pipeline.cli``)."""
+    started (the script, or ``python -m pipeline.cli``). Arguments in ``redact`` (a removal's sources) are written
+    ``<removed>``."""
     import shlex
     import sys
 
-    argv = list(sys.argv)
+    hidden = set(redact)
+    argv = ["<removed>" if a in hidden else a for a in sys.argv]
     if argv and (Path(argv[0]).name == "clipforge" or Path(argv[0]).parts[-2:] == ("pipeline", "cli.py")):
         argv[0] = "clipforge"
     return shlex.join(argv)
@@ -496,6 +517,12 @@ def version_tables(out: str | Path, version: int) -> dict[str, int]:
         if v["version"] == version:
             return dict(v["tables"])
     listed = ", ".join(str(v["version"]) for v in known) or "none (no writing command has finished on it)"
+    erased = next((v for v in known if v.get("removed")), None)
+    if erased is not None and version < erased["version"]:
+        raise VersionNotFound(
+            f"{out} version {version} was erased by `clipforge remove` (version {erased['version']} removed sources "
+            f"and the history that held them); its versions: {listed}"
+        )
     raise VersionNotFound(f"{out} has no version {version}; its versions: {listed}")
 
 
@@ -560,7 +587,7 @@ LOCK = ".lock"
 
 
 @contextlib.contextmanager
-def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
+def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None, redact: Iterable[str] = ()):
     """Hold OUT's writer lock for the block: one writing command (``run``, ``refilter``, ``caption``) per OUT at a
     time, so two of them never interleave their rows (two runs would each cut the same new videos and store their
     clips twice). On entry, tables in the layout before Delta Lake are upgraded (:func:`upgrade`); when the block
@@ -574,18 +601,22 @@ def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None):
     holder's record stays in the file after it ends (the last writer). ``flock`` is per host: a cluster run's only
     writer is its driver, so one host is what matters. An OUT in a bucket has no lock (object stores have no
     flock): run one writing command on it at a time yourself; concurrent ones still never corrupt a table.
+
+    Yields a dict the block may fill with JSON-ready metadata for the version it ends with. ``redact``: arguments
+    written ``<removed>`` in the recorded command lines (``clipforge remove``'s sources).
     """
 
-    with contextlib.nullcontext() if storage.is_uri(out) else _flock(out, command):
+    with contextlib.nullcontext() if storage.is_uri(out) else _flock(out, command, redact):
         # (no flock on a bucket: Delta's atomic commits are what keeps its tables whole)
         upgrade(out)
-        yield
+        extra: dict[str, Any] = {}
+        yield extra
         compact(out, cfg)
-        record_version(out, command)
+        record_version(out, command, extra, redact)
 
 
 @contextlib.contextmanager
-def _flock(out: str | Path, command: str):
+def _flock(out: str | Path, command: str, redact: Iterable[str] = ()):
     """Hold the exclusive ``flock`` on ``OUT/.lock`` (see :func:`writer_lock`), recording the holder in it."""
     import fcntl
     import socket
@@ -612,7 +643,7 @@ def _flock(out: str | Path, command: str):
         f.seek(0)
         f.truncate()
         since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        holder = {"command": command, "argv": command_line(), "pid": os.getpid(), "host": socket.gethostname()}
+        holder = {"command": command, "argv": command_line(redact), "pid": os.getpid(), "host": socket.gethostname()}
         f.write(json.dumps({**holder, "since": since}))
         f.flush()
         yield

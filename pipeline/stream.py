@@ -61,6 +61,7 @@ INPUT = pa.struct(
         ("video_id", pa.string()),
         ("duplicate_of", pa.string()),
         ("size_bytes", pa.int64()),
+        *(VIDEOS.field(k) for k in ("source_url", "license", "creator", "consent", "tags")),
     ]
 )
 

@@ -20,8 +20,13 @@ prefix is walked, a glob matched, an object taken, a list file read, and list fi
 an installed filesystem package is an ``UnsupportedURI`` row naming the package.
 
 Relative paths in a list file resolve against the list file's directory (or prefix). Sidecar captions next to a video
-(``<video>.txt``, ``<stem>.txt``, ``<stem>.json`` with a caption/text/description/title key) fill
-``original_caption`` when the list file gave none.
+(``<video>.txt``, ``<stem>.txt``, ``<stem>.json`` or yt-dlp's ``<stem>.info.json`` with a
+caption/text/description/title key) fill ``original_caption`` when the list file gave none.
+
+Lineage and rights (:data:`LINEAGE_COLUMNS`): a list row or a JSON sidecar may carry ``source_url``, ``license``,
+``creator``, ``consent`` and ``tags`` (aliases in :data:`LINEAGE_ALIASES`, e.g. yt-dlp's ``webpage_url`` and
+``uploader``); they land in the ``videos`` table and every clip shows its video's through the ``clips``/``kept`` views
+and every export. A list file's value wins over a sidecar's, field by field.
 """
 
 from __future__ import annotations
@@ -45,6 +50,16 @@ LIST_EXTENSIONS = (".txt", ".csv", ".tsv", ".parquet", ".jsonl")
 PATH_COLUMNS = ("path", "video", "file", "filepath", "video_path")
 CAPTION_COLUMNS = ("caption", "text")
 SIDECAR_JSON_KEYS = ("caption", "text", "description", "title")
+# provenance and rights of an input, from list files and JSON sidecars (pipeline/schema.py VIDEOS has the same names)
+LINEAGE_COLUMNS = ("source_url", "license", "creator", "consent", "tags")
+# column / key names read for each, first present wins (webpage_url, uploader, channel: yt-dlp's .info.json keys)
+LINEAGE_ALIASES = {
+    "source_url": ("source_url", "url", "webpage_url", "original_url"),
+    "license": ("license", "licence"),
+    "creator": ("creator", "author", "uploader", "channel", "artist"),
+    "consent": ("consent",),
+    "tags": ("tags", "tag"),
+}
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -52,7 +67,8 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 class IngestConfig:
     """How inputs expand. extensions: what a directory walk or glob takes (case-insensitive).
     follow_symlinks: walk into symlinked directories and take symlinked files during walks (a file named
-    explicitly is always taken). sidecar_captions: read <video>.txt / <stem>.txt / <stem>.json captions. drop_hdr:
+    explicitly is always taken). sidecar_captions: read sidecars next to each video: <video>.txt / <stem>.txt /
+    <stem>.json / <stem>.info.json captions, and the JSON ones' lineage fields (:data:`LINEAGE_COLUMNS`). drop_hdr:
     exclude HDR sources (PQ or HLG transfer) from the run: their videos row says ``error_type="HDRExcluded"``; by
     default they are kept and their clips stay HDR (10-bit, with the source's colour tags)."""
 
@@ -69,7 +85,7 @@ def expand_inputs(inputs: list[str], cfg: IngestConfig | None = None) -> list[di
 
     Reads: the file system (and list files' contents)
     Writes: rows {"path": absolute path, "original_caption": str | None, "spans": list | None,
-        "input_error": str | None}
+        "input_error": str | None, and each of LINEAGE_COLUMNS: str | None (tags: list[str] | None)}
     Reasons: input_error "FileNotFoundError: ...", "UnsupportedURI: ...", "NoVideoFiles: ..." (a named
         directory without videos), "ValueError: ..." (an unreadable list file or a bad row in it)
     """
@@ -83,9 +99,15 @@ def expand_inputs(inputs: list[str], cfg: IngestConfig | None = None) -> list[di
     if cfg.sidecar_captions:
         listings: dict[str, set[str]] = {}
         for row in out:
-            if row["original_caption"] is None and row["input_error"] is None:
+            missing = row["original_caption"] is None or any(row[k] is None for k in LINEAGE_COLUMNS)
+            if missing and row["input_error"] is None:
                 listing = _prefix_listing(row["path"], listings) if storage.is_uri(row["path"]) else None
-                row["original_caption"] = sidecar_caption(row["path"], listing)
+                caption, lineage = read_sidecars(row["path"], listing)
+                if row["original_caption"] is None:
+                    row["original_caption"] = caption
+                for k, v in lineage.items():
+                    if row[k] is None:
+                        row[k] = v
     return out
 
 
@@ -102,8 +124,68 @@ def _prefix_listing(uri: str, cache: dict[str, set[str]]) -> set[str]:
     return cache[prefix]
 
 
-def _row(path: str, *, caption: str | None = None, spans: list | None = None, error: str | None = None) -> dict:
-    return {"path": path, "original_caption": caption, "spans": spans, "input_error": error}
+def _row(
+    path: str,
+    *,
+    caption: str | None = None,
+    spans: list | None = None,
+    error: str | None = None,
+    lineage: dict[str, Any] | None = None,
+) -> dict:
+    row = {"path": path, "original_caption": caption, "spans": spans, "input_error": error}
+    row.update(dict.fromkeys(LINEAGE_COLUMNS))
+    row.update(lineage or {})
+    return row
+
+
+def lineage_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """The lineage fields of one list row or JSON sidecar (keys lower-cased), by :data:`LINEAGE_ALIASES`: strings
+    stripped (a bool ``consent`` becomes "true"/"false"), ``tags`` a list of strings (a list, a JSON list, or text
+    split on ``;`` or, without one, on ``,``). Absent or empty fields are left out. Never raises."""
+    found: dict[str, Any] = {}
+    for name, aliases in LINEAGE_ALIASES.items():
+        raw = next((rec[a] for a in aliases if a in rec and _present_value(rec[a])), None)
+        if raw is None:
+            continue
+        value = _tags(raw) if name == "tags" else _lineage_text(raw)
+        if value:
+            found[name] = value
+    return found
+
+
+def _present_value(v: Any) -> bool:
+    if hasattr(v, "tolist"):  # numpy arrays from Parquet list columns
+        v = v.tolist()
+    if isinstance(v, (list, tuple)):
+        return len(v) > 0
+    return _present(v)
+
+
+def _lineage_text(v: Any) -> str | None:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        v = ", ".join(str(x) for x in v)
+    text = str(v).strip()
+    return text or None
+
+
+def _tags(v: Any) -> list[str] | None:
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    if isinstance(v, str):
+        text = v.strip()
+        if text.startswith("["):
+            try:
+                v = json.loads(text)
+            except ValueError:
+                v = text.strip("[]")
+        if isinstance(v, str):
+            v = v.split(";") if ";" in v else v.split(",")
+    if not isinstance(v, (list, tuple)):
+        v = [v]
+    tags = [str(t).strip() for t in v if t is not None and str(t).strip()]
+    return tags or None
 
 
 def _merge(rows: dict[str, dict], row: dict) -> None:
@@ -117,6 +199,9 @@ def _merge(rows: dict[str, dict], row: dict) -> None:
         seen["spans"] = (seen["spans"] or []) + row["spans"]
     if seen["original_caption"] is None:
         seen["original_caption"] = row["original_caption"]
+    for k in LINEAGE_COLUMNS:
+        if seen[k] is None:
+            seen[k] = row[k]
     if row["input_error"] and row["input_error"] != seen["input_error"]:
         # A bad list row about a file is not hidden by a good one: the row is an error until the list is fixed.
         seen["input_error"] = (
@@ -311,6 +396,7 @@ def _list_entry(
     except (ValueError, SyntaxError) as e:
         yield _row(path, error=f"ValueError: {where}: {e}")
         return
+    lineage = lineage_of(rec)
     if storage.is_uri(path):
         # one request per listed object would make listing a large bucket slow: the probe says if it is missing
         try:
@@ -318,19 +404,19 @@ def _list_entry(
         except ValueError as e:
             yield _unsupported(path, f"{where}: {e}")
             return
-        yield _row(path, caption=caption, spans=spans)
+        yield _row(path, caption=caption, spans=spans, lineage=lineage)
         return
     if os.path.isdir(path):  # a directory listed in a list expands like a named one; its rows share no spans
         found = list(_walk(path, exts, cfg.follow_symlinks))
         if not found:
             yield _row(path, error=f"NoVideoFiles: {where}: directory has no video file")
         for p in found:
-            yield _row(p, caption=caption)
+            yield _row(p, caption=caption, lineage=lineage)
         return
     if not os.path.lexists(path):
-        yield _row(path, error=f"FileNotFoundError: {where}: listed file does not exist: {path}")
+        yield _row(path, error=f"FileNotFoundError: {where}: listed file does not exist: {path}", lineage=lineage)
         return
-    yield _row(path, caption=caption, spans=spans)
+    yield _row(path, caption=caption, spans=spans, lineage=lineage)
 
 
 def _present(v: Any) -> bool:
@@ -417,31 +503,47 @@ def parse_time(value: Any) -> float:
 
 
 def sidecar_caption(video_path: str, listing: set[str] | None = None) -> str | None:
-    """Caption from a sidecar next to the video: <video>.txt, then <stem>.txt, then <stem>.json.
+    """Caption from a sidecar next to the video (see :func:`read_sidecars`)."""
+    return read_sidecars(video_path, listing)[0]
 
-    ``listing``: for an object-storage video, the object URIs of its prefix (one listing per prefix, not three
-    requests per video); a candidate not in it is not read."""
+
+def read_sidecars(video_path: str, listing: set[str] | None = None) -> tuple[str | None, dict[str, Any]]:
+    """(caption, lineage) from sidecars next to the video. Caption: <video>.txt, then <stem>.txt, then the first
+    JSON sidecar (<stem>.json, then yt-dlp's <stem>.info.json) with a caption/text/description/title string.
+    Lineage (:func:`lineage_of`): from those JSON sidecars, the first one's value of each field winning. A sidecar
+    that is absent, unreadable or not a JSON object gives nothing.
+
+    ``listing``: for an object-storage video, the object URIs of its prefix (one listing per prefix, not one
+    request per candidate); a candidate not in it is not read."""
     stem = os.path.splitext(video_path)[0]
 
     def read(candidate: str) -> str | None:
         return _read_text(candidate) if listing is None or candidate in listing else None
 
+    caption = None
     for candidate in (video_path + ".txt", stem + ".txt"):
-        text = read(candidate)
-        if text:
-            return text
-    raw = read(stem + ".json")
-    if raw:
+        caption = read(candidate)
+        if caption:
+            break
+    lineage: dict[str, Any] = {}
+    for candidate in (stem + ".json", stem + ".info.json"):
+        raw = read(candidate)
+        if not raw:
+            continue
         try:
             data = json.loads(raw)
         except ValueError:
-            return None
-        if isinstance(data, dict):
-            for key in SIDECAR_JSON_KEYS:
-                v = data.get(key)
-                if isinstance(v, str) and v.strip():
-                    return v.strip()
-    return None
+            continue
+        if not isinstance(data, dict):
+            continue
+        data = _lower_keys(data)
+        if not caption:
+            caption = next(
+                (data[k].strip() for k in SIDECAR_JSON_KEYS if isinstance(data.get(k), str) and data[k].strip()), None
+            )
+        for k, v in lineage_of(data).items():
+            lineage.setdefault(k, v)
+    return caption or None, lineage
 
 
 def _read_text(path: str) -> str | None:

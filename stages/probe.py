@@ -98,6 +98,11 @@ _COLUMNS = (
     "hdr",
     "original_caption",
     "spans",
+    "source_url",
+    "license",
+    "creator",
+    "consent",
+    "tags",
     "probe_s",
 )
 
@@ -144,7 +149,7 @@ def planned_hash(path: str) -> str | None:
 def probe(row: dict) -> dict:
     """Probe one input file and return its ``videos`` row; never raises.
 
-    Reads: path, original_caption, spans, input_error (ingest rows)
+    Reads: path, original_caption, spans, input_error, source_url, license, creator, consent, tags (ingest rows)
     Writes: every column of pipeline.schema.VIDEOS (duplicate_of stays null: the driver fills it)
     Reasons: status "error" with error_type EmptyFile | InvalidData | Truncated | NoVideoStream | NoVideoFrames |
         UnsupportedCodec | DecodeError | FileNotFoundError | PermissionError | IsADirectoryError, or the type
@@ -156,6 +161,9 @@ def probe(row: dict) -> dict:
     path = raw_path if "://" in raw_path else os.path.abspath(raw_path) if raw_path else raw_path
     out: dict[str, Any] = dict.fromkeys(_COLUMNS)
     out.update(path=path, original_caption=row.get("original_caption"), spans=_spans(row.get("spans")))
+    out.update({k: row.get(k) for k in ("source_url", "license", "creator", "consent")})
+    tags = row.get("tags")
+    out["tags"] = list(tags) if tags is not None and len(tags) else None  # Ray may hand a numpy array
     try:
         if row.get("input_error"):
             etype, _, msg = str(row["input_error"]).partition(": ")

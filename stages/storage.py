@@ -129,15 +129,31 @@ def read_text(path: str | os.PathLike) -> str:
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to a local file (atomically: a temporary name, then a rename) or an object (a single
     PUT, atomic by the store's semantics)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a local file (atomically: a temporary name, then a rename) or an object (a single PUT)."""
     if not is_uri(path):
         p = Path(local(path))
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, p)
         return
     fs, p = filesystem(str(path))
-    fs.pipe_file(p, text.encode())
+    fs.pipe_file(p, data)
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Delete one file or object; raises FileNotFoundError when there is none."""
+    if not is_uri(path):
+        os.remove(local(path))
+        return
+    fs, p = filesystem(str(path))
+    if not fs.exists(p):
+        raise FileNotFoundError(path)
+    fs.rm_file(p)
 
 
 def arrow_filesystem(path: str | os.PathLike) -> tuple[Any, str]:

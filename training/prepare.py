@@ -115,7 +115,11 @@ def prepare(
     )
     # The manifest describes the codec/text encoder as loaded (class, dims); build one in-process to ask.
     info = ClipEncoder(**encoder_kw).describe()
-    return write_manifest(dest, info, written, where_sql, table.num_rows)
+    manifest = write_manifest(dest, info, written, where_sql, table.num_rows)
+    from pipeline.remove import register
+
+    register(out, "prepare", dest, manifest)  # so `clipforge remove` reaches these shards too
+    return manifest
 
 
 def dry_run(

@@ -34,6 +34,14 @@ def _reencode(src: Path, dst: Path, *, scale: float = 1.0, gain: float = 1.0, fr
     return dst
 
 
+BUNNY_LINEAGE = {
+    "license": "CC-BY-3.0",
+    "source_url": "https://peach.blender.org/",
+    "creator": "Blender Foundation",
+    "tags": ["animation", "open movie"],
+}
+
+
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory, bigbuckbunny, carphone, ray_local):
     root = tmp_path_factory.mktemp("curation")
@@ -43,6 +51,9 @@ def curated(tmp_path_factory, bigbuckbunny, carphone, ray_local):
     shutil.copyfile(carphone, corpus / "carphone.mp4")
     _reencode(bigbuckbunny, corpus / "bunny_small_copy.mp4", scale=0.5)  # near duplicate of bunny.mp4
     _reencode(carphone, corpus / "carphone_dark.mp4", gain=0.2)  # darkened
+    # lineage and rights from a JSON sidecar (Big Buck Bunny: (c) Blender Foundation, CC BY 3.0), a caption sidecar
+    (corpus / "bunny.json").write_text(json.dumps(BUNNY_LINEAGE | {"title": "Big Buck Bunny"}))
+    (corpus / "carphone.txt").write_text("a man talks on a car phone")
     out = root / "out"
     cfg = config.load(None, {"clips.min_s": "1.0", "filters.min_duration_s": "1.0", "clip.enabled": "false"})
     cfg.inputs, cfg.output = [str(corpus)], str(out)
@@ -201,3 +212,110 @@ def test_data_card_is_recomputed_from_the_tables(curated, tmp_path):
     assert card["version"] == store.versions(out)[-1]["version"]
     md = (tmp_path / "card.md").read_text()
     assert "## Preprocessing: why clips were dropped" in md and "| quality_dark | 1 |" in md
+
+
+def _every_row_naming(out: Path, ids: set[str]) -> list[tuple]:
+    """(table, row) of every stored row, in any table, whose video_id or clip_id is in ``ids``."""
+    import duckdb
+
+    found = []
+    for name in store._table_names(out):
+        src = store._source(out, name)
+        if src is None:
+            continue
+        cols = [c for c in ("video_id", "clip_id", "duplicate_of") if c in store._columns(out, name)]
+        for c in cols:
+            rows = duckdb.sql(f"SELECT {c} FROM {src}").fetchall()
+            found += [(name, c, v) for (v,) in rows if v in ids]
+    return found
+
+
+def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
+    """clipforge remove: the source's rows in every table, its clip files, its clips in every export, the history
+    that held them are gone; the copy dedup had dropped is judged again; a tombstone keeps the source (at its path
+    or under another name) out of later runs; lineage columns reached every clip and export before."""
+    import pandas as pd
+    import webdataset as wds
+
+    from pipeline.export import export
+    from pipeline.report import write_report
+
+    out = tmp_path / "out"
+    shutil.copytree(curated[0], out)
+    bunny = store.query(out, "SELECT * FROM videos WHERE path LIKE '%/bunny.mp4'").to_pylist()[0]
+    vid = bunny["video_id"]
+    clips = store.query(out, f"SELECT clip_id, clip_path FROM clips WHERE video_id = '{vid}'").to_pylist()
+    cids = {c["clip_id"] for c in clips}
+    assert cids and all((out / c["clip_path"]).is_file() for c in clips)
+    # lineage: the sidecar's fields on the videos row, on each of its clips, in the exports
+    assert {k: bunny[k] for k in BUNNY_LINEAGE} == BUNNY_LINEAGE
+    kept = store.query(out, f"SELECT license, creator, tags FROM kept WHERE video_id = '{vid}'").to_pylist()
+    assert kept == [{"license": "CC-BY-3.0", "creator": "Blender Foundation", "tags": ["animation", "open movie"]}]
+    for fmt in ("webdataset", "csv", "folder", "hf"):
+        export(out, fmt, tmp_path / fmt, caption="original")
+    csv_before = pd.read_csv(tmp_path / "csv" / "meta.csv")
+    assert set(csv_before["clip_id"]) >= cids and len(csv_before) == 2  # bunny's and carphone's (captioned) clips
+    assert csv_before.set_index("clip_id").loc[next(iter(cids)), "license"] == "CC-BY-3.0"
+    write_report(out)
+    copy_clip = store.query(out, "SELECT clip_id FROM clips WHERE drop_reason = 'duplicate'").to_pylist()[0]["clip_id"]
+    before_versions = store.versions(out)
+
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "remove", str(out), "--source", bunny["path"], "--note", "ticket 42",
+         "--json"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert [v["video_id"] for v in result["videos"]] == [vid] and result["clips"] == len(cids)
+    assert [d["clip_id"] for d in result["near_duplicates"]] == [copy_clip]
+    assert result["rows"]["videos"] == 1 and result["rows"]["clips"] == len(cids)
+    assert result["exports"] == {str(tmp_path / f): len(cids) for f in ("webdataset", "csv", "folder", "hf")}
+
+    # nothing derived remains under OUT: no row in any table, no clip file, no file naming it, no history holding it
+    assert _every_row_naming(out, {vid, *cids}) == []
+    assert not any((out / c["clip_path"]).exists() for c in clips)
+    needles = [vid.encode(), *(c.encode() for c in cids), bunny["path"].encode()]
+    for f in out.rglob("*"):
+        if f.is_file() and "tombstones" not in f.parts:
+            assert not any(n in f.name.encode() for n in needles), f
+            data = f.read_bytes()
+            assert not any(n in data for n in needles), f  # Delta logs (stats), checkpoints, report.html, JSON
+    with pytest.raises(store.VersionNotFound, match="erased"):
+        store.query(out, "SELECT count(*) FROM clips", version=before_versions[-1]["version"])
+    assert store.versions(out)[0]["removed"] == {"videos": 1, "clips": len(cids), "note": "ticket 42"}
+    # the copy dedup had dropped for the removed clip is judged again among what is left: nothing duplicates it now
+    assert store.query(out, f"SELECT drop_reason FROM clips WHERE clip_id = '{copy_clip}'").to_pylist() == [
+        {"drop_reason": None}
+    ]
+    # every export, read back with its readers, lacks the removed clips and says so in its manifest
+    keys = [
+        s["__key__"] for s in wds.WebDataset(str(tmp_path / "webdataset" / "shard-000000.tar"), shardshuffle=False)
+    ]
+    assert keys and not cids & set(keys)
+    assert not cids & set(pd.read_csv(tmp_path / "csv" / "meta.csv")["clip_id"])
+    assert not any(p.name.split(".")[0] in cids for p in (tmp_path / "folder").iterdir())
+    import datasets
+
+    # (a fresh cache: datasets' own cache of an export is outside OUT, which remove cannot reach; README says so)
+    hf = datasets.load_dataset(str(tmp_path / "hf"), split="train", cache_dir=str(tmp_path / "hf_cache"))
+    assert hf.num_rows == 1 and not cids & set(hf["clip_id"])
+    manifest = json.loads((tmp_path / "folder" / "manifest.json").read_text())
+    assert manifest["removed"][0]["clips"] == len(cids) and manifest["counts"]["written"] == 1
+
+    # the tombstone keeps it out: the same corpus again, plus the same bytes under another name
+    again = tmp_path / "more"
+    again.mkdir()
+    shutil.copyfile(bunny["path"], again / "bunny_reupload.mp4")
+    cfg = config.load(None, {"clips.min_s": "1.0", "filters.min_duration_s": "1.0", "clip.enabled": "false"})
+    cfg.inputs, cfg.output = [str(Path(bunny["path"]).parent), str(again)], str(out)
+    summary = run(cfg)
+    assert any("left out 2 input(s)" in n for n in summary.notes), summary.notes
+    paths = {r["path"] for r in store.query(out, "SELECT path FROM videos").to_pylist()}
+    assert bunny["path"] not in paths and str(again / "bunny_reupload.mp4") not in paths and len(paths) == 3
+    stones = store.query(out, "SELECT 1").num_rows and __import__("pipeline.remove").remove.tombstones(out).to_pylist()
+    assert [(t["video_id"], t["note"], t["clips"]) for t in stones] == [(vid, "ticket 42", len(cids))]
+    # the data card counts the removal (and never names what was removed)
+    from pipeline.card import collect
+
+    card = collect(out)
+    assert card["removals"]["videos"] == 1 and card["removals"]["requests"][0]["note"] == "ticket 42"

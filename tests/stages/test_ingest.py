@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.ingest import IngestConfig, expand_inputs, parse_time, sidecar_caption
+from stages.ingest import LINEAGE_COLUMNS, IngestConfig, expand_inputs, lineage_of, parse_time, sidecar_caption
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -78,7 +78,8 @@ def test_glob_recursive_and_flat(tree: Path):
 def test_explicit_file_taken_whatever_its_extension(tmp_path: Path):
     odd = touch(tmp_path / "movie.weird")
     rows = expand_inputs([str(odd)])
-    assert rows == [{"path": str(odd), "original_caption": None, "spans": None, "input_error": None}]
+    assert rows == [{"path": str(odd), "original_caption": None, "spans": None, "input_error": None,
+                     **dict.fromkeys(LINEAGE_COLUMNS)}]  # fmt: skip
 
 
 def test_missing_inputs_are_error_rows(tmp_path: Path):
@@ -246,6 +247,40 @@ def test_sidecar_captions_and_list_caption_wins(tmp_path: Path):
     (row,) = expand_inputs([str(tmp_path / "lists" / "l.csv")])
     assert row["original_caption"] == "from the list"
     assert expand_inputs([str(a)], IngestConfig(sidecar_captions=False))[0]["original_caption"] is None
+
+
+def test_lineage_from_list_files_and_sidecars(tmp_path: Path):
+    """source_url, license, creator, consent, tags: from list columns (aliases, tags split), from a JSON sidecar or
+    yt-dlp's .info.json, a list file's value winning field by field; absent ones null."""
+    a, b, c = touch(tmp_path / "a.mp4"), touch(tmp_path / "b.mp4"), touch(tmp_path / "c.mp4")
+    (tmp_path / "l.csv").write_text(
+        "path,licence,url,author,consent,tags\n"
+        'a.mp4,CC-BY-4.0,https://x.org/a,Ann,true,"city; night ;"\n'
+        "b.mp4,CC0-1.0,,,,\n"
+    )
+    (tmp_path / "b.info.json").write_text(json.dumps({
+        "webpage_url": "https://www.youtube.com/watch?v=b", "uploader": "Bea", "license": "Standard YouTube License",
+        "tags": ["surf", "sea"], "title": "surfing at dawn",
+    }))  # fmt: skip
+    (tmp_path / "c.json").write_text(json.dumps({"Creator": "Cy", "consent": False, "tags": '["x", "y"]'}))
+    rows = {r["path"]: r for r in expand_inputs([str(tmp_path / "l.csv"), str(c)])}
+    ra, rb, rc = rows[str(a)], rows[str(b)], rows[str(c)]
+    assert {k: ra[k] for k in LINEAGE_COLUMNS} == {
+        "source_url": "https://x.org/a", "license": "CC-BY-4.0", "creator": "Ann", "consent": "true",
+        "tags": ["city", "night"],
+    }  # fmt: skip
+    # the list's licence wins; the sidecar fills what the list left empty
+    assert {k: rb[k] for k in LINEAGE_COLUMNS} == {
+        "source_url": "https://www.youtube.com/watch?v=b", "license": "CC0-1.0", "creator": "Bea", "consent": None,
+        "tags": ["surf", "sea"],
+    }  # fmt: skip
+    assert rb["original_caption"] == "surfing at dawn"
+    assert {k: rc[k] for k in LINEAGE_COLUMNS} == {
+        "source_url": None, "license": None, "creator": "Cy", "consent": "false", "tags": ["x", "y"]
+    }  # fmt: skip
+    assert lineage_of({"tags": "a,b", "license": "  "}) == {"tags": ["a", "b"]}
+    bare = expand_inputs([str(c)], IngestConfig(sidecar_captions=False))[0]
+    assert all(bare[k] is None for k in LINEAGE_COLUMNS)
 
 
 def test_list_rows_merge_with_other_inputs(tmp_path: Path):
