@@ -232,6 +232,26 @@ def test_the_commands_work_on_an_out_in_a_bucket(bucket_run, s3_env, tmp_path):
     manifest = json.loads((tmp_path / "prep" / "manifest.json").read_text())
     assert manifest["counts"]["written"] >= 1, out
 
+    # remove: a source taken out of the bucket OUT (rows, clip objects, Delta history) and out of the prepared set
+    import pyarrow.parquet as pq
+
+    con = store.open(remote)
+    vid, path = con.execute(
+        "SELECT video_id, v.path FROM kept JOIN videos v USING (video_id) GROUP BY ALL ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()
+    gone = con.execute(f"SELECT clip_id, clip_path FROM clips WHERE video_id = '{vid}'").fetchall()
+    prepared = lambda: {c for f in (tmp_path / "prep" / "shards").glob("*.parquet")  # noqa: E731
+                        for c in pq.read_table(f, columns=["clip_id"])["clip_id"].to_pylist()}  # fmt: skip
+    assert {c for c, _ in gone} & prepared()
+    result = json.loads(_cli("remove", remote, "--source", path, "--json", env=s3_env))
+    assert result["clips"] == len(gone) and result["exports"][str(tmp_path / "prep")] >= 1
+    assert not {c for c, _ in gone} & prepared()
+    assert store.query(remote, f"SELECT count(*) AS n FROM clips WHERE video_id = '{vid}'").to_pylist() == [{"n": 0}]
+    assert not any(fs.exists(f"out/remote/{p}") for _, p in gone if p)
+    for key in fs.find("out/remote/tables") + fs.find("out/remote/versions"):
+        assert vid.encode() not in fs.cat(key), key  # no Delta log or checkpoint still holds it
+    assert fs.find("out/remote/tombstones")
+
 
 def test_an_unreachable_store_stops_the_run_instead_of_failing_every_video(tmp_path, s3_env):
     dead = {**s3_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}", "AWS_MAX_ATTEMPTS": "1"}
