@@ -302,9 +302,6 @@ def _hf(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
 def _csv(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
     import pyarrow.csv as pacsv
 
-    def resolution(h, w):
-        return f"{min(h, w)}p" if h and w else None
-
     rows = []
     for row, text in chosen:
         h, w = row.get("height"), row.get("width")
@@ -316,7 +313,7 @@ def _csv(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
                 "height": h,
                 "width": w,
                 "aspect_ratio": round(h / w, 6) if h and w else None,
-                "resolution": resolution(h, w),
+                "resolution": h * w if h and w else None,  # pixels, as Open-Sora's scripts/cnv/meta.py writes it
                 "fps": row.get("fps"),
                 "aes": row.get("aesthetic"),
                 "flow": row.get("motion"),
@@ -335,7 +332,7 @@ def _csv(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
             ("height", pa.int64()),
             ("width", pa.int64()),
             ("aspect_ratio", pa.float64()),
-            ("resolution", pa.string()),
+            ("resolution", pa.int64()),
             ("fps", pa.float64()),
             ("aes", pa.float64()),
             ("flow", pa.float64()),

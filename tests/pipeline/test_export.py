@@ -96,6 +96,7 @@ def test_open_sora_csv_reads_with_pandas(out, tmp_path):
     assert list(df["clip_id"]) == ["bikes_s0", "bikes_s2"]  # bikes_s1 has no short caption: left out
     for _, r in df.iterrows():
         assert Path(r["path"]).is_file() and r["num_frames"] == rows[r["clip_id"]]["num_frames"]
+        assert r["resolution"] == r["height"] * r["width"] == 160 * 68  # Open-Sora's meta.py: pixels
         assert r["text"] == rows[r["clip_id"]]["caption_short"] and r["source"] == "/footage/bikes.mp4"
         assert r["caption_source"] == "short"
     manifest = json.loads((tmp_path / "csv" / "manifest.json").read_text())
