@@ -87,7 +87,8 @@ class Normalise:
         """Parse and check the export options. ``fps``: a number or a ratio string (``"30000/1001"``); ``frames``:
         ``"4k+1"`` (any ``"Nk+1"``) or N; ``buckets``: a bucket YAML path or dict (training/buckets.py). Raises
         ValueError naming the bad option (a rate <= 0, a step < 1, a max_frames not of the form N·k+1, min > max, a
-        crf outside 0..51, a bucket with an odd side), FileNotFoundError for a missing bucket file."""
+        crf outside 0..51, a bucket file that is not YAML or not buckets, a bucket with an odd side),
+        FileNotFoundError for a missing bucket file."""
         rate = None
         if fps is not None:
             try:
@@ -114,7 +115,12 @@ class Normalise:
             raise ValueError(f"--crf must be in 0..51 (libx264), not {crf}")
         bucket_set = None
         if buckets is not None:
-            sizes = {(b.height, b.width) for b in BucketSet.from_config(buckets).buckets}
+            import yaml
+
+            try:
+                sizes = {(b.height, b.width) for b in BucketSet.from_config(buckets).buckets}
+            except yaml.YAMLError as e:
+                raise ValueError(f"--buckets {buckets}: not YAML ({str(e).splitlines()[0]})") from e
             odd = sorted(f"{h}x{w}" for h, w in sizes if h % 2 or w % 2)
             if odd:
                 raise ValueError(f"buckets {', '.join(odd)} (height x width) have an odd side: 4:2:0 video needs even")

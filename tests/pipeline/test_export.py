@@ -348,3 +348,41 @@ def test_normalising_options_refused_where_they_do_not_apply(out, tmp_path):
         export(root, "folder", tmp_path / "e", buckets={"buckets": [{"frames": 1, "height": 33, "width": 64}]})
     with pytest.raises(ValueError, match="--frames"):
         export(root, "folder", tmp_path / "e", frames="4k+2")
+
+
+def test_hdr_clip_stays_10_bit_with_its_tags(tmp_path):
+    """A PQ (HDR10) clip is normalised in 10 bits, cropped to its bucket on the same pixels in every plane, and keeps
+    its BT.2020 / PQ tags."""
+    import av
+    import numpy as np
+
+    from pipeline.normalise import Normalise, normalise_clip
+
+    with av.open(str(tmp_path / "hdr.mp4"), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p10le"
+        s.codec_context.color_range, s.codec_context.colorspace = 1, 9
+        s.codec_context.color_primaries, s.codec_context.color_trc = 9, 16
+        for i in range(12):
+            f = av.VideoFrame(96, 64, "yuv420p10le")
+            for j, p in enumerate(f.planes):
+                a = np.frombuffer(p, "<u2").reshape(p.height, p.line_size // 2)
+                a[:] = 512 if j else 64 + 40 * i  # luma says which frame; the left half brighter
+                if j == 0:
+                    a[:, :48] = 900
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for packet in s.encode(f):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    one = {"buckets": [{"frames": 1, "height": 64, "width": 64}]}
+    got = normalise_clip(tmp_path / "hdr.mp4", tmp_path / "out.mp4", Normalise.build(frames="4k+1", buckets=one))
+    assert (got["num_frames"], got["width"], got["height"], got["offset_s"]) == (9, 64, 64, 0.04)  # 12 -> middle 9
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.pix_fmt, cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc) == (
+            "yuv420p10le", 1, 9, 9, 16
+        )  # fmt: skip
+        f = next(c.decode(video=0))
+        y = np.frombuffer(f.planes[0], "<u2").reshape(f.planes[0].height, -1)[:, :64].astype(int)
+    assert abs(y[:, 4:28] - 900).max() <= 8 and abs(y[:, 36:60] - 104).max() <= 8  # 16 columns cut each side; frame 1
