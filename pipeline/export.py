@@ -206,7 +206,8 @@ def _normalise(
         except Exception as e:  # noqa: BLE001 - one clip's failure is data, the export goes on
             raise_if_environment(e, f"export {cid}")
             got = f"error_export:{type(e).__name__}"
-            errors.append({"clip_id": cid, "error": str(e)[:500]})
+            if len(errors) < 100:  # the first hundred messages; left_out counts them all
+                errors.append({"clip_id": cid, "error": str(e)[:500]})
         if isinstance(got, str):
             left_out[got] = left_out.get(got, 0) + 1
             continue
