@@ -186,8 +186,10 @@ def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
 
     try:
         manifest = export(
-            args.out, args.format, args.dest, args.where, args.caption, args.seed, args.shard_clips, args.overwrite
-        )
+            args.out, args.format, args.dest, args.where, args.caption, args.seed, args.shard_clips, args.overwrite,
+            fps=args.fps, frames=args.frames, max_frames=args.max_frames, min_frames=args.min_frames,
+            buckets=args.buckets, crf=args.crf,
+        )  # fmt: skip
     except (ValueError, duckdb.Error) as e:  # an unknown format, a mistake in the user's SQL
         print(f"clipforge export: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
@@ -352,6 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0, help="seed of the per-clip caption draw (--caption mix)")
     ex.add_argument("--shard-clips", type=int, default=1000, help="clips per tar shard / Parquet file (>= 1)")
     ex.add_argument("--overwrite", action="store_true", help="empty DEST first if it holds files")
+    norm = ex.add_argument_group(
+        "normalisations (folder, webdataset, hf; clips re-encoded with libx264, no audio; docs/EXPORT.md)"
+    )
+    norm.add_argument("--fps", help="re-time every clip to this constant rate (e.g. 16, 24, 30000/1001); never blends")
+    norm.add_argument("--frames", metavar="4k+1", help="cut every clip to a frame count of this form (4k+1, 8k+1)")
+    norm.add_argument("--max-frames", type=int, help="at most this many frames per clip (of the --frames form)")
+    norm.add_argument("--min-frames", type=int, help="leave out clips with fewer frames left (default 1)")
+    norm.add_argument("--buckets", help="bucket YAML (as prepare's): resize + centre-crop to the bucket, never up")
+    norm.add_argument("--crf", type=int, default=18, help="libx264 constant quality of re-encoded clips (0-51)")
     ex.set_defaults(func=_cmd_export)
 
     cd = sub.add_parser("card", help="write a data card of OUT (card.md + card.json), regenerated from its tables")

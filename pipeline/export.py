@@ -16,10 +16,22 @@ Formats (each read back in tests by the library its users read it with):
 Every format carries each clip's lineage and rights (its video's ``source_url``, ``license``, ``creator``,
 ``consent``, ``tags``). Every export is registered in ``OUT/exports/`` so ``clipforge remove`` reaches it.
 
+The ``folder`` format also writes ``metadata.jsonl``: per clip ``file_name`` (what 🤗 ``videofolder`` and finetrainers
+read), ``video_path`` and ``caption`` (what musubi-tuner's ``video_jsonl_file`` reads) and the clip's frames, rate and
+size.
+
+Normalisations (``folder``, ``webdataset``, ``hf``; ``csv`` refuses them, it references the clips in OUT unchanged):
+``fps`` (a constant rate by presentation time), ``frames`` (``"4k+1"``: counts of that form, the middle kept),
+``max_frames``, ``min_frames``, ``buckets`` (training/buckets.py's YAML: resize + centre-crop to the bucket, never
+up); pipeline/normalise.py says exactly how. A normalised clip's metadata (json, columns, metadata.jsonl) holds the
+written clip's frames, rate, size, duration and span in the source; a clip that cannot be normalised is left out with
+its reason counted (``too_short``, ``too_small``, ``error_export:<Type>``).
+
 Which caption goes in: ``dense``, ``short``, ``original`` or ``mix`` (drawn per clip with the probabilities of
 ``pipeline.captions.DEFAULT_CAPTION_MIX`` and ``--seed``, the same draw as ``prepare``). A clip without that caption is
-left out with the reason counted. Every export writes ``manifest.json``: the query, the caption choice, counts
-(selected, written, left out per reason), OUT's version and its tables' Delta versions, clipforge's version.
+left out with the reason counted. Every export writes ``manifest.json``: the query, the caption choice, the
+normalisation settings (``normalise``, null without), counts (selected, written, left out per reason), OUT's version
+and its tables' Delta versions, clipforge's version.
 """
 
 from __future__ import annotations
@@ -32,10 +44,17 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.captions import CAPTION_SOURCES, DEFAULT_CAPTION_MIX, choose_caption
+from pipeline.normalise import Normalise, normalise_clip
 from pipeline.provenance import package_versions
 from stages import storage
 
 FORMATS = ("webdataset", "folder", "hf", "csv")
+NORMALISING = ("folder", "webdataset", "hf")  # the formats that write clip files, so can take --fps/--frames/--buckets
+# metadata.jsonl's columns after file_name, video_path and caption: the written clip's properties and where it is from
+_FOLDER_METADATA = (
+    "clip_id", "caption_source", "num_frames", "fps", "width", "height", "duration_s", "bucket", "source_path",
+    "start_s", "end_s",
+)  # fmt: skip
 CAPTION_CHOICES = ("dense", "short", "original", "mix")
 # columns of the kept view that are not metadata worth shipping: signatures and embeddings (large, internal)
 _INTERNAL = {"phash", "phash_mirror", "clip_embedding", "written_at"}
@@ -87,17 +106,35 @@ def export(
     seed: int = 0,
     shard_clips: int = 1000,
     overwrite: bool = False,
+    *,
+    fps: float | str | None = None,
+    frames: int | str | None = None,
+    max_frames: int | None = None,
+    min_frames: int | None = None,
+    buckets: dict | str | Path | None = None,
+    crf: int = 18,
 ) -> dict[str, Any]:
     """Export the selected kept clips of ``out`` to ``dest`` in format ``fmt`` (:data:`FORMATS`); returns the
-    manifest (also written to ``dest/manifest.json``). Raises ValueError for an unknown format or caption choice, a
-    ``shard_clips`` below 1, or a ``dest`` that already holds files (``overwrite``: empty it first); writes no data
-    file when no clip is left to export (the manifest says why)."""
+    manifest (also written to ``dest/manifest.json``).
+
+    ``fps`` (frames/s, a number or ``"30000/1001"``), ``frames`` (``"4k+1"``), ``max_frames``, ``min_frames``,
+    ``buckets`` (a bucket YAML path or dict) and ``crf`` normalise every clip (pipeline/normalise.py) for the formats
+    in :data:`NORMALISING`; without them clips are copied byte for byte. Raises ValueError for an unknown format or
+    caption choice, a ``shard_clips`` below 1, a bad or unsupported normalisation option (naming it), or a ``dest``
+    that already holds files (``overwrite``: empty it first); FileNotFoundError for a missing bucket file. Writes no
+    data file when no clip is left to export (the manifest says why)."""
     if shard_clips < 1:
         raise ValueError(f"--shard-clips must be at least 1, not {shard_clips}")
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if caption not in CAPTION_CHOICES:
         raise ValueError(f"unknown caption choice {caption!r}; use one of {', '.join(CAPTION_CHOICES)}")
+    norm = Normalise.build(fps, frames, max_frames, min_frames, buckets, crf)
+    if norm.active and fmt not in NORMALISING:
+        raise ValueError(
+            f"--format {fmt} takes no --fps/--frames/--max-frames/--min-frames/--buckets: it references the clips "
+            f"in OUT as they are (normalising formats: {', '.join(NORMALISING)})"
+        )
     from pipeline import store
 
     out = storage.location(out)
@@ -119,7 +156,19 @@ def export(
             continue
         chosen.append(({**r, "caption_source": source}, text))  # which caption went in, in every format
     writer = {"webdataset": _webdataset, "folder": _folder, "hf": _hf, "csv": _csv}[fmt]
-    files = writer(out, dest, chosen, shard_clips) if chosen else []
+    local: dict[str, Path] = {}  # clip_id -> its normalised file (in a scratch folder inside dest until written)
+    scratch = dest / ".clipforge-normalising"
+    outcome: dict[str, Any] = {}
+    try:
+        if norm.active:
+            scratch.mkdir()
+            chosen, local, outcome = _normalise(out, chosen, norm, scratch, left_out)
+        files = writer(out, dest, chosen, shard_clips, local) if chosen else []
+    finally:
+        if scratch.exists():
+            import shutil
+
+            shutil.rmtree(scratch)
     recorded = store.versions(out)
     manifest = {
         "format": fmt,
@@ -127,11 +176,12 @@ def export(
         "where": where,
         "caption": caption,
         "seed": seed,
+        "normalise": {**norm.settings(), **outcome} if norm.active else None,
         "counts": {"selected": len(rows), "written": len(chosen), "left_out": left_out},
         "out_version": recorded[-1]["version"] if recorded else None,
         "tables": store.table_versions(out),
         "files": files,
-        "versions": package_versions("clipforge", "pyarrow", "deltalake", "webdataset"),
+        "versions": package_versions("clipforge", "pyarrow", "deltalake", "webdataset", *(["av"] * norm.active)),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
@@ -141,12 +191,58 @@ def export(
     return manifest
 
 
-def _clip_bytes(out: str | Path, row: dict[str, Any]) -> bytes:
+def _normalise(
+    out, chosen: list, norm: Normalise, scratch: Path, left_out: dict[str, int]
+) -> tuple[list, dict[str, Path], dict[str, Any]]:
+    """Normalise every chosen clip into ``scratch``: (the clips written, with their rows now describing the written
+    file; clip_id -> file; the outcome for the manifest: clips copied / re-encoded, per bucket, errors). A clip that
+    cannot be normalised is counted in ``left_out`` (its reason, or ``error_export:<Type>`` for an undecodable one,
+    its message in the outcome's ``errors``); an error of the environment (disk full) stops the export."""
+    from collections import Counter
+
+    from stages.errors import raise_if_environment
+
+    kept, files = [], {}
+    how: Counter = Counter()
+    per_bucket: Counter = Counter()
+    errors = []
+    for row, text in chosen:
+        cid = row["clip_id"]
+        try:
+            got = normalise_clip(storage.under(out, row["clip_path"]), scratch / f"{cid}.mp4", norm)
+        except Exception as e:  # noqa: BLE001 - one clip's failure is data, the export goes on
+            raise_if_environment(e, f"export {cid}")
+            got = f"error_export:{type(e).__name__}"
+            if len(errors) < 100:  # the first hundred messages; left_out counts them all
+                errors.append({"clip_id": cid, "error": str(e)[:500]})
+        if isinstance(got, str):
+            left_out[got] = left_out.get(got, 0) + 1
+            continue
+        files[cid] = scratch / f"{cid}.mp4"
+        how["copied" if got["copied"] else "encoded"] += 1
+        written = {k: got[k] for k in ("num_frames", "fps", "width", "height", "duration_s")}
+        if row.get("start_s") is not None:  # the span in the source video that the written clip shows
+            written["start_s"] = row["start_s"] + got["offset_s"]
+            written["end_s"] = written["start_s"] + got["duration_s"]
+        if got["bucket"]:
+            written["bucket"] = got["bucket"]
+            per_bucket[got["bucket"]] += 1
+        kept.append(({**row, **written, "clip_bytes": got["bytes"]}, text))
+    outcome = {"clips": {"encoded": how["encoded"], "copied": how["copied"]}, "errors": errors}
+    if norm.buckets is not None:
+        outcome["per_bucket"] = dict(sorted(per_bucket.items()))
+    return kept, files, outcome
+
+
+def _clip_bytes(out: str | Path, row: dict[str, Any], local: dict[str, Path] | None = None) -> bytes:
+    """The bytes of the clip file to ship: its normalised file when there is one, else the cut clip in OUT."""
+    if local and row["clip_id"] in local:
+        return local[row["clip_id"]].read_bytes()
     with storage.open_read(storage.under(out, row["clip_path"])) as f:
         return f.read()
 
 
-def _webdataset(out, dest: Path, chosen, shard_clips: int) -> list[str]:
+def _webdataset(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
     import webdataset as wds
 
     pattern = str(dest / "shard-%06d.tar")
@@ -155,7 +251,7 @@ def _webdataset(out, dest: Path, chosen, shard_clips: int) -> list[str]:
             sink.write(
                 {
                     "__key__": row["clip_id"],
-                    "mp4": _clip_bytes(out, row),
+                    "mp4": _clip_bytes(out, row, local),
                     "json": json.dumps({**metadata(row), "caption": text}, default=str).encode(),
                     "txt": text.encode(),
                 }
@@ -163,16 +259,24 @@ def _webdataset(out, dest: Path, chosen, shard_clips: int) -> list[str]:
     return sorted(p.name for p in dest.glob("shard-*.tar"))
 
 
-def _folder(out, dest: Path, chosen, shard_clips: int) -> list[str]:
+def _folder(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
     names = []
-    for row, text in chosen:
-        (dest / f"{row['clip_id']}.mp4").write_bytes(_clip_bytes(out, row))
-        (dest / f"{row['clip_id']}.txt").write_text(text + "\n", encoding="utf-8")
-        names.append(f"{row['clip_id']}.mp4")
-    return names
+    with open(dest / "metadata.jsonl", "w", encoding="utf-8") as meta:
+        for row, text in chosen:
+            name = f"{row['clip_id']}.mp4"
+            if row["clip_id"] in local:
+                local[row["clip_id"]].replace(dest / name)
+            else:
+                (dest / name).write_bytes(_clip_bytes(out, row))
+            (dest / f"{row['clip_id']}.txt").write_text(text + "\n", encoding="utf-8")
+            record = {"file_name": name, "video_path": name, "caption": text}
+            record.update({k: row.get(k) for k in _FOLDER_METADATA})
+            meta.write(json.dumps(metadata(record), default=str) + "\n")
+            names.append(name)
+    return [*names, "metadata.jsonl"]
 
 
-def _hf(out, dest: Path, chosen, shard_clips: int) -> list[str]:
+def _hf(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
     import pyarrow.parquet as pq
 
     (dest / "data").mkdir(exist_ok=True)
@@ -188,7 +292,7 @@ def _hf(out, dest: Path, chosen, shard_clips: int) -> list[str]:
         columns = {
             "clip_id": [r["clip_id"] for r, _ in part],
             "caption": [t for _, t in part],
-            "video": [_clip_bytes(out, r) for r, _ in part],
+            "video": [_clip_bytes(out, r, local) for r, _ in part],
             **{f.name: [m.get(f.name) for m in meta] for f in meta_schema},
         }
         name = f"data/train-{i:05d}-of-{n_shards:05d}.parquet"
@@ -203,11 +307,8 @@ def _hf(out, dest: Path, chosen, shard_clips: int) -> list[str]:
     return names
 
 
-def _csv(out, dest: Path, chosen, shard_clips: int) -> list[str]:
+def _csv(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
     import pyarrow.csv as pacsv
-
-    def resolution(h, w):
-        return f"{min(h, w)}p" if h and w else None
 
     rows = []
     for row, text in chosen:
@@ -220,7 +321,7 @@ def _csv(out, dest: Path, chosen, shard_clips: int) -> list[str]:
                 "height": h,
                 "width": w,
                 "aspect_ratio": round(h / w, 6) if h and w else None,
-                "resolution": resolution(h, w),
+                "resolution": h * w if h and w else None,  # pixels, as Open-Sora's scripts/cnv/meta.py writes it
                 "fps": row.get("fps"),
                 "aes": row.get("aesthetic"),
                 "flow": row.get("motion"),
@@ -241,7 +342,7 @@ def _csv(out, dest: Path, chosen, shard_clips: int) -> list[str]:
             ("height", pa.int64()),
             ("width", pa.int64()),
             ("aspect_ratio", pa.float64()),
-            ("resolution", pa.string()),
+            ("resolution", pa.int64()),
             ("fps", pa.float64()),
             ("aes", pa.float64()),
             ("flow", pa.float64()),
