@@ -39,6 +39,12 @@ SHARD_SCHEMA = pa.schema(
         ("bucket", pa.string()),
         ("caption", pa.string()),
         ("caption_source", pa.string()),
+        # lineage: the clip's source video and its rights (the kept view's columns; clipforge remove finds shards
+        # by clip_id)
+        ("video_id", pa.string()),
+        ("source_url", pa.string()),
+        ("license", pa.string()),
+        ("creator", pa.string()),
         ("latent", pa.binary()),
         ("latent_shape", pa.list_(pa.int32())),
         ("latent_dtype", pa.string()),
@@ -63,8 +69,8 @@ class ClipEncoder:
     """Decodes each clip at its bucket's size, encodes latents and caption token embeddings.
 
     Reads: clip_id, clip_path (relative to ``root``), width, height, num_frames, fps, caption_dense,
-    caption_short, original_caption
-    Writes: the SHARD_SCHEMA columns (bucket, caption, caption_source, latent*, text*, error)
+    caption_short, original_caption, video_id, source_url, license, creator (lineage, copied)
+    Writes: the SHARD_SCHEMA columns (bucket, caption, caption_source, lineage, latent*, text*, error)
     Reasons: too_short / too_small (no bucket fits: ``BucketSet.why_not``), no_size, no_caption,
     error_prepare:<Type> (in ``error``)
     """
@@ -100,6 +106,7 @@ class ClipEncoder:
     def encode_row(self, row: dict) -> dict[str, Any]:
         out: dict[str, Any] = {name: None for name in SHARD_SCHEMA.names}
         out["clip_id"] = row["clip_id"]
+        out.update(_lineage(row))
         source, caption = choose_caption(row, self.caption_mix, self.seed)
         if caption is None:
             out["error"] = "no_caption"
@@ -125,7 +132,7 @@ class ClipEncoder:
                 outs.append(self.encode_row(row))
             except Exception as e:  # errors are data: the clip keeps a row saying why
                 raise_if_environment(e, f"prepare {row.get('clip_id')}")
-                out = {name: None for name in SHARD_SCHEMA.names}
+                out = {name: None for name in SHARD_SCHEMA.names} | _lineage(row)
                 out["clip_id"], out["error"] = row["clip_id"], f"error_prepare:{type(e).__name__}: {e}"[:500]
                 outs.append(out)
         todo = [o for o in outs if o["error"] is None]
@@ -143,6 +150,10 @@ class ClipEncoder:
             "seed": self.seed,
             "latent_dtype": self.latent_dtype,
         }
+
+
+def _lineage(row: dict) -> dict[str, Any]:
+    return {k: (None if row.get(k) is None else str(row[k])) for k in ("video_id", "source_url", "license", "creator")}
 
 
 def read_clip(root: Path, clip_path: str, indices: np.ndarray) -> np.ndarray:
@@ -169,6 +180,9 @@ def write_manifest(dest: str | Path, encoder_info: dict, table: pa.Table, query:
             counts["skipped"][key] = counts["skipped"].get(key, 0) + 1
     counts["per_bucket"] = _histogram(b for b, e in zip(buckets, errors, strict=True) if e is None)
     counts["caption_source"] = _histogram(s for s, e in zip(sources, errors, strict=True) if e is None)
+    if "license" in table.column_names:  # the rights of what went in, per licence
+        lic = table.column("license").to_pylist()
+        counts["license"] = _histogram((x or "not given") for x, e in zip(lic, errors, strict=True) if e is None)
     manifest = {"query": query, **encoder_info, "versions": versions(), "counts": counts, "created": time.time()}
     from stages import storage
 

@@ -107,11 +107,11 @@ def prepare(
         )
         ds.write_parquet(shards_path, filesystem=fs)
     files = _shard_files(dest)
-    columns = ["clip_id", "bucket", "caption_source", "error"]
+    columns = ["clip_id", "bucket", "caption_source", "license", "error"]
     written = (
         pa.concat_tables([pq.read_table(storage.open_read(f), columns=columns) for f in files])
         if files
-        else pa.table({k: pa.array([], pa.string()) for k in ["clip_id", "bucket", "caption_source", "error"]})
+        else pa.table({k: pa.array([], pa.string()) for k in columns})
     )
     # The manifest describes the codec/text encoder as loaded (class, dims); build one in-process to ask.
     info = ClipEncoder(**encoder_kw).describe()

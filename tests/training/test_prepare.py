@@ -17,9 +17,14 @@ def _store(out, rows):
     from pipeline import store
     from pipeline.schema import CLIPS
 
+    from pipeline.schema import VIDEOS
+
     keep = [{k: v for k, v in r.items() if k in CLIPS.names} for r in rows]
     with store.ShardWriter(out, "clips", CLIPS) as w:
         w.add_rows(keep)
+    videos = sorted({r["video_id"] for r in keep})  # lineage lives on the videos row; the kept view joins it
+    with store.ShardWriter(out, "videos", VIDEOS) as w:
+        w.add_rows([{"video_id": v, "status": "ok", "license": "CC0-1.0" if v == "bikes" else None} for v in videos])
 
 
 def test_prepare_on_ray_from_sql_selection(tmp_path, ray_local):
@@ -35,6 +40,7 @@ def test_prepare_on_ray_from_sql_selection(tmp_path, ray_local):
     assert manifest["counts"]["clips_in"] == 3 and manifest["counts"]["written"] == 3
     assert manifest["counts"]["per_bucket"] == {"8x32x32": 3}
     assert manifest["counts"]["caption_source"] == {"original": 3}  # no dense captions: falls back to original
+    assert manifest["counts"]["license"] == {"CC0-1.0": 2, "not given": 1}
     assert manifest["codec"]["spec"] == "pixel" and manifest["text_encoder"]["dim"] == 384
     assert {"ray", "torch", "diffusers"} <= set(manifest["versions"])
     assert json.loads((tmp_path / "prep" / "manifest.json").read_text())["counts"] == manifest["counts"]
@@ -44,6 +50,13 @@ def test_prepare_on_ray_from_sql_selection(tmp_path, ray_local):
     files = list((tmp_path / "prep" / "shards").glob("*.parquet"))
     schema = pq.read_schema(files[0])
     assert schema.field("latent").type == pa.binary() and schema.field("latent_shape").type == pa.list_(pa.int32())
+    shards = pa.concat_tables(pq.read_table(f, columns=["clip_id", "video_id", "license"]) for f in files)
+    lineage = {r["clip_id"]: (r["video_id"], r["license"]) for r in shards.to_pylist()}
+    assert lineage == {
+        "bikes_s0": ("bikes", "CC0-1.0"),
+        "bikes_s2": ("bikes", "CC0-1.0"),
+        "carphone": ("carphone", None),
+    }
 
 
 def test_dry_run_says_each_clips_bucket_or_why_it_is_left_out(tmp_path):
