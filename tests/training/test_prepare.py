@@ -15,9 +15,7 @@ from training.prepare import prepare, select_clips
 def _store(out, rows):
     """Write demo clip rows as the clips table of a real store (pipeline.store), so the SQL path is exercised."""
     from pipeline import store
-    from pipeline.schema import CLIPS
-
-    from pipeline.schema import VIDEOS
+    from pipeline.schema import CLIPS, VIDEOS
 
     keep = [{k: v for k, v in r.items() if k in CLIPS.names} for r in rows]
     with store.ShardWriter(out, "clips", CLIPS) as w:
