@@ -33,3 +33,13 @@ def choose_caption(row: dict, mix: dict[str, float], seed: int = 0) -> tuple[str
             return source, text
         u -= p
     return avail[-1][0], avail[-1][2]
+
+
+def with_camera_tags(text: str, row: dict) -> str:
+    """``text`` with the clip's camera move appended as a sentence ("... The camera pans left."): the camera-motion
+    tags of ``stages.camera`` from the row's camera scores; ``text`` unchanged when the row has none."""
+    from stages.camera import camera_sentence, camera_tags
+
+    tags = row.get("camera_tags")  # the view's column (a list, or a numpy array in a Ray batch) or computed here
+    sentence = camera_sentence(list(tags) if tags is not None else camera_tags(row))
+    return f"{text.rstrip()} {sentence}" if sentence else text

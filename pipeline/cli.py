@@ -188,7 +188,7 @@ def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
         manifest = export(
             args.out, args.format, args.dest, args.where, args.caption, args.seed, args.shard_clips, args.overwrite,
             fps=args.fps, frames=args.frames, max_frames=args.max_frames, min_frames=args.min_frames,
-            buckets=args.buckets, crf=args.crf,
+            buckets=args.buckets, crf=args.crf, camera_tags=args.camera_tags,
         )  # fmt: skip
     except (ValueError, duckdb.Error) as e:  # an unknown format, a mistake in the user's SQL
         print(f"clipforge export: {type(e).__name__}: {e}", file=sys.stderr)
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0, help="seed of the per-clip caption draw (--caption mix)")
     ex.add_argument("--shard-clips", type=int, default=1000, help="clips per tar shard / Parquet file (>= 1)")
     ex.add_argument("--overwrite", action="store_true", help="empty DEST first if it holds files")
+    ex.add_argument(
+        "--camera-tags", action="store_true", help='append the camera move to each caption ("The camera pans left.")'
+    )
     norm = ex.add_argument_group(
         "normalisations (folder, webdataset, hf; clips re-encoded with libx264, no audio; docs/EXPORT.md)"
     )

@@ -43,7 +43,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.captions import CAPTION_SOURCES, DEFAULT_CAPTION_MIX, choose_caption
+from pipeline.captions import CAPTION_SOURCES, DEFAULT_CAPTION_MIX, choose_caption, with_camera_tags
 from pipeline.normalise import Normalise, normalise_clip
 from pipeline.provenance import package_versions
 from stages import storage
@@ -113,6 +113,7 @@ def export(
     min_frames: int | None = None,
     buckets: dict | str | Path | None = None,
     crf: int = 18,
+    camera_tags: bool = False,
 ) -> dict[str, Any]:
     """Export the selected kept clips of ``out`` to ``dest`` in format ``fmt`` (:data:`FORMATS`); returns the
     manifest (also written to ``dest/manifest.json``).
@@ -154,6 +155,8 @@ def export(
         if text is None:
             left_out[f"no_{caption}_caption"] = left_out.get(f"no_{caption}_caption", 0) + 1
             continue
+        if camera_tags:  # the camera's move said in words (stages/camera.py), as Open-Sora-style captions carry it
+            text = with_camera_tags(text, r)
         chosen.append(({**r, "caption_source": source}, text))  # which caption went in, in every format
     writer = {"webdataset": _webdataset, "folder": _folder, "hf": _hf, "csv": _csv}[fmt]
     local: dict[str, Path] = {}  # clip_id -> its normalised file (in a scratch folder inside dest until written)
@@ -175,6 +178,7 @@ def export(
         "out": str(out),
         "where": where,
         "caption": caption,
+        "camera_tags": camera_tags,
         "seed": seed,
         "normalise": {**norm.settings(), **outcome} if norm.active else None,
         "counts": {"selected": len(rows), "written": len(chosen), "left_out": left_out},

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.schema import METADATA_KEY, SCHEMA_VERSION, TABLES, with_version
-from stages import storage
+from stages import camera, storage
 from stages.errors import EnvironmentFault
 
 CURRENT = "CURRENT"  # the layout before Delta Lake (uuid shards, generation directories): read, then upgraded
@@ -413,7 +413,11 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int 
         if have & set(lineage):
             picked = ", ".join(c for c in lineage if c in have)
             joins.append(f"LEFT JOIN (SELECT video_id, {picked} FROM videos) AS v_lineage USING (video_id)")
-    con.execute(f"CREATE OR REPLACE VIEW clips AS SELECT {', '.join(select)} FROM {base} AS c {' '.join(joins)}")
+    clips = f"SELECT {', '.join(select)} FROM {base} AS c {' '.join(joins)}"
+    names = {r[0] for r in con.execute(f"DESCRIBE {clips}").fetchall()}
+    if set(camera.COLUMNS) <= names and "camera_tags" not in names:  # derived from the camera scores (stages/camera)
+        clips = f"SELECT *, {camera.camera_tags_sql()} AS camera_tags FROM ({clips})"
+    con.execute(f"CREATE OR REPLACE VIEW clips AS {clips}")
     con.execute("CREATE OR REPLACE VIEW kept AS SELECT * FROM clips WHERE drop_reason IS NULL")
     return con
 

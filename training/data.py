@@ -27,7 +27,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.captions import CAPTION_SOURCES, DEFAULT_CAPTION_MIX, choose_caption  # noqa: F401 - re-exported
+from pipeline.captions import (  # noqa: F401 - CAPTION_SOURCES, DEFAULT_CAPTION_MIX re-exported
+    CAPTION_SOURCES,
+    DEFAULT_CAPTION_MIX,
+    choose_caption,
+    with_camera_tags,
+)
 from pipeline.provenance import package_versions
 from stages import storage
 from stages.errors import raise_if_environment
@@ -86,6 +91,7 @@ class ClipEncoder:
         text_max_length: int | None = None,
         latent_dtype: str = "float16",
         device: str = "cpu",
+        camera_tags: bool = False,
     ):
         from training.codecs import load_codec
         from training.text import load_text_encoder
@@ -102,6 +108,7 @@ class ClipEncoder:
         if unknown:
             raise ValueError(f"unknown caption sources {sorted(unknown)}; known: {sorted(CAPTION_SOURCES)}")
         self.seed, self.latent_dtype = seed, latent_dtype
+        self.camera_tags = camera_tags  # append the camera's move to each caption (pipeline.captions)
 
     def encode_row(self, row: dict) -> dict[str, Any]:
         out: dict[str, Any] = {name: None for name in SHARD_SCHEMA.names}
@@ -111,6 +118,8 @@ class ClipEncoder:
         if caption is None:
             out["error"] = "no_caption"
             return out
+        if self.camera_tags:
+            caption = with_camera_tags(caption, row)
         size = int(row["width"] or 0), int(row["height"] or 0), int(row["num_frames"] or 0), row.get("fps")
         bucket = self.buckets.assign(*size)
         if bucket is None:
@@ -149,6 +158,7 @@ class ClipEncoder:
             "caption_mix": self.caption_mix,
             "seed": self.seed,
             "latent_dtype": self.latent_dtype,
+            "camera_tags": self.camera_tags,
         }
 
 

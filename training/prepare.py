@@ -65,6 +65,7 @@ def prepare(
     concurrency: int = 1,
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
+    camera_tags: bool = False,
 ) -> dict:
     """Encode the selected clips into training shards under ``dest`` and return the manifest.
 
@@ -90,6 +91,7 @@ def prepare(
         caption_mix=caption_mix or DEFAULT_CAPTION_MIX,
         seed=seed,
         text_max_length=text_max_length,
+        camera_tags=camera_tags,
     )
     if not ray.is_initialized():
         # RAY_ADDRESS (Ray's own variable) joins a cluster; without it a new local Ray, never a stray one
@@ -166,6 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='JSON, e.g. {"dense":0.6,"short":0.3,"original":0.1}',
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--camera-tags", action="store_true", help='append the camera move to each caption ("The camera pans left.")'
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=1, help="encoder actors")
     parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per encoder actor")
@@ -208,7 +213,7 @@ def _main(args: argparse.Namespace) -> int:
     manifest = prepare(
         args.out, args.where, args.buckets, args.codec, args.text_encoder, json.loads(args.caption_mix), args.dest,
         seed=args.seed, text_max_length=args.text_max_length, batch_size=args.batch_size,
-        concurrency=args.concurrency, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+        concurrency=args.concurrency, num_cpus=args.num_cpus, num_gpus=args.num_gpus, camera_tags=args.camera_tags,
     )  # fmt: skip
     print(json.dumps(manifest["counts"]), flush=True)
     return 0

@@ -41,6 +41,11 @@ def out(tmp_path_factory):
         w.add_rows([{**c, "written_at": 1.0} for c in caps])
     with store.ShardWriter(root, "scores") as w:
         w.add_rows([{"clip_id": r["clip_id"], "motion": 0.1 * (i + 1), "written_at": 1.0} for i, r in enumerate(rows)])
+    # camera scores for two clips (stages/camera.py tags them): bikes_s0 pans left and zooms in, bikes_s1 holds still
+    camera = {"bikes_s0": (-0.05, 0.0, 0.02), "bikes_s1": (0.001, -0.002, 0.0)}
+    with store.ShardWriter(root, "scores") as w:
+        w.add_rows([{"clip_id": cid, "motion": 0.1, "camera_pan": p, "camera_tilt": t, "camera_zoom": z,
+                     "written_at": 2.0} for cid, (p, t, z) in camera.items()])  # fmt: skip
     store.record_version(root, "run")
     return root, {r["clip_id"]: r for r in rows}
 
@@ -126,6 +131,21 @@ def test_folder_layout_and_the_cli(out, tmp_path):
     assert (tmp_path / "g" / "bikes_s0.txt").read_text() == (tmp_path / "f" / "bikes_s0.txt").read_text()
     bad = subprocess.run([*cmd, str(tmp_path / "h"), "--where", "no_such_column > 1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no_such_column" in bad.stderr
+
+
+def test_camera_tags_in_the_view_and_appended_to_captions(out, tmp_path):
+    """The clips view derives camera_tags from the camera scores; --camera-tags says the move after each caption."""
+    root, rows = out
+    tags = {
+        r["clip_id"]: r["camera_tags"] for r in store.query(root, "SELECT clip_id, camera_tags FROM kept").to_pylist()
+    }
+    assert tags == {"bikes_s0": ["pan left", "zoom in"], "bikes_s1": ["static"], "bikes_s2": None}
+    manifest = export(root, "folder", tmp_path / "f", caption="dense", camera_tags=True)
+    assert manifest["camera_tags"] is True
+    text = {cid: (tmp_path / "f" / f"{cid}.txt").read_text().strip() for cid in tags}
+    assert text["bikes_s0"] == rows["bikes_s0"]["caption_dense"] + " The camera pans left and zooms in."
+    assert text["bikes_s1"] == rows["bikes_s1"]["caption_dense"] + " The camera is static."
+    assert text["bikes_s2"] == rows["bikes_s2"]["caption_dense"]  # no camera scores: nothing said
 
 
 def test_where_existing_dest_nothing_to_export_and_bad_sizes(out, tmp_path):
