@@ -656,7 +656,7 @@ def cut_video(video: dict, shots: dict, out_dir: str | Path, cfg: ClipsConfig, s
 def _rules():
     from stages.catalogue import Rule
 
-    # "short_side" is derived: min(width, height) of the written clip
+    # "short_side" is derived: the shorter side of the written clip's active picture (stages.filters.short_side)
     return (
         Rule(DURATION_SHORT, "duration_s", "<", "filters.min_duration_s"),
         Rule(RESOLUTION_LOW, "short_side", "<", "filters.min_short_side"),

@@ -131,11 +131,32 @@ def rules(extra: list[str] | tuple[str, ...] = ()):
     return catalogue_rules(extra)
 
 
+# the columns the derived ``short_side`` reads: the clip's size and the bars the scorer measured in it
+SHORT_SIDE_COLUMNS = ("width", "height", "border_top", "border_bottom", "border_left", "border_right")
+
+
 def columns(extra: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
     """The stored columns the rules read (what `refilter` loads: never the embeddings or captions). The derived
-    column ``short_side`` is min(width, height)."""
-    cols = (c for r in rules(extra) for c in (("width", "height") if r.column == "short_side" else (r.column,)))
+    column ``short_side`` is the active picture's shorter side (:func:`short_side`)."""
+    cols = (c for r in rules(extra) for c in (SHORT_SIDE_COLUMNS if r.column == "short_side" else (r.column,)))
     return tuple(dict.fromkeys(cols))
+
+
+def short_side(table: pa.Table) -> pa.Array | None:
+    """The shorter side, in pixels, of each clip's active picture: width x (1 - border_left - border_right) and
+    height x (1 - border_top - border_bottom), the bars being the scorer's (fractions; absent or null = no bars), so a
+    letterboxed clip is judged by the picture it holds, not by its frame. None without width and height."""
+    if "width" not in table.column_names or "height" not in table.column_names:
+        return None
+
+    def keep(a: str, b: str) -> pa.Array:
+        bars = [pc.fill_null(table[c].cast(pa.float64()), 0.0) for c in (a, b) if c in table.column_names]
+        total = pc.add(bars[0], bars[1]) if len(bars) == 2 else (bars[0] if bars else pa.scalar(0.0))
+        return pc.subtract(pa.scalar(1.0), total)
+
+    w = pc.multiply(table["width"].cast(pa.float64()), keep("border_left", "border_right"))
+    h = pc.multiply(table["height"].cast(pa.float64()), keep("border_top", "border_bottom"))
+    return pc.round(pc.min_element_wise(w, h, skip_nulls=False))
 
 
 def threshold(cfg: Any, setting: str) -> Any:
@@ -187,8 +208,10 @@ class Filters:
         for rule in self.rules:
             reason, col, op = rule.reason, rule.column, rule.op
             if col == "short_side":
-                w, h = row.get("width"), row.get("height")
-                value = None if _is_null(w) or _is_null(h) else min(w, h)
+                present = {c: [row.get(c)] for c in SHORT_SIDE_COLUMNS if c in row}
+                types = {c: pa.float64() for c in present}
+                side = short_side(pa.table(present, schema=pa.schema(types))) if present else None
+                value = None if side is None else side[0].as_py()
             else:
                 value = row.get(col)
             if op == "notnull":
@@ -222,9 +245,9 @@ def apply_filters(table: pa.Table, cfg: Any = None, extra: list[str] | tuple[str
     for rule in rules(extra):
         r, col, op = rule.reason, rule.column, rule.op
         if col == "short_side":
-            if "width" not in table.column_names or "height" not in table.column_names:
+            values = short_side(table)
+            if values is None:
                 continue
-            values = pc.min_element_wise(table["width"], table["height"], skip_nulls=False)
         elif col in table.column_names:
             values = table[col]
         else:

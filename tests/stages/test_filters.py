@@ -187,6 +187,10 @@ def row(**kw):
         "text_area": 0.0,
         "aesthetic": None,
         "error_clip_scores": None,
+        "border_top": 0.0,
+        "border_bottom": 0.0,
+        "border_left": 0.0,
+        "border_right": 0.0,
     }
     return base | kw
 
@@ -197,6 +201,10 @@ def row(**kw):
         ({}, None),
         ({"duration_s": 1.0, "motion": 0.0}, "duration_short"),  # metadata first
         ({"height": 100, "error_scores": "error_scores:X: y"}, "resolution_low"),
+        # the active picture's short side: 360 x (1 - 0.34 - 0.34) = 115 px of picture inside a 640x360 frame
+        ({"border_top": 0.34, "border_bottom": 0.34}, "resolution_low"),
+        ({"border_top": 0.12, "border_bottom": 0.12}, None),  # a 2.39:1 letterbox: 274 px of picture
+        ({"border_top": 0.34, "border_bottom": None}, None),  # one bar unknown counts as none: 238 px
         ({"error_scores": "error_scores:ValueError: bad", "motion": None, "sharpness": None}, "error_scores"),
         ({"black_frac": 0.5, "luma_mean": 0.05, "sharpness": 1.0}, "quality_black"),
         ({"luma_mean": 0.05, "sharpness": 1.0, "motion": 0.001}, "quality_dark"),  # not blurry / static
