@@ -20,6 +20,7 @@ from stages.clips import (
     clip_id,
     clip_relpath,
     cut_clips,
+    cut_video,
     encoder_options,
     output_size,
     plan_clips,
@@ -27,6 +28,7 @@ from stages.clips import (
 )
 from stages.frames import read_frames, video_meta
 from stages.media import timeline
+from stages.shots import ShotsConfig, scenes_from_spans, shots_row
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -469,3 +471,29 @@ def test_fps_ids_change_with_the_retime_fix_and_source_timed_ids_do_not():
     assert settings_of(ClipsConfig(fps=24), "t")["cut_version"] == 3
     before_the_fix = "e06202882e3a74da825ca817"
     assert clip_id("hash", 10, 60, settings_of(ClipsConfig(), "transnetv2")) == before_the_fix
+
+
+@pytest.mark.parametrize("name", ["webm_30", "mkv_29.97", "mkv_23.976"])
+def test_spans_and_trims_in_seconds_land_on_rounded_timestamps(rate_source, name, tmp_path):
+    """A span given in seconds starts on the frame a player shows at its start and ends after the frame shown just
+    before its end, whether the time is a frame's true instant, its millisecond stamp or a quarter frame inside it;
+    trimming three frame intervals removes exactly three frames at each edge."""
+    path, rate, index = rate_source(name)
+    times = index.times_s()
+    true = [float(i / rate) for i in range(RATE_FRAMES + 1)]
+    given = [
+        {"start_s": true[10], "end_s": true[40]},
+        {"start_s": times[10], "end_s": times[40]},
+        {"start_s": float((10 + Fraction(1, 4)) / rate), "end_s": float((40 - Fraction(1, 4)) / rate)},
+        {"start_s": times[3] - 0.0009, "end_s": times[61] + 0.0009},  # stamps written back truncated/rounded up
+    ]
+    assert [(s["start_frame"], s["end_frame"]) for s in scenes_from_spans(given, times)] == [(10, 40)] * 3 + [(3, 61)]
+    video = {**video_row(path), "path": str(path)}
+    shots = shots_row({**video, "spans": given[2:3]}, ShotsConfig())
+    assert shots["detector"] == "given" and shots["error"] is None
+    cfg = ClipsConfig(min_s=0.1)
+    shots, rows = cut_video(video, shots, tmp_path, cfg)
+    assert [(r["start_frame"], r["end_frame"]) for r in rows] == [(10, 40)]
+    assert clip_indices(tmp_path / rows[0]["clip_path"]) == list(range(10, 40))
+    trim = ClipsConfig(min_s=0.1, trim_s=float(3 / rate))
+    assert kept(plan_clips(video, spans((10, 40), (0, RATE_FRAMES)), trim, "d", times)) == [(13, 37), (3, 61)]
