@@ -26,10 +26,14 @@ Every frame of every (trimmed) shot is in exactly one row, kept or dropped, so t
 for the whole video.
 
 Cutting (``cut_clips``): clips keep the source's presentation timing (shifted to start at 0), or are resampled to
-``fps``; pixels become square at the display size (SAR applied) and upright; colour is converted to limited
-range with the source's matrix, and the clip is tagged with the source's colour description (an untagged
-source gets the tags ``stages.media.assumed_matrix`` reads it with). HDR sources (PQ/HLG transfer) are kept
-HDR: 10-bit 4:2:0 with their tags (``hdr="keep"``); ``ingest.drop_hdr`` excludes them from a run instead.
+``fps``: output frame ``k`` is shown at ``k / fps`` and shows the source frame on screen at that instant, the last one
+whose timestamp is at or before it within the tolerance (``_ClipWriter.retime_tolerance``), so a source re-timed to
+its own rate keeps every frame once, and to half its rate every second frame, even when its timestamps are rounded
+to milliseconds (Matroska, WebM) or jitter; a clip of duration D gets round(D * fps) frames. Pixels become square
+at the display size (SAR applied) and upright; colour is converted to limited range with the source's matrix, and the
+clip is tagged with the source's colour description (an untagged source gets the tags ``stages.media.assumed_matrix``
+reads it with). HDR sources (PQ/HLG transfer) are kept HDR: 10-bit 4:2:0 with their tags (``hdr="keep"``);
+``ingest.drop_hdr`` excludes them from a run instead.
 """
 
 from __future__ import annotations
@@ -64,8 +68,11 @@ from stages.media import (
     to_rgb,
 )
 
-# Bump when the cutting code changes what a clip file contains: it goes into every clip_id.
+# Bump when the cutting code changes what a clip file contains: it goes into every clip_id (next bump: 4 for both).
 CUT_VERSION = 2  # 2: PTS-timed length rules, square pixels at display size, colour range/tags
+# Clips re-timed to ``fps`` only: 3: source frames chosen with the timestamp tolerance (millisecond timestamps
+# no longer drop and repeat frames). Clips keeping the source timing did not change, so neither did their ids.
+RETIME_CUT_VERSION = 3
 DURATION_SHORT = "duration_short"
 RESOLUTION_LOW = "resolution_low"
 _EPS_S = 2.5e-3  # timestamp rounding (1 ms time bases round each pts and the inferred last interval), jitter
@@ -81,7 +88,7 @@ class ClipsConfig:
     crf: int = 20  # libx264 constant quality (not a bitrate): 18-23 is visually near-lossless
     preset: str = "veryfast"
     short_side: int | None = None  # downscale so the shorter side is this (never upscales; even dims)
-    fps: float | None = None  # resample to this frame rate by timestamps (drops/duplicates frames)
+    fps: float | None = None  # resample to this frame rate by timestamps (drops/repeats frames; module docstring)
     num_cpus: float = 1.0  # CPUs per cutting task; also the encoder/decoder thread count
     memory_mb: int = 2048  # memory Ray reserves for each cutting task (one source decoded, its clips encoded)
 
@@ -93,7 +100,7 @@ def settings_of(cfg: ClipsConfig, detector: str) -> dict:
     s = asdict(cfg)
     s.pop("num_cpus")
     s.pop("memory_mb")
-    return {"detector": detector, "cut_version": CUT_VERSION, **s}
+    return {"detector": detector, "cut_version": RETIME_CUT_VERSION if cfg.fps else CUT_VERSION, **s}
 
 
 def clip_id(source_hash: str, start_frame: int, end_frame: int, settings: dict) -> str:
@@ -259,6 +266,7 @@ class _ClipWriter:
         self.src_rate, self.src_tb = src_rate, src_tb
         self.t0: int | None = None  # first source pts: output timestamps start at 0
         self.out_rate = Fraction(cfg.fps).limit_denominator(100_000) if cfg.fps else None
+        self.tolerance = self.retime_tolerance(src_rate, self.out_rate) if self.out_rate else Fraction(0)
         self.held: tuple[av.VideoFrame, Fraction] | None = None  # fps mode: the frame covering "now"
         self.pending: tuple[av.VideoFrame, int] | None = None  # source timing: the frame waiting for its duration
         self.durations: dict[int, int] = {}  # pts -> display duration of frames in the encoder
@@ -326,12 +334,31 @@ class _ClipWriter:
             self.pending = (frame, rel)
             return
         t = rel * self.src_tb
-        self._flush_held(until=t)
+        # this frame takes over from output instant t - tolerance on: a frame stamped up to the tolerance late is
+        # the one on screen at the instant its timestamp was rounded (or jittered) away from
+        self._flush_held(until=t - self.tolerance)
         self.held = (frame, t)
 
+    @staticmethod
+    def retime_tolerance(src_rate: Fraction, out_rate: Fraction) -> Fraction:
+        """How late a source timestamp may be and still count as at an output instant ``k / fps``.
+
+        Exact comparison is wrong for real timestamps: Matroska/WebM store milliseconds, so 30 fps reads 0, 33, 67,
+        100 ms and the frame shown from 66.67 ms is stamped 67; at 29.97 and 23.976 fps every container with a 1 ms
+        time base rounds most frames, either way. Compared exactly, output instant 2/30 s would still show frame 1
+        (frame 2 "starts" 0.33 ms later), so re-timing such a clip to its own rate repeated one frame and dropped
+        the next every few frames. Half a tick would cover the rounding alone, but not the ~1 ms jitter of phone
+        clocks (a 90 kHz stream whose frames are a millisecond late: half a tick there is 5.6 us), so the tolerance
+        is the planner's ``_EPS_S`` (rounding and jitter): span edges and re-timed frames then agree on which frame
+        is at a time. It is capped at a quarter of the shorter of the source's and the output's frame intervals
+        (from 100 fps up), so it never moves a choice by more than a quarter frame on either clock.
+        """
+        return min(Fraction(str(_EPS_S)), 1 / (4 * src_rate), 1 / (4 * out_rate))
+
     def _flush_held(self, until: Fraction) -> None:
-        """fps mode: output frame k shows the source frame covering time k / fps; emit the held frame
-        for every output time before ``until`` (the next source frame's time, or the clip's end)."""
+        """fps mode: output frame k shows the source frame on screen at time k / fps (:meth:`retime_tolerance`);
+        emit the held frame for every output time before ``until`` (where the next source frame takes over, or the
+        clip's end)."""
         if self.held is None:
             return
         frame, _ = self.held

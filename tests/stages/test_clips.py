@@ -20,12 +20,15 @@ from stages.clips import (
     clip_id,
     clip_relpath,
     cut_clips,
+    cut_video,
     encoder_options,
     output_size,
     plan_clips,
     settings_of,
 )
 from stages.frames import read_frames, video_meta
+from stages.media import timeline
+from stages.shots import ShotsConfig, scenes_from_spans, shots_row
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -392,3 +395,105 @@ def test_variable_frame_rate_source(tmp_path):
     expect = [11 + int(np.searchsorted(ticks, 4 * k, side="right")) - 1 for k in range(100) if 4 * k + 2 < ticks[-1]]
     assert clip_indices(tmp_path / r["clip_path"]) == expect
     assert len(set(expect)) < min(len(expect), 29)  # some source frames dropped, some repeated
+
+
+# ------------------------------------------------------------------------------------------- rounded timestamps
+
+# Matroska and WebM store milliseconds: 30 fps reads 0, 33, 67, 100 ms ...; 29.97 and 23.976 fps round most frames,
+# either way. The MP4 twins (time bases 1/15360, 1/30000, 1/24000) have exact timestamps: the same rule must hold.
+RATE_SOURCES = {
+    "webm_30": ("webm", "libvpx-vp9", Fraction(30)),
+    "mkv_29.97": ("matroska", "libx264", Fraction(30000, 1001)),
+    "mkv_23.976": ("matroska", "libx264", Fraction(24000, 1001)),
+    "mp4_30": ("mp4", "libx264", Fraction(30)),
+    "mp4_29.97": ("mp4", "libx264", Fraction(30000, 1001)),
+    "mp4_23.976": ("mp4", "libx264", Fraction(24000, 1001)),
+}
+RATE_FRAMES = 64
+VP9_FAST = {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b:v": "0"}
+
+
+@pytest.fixture(scope="module")
+def rate_source(tmp_path_factory):
+    """name -> (path, rate, PtsIndex) of a 64-frame indexed video in RATE_SOURCES, built on first use."""
+    root = tmp_path_factory.mktemp("rates")
+    built = {}
+
+    def get(name):
+        if name not in built:
+            fmt, codec, rate = RATE_SOURCES[name]
+            path = root / f"{name}.{'mkv' if fmt == 'matroska' else fmt}"
+            make_indexed_video(
+                path, RATE_FRAMES, codec=codec, fmt=fmt, rate=rate, opts=VP9_FAST if "vpx" in codec else None
+            )
+            built[name] = (path, rate, timeline(path))
+        return built[name]
+
+    return get
+
+
+def test_rounded_sources_are_rounded(rate_source):
+    # the cases test what they claim: millisecond stamps off the true frame times in Matroska/WebM, exact in MP4
+    for name in RATE_SOURCES:
+        path, rate, index = rate_source(name)
+        assert len(index) == RATE_FRAMES and clip_indices(path) == list(range(RATE_FRAMES))
+        exact = [(p - index.pts[0]) * index.time_base == i / rate for i, p in enumerate(index.pts)]
+        if name.startswith("mp4"):
+            assert all(exact), name
+        else:
+            assert index.time_base == Fraction(1, 1000) and exact.count(False) >= RATE_FRAMES // 2, name
+
+
+# spans starting on differently rounded frames; the last one ends at the source's end (its inferred last interval)
+RETIME_SPANS = [(0, 40), (1, 41), (2, 42), (24, RATE_FRAMES)]
+
+
+@pytest.mark.parametrize("name", list(RATE_SOURCES))
+def test_fps_at_the_source_rate_keeps_every_frame_once(rate_source, name, tmp_path):
+    """Re-timing to the source's own rate is the identity and to half of it keeps every second frame, whatever the
+    container's timestamp rounding (compared exactly, 1 ms stamps repeated one frame and dropped the next)."""
+    path, rate, index = rate_source(name)
+    video = video_row(path)
+    for out_rate, step in ((rate, 1), (rate / 2, 2)):
+        cfg = ClipsConfig(min_s=0.1, fps=float(out_rate))
+        plans = plan_clips(video, spans(*RETIME_SPANS), cfg, "d", index.times_s())
+        rows = cut_clips(str(path), video, plans, tmp_path, cfg, index=index)
+        for r, (a, b) in zip(rows, RETIME_SPANS, strict=True):
+            assert r["drop_reason"] is None, r["error"]
+            assert clip_indices(tmp_path / r["clip_path"]) == list(range(a, b, step)), (float(out_rate), a, b)
+            assert r["num_frames"] == len(range(a, b, step))
+
+
+def test_fps_ids_change_with_the_retime_fix_and_source_timed_ids_do_not():
+    # re-timed clips cut before the timestamp tolerance may hold repeated/dropped frames: a resume must not keep
+    # them; clips keeping the source timing did not change, so their ids stay
+    assert settings_of(ClipsConfig(), "t")["cut_version"] == 2
+    assert settings_of(ClipsConfig(fps=24), "t")["cut_version"] == 3
+    before_the_fix = "e06202882e3a74da825ca817"
+    assert clip_id("hash", 10, 60, settings_of(ClipsConfig(), "transnetv2")) == before_the_fix
+
+
+@pytest.mark.parametrize("name", ["webm_30", "mkv_29.97", "mkv_23.976"])
+def test_spans_and_trims_in_seconds_land_on_rounded_timestamps(rate_source, name, tmp_path):
+    """A span given in seconds starts on the frame a player shows at its start and ends after the frame shown just
+    before its end, whether the time is a frame's true instant, its millisecond stamp or a quarter frame inside it;
+    trimming three frame intervals removes exactly three frames at each edge."""
+    path, rate, index = rate_source(name)
+    times = index.times_s()
+    true = [float(i / rate) for i in range(RATE_FRAMES + 1)]
+    given = [
+        {"start_s": true[10], "end_s": true[40]},
+        {"start_s": times[10], "end_s": times[40]},
+        {"start_s": float((10 + Fraction(1, 4)) / rate), "end_s": float((40 - Fraction(1, 4)) / rate)},
+        {"start_s": times[3] - 0.0009, "end_s": times[61] + 0.0009},  # stamps written back truncated/rounded up
+    ]
+    assert [(s["start_frame"], s["end_frame"]) for s in scenes_from_spans(given, times)] == [(10, 40)] * 3 + [(3, 61)]
+    video = {**video_row(path), "path": str(path)}
+    shots = shots_row({**video, "spans": given[2:3]}, ShotsConfig())
+    assert shots["detector"] == "given" and shots["error"] is None
+    cfg = ClipsConfig(min_s=0.1)
+    shots, rows = cut_video(video, shots, tmp_path, cfg)
+    assert [(r["start_frame"], r["end_frame"]) for r in rows] == [(10, 40)]
+    assert clip_indices(tmp_path / rows[0]["clip_path"]) == list(range(10, 40))
+    trim = ClipsConfig(min_s=0.1, trim_s=float(3 / rate))
+    assert kept(plan_clips(video, spans((10, 40), (0, RATE_FRAMES)), trim, "d", times)) == [(13, 37), (3, 61)]

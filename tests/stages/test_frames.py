@@ -50,6 +50,10 @@ def test_sample_indices_at_target_fps():
     assert sample_indices(10, max_n=3) == [0, 1, 2]
     # above the source rate frames repeat
     assert sample_indices(3, src_fps=10, target_fps=20) == [0, 0, 1, 1, 2, 2]
+    # the NTSC rates as the probe stores them (floats): their own rate keeps every frame, half of it every second one
+    for rate in (30000 / 1001, 24000 / 1001):
+        assert sample_indices(500, src_fps=rate, target_fps=rate) == list(range(500))
+        assert sample_indices(500, src_fps=rate, target_fps=rate / 2) == list(range(0, 500, 2))
     with pytest.raises(ValueError):
         sample_indices(10, 2, src_fps=25, target_fps=5)
     with pytest.raises(ValueError):

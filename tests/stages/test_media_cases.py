@@ -211,6 +211,27 @@ def test_vfr_fps_normalised_clip_states_its_own_frames_and_duration(media_cases,
     assert [(r["start_s"], round(r["end_s"], 3)) for r in rows] == [(0.0, 4.0), (4.0, 7.002)]  # ~1 ms jitter
 
 
+@pytest.mark.parametrize("rate", [30, 15, 10])
+def test_vfr_phone_retimed_by_its_frame_times_despite_jitter(media_cases, rate, tmp_path):
+    """Output frame k shows the source frame on screen at k / rate by the true frame times (1/30 s apart, then 1/15 s),
+    although the stamps carry up to 1 ms of jitter either way: at 30 fps the 30 fps part is kept whole and the 15 fps
+    part doubled, at 15 fps the reverse; compared exactly, late stamps repeated one frame and dropped the next."""
+    root, expect, mod = media_cases
+    case = "vfr/vfr_phone.mp4"
+    cut = expect[case]["cuts"][0]
+    nominal = [Fraction(i, 30) if i < 60 else 2 + Fraction(i - 60, 15) for i in range(expect[case]["frames"])]
+    cfg = ClipsConfig(min_s=1.0, fps=rate)
+    scenes = [{"start_frame": 0, "end_frame": cut}, {"start_frame": cut, "end_frame": expect[case]["frames"]}]
+    _, rows = _cut(root / case, cfg, scenes, "given", tmp_path)
+    for r in rows:
+        a, b = r["start_frame"], r["end_frame"]
+        end = nominal[b] if b < len(nominal) else Fraction(7)
+        count = round((end - nominal[a]) * rate)
+        want = [max(i for i in range(a, b) if nominal[i] <= nominal[a] + Fraction(k, rate)) for k in range(count)]
+        frames = read_frames(tmp_path / r["clip_path"], list(range(r["num_frames"])))
+        assert [mod.read_bars(f) for f in frames] == want
+
+
 def test_anamorphic_disc_is_round_in_clips(media_cases, tmp_path):
     root, _, _ = media_cases
     case = root / "sar/anamorphic_sar43.mp4"
