@@ -59,7 +59,14 @@ from stages.media import (
 from training.buckets import Bucket, BucketSet
 
 TOO_SHORT = "too_short"  # fewer than min_frames (or no) frames after re-timing and the N·k+1 cut
-_ROUNDING = Fraction(1, 1000)  # timestamps rounded to a millisecond (MKV, WebM) must not drop or repeat a frame
+def _tolerance(n: int, total: Fraction, rate: Fraction) -> Fraction:
+    """How late a source timestamp may be and still count as at an output instant: the cutter's rule
+    (``stages.clips.retime_tolerance``: millisecond rounding of MKV/WebM and phone-clock jitter), with the clip's
+    mean rate as its source rate."""
+    from stages.clips import retime_tolerance
+
+    src_rate = Fraction(n) / total if total > 0 else rate
+    return retime_tolerance(src_rate, Fraction(rate))
 
 
 @dataclass
@@ -184,7 +191,7 @@ def plan_frames(pts: Sequence[int], end_pts: int, time_base: Fraction, norm: Nor
         src, out, end, tb = list(range(n)), [p - p0 for p in pts], end_pts - p0, time_base
     else:
         rate = norm.fps
-        eps = min(_ROUNDING, 1 / (4 * rate))
+        eps = _tolerance(n, total, rate)
         t = [(p - p0) * time_base for p in pts]
         # output frames k with k / F < duration - 1 / (2F): round(duration * F), a half rounded down (the cutter's
         # rule; no tolerance here: a timestamp's rounding moves the count only at such a tie)
@@ -203,7 +210,7 @@ def plan_frames(pts: Sequence[int], end_pts: int, time_base: Fraction, norm: Nor
     base = out[start]
     identity = start == 0 and keep == n
     if norm.fps is not None and identity:
-        eps = min(_ROUNDING, 1 / (4 * norm.fps))
+        eps = _tolerance(n, total, norm.fps)
         identity = src == list(range(n)) and all(
             abs((p - p0) * time_base - i / norm.fps) <= eps for i, p in enumerate(pts)
         ) and abs(total - n / norm.fps) <= eps  # fmt: skip

@@ -236,6 +236,22 @@ def output_size(width: int, height: int, short_side: int | None) -> tuple[int, i
     return max(2, int(width) // 2 * 2), max(2, int(height) // 2 * 2)
 
 
+def retime_tolerance(src_rate: Fraction, out_rate: Fraction) -> Fraction:
+    """How late a source timestamp may be and still count as at an output instant ``k / fps``.
+
+    Exact comparison is wrong for real timestamps: Matroska/WebM store milliseconds, so 30 fps reads 0, 33, 67,
+    100 ms and the frame shown from 66.67 ms is stamped 67; at 29.97 and 23.976 fps every container with a 1 ms
+    time base rounds most frames, either way. Compared exactly, output instant 2/30 s would still show frame 1
+    (frame 2 "starts" 0.33 ms later), so re-timing such a clip to its own rate repeated one frame and dropped
+    the next every few frames. Half a tick would cover the rounding alone, but not the ~1 ms jitter of phone
+    clocks (a 90 kHz stream whose frames are a millisecond late: half a tick there is 5.6 us), so the tolerance
+    is the planner's ``_EPS_S`` (rounding and jitter): span edges and re-timed frames then agree on which frame
+    is at a time. It is capped at a quarter of the shorter of the source's and the output's frame intervals
+    (from 100 fps up), so it never moves a choice by more than a quarter frame on either clock.
+    """
+    return min(Fraction(str(_EPS_S)), 1 / (4 * src_rate), 1 / (4 * out_rate))
+
+
 class _ClipWriter:
     """One clip being encoded: a temp MP4 next to the final path, moved into place on success. For an OUT in a
     bucket (``final`` a URI) the temp file is local and uploaded on success (one object PUT, visible only when
@@ -341,19 +357,8 @@ class _ClipWriter:
 
     @staticmethod
     def retime_tolerance(src_rate: Fraction, out_rate: Fraction) -> Fraction:
-        """How late a source timestamp may be and still count as at an output instant ``k / fps``.
-
-        Exact comparison is wrong for real timestamps: Matroska/WebM store milliseconds, so 30 fps reads 0, 33, 67,
-        100 ms and the frame shown from 66.67 ms is stamped 67; at 29.97 and 23.976 fps every container with a 1 ms
-        time base rounds most frames, either way. Compared exactly, output instant 2/30 s would still show frame 1
-        (frame 2 "starts" 0.33 ms later), so re-timing such a clip to its own rate repeated one frame and dropped
-        the next every few frames. Half a tick would cover the rounding alone, but not the ~1 ms jitter of phone
-        clocks (a 90 kHz stream whose frames are a millisecond late: half a tick there is 5.6 us), so the tolerance
-        is the planner's ``_EPS_S`` (rounding and jitter): span edges and re-timed frames then agree on which frame
-        is at a time. It is capped at a quarter of the shorter of the source's and the output's frame intervals
-        (from 100 fps up), so it never moves a choice by more than a quarter frame on either clock.
-        """
-        return min(Fraction(str(_EPS_S)), 1 / (4 * src_rate), 1 / (4 * out_rate))
+        """:func:`retime_tolerance` (the module's)."""
+        return retime_tolerance(src_rate, out_rate)
 
     def _flush_held(self, until: Fraction) -> None:
         """fps mode: output frame k shows the source frame on screen at time k / fps (:meth:`retime_tolerance`);
