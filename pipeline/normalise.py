@@ -59,6 +59,8 @@ from stages.media import (
 from training.buckets import Bucket, BucketSet
 
 TOO_SHORT = "too_short"  # fewer than min_frames (or no) frames after re-timing and the N·k+1 cut
+
+
 def _tolerance(n: int, total: Fraction, rate: Fraction) -> Fraction:
     """How late a source timestamp may be and still count as at an output instant: the cutter's rule
     (``stages.clips.retime_tolerance``: millisecond rounding of MKV/WebM and phone-clock jitter), with the clip's
