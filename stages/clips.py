@@ -89,6 +89,10 @@ class ClipsConfig:
     preset: str = "veryfast"
     short_side: int | None = None  # downscale so the shorter side is this (never upscales; even dims)
     fps: float | None = None  # resample to this frame rate by timestamps (drops/repeats frames; module docstring)
+    # crop letterbox/pillarbox bars found in every one of 8 frames sampled over the video's clips (bars_of); off
+    # by default. When on it goes into the clip ids (settings "crop_bars": true); when off it is left out of them,
+    # so clips cut before the option existed keep their ids.
+    crop_bars: bool = False
     num_cpus: float = 1.0  # CPUs per cutting task; also the encoder/decoder thread count
     memory_mb: int = 2048  # memory Ray reserves for each cutting task (one source decoded, its clips encoded)
 
@@ -100,6 +104,8 @@ def settings_of(cfg: ClipsConfig, detector: str) -> dict:
     s = asdict(cfg)
     s.pop("num_cpus")
     s.pop("memory_mb")
+    if not s["crop_bars"]:
+        s.pop("crop_bars")
     return {"detector": detector, "cut_version": RETIME_CUT_VERSION if cfg.fps else CUT_VERSION, **s}
 
 
@@ -551,6 +557,14 @@ def cut_clips(
     size = output_size(*((display[1], display[0]) if rotation in (90, 270) else display), cfg.short_side)
     out_colour = tagged(src_colour, coded_h)
     pix_fmt = "yuv420p10le" if src_colour.hdr else "yuv420p"
+    crop = None
+    if cfg.crop_bars:
+        try:
+            crop = _Crop.of(path, todo, index, rotation, size, out_colour, pix_fmt)
+        except Exception as exc:  # noqa: BLE001 - a source that cannot be sampled cannot be cut either
+            for r in todo:
+                fail(r, exc)
+            return rows
     # clips by start frame; a pointer walks them as frames advance (spans may overlap)
     pending = list(todo)
     active: list[dict] = []
@@ -578,7 +592,9 @@ def cut_clips(
                 if i < w.expect:
                     continue  # a second pass re-decodes frames this clip already has
                 try:
-                    out = out or _prepare(frame, rotation, size, out_colour, pix_fmt)
+                    if out is None:
+                        out = _prepare(frame, rotation, size, out_colour, pix_fmt)
+                        out = crop(out) if crop is not None else out
                     w.add(i, out, src_pts, src_duration)
                     if i + 1 >= w.end:
                         w.finish()
@@ -644,6 +660,67 @@ def _prepare(
     frame = for_encoder(frame, width, height, colour, pix_fmt=pix_fmt, interpolation=_interp(size, frame))
     frame.pict_type = av.video.frame.PictureType.NONE
     return frame
+
+
+def bars_of(luma: np.ndarray) -> tuple[int, int, int, int]:
+    """Bars (top, bottom, left, right) in pixels of ``luma`` (N, H, W) uint8 frames: the scorer's
+    ``stages.cpu_scores.active_box`` with its default thresholds, so a clip cut with ``crop_bars`` is cropped where
+    the scorer would have measured bars. The offsets are rounded up and the size down to even numbers (4:2:0
+    chroma): a bar is removed whole, at the cost of at most one line of picture."""
+    from stages.cpu_scores import CpuScoresConfig, active_box
+
+    cfg = CpuScoresConfig()
+    top, bottom, left, right = active_box(luma, max_range=cfg.border_range, dark=cfg.border_dark)
+    return top + top % 2, bottom + bottom % 2, left + left % 2, right + right % 2
+
+
+class _Crop:
+    """Crops every prepared frame of one source to its active picture (``ClipsConfig.crop_bars``): FFmpeg's
+    ``crop`` filter through PyAV's filter graph (it keeps the frame's colour properties and pixel format)."""
+
+    SAMPLES = 8
+
+    def __init__(self, box: tuple[int, int, int, int], size: tuple[int, int], pix_fmt: str):
+        self.box, self.size, self.pix_fmt = box, size, pix_fmt
+        self.graph = None
+
+    @classmethod
+    def of(cls, path, todo, index, rotation, size, colour, pix_fmt) -> _Crop | None:
+        """The crop of one source's clips, from :data:`SAMPLES` frames spread over the span its clips cover (bars
+        must be in all of them: a letterbox that changes between shots is cropped only where they share it), or
+        None when there are none."""
+        start, end = min(int(r["start_frame"]) for r in todo), max(int(r["end_frame"]) for r in todo)
+        picks = sorted({start + (end - start - 1) * k // max(1, cls.SAMPLES - 1) for k in range(cls.SAMPLES)})
+        container, stream = open_stream(path)
+        with container:
+            frames = [
+                _prepare(f, rotation, size, colour, pix_fmt).reformat(format="gray").to_ndarray()
+                for _, f in iter_frames(container, stream, [(i, i + 1) for i in picks], index)
+            ]
+        if not frames:
+            return None
+        top, bottom, left, right = bars_of(np.stack(frames))
+        if not (top or bottom or left or right):
+            return None
+        w, h = size
+        width, height = (w - left - right) // 2 * 2, (h - top - bottom) // 2 * 2
+        return cls((top, bottom, left, right), (width, height), pix_fmt)
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self.graph is None:
+            graph = av.filter.Graph()
+            src = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name, time_base=1)
+            w, h = self.size
+            cropper = graph.add("crop", f"{w}:{h}:{self.box[2]}:{self.box[0]}")
+            sink = graph.add("buffersink")
+            src.link_to(cropper)
+            cropper.link_to(sink)
+            graph.configure()
+            self.graph = graph
+        self.graph.push(frame)
+        out = self.graph.pull()
+        out.pict_type = av.video.frame.PictureType.NONE
+        return out
 
 
 def _interp(size: tuple[int, int], frame: av.VideoFrame) -> str:

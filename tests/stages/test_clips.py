@@ -263,6 +263,31 @@ def test_short_side_resize(bikes, tmp_path):
     assert np.abs(small.astype(int) - ref).mean() < 6
 
 
+def test_crop_bars_cuts_the_active_picture_and_is_off_by_default(bikes, tmp_path):
+    """bikes (640x272) letterboxed into 640x360 (44-line black bars): with ``crop_bars`` its clips are the 640x272
+    picture again, pixel for pixel close to the source; the option is in the clip ids only when on, and a source
+    without bars is cut as without the option."""
+    from pipeline.defects import letterbox
+    from pipeline.testdata import decode_frames, write_frames
+
+    boxed = write_frames(letterbox(decode_frames(bikes, 30, 76)), tmp_path / "boxed.mp4", fps=25)
+    video = video_row(boxed)
+    off, on = ClipsConfig(min_s=1.0), ClipsConfig(min_s=1.0, crop_bars=True)
+    assert "crop_bars" not in settings_of(off, "d") and settings_of(on, "d")["crop_bars"] is True
+    plain = cut_clips(str(boxed), video, plan_clips(video, spans((0, 46)), off, "d"), tmp_path / "off", off)[0]
+    cropped = cut_clips(str(boxed), video, plan_clips(video, spans((0, 46)), on, "d"), tmp_path / "on", on)[0]
+    assert (plain["width"], plain["height"]) == (640, 360)
+    assert (cropped["width"], cropped["height"], cropped["num_frames"]) == (640, 272, 46)
+    assert cropped["clip_id"] != plain["clip_id"]
+    got = read_frames(tmp_path / "on" / cropped["clip_path"], [10])[0].astype(int)
+    ref = read_frames(bikes, [40])[0].astype(int)
+    assert np.abs(got - ref).mean() < 6  # the picture, not shifted by a bar
+    # no bars: the same frames as without the option
+    unboxed = cut_clips(str(bikes), video_row(bikes), plan_clips(video_row(bikes), spans((30, 76)), on, "d"),
+                        tmp_path / "plain", on)[0]  # fmt: skip
+    assert (unboxed["width"], unboxed["height"]) == (640, 272)
+
+
 def test_fps_normalisation_by_timestamps(indexed, tmp_path):
     cfg = ClipsConfig(fps=12, min_s=0.1)
     video = video_row(indexed)
