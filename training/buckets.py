@@ -19,7 +19,7 @@ centre-cropped. Batches are drawn from one bucket at a time (training/data.py), 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,9 @@ class Bucket:
     frames: int
     height: int
     width: int
+    # the aspect ratio (width / height) the bucket was made for: a grid's named ratio, which rounding the sides to
+    # ``multiple`` moves (16:9 at 128 is 96x176, 1.83; at 256 192x336, 1.75); buckets are grouped by it
+    nominal: float | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -38,6 +41,11 @@ class Bucket:
     @property
     def aspect(self) -> float:
         return self.width / self.height
+
+    @property
+    def family(self) -> float:
+        """The aspect ratio that groups this bucket with others of the same shape: the nominal one if given."""
+        return round(self.nominal or self.aspect, 4)
 
     @classmethod
     def parse(cls, name: str) -> Bucket:
@@ -83,7 +91,15 @@ class BucketSet:
         cfg = dict(cfg.get("buckets", cfg)) if isinstance(cfg.get("buckets"), dict) else cfg
         fps = cfg.get("fps")
         if isinstance(cfg.get("buckets"), list):
-            buckets = [Bucket(int(b["frames"]), int(b["height"]), int(b["width"])) for b in cfg["buckets"]]
+            buckets = [
+                Bucket(
+                    int(b["frames"]),
+                    int(b["height"]),
+                    int(b["width"]),
+                    _ratio(b["aspect"]) if b.get("aspect") else None,
+                )
+                for b in cfg["buckets"]
+            ]
         else:
             multiple = int(cfg.get("multiple", 16))
             buckets = []
@@ -93,7 +109,7 @@ class BucketSet:
                     h = max(multiple, round(res / math.sqrt(r) / multiple) * multiple)
                     w = max(multiple, round(res * math.sqrt(r) / multiple) * multiple)
                     for f in cfg.get("frames", [1]):
-                        buckets.append(Bucket(int(f), h, w))
+                        buckets.append(Bucket(int(f), h, w, r))
         if not buckets:
             raise ValueError("bucket config defines no bucket")
         return cls(sorted(set(buckets)), float(fps) if fps else None)
@@ -101,7 +117,15 @@ class BucketSet:
     def to_config(self) -> dict:
         return {
             "fps": self.fps,
-            "buckets": [{"frames": b.frames, "height": b.height, "width": b.width} for b in self.buckets],
+            "buckets": [
+                {
+                    "frames": b.frames,
+                    "height": b.height,
+                    "width": b.width,
+                    **({"aspect": b.nominal} if b.nominal else {}),
+                }
+                for b in self.buckets
+            ],
         }
 
     def available_frames(self, num_frames: int, fps: float | None) -> int:
@@ -111,14 +135,15 @@ class BucketSet:
         return int(math.floor((num_frames - 1) * self.fps / fps)) + 1
 
     def assign(self, width: int, height: int, num_frames: int, fps: float | None = None) -> Bucket | None:
-        """The largest bucket this clip fits without upscaling (nearest aspect ratio first), or None."""
+        """The largest bucket this clip fits without upscaling (the buckets of the nearest aspect ratio first: a
+        grid's named ratio, however rounding moved each bucket's sides), or None."""
         if not width or not height or not num_frames:
             return None
         frames = self.available_frames(num_frames, fps)
         log_ar = math.log(width / height)
         by_ar: dict[float, list[Bucket]] = {}
         for b in self.buckets:
-            by_ar.setdefault(round(b.aspect, 4), []).append(b)
+            by_ar.setdefault(b.family, []).append(b)
         for ar in sorted(by_ar, key=lambda a: (abs(math.log(a) - log_ar), a)):
             fits = [b for b in by_ar[ar] if b.frames <= frames and b.height <= height and b.width <= width]
             if fits:

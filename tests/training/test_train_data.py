@@ -29,6 +29,17 @@ def test_bucket_grid_and_largest_fit_without_upscaling():
         assert b.height <= h and b.width <= w and b.frames <= n
 
 
+def test_grid_buckets_of_one_named_ratio_stay_one_family_after_rounding():
+    """16:9 at 128 rounds to 96x176 (1.83) and at 256 to 192x336 (1.75): still one family, so a wide clip takes the
+    largest of them it fills, not the smallest (a newcomer's find), and the family survives to_config."""
+    bs = BucketSet.from_config({"resolutions": [128, 256], "aspect_ratios": ["16:9", "1:1"], "frames": [33]})
+    for w, h in [(640, 272), (1280, 544), (1920, 1080)]:
+        assert bs.assign(w, h, 60) == Bucket(33, 192, 336)
+    assert bs.assign(300, 120, 60) == Bucket(33, 96, 176)  # too small for the larger one
+    again = BucketSet.from_config(bs.to_config())
+    assert again.assign(640, 272, 60) == Bucket(33, 192, 336) and again.buckets[0].nominal == 16 / 9
+
+
 def test_target_fps_counts_frames_at_that_rate():
     bs = BucketSet.from_config({"fps": 12.5, "buckets": [{"frames": 8, "height": 32, "width": 32}]})
     assert bs.available_frames(30, 25.0) == 15
