@@ -19,6 +19,9 @@ from pipeline.provenance import package_versions
 from stages import storage
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+# how a consent field reads (lower-cased, trimmed): given, refused; any other value is counted as "other"
+CONSENT_YES = ("true", "yes", "y", "1", "given", "granted", "opt-in", "opt in", "signed")
+CONSENT_NO = ("false", "no", "n", "0", "refused", "denied", "withdrawn", "opt-out", "opt out")
 
 
 def collect(out: str | Path) -> dict[str, Any]:
@@ -44,15 +47,24 @@ def collect(out: str | Path) -> dict[str, Any]:
         if "license" in vcols and con.execute("SELECT count(license) FROM videos").fetchone()[0]:
             # per licence: the ok videos that carry it and what of them is kept (the clips view shows each clip
             # its video's licence)
+            yes, no = (", ".join(f"'{v}'" for v in values) for values in (CONSENT_YES, CONSENT_NO))
+            consent = "lower(trim(v.consent))"
             rows = con.execute(
-                "SELECT coalesce(v.license, 'not given') AS lic, count(*) AS videos, count(v.consent) AS consent, "
+                "SELECT coalesce(v.license, 'not given') AS lic, count(*) AS videos, "
+                f"count(*) FILTER ({consent} IN ({yes})), count(*) FILTER ({consent} IN ({no})), "
+                f"count(v.consent) FILTER ({consent} NOT IN ({yes}, {no})), "
                 "coalesce(sum(k.n), 0), coalesce(sum(k.h), 0) FROM videos v LEFT JOIN (SELECT video_id, count(*) n, "
                 "sum(duration_s) / 3600 h FROM kept GROUP BY ALL) k USING (video_id) WHERE v.status = 'ok' "
                 "GROUP BY ALL ORDER BY 2 DESC, 1"
             ).fetchall()
             card["inputs"]["licenses"] = {
-                lic: {"videos": n, "with_consent": c, "kept_clips": int(k), "kept_hours": round(h, 4)}
-                for lic, n, c, k, h in rows
+                lic: {
+                    "videos": n,
+                    "consent": {"yes": y, "no": c_no, "other": other, "not_given": n - y - c_no - other},
+                    "kept_clips": int(k),
+                    "kept_hours": round(h, 4),
+                }
+                for lic, n, y, c_no, other, k, h in rows
             }
         else:
             card["inputs"]["licenses"] = "not recorded: the inputs carried no license (list column or sidecar)"
@@ -130,7 +142,12 @@ def _removals(out) -> dict[str, Any] | str:
         "videos": len(stones),
         "clips": sum(t["clips"] or 0 for t in stones),
         "requests": [
-            {"at": at, "videos": sum(t["removed_at"] == at for t in stones), "note": note}
+            {
+                "at": at,
+                "videos": sum(t["removed_at"] == at for t in stones),
+                "clips": sum(t["clips"] or 0 for t in stones if t["removed_at"] == at),
+                "note": note,
+            }
             for at, note in dict.fromkeys((t["removed_at"], t["note"]) for t in stones)
         ],
     }
@@ -139,20 +156,22 @@ def _removals(out) -> dict[str, Any] | str:
 def _licences_md(lic: Any) -> list[str]:
     if not isinstance(lic, dict):
         return [f"- Licences: {lic}."]
-    lines = ["- Licences (ok videos; kept clips and hours of them):", "", "| licence | videos | with consent | "
-             "kept clips | kept hours |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += [
-        f"| {k} | {v['videos']} | {v['with_consent']} | {v['kept_clips']} | {v['kept_hours']:.3f} |"
-        for k, v in lic.items()
-    ]
+    lines = ["- Licences (ok videos; consent as recorded: yes / no / other / not given; kept clips and hours):", "",
+             "| licence | videos | consent | kept clips | kept hours |", "|---|---|---|---|---|"]  # fmt: skip
+    for k, v in lic.items():
+        c = v["consent"]
+        consent = f"{c['yes']} / {c['no']} / {c['other']} / {c['not_given']}"
+        lines.append(f"| {k} | {v['videos']} | {consent} | {v['kept_clips']} | {v['kept_hours']:.3f} |")
     return [*lines, ""]
 
 
 def _removals_md(r: Any) -> str:
     if not isinstance(r, dict):
         return f"Removals: {r}."
-    reqs = "; ".join(f"{q['at']}: {q['videos']} video(s)" + (f" ({q['note']})" if q["note"] else "")
-                     for q in r["requests"])  # fmt: skip
+    reqs = "; ".join(
+        f"{q['at']}: {q['videos']} video(s), {q['clips']} clip(s)" + (f" ({q['note']})" if q["note"] else "")
+        for q in r["requests"]
+    )
     return f"Removals (`clipforge remove`): {r['videos']} source video(s), {r['clips']} clips; {reqs}."
 
 

@@ -112,8 +112,10 @@ def _cmd_versions(args: argparse.Namespace, extra: list[str]) -> int:
             f"{v['version']:>4}  {v['at']}  {v['command']:<9} clips {counts['n']:>7}  kept {counts['k']:>7}  "
             f"{v['argv']}"
         )
-    if found[0].get("removed") and found[0]["version"] > 1:
-        print(f"(versions 1-{found[0]['version'] - 1} were erased by the removal at version {found[0]['version']})")
+    erased = found[0].get("erased_versions") if found[0].get("removed") else None
+    if erased:
+        listed = ", ".join(str(v) for v in erased)
+        print(f"(earlier versions {listed} were erased by `clipforge remove` at version {found[0]['version']})")
     return 0
 
 
@@ -121,23 +123,34 @@ def _cmd_remove(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline.remove import SourceNotFound, remove
     from stages import storage
 
+    def refuse(message: str) -> int:
+        if args.json:  # still one JSON object on stdout
+            print(json.dumps({"error": message}))
+        print(f"clipforge remove: {message}", file=sys.stderr)
+        return 2
+
     sources = list(args.source or [])
     for listing in args.list or []:
-        text = sys.stdin.read() if listing == "-" else storage.read_text(listing)
+        try:
+            text = sys.stdin.read() if listing == "-" else storage.read_text(listing)
+        except OSError as e:
+            return refuse(f"cannot read --list {listing}: {e}")
         sources += [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not sources:
-        print("clipforge remove: name at least one --source or --list", file=sys.stderr)
-        return 2
+        return refuse("name at least one --source or --list")
     if not storage.exists(storage.under(args.out, "tables")):
-        print(f"clipforge remove: {args.out} is not a clipforge dataset (no tables/ directory)", file=sys.stderr)
-        return 2
+        return refuse(f"{args.out} is not a clipforge dataset (no tables/ directory)")
     try:
         r = remove(args.out, sources, note=args.note, dry_run=args.dry_run)
     except SourceNotFound as e:
-        print(f"clipforge remove: {e}", file=sys.stderr)
-        return 2
+        return refuse(str(e))
     if args.json:
         print(json.dumps(r, indent=2, default=str))
+        return 0
+    if r.get("already_removed"):
+        fixed = sum(n for n in r["exports"].values() if isinstance(n, int))
+        print(f"already removed: {len(r['videos'])} video(s) tombstoned and nothing of them left in OUT"
+              + (f"; {fixed} clip(s) taken out of exports made since" if fixed else "; nothing changed"))  # fmt: skip
         return 0
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(r['videos'])} video(s) and {r['clips']} clip(s):")
@@ -337,9 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser(
         "remove", help="remove sources and everything made from them (rows, clips, exports); keep them out"
     )
-    rm.add_argument("out")
-    rm.add_argument("--source", action="append", help="a source's path/URI as stored, or its video_id (repeatable)")
-    rm.add_argument("--list", action="append", help="a file of sources, one per line ('-': stdin; repeatable)")
+    rm.add_argument("out", help="the dataset directory (or bucket prefix)")
+    rm.add_argument(
+        "--source",
+        action="append",
+        help="a source's path/URI as in the videos table (a relative path is taken from the current directory), "
+        "or its video_id (repeatable)",
+    )
+    rm.add_argument(
+        "--list", action="append", help="a file of sources, one per line, # comments ('-': stdin; repeatable)"
+    )
     rm.add_argument("--note", help="why (a ticket, a request): kept in the tombstone")
     rm.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")
     rm.add_argument("--json", action="store_true", help="print the result as one JSON object")

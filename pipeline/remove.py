@@ -33,6 +33,7 @@ are erased with it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -199,6 +200,10 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
     from pipeline import store
 
     out = storage.location(out)
+    if not dry_run:
+        done = _already_removed(out, sources)
+        if done is not None:
+            return done
     # the sources are named in the tombstones only: OUT's lock file and version history get "<removed>"
     hidden = {*sources, *(os.path.abspath(s) for s in sources if not storage.is_uri(s))}
     lock = store.writer_lock(out, "remove", redact=hidden) if not dry_run else _no_lock()
@@ -227,16 +232,58 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
         if clip_ids:
             _refilter(out)
         result["exports"] = {r["dest"]: _scrub_dest(r, set(clip_ids), set(ids)) for r in registered(out)}
-        for name in [*store._table_names(out), store.VERSIONS]:
-            erase_history(storage.under(out, name) if name == store.VERSIONS else store.table_dir(out, name))
-        if storage.is_file(storage.under(out, "report.html")):
-            from pipeline.report import write_report
-
-            write_report(out)
+        erased = [v["version"] for v in store.versions(out)]
+        for name in store._table_names(out):
+            erase_history(store.table_dir(out, name))
+        erase_history(storage.under(out, store.VERSIONS), vacuum=False)  # its rows hold no data; its log, argv
+        _rewrite_derived(out)
         # counts only: the ids are in the tombstones, the one place that names what was removed
         version_meta["removed"] = {"videos": len(ids), "clips": len(clip_ids), "note": note}
+        version_meta["erased_versions"] = erased
     result["version"] = store.versions(out)[-1]["version"]
     return result
+
+
+def _already_removed(out, sources: list[str]) -> dict[str, Any] | None:
+    """The result of removing sources that are all tombstoned already with nothing of them left in the tables:
+    the registered exports are checked again (a removal cut off before them), nothing else is touched, no version
+    is recorded. None when there is something to remove."""
+    from pipeline import store
+
+    stones = tombstones(out)
+    if not stones.num_rows:
+        return None
+    videos = resolve(out, sources)
+    ids = [v["video_id"] for v in videos]
+    if not set(ids) <= set(stones.column("video_id").to_pylist()):
+        return None
+    clip_ids = sorted(_tombstoned_clips(out, ids))
+    if any(_count_rows(out, ids, clip_ids).values()):
+        return None  # a removal cut off half-way: finish it
+    exports = {r["dest"]: _scrub_dest(r, set(clip_ids), set(ids)) for r in registered(out)}
+    return {
+        "videos": [{"video_id": v["video_id"], "path": v["path"]} for v in videos],
+        "clips": 0,
+        "already_removed": True,
+        "near_duplicates": [],
+        "rows": {},
+        "clip_files": 0,
+        "exports": exports,
+        "version": (store.versions(out) or [{"version": None}])[-1]["version"],
+    }
+
+
+def _rewrite_derived(out) -> None:
+    """Write again what OUT holds derived from the tables, so it cannot describe removed sources: report.html and
+    the data card (card.md / card.json), where they exist."""
+    if storage.is_file(storage.under(out, "report.html")):
+        from pipeline.report import write_report
+
+        write_report(out)
+    if storage.is_file(storage.under(out, "card.json")) or storage.is_file(storage.under(out, "card.md")):
+        from pipeline.card import write_card
+
+        write_card(out)
 
 
 class _no_lock:
@@ -316,7 +363,8 @@ def _count_rows(out, video_ids: list[str], clip_ids: list[str]) -> dict[str, int
         for name in store._table_names(out):
             key, src = _key(out, name), store._source(out, name)
             if key and src:
-                counts[name] = con.sql(f"SELECT count(*) FROM {src} WHERE {key} IN (SELECT id FROM ids)").fetchone()[0]
+                sql = f"SELECT count(*) FROM {src} WHERE {key} IN (SELECT id FROM ids)"
+                counts[name] = con.execute(sql).fetchall()[0][0]
     finally:
         con.close()
     return counts
@@ -353,6 +401,9 @@ def _delete_clip_files(out, clips: list[dict[str, Any]]) -> int:
             n += 1
         except FileNotFoundError:
             pass
+        if not storage.is_uri(path):  # its folder, named by the clip id's first characters, when left empty
+            with contextlib.suppress(OSError):
+                Path(path).parent.rmdir()
     return n
 
 
@@ -407,10 +458,11 @@ def _tombstone(out, videos: list[dict[str, Any]], clips: list[dict[str, Any]], n
     )
 
 
-def erase_history(path) -> None:
+def erase_history(path, vacuum: bool = True) -> None:
     """Make a Delta table's current version its only one: its files no version after now uses are deleted (VACUUM,
-    retention 0, full) and its log before a new checkpoint is deleted (log retention 0 for the cleanup, then back
-    to the defaults). Time travel to an earlier version fails afterwards."""
+    retention 0, full; unless ``vacuum`` is False) and its log before a new checkpoint is deleted
+    (``cleanup_metadata`` with ``delta.logRetentionDuration`` 0, set first where the table has another; automatic
+    cleanup stays off, ``store.TABLE_PROPERTIES``). Time travel to an earlier version fails afterwards."""
     from deltalake import DeltaTable
 
     from pipeline import store
@@ -420,14 +472,14 @@ def erase_history(path) -> None:
         return
     options = storage.delta_options(path)
     dt = DeltaTable(path, storage_options=options)
-    dt.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
-    dt.alter.set_table_properties(
-        {"delta.logRetentionDuration": "interval 0 seconds", "delta.enableExpiredLogCleanup": "true"}
-    )
-    dt = DeltaTable(path, storage_options=options)
+    if vacuum:
+        dt.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
+    wanted = {**store.TABLE_PROPERTIES, "delta.logRetentionDuration": "interval 0 seconds"}
+    if any(dt.metadata().configuration.get(k) != v for k, v in wanted.items()):
+        dt.alter.set_table_properties(wanted)
+        dt = DeltaTable(path, storage_options=options)
     dt.create_checkpoint()
     dt.cleanup_metadata()
-    dt.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days", **store.TABLE_PROPERTIES})
 
 
 # ------------------------------------------------------------------------------------------- exports
@@ -459,15 +511,40 @@ def _scrub_dest(record: dict[str, Any], clip_ids: set[str], video_ids: set[str])
             removed |= _scrub_lines(path, ids)
     n = len(removed & clip_ids)
     manifest = storage.under(dest, "manifest.json")
-    if storage.is_file(manifest):
+    if n and storage.is_file(manifest):
         m = json.loads(storage.read_text(manifest))
         m["files"] = [f for f in m.get("files", []) if f.rsplit("/", 1)[-1].split(".", 1)[0] not in ids]
-        counts = m.get("counts", {})
-        if isinstance(counts.get("written"), int):
-            counts["written"] = max(0, counts["written"] - n)
+        _correct_counts(m, n, dest, record.get("kind"))
         m.setdefault("removed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "clips": n})
         storage.write_text(manifest, json.dumps(m, indent=2, sort_keys=record.get("kind") == "prepare"))
     return n
+
+
+def _correct_counts(m: dict[str, Any], n: int, dest: str, kind: str | None) -> None:
+    """The manifest's counts without the ``n`` removed clips: the clips selected / written (an export) or in /
+    written (a prepared set, whose per-bucket, caption-source and licence counts are recomputed from its shards).
+    An export's normalisation statistics stay as written and are marked so."""
+    counts = m.setdefault("counts", {})
+    for key in ("selected", "written", "clips_in"):
+        if isinstance(counts.get(key), int):
+            counts[key] = max(0, counts[key] - n)
+    if kind == "prepare":
+        import pyarrow.parquet as pq
+
+        from training.data import _histogram
+
+        files = [f for f in _files(dest) if f.endswith(".parquet")]
+        cols = ["bucket", "caption_source", "license", "error"]
+        tables = [pq.read_table(io.BytesIO(_read(f))) for f in files]
+        rows = [r for t in tables for r in t.select([c for c in cols if c in t.column_names]).to_pylist()]
+        ok = [r for r in rows if r.get("error") is None]
+        counts["written"] = len(ok)
+        counts["per_bucket"] = _histogram(r["bucket"] for r in ok)
+        counts["caption_source"] = _histogram(r["caption_source"] for r in ok)
+        if "license" in counts:
+            counts["license"] = _histogram(r.get("license") or "not given" for r in ok)
+    elif isinstance(m.get("normalise"), dict):
+        m["normalise"]["as_written_before_removals"] = True
 
 
 def _files(dest: str) -> list[str]:

@@ -48,7 +48,9 @@ SCHEMA_KEY = METADATA_KEY.decode()  # commit metadata of every table commit: the
 # Delta table properties set when a table is created. Expired-log cleanup is off so that every OUT version stays
 # readable (Delta's default drops log entries older than 30 days at checkpoints; delta.io PROTOCOL.md,
 # "delta.logRetentionDuration"); data files go only when a user vacuums.
-TABLE_PROPERTIES = {"delta.enableExpiredLogCleanup": "false"}
+# Old log entries are never cleaned up on their own (every version stays readable); when `clipforge remove` erases
+# history it cleans up to its checkpoint at once (retention 0), which needs no property change on tables made so.
+TABLE_PROPERTIES = {"delta.enableExpiredLogCleanup": "false", "delta.logRetentionDuration": "interval 0 seconds"}
 # a video's lineage and rights columns, which the clips and kept views show for each of its clips
 LINEAGE_COLUMNS = ("source_url", "license", "creator", "consent", "tags")
 COMMIT_ATTEMPTS = 12  # a commit that a concurrent metadata change refused is written again, with backoff
@@ -419,6 +421,16 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int 
         clips = f"SELECT *, {camera.camera_tags_sql()} AS camera_tags FROM ({clips})"
     con.execute(f"CREATE OR REPLACE VIEW clips AS {clips}")
     con.execute("CREATE OR REPLACE VIEW kept AS SELECT * FROM clips WHERE drop_reason IS NULL")
+    stones_dir = storage.under(out, "tombstones")
+    stones = []
+    if at is None and _is_delta(stones_dir):
+        from deltalake import DeltaTable
+
+        dt = DeltaTable(str(stones_dir), storage_options=storage.delta_options(stones_dir))
+        stones = sorted(unquote(u) for u in dt.file_uris())
+    if stones:  # what `clipforge remove` took out (pipeline/remove.py)
+        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in stones)
+        con.execute(f"CREATE OR REPLACE VIEW tombstones AS SELECT * FROM read_parquet([{listing}])")
     return con
 
 
@@ -511,7 +523,10 @@ def versions(out: str | Path) -> list[dict[str, Any]]:
     for entry in DeltaTable(str(path), storage_options=storage.delta_options(path)).history():
         if VERSION_KEY in entry:
             found.append({"version": int(entry["version"]), **json.loads(entry[VERSION_KEY])})
-    return sorted(found, key=lambda v: v["version"])
+    found.sort(key=lambda v: v["version"])
+    # a removal erased the versions before it (pipeline/remove.py); the log may still show the last of them
+    erased = {e for v in found for e in v.get("erased_versions") or ()}
+    return [v for v in found if v["version"] not in erased]
 
 
 def version_tables(out: str | Path, version: int) -> dict[str, int]:

@@ -257,6 +257,7 @@ def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
     assert set(csv_before["clip_id"]) >= cids and len(csv_before) == 2  # bunny's and carphone's (captioned) clips
     assert csv_before.set_index("clip_id").loc[next(iter(cids)), "license"] == "CC-BY-3.0"
     write_report(out)
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "card", str(out)], check=True, capture_output=True)
     copy_clip = store.query(out, "SELECT clip_id FROM clips WHERE drop_reason = 'duplicate'").to_pylist()[0]["clip_id"]
     before_versions = store.versions(out)
 
@@ -282,7 +283,17 @@ def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
             assert not any(n in data for n in needles), f  # Delta logs (stats), checkpoints, report.html, JSON
     with pytest.raises(store.VersionNotFound, match="erased"):
         store.query(out, "SELECT count(*) FROM clips", version=before_versions[-1]["version"])
-    assert store.versions(out)[0]["removed"] == {"videos": 1, "clips": len(cids), "note": "ticket 42"}
+    first = store.versions(out)[0]
+    assert first["removed"] == {"videos": 1, "clips": len(cids), "note": "ticket 42"}
+    assert first["erased_versions"] == [v["version"] for v in before_versions]
+    assert first["version"] == before_versions[-1]["version"] + 1  # numbering goes on, no gap
+    assert json.loads((out / "card.json").read_text())["removals"]["videos"] == 1  # the card in OUT was rewritten
+    assert store.query(out, "SELECT video_id FROM tombstones").to_pylist() == [{"video_id": vid}]
+    # again: already removed, nothing to do, no new version
+    again_r = subprocess.run([sys.executable, "-m", "pipeline.cli", "remove", str(out), "--source", vid],
+                             capture_output=True, text=True)  # fmt: skip
+    assert again_r.returncode == 0 and "already removed" in again_r.stdout, again_r.stderr
+    assert store.versions(out)[-1]["version"] == first["version"]
     # the copy dedup had dropped for the removed clip is judged again among what is left: nothing duplicates it now
     assert store.query(out, f"SELECT drop_reason FROM clips WHERE clip_id = '{copy_clip}'").to_pylist() == [
         {"drop_reason": None}
@@ -301,6 +312,7 @@ def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
     assert hf.num_rows == 1 and not cids & set(hf["clip_id"])
     manifest = json.loads((tmp_path / "folder" / "manifest.json").read_text())
     assert manifest["removed"][0]["clips"] == len(cids) and manifest["counts"]["written"] == 1
+    assert manifest["counts"]["selected"] == 1
 
     # the tombstone keeps it out: the same corpus again, plus the same bytes under another name
     again = tmp_path / "more"
