@@ -209,7 +209,8 @@ def _cmd_export(args: argparse.Namespace, extra: list[str]) -> int:
     c = manifest["counts"]
     left = ", ".join(f"{k} {v}" for k, v in c["left_out"].items()) or "none"
     if not c["written"]:
-        hint = " (try another --caption: dense and short need `clipforge caption`)" if c["left_out"] else ""
+        no_caption = c["left_out"] and all(k.startswith("no_") and k.endswith("_caption") for k in c["left_out"])
+        hint = " (try another --caption: dense and short need `clipforge caption`)" if no_caption else ""
         print(f"clipforge export: nothing to export: {c['selected']} clips selected, left out: {left}{hint}",
               file=sys.stderr)  # fmt: skip
         return 1
@@ -348,7 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_query)
 
     rm = sub.add_parser(
-        "remove", help="remove sources and everything made from them (rows, clips, exports); keep them out"
+        "remove",
+        help="remove sources and everything made from them (rows, clips, exports); keep them out",
+        description="Delete every row, clip file and export/prepared copy derived from the named sources (and "
+        "their exact copies), erase the table history that held them, and tombstone them so later runs leave them "
+        "out. README: 'Remove a source'.",
     )
     rm.add_argument("out", help="the dataset directory (or bucket prefix)")
     rm.add_argument(
@@ -365,12 +370,24 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--json", action="store_true", help="print the result as one JSON object")
     rm.set_defaults(func=_cmd_remove)
 
-    ex = sub.add_parser("export", help="write the kept clips for another trainer: webdataset, folder, hf or csv")
-    ex.add_argument("out")
+    ex = sub.add_parser(
+        "export",
+        help="write the kept clips for another trainer: webdataset, folder, hf or csv",
+        description="Write the kept clips (or those --where selects) with one caption each, in the layout another "
+        "trainer reads; optionally normalised (frame rate, 4k+1 frames, buckets). docs/EXPORT.md has a guide per "
+        "trainer.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ex.add_argument("out", help="the dataset directory (or bucket prefix)")
     ex.add_argument("--format", required=True, choices=["webdataset", "folder", "hf", "csv"])
     ex.add_argument("--dest", required=True, help="directory to write (created)")
     ex.add_argument("--where", help="SQL condition over the kept view (default: every kept clip)")
-    ex.add_argument("--caption", default="dense", choices=["dense", "short", "original", "mix"])
+    ex.add_argument(
+        "--caption",
+        default="dense",
+        choices=["dense", "short", "original", "mix"],
+        help="which caption goes in: the VLM's dense or short one, the source's own, or a seeded per-clip mix",
+    )
     ex.add_argument("--seed", type=int, default=0, help="seed of the per-clip caption draw (--caption mix)")
     ex.add_argument("--shard-clips", type=int, default=1000, help="clips per tar shard / Parquet file (>= 1)")
     ex.add_argument("--overwrite", action="store_true", help="empty DEST first if it holds files")

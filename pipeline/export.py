@@ -37,6 +37,7 @@ and its tables' Delta versions, clipforge's version.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ NORMALISING = ("folder", "webdataset", "hf")  # the formats that write clip file
 # metadata.jsonl's columns after file_name, video_path and caption: the written clip's properties and where it is from
 _FOLDER_METADATA = (
     "clip_id", "caption_source", "num_frames", "fps", "width", "height", "duration_s", "bucket", "source_path",
-    "start_s", "end_s",
+    "start_s", "end_s", "source_url", "license", "creator", "consent", "tags", "camera_tags",
 )  # fmt: skip
 CAPTION_CHOICES = ("dense", "short", "original", "mix")
 # columns of the kept view that are not metadata worth shipping: signatures and embeddings (large, internal)
@@ -303,12 +304,26 @@ def _hf(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
         pq.write_table(pa.table(columns, schema=schema), dest / name)
         names.append(name)
     card = (
-        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*.parquet\n---\n"
+        f"---\n{_hf_license(chosen)}configs:\n- config_name: default\n  data_files:\n  - split: train\n"
+        "    path: data/train-*.parquet\n---\n"
         "# clipforge export\n\nVideo clips (`video`: mp4 bytes, H.264) with their captions (`caption`) and metadata "
-        "(times, size, scores, source). Written by `clipforge export --format hf`; see manifest.json for the query.\n"
+        "(times, size, scores, source, and each clip's `license`, `source_url`, `creator`, `consent`). Written by "
+        "`clipforge export --format hf`; see manifest.json for the query.\n"
     )
     (dest / "README.md").write_text(card)
     return names
+
+
+def _hf_license(chosen) -> str:
+    """The dataset card's ``license`` field (Hugging Face card metadata): the clips' one licence when they share one
+    that reads as an identifier (lower-cased, e.g. ``cc-by-4.0``), else ``other`` with the licences named; nothing
+    when no clip carries one."""
+    licences = sorted({r.get("license") for r, _ in chosen if r.get("license")})
+    if not licences:
+        return ""
+    if len(licences) == 1 and re.fullmatch(r"[A-Za-z0-9.+-]+", licences[0]):
+        return f"license: {licences[0].lower()}\n"
+    return f"license: other\nlicense_name: {json.dumps('; '.join(licences))}\n"
 
 
 def _csv(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:

@@ -256,6 +256,11 @@ def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
     csv_before = pd.read_csv(tmp_path / "csv" / "meta.csv")
     assert set(csv_before["clip_id"]) >= cids and len(csv_before) == 2  # bunny's and carphone's (captioned) clips
     assert csv_before.set_index("clip_id").loc[next(iter(cids)), "license"] == "CC-BY-3.0"
+    folder_meta = [json.loads(line) for line in (tmp_path / "folder" / "metadata.jsonl").open()]
+    assert {m["clip_id"]: m["license"] for m in folder_meta if m["clip_id"] in cids} == dict.fromkeys(
+        cids, "CC-BY-3.0"
+    )
+    assert "license: cc-by-3.0\n" in (tmp_path / "hf" / "README.md").read_text()  # the Hub card's licence field
     write_report(out)
     subprocess.run([sys.executable, "-m", "pipeline.cli", "card", str(out)], check=True, capture_output=True)
     copy_clip = store.query(out, "SELECT clip_id FROM clips WHERE drop_reason = 'duplicate'").to_pylist()[0]["clip_id"]
