@@ -176,6 +176,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per encoder actor")
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per encoder actor")
     parser.add_argument(
+        "--address", help="Ray cluster address, as `clipforge run --address` (default: RAY_ADDRESS, else a local Ray)"
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print each clip's bucket or why it is left out; encode nothing"
     )
 
@@ -210,6 +213,8 @@ def _main(args: argparse.Namespace) -> int:
             print(f"{p['clip_id']}  {p['bucket'] or 'left out: ' + p['reason']}")
         print(json.dumps(plan["counts"]), flush=True)
         return 0
+    if getattr(args, "address", None):
+        os.environ["RAY_ADDRESS"] = args.address  # what prepare() joins (Ray's own variable)
     manifest = prepare(
         args.out, args.where, args.buckets, args.codec, args.text_encoder, json.loads(args.caption_mix), args.dest,
         seed=args.seed, text_max_length=args.text_max_length, batch_size=args.batch_size,
