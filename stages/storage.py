@@ -133,7 +133,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a local file (atomically: a temporary name, then a rename) or an object (a single PUT)."""
+    """Write ``data`` to a local file (atomically: a temporary name, then a rename) or an object (a single PUT,
+    with the content type its name implies, e.g. ``text/html`` for a report a browser opens from the bucket)."""
     if not is_uri(path):
         p = Path(local(path))
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -141,8 +142,13 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
         os.replace(tmp, p)
         return
+    import mimetypes
+
     fs, p = filesystem(str(path))
-    fs.pipe_file(p, data)
+    kind = mimetypes.guess_type(p)[0]
+    # the object's Content-Type: s3fs passes ContentType to PutObject, gcsfs takes content_type
+    extra = {"s3": {"ContentType": kind}, "s3a": {"ContentType": kind}, "gs": {"content_type": kind}}
+    fs.pipe_file(p, data, **(extra.get(scheme(str(path)), {}) if kind else {}))
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -182,6 +182,7 @@ def test_the_commands_work_on_an_out_in_a_bucket(bucket_run, s3_env, tmp_path):
     assert n >= 2
     _cli("report", remote, env=s3_env)
     assert b"clipforge" in fs.cat("out/remote/report.html")
+    assert fs.info("out/remote/report.html")["ContentType"] == "text/html"  # opens in a browser from the bucket
     # the run keeps nothing (a 1.5 s listed span, a 192x108 video); refilter relaxes both rules: a new version,
     # and diff says where the clips went
     assert json.loads(_cli("query", remote, "SELECT count(*) AS k FROM kept", "--json", env=s3_env))[0]["k"] == 0
