@@ -42,4 +42,7 @@ def with_camera_tags(text: str, row: dict) -> str:
 
     tags = row.get("camera_tags")  # the view's column (a list, or a numpy array in a Ray batch) or computed here
     sentence = camera_sentence(list(tags) if tags is not None else camera_tags(row))
-    return f"{text.rstrip()} {sentence}" if sentence else text
+    if not sentence:
+        return text
+    text = text.rstrip()
+    return f"{text}{'' if text.endswith(('.', '!', '?', '…')) else '.'} {sentence}"  # a caption without a full stop

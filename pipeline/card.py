@@ -191,7 +191,9 @@ def markdown(card: dict[str, Any]) -> str:
         "",
         "## Composition",
         "",
-        f"- Input files: {card['inputs']['files']} ({status}), {card['inputs']['video_hours']:.3f} h of ok video.",
+        f"- Input files: {card['inputs']['files']}"
+        + (f" ({status})" if status else "")
+        + f", {card['inputs']['video_hours']:.3f} h of ok video.",
         *_licences_md(card["inputs"]["licenses"]),
         f"- Shots: {f['shots']}; clips: {f['clips']} ({f['clip_hours']:.3f} h); kept: **{f['kept']}** "
         f"({f['kept_hours']:.3f} h).",

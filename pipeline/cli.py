@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -103,19 +104,24 @@ def _cmd_versions(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"{args.out} has no recorded version yet (one is recorded when a run, refilter or caption ends)")
         return 0
     for v in found:
-        counts = store.query(
-            args.out,
-            "SELECT count(*) AS n, count(*) FILTER (drop_reason IS NULL) AS k FROM clips",
-            version=v["version"],
-        ).to_pylist()[0]
-        print(
-            f"{v['version']:>4}  {v['at']}  {v['command']:<9} clips {counts['n']:>7}  kept {counts['k']:>7}  "
-            f"{v['argv']}"
-        )
+        try:
+            counts = store.query(
+                args.out,
+                "SELECT count(*) AS n, count(*) FILTER (drop_reason IS NULL) AS k FROM clips",
+                version=v["version"],
+            ).to_pylist()[0]
+            said = f"clips {counts['n']:>7}  kept {counts['k']:>7}"
+        except Exception:  # noqa: BLE001 - a version whose files a removal erased (one cut off before it ended)
+            said = "(erased: its files are gone)"
+        print(f"{v['version']:>4}  {v['at']}  {v['command']:<9} {said}  {v['argv']}")
     erased = found[0].get("erased_versions") if found[0].get("removed") else None
     if erased:
-        listed = ", ".join(str(v) for v in erased)
-        print(f"(earlier versions {listed} were erased by `clipforge remove` at version {found[0]['version']})")
+        span = str(erased[0]) if len(erased) == 1 else f"{erased[0]}-{erased[-1]}"
+        print(f"(versions {span} were erased by `clipforge remove` at version {found[0]['version']})")
+    from pipeline.remove import PENDING
+
+    if storage.is_file(storage.under(args.out, PENDING)):
+        print("a `clipforge remove` was cut off before it ended: run it again (same sources) to finish it")
     return 0
 
 
@@ -129,13 +135,23 @@ def _cmd_remove(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"clipforge remove: {message}", file=sys.stderr)
         return 2
 
+    import re
+
     sources = list(args.source or [])
     for listing in args.list or []:
         try:
             text = sys.stdin.read() if listing == "-" else storage.read_text(listing)
         except OSError as e:
             return refuse(f"cannot read --list {listing}: {e}")
-        sources += [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        entries = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        # a relative path in a list file is relative to the list's directory, as in run's list files; a
+        # video_id (16 hex digits) is taken as it is
+        base = "" if listing == "-" else storage.dirname(listing)
+        sources += [
+            e if not base or re.fullmatch(r"[0-9a-f]{16}", e) or storage.is_uri(e) or os.path.isabs(e)
+            else storage.join(base, e)
+            for e in entries
+        ]  # fmt: skip
     if not sources:
         return refuse("name at least one --source or --list")
     if not storage.exists(storage.under(args.out, "tables")):
@@ -363,7 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
         "or its video_id (repeatable)",
     )
     rm.add_argument(
-        "--list", action="append", help="a file of sources, one per line, # comments ('-': stdin; repeatable)"
+        "--list",
+        action="append",
+        help="a file of sources, one per line, # comments; relative paths from the list's directory "
+        "('-': stdin, relative to the current directory; repeatable)",
     )
     rm.add_argument("--note", help="why (a ticket, a request): kept in the tombstone")
     rm.add_argument("--dry-run", action="store_true", help="say what would be removed; change nothing")

@@ -150,11 +150,13 @@ def export(
     rows = select(out, where)  # before anything is written: a mistake in the SQL leaves no directory behind
     dest.mkdir(parents=True, exist_ok=True)
     left_out: dict[str, int] = {}
+    left_ids: dict[str, list[str]] = {}  # reason -> clip ids left out (so a removal can correct the counts)
     chosen = []
     for r in rows:
         source, text = caption_for(r, caption, seed)
         if text is None:
             left_out[f"no_{caption}_caption"] = left_out.get(f"no_{caption}_caption", 0) + 1
+            left_ids.setdefault(f"no_{caption}_caption", []).append(r["clip_id"])
             continue
         if camera_tags:  # the camera's move said in words (stages/camera.py), as Open-Sora-style captions carry it
             text = with_camera_tags(text, r)
@@ -166,7 +168,7 @@ def export(
     try:
         if norm.active:
             scratch.mkdir()
-            chosen, local, outcome = _normalise(out, chosen, norm, scratch, left_out)
+            chosen, local, outcome = _normalise(out, chosen, norm, scratch, left_out, left_ids)
         files = writer(out, dest, chosen, shard_clips, local) if chosen else []
     finally:
         if scratch.exists():
@@ -183,6 +185,7 @@ def export(
         "seed": seed,
         "normalise": {**norm.settings(), **outcome} if norm.active else None,
         "counts": {"selected": len(rows), "written": len(chosen), "left_out": left_out},
+        "left_out_ids": left_ids,
         "out_version": recorded[-1]["version"] if recorded else None,
         "tables": store.table_versions(out),
         "files": files,
@@ -197,7 +200,7 @@ def export(
 
 
 def _normalise(
-    out, chosen: list, norm: Normalise, scratch: Path, left_out: dict[str, int]
+    out, chosen: list, norm: Normalise, scratch: Path, left_out: dict[str, int], left_ids: dict[str, list[str]]
 ) -> tuple[list, dict[str, Path], dict[str, Any]]:
     """Normalise every chosen clip into ``scratch``: (the clips written, with their rows now describing the written
     file; clip_id -> file; the outcome for the manifest: clips copied / re-encoded, per bucket, errors). A clip that
@@ -222,6 +225,7 @@ def _normalise(
                 errors.append({"clip_id": cid, "error": str(e)[:500]})
         if isinstance(got, str):
             left_out[got] = left_out.get(got, 0) + 1
+            left_ids.setdefault(got, []).append(cid)
             continue
         files[cid] = scratch / f"{cid}.mp4"
         how["copied" if got["copied"] else "encoded"] += 1

@@ -127,13 +127,16 @@ class Normalise:
             import yaml
 
             try:
-                sizes = {(b.height, b.width) for b in BucketSet.from_config(buckets).buckets}
+                given = BucketSet.from_config(buckets).buckets
             except yaml.YAMLError as e:
                 raise ValueError(f"--buckets {buckets}: not YAML ({str(e).splitlines()[0]})") from e
+            # one frame-less bucket per size, keeping the aspect ratio it was made for (a grid's 16:9 buckets rounded
+            # to 1.83 and 1.75 stay one family, as in prepare)
+            sizes = {(b.height, b.width): b.nominal for b in given}
             odd = sorted(f"{h}x{w}" for h, w in sizes if h % 2 or w % 2)
             if odd:
                 raise ValueError(f"buckets {', '.join(odd)} (height x width) have an odd side: 4:2:0 video needs even")
-            bucket_set = BucketSet([Bucket(1, h, w) for h, w in sorted(sizes)])
+            bucket_set = BucketSet([Bucket(1, h, w, r) for (h, w), r in sorted(sizes.items())])
         return cls(rate, step, max_frames, min_frames, bucket_set, int(crf))
 
     @property

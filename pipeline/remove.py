@@ -49,6 +49,7 @@ import pyarrow as pa
 from stages import storage
 
 TOMBSTONES = "tombstones"  # OUT/tombstones: a Delta table, one row per removed video
+PENDING = ".removing"  # OUT/.removing: a removal began and has not finished; running it again finishes it
 EXPORTS = "exports"  # OUT/exports/<time>-<id>.json: one record per export / prepared set made from OUT
 TOMBSTONE_SCHEMA = pa.schema(
     [
@@ -83,7 +84,7 @@ def register(out: str | Path, kind: str, dest: str | Path, manifest: dict[str, A
         "kind": kind,
         "dest": dest_s,
         "format": manifest.get("format", kind),
-        "created": manifest.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": _iso(manifest.get("created")),
         "where": manifest.get("where", manifest.get("query")),
     }
     name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.json"
@@ -99,6 +100,13 @@ def register(out: str | Path, kind: str, dest: str | Path, manifest: dict[str, A
             file=sys.stderr,
         )
         return None
+
+
+def _iso(when: Any) -> str:
+    """A manifest's creation time as ISO 8601 text (prepare's is epoch seconds); now when it has none."""
+    if isinstance(when, (int, float)):
+        return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(when))
+    return str(when) if when else time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def registered(out: str | Path) -> list[dict[str, Any]]:
@@ -193,21 +201,25 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
     returns what was removed: ``videos`` (rows: video_id, path), ``clips`` (count), ``rows`` (table -> rows
     deleted), ``clip_files`` (deleted), ``exports`` (dest -> clips removed, or "missing"), ``near_duplicates``
     (clips of other sources that dedup had dropped as copies of removed ones: clip_id, video_id, path),
-    ``version`` (OUT's version after the removal). ``dry_run``: find and count, change nothing.
+    ``version`` (OUT's version after the removal), ``already_removed`` (True when nothing was left to remove).
+    ``dry_run``: find and count, change nothing.
 
     Holds OUT's writer lock (``store.writer_lock``; raises ``store.OutInUse``). Raises :class:`SourceNotFound`
-    before changing anything when a source is not in OUT."""
+    before changing anything when a source is not in OUT. ``OUT/.removing`` marks a removal begun and not
+    finished (a killed one): while it is there the same command does the whole removal again, which finishes it."""
     from pipeline import store
 
     out = storage.location(out)
-    if not dry_run:
+    if dry_run:
+        return _dry_run(out, sources)
+    marker = storage.under(out, PENDING)
+    if not storage.is_file(marker):
         done = _already_removed(out, sources)
         if done is not None:
             return done
     # the sources are named in the tombstones only: OUT's lock file and version history get "<removed>"
     hidden = {*sources, *(os.path.abspath(s) for s in sources if not storage.is_uri(s))}
-    lock = store.writer_lock(out, "remove", redact=hidden) if not dry_run else _no_lock()
-    with lock as version_meta:
+    with store.writer_lock(out, "remove", redact=hidden) as version_meta:
         videos = resolve(out, sources)
         ids = [v["video_id"] for v in videos]
         clips = _clip_rows(out, ids)
@@ -216,16 +228,11 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
             "videos": [{"video_id": v["video_id"], "path": v["path"]} for v in videos],
             "clips": len(clip_ids),
             "near_duplicates": _near_duplicates(out, clip_ids),
-            "rows": {},
-            "clip_files": 0,
-            "exports": {},
+            "already_removed": False,
         }
-        if dry_run:
-            result["rows"] = _count_rows(out, ids, clip_ids)
-            result["exports"] = {r["dest"]: "would be checked" for r in registered(out)}
-            return result
-        # tombstones first (a removal cut off half-way is finished by running it again, and the sources stay out);
-        # then files, then rows by clip, then clips, shots, videos: whatever is left names what is still to delete
+        storage.write_text(marker, json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        # tombstones first (the sources stay out whatever happens next); then files, then rows by clip, then clips,
+        # shots, videos; then exports, the tables' history, config.json; what is left names what is still to do
         _tombstone(out, videos, clips, note)
         result["clip_files"] = _delete_clip_files(out, clips)
         result["rows"] = _delete_rows(out, ids, clip_ids)
@@ -235,13 +242,53 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
         erased = [v["version"] for v in store.versions(out)]
         for name in store._table_names(out):
             erase_history(store.table_dir(out, name))
-        erase_history(storage.under(out, store.VERSIONS), vacuum=False)  # its rows hold no data; its log, argv
-        _rewrite_derived(out)
+        _redact_config(out, {*hidden, *(v["path"] for v in videos if v["path"])})
         # counts only: the ids are in the tombstones, the one place that names what was removed
         version_meta["removed"] = {"videos": len(ids), "clips": len(clip_ids), "note": note}
         version_meta["erased_versions"] = erased
+    # the removal is now a version: the log entries of the versions before it go (their command lines may name a
+    # source), and what OUT derives from the tables is written again, naming the version it describes
+    erase_history(storage.under(out, store.VERSIONS), vacuum=False)
+    _rewrite_derived(out)
+    storage.remove(marker)
     result["version"] = store.versions(out)[-1]["version"]
     return result
+
+
+def _dry_run(out, sources: list[str]) -> dict[str, Any]:
+    """What :func:`remove` would do, counted; nothing changes."""
+    videos = resolve(out, sources)
+    ids = [v["video_id"] for v in videos]
+    clips = _clip_rows(out, ids)
+    clip_ids = sorted({c["clip_id"] for c in clips} | _tombstoned_clips(out, ids))
+    rows = _count_rows(out, ids, clip_ids)
+    stoned = set(tombstones(out).column("video_id").to_pylist())
+    files = sum(1 for c in clips if c.get("clip_path") and storage.is_file(storage.under(out, c["clip_path"])))
+    return {
+        "videos": [{"video_id": v["video_id"], "path": v["path"]} for v in videos],
+        "clips": len(clip_ids),
+        "near_duplicates": _near_duplicates(out, clip_ids),
+        "rows": rows,
+        "clip_files": files,
+        "exports": {
+            r["dest"]: ("would be checked" if storage.exists(r["dest"]) else "missing") for r in registered(out)
+        },
+        "already_removed": set(ids) <= stoned
+        and not any(rows.values())
+        and not storage.is_file(storage.under(out, PENDING)),
+    }
+
+
+def _redact_config(out, names: set[str]) -> None:
+    """``config.json``'s inputs without the removed sources named directly (``--input`` a video): "<removed>"."""
+    path = storage.under(out, "config.json")
+    if not storage.is_file(path):
+        return
+    cfg = json.loads(storage.read_text(path))
+    inputs = cfg.get("inputs") or []
+    if any(i in names for i in inputs):
+        cfg["inputs"] = ["<removed>" if i in names else i for i in inputs]
+        storage.write_text(path, json.dumps(cfg, indent=2))
 
 
 def _already_removed(out, sources: list[str]) -> dict[str, Any] | None:
@@ -284,14 +331,6 @@ def _rewrite_derived(out) -> None:
         from pipeline.card import write_card
 
         write_card(out)
-
-
-class _no_lock:
-    def __enter__(self):
-        return {}
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _tombstoned_clips(out, video_ids: list[str]) -> set[str]:
@@ -510,24 +549,28 @@ def _scrub_dest(record: dict[str, Any], clip_ids: set[str], video_ids: set[str])
         elif name.endswith(".jsonl"):
             removed |= _scrub_lines(path, ids)
     n = len(removed & clip_ids)
+    if record.get("format") == "hf":
+        _tidy_hf(dest)
     manifest = storage.under(dest, "manifest.json")
-    if n and storage.is_file(manifest):
+    if storage.is_file(manifest):
         m = json.loads(storage.read_text(manifest))
-        m["files"] = [f for f in m.get("files", []) if f.rsplit("/", 1)[-1].split(".", 1)[0] not in ids]
-        _correct_counts(m, n, dest, record.get("kind"))
-        m.setdefault("removed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "clips": n})
-        storage.write_text(manifest, json.dumps(m, indent=2, sort_keys=record.get("kind") == "prepare"))
+        left = {c for ids_ in (m.get("left_out_ids") or {}).values() for c in ids_} & clip_ids
+        if n or left:
+            if "files" in m:
+                m["files"] = [f for f in m["files"] if f.rsplit("/", 1)[-1].split(".", 1)[0] not in ids]
+                m["files"] = [f for f in m["files"] if storage.exists(storage.under(dest, f))]
+            _correct_counts(m, n, clip_ids, dest, record.get("kind"))
+            m.setdefault("removed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "clips": n + len(left)})
+            storage.write_text(manifest, json.dumps(m, indent=2, sort_keys=record.get("kind") == "prepare"))
     return n
 
 
-def _correct_counts(m: dict[str, Any], n: int, dest: str, kind: str | None) -> None:
-    """The manifest's counts without the ``n`` removed clips: the clips selected / written (an export) or in /
-    written (a prepared set, whose per-bucket, caption-source and licence counts are recomputed from its shards).
-    An export's normalisation statistics stay as written and are marked so."""
+def _correct_counts(m: dict[str, Any], n: int, clip_ids: set[str], dest: str, kind: str | None) -> None:
+    """The manifest's counts without the removed clips: an export's written (``n`` fewer), left out (by the ids it
+    recorded per reason, ``left_out_ids``) and selected (their sum), its normalisation errors without them (its
+    other normalisation statistics stay as written and are marked so); a prepared set's counts recomputed from
+    its shards (every clip it was given has a row there: written, or with the reason it was skipped)."""
     counts = m.setdefault("counts", {})
-    for key in ("selected", "written", "clips_in"):
-        if isinstance(counts.get(key), int):
-            counts[key] = max(0, counts[key] - n)
     if kind == "prepare":
         import pyarrow.parquet as pq
 
@@ -538,13 +581,58 @@ def _correct_counts(m: dict[str, Any], n: int, dest: str, kind: str | None) -> N
         tables = [pq.read_table(io.BytesIO(_read(f))) for f in files]
         rows = [r for t in tables for r in t.select([c for c in cols if c in t.column_names]).to_pylist()]
         ok = [r for r in rows if r.get("error") is None]
-        counts["written"] = len(ok)
+        counts["clips_in"], counts["written"] = len(rows), len(ok)
+        counts["skipped"] = _histogram(
+            r["error"].split(":")[0] if r["error"].startswith("error_") else r["error"] for r in rows if r["error"]
+        )
         counts["per_bucket"] = _histogram(r["bucket"] for r in ok)
         counts["caption_source"] = _histogram(r["caption_source"] for r in ok)
         if "license" in counts:
             counts["license"] = _histogram(r.get("license") or "not given" for r in ok)
-    elif isinstance(m.get("normalise"), dict):
-        m["normalise"]["as_written_before_removals"] = True
+        return
+    if isinstance(counts.get("written"), int):
+        counts["written"] = max(0, counts["written"] - n)
+    ids_by_reason = m.get("left_out_ids") or {}
+    for reason, listed in list(ids_by_reason.items()):
+        kept = [c for c in listed if c not in clip_ids]
+        if isinstance(counts.get("left_out", {}).get(reason), int):
+            counts["left_out"][reason] -= len(listed) - len(kept)
+            if counts["left_out"][reason] <= 0:
+                del counts["left_out"][reason]
+        ids_by_reason[reason] = kept
+    m["left_out_ids"] = {k: v for k, v in ids_by_reason.items() if v}
+    if isinstance(counts.get("written"), int):
+        counts["selected"] = counts["written"] + sum(counts.get("left_out", {}).values())
+    norm = m.get("normalise")
+    if isinstance(norm, dict):
+        norm["as_written_before_removals"] = True
+        if isinstance(norm.get("errors"), list):
+            norm["errors"] = [e for e in norm["errors"] if e.get("clip_id") not in clip_ids]
+
+
+def _tidy_hf(dest: str) -> None:
+    """An ``hf`` export after a removal: Parquet files left without a row are deleted (``datasets`` cannot load a
+    0-row file), and the card's ``license`` field is written again from the licences of the rows left."""
+    import pyarrow.parquet as pq
+
+    from pipeline.export import _hf_license
+
+    licences = []
+    for f in [f for f in _files(dest) if f.endswith(".parquet")]:
+        t = pq.read_table(io.BytesIO(_read(f)), columns=None)
+        if t.num_rows == 0:
+            storage.remove(f)
+            continue
+        if "license" in t.column_names:
+            licences += t.column("license").to_pylist()
+    card = storage.under(dest, "README.md")
+    if storage.is_file(card):
+        text = storage.read_text(card)
+        head, sep, body = text.partition("configs:")
+        if sep:
+            lines = [ln for ln in head.split("\n") if not ln.startswith(("license:", "license_name:"))]
+            field = _hf_license([({"license": x}, None) for x in licences])
+            storage.write_text(card, "\n".join(lines).rstrip("\n") + "\n" + field + sep + body)
 
 
 def _files(dest: str) -> list[str]:

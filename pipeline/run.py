@@ -341,6 +341,7 @@ def _run(cfg: Config) -> Summary:
     import ray
 
     from pipeline import stream
+    from pipeline.remove import PENDING as REMOVING
     from pipeline.remove import keep_out
     from pipeline.report import run_counts
     from stages.ingest import expand_inputs
@@ -361,6 +362,8 @@ def _run(cfg: Config) -> Summary:
     inputs = expand_inputs(cfg.inputs, cfg.ingest)
     hashes = _hash_new(out, inputs, cfg)
     inputs, removed = keep_out(out, inputs, hashes)  # sources `clipforge remove` took out stay out
+    if storage.is_file(storage.under(out, REMOVING)):
+        summary.notes.append("a `clipforge remove` on this OUT was cut off before it ended: run it again to finish it")
     if removed:
         summary.notes.append(f"left out {removed} input(s) removed from this dataset by `clipforge remove` "
                              "(their path or content is in OUT/tombstones)")  # fmt: skip

@@ -314,6 +314,7 @@ def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
 
     # (a fresh cache: datasets' own cache of an export is outside OUT, which remove cannot reach; README says so)
     hf = datasets.load_dataset(str(tmp_path / "hf"), split="train", cache_dir=str(tmp_path / "hf_cache"))
+    assert "\nlicense:" not in (tmp_path / "hf" / "README.md").read_text()  # the clip left carries none
     assert hf.num_rows == 1 and not cids & set(hf["clip_id"])
     manifest = json.loads((tmp_path / "folder" / "manifest.json").read_text())
     assert manifest["removed"][0]["clips"] == len(cids) and manifest["counts"]["written"] == 1
@@ -336,3 +337,55 @@ def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
 
     card = collect(out)
     assert card["removals"]["videos"] == 1 and card["removals"]["requests"][0]["note"] == "ticket 42"
+
+
+def test_a_removal_cut_off_is_finished_by_running_it_again(curated, tmp_path, monkeypatch):
+    """A removal that dies after deleting rows but before erasing the history leaves OUT/.removing; `versions`
+    still works and says so; the same command again does the whole removal (history erased, config.json's direct
+    mention redacted, the card rewritten at the new version) instead of answering "already removed"."""
+    from pipeline import remove as remove_mod
+
+    out = tmp_path / "out"
+    shutil.copytree(curated[0], out)
+    carphone = store.query(out, "SELECT video_id, path FROM videos WHERE path LIKE '%/carphone.mp4'").to_pylist()[0]
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["inputs"].append(carphone["path"])  # as if named with --input
+    (out / "config.json").write_text(json.dumps(cfg))
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "card", str(out)], check=True, capture_output=True)
+    old = store.versions(out)[-1]["version"]
+
+    def die(*a, **k):
+        raise KeyboardInterrupt("cut off")
+
+    monkeypatch.setattr(remove_mod, "erase_history", die)
+    with pytest.raises(KeyboardInterrupt):
+        remove_mod.remove(out, [carphone["path"]])
+    monkeypatch.undo()
+    assert (out / remove_mod.PENDING).is_file()
+    assert (
+        store.query(out, f"SELECT count(*) AS n FROM videos WHERE video_id = '{carphone['video_id']}'").to_pylist()[0][
+            "n"
+        ]
+        == 0
+    )  # rows gone, history not: the old version still has them
+    assert store.query(out, "SELECT count(*) AS n FROM videos", version=old).to_pylist()[0]["n"] == 4
+    listed = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "versions", str(out)], capture_output=True, text=True
+    )
+    assert listed.returncode == 0 and "cut off before it ended" in listed.stdout, listed.stderr
+
+    again = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "remove", str(out), "--source", carphone["path"], "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["already_removed"] is False
+    assert not (out / remove_mod.PENDING).exists()
+    with pytest.raises(store.VersionNotFound, match="erased"):
+        store.query(out, "SELECT count(*) FROM videos", version=old)
+    assert json.loads((out / "config.json").read_text())["inputs"][-1] == "<removed>"
+    card = json.loads((out / "card.json").read_text())
+    assert card["version"] == store.versions(out)[-1]["version"] and card["removals"]["videos"] == 1
+    for f in out.rglob("*"):
+        if f.is_file() and "tombstones" not in f.parts:
+            assert carphone["path"].encode() not in f.read_bytes(), f

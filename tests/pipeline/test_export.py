@@ -143,8 +143,13 @@ def test_camera_tags_in_the_view_and_appended_to_captions(out, tmp_path):
     manifest = export(root, "folder", tmp_path / "f", caption="dense", camera_tags=True)
     assert manifest["camera_tags"] is True
     text = {cid: (tmp_path / "f" / f"{cid}.txt").read_text().strip() for cid in tags}
-    assert text["bikes_s0"] == rows["bikes_s0"]["caption_dense"] + " The camera pans left and zooms in."
-    assert text["bikes_s1"] == rows["bikes_s1"]["caption_dense"] + " The camera is static."
+    # a caption without a full stop gets one before the camera sentence
+    stop = {c: "" if rows[c]["caption_dense"].endswith(".") else "." for c in ("bikes_s0", "bikes_s1")}
+    assert (
+        text["bikes_s0"]
+        == rows["bikes_s0"]["caption_dense"] + stop["bikes_s0"] + " The camera pans left and zooms in."
+    )
+    assert text["bikes_s1"] == rows["bikes_s1"]["caption_dense"] + stop["bikes_s1"] + " The camera is static."
     assert text["bikes_s2"] == rows["bikes_s2"]["caption_dense"]  # no camera scores: nothing said
 
 
@@ -406,3 +411,14 @@ def test_hdr_clip_stays_10_bit_with_its_tags(tmp_path):
         f = next(c.decode(video=0))
         y = np.frombuffer(f.planes[0], "<u2").reshape(f.planes[0].height, -1)[:, :64].astype(int)
     assert abs(y[:, 4:28] - 900).max() <= 8 and abs(y[:, 36:60] - 104).max() <= 8  # 16 columns cut each side; frame 1
+
+
+def test_export_grid_buckets_take_the_largest_of_the_named_ratio():
+    """A grid's 16:9 rounds to 96x176 at 128 and 192x336 at 256: export, like prepare, sends a wide clip to the
+    largest of them it fills (a newcomer's find: export used to rebuild the buckets without their ratio)."""
+    from pipeline.normalise import Normalise
+
+    norm = Normalise.build(buckets={"resolutions": [128, 256], "aspect_ratios": ["16:9", "1:1"], "multiple": 16})
+    for w, h in [(640, 272), (1280, 544), (1920, 1080)]:
+        b = norm.buckets.assign(w, h, 1)
+        assert (b.height, b.width) == (192, 336)
