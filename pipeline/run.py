@@ -361,6 +361,12 @@ def _run(cfg: Config) -> Summary:
     checking = ray.remote(num_cpus=0)(check_models).remote(cfg)  # on a worker, while the driver plans
     inputs = expand_inputs(cfg.inputs, cfg.ingest)
     hashes = _hash_new(out, inputs, cfg)
+    conflicts = [r["path"] for r in inputs if r.get("lineage_conflicts")]
+    if conflicts:
+        summary.notes.append(
+            f"{len(conflicts)} input(s) listed more than once with different lineage (licence, creator ...); the "
+            f"first listing's values were kept: {', '.join(conflicts[:5])}" + (" ..." if len(conflicts) > 5 else "")
+        )
     inputs, removed = keep_out(out, inputs, hashes)  # sources `clipforge remove` took out stay out
     if storage.is_file(storage.under(out, REMOVING)):
         summary.notes.append("a `clipforge remove` on this OUT was cut off before it ended: run it again to finish it")

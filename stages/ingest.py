@@ -202,6 +202,8 @@ def _merge(rows: dict[str, dict], row: dict) -> None:
     for k in LINEAGE_COLUMNS:
         if seen[k] is None:
             seen[k] = row[k]
+        elif row[k] is not None and row[k] != seen[k]:  # the first listing wins; the run says which disagreed
+            seen.setdefault("lineage_conflicts", []).append(k)
     if row["input_error"] and row["input_error"] != seen["input_error"]:
         # A bad list row about a file is not hidden by a good one: the row is an error until the list is fixed.
         seen["input_error"] = (

@@ -281,6 +281,10 @@ def test_lineage_from_list_files_and_sidecars(tmp_path: Path):
     assert lineage_of({"tags": "a,b", "license": "  "}) == {"tags": ["a", "b"]}
     bare = expand_inputs([str(c)], IngestConfig(sidecar_captions=False))[0]
     assert all(bare[k] is None for k in LINEAGE_COLUMNS)
+    # listed twice with different licences: the first wins, and the row says which fields disagreed
+    (tmp_path / "l2.csv").write_text("path,license,creator\na.mp4,CC0-1.0,Ann\na.mp4,PROPRIETARY,Ann\n")
+    (twice,) = expand_inputs([str(tmp_path / "l2.csv")])
+    assert twice["license"] == "CC0-1.0" and twice["lineage_conflicts"] == ["license"]
 
 
 def test_list_rows_merge_with_other_inputs(tmp_path: Path):
