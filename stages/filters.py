@@ -115,8 +115,9 @@ class FiltersConfig:
     max_over_frac: float | None = 0.3
     # Fraction of sampled frames that are black or blank: > 1/4 means a fade/black segment dominates the clip.
     max_black_frac: float | None = 0.25
-    # Fraction of frame area covered by detected text lines (max over frames). One subtitle line is ~3-6 % of
-    # a frame, subtitles + a channel logo measured 0.09; clean originals measured 0.0, incidental scene text < 1 %.
+    # Fraction of frame area covered by detected text lines (in at least two of 4 frames). One subtitle line is
+    # ~3-6 % of a frame, subtitles + a channel logo measured 0.09; clean originals measured 0.0, incidental scene
+    # text < 1 %.
     max_text_area: float | None = 0.03
     # Text that persists bottom-centre (stages/cpu_scores.subtitle_area): one short subtitle line is ~0.8-1.2 % of
     # the frame there (bench/filters_bench.py); incidental scene text seldom stays in that zone in most frames.

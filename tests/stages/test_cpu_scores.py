@@ -292,6 +292,18 @@ def test_a_subtitle_line_is_burned_in_text_and_small_scene_text_is_not(scorer, b
     assert apply_filters(table, FiltersConfig()).to_pylist() == [TEXT_BURNED_IN, None]
 
 
+def test_text_area_counts_text_that_persists_not_one_frame_of_it(scorer, bikes_shot, tmp_path):
+    """Burned-in text stays on screen; the detector firing on one picture (bokeh, foliage) does not. text_area is the
+    area found in at least two of the OCR frames: the same caption burned into the whole shot counts, flashed for
+    0.4 s (one OCR frame of four sees it) it does not."""
+    steady = np.stack([burn_text(f) for f in bikes_shot])
+    flash = bikes_shot.copy()
+    flash[15:25] = steady[15:25]  # OCR frames are anchors 0, 2, 5, 7: frames 3, 19, 41, 57 of 61
+    s = scorer.score_clip(write_frames(steady, tmp_path / "steady.mp4", fps=25))
+    f = scorer.score_clip(write_frames(flash, tmp_path / "flash.mp4", fps=25))
+    assert s["text_area"] > 0.03 and f["text_area"] == 0.0
+
+
 def test_focus_tells_defocus_from_shallow_depth_of_field_and_grades(scorer, bikes, tmp_path):
     """Defocus (sigma 2.25 px at 640x360) is below min_focus; the same shot with a shallow depth of field, a night or a
     high-key grade stays above it, where the Laplacian variance falls as low as the blurred shot's."""
