@@ -125,7 +125,7 @@ class FiltersConfig:
     # Area of the persistent overlays found (stages/cpu_scores.overlay_scores: boxes that stay put in the picture while
     # the camera moves the scene around them, or text boxes at the same place in every OCR frame, in the top or
     # bottom third). Any overlay found drops the clip: what is found was already judged by position and persistence,
-    # and a model learns a 1 % logo as well as a large one. Channel logos 8-16 % of the width measured 0.005-0.07 of
+    # and a model learns a 1 % logo as well as a large one. Channel logos 8-16 % of the width measured 0.0034-0.10 of
     # the frame (their boxes); clean shots and their grades 0 or null (bench/filters_bench.py).
     max_overlay_area: float | None = 0.001
     # LAION improved-aesthetic-predictor scale (~1-10). 4.5 is the common T2V cut (Open-Sora used 4.5-5.0);
