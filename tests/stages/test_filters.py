@@ -155,7 +155,9 @@ def test_refilter_from_stored_scores_without_decoding(dataset, tmp_path):
     _, table = dataset
     pq.write_table(table, tmp_path / "scores.parquet")
     stored = pq.read_table(tmp_path / "scores.parquet")
-    lenient = filters_config_from_dict({"min_focus": None, "max_text_area": 0.5, "max_subtitle_area": None})
+    lenient = filters_config_from_dict(
+        {"min_focus": None, "max_text_area": 0.5, "max_subtitle_area": None, "max_overlay_area": None}
+    )
     got = dict(zip(stored["clip_id"].to_pylist(), apply_filters(stored, lenient).to_pylist(), strict=True))
     assert got["bikes_76_blurred"] is None and got["bikes_137_text"] is None
     assert got["bikes_187_dark"] == "quality_dark"
