@@ -13,7 +13,10 @@ Defect classes (positives; what each must be dropped as):
   or motion_static;
 - ``blur``: Gaussian defocus, sigma 2.0-2.5 px at 640x360 (scaled to the clip's size): quality_blurry;
 - ``blur_letterboxed``: the same inside 2.39:1 letterbox bars: quality_blurry;
-- ``logo``: a semi-transparent (alpha 0.4-0.6) channel logo in a corner: text_burned_in;
+- ``logo``: a channel logo in a corner (``pipeline.defects.logo``), four per source, each in another corner: the
+  original (alpha 0.4-0.6, 12 % of the width), an opaque one 16 % wide, a small one 8 % wide (alpha 0.5) and a faint
+  one (alpha 0.3); text_burned_in or text_overlay. A variant that changes its box by under 6 grey levels on average
+  (a white logo over white sky) is invisible and left out;
 - ``subtitle``: one short line of subtitle text at the bottom: text_burned_in;
 - ``mirrored``, ``boxed``: a mirrored copy, a copy scaled into bars: duplicate (of the clean clip).
 
@@ -48,7 +51,7 @@ EXPECT = {
     "still_image": {"motion_still_image", "motion_static"},
     "blur": {"quality_blurry"},
     "blur_letterboxed": {"quality_blurry"},
-    "logo": {"text_burned_in"},
+    "logo": {"text_burned_in", "text_overlay"},
     "subtitle": {"text_burned_in"},
     "mirrored": {"duplicate"},
     "boxed": {"duplicate"},
@@ -94,6 +97,16 @@ def build(quick: bool) -> list[dict]:
         for kind, frames in variants.items():
             item = {"name": f"{name}_{kind}", "kind": kind, "source": name, "frames": frames, "fps": fps}
             items.append(item)
+        corners = ("tr", "tl", "br", "bl")
+        more = {
+            "logo_opaque": logo(fr, 1.0, corners[(k + 1) % 4], "NEWS", width=0.16),
+            "logo_small": logo(fr, 0.5, corners[(k + 2) % 4], "HD", width=0.08),
+            "logo_faint": logo(fr, 0.3, corners[(k + 3) % 4], "24", width=0.12),
+        }
+        for variant, frames in more.items():
+            if logo_contrast(frames, fr) < 6:
+                continue  # invisible: the logo's pixels barely differ from the picture under them
+            items.append({"name": f"{name}_{variant}", "kind": "logo", "source": name, "frames": frames, "fps": fps})
     moves = {"pan1": {"pan": 0.01}, "pan3": {"pan": 0.03}, "zoom1": {"zoom": 0.01}, "zoom4": {"zoom": 0.04}}
     for i, name in enumerate(srcs):
         fr, fps = srcs[name]
@@ -102,6 +115,16 @@ def build(quick: bool) -> list[dict]:
         item = {"name": f"{name}_still_{move}", "kind": "still_image", "source": name, "frames": frames, "fps": fps}
         items.append(item)
     return items
+
+
+def logo_contrast(with_logo: np.ndarray, frames: np.ndarray) -> float:
+    """Mean over the logo's box (the bounding box of every pixel it changed) and the frames of the largest change of
+    a colour channel, in grey levels: how visible the logo is."""
+    diff = np.abs(with_logo.astype(np.int16) - frames).max(axis=-1)  # (N, H, W)
+    ys, xs = np.nonzero(diff.any(axis=0))
+    if not len(ys):
+        return 0.0
+    return float(diff[:, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].mean())
 
 
 def prf(tp: int, fp: int, fn: int) -> dict:
@@ -133,7 +156,7 @@ def main() -> None:
         print(
             it["kind"],
             it["name"],
-            {k: rows[-1].get(k) for k in ("sharpness", "text_area", "still_residual")},
+            {k: rows[-1].get(k) for k in ("focus", "text_area", "still_residual", "overlay_area")},
             flush=True,
         )
     table = pa.Table.from_pylist(rows)

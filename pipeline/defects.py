@@ -109,11 +109,12 @@ def scene_text(frames: np.ndarray, text: str = "OPEN 24h") -> np.ndarray:
     return out
 
 
-def logo(frames: np.ndarray, alpha: float, corner: str, text: str = "TV5") -> np.ndarray:
-    """A semi-transparent white channel logo (a framed word, ~12 % of the width) in a corner."""
+def logo(frames: np.ndarray, alpha: float, corner: str, text: str = "TV5", width: float = 0.12) -> np.ndarray:
+    """A semi-transparent (``alpha`` 1: opaque) white channel logo, a framed word ``width`` of the frame's width
+    wide (at least 24 px), half as high, 3 % of the width in from the edges of ``corner`` (tl, tr, bl, br)."""
     out = frames.astype(np.float32)
     n, h, w = frames.shape[:3]
-    lw = max(24, int(w * 0.12))
+    lw = max(24, int(w * width))
     lh = max(12, lw // 2)
     mask = np.zeros((lh, lw), np.uint8)
     cv2.rectangle(mask, (0, 0), (lw - 1, lh - 1), 255, max(1, lh // 12))

@@ -15,7 +15,8 @@ Rule order (first failing reason wins) and why it is this order:
    ``quality_blurry``; measured on bikes.mp4: darkening to 25 % cuts the Laplacian variance ~10x).
 4. ``motion_static`` (frozen frames or too little flow), ``motion_still_image`` (a still picture under a pan or
    zoom: nothing changes once the camera's motion is undone), ``motion_jitter`` (too much flow).
-5. ``text_burned_in``.
+5. ``text_burned_in`` (text area, persistent subtitle text), then ``text_overlay`` (a graphic that stays fixed in the
+   picture while the scene moves: a channel logo, a watermark, a ticker; stages/cpu_scores.overlay_scores).
 6. ``error_clip_scores``, ``aesthetic_low``: the CLIP stage (optional; all-null when disabled).
 
 Null scores (stage disabled, clip too short for a flow pair, ...) never reject. Any threshold set to None
@@ -44,6 +45,7 @@ MOTION_STATIC = "motion_static"
 MOTION_JITTER = "motion_jitter"
 MOTION_STILL_IMAGE = "motion_still_image"
 TEXT_BURNED_IN = "text_burned_in"
+TEXT_OVERLAY = "text_overlay"
 ERROR_CLIP_SCORES = "error_clip_scores"
 AESTHETIC_LOW = "aesthetic_low"
 DUPLICATE = "duplicate"  # set by stages/dedup.py
@@ -60,6 +62,7 @@ REASONS = (
     MOTION_STILL_IMAGE,
     MOTION_JITTER,
     TEXT_BURNED_IN,
+    TEXT_OVERLAY,
     ERROR_CLIP_SCORES,
     AESTHETIC_LOW,
     DUPLICATE,
@@ -112,12 +115,19 @@ class FiltersConfig:
     max_over_frac: float | None = 0.3
     # Fraction of sampled frames that are black or blank: > 1/4 means a fade/black segment dominates the clip.
     max_black_frac: float | None = 0.25
-    # Fraction of frame area covered by detected text lines (max over frames). One subtitle line is ~3-6 % of
-    # a frame, subtitles + a channel logo measured 0.09; clean originals measured 0.0, incidental scene text < 1 %.
+    # Fraction of frame area covered by detected text lines (in at least two of 4 frames). One subtitle line is
+    # ~3-6 % of a frame, subtitles + a channel logo measured 0.09; clean originals measured 0.0, incidental scene
+    # text < 1 %.
     max_text_area: float | None = 0.03
     # Text that persists bottom-centre (stages/cpu_scores.subtitle_area): one short subtitle line is ~0.8-1.2 % of
     # the frame there (bench/filters_bench.py); incidental scene text seldom stays in that zone in most frames.
     max_subtitle_area: float | None = 0.004
+    # Area of the persistent overlays found (stages/cpu_scores.overlay_scores: boxes that stay put in the picture while
+    # the camera moves the scene around them, or text boxes at the same place in every OCR frame, in the top or
+    # bottom third). Any overlay found drops the clip: what is found was already judged by position and persistence,
+    # and a model learns a 1 % logo as well as a large one. Channel logos 8-16 % of the width measured 0.0034-0.10 of
+    # the frame (their boxes); clean shots and their grades 0 or null (bench/filters_bench.py).
+    max_overlay_area: float | None = 0.001
     # LAION improved-aesthetic-predictor scale (~1-10). 4.5 is the common T2V cut (Open-Sora used 4.5-5.0);
     # only applies when the CLIP stage ran (aesthetic column not null).
     min_aesthetic: float | None = 4.5
@@ -193,10 +203,12 @@ class Filters:
     """Drop reason of one clip row from its stored scores.
 
     Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_under_frac, luma_over_frac,
-           sharpness, frozen_frac, motion, text_area, error_clip_scores, aesthetic (missing or null: rule skipped)
+           sharpness, frozen_frac, motion, text_area, subtitle_area, overlay_area, error_clip_scores, aesthetic
+           (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
     Reasons: duration_short, resolution_low, error_scores, quality_black, quality_dark, quality_overexposed,
-             quality_blurry, motion_static, motion_jitter, text_burned_in, error_clip_scores, aesthetic_low
+             quality_blurry, motion_static, motion_jitter, text_burned_in, text_overlay, error_clip_scores,
+             aesthetic_low
     """
 
     def __init__(self, cfg: Any = None, extra: list[str] | tuple[str, ...] = ()):
@@ -230,7 +242,7 @@ def apply_filters(table: pa.Table, cfg: Any = None, extra: list[str] | tuple[str
     """Drop reasons (string, null = keep) for every row of a table of stored scores, vectorised with pyarrow.
 
     Reads: duration_s, width, height, error_scores, motion, frozen_frac, sharpness, luma_*, black_frac, text_area,
-           error_clip_scores, aesthetic (each optional)
+           subtitle_area, overlay_area, error_clip_scores, aesthetic (each optional)
     Writes: drop_reason (the returned array; the pipeline stores it in the filters table)
     Reasons: REASONS, in their order (first failing wins); null scores never reject
 

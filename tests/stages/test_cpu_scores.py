@@ -292,6 +292,18 @@ def test_a_subtitle_line_is_burned_in_text_and_small_scene_text_is_not(scorer, b
     assert apply_filters(table, FiltersConfig()).to_pylist() == [TEXT_BURNED_IN, None]
 
 
+def test_text_area_counts_text_that_persists_not_one_frame_of_it(scorer, bikes_shot, tmp_path):
+    """Burned-in text stays on screen; the detector firing on one picture (bokeh, foliage) does not. text_area is the
+    area found in at least two of the OCR frames: the same caption burned into the whole shot counts, flashed for
+    0.4 s (one OCR frame of four sees it) it does not."""
+    steady = np.stack([burn_text(f) for f in bikes_shot])
+    flash = bikes_shot.copy()
+    flash[15:25] = steady[15:25]  # OCR frames are anchors 0, 2, 5, 7: frames 3, 19, 41, 57 of 61
+    s = scorer.score_clip(write_frames(steady, tmp_path / "steady.mp4", fps=25))
+    f = scorer.score_clip(write_frames(flash, tmp_path / "flash.mp4", fps=25))
+    assert s["text_area"] > 0.03 and f["text_area"] == 0.0
+
+
 def test_focus_tells_defocus_from_shallow_depth_of_field_and_grades(scorer, bikes, tmp_path):
     """Defocus (sigma 2.25 px at 640x360) is below min_focus; the same shot with a shallow depth of field, a night or a
     high-key grade stays above it, where the Laplacian variance falls as low as the blurred shot's."""
@@ -327,3 +339,52 @@ def test_a_sharp_low_resolution_clip_is_not_blurry(scorer, tmp_path):
     sharp = scorer.score_clip(write_frames(window, tmp_path / "small.mp4", fps=25))
     blurred = scorer.score_clip(write_frames(blur(window, 6.0), tmp_path / "small_blur.mp4", fps=25))
     assert sharp["focus"] > FiltersConfig().min_focus > blurred["focus"]
+
+
+def test_a_logo_over_moving_real_footage_is_an_overlay_in_its_corner(scorer, bikes_shot, tmp_path):
+    """A semi-transparent channel logo over a real shot whose camera moves (bikes.mp4 frames 76-137) stays put while
+    the scene moves: overlay_area finds it in its corner and the clip is dropped as text_overlay; the same shot without
+    it has none, and is kept."""
+    from pipeline.defects import logo
+    from stages.filters import TEXT_OVERLAY, FiltersConfig, apply_filters
+
+    out = {}
+    for name, frames in {
+        "clean": bikes_shot,
+        "tl": logo(bikes_shot, 0.5, "tl"),
+        "br": logo(bikes_shot, 1.0, "br", "NEWS", width=0.16),
+    }.items():
+        out[name] = scorer.score_clip(write_frames(frames, tmp_path / f"{name}.mp4", fps=25))
+    assert out["clean"]["overlay_area"] == 0.0 and out["clean"]["overlay_box"] is None  # the camera moved: told
+    for corner in ("tl", "br"):
+        found = out[corner]
+        x0, y0, x1, y1 = found["overlay_box"]
+        assert 0.005 < found["overlay_area"] < 0.1 and found["overlay_persistence"] >= 0.8
+        # the logo is 3 % of the width in from its corner's edges, 12-16 % wide: the box holds it and little else
+        if corner == "tl":
+            assert x0 < 0.05 and y0 < 0.1 and x1 < 0.3 and y1 < 0.35
+        else:
+            assert x1 > 0.95 and y1 > 0.9 and x0 > 0.7 and y0 > 0.65
+    keep = ("clip_id", "text_area", "subtitle_area", "overlay_area")
+    table = pa.Table.from_pylist([{k: c.get(k) for k in keep} | {"clip_id": n} for n, c in out.items()])
+    assert apply_filters(table, FiltersConfig()).to_pylist() == [None, TEXT_OVERLAY, TEXT_OVERLAY]
+
+
+def test_a_locked_off_real_shot_has_no_overlay_unless_ocr_reads_one(scorer, bikes, carphone, tmp_path):
+    """A locked-off shot cannot tell a graphic from the scene by motion (its background is as fixed as a logo), so
+    overlay_area is null there, never a found overlay, and the clip is kept. An opaque station name over the same
+    carphone shot is still found, by the OCR detector: a text box at the same place in every frame, in a corner."""
+    from pipeline.defects import logo
+    from stages.filters import TEXT_OVERLAY, FiltersConfig, apply_filters
+
+    still_camera = decode_frames(bikes, 0, BIKES_CUTS[0])  # a cyclist crosses a locked-off shot
+    talking = decode_frames(carphone)  # a man talks in a car; the camera holds still
+    shots = {"bikes0": still_camera, "carphone": talking, "carphone_logo": logo(talking, 1.0, "bl", "NEWS")}
+    out = {n: scorer.score_clip(write_frames(f, tmp_path / f"{n}.mp4", fps=25)) for n, f in shots.items()}
+    for name in ("bikes0", "carphone"):
+        assert out[name]["overlay_area"] is None and out[name]["overlay_persistence"] is None
+    found = out["carphone_logo"]
+    assert found["overlay_area"] > 0.005 and found["overlay_box"][0] < 0.1 and found["overlay_box"][3] > 0.85
+    keep = ("clip_id", "text_area", "subtitle_area", "overlay_area")
+    table = pa.Table.from_pylist([{k: c.get(k) for k in keep} | {"clip_id": n} for n, c in out.items()])
+    assert apply_filters(table, FiltersConfig()).to_pylist() == [None, None, TEXT_OVERLAY]

@@ -155,7 +155,9 @@ def test_refilter_from_stored_scores_without_decoding(dataset, tmp_path):
     _, table = dataset
     pq.write_table(table, tmp_path / "scores.parquet")
     stored = pq.read_table(tmp_path / "scores.parquet")
-    lenient = filters_config_from_dict({"min_focus": None, "max_text_area": 0.5, "max_subtitle_area": None})
+    lenient = filters_config_from_dict(
+        {"min_focus": None, "max_text_area": 0.5, "max_subtitle_area": None, "max_overlay_area": None}
+    )
     got = dict(zip(stored["clip_id"].to_pylist(), apply_filters(stored, lenient).to_pylist(), strict=True))
     assert got["bikes_76_blurred"] is None and got["bikes_137_text"] is None
     assert got["bikes_187_dark"] == "quality_dark"
@@ -180,6 +182,7 @@ def row(**kw):
         "focus": 1.5,
         "still_residual": 0.4,
         "subtitle_area": 0.0,
+        "overlay_area": 0.0,
         "luma_mean": 0.45,
         "luma_under_frac": 0.01,
         "luma_over_frac": 0.01,
@@ -218,11 +221,20 @@ def row(**kw):
         ({"motion": 3.0}, "motion_jitter"),
         ({"text_area": 0.2, "aesthetic": 1.0}, "text_burned_in"),
         ({"subtitle_area": 0.01}, "text_burned_in"),  # one persistent subtitle line, under max_text_area
+        ({"overlay_area": 0.01, "aesthetic": 1.0}, "text_overlay"),  # a channel logo: after the text rules
+        ({"overlay_area": 0.01, "text_area": 0.2}, "text_burned_in"),
         ({"aesthetic": 3.0}, "aesthetic_low"),
         ({"error_clip_scores": "error_clip_scores:RuntimeError: x", "aesthetic": None}, "error_clip_scores"),
         # null / NaN scores never reject
         (
-            {"motion": None, "frozen_frac": None, "focus": float("nan"), "still_residual": None, "text_area": None},
+            {
+                "motion": None,
+                "frozen_frac": None,
+                "focus": float("nan"),
+                "still_residual": None,
+                "text_area": None,
+                "overlay_area": None,
+            },  # fmt: skip
             None,
         ),
     ],
