@@ -233,6 +233,9 @@ def _normalise(
         if row.get("start_s") is not None:  # the span in the source video that the written clip shows
             written["start_s"] = row["start_s"] + got["offset_s"]
             written["end_s"] = written["start_s"] + got["duration_s"]
+        if row.get("start_frame") is not None and got.get("src_frames"):  # and its source frames (end exclusive)
+            first, stop = got["src_frames"]
+            written["start_frame"], written["end_frame"] = row["start_frame"] + first, row["start_frame"] + stop
         if got["bucket"]:
             written["bucket"] = got["bucket"]
             per_bucket[got["bucket"]] += 1

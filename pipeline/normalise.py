@@ -280,7 +280,9 @@ def normalise_clip(src: str | os.PathLike, dst: Path, norm: Normalise) -> dict[s
     n_out = len(plan.source)
     fps = float(norm.fps) if norm.fps else round(n_out / plan.duration_s, 9) if plan.duration_s > 0 else float(rate)
     props = {"num_frames": n_out, "fps": fps, "width": size[0], "height": size[1], "duration_s": plan.duration_s,
-             "offset_s": plan.offset_s, "bucket": bucket}  # fmt: skip
+             "offset_s": plan.offset_s, "bucket": bucket,
+             # the frames of ``src`` the written clip shows, [first, last + 1) (repeated or dropped ones in between)
+             "src_frames": (plan.source[0], plan.source[-1] + 1) if plan.source else (0, 0)}  # fmt: skip
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.mp4")
     try:
         if plan.identity and size == display and sar is None and not rotation:

@@ -28,7 +28,8 @@ def out(tmp_path_factory):
     clips = []
     for r in rows:
         clip = {k: v for k, v in r.items() if k in CLIPS.names}
-        clips.append({**clip, "video_id": "v_" + r["clip_id"].split("_")[0], "start_s": 0.0, "end_s": r["duration_s"]})
+        clips.append({**clip, "video_id": "v_" + r["clip_id"].split("_")[0], "start_s": 0.0, "end_s": r["duration_s"],
+                      "start_frame": 100, "end_frame": 100 + r["num_frames"]})  # fmt: skip
     clips[-1]["drop_reason"] = "quality_dark"  # carphone: rejected
     with store.ShardWriter(root, "clips", CLIPS) as w:
         w.add_rows(clips)
@@ -265,6 +266,8 @@ def test_webdataset_and_hf_share_the_normalisation(out, tmp_path):
         assert got["size"] == (meta["width"], meta["height"]) == (160, 68)
         skipped = (rows[cid]["num_frames"] - expect[cid]) // 2  # frames cut from the start (the middle is kept)
         assert meta["start_s"] == pytest.approx(skipped / 25) and meta["duration_s"] == pytest.approx(expect[cid] / 25)
+        # the source frames the written clip shows (the stored clip starts at source frame 100)
+        assert (meta["start_frame"], meta["end_frame"]) == (100 + skipped, 100 + skipped + expect[cid])
     ntsc = Fraction(30000, 1001)  # 25 -> 29.97 frames/s: frames repeat, none is blended
     m = export(root, "hf", tmp_path / "hf-ntsc", fps="30000/1001", frames="4k+1")
     # a cache of its own: offline, datasets may reuse another test's cache of a folder of the same name
