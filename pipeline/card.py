@@ -50,7 +50,8 @@ def collect(out: str | Path) -> dict[str, Any]:
             yes, no = (", ".join(f"'{v}'" for v in values) for values in (CONSENT_YES, CONSENT_NO))
             consent = "lower(trim(v.consent))"
             rows = con.execute(
-                "SELECT coalesce(v.license, 'not given') AS lic, count(*) AS videos, "
+                f"SELECT coalesce({'v.license_id, ' if 'license_id' in vcols else ''}v.license, 'not given') AS lic, "
+                "count(*) AS videos, "
                 f"count(*) FILTER ({consent} IN ({yes})), count(*) FILTER ({consent} IN ({no})), "
                 f"count(v.consent) FILTER ({consent} NOT IN ({yes}, {no})), "
                 "coalesce(sum(k.n), 0), coalesce(sum(k.h), 0) FROM videos v LEFT JOIN (SELECT video_id, count(*) n, "

@@ -54,7 +54,7 @@ NORMALISING = ("folder", "webdataset", "hf")  # the formats that write clip file
 # metadata.jsonl's columns after file_name, video_path and caption: the written clip's properties and where it is from
 _FOLDER_METADATA = (
     "clip_id", "caption_source", "num_frames", "fps", "width", "height", "duration_s", "bucket", "source_path",
-    "start_s", "end_s", "source_url", "license", "creator", "consent", "tags", "camera_tags",
+    "start_s", "end_s", "source_url", "license", "license_id", "creator", "consent", "tags", "camera_tags",
 )  # fmt: skip
 CAPTION_CHOICES = ("dense", "short", "original", "mix")
 # columns of the kept view that are not metadata worth shipping: signatures and embeddings (large, internal)
@@ -325,7 +325,7 @@ def _hf_license(chosen) -> str:
     """The dataset card's ``license`` field (Hugging Face card metadata): the clips' one licence when they share one
     that reads as an identifier (lower-cased, e.g. ``cc-by-4.0``), else ``other`` with the licences named; nothing
     when no clip carries one."""
-    licences = sorted({r.get("license") for r, _ in chosen if r.get("license")})
+    licences = sorted({r.get("license_id") or r.get("license") for r, _ in chosen if r.get("license")})
     if not licences:
         return ""
     if len(licences) == 1 and re.fullmatch(r"[A-Za-z0-9.+-]+", licences[0]):
@@ -356,7 +356,7 @@ def _csv(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
                 "source": row.get("source_path"),
                 "start_s": row.get("start_s"),
                 "end_s": row.get("end_s"),
-                **{k: row.get(k) for k in ("source_url", "license", "creator", "consent")},
+                **{k: row.get(k) for k in ("source_url", "license", "license_id", "creator", "consent")},
                 "tags": ";".join(row.get("tags") or []) or None,
             }
         )
@@ -379,6 +379,7 @@ def _csv(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
             ("end_s", pa.float64()),
             ("source_url", pa.string()),
             ("license", pa.string()),
+            ("license_id", pa.string()),
             ("creator", pa.string()),
             ("consent", pa.string()),
             ("tags", pa.string()),  # ';'-separated

@@ -624,14 +624,17 @@ def _tidy_hf(dest: str) -> None:
             storage.remove(f)
             continue
         if "license" in t.column_names:
-            licences += t.column("license").to_pylist()
+            ids = t.column("license_id").to_pylist() if "license_id" in t.column_names else [None] * t.num_rows
+            licences += [
+                {"license": x, "license_id": i} for x, i in zip(t.column("license").to_pylist(), ids, strict=True)
+            ]
     card = storage.under(dest, "README.md")
     if storage.is_file(card):
         text = storage.read_text(card)
         head, sep, body = text.partition("configs:")
         if sep:
             lines = [ln for ln in head.split("\n") if not ln.startswith(("license:", "license_name:"))]
-            field = _hf_license([({"license": x}, None) for x in licences])
+            field = _hf_license([(x, None) for x in licences])
             storage.write_text(card, "\n".join(lines).rstrip("\n") + "\n" + field + sep + body)
 
 

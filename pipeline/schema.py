@@ -16,9 +16,9 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
-# 6: videos.source_url, license, creator, consent, tags; scores.overlay_area, overlay_box, overlay_persistence (and
-# the text_overlay drop reason); 5: scores.still_residual, subtitle_area, focus; 4: scores.phash_mirror,
-# scores.border_*, scores on the active picture; 3: shots.scenes.caption;
+# 6: videos.source_url, license, license_id, creator, consent, tags; scores.overlay_area, overlay_box,
+# overlay_persistence (and the text_overlay drop reason); 5: scores.still_residual, subtitle_area, focus;
+# 4: scores.phash_mirror, scores.border_*, scores on the active picture; 3: shots.scenes.caption;
 SCHEMA_VERSION = "6"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
 METADATA_KEY = b"clipforge.schema_version"
 
@@ -74,6 +74,7 @@ VIDEOS = pa.schema(
         # kept views show each clip its video's
         ("source_url", pa.string()),
         ("license", pa.string()),
+        ("license_id", pa.string()),  # its SPDX id when it is a Creative Commons licence (stages.ingest.license_id)
         ("creator", pa.string()),
         ("consent", pa.string()),
         ("tags", pa.list_(pa.string())),

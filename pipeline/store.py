@@ -52,7 +52,7 @@ SCHEMA_KEY = METADATA_KEY.decode()  # commit metadata of every table commit: the
 # history it cleans up to its checkpoint at once (retention 0), which needs no property change on tables made so.
 TABLE_PROPERTIES = {"delta.enableExpiredLogCleanup": "false", "delta.logRetentionDuration": "interval 0 seconds"}
 # a video's lineage and rights columns, which the clips and kept views show for each of its clips
-LINEAGE_COLUMNS = ("source_url", "license", "creator", "consent", "tags")
+LINEAGE_COLUMNS = ("source_url", "license", "license_id", "creator", "consent", "tags")
 COMMIT_ATTEMPTS = 12  # a commit that a concurrent metadata change refused is written again, with backoff
 
 

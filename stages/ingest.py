@@ -153,6 +153,48 @@ def lineage_of(rec: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+_CC_WORDS = (
+    (r"creative\s*commons|creativecommons", " cc "),
+    (r"attribution", " by "),
+    (r"non-?\s*commercial", " nc "),
+    (r"share-?\s*alike", " sa "),
+    (r"no-?\s*deriv\w*", " nd "),
+)
+# yt-dlp's text for YouTube's Creative Commons option, which is CC BY 3.0 (YouTube Help, "Creative Commons")
+_YOUTUBE_CC = "creative commons attribution license (reuse allowed)"
+
+
+def license_id(text: str | None) -> str | None:
+    """The SPDX identifier (https://spdx.org/licenses/) of a Creative Commons licence as people and sites write it
+    ("CC BY-NC-SA 4.0", "cc-by-4.0", "Creative Commons Attribution 4.0 International", a creativecommons.org URL,
+    "CC0", yt-dlp's YouTube text), so the card and exports group one licence under one name: ``CC-BY-4.0``,
+    ``CC-BY-NC-SA-4.0``, ``CC0-1.0``. None for anything else, and for a CC licence without a version (the SPDX id
+    needs one; the text stays in ``license``)."""
+    if not text:
+        return None
+    t = str(text).strip().lower()
+    if t == _YOUTUBE_CC:
+        return "CC-BY-3.0"
+    if re.search(r"\bcc-?0\b|\bcc\s*zero\b|publicdomain/zero", t):
+        return "CC0-1.0"
+    t = re.sub(r"\(.*?\)", " ", t)
+    for pattern, word in _CC_WORDS:
+        t = re.sub(pattern, word, t)
+    tokens = re.findall(r"\d\.\d|[a-z]+", t)
+    if "cc" not in tokens or "by" not in tokens:
+        return None
+    version = next((x for x in tokens if re.fullmatch(r"\d\.\d", x)), None)
+    if version not in ("1.0", "2.0", "2.5", "3.0", "4.0"):
+        return None
+    parts = (
+        ["CC", "BY"]
+        + ["NC"] * ("nc" in tokens)
+        + ["ND"] * ("nd" in tokens)
+        + ["SA"] * ("sa" in tokens and "nd" not in tokens)
+    )
+    return "-".join(parts + [version])
+
+
 def _present_value(v: Any) -> bool:
     if hasattr(v, "tolist"):  # numpy arrays from Parquet list columns
         v = v.tolist()

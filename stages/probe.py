@@ -53,6 +53,7 @@ import av
 
 from stages import storage
 from stages.errors import raise_if_environment
+from stages.ingest import license_id
 from stages.media import Colour, display_size, pick_video_stream, sample_aspect_ratio
 
 HASH_CHUNK = 8 << 20  # 8 MiB reads for the content hash
@@ -100,6 +101,7 @@ _COLUMNS = (
     "spans",
     "source_url",
     "license",
+    "license_id",
     "creator",
     "consent",
     "tags",
@@ -162,6 +164,7 @@ def probe(row: dict) -> dict:
     out: dict[str, Any] = dict.fromkeys(_COLUMNS)
     out.update(path=path, original_caption=row.get("original_caption"), spans=_spans(row.get("spans")))
     out.update({k: row.get(k) for k in ("source_url", "license", "creator", "consent")})
+    out["license_id"] = license_id(out["license"])  # the SPDX id of a Creative Commons licence, however written
     tags = row.get("tags")
     out["tags"] = list(tags) if tags is not None and len(tags) else None  # Ray may hand a numpy array
     try:

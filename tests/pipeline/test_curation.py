@@ -248,7 +248,7 @@ def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
     cids = {c["clip_id"] for c in clips}
     assert cids and all((out / c["clip_path"]).is_file() for c in clips)
     # lineage: the sidecar's fields on the videos row, on each of its clips, in the exports
-    assert {k: bunny[k] for k in BUNNY_LINEAGE} == BUNNY_LINEAGE
+    assert {k: bunny[k] for k in BUNNY_LINEAGE} == BUNNY_LINEAGE and bunny["license_id"] == "CC-BY-3.0"
     kept = store.query(out, f"SELECT license, creator, tags FROM kept WHERE video_id = '{vid}'").to_pylist()
     assert kept == [{"license": "CC-BY-3.0", "creator": "Blender Foundation", "tags": ["animation", "open movie"]}]
     for fmt in ("webdataset", "csv", "folder", "hf"):

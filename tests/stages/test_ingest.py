@@ -11,7 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.ingest import LINEAGE_COLUMNS, IngestConfig, expand_inputs, lineage_of, parse_time, sidecar_caption
+from stages.ingest import (
+    LINEAGE_COLUMNS,
+    IngestConfig,
+    expand_inputs,
+    license_id,
+    lineage_of,
+    parse_time,
+    sidecar_caption,
+)
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -285,6 +293,26 @@ def test_lineage_from_list_files_and_sidecars(tmp_path: Path):
     (tmp_path / "l2.csv").write_text("path,license,creator\na.mp4,CC0-1.0,Ann\na.mp4,PROPRIETARY,Ann\n")
     (twice,) = expand_inputs([str(tmp_path / "l2.csv")])
     assert twice["license"] == "CC0-1.0" and twice["lineage_conflicts"] == ["license"]
+
+
+@pytest.mark.parametrize(
+    ("text", "spdx"),
+    [
+        ("CC BY-NC-SA 4.0", "CC-BY-NC-SA-4.0"),
+        ("cc-by-4.0", "CC-BY-4.0"),
+        ("Creative Commons Attribution 4.0 International", "CC-BY-4.0"),
+        ("Creative Commons Attribution-NonCommercial-NoDerivatives 4.0", "CC-BY-NC-ND-4.0"),
+        ("https://creativecommons.org/licenses/by-sa/3.0/", "CC-BY-SA-3.0"),
+        ("CC0 1.0 Universal", "CC0-1.0"),
+        ("https://creativecommons.org/publicdomain/zero/1.0/", "CC0-1.0"),
+        ("Creative Commons Attribution license (reuse allowed)", "CC-BY-3.0"),  # yt-dlp's YouTube CC text
+        ("CC BY", None),  # no version: no SPDX id
+        ("Standard YouTube License", None),
+        (None, None),
+    ],
+)
+def test_license_id_is_the_spdx_id_of_a_creative_commons_licence(text, spdx):
+    assert license_id(text) == spdx
 
 
 def test_list_rows_merge_with_other_inputs(tmp_path: Path):
