@@ -176,6 +176,10 @@ def _removals_md(r: Any) -> str:
     return f"Removals (`clipforge remove`): {r['videos']} source video(s), {r['clips']} clips; {reqs}."
 
 
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def _round(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) else v
 
@@ -205,7 +209,8 @@ def markdown(card: dict[str, Any]) -> str:
         "|---|---|---|",
         *[f"| {r} | {v['clips']} | {v['hours']:.3f} |" for r, v in f["dropped"].items()],
         "",
-        f"Dedup: {card['dedup']['duplicates_dropped']} copies dropped in {card['dedup']['groups']} groups.",
+        f"Dedup: {_n(card['dedup']['duplicates_dropped'], 'copy', 'copies')} dropped in "
+        f"{_n(card['dedup']['groups'], 'group', 'groups')}.",
         "",
         "## Score distributions (all clips / kept clips)",
         "",
