@@ -116,12 +116,16 @@ def _cmd_versions(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"{v['version']:>4}  {v['at']}  {v['command']:<9} {said}  {v['argv']}")
     erased = found[0].get("erased_versions") if found[0].get("removed") else None
     if erased:
-        span = str(erased[0]) if len(erased) == 1 else f"{erased[0]}-{erased[-1]}"
-        print(f"(versions {span} were erased by `clipforge remove` at version {found[0]['version']})")
+        said = f"version {erased[0]} was" if len(erased) == 1 else f"versions {erased[0]}-{erased[-1]} were"
+        print(f"(earlier {said} erased by `clipforge remove` at version {found[0]['version']})")
     from pipeline.remove import PENDING
 
     if storage.is_file(storage.under(args.out, PENDING)):
-        print("a `clipforge remove` was cut off before it ended: run it again (same sources) to finish it")
+        if store.lock_held(args.out):
+            print("a `clipforge remove` is running on this OUT; the versions it erases go when it ends")
+        else:
+            print("a `clipforge remove` was cut off before it ended: run any `clipforge remove` on this OUT to finish "
+                  "it (the sources it was removing are in `SELECT * FROM tombstones`)")  # fmt: skip
     return 0
 
 
@@ -156,10 +160,16 @@ def _cmd_remove(args: argparse.Namespace, extra: list[str]) -> int:
         return refuse("name at least one --source or --list")
     if not storage.exists(storage.under(args.out, "tables")):
         return refuse(f"{args.out} is not a clipforge dataset (no tables/ directory)")
+    from pipeline.store import OutInUse
+
     try:
         r = remove(args.out, sources, note=args.note, dry_run=args.dry_run)
     except SourceNotFound as e:
         return refuse(str(e))
+    except OutInUse as e:
+        if args.json:  # exit 75 as for every command (main), with its one JSON object
+            print(json.dumps({"error": str(e)}))
+        raise
     if args.json:
         print(json.dumps(r, indent=2, default=str))
         return 0

@@ -322,15 +322,17 @@ def _hf(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:
 
 
 def _hf_license(chosen) -> str:
-    """The dataset card's ``license`` field (Hugging Face card metadata): the clips' one licence when they share one
-    that reads as an identifier (lower-cased, e.g. ``cc-by-4.0``), else ``other`` with the licences named; nothing
-    when no clip carries one."""
+    """The dataset card's ``license`` field (Hugging Face card metadata): the clips' one licence when every clip
+    carries it and it reads as an identifier (lower-cased, e.g. ``cc-by-4.0``), else ``other`` with the licences
+    named ("not given" among them when some clip has none); nothing when no clip carries one."""
     licences = sorted({r.get("license_id") or r.get("license") for r, _ in chosen if r.get("license")})
     if not licences:
         return ""
-    if len(licences) == 1 and re.fullmatch(r"[A-Za-z0-9.+-]+", licences[0]):
+    unlicensed = any(not r.get("license") for r, _ in chosen)
+    if len(licences) == 1 and not unlicensed and re.fullmatch(r"[A-Za-z0-9.+-]+", licences[0]):
         return f"license: {licences[0].lower()}\n"
-    return f"license: other\nlicense_name: {json.dumps('; '.join(licences))}\n"
+    named = licences + ["not given"] * unlicensed  # some clips carry none: the set as a whole is not under one
+    return f"license: other\nlicense_name: {json.dumps('; '.join(named))}\n"
 
 
 def _csv(out, dest: Path, chosen, shard_clips: int, local) -> list[str]:

@@ -220,7 +220,9 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
     # the sources are named in the tombstones only: OUT's lock file and version history get "<removed>"
     hidden = {*sources, *(os.path.abspath(s) for s in sources if not storage.is_uri(s))}
     with store.writer_lock(out, "remove", redact=hidden) as version_meta:
-        videos = resolve(out, sources)
+        # a removal cut off earlier is finished with this one, whatever this one names (its ids are in the marker)
+        pending = json.loads(storage.read_text(marker)).get("video_ids", []) if storage.is_file(marker) else []
+        videos = resolve(out, [*sources, *pending])
         ids = [v["video_id"] for v in videos]
         clips = _clip_rows(out, ids)
         clip_ids = sorted({c["clip_id"] for c in clips} | _tombstoned_clips(out, ids))
@@ -230,7 +232,8 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
             "near_duplicates": _near_duplicates(out, clip_ids),
             "already_removed": False,
         }
-        storage.write_text(marker, json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        # the marker holds video ids only (the tombstones name the sources)
+        storage.write_text(marker, json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "video_ids": ids}))
         # tombstones first (the sources stay out whatever happens next); then files, then rows by clip, then clips,
         # shots, videos; then exports, the tables' history, config.json; what is left names what is still to do
         _tombstone(out, videos, clips, note)
@@ -286,8 +289,15 @@ def _redact_config(out, names: set[str]) -> None:
         return
     cfg = json.loads(storage.read_text(path))
     inputs = cfg.get("inputs") or []
-    if any(i in names for i in inputs):
-        cfg["inputs"] = ["<removed>" if i in names else i for i in inputs]
+
+    def named(i: str) -> bool:  # as stored, or a relative --input (typed from wherever the run was started)
+        if i in names:
+            return True
+        rel = os.path.normpath(i) if not storage.is_uri(i) and not os.path.isabs(i) else None
+        return bool(rel) and rel != "." and any(n.endswith(os.sep + rel) for n in names)
+
+    if any(named(i) for i in inputs):
+        cfg["inputs"] = ["<removed>" if named(i) else i for i in inputs]
         storage.write_text(path, json.dumps(cfg, indent=2))
 
 
@@ -555,21 +565,49 @@ def _scrub_dest(record: dict[str, Any], clip_ids: set[str], video_ids: set[str])
     if storage.is_file(manifest):
         m = json.loads(storage.read_text(manifest))
         left = {c for ids_ in (m.get("left_out_ids") or {}).values() for c in ids_} & clip_ids
-        if n or left:
+        before = (m.get("counts") or {}).get("written")
+        present = _count_present(dest, record) if record.get("kind") != "prepare" else None
+        # counted from what the export holds now, so a removal cut off between the files and this manifest is
+        # corrected by the rerun, which finds nothing left to delete
+        if n or left or (present is not None and present != before):
             if "files" in m:
                 m["files"] = [f for f in m["files"] if f.rsplit("/", 1)[-1].split(".", 1)[0] not in ids]
                 m["files"] = [f for f in m["files"] if storage.exists(storage.under(dest, f))]
-            _correct_counts(m, n, clip_ids, dest, record.get("kind"))
-            m.setdefault("removed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "clips": n + len(left)})
+            _correct_counts(m, present, clip_ids, dest, record.get("kind"))
+            gone = (before - m["counts"]["written"]) if isinstance(before, int) else n
+            m.setdefault("removed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "clips": gone + len(left)})
             storage.write_text(manifest, json.dumps(m, indent=2, sort_keys=record.get("kind") == "prepare"))
     return n
 
 
-def _correct_counts(m: dict[str, Any], n: int, clip_ids: set[str], dest: str, kind: str | None) -> None:
-    """The manifest's counts without the removed clips: an export's written (``n`` fewer), left out (by the ids it
-    recorded per reason, ``left_out_ids``) and selected (their sum), its normalisation errors without them (its
-    other normalisation statistics stay as written and are marked so); a prepared set's counts recomputed from
-    its shards (every clip it was given has a row there: written, or with the reason it was skipped)."""
+def _count_present(dest: str, record: dict[str, Any]) -> int | None:
+    """How many clips an export holds now: webdataset samples, hf rows, csv rows, folder clip files."""
+    import pyarrow.parquet as pq
+
+    files = _files(dest)
+    fmt = record.get("format")
+    if fmt == "webdataset":
+        keys = set()
+        for f in (f for f in files if f.endswith(".tar")):
+            with tarfile.open(fileobj=io.BytesIO(_read(f))) as t:
+                keys |= {m.name.rsplit("/", 1)[-1].split(".", 1)[0] for m in t.getmembers() if m.isfile()}
+        return len(keys)
+    if fmt == "hf":
+        return sum(pq.ParquetFile(io.BytesIO(_read(f))).metadata.num_rows for f in files if f.endswith(".parquet"))
+    if fmt == "csv":
+        return sum(max(0, len(list(csv.reader(io.StringIO(_read(f).decode("utf-8"))))) - 1)
+                   for f in files if f.endswith(".csv"))  # fmt: skip
+    if fmt == "folder":
+        return sum(1 for f in files if f.endswith(".mp4"))
+    return None
+
+
+def _correct_counts(m: dict[str, Any], present: int | None, clip_ids: set[str], dest: str, kind: str | None) -> None:
+    """The manifest's counts without the removed clips: an export's written (``present``: what it holds now), left
+    out (by the ids it recorded per reason, ``left_out_ids``) and selected (their sum), its normalisation errors
+    without them (its other normalisation statistics stay as written and are marked so); a prepared set's counts
+    recomputed from its shards (every clip it was given has a row there: written, or with the reason it was
+    skipped)."""
     counts = m.setdefault("counts", {})
     if kind == "prepare":
         import pyarrow.parquet as pq
@@ -590,8 +628,8 @@ def _correct_counts(m: dict[str, Any], n: int, clip_ids: set[str], dest: str, ki
         if "license" in counts:
             counts["license"] = _histogram(r.get("license") or "not given" for r in ok)
         return
-    if isinstance(counts.get("written"), int):
-        counts["written"] = max(0, counts["written"] - n)
+    if present is not None:
+        counts["written"] = present
     ids_by_reason = m.get("left_out_ids") or {}
     for reason, listed in list(ids_by_reason.items()):
         kept = [c for c in listed if c not in clip_ids]

@@ -369,7 +369,9 @@ def _run(cfg: Config) -> Summary:
         )
     inputs, removed = keep_out(out, inputs, hashes)  # sources `clipforge remove` took out stay out
     if storage.is_file(storage.under(out, REMOVING)):
-        summary.notes.append("a `clipforge remove` on this OUT was cut off before it ended: run it again to finish it")
+        summary.notes.append(
+            "a `clipforge remove` on this OUT was cut off before it ended: run any `clipforge remove` to finish it"
+        )
     if removed:
         summary.notes.append(f"left out {removed} input(s) removed from this dataset by `clipforge remove` "
                              "(their path or content is in OUT/tombstones)")  # fmt: skip

@@ -373,7 +373,17 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int 
     def source(name: str) -> str | None:
         if at is None:
             return _source(out, name)
-        return _source(out, name, at[name]) if name in at else None
+        if name not in at:
+            return None
+        from deltalake.exceptions import DeltaError
+
+        try:
+            return _source(out, name, at[name])
+        except (DeltaError, OSError) as e:  # its log or files are gone: a removal erased them (one cut off, too)
+            raise VersionNotFound(
+                f"{out} version {version} cannot be read: table {name} no longer has its Delta version {at[name]} "
+                f"(erased by `clipforge remove`; `clipforge versions {out}` lists what can be read)"
+            ) from e
 
     def columns(name: str) -> list[str]:
         return _columns(out, name, None if at is None else at.get(name))
@@ -632,6 +642,21 @@ def writer_lock(out: str | Path, command: str, cfg: StoreConfig | None = None, r
         yield extra
         compact(out, cfg)
         record_version(out, command, extra, redact)
+
+
+def lock_held(out: str | Path) -> bool:
+    """True when a writing command holds OUT's writer lock now (a local OUT; a bucket has no lock: False)."""
+    import fcntl
+
+    if storage.is_uri(out) or not (Path(out) / LOCK).is_file():
+        return False
+    with (Path(out) / LOCK).open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 @contextlib.contextmanager

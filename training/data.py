@@ -163,7 +163,15 @@ class ClipEncoder:
 
 
 def _lineage(row: dict) -> dict[str, Any]:
-    return {k: (None if row.get(k) is None else str(row[k])) for k in ("video_id", "source_url", "license", "creator")}
+    """The row's lineage as strings; a missing value (None, or the NaN a Ray batch turns a null string into) is
+    None."""
+
+    def text(v: Any) -> str | None:
+        if v is None or (not isinstance(v, str) and v != v):  # NaN of any float type (numpy's included)
+            return None
+        return str(v)
+
+    return {k: text(row.get(k)) for k in ("video_id", "source_url", "license", "creator")}
 
 
 def read_clip(root: Path, clip_path: str, indices: np.ndarray) -> np.ndarray:

@@ -260,7 +260,8 @@ def test_remove_takes_a_source_and_everything_made_from_it(curated, tmp_path):
     assert {m["clip_id"]: m["license"] for m in folder_meta if m["clip_id"] in cids} == dict.fromkeys(
         cids, "CC-BY-3.0"
     )
-    assert "license: cc-by-3.0\n" in (tmp_path / "hf" / "README.md").read_text()  # the Hub card's licence field
+    # the Hub card's licence field: carphone's clip carries none, so the set as a whole is "other"
+    assert 'license: other\nlicense_name: "CC-BY-3.0; not given"' in (tmp_path / "hf" / "README.md").read_text()
     write_report(out)
     subprocess.run([sys.executable, "-m", "pipeline.cli", "card", str(out)], check=True, capture_output=True)
     copy_clip = store.query(out, "SELECT clip_id FROM clips WHERE drop_reason = 'duplicate'").to_pylist()[0]["clip_id"]
@@ -374,18 +375,22 @@ def test_a_removal_cut_off_is_finished_by_running_it_again(curated, tmp_path, mo
     )
     assert listed.returncode == 0 and "cut off before it ended" in listed.stdout, listed.stderr
 
+    # another removal (of another source) finishes the one cut off too
+    dark = store.query(out, "SELECT path FROM videos WHERE path LIKE '%/carphone_dark.mp4'").to_pylist()[0]["path"]
     again = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "remove", str(out), "--source", carphone["path"], "--json"],
+        [sys.executable, "-m", "pipeline.cli", "remove", str(out), "--source", dark, "--json"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["already_removed"] is False
+    done = json.loads(again.stdout)
+    assert done["already_removed"] is False and {v["path"] for v in done["videos"]} == {dark, carphone["path"]}
     assert not (out / remove_mod.PENDING).exists()
     with pytest.raises(store.VersionNotFound, match="erased"):
         store.query(out, "SELECT count(*) FROM videos", version=old)
     assert json.loads((out / "config.json").read_text())["inputs"][-1] == "<removed>"
+    assert store.query(out, "SELECT count(*) AS n FROM tombstones").to_pylist() == [{"n": 2}]
     card = json.loads((out / "card.json").read_text())
-    assert card["version"] == store.versions(out)[-1]["version"] and card["removals"]["videos"] == 1
+    assert card["version"] == store.versions(out)[-1]["version"] and card["removals"]["videos"] == 2
     for f in out.rglob("*"):
         if f.is_file() and "tombstones" not in f.parts:
             assert carphone["path"].encode() not in f.read_bytes(), f

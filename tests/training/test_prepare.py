@@ -48,7 +48,10 @@ def test_prepare_on_ray_from_sql_selection(tmp_path, ray_local):
     files = list((tmp_path / "prep" / "shards").glob("*.parquet"))
     schema = pq.read_schema(files[0])
     assert schema.field("latent").type == pa.binary() and schema.field("latent_shape").type == pa.list_(pa.int32())
-    shards = pa.concat_tables(pq.read_table(f, columns=["clip_id", "video_id", "license"]) for f in files)
+    shards = pa.concat_tables(
+        pq.read_table(f, columns=["clip_id", "video_id", "license", "source_url"]) for f in files
+    )
+    assert set(shards["source_url"].to_pylist()) == {None}  # a null column stays null (Ray hands it over as NaN)
     lineage = {r["clip_id"]: (r["video_id"], r["license"]) for r in shards.to_pylist()}
     assert lineage == {
         "bikes_s0": ("bikes", "CC0-1.0"),
