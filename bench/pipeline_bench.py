@@ -17,7 +17,8 @@ Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--
   scores_s (CPU-seconds of the stage calls);
 - ``scorer_profile`` (streaming only): cProfile of the CPU scorer (``CpuScorer.score_clip``, one thread, in this
   process) over up to 12 of the run's clips: seconds per clip in total and in its parts (decode, the PP-OCR text
-  detector, DIS flow, the rest), the profile that says where the scorer's time goes;
+  detector, DIS flow of the motion score, the overlay score, the rest), the profile that says where the scorer's
+  time goes;
 - ``floor_s``: the decode+encode floor measured in the same run, the same way the cutter works: decode every source
   frame once (PyAV) and encode every frame of every cut clip once (libx264 at the run's CRF/preset), in this
   process; ``wall_over_floor`` = wall_s / floor_s.
@@ -135,8 +136,10 @@ def scorer_profile(out: Path, max_clips: int = 12) -> dict:
     total = cum("score_clip", "cpu_scores")
     parts = {
         "decode": cum("read_frames", "frames.py"),
-        "text_detector": cum("boxes", "cpu_scores"),
+        # the scorer calls TextDetector.detect (boxes() filters its result to text lines)
+        "text_detector": cum("detect", "cpu_scores"),
         "flow": cum("motion_scores", "cpu_scores"),
+        "overlay": cum("overlay_scores", "cpu_scores"),
     }
     parts["rest"] = total - sum(parts.values())
     n = len(rows)
