@@ -196,6 +196,19 @@ def resolve(out: str | Path, sources: list[str]) -> list[dict[str, Any]]:
     return sorted(rows.to_pylist(), key=lambda r: r["path"] or "")
 
 
+def _scope(out, sources: list[str]) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]], list[str]]:
+    """What removing ``sources`` touches: (videos rows, their ids, their stored clip rows, every clip id: stored or
+    named by their tombstones)."""
+    videos = resolve(out, sources)
+    ids = [v["video_id"] for v in videos]
+    clips = _clip_rows(out, ids)
+    return videos, ids, clips, sorted({c["clip_id"] for c in clips} | _tombstoned_clips(out, ids))
+
+
+def _named(videos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"video_id": v["video_id"], "path": v["path"]} for v in videos]
+
+
 def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Remove ``sources`` (paths/URIs or video ids) and everything derived from them (see the module docstring);
     returns what was removed: ``videos`` (rows: video_id, path), ``clips`` (count), ``rows`` (table -> rows
@@ -222,12 +235,9 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
     with store.writer_lock(out, "remove", redact=hidden) as version_meta:
         # a removal cut off earlier is finished with this one, whatever this one names (its ids are in the marker)
         pending = json.loads(storage.read_text(marker)).get("video_ids", []) if storage.is_file(marker) else []
-        videos = resolve(out, [*sources, *pending])
-        ids = [v["video_id"] for v in videos]
-        clips = _clip_rows(out, ids)
-        clip_ids = sorted({c["clip_id"] for c in clips} | _tombstoned_clips(out, ids))
+        videos, ids, clips, clip_ids = _scope(out, [*sources, *pending])
         result: dict[str, Any] = {
-            "videos": [{"video_id": v["video_id"], "path": v["path"]} for v in videos],
+            "videos": _named(videos),
             "clips": len(clip_ids),
             "near_duplicates": _near_duplicates(out, clip_ids),
             "already_removed": False,
@@ -260,15 +270,12 @@ def remove(out: str | Path, sources: list[str], *, note: str | None = None, dry_
 
 def _dry_run(out, sources: list[str]) -> dict[str, Any]:
     """What :func:`remove` would do, counted; nothing changes."""
-    videos = resolve(out, sources)
-    ids = [v["video_id"] for v in videos]
-    clips = _clip_rows(out, ids)
-    clip_ids = sorted({c["clip_id"] for c in clips} | _tombstoned_clips(out, ids))
+    videos, ids, clips, clip_ids = _scope(out, sources)
     rows = _count_rows(out, ids, clip_ids)
     stoned = set(tombstones(out).column("video_id").to_pylist())
     files = sum(1 for c in clips if c.get("clip_path") and storage.is_file(storage.under(out, c["clip_path"])))
     return {
-        "videos": [{"video_id": v["video_id"], "path": v["path"]} for v in videos],
+        "videos": _named(videos),
         "clips": len(clip_ids),
         "near_duplicates": _near_duplicates(out, clip_ids),
         "rows": rows,
@@ -310,16 +317,14 @@ def _already_removed(out, sources: list[str]) -> dict[str, Any] | None:
     stones = tombstones(out)
     if not stones.num_rows:
         return None
-    videos = resolve(out, sources)
-    ids = [v["video_id"] for v in videos]
+    videos, ids, _, clip_ids = _scope(out, sources)
     if not set(ids) <= set(stones.column("video_id").to_pylist()):
         return None
-    clip_ids = sorted(_tombstoned_clips(out, ids))
     if any(_count_rows(out, ids, clip_ids).values()):
         return None  # a removal cut off half-way: finish it
     exports = {r["dest"]: _scrub_dest(r, set(clip_ids), set(ids)) for r in registered(out)}
     return {
-        "videos": [{"video_id": v["video_id"], "path": v["path"]} for v in videos],
+        "videos": _named(videos),
         "clips": 0,
         "already_removed": True,
         "near_duplicates": [],

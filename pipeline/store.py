@@ -431,16 +431,12 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int 
         clips = f"SELECT *, {camera.camera_tags_sql()} AS camera_tags FROM ({clips})"
     con.execute(f"CREATE OR REPLACE VIEW clips AS {clips}")
     con.execute("CREATE OR REPLACE VIEW kept AS SELECT * FROM clips WHERE drop_reason IS NULL")
-    stones_dir = storage.under(out, "tombstones")
-    stones = []
-    if at is None and _is_delta(stones_dir):
-        from deltalake import DeltaTable
+    if at is None:  # what `clipforge remove` took out (pipeline/remove.py): a few rows, read whole
+        from pipeline.remove import tombstones
 
-        dt = DeltaTable(str(stones_dir), storage_options=storage.delta_options(stones_dir))
-        stones = sorted(unquote(u) for u in dt.file_uris())
-    if stones:  # what `clipforge remove` took out (pipeline/remove.py)
-        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in stones)
-        con.execute(f"CREATE OR REPLACE VIEW tombstones AS SELECT * FROM read_parquet([{listing}])")
+        stones = tombstones(out)
+        if stones.num_rows:
+            con.register("tombstones", stones)
     return con
 
 
