@@ -112,12 +112,23 @@ def _submit(browser, base: str, where: str = "", sort: str = "", direction: str 
 
 def _click_and_wait(browser, element) -> None:
     """Click a link/button that navigates, and wait until the new page has replaced the old one."""
-    from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.common.exceptions import WebDriverException
 
+    # Mark the old page's window and wait for a window without the mark. Selenium's staleness_of asks
+    # the old element, and Chrome may answer that question mid-navigation with a generic inspector
+    # error ("Node with given id does not belong to the document") instead of a stale-element one.
+    browser.execute_script("window.__clipforgeOldPage = true")
     element.click()
-    WebDriverWait(browser, 30).until(EC.staleness_of(element))
-    _wait(lambda: browser.execute_script("return document.readyState") == "complete", what="page load")
+
+    def _new_page_loaded():
+        try:
+            return browser.execute_script(
+                "return !window.__clipforgeOldPage && document.readyState === 'complete'"
+            )
+        except WebDriverException:  # asked while the navigation swaps documents: ask again
+            return False
+
+    _wait(_new_page_loaded, timeout=30, what="the new page")
 
 
 def _sql(out: Path, sql: str, params=None):
