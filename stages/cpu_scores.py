@@ -81,7 +81,7 @@ SCORES_SCHEMA = pa.schema(
         ("camera_zoom", pa.float32()),  # log scale / s, + = in
         ("scene_motion", pa.float32()),  # flow left after the camera's, diagonals / s (~0: a still picture)
         # what differs between frames ~1 s apart once the camera's motion is undone, relative to the picture's
-        # contrast: <= 0.04 for a still picture under a pan/zoom, >= 0.156 for real scenes (still_residual); null
+        # contrast: <= 0.04 for a still picture under a pan/zoom, >= 0.16 for real scenes (still_residual); null
         # under 0.5 s or with a still camera
         ("still_residual", pa.float32()),
         # persistent overlay graphics (overlay_scores): area (fraction of the active picture) of the boxes of what
@@ -230,6 +230,44 @@ def fit_similarity(
     return src, dst, matrix
 
 
+def anchor_flows(luma: np.ndarray, factor: int = 1) -> list[np.ndarray]:
+    """Optical flow between consecutive anchors: (N, H, W) uint8 luma -> N - 1 fields (H, W, 2) float32, in pixels
+    of the full frame. DIS (OpenCV's "medium" preset; Kroeger et al., "Fast optical flow using dense inverse
+    search", ECCV 2016) runs on the frames shrunk ``factor`` times (area) and the field is brought back to full size
+    (bilinear, vectors scaled by ``factor``): these fields serve the camera's global motion (:func:`camera_steps`) and
+    median flows over regions of the picture, which a coarse field gives as well (the coarse-to-fine premise of DIS
+    itself) at about a quarter of the cost (13 ms -> 3.5 ms a pair at 224x398)."""
+    n, h, w = luma.shape
+    if n < 2:
+        return []
+    small = luma
+    if factor > 1:
+        size = (max(8, round(w / factor)), max(8, round(h / factor)))
+        small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in luma])
+    sy, sx = h / small.shape[1], w / small.shape[2]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    flows = []
+    for a, b in zip(small[:-1], small[1:], strict=True):
+        f = dis.calc(a, b, None)
+        if factor > 1:
+            f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
+            f[..., 0] *= sx
+            f[..., 1] *= sy
+        flows.append(f)
+    return flows
+
+
+def camera_steps(flows: list[np.ndarray], threshold: float = 1.0) -> list[np.ndarray]:
+    """The camera's transform between consecutive anchors: per flow field (H, W, 2), the 3x3 homogeneous matrix of
+    the similarity :func:`fit_similarity` fits to it (``threshold`` px RANSAC reprojection error); the identity when
+    the field is degenerate. :func:`_chain` composes them between any two anchors."""
+    steps = []
+    for f in flows:
+        m = fit_similarity(f, threshold)[2]
+        steps.append(np.vstack([m if m is not None else np.eye(2, 3), [0.0, 0.0, 1.0]]))
+    return steps
+
+
 def camera_motion(flow: np.ndarray, gap_s: float, step: int = 6, margin: int = 8) -> dict[str, float]:
     """Split one optical-flow field (H, W, 2) into the camera's motion and what moves in the scene.
 
@@ -272,13 +310,15 @@ def still_residual(
     pairs: int = 3,
     blur_sigma: float = 1.5,
     min_camera: float = 0.004,
+    steps: list[np.ndarray] | None = None,
 ) -> float | None:
     """How much of the picture changes once the camera's motion is undone, over a long baseline: the test that
     tells a still picture under a pan or zoom (the "Ken Burns" slideshow) from a real scene.
 
     luma: (N, H, W) uint8 anchors at ``times_s`` (seconds). For up to ``pairs`` anchor pairs spread over the clip,
-    each ~``baseline_s`` apart (at least ``min_baseline_s``): DIS optical flow from the first to the second, the
-    similarity transform that explains it (RANSAC, ``cv2.estimateAffinePartial2D``, 1 px), the first frame warped
+    each ~``baseline_s`` apart (at least ``min_baseline_s``): the camera's similarity transform from the first to
+    the second, composed from the consecutive anchors' (``steps``, :func:`camera_steps` of :func:`anchor_flows`;
+    computed here when not given: the overlay score shares them), the first frame warped
     onto the second, both blurred (Gaussian, ``blur_sigma`` px: interpolation and compression noise are
     high-frequency) and their mean absolute difference taken inside the warped frame (eroded 4 px), divided by the
     second frame's luma standard deviation there (the picture's contrast). Returns the median over the pairs: the
@@ -291,7 +331,7 @@ def still_residual(
 
     A still picture moved by a similarity is explained entirely; real shots leave parallax, moving objects and
     light changes (bench/motion_bench.py, bench/filters_bench.py): stills of the shipped footage panned 1-3 %/s or
-    zoomed 1-4 %/s measured 0.005-0.040 (the highest on transnet_test's 90 px frames), real shots 0.156 and up, their
+    zoomed 1-4 %/s measured 0.006-0.040 (the highest on transnet_test's 90 px frames), real shots 0.16 and up, their
     night and high-key grades the same (in raw luma levels a grade halved the residual: 3.5 -> 2.0). A
     short-baseline residual (``scene_motion``, 0.08 s) separates the two far less (0.0055 against 0.007): what a
     still picture lacks shows over time. The global-motion model is the one of video
@@ -306,16 +346,14 @@ def still_residual(
     if not cands:
         return None
     pick = np.unique(np.linspace(0, len(cands) - 1, min(pairs, len(cands))).round().astype(int))
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    if steps is None:
+        steps = camera_steps(anchor_flows(luma))
     kernel = np.ones((9, 9), np.uint8)
     values, moved = [], 0
     for k in pick:
         a, b = luma[cands[k][0]], luma[cands[k][1]]
         h, w = a.shape
-        flow = dis.calc(a, b, None)
-        matrix = fit_similarity(flow, 1.0)[2]
-        if matrix is None:
-            matrix = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # no global motion found: compare as they are
+        matrix = _chain(steps, cands[k][0], cands[k][1])[:2]
         centre = np.array([w / 2, h / 2])
         shift = np.linalg.norm(centre @ matrix[:, :2].T + matrix[:, 2] - centre) / math.hypot(h, w)
         moved += shift >= min_camera or abs(math.log(max(math.hypot(matrix[0, 0], matrix[1, 0]), 1e-6))) >= min_camera
@@ -344,6 +382,29 @@ def gradients(luma: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndar
     gx = np.stack([cv2.Sobel(x, cv2.CV_32F, 1, 0) for x in smooth])
     gy = np.stack([cv2.Sobel(x, cv2.CV_32F, 0, 1) for x in smooth])
     return gx, gy
+
+
+def _median0(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=0)`` with the same values, ~10x faster for a short first axis (a few frames of many
+    pixels, where numpy partitions each pixel's column through a slow strided path): an odd-even transposition
+    sorting network (Knuth, TAOCP vol. 3, 5.3.4) of elementwise min/max over the frames, then the middle one or two."""
+    n = len(a)
+    if n > 16:
+        return np.median(a, axis=0)
+    rows = [np.array(x) for x in a]
+    for r in range(n):
+        for k in range(r % 2, n - 1, 2):
+            lo = np.minimum(rows[k], rows[k + 1])
+            np.maximum(rows[k], rows[k + 1], out=rows[k + 1])
+            rows[k] = lo
+    return rows[n // 2] if n % 2 else (rows[n // 2 - 1] + rows[n // 2]) / 2
+
+
+def _median_flow(f: np.ndarray) -> np.ndarray:
+    """Median flow vector (2,) of a region of a flow field, (..., 2): each component's median (as
+    ``np.median(f.reshape(-1, 2), axis=0)``), from contiguous columns."""
+    v = f.reshape(-1, 2)
+    return np.array([np.median(v[:, 0]), np.median(v[:, 1])])
 
 
 def _chain(steps: list[np.ndarray], i: int, j: int) -> np.ndarray:
@@ -422,7 +483,7 @@ def _stays_put(
     ya, yb, xa, xb = max(0, y - r), min(h, y + bh + r), max(0, x - r), min(w, x + bw + r)
     ring = np.ones((yb - ya, xb - xa), bool)
     ring[y - ya : y - ya + bh, x - xa : x - xa + bw] = False
-    pos = np.vstack([[0.0, 0.0], np.cumsum([np.median(f[ya:yb, xa:xb][ring], axis=0) for f in flows], axis=0)])
+    pos = np.vstack([[0.0, 0.0], np.cumsum([_median_flow(f[ya:yb, xa:xb][ring]) for f in flows], axis=0)])
     centre = np.array([x + bw / 2, y + bh / 2, 1.0])
     inner = (slice(y - ya, y - ya + bh), slice(x - xa, x - xa + bw))
     floor = noise * bw * bh
@@ -471,6 +532,8 @@ def overlay_scores(
     max_side: float = 0.5,
     margin: float = 0.02,
     noise: float = 50.0,
+    flows: list[np.ndarray] | None = None,
+    steps: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Persistent overlay graphics (channel logos, watermarks, tickers, subtitles) found by what they are: patterns
     that stay fixed in the picture while the scene under and around them moves.
@@ -487,8 +550,8 @@ def overlay_scores(
     moves the scene, never what was composited over it. So:
 
     1. Gradients of each anchor (Sobel of the luma smoothed by 1 px); the camera's motion between consecutive
-       anchors, a similarity transform fitted to their optical flow (:func:`fit_similarity`, DIS), composed for
-       every anchor pair.
+       anchors, a similarity transform fitted to their optical flow (:func:`anchor_flows`, :func:`camera_steps`;
+       ``flows`` / ``steps`` when the caller has them), composed for every anchor pair.
     2. Candidates: (a) where, summed over the anchor pairs the camera moved by ``min_shift`` px or more, frame j's
        gradients are predicted better by frame i's unmoved than by frame i's moved with the camera (windowed, 9 px);
        (b) where the per-pixel median of the gradients over the anchors keeps at least half of their mean energy:
@@ -525,22 +588,20 @@ def overlay_scores(
     if n < 3:
         return none
     grads = gx, gy = gradients(luma)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flows = [dis.calc(luma[i], luma[i + 1], None) for i in range(n - 1)]
-    steps = []
-    for f in flows:
-        m = fit_similarity(f, 1.0)[2]
-        steps.append(np.vstack([m if m is not None else np.eye(2, 3), [0.0, 0.0, 1.0]]))
+    if flows is None:
+        flows = anchor_flows(luma)
+    if steps is None:
+        steps = camera_steps(flows)
     # (a) image-fixed beats camera-moved, summed over the pairs in which the camera moved
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     probe = np.array([[x, y, 1.0] for y in (0.25 * h, 0.5 * h, 0.75 * h) for x in (0.25 * w, 0.5 * w, 0.75 * w)])
     # where overlays sit, the top and bottom thirds: the path of their content (median flow, summed)
     bands = [(0, h // 3), (h - h // 3, h)]
-    paths = [np.vstack([[0.0, 0.0], np.cumsum([np.median(f[a:b].reshape(-1, 2), axis=0) for f in flows], axis=0)])
-             for a, b in bands]  # fmt: skip
+    paths = [np.vstack([[0.0, 0.0], np.cumsum([_median_flow(f[a:b]) for f in flows], axis=0)]) for a, b in bands]
     num, den, cnt = (np.zeros((h, w), np.float32) for _ in range(3))
     moved_pairs = 0  # pairs in which the top or bottom third moved as the camera did: the test can look there
     kernel = np.ones((5, 5), np.uint8)
+    full = np.full((h, w), 255, np.uint8)
     for i in range(n):
         for j in range(i + 1, n):
             t = _chain(steps, i, j)[:2]
@@ -551,18 +612,24 @@ def overlay_scores(
                 if _with_camera(path[j] - path[i], t @ centre - centre[:2], min_shift):
                     moved_pairs += 1
                     break
-            disp = np.hypot(t[0, 0] * xs + t[0, 1] * ys + t[0, 2] - xs, t[1, 0] * xs + t[1, 1] * ys + t[1, 2] - ys)
+            # float32 throughout (the gradients' type); OpenCV's arithmetic writes in place and takes masks
+            t00, t01, t02, t10, t11, t12 = (np.float32(v) for v in t.ravel())
+            dx = (t00 - 1) * xs + t01 * ys + t02
+            dy = t10 * xs + (t11 - 1) * ys + t12
+            moving = cv2.magnitude(dx, dy) >= min_shift
             scale = max(1e-6, math.hypot(t[0, 0], t[1, 0]))
-            rx, ry = t[0, 0] / scale, t[1, 0] / scale  # gradients turn with the picture
+            rx, ry = np.float32(t[0, 0] / scale), np.float32(t[1, 0] / scale)  # gradients turn with the picture
             mx = cv2.warpAffine(rx * gx[i] - ry * gy[i], t, (w, h))
             my = cv2.warpAffine(ry * gx[i] + rx * gy[i], t, (w, h))
-            inside = cv2.warpAffine(np.full((h, w), 255, np.uint8), t, (w, h), flags=cv2.INTER_NEAREST)
-            ok = (cv2.erode(inside, kernel) > 0) & (disp >= min_shift)
-            e_fixed = np.square(gx[j] - gx[i]) + np.square(gy[j] - gy[i])
-            e_scene = np.square(gx[j] - mx) + np.square(gy[j] - my)
-            num += np.where(ok, e_scene - e_fixed, 0)
-            den += np.where(ok, e_scene + e_fixed, 0)
-            cnt += ok
+            inside = cv2.warpAffine(full, t, (w, h), flags=cv2.INTER_NEAREST)
+            ok = ((cv2.erode(inside, kernel) > 0) & moving).view(np.uint8)
+            e_fixed = np.square(gx[j] - gx[i])
+            e_fixed += np.square(gy[j] - gy[i])
+            e_scene = np.square(gx[j] - mx)
+            e_scene += np.square(gy[j] - my)
+            cv2.add(num, e_scene - e_fixed, dst=num, mask=ok)
+            cv2.add(den, e_scene + e_fixed, dst=den, mask=ok)
+            cv2.add(cnt, ok.astype(np.float32), dst=cnt)
     win = (9, 9)
     candidates = []
     if moved_pairs:
@@ -570,7 +637,7 @@ def overlay_scores(
         fixed = cv2.boxFilter(num, -1, win) / (cv2.boxFilter(den, -1, win) + floor)
         candidates += _components(fixed >= 0.3, min_area, max_side, margin)
     # (b) a pattern the median of the gradients keeps (Dekel et al.)
-    median = np.square(np.median(gx, axis=0)) + np.square(np.median(gy, axis=0))
+    median = np.square(_median0(gx)) + np.square(_median0(gy))
     energy = (np.square(gx) + np.square(gy)).mean(axis=0)
     kept = cv2.boxFilter(median, -1, win) / (cv2.boxFilter(energy, -1, win) + noise)
     candidates += _components(kept >= 0.5, min_area, max_side, margin)
@@ -629,22 +696,25 @@ def focus(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile:
     analysis at 224 px): Gaussian defocus of sigma 2.0-2.5 px at 640x360 0.38-0.54; clean shots and their shallow
     depth-of-field, night, high-key, grain and letterbox variants 0.71-5.5.
     """
+    h, w = luma.shape[1:3]
+    ty, tx = h // tile, w // tile
+    if ty == 0 or tx == 0:
+        return None
+
+    def tile_var(a: np.ndarray) -> np.ndarray:
+        """Variance of each whole ``tile`` x ``tile`` tile of (H, W) ``a`` (the partial tiles at the right and
+        bottom edges are left out): (ty, tx) float64."""
+        t = a[: ty * tile, : tx * tile].reshape(ty, tile, tx, tile).astype(np.float64)
+        return t.var(axis=(1, 3))
+
     values = []
     for f in luma:
         x = f.astype(np.float32)
         g1 = cv2.GaussianBlur(x, (0, 0), 1.0)
         g2 = cv2.GaussianBlur(x, (0, 0), 2.0)
-        fine, mid = x - g1, g1 - g2
-        h, w = x.shape
-        ratios = []
-        for y0 in range(0, h - tile + 1, tile):
-            for x0 in range(0, w - tile + 1, tile):
-                if x[y0 : y0 + tile, x0 : x0 + tile].std() < min_std:
-                    continue
-                e1 = float(fine[y0 : y0 + tile, x0 : x0 + tile].var())
-                e2 = float(mid[y0 : y0 + tile, x0 : x0 + tile].var())
-                ratios.append(e1 / (e2 + 1e-3))
-        if ratios:
+        structured = np.sqrt(tile_var(x)) >= min_std
+        if structured.any():
+            ratios = tile_var(x - g1)[structured] / (tile_var(g1 - g2)[structured] + 1e-3)
             values.append(float(np.percentile(ratios, percentile)))
     return float(np.median(values)) if values else None
 
@@ -887,7 +957,10 @@ def score_frames(
             camera=camera,
         )
         out.update(camera)
-    out["still_residual"] = still_residual(luma, anchor_s) if anchor_s is not None else None
+    # one set of consecutive-anchor flows and camera transforms for still_residual and the overlay score
+    flows = anchor_flows(luma)
+    steps = camera_steps(flows)
+    out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
     out["focus"] = focus(focus_luma)
     out.update(
@@ -915,7 +988,7 @@ def score_frames(
     else:
         raw = None
         out["text_area"] = out["subtitle_area"] = None
-    out.update(overlay_scores(luma, raw))
+    out.update(overlay_scores(luma, raw, flows=flows, steps=steps))
     out["phash"] = [phash64(f) for f in luma]
     out["phash_mirror"] = [phash64(np.ascontiguousarray(f[:, ::-1])) for f in luma]
     return out
