@@ -261,7 +261,7 @@ def retime_tolerance(src_rate: Fraction, out_rate: Fraction) -> Fraction:
 class _ClipWriter:
     """One clip being encoded: a temp MP4 next to the final path, moved into place on success. For an OUT in a
     bucket (``final`` a URI) the temp file is local and uploaded on success (one object PUT, visible only when
-    complete); its properties are read from the local file first (:attr:`meta`)."""
+    complete). Its properties are read from the temp file before it moves (:attr:`meta`)."""
 
     def __init__(
         self,
@@ -281,7 +281,7 @@ class _ClipWriter:
         stem = Path(str(final)).stem
         tmp_dir = Path(tempfile.gettempdir()) if storage.is_uri(final) else Path(final).parent
         self.tmp = tmp_dir / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.mp4"
-        self.meta: tuple[dict, int] | None = None  # (video_meta, bytes) of an uploaded clip, read before upload
+        self.meta: tuple[dict, int] | None = None  # (video_meta, bytes) of the written clip, read before it moves
         self.container = None
         self.stream = None
         self.tb: Fraction | None = None
@@ -419,8 +419,10 @@ class _ClipWriter:
             self.last_packet = None
         self.container.close()
         self.container = None
+        # the file's properties, read back from it (the frame count is checked against the frames written); its
+        # frames are upright and it has no display matrix: rotation 0, no frame decoded to learn it
+        self.meta = (video_meta(self.tmp, rotation=0), self.tmp.stat().st_size)
         if storage.is_uri(self.final):
-            self.meta = (video_meta(self.tmp), self.tmp.stat().st_size)
             try:
                 storage.put_file(self.tmp, self.final)
             finally:

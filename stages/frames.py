@@ -131,21 +131,24 @@ def _count_packets(container: av.container.InputContainer, stream: av.video.stre
     return sum(1 for _ in frame_packets(container, stream))
 
 
-def video_meta(path: str | os.PathLike) -> dict:
+def video_meta(path: str | os.PathLike, rotation: int | None = None) -> dict:
     """Cheap metadata of a video's stream (``stages.media.pick_video_stream``):
     ``{"num_frames", "fps", "width", "height", "rotation"}``.
 
-    ``width``/``height`` are the upright display dimensions (SAR applied, then the display rotation), as
-    :func:`read_frames` returns pixels. ``num_frames`` counts the presented frames by demuxing (no decoding;
-    edit lists and mid-GOP starts honoured). ``rotation`` is counter-clockwise degrees.
+    ``width``/``height`` are the upright display dimensions in pixels (SAR applied, then the display rotation), as
+    :func:`read_frames` returns pixels; ``fps`` is the stream's average rate in frames per second. ``num_frames``
+    counts the presented frames by demuxing (no decoding; edit lists and mid-GOP starts honoured). ``rotation`` is
+    counter-clockwise degrees, read from the first decoded frame's display matrix; a caller that knows it (a file it
+    has just written upright, with no display matrix) passes it, and no frame is decoded for it.
     """
     container, stream = open_video(path)
     with container:
         fps = _stream_fps(stream)
         width, height = stream.codec_context.width, stream.codec_context.height
         sar = sample_aspect_ratio(stream)
-        rotation = rotation_of(container, stream)
-        container.seek(0)
+        if rotation is None:
+            rotation = rotation_of(container, stream)
+            container.seek(0)
         num_frames = _count_packets(container, stream)
     width, height = display_size(width, height, sar, rotation)
     return {
