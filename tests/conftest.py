@@ -37,6 +37,42 @@ def transnet_test_video():
 
 
 @pytest.fixture(scope="session")
+def transnet_test_head(tmp_path_factory):
+    """The first ~42 s of the real transnet_test footage (1058 of its 5301 frames, 160x90, with its audio): its own
+    packets remuxed, not re-encoded, cut before the keyframe at the first shot that starts 40 s in, so the head is
+    a whole, decodable file with the same encoding, ~30 of the original's shots and ~25 clips at clips.max_s 3."""
+    import av
+
+    src = sample_video("transnet_test")
+    dst = tmp_path_factory.mktemp("transnet_head") / "test_head.mp4"
+    with av.open(str(src)) as inp:
+        video = inp.streams.video[0]
+        # where to cut: the first keyframe at or after 40 s (x264 puts one at each shot start: a closed GOP, so no
+        # kept frame references a dropped one)
+        keyframes = (p.pts * p.time_base for p in inp.demux(video) if p.is_keyframe and p.pts is not None)
+        cut = next(t for t in keyframes if t >= 40)
+        inp.seek(0)
+        with av.open(str(dst), "w") as out:
+            streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+            video_done = False
+            for p in inp.demux(*[inp.streams[i] for i in streams]):
+                if p.pts is None or p.dts is None:  # the demuxer's flush packets
+                    continue
+                if p.stream.type == "video":
+                    video_done = video_done or (p.is_keyframe and p.pts * p.time_base >= cut)
+                    if video_done:
+                        continue
+                elif p.pts * p.time_base >= cut:
+                    continue
+                p.stream = streams[p.stream.index]
+                out.mux(p)
+    with av.open(str(dst)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert 1000 < frames < 1100 and float(cut) < 45, (frames, float(cut))
+    return dst
+
+
+@pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the whole session (starting Ray costs seconds)."""
     import ray
