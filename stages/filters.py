@@ -9,12 +9,17 @@ Rule order (first failing reason wins) and why it is this order:
 1. ``duration_short``, ``resolution_low``: clip metadata, true whatever the scorers said.
 2. ``error_scores``: the CPU scorer failed, so no score-based reason is trustworthy; the exception is in the
    ``error_scores`` column. A failure never reads as a low score.
-3. ``quality_black`` before ``quality_dark`` before ``quality_overexposed`` before ``quality_blurry``: a black or
-   badly exposed frame also has little Laplacian energy and weak optical flow, so blur and motion are only
-   meaningful once exposure is fine (a darkened copy of a sharp shot must say ``quality_dark``, not
-   ``quality_blurry``; measured on bikes.mp4: darkening to 25 % cuts the Laplacian variance ~10x).
-4. ``motion_static`` (frozen frames or too little flow), ``motion_still_image`` (a still picture under a pan or
-   zoom: nothing changes once the camera's motion is undone), ``motion_jitter`` (too much flow).
+3. ``quality_black`` before ``quality_dark`` before ``quality_overexposed``, then ``motion_still_image``, then
+   ``quality_blurry``: a black or badly exposed frame also has little Laplacian energy and weak optical flow, so blur
+   and motion are only meaningful once exposure is fine (a darkened copy of a sharp shot must say ``quality_dark``,
+   not ``quality_blurry``; measured on bikes.mp4: darkening to 25 % cuts the Laplacian variance ~10x). A still
+   picture under a pan or zoom (``motion_still_image``: nothing changes once the camera's motion is undone) is not
+   video at all, whatever the photo's sharpness, so it says so before the blur rule judges that photo (a Ken Burns
+   pan over a motion-blurred frame of bikes.mp4 was reported ``quality_blurry``); its measure is relative to the
+   picture's contrast and a defocused copy of a moving shot reads as its source does (bikes shots 0.74 against
+   0.74, bench/filters_bench.py), so blur never reads as a still picture.
+4. ``motion_static`` (frozen frames or too little flow: after the blur rule, since defocus weakens the flow),
+   ``motion_jitter`` (too much flow).
 5. ``text_burned_in`` (text area, persistent subtitle text), then ``text_overlay`` (a graphic that stays fixed in the
    picture while the scene moves: a channel logo, a watermark, a ticker; stages/cpu_scores.overlay_scores).
 6. ``error_clip_scores``, ``aesthetic_low``: the CLIP stage (optional; all-null when disabled).
@@ -57,9 +62,9 @@ REASONS = (
     QUALITY_BLACK,
     QUALITY_DARK,
     QUALITY_OVEREXPOSED,
+    MOTION_STILL_IMAGE,
     QUALITY_BLURRY,
     MOTION_STATIC,
-    MOTION_STILL_IMAGE,
     MOTION_JITTER,
     TEXT_BURNED_IN,
     TEXT_OVERLAY,
@@ -207,7 +212,7 @@ class Filters:
            (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
     Reasons: duration_short, resolution_low, error_scores, quality_black, quality_dark, quality_overexposed,
-             quality_blurry, motion_static, motion_jitter, text_burned_in, text_overlay, error_clip_scores,
+             motion_still_image, quality_blurry, motion_static, motion_jitter, text_burned_in, text_overlay, error_clip_scores,
              aesthetic_low
     """
 

@@ -218,6 +218,7 @@ def row(**kw):
         ({"frozen_frac": 1.0, "motion": 0.0}, "motion_static"),
         ({"motion": 0.001}, "motion_static"),
         ({"still_residual": 0.01}, "motion_still_image"),
+        ({"still_residual": 0.01, "focus": 0.3}, "motion_still_image"),  # a soft photo panned: a still, first
         ({"motion": 3.0}, "motion_jitter"),
         ({"text_area": 0.2, "aesthetic": 1.0}, "text_burned_in"),
         ({"subtitle_area": 0.01}, "text_burned_in"),  # one persistent subtitle line, under max_text_area
