@@ -36,12 +36,6 @@ class RayConfig:
     num_cpus: int | None = None  # local Ray only; None = all cores
     # CPUs kept free of actor pools: Ray Data stalls when an actor pool holds every CPU of a small machine
     headroom_cpus: float = 1.0
-    # Logical CPUs Ray reserves for each CPU a graph task (probe, shots, cut, the planning hash) uses: its libraries
-    # still run the stage's num_cpus threads. Below 1, the tasks also get the cores an actor pool holds while its
-    # actors wait for input (Ray's CPU reservations are static, an actor's use of its core is not). Measured on 2
-    # cores, 16 videos at 640x360 (bench/pipeline_bench.py): 1.93x the decode+encode floor at 0.5 against 2.53x at 1.0.
-    # 1.0: one running thread per reserved CPU, never more.
-    task_cpu_share: float = 0.5
     progress: bool = True
 
 

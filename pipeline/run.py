@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import steps, store
-from pipeline.config import Config, ConfigError, RayConfig
+from pipeline.config import Config, RayConfig
 from stages import storage
 
 
@@ -130,16 +130,6 @@ def fit_pools(rc: RayConfig, stages: dict[str, Any]) -> tuple[dict[str, Pool], s
     return pools, note
 
 
-def task_share(rc: RayConfig, cpus: float) -> float:
-    """Logical CPUs Ray reserves for a graph task whose libraries use ``cpus`` threads: ``cpus x
-    rc.task_cpu_share`` (a share in (0, 1]; ConfigError otherwise), so tasks also run on the cores an idle actor
-    holds."""
-    share = float(rc.task_cpu_share)
-    if not 0 < share <= 1:
-        raise ConfigError(f"ray.task_cpu_share must be in (0, 1], got {share:g}")
-    return float(cpus) * share
-
-
 def _task(fn, stage: str, cpus: float, busy: str | None, extra: list[str] | tuple[str, ...] = ()):
     """A graph task: the thread policy (``stages.resources.limit_threads``) and the user's stages
     (``pipeline.stream.use_stages``) first, its busy interval recorded."""
@@ -187,10 +177,10 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         # keeps Ray Data from fusing the task into the next actor pool (their resources differ), so the cut never
         # runs inside the scorer's actors, whose pool is sized for scoring
         return ds.map_batches(
-            _task(fn, stage, cpus, busy, cfg.stages),  # threads: the stage's CPUs
+            _task(fn, stage, cpus, busy, cfg.stages),
             batch_format="pyarrow",
             batch_size=None,
-            num_cpus=task_share(cfg.ray, cpus),  # what Ray reserves for them (RayConfig.task_cpu_share)
+            num_cpus=cpus,
             memory=memory_mb * 2**20 if memory_mb else None,
             fn_kwargs=kwargs,
         )
@@ -327,7 +317,7 @@ def _hash_new(out: Path, inputs: list[dict[str, Any]], cfg: Config) -> dict[str,
         _task(hash_rows, "hash", cfg.ingest.num_cpus, None),
         batch_format="pyarrow",
         batch_size=None,
-        num_cpus=task_share(cfg.ray, cfg.ingest.num_cpus),
+        num_cpus=cfg.ingest.num_cpus,
     )
     hashes: dict[str, str | None] = {}
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):

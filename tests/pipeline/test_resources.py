@@ -66,16 +66,3 @@ def test_toml_config_without_tomllib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tomllib", None)  # import tomllib now raises ImportError
     cfg = config.load(toml)
     assert (cfg.clips.max_s, cfg.shots.detector) == (7.5, "content")
-
-
-def test_graph_tasks_reserve_their_share_of_a_cpu():
-    """Ray reserves ray.task_cpu_share of a CPU per task thread (0.5 by default); a share outside (0, 1] is a
-    config error, said in one line."""
-    from pipeline.config import ConfigError
-    from pipeline.run import task_share
-
-    assert task_share(config.load(None).ray, 1.0) == 0.5
-    assert task_share(config.load(None, {"ray.task_cpu_share": "1"}).ray, 2.0) == 2.0
-    for bad in ("0", "1.5", "-0.5"):
-        with pytest.raises(ConfigError, match="task_cpu_share"):
-            task_share(config.load(None, {"ray.task_cpu_share": bad}).ray, 1.0)
