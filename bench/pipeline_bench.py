@@ -10,6 +10,8 @@ Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--
   no weights here), ``clips_per_s`` (cut clips / wall);
 - ``driver_peak_rss_mb``: the driver process's own peak RSS (``getrusage(RUSAGE_SELF)``; Ray's workers excluded);
 - ``phases``: the run's phases as [start, end] seconds from its start (runs/<id>.json);
+- ``machine_busy``: the share of the machine's CPU time (all cores, /proc/stat) busy while the run went: how far the
+  run was CPU-bound (whatever else ran on the machine counts too);
 - ``busy`` (streaming only): each graph stage's busy intervals as recorded by its tasks and actors
   (runs/<id>.busy/*.jsonl): first start, last end (seconds from the graph's first busy moment), busy seconds
   summed over workers, and ``overlap_s``: how long at least two different stages were busy at once;
@@ -19,6 +21,10 @@ Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--
   process) over up to 12 of the run's clips: seconds per clip in total and in its parts (decode, the PP-OCR text
   detector, DIS flow of the motion score, the overlay score, the rest), the profile that says where the scorer's
   time goes;
+- ``cpu_budget`` (the 4N corpus): each stage's CPU seconds (probe, hybrid shots, cut, CPU scores) over the whole
+  corpus, run one after the other in one process with one thread each (``time.process_time``), against the floor's
+  CPU seconds measured the same way, and ``two_core_bound_over_floor``: the stages' CPU seconds spread over 2 cores,
+  over the floor's wall seconds, the lowest wall_over_floor any schedule of this work reaches on this machine;
 - ``floor_s``: the decode+encode floor measured in the same run, the same way the cutter works: decode every source
   frame once (PyAV) and encode every frame of every cut clip once (libx264 at the run's CRF/preset, one encoder per
   clip, frames at their source timestamps, x264 choosing the frame types), in this process; ``wall_over_floor`` =
@@ -86,19 +92,25 @@ def floor_s(out: Path) -> float:
     PyAV rescaled to 0 for the 1/24 encoder: x264's rate control saw no frame durations, spent ~38 % fewer bits on
     these corpora, and the floor came out ~15-20 % cheaper than the clips the cutter has to write.)
     """
-    import av
-
     from pipeline import store
-    from stages.clips import ClipsConfig, encoder_options
 
-    cfg = ClipsConfig()
     con = store.open(out)
     videos = con.execute("SELECT video_id, path FROM videos WHERE status = 'ok'").fetchall()
     spans = con.execute("SELECT video_id, start_frame, end_frame FROM clips WHERE clip_path IS NOT NULL").fetchall()
+    return _encode_floor([(p, sorted((a, b) for vid, a, b in spans if vid == video_id)) for video_id, p in videos])
+
+
+def _encode_floor(jobs: list[tuple[str, list[tuple[int, int]]]]) -> float:
+    """Wall seconds of :func:`floor_s`'s decode + encode over ``jobs``: (source path, its clips' [start, end) frame
+    spans)."""
+    import av
+
+    from stages.clips import ClipsConfig, encoder_options
+
+    cfg = ClipsConfig()
     no_type = av.video.frame.PictureType.NONE
     t0 = time.perf_counter()
-    for video_id, path in videos:
-        mine = sorted((a, b) for vid, a, b in spans if vid == video_id)
+    for path, mine in jobs:
         with av.open(path) as c:
             stream = c.streams.video[0]
             encoders: dict = {}  # (start, end) -> (sink, encoder, pts of the clip's first frame)
@@ -177,6 +189,63 @@ def scorer_profile(out: Path, max_clips: int = 12) -> dict:
     }
 
 
+def cpu_budget(corpus: Path, work: Path) -> dict:
+    """CPU seconds of each stage's work on ``corpus`` against the floor's, all measured in this process with
+    ``time.process_time`` (every thread of the process counts), one stage after the other over the whole corpus, at
+    the default settings (hybrid shots, the CPU scorer), each stage limited to one thread as its Ray worker is.
+
+    Wall time on a shared machine mixes in the other stages and the machine's load (the graph's ``busy`` seconds are
+    wall seconds of concurrent workers); CPU seconds say what each stage costs. ``two_core_bound_over_floor`` is the
+    sum of the stages' CPU seconds spread over 2 cores (this machine), over the floor's wall seconds: the lowest
+    wall_over_floor any schedule of this work can reach here, Ray's own costs left out.
+    """
+    import time
+
+    from stages.clips import ClipsConfig, cut_video
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+    from stages.probe import probe
+    from stages.resources import limit_threads
+    from stages.shots import ShotsConfig, shots_row
+
+    paths = sorted(str(p) for p in corpus.glob("*.mp4"))
+    cpu: dict = {}
+
+    def timed(name, fn, *a):
+        c0 = time.process_time()
+        r = fn(*a)
+        cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
+        return r
+
+    limit_threads(1)
+    videos = [timed("probe", probe, {"path": p, "video_id": f"v{i}"}) for i, p in enumerate(paths)]
+    shots = [timed("shots", shots_row, v, ShotsConfig()) for v in videos]
+    clips = []
+    for v, sh in zip(videos, shots, strict=True):
+        clips += timed("cut", cut_video, v, sh, work, ClipsConfig())[1]
+    scorer = CpuScorer(CpuScoresConfig(ocr_threads=1), root=work)
+    for c in clips:
+        if c.get("clip_path"):
+            timed("scores", scorer.score_clip, work / c["clip_path"], c["num_frames"], c["fps"])
+    # the floor, the same way floor_s measures it: decode every source frame, encode every clip's frames
+    out = {k: round(v, 2) for k, v in cpu.items()}
+    c0, w0 = time.process_time(), time.perf_counter()
+    jobs = [(v["path"], sorted((c["start_frame"], c["end_frame"]) for c in clips if c["video_id"] == v["video_id"]
+                               and c.get("clip_path"))) for v in videos]  # fmt: skip
+    floor_wall = _encode_floor(jobs)
+    floor_cpu = time.process_time() - c0
+    total = sum(cpu.values())
+    return {
+        "clips": len(clips),
+        "stage_cpu_s": out,
+        "floor_cpu_s": round(floor_cpu, 2),
+        "floor_wall_s": round(floor_wall, 2),
+        "stage_cpu_over_floor_cpu": {k: round(v / floor_cpu, 3) for k, v in cpu.items()},
+        "total_cpu_over_floor_cpu": round(total / floor_cpu, 3),
+        "two_core_bound_over_floor": round(total / 2 / floor_wall, 3),
+        "measure_s": round(time.perf_counter() - w0, 1),
+    }
+
+
 def profile(out: Path) -> dict:
     from pipeline import store
 
@@ -225,11 +294,23 @@ def busy(out: Path) -> dict:
     return {"stages": out_stages, "overlap_s": round(overlap, 3)}
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat's first line (Linux; None elsewhere)."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 def run_once(code_root: Path, corpus: Path, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code_root)}
+    before = _cpu_ticks()
     res = subprocess.run(
         [sys.executable, "-c", DRIVER, str(corpus), str(out)], capture_output=True, text=True, cwd=code_root, env=env
     )
+    after = _cpu_ticks()
     if res.returncode:
         raise SystemExit(res.stdout + res.stderr)
     r = json.loads(res.stdout.strip().splitlines()[-1])
@@ -243,6 +324,8 @@ def run_once(code_root: Path, corpus: Path, out: Path) -> dict:
         "wall_s": round(r["wall_s"], 2),
         "clips_per_s": round(clips / r["wall_s"], 3),
         "driver_peak_rss_mb": round(r["driver_peak_rss_mb"], 1),
+        # the share of the machine's CPU time that was busy while the run went (anything running counts)
+        "machine_busy": round((after[0] - before[0]) / max(1, after[1] - before[1]), 3) if before and after else None,
         "phases": intervals,
         "busy": busy(out),
         "profile": profile(out),
@@ -257,9 +340,14 @@ def main() -> None:
     ap.add_argument("--size", default="160x96", help="frame size WxH of the synthetic videos")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pipeline.json"))
     ap.add_argument("--scorer-profile", metavar="OUT", help=argparse.SUPPRESS)
+    ap.add_argument("--cpu-budget", metavar="CORPUS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.scorer_profile:
         print(json.dumps(scorer_profile(Path(args.scorer_profile))))
+        return
+    if args.cpu_budget:
+        with tempfile.TemporaryDirectory() as work:
+            print(json.dumps(cpu_budget(Path(args.cpu_budget), Path(work))))
         return
     width, height = (int(v) for v in args.size.lower().split("x"))
     results = {"n": args.n, "shots_per_video": SHOTS_PER_VIDEO, "shot_s": SHOT_FRAMES / 24, "size": args.size}
@@ -297,6 +385,15 @@ def main() -> None:
                             env={**os.environ, "PYTHONPATH": str(ROOT)},
                         )
                         entry[name]["scorer_profile"] = json.loads(prof.stdout.strip().splitlines()[-1])
+                        if mult == 4:  # the stages' CPU seconds against the floor's, in a child process (one thread)
+                            budget = subprocess.run(
+                                [sys.executable, __file__, "--cpu-budget", str(corpus)],
+                                capture_output=True,
+                                text=True,
+                                check=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            )
+                            entry["cpu_budget"] = json.loads(budget.stdout.strip().splitlines()[-1])
                     entry[name]["wall_over_floor"] = round(entry[name]["wall_s"] / entry["floor_s"], 2)
                     shutil.rmtree(out, ignore_errors=True)
                 base = args.baseline_name
