@@ -340,6 +340,9 @@ def _source(out: Path, name: str, version: int | None = None) -> str | None:
     """A DuckDB table expression over table ``name``'s data files (as of its Delta version ``version``); None when
     it has none."""
     files = shard_files(out, name, version)
+    # in a bucket every table is Delta Lake (the layout before it was local only), whose data files never change:
+    # the filesystem DuckDB reads them through looks their facts up once, not on every query (a HEAD request each)
+    storage.immutable(out, files)
     if not files:
         return None
     listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)

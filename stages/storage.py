@@ -270,12 +270,67 @@ def delta_options(path: str | os.PathLike) -> dict[str, str] | None:
     return options
 
 
+_FIXED: dict[type, type] = {}
+
+
+def _fixed_filesystem(fs: Any) -> Any:
+    """The filesystem ``fs`` (same class, same options) that looks up the facts (size, modification time) of a file
+    it was told never changes (:func:`immutable`) once, not again on every open. DuckDB asks for them each time a
+    query reads a Parquet file of a view (``exists``, ``size``, ``modified``, then ``open``: a HEAD request each on
+    S3), so a report over a bucket OUT made ~2,500 HEADs of its 5 data files. Other paths go to ``fs`` as they
+    are. Instances are shared per class and options, as fsspec's own."""
+    import inspect
+
+    cls = type(fs)
+    sub = _FIXED.get(cls)
+    if sub is None:
+        if inspect.iscoroutinefunction(getattr(cls, "_info", None)):  # s3fs, gcsfs, adlfs: every lookup is _info
+
+            class Fixed(cls):  # type: ignore[misc, valid-type]
+                async def _info(self, path, *args, **kwargs):
+                    # (s3fs passes the path's own bucket and key positionally; a refresh or a version looks again)
+                    key = self._strip_protocol(path)
+                    if kwargs.get("refresh") or kwargs.get("version_id") or key not in self.fixed_files:
+                        return await super()._info(path, *args, **kwargs)
+                    if key not in self.fixed_info:
+                        self.fixed_info[key] = await super()._info(path, *args, **kwargs)
+                    return dict(self.fixed_info[key])
+
+        else:
+
+            class Fixed(cls):  # type: ignore[misc, valid-type,no-redef]
+                def info(self, path, *args, **kwargs):
+                    key = self._strip_protocol(path)
+                    if kwargs.get("refresh") or kwargs.get("version_id") or key not in self.fixed_files:
+                        return super().info(path, *args, **kwargs)
+                    if key not in self.fixed_info:
+                        self.fixed_info[key] = super().info(path, *args, **kwargs)
+                    return dict(self.fixed_info[key])
+
+        Fixed.__name__ = Fixed.__qualname__ = f"Fixed{cls.__name__}"
+        sub = _FIXED[cls] = Fixed
+    fixed = sub(**fs.storage_options)
+    if not hasattr(fixed, "fixed_files"):
+        fixed.fixed_files, fixed.fixed_info = set(), {}
+    return fixed
+
+
+def immutable(path: str | os.PathLike, uris: list[str]) -> None:
+    """Tell the filesystem DuckDB reads ``path``'s store through (:func:`register_duckdb`) that the files ``uris``
+    never change (Delta Lake data files: each written once under a unique name, only ever deleted), so their facts
+    are looked up once per process. A no-op for local paths."""
+    if is_uri(path) and uris:
+        fs = _fixed_filesystem(filesystem(str(path))[0])
+        fs.fixed_files.update(fs._strip_protocol(u) for u in uris)
+
+
 def register_duckdb(con: Any, path: str | os.PathLike) -> Any:
     """Let the DuckDB connection ``con`` read the URIs of ``path``'s store: the fsspec filesystem registered with
-    ``con.register_filesystem`` (DuckDB's Python API; no httpfs extension, which is a download). A no-op for a local
+    ``con.register_filesystem`` (DuckDB's Python API; no httpfs extension, which is a download), in its
+    :func:`_fixed_filesystem` form (the facts of files that never change looked up once). A no-op for a local
     path. Returns ``con``."""
     if is_uri(path):
-        fs, _ = filesystem(str(path))
+        fs = _fixed_filesystem(filesystem(str(path))[0])
         names = set(con.list_filesystems()) if hasattr(con, "list_filesystems") else set()
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         if not protocols & names:
