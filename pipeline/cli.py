@@ -304,7 +304,6 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
-    from pipeline.run import init_ray
     from pipeline.steps import caption_clips, text_score_clips
 
     cfg = _stored_config(args.out, args.config, extra)
@@ -317,8 +316,7 @@ def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import store
     from stages import storage
 
-    with store.writer_lock(args.out, "caption", cfg.store):
-        init_ray(cfg.ray)
+    with store.writer_lock(args.out, "caption", cfg.store):  # Ray starts when there is work (steps._actor_stage)
         out = storage.location(args.out)
         notes = caption_clips(out, cfg, where=args.where) or ["nothing to caption"]
         for note in notes + text_score_clips(out, cfg):

@@ -207,8 +207,10 @@ def _actor_stage(out: Path, table: str, rows, stage, cfg: Config, stage_cfg, **c
     import pyarrow as pa
     import ray
 
+    from pipeline.run import init_ray
     from pipeline.stream import TableSink
 
+    init_ray(cfg.ray)  # only once there is work (a no-op in a run): `clipforge caption` with none starts no Ray
     if not isinstance(rows, pa.Table):
         rows = pa.Table.from_pylist(rows)
     n = rows.num_rows

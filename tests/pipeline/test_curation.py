@@ -161,6 +161,7 @@ def test_caption_command_tiny_random_model(curated, tmp_path, family):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "Started a local Ray instance" in r.stderr  # work: the actor pool's Ray
     con = store.open(out)
     rows = con.execute(
         "SELECT caption_status, caption_model, caption_prompt_version, caption_tokens_dense FROM kept"
@@ -173,6 +174,7 @@ def test_caption_command_tiny_random_model(curated, tmp_path, family):
     # a rerun skips what this model and prompt version already captioned
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "nothing to caption" in r.stdout
+    assert "Started a local Ray instance" not in r.stderr  # no work found in DuckDB: no Ray started for it
     assert store.read_table(out, "captions").num_rows == n_rows
     # --where selects rejected clips too; --recaption forces; the view shows the latest caption per clip
     r = subprocess.run([*cmd, "--where", "drop_reason = 'quality_dark'"], capture_output=True, text=True, env=env)
