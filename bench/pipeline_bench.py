@@ -332,6 +332,19 @@ def run_once(code_root: Path, corpus: Path, out: Path) -> dict:
     }
 
 
+def _child(flag: str, path: Path) -> dict:
+    """This script's ``flag`` mode on ``path`` in a child process (its limit_threads(1) must not change this
+    process's thread counts, which the next floor measures with): the JSON of its last output line."""
+    r = subprocess.run(
+        [sys.executable, __file__, flag, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2, help="videos in the smallest corpus (then 4n and 16n)")
@@ -376,24 +389,9 @@ def main() -> None:
                     if name == "streaming":
                         fl = floor_s(out)
                         entry["floor_s"] = round(fl, 2)
-                        # in a child process: limit_threads(1) must not change the next floor's thread counts
-                        prof = subprocess.run(
-                            [sys.executable, __file__, "--scorer-profile", str(out)],
-                            capture_output=True,
-                            text=True,
-                            check=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                        )
-                        entry[name]["scorer_profile"] = json.loads(prof.stdout.strip().splitlines()[-1])
+                        entry[name]["scorer_profile"] = _child("--scorer-profile", out)
                         if mult == 4:  # the stages' CPU seconds against the floor's, in a child process (one thread)
-                            budget = subprocess.run(
-                                [sys.executable, __file__, "--cpu-budget", str(corpus)],
-                                capture_output=True,
-                                text=True,
-                                check=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            )
-                            entry["cpu_budget"] = json.loads(budget.stdout.strip().splitlines()[-1])
+                            entry["cpu_budget"] = _child("--cpu-budget", corpus)
                     entry[name]["wall_over_floor"] = round(entry[name]["wall_s"] / entry["floor_s"], 2)
                     shutil.rmtree(out, ignore_errors=True)
                 base = args.baseline_name

@@ -212,8 +212,8 @@ class Filters:
            (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
     Reasons: duration_short, resolution_low, error_scores, quality_black, quality_dark, quality_overexposed,
-             motion_still_image, quality_blurry, motion_static, motion_jitter, text_burned_in, text_overlay, error_clip_scores,
-             aesthetic_low
+             motion_still_image, quality_blurry, motion_static, motion_jitter, text_burned_in, text_overlay,
+             error_clip_scores, aesthetic_low
     """
 
     def __init__(self, cfg: Any = None, extra: list[str] | tuple[str, ...] = ()):

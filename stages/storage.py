@@ -278,34 +278,25 @@ def _fixed_filesystem(fs: Any) -> Any:
     it was told never changes (:func:`immutable`) once, not again on every open. DuckDB asks for them each time a
     query reads a Parquet file of a view (``exists``, ``size``, ``modified``, then ``open``: a HEAD request each on
     S3), so a report over a bucket OUT made ~2,500 HEADs of its 5 data files. Other paths go to ``fs`` as they
-    are. Instances are shared per class and options, as fsspec's own."""
+    are. For the async object stores (s3fs, gcsfs, adlfs: every lookup is their ``_info``); any other filesystem is
+    returned as it is. Instances are shared per class and options, as fsspec's own."""
     import inspect
 
     cls = type(fs)
+    if not inspect.iscoroutinefunction(getattr(cls, "_info", None)):
+        return fs
     sub = _FIXED.get(cls)
     if sub is None:
-        if inspect.iscoroutinefunction(getattr(cls, "_info", None)):  # s3fs, gcsfs, adlfs: every lookup is _info
 
-            class Fixed(cls):  # type: ignore[misc, valid-type]
-                async def _info(self, path, *args, **kwargs):
-                    # (s3fs passes the path's own bucket and key positionally; a refresh or a version looks again)
-                    key = self._strip_protocol(path)
-                    if kwargs.get("refresh") or kwargs.get("version_id") or key not in self.fixed_files:
-                        return await super()._info(path, *args, **kwargs)
-                    if key not in self.fixed_info:
-                        self.fixed_info[key] = await super()._info(path, *args, **kwargs)
-                    return dict(self.fixed_info[key])
-
-        else:
-
-            class Fixed(cls):  # type: ignore[misc, valid-type,no-redef]
-                def info(self, path, *args, **kwargs):
-                    key = self._strip_protocol(path)
-                    if kwargs.get("refresh") or kwargs.get("version_id") or key not in self.fixed_files:
-                        return super().info(path, *args, **kwargs)
-                    if key not in self.fixed_info:
-                        self.fixed_info[key] = super().info(path, *args, **kwargs)
-                    return dict(self.fixed_info[key])
+        class Fixed(cls):  # type: ignore[misc, valid-type]
+            async def _info(self, path, *args, **kwargs):
+                # (s3fs passes the path's own bucket and key positionally; a refresh or a version looks again)
+                key = self._strip_protocol(path)
+                if kwargs.get("refresh") or kwargs.get("version_id") or key not in self.fixed_files:
+                    return await super()._info(path, *args, **kwargs)
+                if key not in self.fixed_info:
+                    self.fixed_info[key] = await super()._info(path, *args, **kwargs)
+                return dict(self.fixed_info[key])
 
         Fixed.__name__ = Fixed.__qualname__ = f"Fixed{cls.__name__}"
         sub = _FIXED[cls] = Fixed
@@ -321,7 +312,8 @@ def immutable(path: str | os.PathLike, uris: list[str]) -> None:
     are looked up once per process. A no-op for local paths."""
     if is_uri(path) and uris:
         fs = _fixed_filesystem(filesystem(str(path))[0])
-        fs.fixed_files.update(fs._strip_protocol(u) for u in uris)
+        if hasattr(fs, "fixed_files"):  # an async object store (the others look facts up as they always did)
+            fs.fixed_files.update(fs._strip_protocol(u) for u in uris)
 
 
 def register_duckdb(con: Any, path: str | os.PathLike) -> Any:
