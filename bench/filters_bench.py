@@ -13,6 +13,8 @@ Defect classes (positives; what each must be dropped as):
   or motion_static;
 - ``blur``: Gaussian defocus, sigma 2.0-2.5 px at 640x360 (scaled to the clip's size): quality_blurry;
 - ``blur_letterboxed``: the same inside 2.39:1 letterbox bars: quality_blurry;
+- ``blur_heavy``: Gaussian blur of sigma 5 or 8 px at 640x360, so strong that the focus ratio's two bands hold only
+  the encoder's noise (``detail`` is the rule that sees it): quality_blurry;
 - ``logo``: a channel logo in a corner (``pipeline.defects.logo``), four per source, each in another corner: the
   original (alpha 0.4-0.6, 12 % of the width), an opaque one 16 % wide, a small one 8 % wide (alpha 0.5) and a faint
   one (alpha 0.3); text_burned_in or text_overlay. A variant that changes its box by under 6 grey levels on average
@@ -51,6 +53,7 @@ EXPECT = {
     "still_image": {"motion_still_image", "motion_static"},
     "blur": {"quality_blurry"},
     "blur_letterboxed": {"quality_blurry"},
+    "blur_heavy": {"quality_blurry"},
     "logo": {"text_burned_in", "text_overlay"},
     "subtitle": {"text_burned_in"},
     "mirrored": {"duplicate"},
@@ -83,6 +86,7 @@ def build(quick: bool) -> list[dict]:
         variants = {
             "blur": blur(fr, 2.0 + 0.5 * (k % 2)),
             "blur_letterboxed": letterbox(blur(fr, 2.0 + 0.5 * ((k + 1) % 2))),
+            "blur_heavy": blur(fr, 5.0 + 3.0 * (k % 2)),
             "logo": logo(fr, 0.4 + 0.1 * (k % 3), ("tr", "tl", "br", "bl")[k % 4]),
             "subtitle": subtitle(fr, ("I told you so.", "Where were you?", "Look out!")[k % 3]),
             "mirrored": np.ascontiguousarray(fr[:, :, ::-1]),
@@ -156,7 +160,7 @@ def main() -> None:
         print(
             it["kind"],
             it["name"],
-            {k: rows[-1].get(k) for k in ("focus", "text_area", "still_residual", "overlay_area")},
+            {k: rows[-1].get(k) for k in ("focus", "detail", "text_area", "still_residual", "overlay_area")},
             flush=True,
         )
     table = pa.Table.from_pylist(rows)

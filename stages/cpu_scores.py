@@ -62,6 +62,7 @@ FLOAT_COLUMNS = (
     "frozen_frac",
     "sharpness",
     "focus",
+    "detail",
     "luma_mean",
     "luma_under_frac",
     "luma_over_frac",
@@ -705,6 +706,43 @@ def focus(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile:
     return float(np.median(values)) if values else None
 
 
+def detail(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile: float = 99.0) -> float | None:
+    """Share of the best-detailed region's luma variance at scales under 2 px: the guard against heavy blur.
+
+    luma: (N, H, W) uint8, the frames :func:`focus` reads. Per frame, in each ``tile`` px tile with some structure
+    (luma std >= ``min_std`` grey levels) the variance of I - G2*I (Gaussian sigma 2 px) is divided by the tile's
+    variance; the ``percentile`` over tiles (99: the best-detailed tiles, so a shallow depth of field keeps its
+    sharp subject) per frame, the median over frames the clip's value, in [0, 1]; None when no tile has structure.
+    A ratio of energies: it does not move with exposure or contrast.
+
+    Why :func:`focus` needs it: focus is a ratio of two fine bands, and a picture blurred beyond ~2.5 px at the
+    analysis size has nothing left in either but the encoder's and the quantiser's noise, whose fine-to-mid ratio is
+    high (white noise's is ~20): focus then rises with the blur (a Ken Burns pan over a bikes.mp4 frame blurred by
+    sigma 3, 6, 10, 20 px read 1.27, 2.43, 3.55, 4.43, clean shots 0.71 and up), while this share falls
+    monotonically (0.023, 0.011, 0.009, 0.007). The share of a picture's energy at high frequencies as a no-reference
+    blur measure: De & Masilamani, "Image sharpness measure for blurred images in frequency domain", Procedia
+    Engineering 64, 2013; the max-over-blocks pooling as for focus (Vu & Chandler, S3, 2012). Measured (bench/
+    filters_bench.py and 150 px to 216 px copies of its sources): heavy blur 0.007-0.054, every clean shot and
+    its shallow depth-of-field, night, high-key, grain and letterbox variants 0.125 and up, 160x90 windows of
+    transnet_test 0.12 and up. Mild defocus (sigma 2-2.5 px at 640x360) reads 0.2-0.4: focus is what catches it.
+    """
+    h, w = luma.shape[1:3]
+    ty, tx = h // tile, w // tile
+    if ty == 0 or tx == 0:
+        return None
+    values = []
+    for f in luma:
+        x = f.astype(np.float32)
+        fine = (x - cv2.GaussianBlur(x, (0, 0), 2.0))[: ty * tile, : tx * tile]
+        x = x[: ty * tile, : tx * tile]
+        var = x.reshape(ty, tile, tx, tile).astype(np.float64).var(axis=(1, 3))
+        structured = np.sqrt(var) >= min_std
+        if structured.any():
+            fvar = fine.reshape(ty, tile, tx, tile).astype(np.float64).var(axis=(1, 3))
+            values.append(float(np.percentile(fvar[structured] / var[structured], percentile)))
+    return float(np.median(values)) if values else None
+
+
 def exposure_scores(
     luma: np.ndarray,
     *,
@@ -949,6 +987,7 @@ def score_frames(
     out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
     out["focus"] = focus(focus_luma)
+    out["detail"] = detail(focus_luma)
     out.update(
         exposure_scores(
             luma,
@@ -1096,6 +1135,7 @@ def _stage():
         Rule(QUALITY_OVEREXPOSED, "luma_over_frac", ">", "filters.max_over_frac"),
         Rule(MOTION_STILL_IMAGE, "still_residual", "<", "filters.min_still_residual"),
         Rule(QUALITY_BLURRY, "focus", "<", "filters.min_focus"),
+        Rule(QUALITY_BLURRY, "detail", "<", "filters.min_detail"),
         Rule(QUALITY_BLURRY, "sharpness", "<", "filters.min_sharpness"),
         Rule(MOTION_STATIC, "frozen_frac", ">", "filters.max_frozen_frac"),
         Rule(MOTION_STATIC, "motion", "<", "filters.min_motion"),

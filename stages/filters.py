@@ -107,6 +107,10 @@ class FiltersConfig:
     # at 640x360 measured 0.38-0.54; clean shots and their shallow-DoF / night / high-key / grain / letterbox
     # variants 0.71-5.5 (bench/filters_bench.py). 0.62 sits between them.
     min_focus: float | None = 0.62
+    # Share of the best-detailed tiles' variance under 2 px (cpu_scores.detail): the guard for blur so heavy that
+    # focus reads the encoder's noise (and rises). Heavy blur measured 0.007-0.054, every clean shot and graded variant
+    # 0.125 and up (bench/filters_bench.py); 0.08 sits between them, ~1.5x from each.
+    min_detail: float | None = 0.08
     # Laplacian variance at 224 px: off by default. It moves with contrast and content (a high-key grade of a clean
     # bikes shot measured 18.5, a defocused bigbuckbunny shot 28.5), so no threshold separates blur with it;
     # kept for catching extreme blur on top of min_focus (e.g. 5: sigma-3 blur of the bikes shots measured 5.8-11.3).
@@ -208,7 +212,8 @@ class Filters:
     """Drop reason of one clip row from its stored scores.
 
     Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_under_frac, luma_over_frac,
-           sharpness, frozen_frac, motion, text_area, subtitle_area, overlay_area, error_clip_scores, aesthetic
+           still_residual, focus, detail, sharpness, frozen_frac, motion, text_area, subtitle_area, overlay_area,
+           error_clip_scores, aesthetic
            (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
     Reasons: duration_short, resolution_low, error_scores, quality_black, quality_dark, quality_overexposed,

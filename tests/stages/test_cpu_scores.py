@@ -328,6 +328,38 @@ def test_focus_tells_defocus_from_shallow_depth_of_field_and_grades(scorer, bike
     assert min(got[k]["sharpness"] for k in ("night", "high_key")) < 1.5 * got["blurred"]["sharpness"]
 
 
+def test_heavy_blur_is_blurry_though_focus_reads_the_noise(scorer, bikes, tmp_path):
+    """Blur far beyond the hard set's (sigma 6 and 10 px at 640x360) empties both bands focus compares, which then
+    hold only the encoder's noise: focus rises back above min_focus. detail (the best tiles' share of variance under
+    2 px) keeps falling, so the clip is still dropped as quality_blurry, here and at a size under the analysis size
+    (judged at its own size); the sharp shot and its shallow depth-of-field, night and high-key grades stay above."""
+    from pipeline.defects import blur, high_key, night, shallow_dof
+    from stages.filters import FiltersConfig, apply_filters
+
+    shot = decode_frames(bikes, BIKES_CUTS[0], BIKES_CUTS[1])
+    small = np.stack([cv2.resize(f, (384, 164), interpolation=cv2.INTER_AREA) for f in shot])
+    variants = {
+        "blur6": blur(shot, 6.0),
+        "blur10": blur(shot, 10.0),
+        "small_blur10": blur(small, 10.0),
+        "clean": shot,
+        "shallow_dof": shallow_dof(shot),
+        "night": night(shot),
+        "high_key": high_key(shot),
+        "small": small,
+    }
+    got = {k: scorer.score_clip(write_frames(v, tmp_path / f"{k}.mp4", fps=25)) for k, v in variants.items()}
+    cfg = FiltersConfig()
+    assert got["blur10"]["focus"] > cfg.min_focus  # the failure detail exists for
+    heavy = ("blur6", "blur10", "small_blur10")
+    assert all(got[k]["detail"] < cfg.min_detail for k in heavy), got
+    assert all(got[k]["detail"] > cfg.min_detail for k in variants if k not in heavy), got
+    cols = ("focus", "detail", "sharpness", "still_residual")
+    table = pa.Table.from_pylist([{"clip_id": k} | {c: got[k][c] for c in cols} for k in variants])
+    reasons = dict(zip(variants, apply_filters(table, cfg).to_pylist(), strict=True))
+    assert reasons == {k: ("quality_blurry" if k in heavy else None) for k in variants}
+
+
 def test_a_sharp_low_resolution_clip_is_not_blurry(scorer, tmp_path):
     """A 160x90 clip is analysed at its own size, never upsampled to 224 px (which empties the finest band): the
     sharp original passes min_focus, a defocused copy does not."""

@@ -156,7 +156,13 @@ def test_refilter_from_stored_scores_without_decoding(dataset, tmp_path):
     pq.write_table(table, tmp_path / "scores.parquet")
     stored = pq.read_table(tmp_path / "scores.parquet")
     lenient = filters_config_from_dict(
-        {"min_focus": None, "max_text_area": 0.5, "max_subtitle_area": None, "max_overlay_area": None}
+        {
+            "min_focus": None,
+            "min_detail": None,
+            "max_text_area": 0.5,
+            "max_subtitle_area": None,
+            "max_overlay_area": None,
+        }
     )
     got = dict(zip(stored["clip_id"].to_pylist(), apply_filters(stored, lenient).to_pylist(), strict=True))
     assert got["bikes_76_blurred"] is None and got["bikes_137_text"] is None
@@ -180,6 +186,7 @@ def row(**kw):
         "frozen_frac": 0.0,
         "sharpness": 100.0,
         "focus": 1.5,
+        "detail": 0.3,
         "still_residual": 0.4,
         "subtitle_area": 0.0,
         "overlay_area": 0.0,
@@ -215,6 +222,7 @@ def row(**kw):
         ({"luma_over_frac": 0.5, "sharpness": 1.0}, "quality_overexposed"),
         ({"focus": 0.3, "motion": 0.0}, "quality_blurry"),  # the blur rule reads focus
         ({"sharpness": 2.0, "focus": 1.5}, None),  # the Laplacian rule is off unless min_sharpness is set
+        ({"detail": 0.02, "focus": 2.5}, "quality_blurry"),  # heavy blur: focus reads noise, detail is ~0
         ({"frozen_frac": 1.0, "motion": 0.0}, "motion_static"),
         ({"motion": 0.001}, "motion_static"),
         ({"still_residual": 0.01}, "motion_still_image"),
@@ -232,6 +240,7 @@ def row(**kw):
                 "motion": None,
                 "frozen_frac": None,
                 "focus": float("nan"),
+                "detail": None,
                 "still_residual": None,
                 "text_area": None,
                 "overlay_area": None,
