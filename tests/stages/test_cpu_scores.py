@@ -402,6 +402,21 @@ def test_a_logo_over_moving_real_footage_is_an_overlay_in_its_corner(scorer, bik
     assert apply_filters(table, FiltersConfig()).to_pylist() == [None, TEXT_OVERLAY, TEXT_OVERLAY]
 
 
+def test_a_small_logo_over_a_large_source_is_found_at_twice_the_analysis_size(scorer, tmp_path):
+    """A small (8 % of the width) "HD" logo over bigbuckbunny's grass at 1280x720: at the analysis size (398x224) its
+    strokes are ~1 px and the grass outweighs them; the candidate is looked at again at twice that size, on a box
+    tightened to what stays, and found in its corner. The clip without it stays clean."""
+    from pipeline.defects import logo
+    from pipeline.footage import sample_video
+
+    shot = decode_frames(sample_video("bigbuckbunny"), 0, 66)  # 1280x720, the camera moves
+    clean = scorer.score_clip(write_frames(shot, tmp_path / "clean.mp4", fps=25))
+    small = scorer.score_clip(write_frames(logo(shot, 0.5, "br", "HD", width=0.08), tmp_path / "hd.mp4", fps=25))
+    assert clean["overlay_area"] == 0.0
+    x0, y0, x1, y1 = small["overlay_box"]
+    assert 0 < small["overlay_area"] < 0.01 and x0 > 0.85 and y0 > 0.8, small
+
+
 def test_a_locked_off_real_shot_has_no_overlay_unless_ocr_reads_one(scorer, bikes, carphone, tmp_path):
     """A locked-off shot cannot tell a graphic from the scene by motion (its background is as fixed as a logo), so
     overlay_area is null there, never a found overlay, and the clip is kept. An opaque station name over the same
