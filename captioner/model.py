@@ -56,7 +56,8 @@ def how_to_provide(model: str) -> str:
     return (
         f"Download it once where the Hugging Face Hub is reachable: `hf download {model}` "
         f"(or `huggingface-cli download {model}`, or `hf download {model} --local-dir DIR` and copy DIR over), "
-        "then pass the local directory (or the id again once it is in the HF cache): --captioner.model PATH_OR_ID"
+        "then pass the local directory (or the id again once it is in the HF cache): "
+        "`clipforge caption OUT --model PATH_OR_ID`, or --captioner.model PATH_OR_ID on `clipforge run`"
     )
 
 

@@ -117,7 +117,10 @@ def caption_clips(
 
     ccfg = cfg.captioner
     if ccfg.model in ("", "none", "off"):
-        return [] if catch_up else ["captioning disabled (captioner.model = none)"]
+        if catch_up:
+            return []
+        why = f"captioner.model = {ccfg.model or 'none'!r} (OUT's saved config.json keeps the run's setting)"
+        return [f"captioning disabled: {why}; give a model: clipforge caption OUT --model PATH_OR_ID"]
     model = resolved_model(ccfg)
     if version is None:
         from stages.caption import prompt_version
