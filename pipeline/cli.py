@@ -300,6 +300,10 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     # every drop reason of the dataset, those set when clips were cut included (the filters table has only its own)
     for reason, n in c["drop_reasons"]:
         print(f"  {reason:<28} {n}")
+    done = store.versions(args.out)  # this refilter recorded the last one
+    if len(done) >= 2:
+        before, now = done[-2]["version"], done[-1]["version"]
+        print(f"clips gained / lost per reason since v{before}: clipforge diff {args.out} {before}  (this is v{now})")
     return 0
 
 
@@ -342,15 +346,25 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     return demo_main(args, extra)
 
 
+def _overrides() -> str:
+    """The --section.key help every command that takes settings shows (the sections from pipeline.config)."""
+    from pipeline.config import SECTIONS
+
+    return (
+        f"Any setting can be overridden with --section.key VALUE (sections: {', '.join(SECTIONS)}; a user stage's "
+        "section by its name), e.g. --filters.min_focus 0.5. `clipforge config` prints every key with its default."
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="clipforge",
         description="Curate a raw video corpus into a captioned text-to-video dataset on Ray, and train a DiT on it.",
-        epilog="Any setting can be overridden with --section.key VALUE (see `clipforge config`).",
+        epilog=_overrides(),
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the pipeline over input videos into OUT")
+    r = sub.add_parser("run", help="run the pipeline over input videos into OUT", epilog=_overrides())
     r.add_argument("--input", "-i", action="append", help="a directory, glob, video file or list file (repeatable)")
     r.add_argument("--output", "-o", help="dataset directory OUT")
     r.add_argument("--config", "-c", help="TOML or YAML file overriding the defaults")
@@ -449,18 +463,22 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("--json", action="store_true")
     df.set_defaults(func=_cmd_diff)
 
-    c = sub.add_parser("config", help="print the resolved configuration (defaults, file, flags) as YAML")
+    c = sub.add_parser(
+        "config", help="print the resolved configuration (defaults, file, flags) as YAML", epilog=_overrides()
+    )
     c.add_argument("--config", "-c")
     c.set_defaults(func=_cmd_config)
 
-    f = sub.add_parser("refilter", help="re-apply filter/dedup thresholds from stored scores (decodes nothing)")
+    f = sub.add_parser(
+        "refilter", help="re-apply filter/dedup thresholds from stored scores (decodes nothing)", epilog=_overrides()
+    )
     f.add_argument("out")
     f.add_argument(
         "--config", "-c", help="TOML/YAML with [filters] and [dedup] sections (or --filters.KEY VALUE flags)"
     )
     f.set_defaults(func=_cmd_refilter)
 
-    cap = sub.add_parser("caption", help="(re)caption clips of an existing dataset with a VLM")
+    cap = sub.add_parser("caption", help="(re)caption clips of an existing dataset with a VLM", epilog=_overrides())
     cap.add_argument("out")
     cap.add_argument("--where", help="SQL condition over the clips view (default: kept clips)")
     cap.add_argument("--model", help="Hugging Face id or local directory of the VLM")

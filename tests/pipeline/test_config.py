@@ -67,3 +67,13 @@ def test_cli_reports_a_bad_setting_in_one_line():
     )
     assert r.returncode == 2
     assert "unknown setting 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "refilter", "caption", "config"])
+def test_help_of_every_command_that_takes_settings_names_the_overrides(command):
+    """`clipforge run --help` (and refilter, caption, config) says settings are --section.key flags and names every
+    section, so a newcomer finds them without the README."""
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", command, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "--section.key VALUE" in text and all(f" {s}," in text or f" {s};" in text for s in config.SECTIONS)

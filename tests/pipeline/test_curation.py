@@ -101,6 +101,7 @@ def test_refilter_retunes_without_decoding(curated, tmp_path):
         text=True,
     )
     assert r.returncode == 0, r.stderr
+    assert f"clipforge diff {copy} 1  (this is v2)" in r.stdout  # where to see what changed
     got = _by_file(copy)
     # the dark copy passes the relaxed quality thresholds, so dedup now sees it: it is a copy of carphone.mp4
     assert got["carphone_dark.mp4"][1] == "duplicate"
