@@ -23,7 +23,8 @@ DuckDB and Arrow against what is stored), starts the graph, and receives per-tab
   not stored (``skip_ids``): clip ids are a function of the content and the settings, so they equal an
   uninterrupted run's and none is written twice;
 - a stored clip without its ``scores`` row (or ``clip_scores`` row, when CLIP runs) enters the graph at that
-  stage, with the stage rows it has.
+  stage, with the stage rows it has; so does one whose ``scores`` row predates a score every row now has
+  (``STALE``: an OUT scored before schema 7's ``detail`` is rescored once, its clips not cut again).
 
 Captions and text-match scores of clips a kill interrupted are caught up after the graph by the same functions as
 ``clipforge caption`` (pipeline/run.py), on the clips that survive every filter, dedup included.
@@ -552,6 +553,13 @@ def _stored_videos(out: Path, unfinished: list[str], todo: dict[str, Any]) -> li
     return rows
 
 
+# A stored stage row written before its table gained a column that every such row now has is done again (its rule
+# would skip the clip silently otherwise): the row's stage runs once more and the new row (later written_at) wins.
+# scores.detail (schema 7) is null exactly where focus is (the same tiles), so a row with focus and no detail
+# predates it.
+STALE = {"scores": 't_scores.focus IS NOT NULL AND t_scores."detail" IS NULL'}
+
+
 def _clips_todo(out: Path, clip_stage: bool, extra_tables: list[str] = ()) -> Path | None:
     """Stored cut clips lacking a ``scores`` row (or a ``clip_scores`` row when ``clip_stage``), each with the stage
     rows it has, written by DuckDB straight to ``OUT/.plan/clips.parquet`` (no clip row passes through Python)."""
@@ -568,14 +576,17 @@ def _clips_todo(out: Path, clip_stage: bool, extra_tables: list[str] = ()) -> Pa
             select.append(f"NULL AS {name}")
             missing += ["TRUE"] if owed else []
             continue
-        cols = ", ".join(f'"{f.name}"' for f in table_fields(name))
+        # a table written before a column was added (an OUT of an older schema) lacks it: null, as the views do
+        have = set(store._columns(out, name))
+        cols = ", ".join(f'"{f.name}"' if f.name in have else f'NULL AS "{f.name}"' for f in table_fields(name))
         latest = (
             f"SELECT {cols} FROM {src} QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY written_at DESC) = 1"
         )
         joins.append(f"LEFT JOIN ({latest}) t_{name} USING (clip_id)")
-        select.append(f"CASE WHEN t_{name}.clip_id IS NULL THEN NULL ELSE t_{name} END AS {name}")
-        missing += [f"t_{name}.clip_id IS NULL"] if owed else []
-        stored.append(f"CASE WHEN t_{name}.clip_id IS NULL THEN NULL ELSE '{name}' END")
+        absent = f"t_{name}.clip_id IS NULL" + (f" OR ({STALE[name]})" if name in STALE else "")
+        select.append(f"CASE WHEN {absent} THEN NULL ELSE t_{name} END AS {name}")
+        missing += [f"({absent})"] if owed else []
+        stored.append(f"CASE WHEN {absent} THEN NULL ELSE '{name}' END")
     if not missing:
         return None
     path = storage.under(out, ".plan/clips.parquet")

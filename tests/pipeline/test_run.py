@@ -241,6 +241,44 @@ def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run, tmp_path)
     assert sorted(owed.column("clips").combine_chunks().field("clip_id").to_pylist()) == sorted(lost)
 
 
+def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mixed_run, tmp_path):
+    """An OUT whose scores were written before schema 7 (no ``detail`` column) resumes without error: its scored
+    clips are scored again (the heavy-blur rule would skip them silently otherwise), nothing is cut again, and a
+    rerun after that owes nothing."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from pipeline.stream import plan, stored_clip_rows
+    from stages.ingest import expand_inputs
+
+    root, _, out, _ = mixed_run
+    copy = tmp_path / "old"
+    shutil.copytree(out, copy)
+    from deltalake import write_deltalake
+
+    scores = store.read_table(copy, "scores")
+    old = scores.drop_columns(["detail"]).replace_schema_metadata(None)  # the table as schema 6 wrote it
+    write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite", schema_mode="overwrite")
+    assert "detail" not in store._columns(copy, "scores")
+    scored = scores.filter(pc.is_valid(scores["focus"]))["clip_id"].to_pylist()
+    assert scored
+    cfg = _cfg([root / "corpus"], copy)
+    inputs = expand_inputs(cfg.inputs, cfg.ingest)
+    todo = plan(copy, cfg, inputs, {}, clip_stage=False)
+    assert todo.videos.num_rows == 0  # no video is probed, detected or cut again
+    owed = stored_clip_rows(pq.read_table(todo.clips_file))
+    assert sorted(owed.column("clips").combine_chunks().field("clip_id").to_pylist()) == sorted(scored)
+    clips_before = store.shard_files(copy, "clips")
+    run(cfg)
+    con = store.open(copy)
+    got = dict(con.execute("SELECT clip_id, detail FROM clips WHERE focus IS NOT NULL").fetchall())
+    assert sorted(got) == sorted(scored) and all(v is not None for v in got.values())
+    assert store.shard_files(copy, "clips") == clips_before
+    again = plan(copy, cfg, inputs, {}, clip_stage=False)
+    assert again.videos.num_rows == 0 and again.clips_file is None
+
+
 def test_transnetv2_runs_as_an_actor_stage_of_the_graph(tmp_path, bikes, ray_local):
     """The model detector runs in its own actor pool inside the graph: bikes.mp4's real cuts, real clips."""
     corpus = tmp_path / "corpus"
