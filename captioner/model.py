@@ -52,7 +52,13 @@ class CaptionerUnavailable(RuntimeError):
 
 
 def how_to_provide(model: str) -> str:
-    """The instruction every missing-weights error carries."""
+    """The instruction every missing-weights error carries (for a local directory: what it must hold)."""
+    if _looks_like_path(model):
+        return (
+            "A local model directory must hold the model's config.json and weight files: download a model once "
+            "where the Hugging Face Hub is reachable (`hf download ORG/NAME --local-dir DIR`), copy DIR here and pass "
+            "it: `clipforge caption OUT --model DIR`, or --captioner.model DIR on `clipforge run`"
+        )
     return (
         f"Download it once where the Hugging Face Hub is reachable: `hf download {model}` "
         f"(or `huggingface-cli download {model}`, or `hf download {model} --local-dir DIR` and copy DIR over), "

@@ -320,6 +320,14 @@ def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import store
     from stages import storage
 
+    if cfg.captioner.model in ("", "none", "off"):  # say where that came from, and record no version
+        flag = args.model or any(a.startswith("--captioner.model") for a in extra) or args.config
+        where = "this command's --model, --config or flags" if flag else "OUT's saved config.json (the run's setting)"
+        print(
+            f"captioning disabled: captioner.model = {cfg.captioner.model or 'none'!r} from {where}; "
+            "give a model: clipforge caption OUT --model PATH_OR_ID"
+        )
+        return 0
     with store.writer_lock(args.out, "caption", cfg.store):  # Ray starts when there is work (steps._actor_stage)
         out = storage.location(args.out)
         notes = caption_clips(out, cfg, where=args.where) or ["nothing to caption"]

@@ -119,8 +119,7 @@ def caption_clips(
     if ccfg.model in ("", "none", "off"):
         if catch_up:
             return []
-        why = f"captioner.model = {ccfg.model or 'none'!r} (OUT's saved config.json keeps the run's setting)"
-        return [f"captioning disabled: {why}; give a model: clipforge caption OUT --model PATH_OR_ID"]
+        return [f"captioning disabled (captioner.model = {ccfg.model or 'none'!r})"]
     model = resolved_model(ccfg)
     if version is None:
         from stages.caption import prompt_version

@@ -177,6 +177,12 @@ def test_caption_command_tiny_random_model(curated, tmp_path, family):
     assert r.returncode == 0 and "nothing to caption" in r.stdout
     assert "Started a local Ray instance" not in r.stderr  # no work found in DuckDB: no Ray started for it
     assert store.read_table(out, "captions").num_rows == n_rows
+    # captioning turned off says where the setting came from, and records no version
+    n_versions = len(store.versions(out))
+    off = [sys.executable, "-m", "pipeline.cli", "caption", str(out), "--model", "none"]
+    r = subprocess.run(off, capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "captioner.model = 'none' from this command's --model" in r.stdout, r.stdout
+    assert len(store.versions(out)) == n_versions
     # --where selects rejected clips too; --recaption forces; the view shows the latest caption per clip
     r = subprocess.run([*cmd, "--where", "drop_reason = 'quality_dark'"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
