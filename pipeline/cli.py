@@ -280,13 +280,27 @@ def _stored_config(out: str, file: str | None, extra: list[str]):
     return cfg
 
 
+_REFILTERED = {"filters", "dedup", "store"}  # the built-in sections a refilter applies (store: how it writes)
+
+
 def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
+    from pipeline import config as config_mod
     from pipeline import store
     from pipeline.config import SECTIONS
     from pipeline.report import run_counts as funnel
     from pipeline.steps import filter_clips
     from stages import storage
 
+    # a flag refilter cannot apply is an error, not a silent no-op recorded as a version
+    other = sorted({k.split(".", 1)[0] for k in config_mod.parse_dotted_flags(extra)} & (set(SECTIONS) - _REFILTERED))
+    if other:
+        print(
+            f"clipforge refilter: {', '.join(f'--{o}.*' for o in other)} settings do not apply to stored scores; "
+            "refilter re-applies the filters and dedup thresholds (and a user stage's section): those need a new "
+            "`clipforge run`",
+            file=sys.stderr,
+        )
+        return 2
     cfg = _stored_config(args.out, args.config, extra)
     with store.writer_lock(args.out, "refilter", cfg.store):
         filter_clips(storage.location(args.out), cfg)
@@ -478,7 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_config)
 
     f = sub.add_parser(
-        "refilter", help="re-apply filter/dedup thresholds from stored scores (decodes nothing)", epilog=_overrides()
+        "refilter",
+        help="re-apply filter/dedup thresholds from stored scores (decodes nothing)",
+        epilog="Thresholds are --filters.KEY VALUE and --dedup.KEY VALUE flags (and a user stage's section), e.g. "
+        "--filters.min_focus 0.5; `clipforge config` prints every key with its default. Other sections need a new "
+        "`clipforge run`.",
     )
     f.add_argument("out")
     f.add_argument(

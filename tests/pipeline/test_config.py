@@ -69,7 +69,7 @@ def test_cli_reports_a_bad_setting_in_one_line():
     assert "unknown setting 'nope'" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("command", ["run", "refilter", "caption", "config"])
+@pytest.mark.parametrize("command", ["run", "caption", "config"])
 def test_help_of_every_command_that_takes_settings_names_the_overrides(command):
     """`clipforge run --help` (and refilter, caption, config) says settings are --section.key flags and names every
     section, so a newcomer finds them without the README."""
@@ -77,3 +77,16 @@ def test_help_of_every_command_that_takes_settings_names_the_overrides(command):
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert "--section.key VALUE" in text and all(f" {s}," in text or f" {s};" in text for s in config.SECTIONS)
+
+
+def test_refilter_names_its_sections_and_refuses_settings_it_cannot_apply(tmp_path):
+    """refilter re-applies filters and dedup to stored scores: its --help says so, and a --clips.* flag (a cut
+    setting) is refused in one line with exit 2 before OUT is touched, instead of being a no-op recorded as a
+    version."""
+    cli = [sys.executable, "-m", "pipeline.cli", "refilter"]
+    r = subprocess.run([*cli, "--help"], capture_output=True, text=True)
+    text = " ".join(r.stdout.split())
+    assert r.returncode == 0 and "--filters.KEY VALUE and --dedup.KEY VALUE" in text
+    r = subprocess.run([*cli, str(tmp_path), "--clips.max_s", "3"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--clips.* settings do not apply to stored scores" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not any(tmp_path.iterdir())
