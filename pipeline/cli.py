@@ -333,8 +333,9 @@ def _cmd_caption(args: argparse.Namespace, extra: list[str]) -> int:
         cfg.ray.address = args.address
     from pipeline import store
     from stages import storage
+    from stages.caption import captioning_off
 
-    if cfg.captioner.model in ("", "none", "off"):  # say where that came from, and record no version
+    if captioning_off(cfg.captioner):  # say where that came from, and record no version
         flag = args.model or any(a.startswith("--captioner.model") for a in extra) or args.config
         where = "this command's --model, --config or flags" if flag else "OUT's saved config.json (the run's setting)"
         print(

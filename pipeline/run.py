@@ -290,7 +290,9 @@ def check_models(cfg: Config) -> Models:
 
         m.clip_ok, m.clip_why = clip_available(cfg.clip)
         m.aesthetic_note = aesthetic_off_note(cfg.clip) if m.clip_ok else None
-    if cfg.captioner.model not in ("", "none", "off"):
+    from stages.caption import captioning_off
+
+    if not captioning_off(cfg.captioner):
         from captioner import captioner_available
         from stages.caption import prompt_version, resolved_model
 

@@ -113,10 +113,10 @@ def caption_clips(
     """
     import dataclasses
 
-    from stages.caption import STATUS_FLAGGED, STATUS_OK, CaptionStage, resolved_model
+    from stages.caption import STATUS_FLAGGED, STATUS_OK, CaptionStage, captioning_off, resolved_model
 
     ccfg = cfg.captioner
-    if ccfg.model in ("", "none", "off"):
+    if captioning_off(ccfg):
         if catch_up:
             return []
         return [f"captioning disabled (captioner.model = {ccfg.model or 'none'!r})"]

@@ -24,7 +24,7 @@ DuckDB and Arrow against what is stored), starts the graph, and receives per-tab
   uninterrupted run's and none is written twice;
 - a stored clip without its ``scores`` row (or ``clip_scores`` row, when CLIP runs) enters the graph at that
   stage, with the stage rows it has; so does one whose ``scores`` row predates a score every row now has
-  (``STALE``: an OUT scored before schema 7's ``detail`` is rescored once, its clips not cut again).
+  (:func:`_stale`: an OUT scored before schema 7's ``detail`` is rescored once, its clips not cut again).
 
 Captions and text-match scores of clips a kill interrupted are caught up after the graph by the same functions as
 ``clipforge caption`` (pipeline/run.py), on the clips that survive every filter, dedup included.
@@ -553,11 +553,16 @@ def _stored_videos(out: Path, unfinished: list[str], todo: dict[str, Any]) -> li
     return rows
 
 
-# A stored stage row written before its table gained a column that every such row now has is done again (its rule
-# would skip the clip silently otherwise): the row's stage runs once more and the new row (later written_at) wins.
-# scores.detail (schema 7) is null exactly where focus is (the same tiles), so a row with focus and no detail
-# predates it.
-STALE = {"scores": 't_scores.focus IS NOT NULL AND t_scores."detail" IS NULL'}
+def _stale(name: str) -> str | None:
+    """SQL over ``t_<name>``: a stored row written before its table gained a column every such row now has
+    (``cpu_scores.SUPERSEDED``). It is done again (its rule would skip the clip silently otherwise): the row's stage
+    runs once more and the new row (later written_at) wins."""
+    if name != "scores":
+        return None
+    from stages.cpu_scores import SUPERSEDED
+
+    had, added = SUPERSEDED
+    return f't_{name}."{had}" IS NOT NULL AND t_{name}."{added}" IS NULL'
 
 
 def _clips_todo(out: Path, clip_stage: bool, extra_tables: list[str] = ()) -> Path | None:
@@ -583,7 +588,8 @@ def _clips_todo(out: Path, clip_stage: bool, extra_tables: list[str] = ()) -> Pa
             f"SELECT {cols} FROM {src} QUALIFY row_number() OVER (PARTITION BY clip_id ORDER BY written_at DESC) = 1"
         )
         joins.append(f"LEFT JOIN ({latest}) t_{name} USING (clip_id)")
-        absent = f"t_{name}.clip_id IS NULL" + (f" OR ({STALE[name]})" if name in STALE else "")
+        stale = _stale(name)
+        absent = f"t_{name}.clip_id IS NULL" + (f" OR ({stale})" if stale else "")
         select.append(f"CASE WHEN {absent} THEN NULL ELSE t_{name} END AS {name}")
         missing += [f"({absent})"] if owed else []
         stored.append(f"CASE WHEN {absent} THEN NULL ELSE '{name}' END")

@@ -80,6 +80,11 @@ class CaptionConfig:
     max_actors: int | None = 1
 
 
+def captioning_off(cfg: CaptionConfig) -> bool:
+    """Whether captioning is turned off (``model`` empty, "none" or "off")."""
+    return cfg.model in ("", "none", "off")
+
+
 def resolved_model(cfg: CaptionConfig) -> str:
     """The model id/path the stage will load ("auto" resolved for this machine)."""
     if cfg.model and cfg.model != "auto":

@@ -103,6 +103,10 @@ SCORES_SCHEMA = pa.schema(
     ]
 )
 OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
+# (a score, one added later): a stored row with the first and without the second was written before the second
+# existed, and the run scores that clip again (pipeline/stream.py). detail (schema 7) is null exactly where focus is:
+# the same frames and tiles.
+SUPERSEDED = ("focus", "detail")
 
 
 @dataclass
@@ -551,13 +555,13 @@ def overlay_scores(
     noise: float = 50.0,
     flows: list[np.ndarray] | None = None,
     steps: list[np.ndarray] | None = None,
-    fine: np.ndarray | None = None,
+    source: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Persistent overlay graphics (channel logos, watermarks, tickers, subtitles) found by what they are: patterns
     that stay fixed in the picture while the scene under and around them moves.
 
-    luma: (N, H, W) uint8 anchors spread over the clip (analysis resolution, bars cut); fine: the same at twice the
-    resolution (N, 2H, 2W), or None. text_boxes: the raw PP-OCR
+    luma: (N, H, W) uint8 anchors spread over the clip (analysis resolution, bars cut); source: the same anchors'
+    active picture as decoded, (N, H', W', 3) RGB uint8, or None. text_boxes: the raw PP-OCR
     detector boxes (:meth:`TextDetector.detect`, (K, 4, 2) each, same coordinates) of some of those anchors, or None.
     Returns ``overlay_area`` (fraction of the frame covered by the union of the overlays' boxes), ``overlay_box``
     ([x0, y0, x1, y1] of that union, fractions of the width / height) and ``overlay_persistence`` (the largest, over
@@ -588,8 +592,8 @@ def overlay_scores(
        (bench/filters_bench.py: -0.02, with exactness >= 0.5) and the faintest logo's (an alpha-0.3 logo over
        bikes.mp4's moving shot: 0.19, its box wider than the logo, so the scene's gradients in it weigh in).
        What cannot be judged is not judged: a candidate whose surroundings do not move with the camera is left out.
-       A candidate that fails gets a second look when ``fine`` (the same anchors' luma at twice the analysis size,
-       given when the source has those pixels) is there: its box tightened to the pixels whose gradients the
+       A candidate that fails gets a second look at twice the analysis size when ``source`` has those pixels (made
+       only then, once per clip): its box tightened to the pixels whose gradients the
        temporal median keeps (:func:`_tighten`) and verified the same way at that size. A small logo on a large
        source has ~1 px strokes at the analysis size (bigbuckbunny's 8 %-wide "HD" logo at 1280x720: 0.10 on the
        candidate box at 224 px, 0.20 on the tightened box at 448 px; no clean or graded clip of the hard set gained
@@ -671,18 +675,21 @@ def overlay_scores(
     candidates += _components(kept >= 0.5, min_area, max_side, margin)
 
     found: list[tuple[tuple[int, int, int, int], float]] = []  # (box, persistence)
-    fine_grads = None
+    fine_grads = None  # the anchors' gradients at twice the analysis size, made at the first failed candidate
+    short = min(h, w)
+    if source is not None and min(source.shape[1:3]) < 2 * short:
+        source = None  # the source has no more pixels than the analysis size
     for box in dict.fromkeys(candidates):
         fixed_s, exact_s = _stays_put(grads, flows, steps, box, min_shift=min_shift, noise=noise)
         if len(fixed_s) >= min_pairs and np.median(fixed_s) >= min_fixed and np.median(exact_s) >= min_exact:
             found.append((box, float(np.mean(np.array(fixed_s) > 0))))
             continue
-        if fine is None or len(fixed_s) < min_pairs:
+        if source is None or len(fixed_s) < min_pairs:
             continue
         # a second look at twice the resolution, on the box tightened to what stays: a small logo's strokes are
         # ~1 px at the analysis size, where the scene's gradients around them outweigh them
-        scale = fine.shape[1] // h
-        fine_grads = fine_grads or gradients(fine)
+        fine_grads = fine_grads or gradients(to_luma(resize_short(source, 2 * short)))
+        scale = fine_grads[0].shape[1] // h
         tight = _tighten(fine_grads, tuple(scale * v for v in box), noise)
         if tight is None:
             continue
@@ -741,27 +748,25 @@ def focus(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile:
     analysis at 224 px): Gaussian defocus of sigma 2.0-2.5 px at 640x360 0.38-0.54; clean shots and their shallow
     depth-of-field, night, high-key, grain and letterbox variants 0.71-5.5.
     """
-    h, w = luma.shape[1:3]
-    ty, tx = h // tile, w // tile
-    if ty == 0 or tx == 0:
+    if min(luma.shape[1:3]) < tile:
         return None
-
-    def tile_var(a: np.ndarray) -> np.ndarray:
-        """Variance of each whole ``tile`` x ``tile`` tile of (H, W) ``a`` (the partial tiles at the right and
-        bottom edges are left out): (ty, tx) float64."""
-        t = a[: ty * tile, : tx * tile].reshape(ty, tile, tx, tile).astype(np.float64)
-        return t.var(axis=(1, 3))
-
     values = []
     for f in luma:
         x = f.astype(np.float32)
         g1 = cv2.GaussianBlur(x, (0, 0), 1.0)
         g2 = cv2.GaussianBlur(x, (0, 0), 2.0)
-        structured = np.sqrt(tile_var(x)) >= min_std
+        structured = np.sqrt(_tile_var(x, tile)) >= min_std
         if structured.any():
-            ratios = tile_var(x - g1)[structured] / (tile_var(g1 - g2)[structured] + 1e-3)
+            ratios = _tile_var(x - g1, tile)[structured] / (_tile_var(g1 - g2, tile)[structured] + 1e-3)
             values.append(float(np.percentile(ratios, percentile)))
     return float(np.median(values)) if values else None
+
+
+def _tile_var(a: np.ndarray, tile: int) -> np.ndarray:
+    """Variance of each whole ``tile`` x ``tile`` tile of (H, W) ``a`` (the partial tiles at the right and bottom
+    edges are left out): (H // tile, W // tile) float64."""
+    ty, tx = a.shape[0] // tile, a.shape[1] // tile
+    return a[: ty * tile, : tx * tile].reshape(ty, tile, tx, tile).astype(np.float64).var(axis=(1, 3))
 
 
 def detail(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile: float = 99.0) -> float | None:
@@ -784,20 +789,16 @@ def detail(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile
     its shallow depth-of-field, night, high-key, grain and letterbox variants 0.125 and up, 160x90 windows of
     transnet_test 0.12 and up. Mild defocus (sigma 2-2.5 px at 640x360) reads 0.2-0.4: focus is what catches it.
     """
-    h, w = luma.shape[1:3]
-    ty, tx = h // tile, w // tile
-    if ty == 0 or tx == 0:
+    if min(luma.shape[1:3]) < tile:
         return None
     values = []
     for f in luma:
         x = f.astype(np.float32)
-        fine = (x - cv2.GaussianBlur(x, (0, 0), 2.0))[: ty * tile, : tx * tile]
-        x = x[: ty * tile, : tx * tile]
-        var = x.reshape(ty, tile, tx, tile).astype(np.float64).var(axis=(1, 3))
+        var = _tile_var(x, tile)
         structured = np.sqrt(var) >= min_std
         if structured.any():
-            fvar = fine.reshape(ty, tile, tx, tile).astype(np.float64).var(axis=(1, 3))
-            values.append(float(np.percentile(fvar[structured] / var[structured], percentile)))
+            fine = _tile_var(x - cv2.GaussianBlur(x, (0, 0), 2.0), tile)
+            values.append(float(np.percentile(fine[structured] / var[structured], percentile)))
     return float(np.median(values)) if values else None
 
 
@@ -1071,9 +1072,8 @@ def score_frames(
     else:
         raw = None
         out["text_area"] = out["subtitle_area"] = None
-    # a second look at twice the analysis size for overlay candidates, where the source has the pixels
-    fine = to_luma(resize_short(active, 2 * cfg.size)) if min(active.shape[1:3]) >= 2 * cfg.size else None
-    out.update(overlay_scores(luma, raw, flows=flows, steps=steps, fine=fine))
+    # the active picture as decoded: a failed overlay candidate is looked at again at twice the analysis size
+    out.update(overlay_scores(luma, raw, flows=flows, steps=steps, source=active))
     out["phash"] = [phash64(f) for f in luma]
     out["phash_mirror"] = [phash64(np.ascontiguousarray(f[:, ::-1])) for f in luma]
     return out
