@@ -21,7 +21,8 @@ Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--
   process) over up to 12 of the run's clips: seconds per clip in total and in its parts (decode, the PP-OCR text
   detector, DIS flow of the motion score, the overlay score, the rest), the profile that says where the scorer's
   time goes;
-- ``cpu_budget`` (the 4N corpus): each stage's CPU seconds (probe, hybrid shots, cut, CPU scores) over the whole
+- ``cpu_budget`` (the 4N corpus): each stage's CPU seconds (probe, hybrid shots, cut, CPU scores from the clip files,
+  and ``cut_with_scores_at_cut``: the cut scoring each clip from its encoder's input, the run's default) over the whole
   corpus, run one after the other in one process with one thread each (``time.process_time``), against the floor's
   CPU seconds measured the same way, and ``two_core_bound_over_floor``: the stages' CPU seconds spread over 2 cores,
   over the floor's wall seconds, the lowest wall_over_floor any schedule of this work reaches on this machine;
@@ -226,6 +227,15 @@ def cpu_budget(corpus: Path, work: Path) -> dict:
     for c in clips:
         if c.get("clip_path"):
             timed("scores", scorer.score_clip, work / c["clip_path"], c["num_frames"], c["fps"])
+    # the run's default (scores.at_cut): the cut task scores each clip from the frames it hands the encoder
+    at_cut = work / "at_cut"
+    atc = CpuScorer(CpuScoresConfig(ocr_threads=1, root=str(at_cut)))
+
+    def on_clip(row, frames):
+        atc.score_row(row["clip_id"], row["clip_path"], row["num_frames"], row["fps"], frames)
+
+    for v, sh in zip(videos, shots, strict=True):
+        timed("cut_with_scores_at_cut", cut_video, v, sh, at_cut, ClipsConfig(), (), atc.wanted, on_clip)
     # the floor, the same way floor_s measures it: decode every source frame, encode every clip's frames
     out = {k: round(v, 2) for k, v in cpu.items()}
     c0, w0 = time.process_time(), time.perf_counter()
@@ -233,7 +243,8 @@ def cpu_budget(corpus: Path, work: Path) -> dict:
                                and c.get("clip_path"))) for v in videos]  # fmt: skip
     floor_wall = _encode_floor(jobs)
     floor_cpu = time.process_time() - c0
-    total = sum(cpu.values())
+    total = cpu["probe"] + cpu["shots"] + cpu["cut"] + cpu.get("scores", 0.0)  # scores from the clip files
+    total_at_cut = cpu["probe"] + cpu["shots"] + cpu["cut_with_scores_at_cut"]
     return {
         "clips": len(clips),
         "stage_cpu_s": out,
@@ -242,6 +253,8 @@ def cpu_budget(corpus: Path, work: Path) -> dict:
         "stage_cpu_over_floor_cpu": {k: round(v / floor_cpu, 3) for k, v in cpu.items()},
         "total_cpu_over_floor_cpu": round(total / floor_cpu, 3),
         "two_core_bound_over_floor": round(total / 2 / floor_wall, 3),
+        "total_at_cut_cpu_over_floor_cpu": round(total_at_cut / floor_cpu, 3),
+        "two_core_bound_at_cut_over_floor": round(total_at_cut / 2 / floor_wall, 3),
         "measure_s": round(time.perf_counter() - w0, 1),
     }
 

@@ -186,7 +186,9 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         )
 
     # ---- which actor stages run, and their pools fitted to the cluster
-    actors: dict[str, Any] = {"scores": cfg.scores}
+    # with scores.at_cut the CPU scores are computed in the cut task (no pool); clips cut by an earlier run are
+    # scored by a task of their own below
+    actors: dict[str, Any] = {} if cfg.scores.at_cut else {"scores": cfg.scores}
     if cfg.shots.detector == "transnetv2":
         actors["shots"] = cfg.shots
     if not cfg.clip.enabled:
@@ -240,8 +242,15 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         ds = actor(TransNetShots, "shots", {}, cfg.shots, wrapper=stream.ShotsActor, cfg=cfg.shots)
     else:
         ds = task(stream.shots_rows, "shots", cfg.shots.num_cpus, cfg.shots.memory_mb, cfg=cfg.shots)
-    ds = task(stream.cut_rows, "cut", cfg.clips.num_cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips)
-    ds = actor(CpuScorer, "scores", reads["scores"], cfg.scores, cfg=dataclasses.replace(cfg.scores, root=str(out)))
+    scfg = dataclasses.replace(cfg.scores, root=str(out))
+    if cfg.scores.at_cut:
+        cpus = max(cfg.clips.num_cpus, cfg.scores.num_cpus)
+        ds = task(stream.cut_rows, "cut", cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips, scores=scfg)
+        if plan.clips_file is not None:  # stored clips owed a scores row: scored from their files
+            ds = task(stream.score_rows, "scores", cfg.scores.num_cpus, None, cfg=scfg, reads=reads["scores"])
+    else:
+        ds = task(stream.cut_rows, "cut", cfg.clips.num_cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips)
+        ds = actor(CpuScorer, "scores", reads["scores"], cfg.scores, cfg=scfg)
     if "clip_scores" in actors:
         ccfg = dataclasses.replace(cfg.clip, root=str(out))
         ds = actor(ClipScorer, "clip_scores", reads["clip_scores"], cfg.clip, cfg=ccfg)

@@ -197,9 +197,13 @@ def shots_rows(batch: pa.Table, cfg) -> pa.Table:
     return put(batch, "shots", mask, [shots_row(v, cfg) for v in struct_rows(batch, "videos", mask)])
 
 
-def cut_rows(batch: pa.Table, out: str, cfg) -> pa.Table:
+def cut_rows(batch: pa.Table, out: str, cfg, scores=None) -> pa.Table:
     """Cut stage (Ray task): every video with a shots row and no shot error is planned and cut (except the clips
-    in ``skip_ids``); its row gets the shots row's times, n_clips and cut_s, and one row per clip follows it."""
+    in ``skip_ids``); its row gets the shots row's times, n_clips and cut_s, and one row per clip follows it.
+
+    ``scores``: the CPU scorer's config when it runs here (``scores.at_cut``): each clip's ``scores`` row is computed
+    from the frames the cutter hands its encoder (``CpuScorer.score_encoded``; from the file when the cutter's guess
+    of the clip's length was off), by a scorer built once per worker process (:func:`stages.cpu_scores.shared`)."""
     from stages.clips import cut_video
 
     todo = _mask(
@@ -208,6 +212,16 @@ def cut_rows(batch: pa.Table, out: str, cfg) -> pa.Table:
         pc.equal(field_of(batch, "videos", "status"), "ok"),
         pc.invert(valid(batch, "clips")),
     ).to_pylist()
+    scorer, scored = None, {}
+    if scores is not None and any(todo):
+        from stages.cpu_scores import shared
+
+        scorer = shared(scores)
+
+    def on_clip(row: dict[str, Any], frames: dict) -> None:
+        cid = row["clip_id"]
+        scored[cid] = scorer.score_row(cid, row["clip_path"], row["num_frames"], row["fps"], frames)
+
     pieces = []
     for i, hit in enumerate(todo):
         row = batch.slice(i, 1)
@@ -216,10 +230,22 @@ def cut_rows(batch: pa.Table, out: str, cfg) -> pa.Table:
             continue
         video, shots = row.column("videos")[0].as_py(), row.column("shots")[0].as_py()
         skip = row.column("skip_ids")[0].as_py() or ()
-        shots, clips = cut_video(video, shots, out, cfg, skip_ids=skip)
+        hooks = {"sample": scorer.wanted, "on_clip": on_clip} if scorer is not None else {}
+        shots, clips = cut_video(video, shots, out, cfg, skip_ids=skip, **hooks)
         pieces.append(put(row, "shots", pa.array([True]), [shots]))
-        pieces.append(from_rows([{"clips": c} for c in clips]))
+        pieces.append(from_rows([{"clips": c, "scores": scored.pop(c["clip_id"], None)} for c in clips]))
     return pa.concat_tables(pieces) if pieces else batch
+
+
+def score_rows(batch: pa.Table, cfg, reads: dict[str, str]) -> pa.Table:
+    """CPU scores stage as a Ray task (``scores.at_cut``: only clips the cut did not score come here, those stored
+    by an earlier run and owed a ``scores`` row): each scored from its file by the process's shared scorer."""
+    mask = clip_todo(batch, "scores")
+    if not pc.any(mask).as_py():
+        return batch
+    from stages.cpu_scores import shared
+
+    return put(batch, "scores", mask, shared(cfg)(_clip_inputs(batch, mask, reads)))
 
 
 # ----------------------------------------------------------------------------------------- per-clip stages

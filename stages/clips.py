@@ -273,8 +273,11 @@ class _ClipWriter:
         end_pts: int | None,
         colour: Colour | None = None,
         pix_fmt: str = "yuv420p",
+        sample=None,
     ):
         self.plan, self.final, self.cfg = plan, final, cfg
+        # frames kept for a scorer (cut_clips' ``sample``): output index -> RGB, indices chosen at the first frame
+        self.sample, self.keep, self.kept = sample, frozenset(), {}
         self.colour, self.pix_fmt = colour, pix_fmt
         self.start, self.end = int(plan["start_frame"]), int(plan["end_frame"])
         self.expect = self.start  # next source frame this clip needs: any gap is an error
@@ -321,6 +324,8 @@ class _ClipWriter:
         # libx264 leaves packet durations at 0 and the MP4 muxer then guesses the last sample's length: give each
         # packet its frame's display duration, so the file's length is the clip's true duration
         self.durations[pts] = max(1, int(duration))
+        if self.emitted in self.keep:
+            self.kept[self.emitted] = to_rgb(frame)  # what a decoder of the file converts, before the encode's loss
         for packet in self.stream.encode(frame):
             self._mux(packet)
         self.emitted += 1
@@ -347,6 +352,9 @@ class _ClipWriter:
             pts = round((index - self.start) / self.src_rate / self.src_tb)
         if self.t0 is None:
             self.t0 = pts
+            if self.sample is not None:
+                predicted = self.predict()
+                self.keep = frozenset(self.sample(*predicted)) if predicted else frozenset()
         self.last_duration = duration
         rel = pts - self.t0
         if self.out_rate is None:
@@ -360,6 +368,20 @@ class _ClipWriter:
         # the one on screen at the instant its timestamp was rounded (or jittered) away from
         self._flush_held(until=t - self.tolerance)
         self.held = (frame, t)
+
+    def predict(self) -> tuple[int, float] | None:
+        """The clip's frame count and fps as its row will give them (``_fill_from_file``), known at its first
+        frame: source timing keeps every frame of the span, at the planned duration's mean rate; fps mode gives
+        ``round(duration * fps)`` frames. None when they cannot be known yet. A wrong guess costs only speed: the
+        scorer checks its frames against the row's real values and reads the file otherwise."""
+        n = self.end - self.start
+        if self.out_rate is None:
+            duration = self.plan.get("duration_s")
+            return (n, round(n / duration, 9)) if duration else None
+        if self.end_pts is None or self.t0 is None:
+            return None
+        duration = (self.end_pts - self.t0) * self.src_tb
+        return max(1, round(duration * self.out_rate)), float(self.out_rate)
 
     @staticmethod
     def retime_tolerance(src_rate: Fraction, out_rate: Fraction) -> Fraction:
@@ -485,6 +507,8 @@ def cut_clips(
     cfg: ClipsConfig,
     skip_ids: set[str] = frozenset(),
     index: PtsIndex | None = None,
+    sample=None,
+    on_clip=None,
 ) -> list[dict]:
     """Cut every kept plan of one source video from one forward decode pass.
 
@@ -502,6 +526,11 @@ def cut_clips(
     Plans with a drop_reason are returned unchanged. Plans in ``skip_ids`` (already cut by an earlier
     run) are not cut again; their file columns are filled from the existing file when it is there.
     ``index``: the source's ``stages.media.PtsIndex`` when the caller already built it (else built here).
+    ``sample(num_frames, fps) -> indices`` and ``on_clip(row, frames)``: a scorer's hooks (``pipeline.stream.cut_rows``
+    with ``scores.at_cut``). At a clip's first frame ``sample`` is asked which output frames it wants, given the
+    clip's predicted frame count and fps; those frames are kept as (H, W, 3) uint8 RGB as the encoder receives them
+    (``stages.media.to_rgb``), and ``on_clip`` gets the finished clip's row (file columns filled) and {output index:
+    frame} before they are freed. A clip that failed is not passed.
     Frames are decoded once, numbered by presentation timestamp (``stages.media.PtsIndex``), and the
     decoder seeks to the keyframe before the first needed frame and across large gaps. Only the frames
     in flight are held: one decoded frame plus each open encoder's lookahead.
@@ -579,7 +608,7 @@ def cut_clips(
                 final = storage.under(out_dir, clip_relpath(r["clip_id"]))
                 end_pts = index.pts_at(int(r["end_frame"])) if index is not None else None
                 writers[r["clip_id"]] = _ClipWriter(
-                    r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt
+                    r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt, sample=sample
                 )
             if not active:
                 continue
@@ -606,6 +635,8 @@ def cut_clips(
                         _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted, w.meta)
                         if not cfg.fps:
                             r["duration_s"] = w.duration_s()
+                        if on_clip is not None:
+                            on_clip(r, w.kept)
                 except Exception as exc:  # noqa: BLE001 - one clip's failure must not lose the others
                     fail(r, exc)
                     active.remove(r)
@@ -643,6 +674,8 @@ def cut_clips(
             writers.pop(r["clip_id"])
             done.add(r["clip_id"])
             _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted, w.meta)
+            if on_clip is not None:
+                on_clip(r, w.kept)
         except Exception as exc:  # noqa: BLE001
             fail(r, exc)
     return rows
@@ -729,13 +762,15 @@ def _interp(size: tuple[int, int], frame: av.VideoFrame) -> str:
     return "AREA" if size[0] * size[1] < frame.width * frame.height else "BICUBIC"
 
 
-def cut_video(video: dict, shots: dict, out_dir: str | Path, cfg: ClipsConfig, skip_ids=()) -> tuple[dict, list]:
+def cut_video(
+    video: dict, shots: dict, out_dir: str | Path, cfg: ClipsConfig, skip_ids=(), sample=None, on_clip=None
+) -> tuple[dict, list]:
     """Plan and cut the clips of one video from its shots row; never raises.
 
     Reads: the videos row, its shots row (scenes), the source file
     Writes: (the shots row with scene times from the source's timestamps, n_clips and cut_s; the clip rows of
     the plans not in ``skip_ids``, i.e. not stored by an earlier run). A failure leaves the shots row's
-    error_type / error set and no clip rows.
+    error_type / error set and no clip rows. ``sample`` / ``on_clip``: a scorer's hooks (:func:`cut_clips`).
     """
     import time
 
@@ -754,7 +789,13 @@ def cut_video(video: dict, shots: dict, out_dir: str | Path, cfg: ClipsConfig, s
         plans = plan_clips(video, scenes, cfg, shots["detector"], times)
         stored = set(skip_ids or ())
         todo = [p for p in plans if p["clip_id"] not in stored]
-        clips = cut_clips(video["path"], video, todo, out_dir, cfg, skip_ids=stored, index=index) if todo else []
+        clips = (
+            cut_clips(
+                video["path"], video, todo, out_dir, cfg, skip_ids=stored, index=index, sample=sample, on_clip=on_clip
+            )
+            if todo
+            else []
+        )
         shots["n_clips"] = len(plans)
     except Exception as e:  # errors are data: the shots row says why
         raise_if_environment(e, f"cut {video.get('path')}")

@@ -144,6 +144,11 @@ class CpuScoresConfig:
     det_model_path: str | None = None  # default: ch_PP-OCRv4_det_infer.onnx shipped in rapidocr-onnxruntime
     ocr_threads: int | None = None  # onnxruntime intra-op threads; None: the worker's thread budget (its CPUs), else 1
     backend: str = "auto"  # stages.frames.read_frames backend
+    # score each clip the run cuts from the frames the cutter hands its encoder, in the cut task (no decode of the
+    # written clip: 44 % of the scorer's time on the pipeline bench). Clips cut by an earlier run, or scored before a
+    # newer score existed, are scored from their file (``decoder`` says which). False: every clip from its file, on
+    # the scorer's own actor pool (the resources below).
+    at_cut: bool = True
     # Ray resources the pipeline applies to this stage
     num_cpus: float = 1.0
     batch_size: int = 8
@@ -1123,21 +1128,77 @@ class CpuScorer:
         if not num_frames or not fps:
             meta = video_meta(path)
             num_frames, fps = int(meta["num_frames"]), float(meta["fps"])
-        anchors, partners = sample_plan(int(num_frames), float(fps), self.cfg.num_samples, self.cfg.pair_gap_s)
-        wanted = sorted(set(anchors) | set(partners))
+        wanted = self.wanted(int(num_frames), float(fps))
         report: dict = {}
         # at the display size: the bars are cut before the frames are brought to the analysis size (score_frames)
         frames = read_frames(path, wanted, backend=self.cfg.backend, report=report)
         if len(frames) != len(wanted):
             raise RuntimeError(f"read_frames returned {len(frames)} frames for {len(wanted)} indices")
-        pos = {idx: k for k, idx in enumerate(wanted)}
-        a = frames[[pos[i] for i in anchors]]
-        p = frames[[pos[i] for i in partners]] if partners else None
-        gap_s = (partners[0] - anchors[0]) / fps if partners else 0.0
-        out = score_frames(a, p, gap_s, self.cfg, self.detector, anchor_s=[i / fps for i in anchors])
-        out["frames_decoded"] = len(frames)
+        out = self._score(dict(zip(wanted, frames, strict=True)), int(num_frames), float(fps))
         out["decoder"] = report["decoder"] + (f" (fallback: {report['fallback']})" if report.get("fallback") else "")
         return out
+
+    def wanted(self, num_frames: int, fps: float) -> list[int]:
+        """The clip's frame indices (presentation order, from 0) the scores are computed from: the anchors and
+        their flow partners of :func:`sample_plan`, sorted, each once."""
+        anchors, partners = sample_plan(num_frames, fps, self.cfg.num_samples, self.cfg.pair_gap_s)
+        return sorted(set(anchors) | set(partners))
+
+    def score_encoded(self, frames: dict[int, np.ndarray], num_frames: int, fps: float) -> dict | None:
+        """Scores of a clip from the frames the cutter handed its encoder (``stages.clips.cut_clips``' ``sample``):
+        ``frames`` maps output frame index -> (H, W, 3) uint8 RGB at the clip's size, converted with the clip's
+        colour range and matrix as a decoder of the file would. None when they lack a frame :meth:`wanted` names
+        for the clip's final ``num_frames`` and ``fps`` (the cutter predicted them otherwise): score the file then.
+
+        The scores then measure the picture before the clip's own encode (one generation of libx264 at the run's
+        CRF fewer than :meth:`score_clip` sees); ``decoder`` is ``"encoder input"`` and ``frames_decoded`` 0.
+        """
+        if any(i not in frames for i in self.wanted(num_frames, fps)):
+            return None
+        out = self._score(frames, num_frames, fps)
+        out["frames_decoded"] = 0
+        out["decoder"] = "encoder input"
+        return out
+
+    def _score(self, frames: dict[int, np.ndarray], num_frames: int, fps: float) -> dict:
+        anchors, partners = sample_plan(num_frames, fps, self.cfg.num_samples, self.cfg.pair_gap_s)
+        a = np.stack([frames[i] for i in anchors])
+        p = np.stack([frames[i] for i in partners]) if partners else None
+        gap_s = (partners[0] - anchors[0]) / fps if partners else 0.0
+        out = score_frames(a, p, gap_s, self.cfg, self.detector, anchor_s=[i / fps for i in anchors])
+        out["frames_decoded"] = len(set(anchors) | set(partners))
+        return out
+
+    def score_row(
+        self,
+        clip_id: str,
+        rel: str | None,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        frames: dict[int, np.ndarray] | None = None,
+    ) -> dict[str, Any]:
+        """One clip's scores row (SCORES_SCHEMA's columns): from ``frames`` (:meth:`score_encoded`) when given and
+        sufficient, else from the file ``rel`` (relative to the root). Never raises for the clip's own faults: a
+        failure is ``error_scores`` with null scores (an environment fault, a full disk, still stops the run)."""
+        import time
+
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {}
+        if rel is not None and not (isinstance(rel, float) and math.isnan(rel)):
+            path = storage.under(self.root, str(rel))
+            try:
+                got = None
+                if frames is not None and num_frames and fps:
+                    got = self.score_encoded(frames, int(num_frames), float(fps))
+                row = got if got is not None else self.score_clip(path, int(num_frames) if num_frames else None, fps)
+            except Exception as e:  # errors are data: one bad clip must not stop the run
+                raise_if_environment(e, f"CPU scores of {path}")
+                msg = str(e).replace("\n", " ")[:500]
+                row = {"error_scores": f"error_scores:{type(e).__name__}: {msg}"}
+        row["clip_id"] = str(clip_id)
+        row["scores_s"] = time.perf_counter() - t0
+        row.setdefault("frames_decoded", 0)
+        return row
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         """Score a batch; returns a pyarrow Table with exactly SCORES_SCHEMA.
@@ -1146,28 +1207,25 @@ class CpuScorer:
         all-None object columns that Arrow types as ``null``, and blocks of different types. Here a missing
         score is a real null of the right type, never NaN or 0.
         """
-        import time
-
         n = len(batch["clip_id"])
         rows: list[dict[str, Any]] = []
         for i in range(n):
-            t0 = time.perf_counter()
             rel = batch["clip_path"][i] if "clip_path" in batch else None
-            row: dict[str, Any] = {}
-            if rel is not None and not (isinstance(rel, float) and math.isnan(rel)):
-                path = storage.under(self.root, str(rel))
-                nf = _num(batch, "num_frames", i)
-                try:
-                    row = self.score_clip(path, int(nf) if nf else None, _num(batch, "fps", i))
-                except Exception as e:  # errors are data: one bad clip must not stop the run
-                    raise_if_environment(e, f"CPU scores of {path}")
-                    msg = str(e).replace("\n", " ")[:500]
-                    row = {"error_scores": f"error_scores:{type(e).__name__}: {msg}"}
-            row["clip_id"] = str(batch["clip_id"][i])
-            row["scores_s"] = time.perf_counter() - t0
-            row.setdefault("frames_decoded", 0)
-            rows.append(row)
+            nf = _num(batch, "num_frames", i)
+            rows.append(self.score_row(batch["clip_id"][i], rel, int(nf) if nf else None, _num(batch, "fps", i)))
         return pa.Table.from_pylist(rows, schema=SCORES_SCHEMA)
+
+
+_SHARED: dict[str, CpuScorer] = {}
+
+
+def shared(cfg: CpuScoresConfig) -> CpuScorer:
+    """The process's scorer for ``cfg`` (built on first use: the OCR session loads once per worker process, not once
+    per task). The caller's thread limits (``stages.resources.limit_threads``) apply when it is built."""
+    key = repr(cfg)
+    if key not in _SHARED:
+        _SHARED[key] = CpuScorer(cfg)
+    return _SHARED[key]
 
 
 def _stage():
