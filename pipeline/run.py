@@ -130,6 +130,18 @@ def fit_pools(rc: RayConfig, stages: dict[str, Any]) -> tuple[dict[str, Pool], s
     return pools, note
 
 
+def light_tasks() -> int:
+    """How many light tasks (the stored-clip reader, the per-clip filters, the writes: pyarrow compute and Parquet
+    writes, milliseconds a batch) run at once: as many as the cluster has CPUs. They reserve no CPU (``num_cpus``
+    0) and are capped in number instead. Ray Data reserves a share of the cluster for every operator that asks for
+    CPUs, whether it uses them or not (``ReservationOpResourceAllocator``: half the cluster split among the
+    operators); a quarter-CPU filters task held back half a core of a 2-CPU machine from the cut, which then ran
+    one video at a time once the shot detector was done."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def _task(fn, stage: str, cpus: float, busy: str | None, extra: list[str] | tuple[str, ...] = ()):
     """A graph task: the thread policy (``stages.resources.limit_threads``) and the user's stages
     (``pipeline.stream.use_stages``) first, its busy interval recorded."""
@@ -157,6 +169,7 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
     from stages.clip_scores import ClipScorer, ClipTextScorer
     from stages.cpu_scores import CpuScorer
 
+    light = light_tasks()
     sources = []
     if plan.videos.num_rows:
         # one block per video: each is its own probe / shots / cut task
@@ -165,9 +178,10 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         fs, clips_file = storage.arrow_filesystem(plan.clips_file)
         sources.append(
             ray.data.read_parquet(clips_file, filesystem=fs).map_batches(
-                _task(stream.stored_clip_rows, "stored_clips", 0.25, busy, cfg.stages),
+                _task(stream.stored_clip_rows, "stored_clips", 0, busy, cfg.stages),
                 batch_format="pyarrow",
-                num_cpus=0.25,
+                num_cpus=0,
+                compute=ray.data.TaskPoolStrategy(light),
             )
         )
     ds = sources[0] if len(sources) == 1 else sources[0].union(*sources[1:])
@@ -175,13 +189,14 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
     def task(fn, stage, cpus, memory_mb, **kwargs):
         # memory: the task's reservation (Ray schedules no more tasks on a node than its memory holds); it also
         # keeps Ray Data from fusing the task into the next actor pool (their resources differ), so the cut never
-        # runs inside the scorer's actors, whose pool is sized for scoring
+        # runs inside an actor pool sized for another stage. cpus 0: a light task (light_tasks)
         return ds.map_batches(
             _task(fn, stage, cpus, busy, cfg.stages),
             batch_format="pyarrow",
             batch_size=None,
             num_cpus=cpus,
             memory=memory_mb * 2**20 if memory_mb else None,
+            compute=ray.data.TaskPoolStrategy(light) if cpus == 0 else None,
             fn_kwargs=kwargs,
         )
 
@@ -257,7 +272,7 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
     for st in users:
         section = cfg.sections[st.name]
         ds = actor(st.resolve("stage"), st.name, st.reads, section, cfg=section, root=str(out))
-    ds = task(stream.filter_rows, "filters", 0.25, None, cfg=cfg, extra=cfg.stages)
+    ds = task(stream.filter_rows, "filters", 0, None, cfg=cfg, extra=cfg.stages)
     if "captions" in actors:
         from stages.caption import CaptionStage
 
@@ -271,7 +286,7 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
                 ClipTextScorer, "text_scores", reads["text_scores"], cfg.clip, wrapper=stream.TextStage, cfg=tcfg
             )
     elif caption_model:
-        ds = task(stream.skip_caption_rows, "captions", 0.25, None, model=caption_model, why=caption_why)
+        ds = task(stream.skip_caption_rows, "captions", 0, None, model=caption_model, why=caption_why)
         summary.notes.append(f"captions skipped (clips the filters keep are marked skipped_no_model): {caption_why}")
     else:
         summary.notes.append("captioning disabled (captioner.model = none)")
@@ -394,7 +409,7 @@ def _run(cfg: Config) -> Summary:
     ds = _graph(out, cfg, plan, models, busy, summary) if plan.videos.num_rows or plan.clips_file else None
     if ds is not None:
         sink = stream.StoreSink(str(out), cfg.store, cfg.store.stream_rows, cfg.stages)
-        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0.25})
+        ds.write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=light_tasks())
         summary.written = dict(sink.written)
         if sink.written.get("captions") and models.caption_model and models.caption_why is None:
             summary.notes.append(

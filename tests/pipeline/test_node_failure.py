@@ -1,8 +1,9 @@
 """A worker node dies mid-run (ray.cluster_utils.Cluster: several raylets on this machine) and the run still ends
 with exactly the clips of an uninterrupted run.
 
-The node removed is the one running the CPU scorer actor while it is scoring: the test waits on that condition (the
-actor's first busy record, whose pid leads to its raylet), never on a sleep.
+The node removed is one running the cut (which also computes the CPU scores, ``scores.at_cut``) after its first
+video: the test waits on that condition (the task's first busy record, whose pid leads to its raylet), never on a
+sleep.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pipeline.testdata import make_video
 # after a model check that costs each run seconds)
 RUN = {
     "store.stream_rows": "2",
-    "scores.batch_size": "1",
     "clips.max_s": "3",
+    "clips.num_cpus": "2",  # a cut task holds a whole node: the removed node is cutting its next video
     "ray.progress": "false",
     "clip.enabled": "false",
     "captioner.model": "none",
@@ -54,14 +55,14 @@ def _ancestors(pid: int) -> set[int]:
     return seen
 
 
-def _scorer_pids(out: Path) -> list[int]:
+def _cutter_pids(out: Path) -> list[int]:
     pids = []
     for f in out.glob("runs/*.busy/*.jsonl"):
         try:
             lines = f.read_text().splitlines()
         except OSError:
             continue
-        if any(json.loads(line)["stage"] == "scores" for line in lines if line.strip()):
+        if any(json.loads(line)["stage"] == "cut" for line in lines if line.strip()):
             pids.append(int(f.stem))
     return pids
 
@@ -112,13 +113,13 @@ def test_a_worker_node_removed_mid_run_loses_no_clip(tmp_path, ray_local):
         victim = None
         deadline = time.time() + 600
         while victim is None and proc.poll() is None and time.time() < deadline:
-            for pid in _scorer_pids(out):
+            for pid in _cutter_pids(out):
                 chain = _ancestors(pid)
                 victim = next((w for w in workers if _raylet_pid(w) in chain), None)
                 if victim is not None:
                     break
             time.sleep(0.05)
-        assert victim is not None, "the scorer never ran on a worker node before the run ended:\n" + log.read_text()
+        assert victim is not None, "the cut never ran on a worker node before the run ended:\n" + log.read_text()
         cluster.remove_node(victim, allow_graceful=False)  # the raylet and its workers die at once
         assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
 

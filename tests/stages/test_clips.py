@@ -522,3 +522,41 @@ def test_spans_and_trims_in_seconds_land_on_rounded_timestamps(rate_source, name
     assert clip_indices(tmp_path / rows[0]["clip_path"]) == list(range(10, 40))
     trim = ClipsConfig(min_s=0.1, trim_s=float(3 / rate))
     assert kept(plan_clips(video, spans((10, 40), (0, RATE_FRAMES)), trim, "d", times)) == [(13, 37), (3, 61)]
+
+
+# ------------------------------------------------------------------------------------------- a scorer's hooks
+
+
+def test_a_scorer_is_handed_exactly_the_clip_frames_it_asks_for(indexed, tmp_path):
+    """cut_clips' ``sample`` / ``on_clip`` (the run's scores.at_cut): the frame count and fps the cutter predicts at a
+    clip's first frame are the row's, and the frames it keeps are the clip's own frames k, as its file holds them,
+    whether the clip keeps the source timing, is resampled down or up, or comes from a variable-frame-rate source."""
+    vfr = synth_vfr(tmp_path / "vfr.mp4", [2, 6] * 40)
+    cases = [
+        (indexed, ClipsConfig(min_s=0.1), (7, 57)),
+        (indexed, ClipsConfig(fps=12, min_s=0.1), (100, 146)),
+        (indexed, ClipsConfig(fps=50, min_s=0.1), (10, 20)),
+        (vfr, ClipsConfig(min_s=0.1), (11, 40)),
+        (vfr, ClipsConfig(min_s=0.1, fps=25), (11, 40)),
+    ]
+    for k, (src, cfg, span) in enumerate(cases):
+        video = video_row(src)
+        asked, got = [], {}
+
+        def sample(n, fps, asked=asked):
+            asked.append((n, fps))
+            return [0, n // 2, n - 1]
+
+        def on_clip(row, frames, got=got):
+            got.update(row=dict(row), frames=frames)
+
+        out = tmp_path / f"case{k}"
+        plans = plan_clips(video, spans(span), cfg, "d")
+        r = cut_clips(str(src), video, plans, out, cfg, sample=sample, on_clip=on_clip)[0]
+        assert r["drop_reason"] is None and got["row"]["clip_id"] == r["clip_id"]
+        n = r["num_frames"]
+        assert len(asked) == 1 and asked[0][0] == n and asked[0][1] == pytest.approx(r["fps"], abs=1e-9), (k, asked)
+        held = clip_indices(out / r["clip_path"])
+        assert sorted(got["frames"]) == [0, n // 2, n - 1]
+        assert [decode_index(got["frames"][i]) for i in (0, n // 2, n - 1)] == [held[i] for i in (0, n // 2, n - 1)]
+        assert all(f.shape == (r["height"], r["width"], 3) and f.dtype == np.uint8 for f in got["frames"].values())

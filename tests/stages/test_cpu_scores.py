@@ -435,3 +435,37 @@ def test_a_locked_off_real_shot_has_no_overlay_unless_ocr_reads_one(scorer, bike
     keep = ("clip_id", "text_area", "subtitle_area", "overlay_area")
     table = pa.Table.from_pylist([{k: c.get(k) for k in keep} | {"clip_id": n} for n, c in out.items()])
     assert apply_filters(table, FiltersConfig()).to_pylist() == [None, None, TEXT_OVERLAY]
+
+
+def test_scores_at_cut_are_the_scores_of_the_frames_the_encoder_received(scorer, bikes, tmp_path):
+    """scores.at_cut: a clip scored from the frames the cutter hands its encoder gets exactly the scores its source
+    file reads (no resize at the default settings: the same pixels), decoder 'encoder input' and no frame decoded;
+    the clip file itself, one libx264 generation later, reads differently; a guess of the clip's length that missed
+    a wanted frame falls back to the file."""
+    from stages.clips import ClipsConfig, cut_clips
+
+    shot = decode_frames(bikes, BIKES_CUTS[1], BIKES_CUTS[2])
+    src = write_frames(shot, tmp_path / "src.mp4", fps=25)
+    root = tmp_path / "out"
+    at_cut = CpuScorer(CpuScoresConfig(root=str(root)))
+    n = len(shot)
+    plan = [{"clip_id": "c0", "start_frame": 0, "end_frame": n, "drop_reason": None, "duration_s": n / 25}]
+    got = {}
+
+    def on_clip(r, frames):
+        got["row"] = at_cut.score_row(r["clip_id"], r["clip_path"], r["num_frames"], r["fps"], frames)
+
+    video = {"path": str(src), "fps": 25.0}
+    row = cut_clips(str(src), video, plan, root, ClipsConfig(), sample=at_cut.wanted, on_clip=on_clip)[0]
+    enc = got["row"]
+    assert enc["decoder"] == "encoder input" and enc["frames_decoded"] == 0 and enc.get("error_scores") is None
+    assert sorted(at_cut.wanted(row["num_frames"], row["fps"])) == at_cut.wanted(n, 25.0)
+    direct = scorer.score_clip(src)
+    keys = ("focus", "detail", "sharpness", "motion", "still_residual", "luma_mean", "overlay_area", "text_area")
+    assert {k: enc[k] for k in keys} == {k: direct[k] for k in keys}
+    assert enc["phash"] == direct["phash"]
+    from_file = at_cut.score_row("c0", row["clip_path"], row["num_frames"], row["fps"])
+    assert from_file["decoder"] in ("decord", "pyav") and from_file["frames_decoded"] == 16
+    assert from_file["sharpness"] != enc["sharpness"]  # the clip's own encode changed the pixels
+    missed = at_cut.score_row("c0", row["clip_path"], row["num_frames"], row["fps"], {0: shot[0]})
+    assert missed["decoder"] == from_file["decoder"] and missed["sharpness"] == from_file["sharpness"]
