@@ -18,6 +18,7 @@ import dataclasses
 import os
 import shlex
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ def init_ray(rc: RayConfig) -> None:
             # "local": a new Ray of our own. Without it ray.init() joins any cluster already running on this machine
             # (`ray start`, another user's, a test's), with that cluster's CPUs and lifetime.
             ray.init(address="local", num_cpus=rc.num_cpus, include_dashboard=False, log_to_driver=False)
+    # the light tasks' cap (light_tasks) is a ceiling, not a wish: Ray Data warns whenever an operator receives fewer
+    # blocks than it (every small run); the warning names a setting we do not want to change
+    warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks for", category=UserWarning)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = rc.progress
     ctx.execution_options.preserve_order = False

@@ -372,16 +372,17 @@ class _ClipWriter:
     def predict(self) -> tuple[int, float] | None:
         """The clip's frame count and fps as its row will give them (``_fill_from_file``), known at its first
         frame: source timing keeps every frame of the span, at the planned duration's mean rate; fps mode gives
-        ``round(duration * fps)`` frames. None when they cannot be known yet. A wrong guess costs only speed: the
-        scorer checks its frames against the row's real values and reads the file otherwise."""
+        ``ceil(duration * fps - 1/2)`` frames (:meth:`finish`). None when they cannot be known yet. A wrong guess
+        costs only speed: the scorer checks its frames against the row's real values and reads the file otherwise."""
         n = self.end - self.start
         if self.out_rate is None:
             duration = self.plan.get("duration_s")
             return (n, round(n / duration, 9)) if duration else None
         if self.end_pts is None or self.t0 is None:
             return None
-        duration = (self.end_pts - self.t0) * self.src_tb
-        return max(1, round(duration * self.out_rate)), float(self.out_rate)
+        # finish() emits every output frame k with k / fps < duration - 1 / (2 fps): ceil(duration * fps - 1/2)
+        n = math.ceil((self.end_pts - self.t0) * self.src_tb * self.out_rate - Fraction(1, 2))
+        return (n, float(self.out_rate)) if n >= 1 else None
 
     @staticmethod
     def retime_tolerance(src_rate: Fraction, out_rate: Fraction) -> Fraction:
