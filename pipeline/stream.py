@@ -671,11 +671,3 @@ def _mark_duplicates(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> 
             v["duplicate_of"] = first[v["content_hash"]]
         else:
             first[v["content_hash"]] = v["video_id"]
-
-
-def hash_rows(batch: pa.Table) -> pa.Table:
-    """Planning task: each input file's content hash (``stages.probe.planned_hash``)."""
-    from stages.probe import planned_hash
-
-    paths = batch.column("path").to_pylist()
-    return pa.table({"path": paths, "content_hash": pa.array([planned_hash(p) for p in paths], pa.string())})

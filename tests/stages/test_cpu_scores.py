@@ -469,3 +469,35 @@ def test_scores_at_cut_are_the_scores_of_the_frames_the_encoder_received(scorer,
     assert from_file["sharpness"] != enc["sharpness"]  # the clip's own encode changed the pixels
     missed = at_cut.score_row("c0", row["clip_path"], row["num_frames"], row["fps"], {0: shot[0]})
     assert missed["decoder"] == from_file["decoder"] and missed["sharpness"] == from_file["sharpness"]
+
+
+def test_the_last_ocr_frame_is_skipped_only_when_it_cannot_change_a_score(scorer, bikes, bikes_shot, monkeypatch):
+    """text_settled: a clip whose first three OCR frames show no text line and one of them no box at all skips the
+    fourth (a quarter of the detector's time); its scores equal those of running all four. A clip with burned-in text
+    runs all four."""
+    from stages import cpu_scores
+
+    calls = []
+    detect = cpu_scores.TextDetector.detect
+    monkeypatch.setattr(cpu_scores.TextDetector, "detect", lambda self, rgb: calls.append(1) or detect(self, rgb))
+    plain = decode_frames(bikes, 0, BIKES_CUTS[0])  # the first shot: a locked-off street, no text
+    texted = np.stack([burn_text(f) for f in bikes_shot])
+
+    def scores(frames):
+        calls.clear()
+        a, p = frames[0:24:3], frames[2:26:3]  # 8 anchors and their partners 2 frames later
+        anchor_s = [3 * i / 25 for i in range(8)]
+        out = cpu_scores.score_frames(a, p, 0.08, scorer.cfg, scorer.detector, anchor_s=anchor_s)
+        return out, len(calls)
+
+    got, n = scores(plain)
+    assert n == 3
+    monkeypatch.setattr(cpu_scores, "text_settled", lambda raw, found, frames: len(raw) >= frames)
+    every, n_every = scores(plain)
+    assert n_every == 4
+    keys = ("text_area", "subtitle_area", "overlay_area", "overlay_box", "overlay_persistence")
+    assert {k: got[k] for k in keys} == {k: every[k] for k in keys}
+    monkeypatch.undo()
+    monkeypatch.setattr(cpu_scores.TextDetector, "detect", lambda self, rgb: calls.append(1) or detect(self, rgb))
+    text, n_text = scores(texted)
+    assert n_text == 4 and text["text_area"] > 0
