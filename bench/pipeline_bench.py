@@ -17,10 +17,10 @@ Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--
   summed over workers, and ``overlap_s``: how long at least two different stages were busy at once;
 - ``profile``: where the work went, summed over rows from the tables themselves: probe_s, detect_s, cut_s,
   scores_s (CPU-seconds of the stage calls);
-- ``scorer_profile`` (streaming only): cProfile of the CPU scorer (``CpuScorer.score_clip``, one thread, in this
-  process) over up to 12 of the run's clips: seconds per clip in total and in its parts (decode, the PP-OCR text
-  detector, DIS flow of the motion score, the overlay score, the rest), the profile that says where the scorer's
-  time goes;
+- ``scorer_profile`` (streaming only): cProfile of the CPU scorer as a run spends it (``CpuScorer.score_encoded``
+  on the frames a clip's encoder received, one thread, in this process) over up to 12 of the run's clips: seconds
+  per clip in total and in its parts (the PP-OCR text detector, every DIS flow, the overlay score, the rest), and
+  ``decode_s_per_clip``: what reading the clip file would add (``scores.at_cut`` false, resumed clips);
 - ``cpu_budget`` (the 4N corpus): each stage's CPU seconds (probe, hybrid shots, cut, CPU scores from the clip files,
   and ``cut_with_scores_at_cut``: the cut scoring each clip from its encoder's input, the run's default) over the whole
   corpus, run one after the other in one process with one thread each (``time.process_time``), against the floor's
@@ -144,12 +144,15 @@ def _encode_floor(jobs: list[tuple[str, list[tuple[int, int]]]]) -> float:
 
 
 def scorer_profile(out: Path, max_clips: int = 12) -> dict:
-    """Where the CPU scorer's time goes: cProfile of CpuScorer.score_clip on up to ``max_clips`` cut clips."""
+    """Where the CPU scorer's time goes, as a run spends it (``scores.at_cut``: ``CpuScorer.score_encoded`` on the
+    frames a clip's encoder received): cProfile over up to ``max_clips`` cut clips, each clip's wanted frames read
+    beforehand (not profiled; ``decode_s_per_clip``, timed apart, is what scoring from the file would add)."""
     import cProfile
     import pstats
 
     from pipeline import store
     from stages.cpu_scores import CpuScorer, CpuScoresConfig
+    from stages.frames import read_frames
     from stages.resources import limit_threads
 
     limit_threads(1)
@@ -161,23 +164,30 @@ def scorer_profile(out: Path, max_clips: int = 12) -> dict:
     if not rows:
         return {}
     scorer = CpuScorer(CpuScoresConfig(ocr_threads=1), root=out)
-    scorer.score_clip(out / rows[0][0], rows[0][1], rows[0][2])  # warm the OCR session
+    clips, decode_s = [], 0.0
+    for path, nf, fps in rows:
+        wanted = scorer.wanted(nf, fps)
+        t0 = time.perf_counter()
+        frames = read_frames(out / path, wanted)
+        decode_s += time.perf_counter() - t0
+        clips.append((dict(zip(wanted, frames, strict=True)), nf, fps))
+    scorer.score_encoded(*clips[0])  # warm the OCR session
     prof = cProfile.Profile()
     prof.enable()
-    for path, nf, fps in rows:
-        scorer.score_clip(out / path, nf, fps)
+    for frames, nf, fps in clips:
+        scorer.score_encoded(frames, nf, fps)
     prof.disable()
     stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tottime, cumtime, callers)}
 
     def cum(func: str, file_part: str) -> float:
         return sum(v[3] for k, v in stats.items() if k[2] == func and file_part in k[0])
 
-    total = cum("score_clip", "cpu_scores")
+    total = cum("score_encoded", "cpu_scores")
     parts = {
-        "decode": cum("read_frames", "frames.py"),
         # the scorer calls TextDetector.detect (boxes() filters its result to text lines)
         "text_detector": cum("detect", "cpu_scores"),
-        "flow": cum("motion_scores", "cpu_scores"),
+        # every DIS flow (motion, still_residual, overlay): cv2's DenseOpticalFlow.calc, a builtin in the profile
+        "flows": sum(v[3] for k, v in stats.items() if "DenseOpticalFlow" in k[2]),
         "overlay": cum("overlay_scores", "cpu_scores"),
     }
     parts["rest"] = total - sum(parts.values())
@@ -185,6 +195,7 @@ def scorer_profile(out: Path, max_clips: int = 12) -> dict:
     return {
         "clips": n,
         "s_per_clip": round(total / n, 4),
+        "decode_s_per_clip": round(decode_s / n, 4),
         "parts_s_per_clip": {k: round(v / n, 4) for k, v in parts.items()},
         "parts_share": {k: round(v / total, 3) for k, v in parts.items()} if total else {},
     }
