@@ -264,7 +264,10 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         cpus = max(cfg.clips.num_cpus, cfg.scores.num_cpus)
         ds = task(stream.cut_rows, "cut", cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips, scores=scfg)
         if plan.clips_file is not None:  # stored clips owed a scores row: scored from their files
-            ds = task(stream.score_rows, "scores", cfg.scores.num_cpus, None, cfg=scfg, reads=reads["scores"])
+            ds = task(
+                stream.score_rows, "scores", cfg.scores.num_cpus, cfg.clips.memory_mb, cfg=scfg,
+                reads=reads["scores"], out=str(out), clips_cfg=cfg.clips,
+            )  # fmt: skip
     else:
         ds = task(stream.cut_rows, "cut", cfg.clips.num_cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips)
         ds = actor(CpuScorer, "scores", reads["scores"], cfg.scores, cfg=scfg)

@@ -24,7 +24,9 @@ DuckDB and Arrow against what is stored), starts the graph, and receives per-tab
   uninterrupted run's and none is written twice;
 - a stored clip without its ``scores`` row (or ``clip_scores`` row, when CLIP runs) enters the graph at that
   stage, with the stage rows it has; so does one whose ``scores`` row predates a score every row now has
-  (:func:`_stale`: an OUT scored before schema 7's ``detail`` is rescored once, its clips not cut again).
+  (:func:`_stale`: an OUT scored before schema 7's ``detail`` is rescored once, its clips not cut again). With
+  ``scores.at_cut`` its CPU scores come from the frames its encoder received, re-made from the source
+  (:func:`score_rows`), so they equal an uninterrupted run's.
 
 Captions and text-match scores of clips a kill interrupted are caught up after the graph by the same functions as
 ``clipforge caption`` (pipeline/run.py), on the clips that survive every filter, dedup included.
@@ -237,15 +239,61 @@ def cut_rows(batch: pa.Table, out: str, cfg, scores=None) -> pa.Table:
     return pa.concat_tables(pieces) if pieces else batch
 
 
-def score_rows(batch: pa.Table, cfg, reads: dict[str, str]) -> pa.Table:
+def score_rows(batch: pa.Table, cfg, reads: dict[str, str], out: str | None = None, clips_cfg=None) -> pa.Table:
     """CPU scores stage as a Ray task (``scores.at_cut``: only clips the cut did not score come here, those stored
-    by an earlier run and owed a ``scores`` row): each scored from its file by the process's shared scorer."""
+    by an earlier run and owed a ``scores`` row), by the process's shared scorer: from the frames their encoder
+    received, re-made from the source (:func:`_tapped_scores`), so a resumed clip gets the scores an uninterrupted
+    run gives it; from the clip file where that cannot be done."""
     mask = clip_todo(batch, "scores")
     if not pc.any(mask).as_py():
         return batch
     from stages.cpu_scores import shared
 
-    return put(batch, "scores", mask, shared(cfg)(_clip_inputs(batch, mask, reads)))
+    scorer = shared(cfg)
+    rows = struct_rows(batch, "clips", mask)
+    scored = _tapped_scores(rows, out, clips_cfg, scorer) if out is not None and clips_cfg is not None else {}
+    filed = [r for r in rows if r["clip_id"] not in scored]
+    if filed:
+        files = {k: [r[field] for r in filed] for k, field in ((k, v.split(".")[1]) for k, v in reads.items())}
+        scored.update((r["clip_id"], r) for r in scorer(files).to_pylist())
+    return put(batch, "scores", mask, [scored[r["clip_id"]] for r in rows])
+
+
+def _tapped_scores(rows: list[dict[str, Any]], out: str, clips_cfg, scorer) -> dict[str, dict[str, Any]]:
+    """Scores rows of stored clips from the frames their encoder received, re-made from each source up to the
+    encoder's input (``stages.clips.cut_clips`` with ``tap``; nothing encoded or written). Only for a source still at
+    its path with the content hash its ``videos`` row records (a changed file would give other frames), and not with
+    ``clips.crop_bars`` (its crop box is measured over the clips cut together); a clip whose re-made frame count
+    differs from its row's is left out too. What is left out is scored from its file by the caller."""
+    from pipeline import store
+    from stages.clips import cut_clips
+    from stages.probe import planned_hash
+
+    if clips_cfg.crop_bars or not rows:
+        return {}
+    con = store.open(out)
+    try:
+        ids = sorted({r["video_id"] for r in rows})
+        found = con.execute(
+            "SELECT video_id, path, content_hash, fps FROM videos WHERE video_id IN (SELECT unnest(?))", [ids]
+        ).fetchall()
+    finally:
+        con.close()
+    videos = {vid: {"path": p, "content_hash": h, "fps": fps} for vid, p, h, fps in found}
+    scored: dict[str, dict[str, Any]] = {}
+
+    def on_clip(row: dict[str, Any], frames: dict) -> None:
+        cid = row["clip_id"]
+        scored[cid] = scorer.score_row(cid, row["clip_path"], row["num_frames"], row["fps"], frames)
+
+    for vid in ids:
+        video = videos.get(vid)
+        if video is None or not video["content_hash"] or planned_hash(video["path"]) != video["content_hash"]:
+            continue
+        mine = [dict(r, drop_reason=None) for r in rows if r["video_id"] == vid and r.get("num_frames")]
+        tap = {r["clip_id"]: frozenset(scorer.wanted(int(r["num_frames"]), float(r["fps"]))) for r in mine}
+        cut_clips(video["path"], video, mine, out, clips_cfg, tap=tap, on_clip=on_clip)
+    return scored
 
 
 # ----------------------------------------------------------------------------------------- per-clip stages

@@ -408,6 +408,15 @@ class _ClipWriter:
         )
 
     def finish(self) -> None:
+        """Emit what the clip still owes the encoder (:meth:`_emit_rest`), flush it, and move the file into place."""
+        self._emit_rest()
+        for packet in self.stream.encode(None):
+            self._mux(packet)
+        self._finish_file()
+
+    def _emit_rest(self) -> None:
+        """The frames still owed at the clip's end: the last frame of source timing once its duration is known, the
+        held frame of fps mode for every output instant before the end."""
         if self.expect != self.end:
             raise EOFError(f"source ended at frame {self.expect}, clip needs frames up to {self.end}")
         self.end_pts_rel = None
@@ -430,8 +439,8 @@ class _ClipWriter:
             # the clip gets round(duration * fps) frames (nearest, like ffmpeg's fps filter), so a span that
             # runs a millisecond past a whole output frame does not gain a frame
             self._flush_held(until=until - 1 / (2 * self.out_rate))
-        for packet in self.stream.encode(None):
-            self._mux(packet)
+
+    def _finish_file(self) -> None:
         if self.last_packet is not None:
             # the track then ends exactly where the clip does: at the end of its last shown frame
             end = self.emitted if self.out_rate is not None else self.end_pts_rel
@@ -461,6 +470,27 @@ class _ClipWriter:
             pass
         self.container = None
         self.tmp.unlink(missing_ok=True)
+
+
+class _FrameTap(_ClipWriter):
+    """A clip re-made up to its encoder's input and no further: nothing is encoded or written. It keeps the output
+    frames ``keep`` as RGB (as :class:`_ClipWriter` does for a scorer) and counts the frames it would have encoded,
+    for a clip an earlier run cut (``cut_clips``' ``tap``)."""
+
+    def __init__(self, *args, keep: frozenset[int] = frozenset(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keep = frozenset(keep)
+
+    def _open(self, width: int, height: int) -> None:
+        pass
+
+    def _encode(self, frame: av.VideoFrame, pts: int, duration: int = 1) -> None:
+        if self.emitted in self.keep:
+            self.kept[self.emitted] = to_rgb(frame)
+        self.emitted += 1
+
+    def finish(self) -> None:
+        self._emit_rest()
 
 
 def _fill_from_file(
@@ -510,6 +540,7 @@ def cut_clips(
     index: PtsIndex | None = None,
     sample=None,
     on_clip=None,
+    tap: dict[str, frozenset[int]] | None = None,
 ) -> list[dict]:
     """Cut every kept plan of one source video from one forward decode pass.
 
@@ -532,6 +563,11 @@ def cut_clips(
     clip's predicted frame count and fps; those frames are kept as (H, W, 3) uint8 RGB as the encoder receives them
     (``stages.media.to_rgb``), and ``on_clip`` gets the finished clip's row (file columns filled) and {output index:
     frame} before they are freed. A clip that failed is not passed.
+    ``tap`` ({clip_id: output frame indices}): the plans are clips an earlier run cut (their rows as stored); nothing
+    is encoded or written, each clip is re-made only up to its encoder's input, and ``on_clip`` gets its row and the
+    frames named, when the clip re-made has the stored row's ``num_frames`` (else the row gets an error and is not
+    passed: a scorer reads the file then). The frames are those the clip's encoder received when it was cut, so a
+    clip scored after a resume gets the scores an uninterrupted run gives it.
     Frames are decoded once, numbered by presentation timestamp (``stages.media.PtsIndex``), and the
     decoder seeks to the keyframe before the first needed frame and across large gaps. Only the frames
     in flight are held: one decoded frame plus each open encoder's lookahead.
@@ -539,7 +575,7 @@ def cut_clips(
     out_dir = storage.location(out_dir)  # a local directory or a bucket prefix
     rows = [dict(p) for p in plans]
     todo = [r for r in rows if r.get("drop_reason") is None and r["clip_id"] not in skip_ids]
-    for r in rows:
+    for r in rows if tap is None else ():
         if r.get("drop_reason") is None and r["clip_id"] in skip_ids:
             rel = clip_relpath(r["clip_id"])
             if storage.is_file(storage.under(out_dir, rel)):
@@ -608,9 +644,15 @@ def cut_clips(
                 active.append(r)
                 final = storage.under(out_dir, clip_relpath(r["clip_id"]))
                 end_pts = index.pts_at(int(r["end_frame"])) if index is not None else None
-                writers[r["clip_id"]] = _ClipWriter(
-                    r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt, sample=sample
-                )
+                if tap is None:
+                    writers[r["clip_id"]] = _ClipWriter(
+                        r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt, sample=sample
+                    )
+                else:
+                    writers[r["clip_id"]] = _FrameTap(
+                        r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt,
+                        keep=tap.get(r["clip_id"], frozenset()),
+                    )  # fmt: skip
             if not active:
                 continue
             # read before encoders restamp the frame (out may be the same object)
@@ -633,14 +675,24 @@ def cut_clips(
                         writers.pop(r["clip_id"])
                         done.add(r["clip_id"])
                         active.remove(r)
-                        _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted, w.meta)
-                        if not cfg.fps:
-                            r["duration_s"] = w.duration_s()
-                        if on_clip is not None:
-                            on_clip(r, w.kept)
+                        finished(r, w)
                 except Exception as exc:  # noqa: BLE001 - one clip's failure must not lose the others
                     fail(r, exc)
-                    active.remove(r)
+                    if r in active:  # a clip that fails once finished (its file's check) has left it already
+                        active.remove(r)
+
+    def finished(r: dict, w: _ClipWriter, at_end: bool = False) -> None:
+        if tap is not None:
+            if w.emitted != r.get("num_frames"):
+                raise ValueError(
+                    f"the source gives this clip {w.emitted} frames, its stored row {r.get('num_frames')}"
+                )
+        else:
+            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted, w.meta)
+            if not cfg.fps and not at_end:
+                r["duration_s"] = w.duration_s()
+        if on_clip is not None:
+            on_clip(r, w.kept)
 
     def unfinished() -> list[tuple[int, int]]:
         return [
@@ -674,9 +726,7 @@ def cut_clips(
             w.finish()
             writers.pop(r["clip_id"])
             done.add(r["clip_id"])
-            _fill_from_file(r, out_dir, clip_relpath(r["clip_id"]), cfg, w.emitted, w.meta)
-            if on_clip is not None:
-                on_clip(r, w.kept)
+            finished(r, w, at_end=True)
         except Exception as exc:  # noqa: BLE001
             fail(r, exc)
     return rows

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import av
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -277,6 +278,49 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     assert store.shard_files(copy, "clips") == clips_before
     again = plan(copy, cfg, inputs, {}, clip_stage=False)
     assert again.videos.num_rows == 0 and again.clips_file is None
+
+
+def test_a_clip_stored_without_its_scores_gets_the_scores_of_an_uninterrupted_run(mixed_run, tmp_path):
+    """A kill between a write task's clips commit and its scores commit leaves cut clips without scores. The rerun
+    scores them from the frames their encoder received, re-made from the source (nothing cut or written again):
+    every score equals the uninterrupted run's. A source that changed since (its content hash) is not used: those
+    clips are scored from their files."""
+    import shutil
+
+    from deltalake import write_deltalake
+
+    root, _, out, _ = mixed_run
+    copy = tmp_path / "killed"
+    shutil.copytree(out, copy)
+    scores = store.read_table(copy, "scores")
+    clips = store.read_table(copy, "clips", columns=["clip_id", "video_id", "clip_path"])
+    video_of = dict(zip(clips["clip_id"].to_pylist(), clips["video_id"].to_pylist(), strict=True))
+    scored = scores.filter(pc.is_valid(scores["focus"]))
+    assert set(scored["decoder"].to_pylist()) == {"encoder input"}
+    vids = sorted({video_of[c] for c in scored["clip_id"].to_pylist()})
+    assert len(vids) >= 2
+    intact, changed = vids[0], vids[1]
+    lost = [c for c in scored["clip_id"].to_pylist() if video_of[c] in (intact, changed)]
+    kept = scores.filter(pc.invert(pc.is_in(scores["clip_id"], pa.array(lost))))
+    write_deltalake(str(store.table_dir(copy, "scores")), kept, mode="overwrite")
+    videos = store.read_table(copy, "videos")
+    pairs = zip(videos["video_id"].to_pylist(), videos["content_hash"].to_pylist(), strict=True)
+    hashes = ["0" * 32 if v == changed else h for v, h in pairs]
+    videos = videos.set_column(videos.schema.get_field_index("content_hash"), "content_hash", pa.array(hashes))
+    write_deltalake(str(store.table_dir(copy, "videos")), videos, mode="overwrite")
+    clips_before = store.shard_files(copy, "clips")
+    run(_cfg([root / "corpus"], copy))
+    assert store.shard_files(copy, "clips") == clips_before  # nothing cut again
+    after = {r["clip_id"]: r for r in store.read_table(copy, "scores").to_pylist()}
+    before = {r["clip_id"]: r for r in scored.to_pylist()}
+    skip = {"written_at", "scores_s"}
+    for c in lost:
+        if video_of[c] == intact:
+            assert {k: v for k, v in after[c].items() if k not in skip} == {
+                k: v for k, v in before[c].items() if k not in skip
+            }, c
+        else:
+            assert after[c]["decoder"].split()[0] in ("decord", "pyav") and after[c]["focus"] is not None
 
 
 def test_transnetv2_runs_as_an_actor_stage_of_the_graph(tmp_path, bikes, ray_local):
