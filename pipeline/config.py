@@ -274,10 +274,55 @@ def parse_dotted_flags(argv: list[str]) -> dict[str, str]:
     return out
 
 
+def field_notes(cls: type) -> dict[str, str]:
+    """What the source says of each field of dataclass ``cls``: the comment on its line, else the comment lines right
+    above it (the settings are documented where they are declared). {field: one line}; fields without a comment are
+    left out, and a class whose source cannot be read gives {}."""
+    import inspect
+    import io
+    import tokenize
+
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    notes: dict[str, str] = {}
+    above: list[str] = []
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.COMMENT:
+            text = tok.string.lstrip("#").strip()
+            line = tok.line.strip()
+            if line.startswith("#"):
+                above.append(text)
+                continue
+            name = line.split(":", 1)[0].strip()
+            if name in names:
+                notes[name] = text  # an inline comment wins over the lines above
+            above = []
+        elif tok.type == tokenize.NAME and tok.start[1] == 4 and tok.string in names and ":" in tok.line:
+            if above and tok.string not in notes:
+                notes[tok.string] = " ".join(above)
+            above = []
+        elif tok.type == tokenize.NL and not tok.line.strip():
+            above = []
+    return notes
+
+
 def dump_yaml(cfg: Config) -> str:
+    """The resolved configuration as YAML, each setting with what its declaration's comment says of it."""
     import yaml
 
     d = cfg.to_dict()
     d.pop("inputs")
     d.pop("output")
-    return yaml.safe_dump(d, sort_keys=False)
+    lines = []
+    for name, value in d.items():
+        block = yaml.safe_dump({name: value}, sort_keys=False).splitlines()
+        section = cfg.sections.get(name)
+        notes = field_notes(type(section)) if dataclasses.is_dataclass(section) else {}
+        for line in block:
+            key = line[2:].split(":", 1)[0] if line.startswith("  ") and not line.startswith("   ") else None
+            note = notes.get(key) if key else None
+            lines.append(f"{line}  # {note}" if note and ":" in line else line)
+    return "\n".join(lines) + "\n"

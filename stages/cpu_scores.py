@@ -144,10 +144,10 @@ class CpuScoresConfig:
     det_model_path: str | None = None  # default: ch_PP-OCRv4_det_infer.onnx shipped in rapidocr-onnxruntime
     ocr_threads: int | None = None  # onnxruntime intra-op threads; None: the worker's thread budget (its CPUs), else 1
     backend: str = "auto"  # stages.frames.read_frames backend
-    # score each clip the run cuts from the frames the cutter hands its encoder, in the cut task (no decode of the
-    # written clip: 44 % of the scorer's time on the pipeline bench). Clips cut by an earlier run, or scored before a
-    # newer score existed, are scored from their file (``decoder`` says which). False: every clip from its file, on
-    # the scorer's own actor pool (the resources below).
+    # score each clip the run cuts in the cut task, from the frames the cutter hands its encoder: no decode of the
+    # written clip (it would nearly double the scorer's time, docs/PERFORMANCE.md); a clip cut by an earlier run gets
+    # the same frames re-made from its source. False: every clip scored from its file, one libx264 generation later
+    # (the scores differ, docs/SCHEMA.md), on an actor pool of its own (the resources below).
     at_cut: bool = True
     # Ray resources the pipeline applies to this stage
     num_cpus: float = 1.0

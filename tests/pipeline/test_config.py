@@ -59,6 +59,16 @@ def test_cli_config_prints_resolved_defaults():
     d = yaml.safe_load(out)
     assert d["clips"]["max_s"] == 3.0 and "detector" in d["shots"] and "address" in d["ray"]
     json.dumps(d)  # the resolved config is JSON-serialisable (saved as config.json)
+    # each setting carries what its declaration's comment says (a comment on its line, else the lines above it)
+    lines = out.splitlines()
+    at_cut = next(line for line in lines if line.strip().startswith("at_cut:"))
+    assert at_cut.startswith("  at_cut: true  # score each clip the run cuts in the cut task")
+    assert (
+        next(line for line in lines if line.strip().startswith("headroom_cpus:"))
+        .split("  # ")[1]
+        .startswith("CPUs kept free of actor pools")
+    )
+    assert d == yaml.safe_load("\n".join(line.split("  # ")[0] for line in lines))  # comments change no value
 
 
 def test_cli_reports_a_bad_setting_in_one_line():
