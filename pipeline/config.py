@@ -318,11 +318,14 @@ def dump_yaml(cfg: Config) -> str:
     d.pop("output")
     lines = []
     for name, value in d.items():
-        block = yaml.safe_dump({name: value}, sort_keys=False).splitlines()
+        # one line per scalar (no folding of long strings): a note goes after a key's own line only, never inside a
+        # value that goes on below it (a note there would end the value or become part of it)
+        block = yaml.safe_dump({name: value}, sort_keys=False, width=float("inf")).splitlines()
         section = cfg.sections.get(name)
         notes = field_notes(type(section)) if dataclasses.is_dataclass(section) else {}
-        for line in block:
+        for i, line in enumerate(block):
             key = line[2:].split(":", 1)[0] if line.startswith("  ") and not line.startswith("   ") else None
             note = notes.get(key) if key else None
-            lines.append(f"{line}  # {note}" if note and ":" in line else line)
+            goes_on = i + 1 < len(block) and block[i + 1].startswith("    ")
+            lines.append(f"{line}  # {note}" if note and ":" in line and not goes_on else line)
     return "\n".join(lines) + "\n"

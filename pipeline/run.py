@@ -264,8 +264,8 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         cpus = max(cfg.clips.num_cpus, cfg.scores.num_cpus)
         ds = task(stream.cut_rows, "cut", cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips, scores=scfg)
         if plan.clips_file is not None:  # stored clips owed a scores row: scored from their files
-            ds = task(
-                stream.score_rows, "scores", cfg.scores.num_cpus, cfg.clips.memory_mb, cfg=scfg,
+            ds = task(  # it decodes sources as the cut does: the same CPUs
+                stream.score_rows, "scores", cpus, cfg.clips.memory_mb, cfg=scfg,
                 reads=reads["scores"], out=str(out), clips_cfg=cfg.clips,
             )  # fmt: skip
     else:

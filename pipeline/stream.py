@@ -262,9 +262,23 @@ def score_rows(batch: pa.Table, cfg, reads: dict[str, str], out: str | None = No
 def _tapped_scores(rows: list[dict[str, Any]], out: str, clips_cfg, scorer) -> dict[str, dict[str, Any]]:
     """Scores rows of stored clips from the frames their encoder received, re-made from each source up to the
     encoder's input (``stages.clips.cut_clips`` with ``tap``; nothing encoded or written). Only for a source still at
-    its path with the content hash its ``videos`` row records (a changed file would give other frames), and not with
-    ``clips.crop_bars`` (its crop box is measured over the clips cut together); a clip whose re-made frame count
-    differs from its row's is left out too. What is left out is scored from its file by the caller."""
+    its path with the content hash its ``videos`` row records (a changed file would give other frames), and only for
+    clips cut with this run's clip settings (their ``settings`` column: another size, rate or cut version makes other
+    frames) and without ``clips.crop_bars`` (its crop box is measured over the clips cut together); a clip whose
+    re-made frame count differs from its row's is left out too. What is left out, or what this fails on, is scored
+    from its file by the caller."""
+    from stages.clips import settings_of
+
+    try:
+        return _tap(rows, out, clips_cfg, scorer, settings_of)
+    except Exception as e:  # noqa: BLE001 - the file is the fallback; the environment's errors stop the run
+        raise_if_environment(e, "re-making stored clips' frames from their sources")
+        return {}
+
+
+def _tap(rows, out, clips_cfg, scorer, settings_of) -> dict[str, dict[str, Any]]:
+    import json
+
     from pipeline import store
     from stages.clips import cut_clips
     from stages.probe import planned_hash
@@ -279,6 +293,14 @@ def _tapped_scores(rows: list[dict[str, Any]], out: str, clips_cfg, scorer) -> d
         ).fetchall()
     finally:
         con.close()
+
+    def same_settings(r: dict[str, Any]) -> bool:
+        try:
+            had = json.loads(r.get("settings") or "{}")
+        except ValueError:
+            return False
+        return had == settings_of(clips_cfg, had.get("detector", ""))
+
     videos = {vid: {"path": p, "content_hash": h, "fps": fps} for vid, p, h, fps in found}
     scored: dict[str, dict[str, Any]] = {}
 
@@ -291,6 +313,9 @@ def _tapped_scores(rows: list[dict[str, Any]], out: str, clips_cfg, scorer) -> d
         if video is None or not video["content_hash"] or planned_hash(video["path"]) != video["content_hash"]:
             continue
         mine = [dict(r, drop_reason=None) for r in rows if r["video_id"] == vid and r.get("num_frames")]
+        mine = [r for r in mine if same_settings(r)]
+        if not mine:
+            continue
         tap = {r["clip_id"]: frozenset(scorer.wanted(int(r["num_frames"]), float(r["fps"]))) for r in mine}
         cut_clips(video["path"], video, mine, out, clips_cfg, tap=tap, on_clip=on_clip)
     return scored

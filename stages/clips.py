@@ -274,6 +274,7 @@ class _ClipWriter:
         colour: Colour | None = None,
         pix_fmt: str = "yuv420p",
         sample=None,
+        last_pts: int | None = None,
     ):
         self.plan, self.final, self.cfg = plan, final, cfg
         # frames kept for a scorer (cut_clips' ``sample``): output index -> RGB, indices chosen at the first frame
@@ -301,6 +302,7 @@ class _ClipWriter:
         # where the clip ends in source time: the pts of the first frame after it (exact for variable
         # frame rates; decoded frame durations are dts deltas, wrong with B-frames), None at the source end
         self.end_pts = end_pts
+        self.last_pts = last_pts  # pts of the clip's last source frame (predict)
         self.last_duration: int | None = None
 
     def _open(self, width: int, height: int) -> None:
@@ -372,16 +374,20 @@ class _ClipWriter:
     def predict(self) -> tuple[int, float] | None:
         """The clip's frame count and fps as its row will give them (``_fill_from_file``), known at its first
         frame: source timing keeps every frame of the span, at the planned duration's mean rate; fps mode gives
-        ``ceil(duration * fps - 1/2)`` frames (:meth:`finish`). None when they cannot be known yet. A wrong guess
+        the frames ``add`` and :meth:`finish` emit (see the code). None when they cannot be known yet. A wrong guess
         costs only speed: the scorer checks its frames against the row's real values and reads the file otherwise."""
         n = self.end - self.start
         if self.out_rate is None:
             duration = self.plan.get("duration_s")
             return (n, round(n / duration, 9)) if duration else None
-        if self.end_pts is None or self.t0 is None:
+        if self.end_pts is None or self.t0 is None or self.last_pts is None:
             return None
-        # finish() emits every output frame k with k / fps < duration - 1 / (2 fps): ceil(duration * fps - 1/2)
-        n = math.ceil((self.end_pts - self.t0) * self.src_tb * self.out_rate - Fraction(1, 2))
+        # add() emits, before it holds the last source frame, every output frame k with k / fps < its time minus the
+        # tolerance; finish() then every k with k / fps < duration - 1 / (2 fps). The count is the larger of the two
+        # (from a source faster than twice the output rate the first can be larger: 122 frames at 120 fps -> 25 at 24)
+        last = ((self.last_pts - self.t0) * self.src_tb - self.tolerance) * self.out_rate
+        end = (self.end_pts - self.t0) * self.src_tb * self.out_rate - Fraction(1, 2)
+        n = max(math.ceil(last), math.ceil(end), 0)
         return (n, float(self.out_rate)) if n >= 1 else None
 
     @staticmethod
@@ -644,10 +650,12 @@ def cut_clips(
                 active.append(r)
                 final = storage.under(out_dir, clip_relpath(r["clip_id"]))
                 end_pts = index.pts_at(int(r["end_frame"])) if index is not None else None
+                last_pts = index.pts_at(int(r["end_frame"]) - 1) if index is not None else None
                 if tap is None:
                     writers[r["clip_id"]] = _ClipWriter(
-                        r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt, sample=sample
-                    )
+                        r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt, sample=sample,
+                        last_pts=last_pts,
+                    )  # fmt: skip
                 else:
                     writers[r["clip_id"]] = _FrameTap(
                         r, final, cfg, src_rate, src_tb, end_pts, colour=out_colour, pix_fmt=pix_fmt,

@@ -100,3 +100,13 @@ def test_refilter_names_its_sections_and_refuses_settings_it_cannot_apply(tmp_pa
     r = subprocess.run([*cli, str(tmp_path), "--clips.max_s", "3"], capture_output=True, text=True)
     assert r.returncode == 2 and "--clips.* settings do not apply to stored scores" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not any(tmp_path.iterdir())
+
+
+def test_config_notes_never_change_a_long_or_quoted_value():
+    """dump_yaml's notes go after a key's own line: a long value with spaces and ': ' (YAML would fold and quote it)
+    loads back exactly."""
+    import yaml
+
+    value = "/a long/path with spaces/and: a colon/captioner/prompts/a long form video project, version 2, dense.txt"
+    cfg = config.load(None, {"captioner.prompt_dense": value})
+    assert yaml.safe_load(config.dump_yaml(cfg))["captioner"]["prompt_dense"] == value

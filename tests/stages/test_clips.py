@@ -532,7 +532,9 @@ def test_a_scorer_is_handed_exactly_the_clip_frames_it_asks_for(indexed, tmp_pat
     clip's first frame are the row's, and the frames it keeps are the clip's own frames k, as its file holds them,
     whether the clip keeps the source timing, is resampled down or up, or comes from a variable-frame-rate source."""
     vfr = synth_vfr(tmp_path / "vfr.mp4", [2, 6] * 40)
+    fast = make_indexed_video(tmp_path / "fast.mp4", 130, rate=Fraction(120))  # more than twice the output rate
     cases = [
+        (fast, ClipsConfig(fps=24, min_s=0.1), (0, 122)),  # add() emits the 25th frame before finish() would
         (indexed, ClipsConfig(min_s=0.1), (7, 57)),
         (indexed, ClipsConfig(fps=12, min_s=0.1), (100, 146)),
         (indexed, ClipsConfig(fps=50, min_s=0.1), (10, 20)),
