@@ -122,9 +122,7 @@ def _click_and_wait(browser, element) -> None:
 
     def _new_page_loaded():
         try:
-            return browser.execute_script(
-                "return !window.__clipforgeOldPage && document.readyState === 'complete'"
-            )
+            return browser.execute_script("return !window.__clipforgeOldPage && document.readyState === 'complete'")
         except WebDriverException:  # asked while the navigation swaps documents: ask again
             return False
 
