@@ -419,6 +419,12 @@ def _run(cfg: Config) -> Summary:
                              "(their path or content is in OUT/tombstones)")  # fmt: skip
     models = ray.get(checking)
     plan = stream.plan(out, cfg, inputs, hashes, clip_stage=models.clip_ok)
+    if len(inputs) > plan.new_files:  # an OUT an earlier run wrote: say what this one takes up
+        summary.notes.append(
+            f"resumed: {len(inputs) - plan.new_files} of {len(inputs)} input file(s) were stored by an earlier run; "
+            f"{plan.unfinished} unfinished video(s) cut for the clips they lack, {plan.clips_todo} stored clip(s) "
+            "given the stage rows they lacked"
+        )
     summary.phases["plan"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

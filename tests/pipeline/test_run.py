@@ -271,7 +271,12 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     owed = stored_clip_rows(pq.read_table(todo.clips_file))
     assert sorted(owed.column("clips").combine_chunks().field("clip_id").to_pylist()) == sorted(scored)
     clips_before = store.shard_files(copy, "clips")
-    run(cfg)
+    summary = run(cfg)
+    resumed = [n for n in summary.notes if n.startswith("resumed: ")]  # the run says what it took up
+    assert resumed == [
+        f"resumed: {len(inputs)} of {len(inputs)} input file(s) were stored by an earlier run; 0 unfinished "
+        f"video(s) cut for the clips they lack, {len(scored)} stored clip(s) given the stage rows they lacked"
+    ]
     con = store.open(copy)
     got = dict(con.execute("SELECT clip_id, detail FROM clips WHERE focus IS NOT NULL").fetchall())
     assert sorted(got) == sorted(scored) and all(v is not None for v in got.values())
