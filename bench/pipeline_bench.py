@@ -242,11 +242,8 @@ def cpu_budget(corpus: Path, work: Path) -> dict:
     at_cut = work / "at_cut"
     atc = CpuScorer(CpuScoresConfig(ocr_threads=1, root=str(at_cut)))
 
-    def on_clip(row, frames):
-        atc.score_row(row["clip_id"], row["clip_path"], row["num_frames"], row["fps"], frames)
-
     for v, sh in zip(videos, shots, strict=True):
-        timed("cut_with_scores_at_cut", cut_video, v, sh, at_cut, ClipsConfig(), (), atc.wanted, on_clip)
+        timed("cut_with_scores_at_cut", cut_video, v, sh, at_cut, ClipsConfig(), (), atc.wanted, atc.score_cut)
     # the floor, the same way floor_s measures it: decode every source frame, encode every clip's frames
     out = {k: round(v, 2) for k, v in cpu.items()}
     c0, w0 = time.process_time(), time.perf_counter()

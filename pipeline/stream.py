@@ -221,8 +221,7 @@ def cut_rows(batch: pa.Table, out: str, cfg, scores=None) -> pa.Table:
         scorer = shared(scores)
 
     def on_clip(row: dict[str, Any], frames: dict) -> None:
-        cid = row["clip_id"]
-        scored[cid] = scorer.score_row(cid, row["clip_path"], row["num_frames"], row["fps"], frames)
+        scored[row["clip_id"]] = scorer.score_cut(row, frames)
 
     pieces = []
     for i, hit in enumerate(todo):
@@ -252,10 +251,10 @@ def score_rows(batch: pa.Table, cfg, reads: dict[str, str], out: str | None = No
     scorer = shared(cfg)
     rows = struct_rows(batch, "clips", mask)
     scored = _tapped_scores(rows, out, clips_cfg, scorer) if out is not None and clips_cfg is not None else {}
-    filed = [r for r in rows if r["clip_id"] not in scored]
-    if filed:
-        files = {k: [r[field] for r in filed] for k, field in ((k, v.split(".")[1]) for k, v in reads.items())}
-        scored.update((r["clip_id"], r) for r in scorer(files).to_pylist())
+    ids = field_of(batch, "clips", "clip_id")
+    filed = _mask(mask, pc.invert(pc.is_in(ids, pa.array(list(scored), pa.string()))))
+    if pc.any(filed).as_py():
+        scored.update((r["clip_id"], r) for r in scorer(_clip_inputs(batch, filed, reads)).to_pylist())
     return put(batch, "scores", mask, [scored[r["clip_id"]] for r in rows])
 
 
@@ -305,8 +304,7 @@ def _tap(rows, out, clips_cfg, scorer, settings_of) -> dict[str, dict[str, Any]]
     scored: dict[str, dict[str, Any]] = {}
 
     def on_clip(row: dict[str, Any], frames: dict) -> None:
-        cid = row["clip_id"]
-        scored[cid] = scorer.score_row(cid, row["clip_path"], row["num_frames"], row["fps"], frames)
+        scored[row["clip_id"]] = scorer.score_cut(row, frames)
 
     for vid in ids:
         video = videos.get(vid)

@@ -326,11 +326,16 @@ class _ClipWriter:
         # libx264 leaves packet durations at 0 and the MP4 muxer then guesses the last sample's length: give each
         # packet its frame's display duration, so the file's length is the clip's true duration
         self.durations[pts] = max(1, int(duration))
-        if self.emitted in self.keep:
-            self.kept[self.emitted] = to_rgb(frame)  # what a decoder of the file converts, before the encode's loss
+        self._keep(frame)
         for packet in self.stream.encode(frame):
             self._mux(packet)
         self.emitted += 1
+
+    def _keep(self, frame: av.VideoFrame) -> None:
+        """Keep output frame ``emitted`` for a scorer when it asked for it: RGB as a decoder of the file converts it,
+        before the encode's loss."""
+        if self.emitted in self.keep:
+            self.kept[self.emitted] = to_rgb(frame)
 
     def _mux(self, packet: av.Packet) -> None:
         """Mux the packet held back before this one: the last packet in decode order is kept until ``finish`` sets
@@ -491,8 +496,7 @@ class _FrameTap(_ClipWriter):
         pass
 
     def _encode(self, frame: av.VideoFrame, pts: int, duration: int = 1) -> None:
-        if self.emitted in self.keep:
-            self.kept[self.emitted] = to_rgb(frame)
+        self._keep(frame)
         self.emitted += 1
 
     def finish(self) -> None:

@@ -1186,6 +1186,11 @@ class CpuScorer:
         out["frames_decoded"] = len(set(anchors) | set(partners))
         return out
 
+    def score_cut(self, row: dict[str, Any], frames: dict[int, np.ndarray]) -> dict[str, Any]:
+        """:meth:`score_row` of a clip row the cutter just finished (or re-made), with the frames it kept: the
+        ``on_clip`` hook of ``stages.clips.cut_clips``."""
+        return self.score_row(row["clip_id"], row["clip_path"], row["num_frames"], row["fps"], frames)
+
     def score_row(
         self,
         clip_id: str,
