@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -533,6 +534,52 @@ def _tighten(
     return x + int(xs.min()), y + int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
+CORNER_W, CORNER_H = 0.35, 0.3  # corner_text_boxes: a corner's share of the picture's width and height
+
+
+def corner_text_boxes(
+    detector: TextDetector,
+    frames: np.ndarray,
+    size: tuple[int, int],
+    min_aspect: float = 1.25,
+) -> np.ndarray:
+    """The text detector's raw boxes in the four corners of one frame, looked at closely: (K, 4, 2) int32 in the
+    coordinates of an (H, W) = ``size`` picture (the analysis size).
+
+    frames: (H', W', 3) uint8 RGB, the same picture at any size (the caller passes up to twice the analysis size).
+    The corners (:data:`CORNER_W` x :data:`CORNER_H` of the picture: where channel logos sit, the broadcast safe-area
+    layout) are tiled into one 2 x 2 mosaic, so the detector runs once, and contrast-normalised first: CLAHE on the
+    L channel of CIELAB (clip limit 2, 4 x 4 tiles; Zuiderveld, "Contrast limited adaptive histogram equalization",
+    Graphics Gems IV, 1994; OpenCV's ``createCLAHE``), which lifts a faint semi-transparent logo's strokes to the
+    contrast the detector's DB threshold wants (an alpha-0.3 white "24" over a light grey car roof: found in both
+    frames after it, in neither before, nor in the whole frame at the analysis size). The detector sees the mosaic at
+    its ``det_side`` (320 px on the shorter side): at 256, 224 or 160 px it read 4, 1 and 1 of the 8 faint and small
+    logos of the hard set's sources it reads at 320. A box is clipped to its tile.
+    Only boxes shaped like a word are kept (at least ``min_aspect`` times wider than high; the faint "24"s measured
+    1.46-1.7): once the contrast is lifted DB also fires on blobs, as on a yellow tag on the pavement of bikes.mp4's
+    locked-off first shot (20x24 px, in both frames).
+    """
+    fh, fw = frames.shape[:2]
+    ch, cw = max(1, int(fh * CORNER_H)), max(1, int(fw * CORNER_W))
+    origins = [(0, 0), (0, fw - cw), (fh - ch, 0), (fh - ch, fw - cw)]  # (y, x) of tl, tr, bl, br
+    tiles = [frames[y : y + ch, x : x + cw] for y, x in origins]
+    mosaic = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
+    lab = cv2.cvtColor(np.ascontiguousarray(mosaic), cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(lab[..., 0])
+    boxes = detector.detect(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))
+    sy, sx = size[0] / fh, size[1] / fw
+    out = []
+    for quad in boxes.astype(np.float64):
+        if np.ptp(quad[:, 0]) < min_aspect * np.ptp(quad[:, 1]):
+            continue  # not a word: DB fires on blobs too once the contrast is lifted
+        centre = quad.mean(axis=0)
+        r, c = int(centre[1] >= ch), int(centre[0] >= cw)
+        oy, ox = origins[2 * r + c]
+        local = np.clip(quad - [c * cw, r * ch], 0, [cw - 1, ch - 1])
+        out.append((local + [ox, oy]) * [sx, sy])
+    return np.array(out, np.float64).round().astype(np.int32).reshape(-1, 4, 2)
+
+
 def _rect(quad: np.ndarray) -> tuple[int, int, int, int]:
     x0, y0 = quad.min(axis=0)
     x1, y1 = quad.max(axis=0)
@@ -544,6 +591,16 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     union = a[2] * a[3] + b[2] * b[3] - ix * iy
     return ix * iy / union if union > 0 else 0.0
+
+
+def _nested(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """The share of the smaller of two boxes (x, y, w, h) inside the larger: 1 when one holds the other. The
+    contrast-normalised corners' boxes of a faint logo are its word in one frame and the word with its frame in
+    another (bikes.mp4 under an alpha-0.3 logo: 35x23 inside 68x40 px, IoU 0.3)."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    small = min(a[2] * a[3], b[2] * b[3])
+    return ix * iy / small if small > 0 else 0.0
 
 
 def overlay_scores(
@@ -561,6 +618,7 @@ def overlay_scores(
     flows: list[np.ndarray] | None = None,
     steps: list[np.ndarray] | None = None,
     source: np.ndarray | None = None,
+    corner_text: Callable[[], list[np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Persistent overlay graphics (channel logos, watermarks, tickers, subtitles) found by what they are: patterns
     that stay fixed in the picture while the scene under and around them moves.
@@ -609,6 +667,16 @@ def overlay_scores(
     this is what finds one in a locked-off shot, where the motion test cannot look. It is dropped when the motion
     test says it moves with the scene (median score < 0 over ``min_pairs`` pairs).
 
+    The closer look at the corners. ``corner_text``, when given, returns the text detector's raw boxes (as
+    ``text_boxes``) of two anchors' corners, contrast-normalised and at up to twice the analysis size
+    (:func:`corner_text_boxes`). It is called only when nothing was found and the motion test could not judge the
+    corners: a locked-off shot (fewer than ``min_pairs`` moved pairs) or a candidate in a corner (its centre in the
+    outer 35 % of the width) in fewer than ``min_pairs`` judged pairs (a shot whose only motion is a subject's). Its
+    boxes go through the text test above, one box of each frame holding another (:func:`_nested`) rather than the
+    same box. This is what finds a faint logo over a static part of a picture: an
+    alpha-0.3 "24" over carphone's grey car roof, or over bikes.mp4's traffic while the camera holds still, where the
+    detector at the analysis size sees nothing.
+
     Null (all three) when it cannot be told: no overlay was found and in fewer than ``min_pairs`` anchor pairs did the
     top or bottom third of the picture move with the camera by ``min_shift`` px or more (a locked-off shot, one whose
     only motion is a subject's, or fewer than 3 anchors), so a graphic without text would look like the scene there.
@@ -616,9 +684,10 @@ def overlay_scores(
 
     Known limits: a fixed part of the camera rig (a dashboard, a helmet visor) is image-fixed too and reads as an
     overlay when it sits in the top or bottom third; a logo that never has moving picture around it (over a static
-    sky in a locked-off shot, or over letterbox bars) is found only if the OCR detector reads it; a white logo over
-    white picture is invisible to both. ``noise`` (squared Sobel units, ~1 grey level per pixel of slope) keeps flat
-    regions from voting.
+    sky in a locked-off shot, or over letterbox bars) is found only if the OCR detector reads it (in the whole frame or
+    in the corners' closer look: a small 8 %-wide "HD" at alpha 0.5 over bigbuckbunny's still grass is read by
+    neither); a white logo over white picture is invisible to both. ``noise`` (squared Sobel units, ~1 grey level per
+    pixel of slope) keeps flat regions from voting.
     """
     n, h, w = luma.shape
     none = dict.fromkeys(OVERLAY_COLUMNS)
@@ -684,11 +753,14 @@ def overlay_scores(
     short = min(h, w)
     if source is not None and min(source.shape[1:3]) < 2 * short:
         source = None  # the source has no more pixels than the analysis size
+    unjudged = False  # a candidate in a corner the motion test could not judge
     for box in dict.fromkeys(candidates):
         fixed_s, exact_s = _stays_put(grads, flows, steps, box, min_shift=min_shift, noise=noise)
         if len(fixed_s) >= min_pairs and np.median(fixed_s) >= min_fixed and np.median(exact_s) >= min_exact:
             found.append((box, float(np.mean(np.array(fixed_s) > 0))))
             continue
+        if len(fixed_s) < min_pairs and abs(box[0] + box[2] / 2 - w / 2) >= 0.15 * w:
+            unjudged = True
         if source is None or len(fixed_s) < min_pairs:
             continue
         # a second look at twice the resolution, on the box tightened to what stays: a small logo's strokes are
@@ -704,18 +776,24 @@ def overlay_scores(
             x1, y1 = x // scale, y // scale
             box1 = (x1, y1, -(-(x + bw) // scale) - x1, -(-(y + bh) // scale) - y1)
             found.append((box1, float(np.mean(np.array(fixed_s) > 0))))
-    # text boxes at the same place in every OCR frame
-    frames = [[_rect(q) for q in b] for b in (text_boxes or [])]
-    for box in frames[0] if len(frames) >= 2 else []:
-        x, y, bw, bh = box
-        if bh > 0.25 * h or not _placed_like_overlay((x / w, y / h, (x + bw) / w, (y + bh) / h), w / h):
-            continue
-        if not all(any(_iou(box, other) >= 0.5 for other in f) for f in frames[1:]):
-            continue
-        fixed_s, _ = _stays_put(grads, flows, steps, box, min_shift=min_shift, noise=noise)
-        if len(fixed_s) >= min_pairs and np.median(fixed_s) < 0:
-            continue  # it moves with the scene: text in the picture
-        found.append((box, 1.0))
+
+    def text_test(boxes: list[np.ndarray] | None, same: Callable[[tuple, tuple], float] = _iou) -> None:
+        """Text boxes at the same place (``same`` >= 0.5) in every OCR frame."""
+        frames = [[_rect(q) for q in b] for b in (boxes or [])]
+        for box in frames[0] if len(frames) >= 2 else []:
+            x, y, bw, bh = box
+            if bh > 0.25 * h or not _placed_like_overlay((x / w, y / h, (x + bw) / w, (y + bh) / h), w / h):
+                continue
+            if not all(any(same(box, other) >= 0.5 for other in f) for f in frames[1:]):
+                continue
+            fixed_s, _ = _stays_put(grads, flows, steps, box, min_shift=min_shift, noise=noise)
+            if len(fixed_s) >= min_pairs and np.median(fixed_s) < 0:
+                continue  # it moves with the scene: text in the picture
+            found.append((box, 1.0))
+
+    text_test(text_boxes)
+    if not found and corner_text is not None and (moved_pairs < min_pairs or unjudged):
+        text_test(corner_text(), _nested)
     if not found:
         return none if moved_pairs < min_pairs else {**none, "overlay_area": 0.0}
     mask = np.zeros((h, w), bool)
@@ -744,8 +822,8 @@ def focus(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile:
     above 1; defocus removes the finest band first. The ``percentile`` over tiles is the best-focused region (a
     shallow depth of field keeps its sharp subject), the median over frames the clip's value; None when no tile has
     structure (a blank clip). Being a ratio of energies, it does not change with exposure or contrast (night,
-    high-key grades), unlike the Laplacian variance. The caller passes frames at the analysis size or, when the
-    active picture is smaller, at its own size: upsampling empties the finest band (every window of the 160x90
+    high-key grades), unlike the Laplacian variance. Frames at the analysis size; a picture smaller than it is
+    judged by :func:`blur_scores` (upsampling lowers what a sharp picture reads: every window of the 160x90
     transnet_test read 0.42-0.56 at 224 px, 1.2-1.7 at its own size).
 
     The local spectral slope and the max-over-blocks pooling follow Vu & Chandler, "S3: A spectral and spatial
@@ -765,6 +843,43 @@ def focus(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile:
             ratios = _tile_var(x - g1, tile)[structured] / (_tile_var(g1 - g2, tile)[structured] + 1e-3)
             values.append(float(np.percentile(ratios, percentile)))
     return float(np.median(values)) if values else None
+
+
+# blur_scores: the smallest picture judged at the analysis size, and the exponent of its calibration (see there)
+BLUR_MIN_UPSAMPLED = 128
+BLUR_SIZE_EXPONENT = 0.4
+
+
+def blur_scores(luma: np.ndarray, own: np.ndarray, short: int, size: int) -> tuple[float | None, float | None]:
+    """(:func:`focus`, :func:`detail`) of a clip whose active picture is ``short`` px on its shorter side, on one
+    scale for every picture size, so that one ``filters.min_focus`` and one ``filters.min_detail`` hold for all.
+
+    luma: (N, H, W) uint8, the anchors at the analysis size (``size`` px on the shorter side; bilinear upsampling when
+    the picture is smaller, :func:`resize_short`); own: the same anchors at the picture's own size. A defect is as
+    large as the picture (a defocus of sigma 2 px at 640x360 is 0.8 px at 176x144), so a picture judged at its own
+    size shows a small one as a small one: judged there, sigma 2-2.5 px defocus (at 640x360, scaled) of bikes.mp4 and
+    bigbuckbunny shots downscaled to 128-192 px read focus 0.47-0.97 and carphone's 0.59-0.73, above min_focus
+    (0.62), while the same shots in focus read 0.76 and up; heavy blur (sigma 5 px) read detail up to 0.13, above
+    min_detail (0.08). At the analysis size a defect is as large as on any other source, but bilinear upsampling by
+    ``size / short`` also lowers what sharp pictures read (by more than what blurred ones read), so both readings are
+    divided by ``(short / size) ** 0.4`` (:data:`BLUR_SIZE_EXPONENT`), fitted on shots of bikes.mp4 and bigbuckbunny
+    at 128, 160 and 192 px and carphone at 144, and checked on other shots of them at 136, 176 and 208 px: defocus
+    then reads focus 0.43-0.57, in focus and the shallow depth-of-field, night, high-key and letterbox variants 0.64
+    and up (the lowest: bikes.mp4's motion-blurred first shot); heavy blur reads detail 0.026-0.053, the rest 0.11 and
+    up. The factor is 1 at ``size`` and above: a picture that large reads as it always did.
+
+    A picture under :data:`BLUR_MIN_UPSAMPLED` (128) px has too few pixels for it (transnet_test's 90 px shots in
+    focus read focus 0.61-0.66 calibrated, as defocused ones do): it is judged at its own size, where mild defocus is
+    not seen (below the default ``filters.min_short_side``, 128, the clip is ``resolution_low`` anyway). Each None as
+    :func:`focus` / :func:`detail`.
+    """
+    if short >= size:
+        return focus(luma), detail(luma)
+    if short < BLUR_MIN_UPSAMPLED:
+        return focus(own), detail(own)
+    k = (short / size) ** BLUR_SIZE_EXPONENT
+    f, d = focus(luma), detail(luma)
+    return (None if f is None else f / k), (None if d is None else d / k)
 
 
 def _tile_var(a: np.ndarray, tile: int) -> np.ndarray:
@@ -1046,9 +1161,9 @@ def score_frames(
     active = crop_box(anchors, box)
     anchors = resize_short(active, cfg.size)
     luma = to_luma(anchors)
-    # focus never on an upsampled picture: upsampling empties the finest band, so a sharp 90 px source would read as
-    # defocused at 224 px; a picture smaller than the analysis size is judged at its own size
-    focus_luma = luma if min(active.shape[1:3]) >= cfg.size else to_luma(active)
+    # the blur measures of a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
+    short = min(active.shape[1:3])
+    own_luma = luma if short >= cfg.size else to_luma(active)
     if partners is not None and len(partners):
         camera: dict[str, float] = {}
         out["motion"], out["frozen_frac"] = motion_scores(
@@ -1065,8 +1180,7 @@ def score_frames(
     steps = camera_steps(flows)
     out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
-    out["focus"] = focus(focus_luma)
-    out["detail"] = detail(focus_luma)
+    out["focus"], out["detail"] = blur_scores(luma, own_luma, short, cfg.size)
     out.update(
         exposure_scores(
             luma,
@@ -1094,8 +1208,21 @@ def score_frames(
     else:
         raw = None
         out["text_area"] = out["subtitle_area"] = None
+
     # the active picture as decoded: a failed overlay candidate is looked at again at twice the analysis size
-    out.update(overlay_scores(luma, raw, flows=flows, steps=steps, source=active))
+    def corner_text() -> list[np.ndarray]:
+        # the first and last anchors (the most apart), at up to twice the analysis size; the last only when the first
+        # has a box (the text test wants one in both)
+        found = []
+        for i in (0, len(active) - 1):
+            frame = resize_short(active[i : i + 1], min(2 * cfg.size, max(short, cfg.size)))[0]
+            found.append(corner_text_boxes(detector, frame, luma.shape[1:3]))
+            if not len(found[-1]):
+                break
+        return found
+
+    corner = corner_text if detector is not None and len(anchors) >= 2 else None
+    out.update(overlay_scores(luma, raw, flows=flows, steps=steps, source=active, corner_text=corner))
     out["phash"] = [phash64(f) for f in luma]
     out["phash_mirror"] = [phash64(np.ascontiguousarray(f[:, ::-1])) for f in luma]
     return out

@@ -437,6 +437,69 @@ def test_a_locked_off_real_shot_has_no_overlay_unless_ocr_reads_one(scorer, bike
     assert apply_filters(table, FiltersConfig()).to_pylist() == [None, None, TEXT_OVERLAY]
 
 
+def test_a_faint_logo_over_a_still_part_of_the_picture_is_read_in_the_corners(scorer, bikes, carphone, tmp_path):
+    """An alpha-0.3 "24" over carphone's grey car roof (a locked-off shot) and over bikes.mp4's traffic while the
+    camera holds still: the motion test cannot judge either, and the text detector at the analysis size sees neither.
+    The closer look at the corners (contrast-normalised, up to twice the analysis size) reads both, in their corners;
+    the same shots without them have no overlay."""
+    from pipeline.defects import logo
+    from stages.cpu_scores import corner_text_boxes
+    from stages.filters import FiltersConfig
+
+    talking = decode_frames(carphone)
+    traffic = decode_frames(bikes, BIKES_CUTS[0], BIKES_CUTS[1])
+    shots = {
+        "carphone": talking,
+        "carphone_24": logo(talking, 0.3, "tl", "24"),
+        "bikes": traffic,
+        "bikes_24": logo(traffic, 0.3, "bl", "24"),
+    }
+    out = {n: scorer.score_clip(write_frames(f, tmp_path / f"{n}.mp4", fps=25)) for n, f in shots.items()}
+    assert out["carphone"]["overlay_area"] is None and out["bikes"]["overlay_area"] == 0.0
+    limit = FiltersConfig().max_overlay_area
+    x0, y0, x1, y1 = out["carphone_24"]["overlay_box"]
+    assert out["carphone_24"]["overlay_area"] > limit and x1 < 0.25 and y1 < 0.25, out["carphone_24"]
+    x0, y0, x1, y1 = out["bikes_24"]["overlay_box"]
+    assert out["bikes_24"]["overlay_area"] > limit and x1 < 0.25 and y0 > 0.6, out["bikes_24"]
+    # the boxes come back in the coordinates of the size asked for, wherever the frame was looked at
+    frame = shots["bikes_24"][0]
+    for size in ((224, 527), (272, 640)):
+        boxes = corner_text_boxes(scorer.detector, frame, size)
+        assert len(boxes) and all(q[:, 0].max() < 0.3 * size[1] and q[:, 1].min() > 0.6 * size[0] for q in boxes)
+
+
+def test_blur_is_judged_on_one_scale_for_pictures_smaller_than_the_analysis_size(scorer, carphone, tmp_path):
+    """A picture under 224 px is upsampled to it and both blur measures calibrated (cpu_scores.blur_scores), so the
+    filters' one min_focus / min_detail hold: a bigbuckbunny shot at 176 px high and carphone (176x144) in focus,
+    with a shallow depth of field or a night grade stay above min_focus; the same defocused by sigma 2.25 px at 640x360
+    (0.9-1.1 px at their size) fall below it, and heavy blur below min_detail. Judged at their own size (as before),
+    the defocused ones read above min_focus."""
+    from pipeline.defects import blur, night, shallow_dof
+    from pipeline.footage import sample_video
+    from stages.cpu_scores import focus
+    from stages.filters import FiltersConfig
+
+    cfg = FiltersConfig()
+    shot = decode_frames(sample_video("bigbuckbunny"), 0, 66)
+    small = np.stack([cv2.resize(f, (312, 176), interpolation=cv2.INTER_AREA) for f in shot])
+    for name, frames in {"bbb176": small, "carphone": decode_frames(carphone)}.items():
+        variants = {
+            "clean": frames,
+            "shallow_dof": shallow_dof(frames),
+            "night": night(frames),
+            "blur": blur(frames, 2.25),
+            "heavy": blur(frames, 6.0),
+        }
+        got = {
+            k: scorer.score_clip(write_frames(v, tmp_path / f"{name}_{k}.mp4", fps=25)) for k, v in variants.items()
+        }
+        assert all(got[k]["focus"] > cfg.min_focus for k in ("clean", "shallow_dof", "night")), (name, got)
+        assert all(got[k]["detail"] > cfg.min_detail for k in ("clean", "shallow_dof", "night")), (name, got)
+        assert got["blur"]["focus"] < cfg.min_focus and got["heavy"]["detail"] < cfg.min_detail, (name, got)
+        own = decode_frames(write_frames(variants["blur"], tmp_path / f"{name}_own.mp4", fps=25))
+        assert focus(to_luma(own[:: max(1, len(own) // 8)])) > cfg.min_focus  # what the old own-size reading said
+
+
 def test_scores_at_cut_are_the_scores_of_the_frames_the_encoder_received(scorer, bikes, tmp_path):
     """scores.at_cut: a clip scored from the frames the cutter hands its encoder gets exactly the scores its source
     file reads (no resize at the default settings: the same pixels), decoder 'encoder input' and no frame decoded;
@@ -480,6 +543,8 @@ def test_the_last_ocr_frame_is_skipped_only_when_it_cannot_change_a_score(scorer
     calls = []
     detect = cpu_scores.TextDetector.detect
     monkeypatch.setattr(cpu_scores.TextDetector, "detect", lambda self, rgb: calls.append(1) or detect(self, rgb))
+    # the corners' closer look (a locked-off shot takes it) runs the detector too: not one of the OCR frames
+    monkeypatch.setattr(cpu_scores, "corner_text_boxes", lambda *a, **k: np.zeros((0, 4, 2), np.int32))
     plain = decode_frames(bikes, 0, BIKES_CUTS[0])  # the first shot: a locked-off street, no text
     texted = np.stack([burn_text(f) for f in bikes_shot])
 
@@ -499,5 +564,6 @@ def test_the_last_ocr_frame_is_skipped_only_when_it_cannot_change_a_score(scorer
     assert {k: got[k] for k in keys} == {k: every[k] for k in keys}
     monkeypatch.undo()
     monkeypatch.setattr(cpu_scores.TextDetector, "detect", lambda self, rgb: calls.append(1) or detect(self, rgb))
+    monkeypatch.setattr(cpu_scores, "corner_text_boxes", lambda *a, **k: np.zeros((0, 4, 2), np.int32))
     text, n_text = scores(texted)
     assert n_text == 4 and text["text_area"] > 0
