@@ -610,7 +610,7 @@ def overlay_scores(
     min_shift: float = 1.5,
     min_pairs: int = 5,
     min_fixed: float = 0.1,
-    min_exact: float = 0.5,
+    min_exact: float = 0.42,
     min_area: float = 0.002,
     max_side: float = 0.5,
     margin: float = 0.02,
@@ -654,6 +654,9 @@ def overlay_scores(
        ``min_fixed`` 0.1 sits midway between the best candidate of any clean or graded clip of the hard set
        (bench/filters_bench.py: -0.02, with exactness >= 0.5) and the faintest logo's (an alpha-0.3 logo over
        bikes.mp4's moving shot: 0.19, its box wider than the logo, so the scene's gradients in it weigh in).
+       ``min_exact`` 0.42 sits between the one candidate of a clean or graded clip that stays put by ``min_fixed``
+       (bikes1's shallow depth of field, 0.11: a blurred background that barely changes, exactness 0.35) and an
+       alpha-0.3 logo over bigbuckbunny's bright, slowly panning scene (its fine look: 0.12, exactness 0.49).
        What cannot be judged is not judged: a candidate whose surroundings do not move with the camera is left out.
        A candidate that fails gets a second look at twice the analysis size when ``source`` has those pixels (made
        only then, once per clip): its box tightened to the pixels whose gradients the
