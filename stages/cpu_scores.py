@@ -139,9 +139,12 @@ class CpuScoresConfig:
     border_range: int = 6
     border_dark: int = 40
     text_frames: int = 4  # anchors sent to the text detector (burned-in text persists over the clip)
-    # shorter side the detector sees: 320 px finds caption lines >= ~2.5 % of the frame height (a small subtitle
-    # font) at a quarter of the cost of RapidOCR's 736; higher also fires more on bokeh and foliage.
-    text_det_side: int = 320
+    # shorter side the detector sees (the 224 px anchors upscaled to it): 256 px finds caption lines >= ~2.5-3 % of
+    # the frame height (bigbuckbunny's 2.5 %-high scene sign) at half the cost of 320 (0.043 against 0.09 s a frame,
+    # 2026-12-01) and a fraction of RapidOCR's 736; on the hard set (bench/filters_bench.py) 224, 256 and 320 give
+    # the same drop reasons for every clip (224 loses the small sign; the corners' closer look stays at 320,
+    # CORNER_DET_SIDE); higher also fires more on bokeh and foliage.
+    text_det_side: int = 256
     det_model_path: str | None = None  # default: ch_PP-OCRv4_det_infer.onnx shipped in rapidocr-onnxruntime
     ocr_threads: int | None = None  # onnxruntime intra-op threads; None: the worker's thread budget (its CPUs), else 1
     backend: str = "auto"  # stages.frames.read_frames backend
@@ -535,6 +538,7 @@ def _tighten(
 
 
 CORNER_W, CORNER_H = 0.35, 0.3  # corner_text_boxes: a corner's share of the picture's width and height
+CORNER_DET_SIDE = 320  # ... and the shorter side the text detector sees the corners' mosaic at
 
 
 def corner_text_boxes(
@@ -553,8 +557,8 @@ def corner_text_boxes(
     Graphics Gems IV, 1994; OpenCV's ``createCLAHE``), which lifts a faint semi-transparent logo's strokes to the
     contrast the detector's DB threshold wants (an alpha-0.3 white "24" over a light grey car roof: found in both
     frames after it, in neither before, nor in the whole frame at the analysis size). The detector sees the mosaic at
-    its ``det_side`` (320 px on the shorter side): at 256, 224 or 160 px it read 4, 1 and 1 of the 8 faint and small
-    logos of the hard set's sources it reads at 320. A box is clipped to its tile.
+    :data:`CORNER_DET_SIDE` (320 px on the shorter side), whatever ``text_det_side`` is: at 256, 224 or 160 px it read
+    4, 1 and 1 of the 8 faint and small logos of the hard set's sources it reads at 320. A box is clipped to its tile.
     Only boxes shaped like a word are kept (at least ``min_aspect`` times wider than high; the faint "24"s measured
     1.46-1.7): once the contrast is lifted DB also fires on blobs, as on a yellow tag on the pavement of bikes.mp4's
     locked-off first shot (20x24 px, in both frames).
@@ -566,7 +570,7 @@ def corner_text_boxes(
     mosaic = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
     lab = cv2.cvtColor(np.ascontiguousarray(mosaic), cv2.COLOR_RGB2LAB)
     lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(lab[..., 0])
-    boxes = detector.detect(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))
+    boxes = detector.detect(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), side=CORNER_DET_SIDE)
     sy, sx = size[0] / fh, size[1] / fw
     out = []
     for quad in boxes.astype(np.float64):
@@ -1046,12 +1050,19 @@ class TextDetector:
         self.min_aspect, self.max_line_height = min_aspect, max_line_height
         self._det = _RapidDet(cfg)
 
-    def detect(self, rgb: np.ndarray) -> np.ndarray:
+    def detect(self, rgb: np.ndarray, side: int | None = None) -> np.ndarray:
         """Every box (K, 4, 2) int32 the DB detector finds, in the frame's pixel coordinates, before :meth:`lines`
         keeps the text-line shapes. The package detector's own pre-process / onnx session / DB post-process
-        (box_thresh etc. from its config.yaml)."""
+        (box_thresh etc. from its config.yaml). ``side``: the shorter side the detector sees, when not this detector's
+        ``det_side`` (a smaller picture is upscaled to it, a larger one left as it is)."""
         h, w = rgb.shape[:2]
-        pre = self._det.get_preprocess(max(h, w))(np.ascontiguousarray(rgb[..., ::-1]))  # PP-OCR expects BGR
+        if side is None:
+            prep = self._det.get_preprocess(max(h, w))
+        else:
+            from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+            prep = DetPreProcess(side, "min", self._det.mean, self._det.std)
+        pre = prep(np.ascontiguousarray(rgb[..., ::-1]))  # PP-OCR expects BGR
         if pre is None:
             return np.zeros((0, 4, 2), np.int32)
         boxes, _ = self._det.postprocess_op(self._det.infer(pre)[0], (h, w))
