@@ -266,20 +266,18 @@ def _tapped_scores(rows: list[dict[str, Any]], out: str, clips_cfg, scorer) -> d
     frames) and without ``clips.crop_bars`` (its crop box is measured over the clips cut together); a clip whose
     re-made frame count differs from its row's is left out too. What is left out, or what this fails on, is scored
     from its file by the caller."""
-    from stages.clips import settings_of
-
     try:
-        return _tap(rows, out, clips_cfg, scorer, settings_of)
+        return _tap(rows, out, clips_cfg, scorer)
     except Exception as e:  # noqa: BLE001 - the file is the fallback; the environment's errors stop the run
         raise_if_environment(e, "re-making stored clips' frames from their sources")
         return {}
 
 
-def _tap(rows, out, clips_cfg, scorer, settings_of) -> dict[str, dict[str, Any]]:
+def _tap(rows, out, clips_cfg, scorer) -> dict[str, dict[str, Any]]:
     import json
 
     from pipeline import store
-    from stages.clips import cut_clips
+    from stages.clips import cut_clips, settings_of
     from stages.probe import planned_hash
 
     if clips_cfg.crop_bars or not rows:

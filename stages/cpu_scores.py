@@ -590,21 +590,25 @@ def _rect(quad: np.ndarray) -> tuple[int, int, int, int]:
     return int(x0), int(y0), int(max(1, x1 - x0)), int(max(1, y1 - y0))
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """Area shared by two boxes (x, y, w, h)."""
     ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    union = a[2] * a[3] + b[2] * b[3] - ix * iy
-    return ix * iy / union if union > 0 else 0.0
+    return ix * iy
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    inter = _intersection(a, b)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _nested(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     """The share of the smaller of two boxes (x, y, w, h) inside the larger: 1 when one holds the other. The
     contrast-normalised corners' boxes of a faint logo are its word in one frame and the word with its frame in
     another (bikes.mp4 under an alpha-0.3 logo: 35x23 inside 68x40 px, IoU 0.3)."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     small = min(a[2] * a[3], b[2] * b[3])
-    return ix * iy / small if small > 0 else 0.0
+    return _intersection(a, b) / small if small > 0 else 0.0
 
 
 def overlay_scores(
@@ -766,7 +770,7 @@ def overlay_scores(
         if len(fixed_s) >= min_pairs and np.median(fixed_s) >= min_fixed and np.median(exact_s) >= min_exact:
             found.append((box, float(np.mean(np.array(fixed_s) > 0))))
             continue
-        if len(fixed_s) < min_pairs and abs(box[0] + box[2] / 2 - w / 2) >= 0.15 * w:
+        if len(fixed_s) < min_pairs and abs(box[0] + box[2] / 2 - w / 2) >= (0.5 - CORNER_W) * w:
             unjudged = True
         if source is None or len(fixed_s) < min_pairs:
             continue
@@ -857,12 +861,13 @@ BLUR_MIN_UPSAMPLED = 128
 BLUR_SIZE_EXPONENT = 0.4
 
 
-def blur_scores(luma: np.ndarray, own: np.ndarray, short: int, size: int) -> tuple[float | None, float | None]:
-    """(:func:`focus`, :func:`detail`) of a clip whose active picture is ``short`` px on its shorter side, on one
-    scale for every picture size, so that one ``filters.min_focus`` and one ``filters.min_detail`` hold for all.
+def blur_scores(luma: np.ndarray, active: np.ndarray, size: int) -> tuple[float | None, float | None]:
+    """(:func:`focus`, :func:`detail`) of a clip, on one scale for every picture size, so that one
+    ``filters.min_focus`` and one ``filters.min_detail`` hold for all.
 
     luma: (N, H, W) uint8, the anchors at the analysis size (``size`` px on the shorter side; bilinear upsampling when
-    the picture is smaller, :func:`resize_short`); own: the same anchors at the picture's own size. A defect is as
+    the picture is smaller, :func:`resize_short`); active: the same anchors' active picture as decoded, (N, H', W', 3)
+    RGB uint8, ``short`` = min(H', W') px on its shorter side. A defect is as
     large as the picture (a defocus of sigma 2 px at 640x360 is 0.8 px at 176x144), so a picture judged at its own
     size shows a small one as a small one: judged there, sigma 2-2.5 px defocus (at 640x360, scaled) of bikes.mp4 and
     bigbuckbunny shots downscaled to 128-192 px read focus 0.47-0.97 and carphone's 0.59-0.73, above min_focus
@@ -880,9 +885,11 @@ def blur_scores(luma: np.ndarray, own: np.ndarray, short: int, size: int) -> tup
     not seen (below the default ``filters.min_short_side``, 128, the clip is ``resolution_low`` anyway). Each None as
     :func:`focus` / :func:`detail`.
     """
+    short = min(active.shape[1:3])
     if short >= size:
         return focus(luma), detail(luma)
     if short < BLUR_MIN_UPSAMPLED:
+        own = to_luma(active)
         return focus(own), detail(own)
     k = (short / size) ** BLUR_SIZE_EXPONENT
     f, d = focus(luma), detail(luma)
@@ -1175,9 +1182,7 @@ def score_frames(
     active = crop_box(anchors, box)
     anchors = resize_short(active, cfg.size)
     luma = to_luma(anchors)
-    # the blur measures of a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
     short = min(active.shape[1:3])
-    own_luma = luma if short >= cfg.size else to_luma(active)
     if partners is not None and len(partners):
         camera: dict[str, float] = {}
         out["motion"], out["frozen_frac"] = motion_scores(
@@ -1194,7 +1199,8 @@ def score_frames(
     steps = camera_steps(flows)
     out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
-    out["focus"], out["detail"] = blur_scores(luma, own_luma, short, cfg.size)
+    # a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
+    out["focus"], out["detail"] = blur_scores(luma, active, cfg.size)
     out.update(
         exposure_scores(
             luma,
