@@ -60,8 +60,14 @@ def _print_table(table, fmt: str) -> None:
     if fmt == "json":
         print(json.dumps(table.to_pylist(), default=str, indent=1))
     elif fmt == "csv":
+        import pyarrow as pa
         import pyarrow.csv as pacsv
 
+        # CSV has no lists or structs (pyarrow's writer refuses them): such a cell is written as its JSON text
+        for i, f in enumerate(table.schema):
+            if pa.types.is_nested(f.type):
+                cells = [None if v is None else json.dumps(v, default=str) for v in table.column(i).to_pylist()]
+                table = table.set_column(i, f.name, pa.array(cells, pa.string()))
         sink = __import__("io").BytesIO()
         pacsv.write_csv(table, sink)
         sys.stdout.write(sink.getvalue().decode())

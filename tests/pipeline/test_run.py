@@ -111,6 +111,13 @@ def test_query_cli_formats(mixed_run):
     assert as_json[0]["n"] == n > 0
     as_csv = subprocess.run([*cmd, "--csv"], capture_output=True, text=True, check=True).stdout
     assert list(csv.DictReader(as_csv.splitlines()))[0]["n"] == str(n)
+    # a list column (a newcomer's `SELECT * ... --csv` failed on it): each cell its JSON text
+    nested = "SELECT clip_id, phash FROM clips WHERE phash IS NOT NULL ORDER BY clip_id LIMIT 2"
+    want = store.query(out, nested).to_pylist()
+    got = subprocess.run([*cmd[:-1], nested, "--csv"], capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(got.splitlines()))
+    assert [(r["clip_id"], json.loads(r["phash"])) for r in rows] == [(w["clip_id"], w["phash"]) for w in want]
+    assert len(rows) == 2
     table = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert str(n) in table
     bad = subprocess.run([*cmd[:-1], "SELECT * FROM nope"], capture_output=True, text=True)
