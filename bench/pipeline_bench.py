@@ -22,7 +22,8 @@ Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--
   per clip in total and in its parts (the PP-OCR text detector, every DIS flow, the overlay score, the rest), and
   ``decode_s_per_clip``: what reading the clip file would add (``scores.at_cut`` false, resumed clips);
 - ``cpu_budget`` (the 4N corpus): each stage's CPU seconds (probe, hybrid shots, cut, CPU scores from the clip files,
-  and ``cut_with_scores_at_cut``: the cut scoring each clip from its encoder's input, the run's default) over the whole
+  ``cut_with_scores_at_cut``: the cut scoring each clip from its encoder's input, and ``one_pass_with_scores_at_cut``:
+  that cut detecting the shots from its own decode, ``stages.onepass``: the run's default) over the whole
   corpus, run one after the other in one process with one thread each (``time.process_time``), against the floor's
   CPU seconds measured the same way, and ``two_core_bound_over_floor``: the stages' CPU seconds spread over 2 cores,
   over the floor's wall seconds, the lowest wall_over_floor any schedule of this work reaches on this machine;
@@ -244,6 +245,13 @@ def cpu_budget(corpus: Path, work: Path) -> dict:
 
     for v, sh in zip(videos, shots, strict=True):
         timed("cut_with_scores_at_cut", cut_video, v, sh, at_cut, ClipsConfig(), (), atc.wanted, atc.score_cut)
+    # ... and the shots detected in the same task, from the same decode (clips.one_pass, the default with hybrid)
+    from stages.onepass import detect_and_cut
+
+    one_pass = work / "one_pass"
+    for v in videos:
+        timed("one_pass_with_scores_at_cut", detect_and_cut, v, ShotsConfig(), one_pass, ClipsConfig(), (),
+              atc.wanted, atc.score_cut)  # fmt: skip
     # the floor, the same way floor_s measures it: decode every source frame, encode every clip's frames
     out = {k: round(v, 2) for k, v in cpu.items()}
     c0, w0 = time.process_time(), time.perf_counter()
@@ -253,6 +261,7 @@ def cpu_budget(corpus: Path, work: Path) -> dict:
     floor_cpu = time.process_time() - c0
     total = cpu["probe"] + cpu["shots"] + cpu["cut"] + cpu.get("scores", 0.0)  # scores from the clip files
     total_at_cut = cpu["probe"] + cpu["shots"] + cpu["cut_with_scores_at_cut"]
+    total_one_pass = cpu["probe"] + cpu["one_pass_with_scores_at_cut"]
     return {
         "clips": len(clips),
         "stage_cpu_s": out,
@@ -263,6 +272,8 @@ def cpu_budget(corpus: Path, work: Path) -> dict:
         "two_core_bound_over_floor": round(total / 2 / floor_wall, 3),
         "total_at_cut_cpu_over_floor_cpu": round(total_at_cut / floor_cpu, 3),
         "two_core_bound_at_cut_over_floor": round(total_at_cut / 2 / floor_wall, 3),
+        "total_one_pass_cpu_over_floor_cpu": round(total_one_pass / floor_cpu, 3),
+        "two_core_bound_one_pass_over_floor": round(total_one_pass / 2 / floor_wall, 3),
         "measure_s": round(time.perf_counter() - w0, 1),
     }
 

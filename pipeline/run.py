@@ -253,23 +253,28 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         )
 
     ds = task(stream.probe_rows, "probe", cfg.ingest.num_cpus, cfg.ingest.memory_mb, drop_hdr=cfg.ingest.drop_hdr)
+    # clips.one_pass: the hybrid detector runs in the cut task, on the frames it cuts (stages.onepass); the task
+    # also holds up to one_pass_mb of decoded frames
+    one_pass = cfg.shots.detector == "hybrid" and cfg.clips.one_pass and not cfg.clips.crop_bars
+    cut_mb = cfg.clips.memory_mb + (cfg.clips.one_pass_mb if one_pass else 0)
     if "shots" in actors:
         from stages.shots import TransNetShots
 
         ds = actor(TransNetShots, "shots", {}, cfg.shots, wrapper=stream.ShotsActor, cfg=cfg.shots)
-    else:
+    elif not one_pass:
         ds = task(stream.shots_rows, "shots", cfg.shots.num_cpus, cfg.shots.memory_mb, cfg=cfg.shots)
+    shots = cfg.shots if one_pass else None
     scfg = dataclasses.replace(cfg.scores, root=str(out))
     if cfg.scores.at_cut:
         cpus = max(cfg.clips.num_cpus, cfg.scores.num_cpus)
-        ds = task(stream.cut_rows, "cut", cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips, scores=scfg)
+        ds = task(stream.cut_rows, "cut", cpus, cut_mb, out=str(out), cfg=cfg.clips, scores=scfg, shots=shots)
         if plan.clips_file is not None:  # stored clips owed a scores row: scored from their files
             ds = task(  # it decodes sources as the cut does: the same CPUs
                 stream.score_rows, "scores", cpus, cfg.clips.memory_mb, cfg=scfg,
                 reads=reads["scores"], out=str(out), clips_cfg=cfg.clips,
             )  # fmt: skip
     else:
-        ds = task(stream.cut_rows, "cut", cfg.clips.num_cpus, cfg.clips.memory_mb, out=str(out), cfg=cfg.clips)
+        ds = task(stream.cut_rows, "cut", cfg.clips.num_cpus, cut_mb, out=str(out), cfg=cfg.clips, shots=shots)
         ds = actor(CpuScorer, "scores", reads["scores"], cfg.scores, cfg=scfg)
     if "clip_scores" in actors:
         ccfg = dataclasses.replace(cfg.clip, root=str(out))

@@ -3,6 +3,9 @@
     plan (driver) -> probe -> shots -> cut -> CPU scores -> CLIP -> per-clip filters -> captions -> text match
                   -> StoreSink (workers write Parquet shards; the driver only adds up what was written)
 
+(With ``clips.one_pass`` and the hybrid detector, the default, there is no shot task: the cut task detects the shots
+from the frames it decodes to cut, ``stages.onepass``; with ``scores.at_cut``, also the default, it scores them too.)
+
 **Rows.** One typed Arrow schema (:func:`stream_schema`) crosses Ray: a struct column per stored table
 (``videos``, ``shots``, ``clips``, ``scores``, ...; each struct's fields are exactly that table's columns from
 ``pipeline.schema``), plus ``input`` (the ingest row), ``skip_ids`` (clip ids of the video stored already),
@@ -199,9 +202,14 @@ def shots_rows(batch: pa.Table, cfg) -> pa.Table:
     return put(batch, "shots", mask, [shots_row(v, cfg) for v in struct_rows(batch, "videos", mask)])
 
 
-def cut_rows(batch: pa.Table, out: str, cfg, scores=None) -> pa.Table:
+def cut_rows(batch: pa.Table, out: str, cfg, scores=None, shots=None) -> pa.Table:
     """Cut stage (Ray task): every video with a shots row and no shot error is planned and cut (except the clips
     in ``skip_ids``); its row gets the shots row's times, n_clips and cut_s, and one row per clip follows it.
+
+    ``shots``: the shot config when this task also detects the shots (``clips.one_pass`` with the hybrid detector:
+    the graph has no shot stage then): an ok video without a shots row gets one here, from the same decode as its
+    clips (``stages.onepass.detect_and_cut``), or from ``stages.shots.shots_row`` when one pass does not apply to it
+    (given spans).
 
     ``scores``: the CPU scorer's config when it runs here (``scores.at_cut``): each clip's ``scores`` row is computed
     from the frames the cutter hands its encoder (``CpuScorer.score_encoded``; from the file when the cutter's guess
@@ -214,6 +222,8 @@ def cut_rows(batch: pa.Table, out: str, cfg, scores=None) -> pa.Table:
         pc.equal(field_of(batch, "videos", "status"), "ok"),
         pc.invert(valid(batch, "clips")),
     ).to_pylist()
+    detect = _needs_shots(batch).to_pylist() if shots is not None else [False] * batch.num_rows
+    todo = [a or b for a, b in zip(todo, detect, strict=True)]
     scorer, scored = None, {}
     if scores is not None and any(todo):
         from stages.cpu_scores import shared
@@ -229,11 +239,24 @@ def cut_rows(batch: pa.Table, out: str, cfg, scores=None) -> pa.Table:
         if not hit:
             pieces.append(row)
             continue
-        video, shots = row.column("videos")[0].as_py(), row.column("shots")[0].as_py()
+        video, found = row.column("videos")[0].as_py(), row.column("shots")[0].as_py()
         skip = row.column("skip_ids")[0].as_py() or ()
         hooks = {"sample": scorer.wanted, "on_clip": on_clip} if scorer is not None else {}
-        shots, clips = cut_video(video, shots, out, cfg, skip_ids=skip, **hooks)
-        pieces.append(put(row, "shots", pa.array([True]), [shots]))
+        if detect[i]:
+            from stages import onepass
+            from stages.shots import shots_row
+
+            if onepass.applies(video, shots, cfg):
+                found, clips = onepass.detect_and_cut(video, shots, out, cfg, skip_ids=skip, **hooks)
+                pieces.append(put(row, "shots", pa.array([True]), [found]))
+                pieces.append(from_rows([{"clips": c, "scores": scored.pop(c["clip_id"], None)} for c in clips]))
+                continue
+            found = shots_row(video, shots)
+            if found["error_type"]:
+                pieces.append(put(row, "shots", pa.array([True]), [found]))
+                continue
+        found, clips = cut_video(video, found, out, cfg, skip_ids=skip, **hooks)
+        pieces.append(put(row, "shots", pa.array([True]), [found]))
         pieces.append(from_rows([{"clips": c, "scores": scored.pop(c["clip_id"], None)} for c in clips]))
     return pa.concat_tables(pieces) if pieces else batch
 

@@ -65,6 +65,7 @@ from stages.media import (
     sample_aspect_ratio,
     tag_encoder,
     tagged,
+    timeline,
     to_rgb,
 )
 
@@ -95,15 +96,20 @@ class ClipsConfig:
     crop_bars: bool = False
     num_cpus: float = 1.0  # CPUs per cutting task; also the encoder/decoder thread count
     memory_mb: int = 2048  # memory Ray reserves for each cutting task (one source decoded, its clips encoded)
+    # the hybrid shot detector runs in the cutting task, on the frames it cuts: one decode of each source instead
+    # of two (stages.onepass); decoded frames are held until their shot is final, up to one_pass_mb (a longer
+    # shot is cut from a second decode of its span). Neither changes a clip: they stay out of the clip ids.
+    one_pass: bool = True
+    one_pass_mb: int = 512
 
 
 def settings_of(cfg: ClipsConfig, detector: str) -> dict:
     """The settings that decide what a clip is (its span rules and its pixels): they go into clip_id
-    and the ``settings`` column. The resources (``num_cpus``, ``memory_mb``) are excluded: they change speed, not
-    output."""
+    and the ``settings`` column. The resources (``num_cpus``, ``memory_mb``) and the one-pass options are excluded:
+    they change speed and memory, not output."""
     s = asdict(cfg)
-    s.pop("num_cpus")
-    s.pop("memory_mb")
+    for key in ("num_cpus", "memory_mb", "one_pass", "one_pass_mb"):
+        s.pop(key)
     if not s["crop_bars"]:
         s.pop("crop_bars")
     return {"detector": detector, "cut_version": RETIME_CUT_VERSION if cfg.fps else CUT_VERSION, **s}
@@ -551,6 +557,8 @@ def cut_clips(
     sample=None,
     on_clip=None,
     tap: dict[str, frozenset[int]] | None = None,
+    frames=None,
+    source: SourceFacts | None = None,
 ) -> list[dict]:
     """Cut every kept plan of one source video from one forward decode pass.
 
@@ -578,6 +586,10 @@ def cut_clips(
     frames named, when the clip re-made has the stored row's ``num_frames`` (else the row gets an error and is not
     passed: a scorer reads the file then). The frames are those the clip's encoder received when it was cut, so a
     clip scored after a resume gets the scores an uninterrupted run gives it.
+    ``frames``: ``(index, frame)`` pairs, in presentation order, of a decode the caller runs (``stages.onepass``,
+    which detects shots from the same frames) instead of this function's own; a clip they do not finish is decoded
+    from the source afterwards, as after a damaged packet. ``source``: :func:`source_facts` of ``path`` when the
+    caller has them (else read here: one frame decoded).
     Frames are decoded once, numbered by presentation timestamp (``stages.media.PtsIndex``), and the
     decoder seeks to the keyframe before the first needed frame and across large gaps. Only the frames
     in flight are held: one decoded frame plus each open encoder's lookahead.
@@ -611,26 +623,19 @@ def cut_clips(
 
     threads = max(1, round(cfg.num_cpus))
     try:
-        container, stream = open_stream(path)
-        with container:
-            first = next(container.decode(stream), None)
-            if first is None:
-                raise EOFError(f"no frame decodes from {path}")
-            rotation = frame_rotation(first)
-            src_colour = Colour.of(first)
-            cc = stream.codec_context
-            display = display_size(cc.width, cc.height, sample_aspect_ratio(stream))  # before rotation
-            coded_h = cc.height
-            if index is None:
-                container.seek(0)
-                index = PtsIndex.build(container, stream, storage.size(path))
-        container, stream = open_stream(path, threads=threads)
+        if source is None:
+            source = source_facts(path, video)
+        if index is None:
+            index = timeline(path)
+        container = stream = None
+        if frames is None:
+            container, stream = open_stream(path, threads=threads)
     except Exception as exc:  # noqa: BLE001 - an unreadable source is data: every clip row says why
         for r in todo:
             fail(r, exc)
         return rows
-    src_rate = Fraction(stream.average_rate or stream.guessed_rate or Fraction(video.get("fps") or 25))
-    src_tb = Fraction(stream.time_base) if stream.time_base else 1 / src_rate
+    rotation, src_colour, display, coded_h = source.rotation, source.colour, source.display, source.coded_height
+    src_rate, src_tb = source.rate, source.time_base
     # output size: upright display size, shorter side capped (a source does not change size mid-stream here)
     size = output_size(*((display[1], display[0]) if rotation in (90, 270) else display), cfg.short_side)
     out_colour = tagged(src_colour, coded_h)
@@ -714,8 +719,11 @@ def cut_clips(
         ]
 
     try:
-        with container:
-            consume(iter_frames(container, stream, [(r["start_frame"], r["end_frame"]) for r in todo], index))
+        if frames is not None:
+            consume(frames)
+        else:
+            with container:
+                consume(iter_frames(container, stream, [(r["start_frame"], r["end_frame"]) for r in todo], index))
         if unfinished() and index is not None:
             # FFmpeg's frame threading loses the frames queued behind a damaged packet (the cut end of a truncated
             # file); the rest is decoded again slice-threaded, from the first frame still missing.
@@ -742,6 +750,39 @@ def cut_clips(
         except Exception as exc:  # noqa: BLE001
             fail(r, exc)
     return rows
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the cutter reads from a source before cutting it (:func:`source_facts`)."""
+
+    rotation: int  # degrees clockwise to show the picture upright (display matrix)
+    colour: Colour  # the first frame's colour description
+    display: tuple[int, int]  # display size (SAR applied), before rotation
+    coded_height: int  # the coded picture's height (guesses an untagged matrix: stages.media.assumed_matrix)
+    rate: Fraction  # nominal frame rate
+    time_base: Fraction  # the stream's time base
+
+
+def source_facts(path: str, video: dict) -> SourceFacts:
+    """:class:`SourceFacts` of ``path``'s video stream from its first decoded frame; raises EOFError when no frame
+    decodes (PyAV's errors for an unreadable file). ``video``: its videos row (``fps``: the rate of a stream
+    that gives none)."""
+    container, stream = open_stream(path)
+    with container:
+        first = next(container.decode(stream), None)
+        if first is None:
+            raise EOFError(f"no frame decodes from {path}")
+        cc = stream.codec_context
+        rate = Fraction(stream.average_rate or stream.guessed_rate or Fraction(video.get("fps") or 25))
+        return SourceFacts(
+            rotation=frame_rotation(first),
+            colour=Colour.of(first),
+            display=display_size(cc.width, cc.height, sample_aspect_ratio(stream)),
+            coded_height=cc.height,
+            rate=rate,
+            time_base=Fraction(stream.time_base) if stream.time_base else 1 / rate,
+        )
 
 
 def _prepare(

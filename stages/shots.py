@@ -115,7 +115,9 @@ class SmallFrames:
     conversion (None: the display size, SAR applied), as ``(index, rgb)`` pairs from one sequential decode.
 
     Frames are numbered by looking their pts up in the stream's ``stages.media.PtsIndex`` (edit-list-hidden and
-    cut packets are not frames), so every detector numbers frames exactly like the probe and the cutter. After
+    cut packets are not frames; ``index``: that index when the caller has built it), so every detector numbers
+    frames exactly like the probe and the cutter. ``frames``: yield ``(index, rgb, frame)``, the decoded
+    ``av.VideoFrame`` too, untouched (``stages.onepass`` cuts from it). After
     the loop, ``times`` holds the T + 1 frame boundaries (seconds, from the frames' presentation timestamps).
     ``fps`` is the stream's nominal rate, ``display`` its display size, ``num_frames`` the frames to expect.
     One VideoReformatter serves all frames so libswscale keeps its scaling context. ``fast`` skips the codec's
@@ -125,13 +127,15 @@ class SmallFrames:
     the count with the probe's (never a short, quiet frame list).
     """
 
-    def __init__(self, path: str | Path, size=None, interpolation: str = "AREA", fast: bool = False):
+    def __init__(
+        self, path: str | Path, size=None, interpolation: str = "AREA", fast: bool = False, index=None, frames=False
+    ):
         import av
 
         from stages.media import PtsIndex, display_size, sample_aspect_ratio
 
         self.path = as_path(path)
-        self.interpolation, self.fast = interpolation, fast
+        self.interpolation, self.fast, self.with_frames = interpolation, fast, frames
         container, stream = _open(self.path)
         with container:
             cc = stream.codec_context
@@ -142,7 +146,7 @@ class SmallFrames:
                 raise ShotDetectionError(f"cannot tell the frame rate of {self.path}")
             self.fps = float(rate)
             try:
-                self.index = PtsIndex.build(container, stream, storage.size(self.path))
+                self.index = index or PtsIndex.build(container, stream, storage.size(self.path))
             except av.error.FFmpegError as exc:
                 raise ShotDetectionError(f"cannot read video {self.path}: {exc}") from exc
         self.size = size or self.display
@@ -193,7 +197,7 @@ class SmallFrames:
                         coded_height=self.coded[1],
                         colour=colour,
                     )
-                    yield i, rgb
+                    yield (i, rgb, frame) if self.with_frames else (i, rgb)
             except av.error.FFmpegError as exc:
                 raise ShotDetectionError(f"cannot decode video {self.path} (after {seen} frames): {exc}") from exc
             finally:
@@ -300,10 +304,17 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
     4. Boundaries closer than ``hybrid_min_scene_frames`` keep the more reliable kind (cut > fade > dissolve);
        a cut or dissolve inside a fade's ramp is dropped.
     """
-    t = len(thumbs)
-    if t < 2:
+    if len(thumbs) < 2:
         return []
-    # Features in chunks: ~4 KB per frame in all (an hour at 25 fps: ~350 MB), no float copy of the thumbnails.
+    x, luma = _hybrid_features(thumbs)
+    return _hybrid_decide(x, luma, thumbs.reshape(len(thumbs), -1), cfg)
+
+
+def _hybrid_features(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_hybrid_boundaries`' per-frame features of (T, 18, 32, 3) uint8 thumbnails: ``x`` (T, 432) float32,
+    the 16x9 box-filtered thumbnail on a 0-1 scale, and ``luma`` (T,) float32, mean Rec. 601 brightness 0-1.
+    Computed in chunks: ~4 KB per frame in all (an hour at 25 fps: ~350 MB), no float copy of the thumbnails."""
+    t = len(thumbs)
     x = np.empty((t, 9 * 16 * 3), np.float32)
     luma = np.empty(t, np.float32)
     for s in range(0, t, 4096):
@@ -311,8 +322,18 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
         x[s : s + 4096] = (0.25 * (f[:, 0::2, 0::2] + f[:, 1::2, 0::2] + f[:, 0::2, 1::2] + f[:, 1::2, 1::2])).reshape(
             len(f), -1
         )
-        luma[s : s + 4096] = f.reshape(len(f), -1, 3).mean(axis=1) @ np.array([0.299, 0.587, 0.114], np.float32)
-    fine = thumbs.reshape(t, -1)
+        # weighted sum written out (not a matrix product: BLAS rounds differently for one row than for many, and
+        # OnlineHybrid computes these a few frames at a time: both must give the same bits)
+        m = f.reshape(len(f), -1, 3).mean(axis=1)
+        luma[s : s + 4096] = m[:, 0] * np.float32(0.299) + m[:, 1] * np.float32(0.587) + m[:, 2] * np.float32(0.114)
+    return x, luma
+
+
+def _hybrid_decide(x: np.ndarray, luma: np.ndarray, fine: np.ndarray, cfg: ShotsConfig) -> list[int]:
+    """Steps 1-4 of :func:`_hybrid_boundaries` on its features (``fine``: the (T, 1728) uint8 thumbnails)."""
+    t = len(x)
+    if t < 2:
+        return []
     idx = np.arange(t)
     d1 = np.zeros(t, np.float32)
     d1[1:] = _dist(x, idx[:-1], idx[1:])
@@ -394,8 +415,76 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
     return sorted(kept)
 
 
+class OnlineHybrid:
+    """The hybrid detector fed one 32x18 thumbnail at a time, for a caller that cuts clips while it decodes
+    (``stages.onepass``): :meth:`push` returns the boundaries no later frame can change, as soon as they are final.
+
+    :func:`_hybrid_boundaries` decides a boundary from the frames around it. Every :attr:`STEP` frames this runs
+    it on the window ``[frontier - LEFT, n)`` (n: frames pushed) and takes the boundaries it finds in
+    ``[frontier, n - RIGHT)`` as confirmed; the frontier moves to ``n - RIGHT``. LEFT and RIGHT (96 frames) cover
+    each step's reach on ordinary footage (hard cuts 14 frames, dissolves 2 x 12 plus their run, fades 40 on each
+    side of their dark run), not a dark run or a dissolve longer than that, nor a chain of boundaries each within
+    ``hybrid_min_scene_frames`` of the next: :meth:`finish` runs the whole-video detector on the same features, and
+    the caller re-cuts wherever the two differ, so the shots are always exactly :func:`detect`'s.
+    Memory: ~4 KB per frame pushed (thumbnail and features). Features are computed a block of frames at a time with
+    the same arithmetic as the whole-video pass (:func:`_hybrid_features`: no matrix product, whose rounding depends
+    on how many rows it gets), so both see the same bits.
+    """
+
+    STEP = 32
+    LEFT = 96
+    RIGHT = 96
+
+    def __init__(self, cfg: ShotsConfig):
+        self.cfg = cfg
+        self.n = 0
+        self._done = 0  # frames whose features are computed
+        self.frontier = 0  # boundaries before this frame are final
+        self.confirmed: list[int] = []
+        self._thumbs = np.empty((1024, 18, 32, 3), np.uint8)
+        self._x = np.empty((1024, 9 * 16 * 3), np.float32)
+        self._luma = np.empty(1024, np.float32)
+
+    def push(self, thumb: np.ndarray) -> list[int]:
+        """Add the next frame's (18, 32, 3) uint8 thumbnail; returns the boundaries confirmed by it (ascending,
+        each the first frame of a new shot), usually none."""
+        if self.n == len(self._thumbs):
+            grow = len(self._thumbs)
+            self._thumbs = np.concatenate([self._thumbs, np.empty_like(self._thumbs[:grow])])
+            self._x = np.concatenate([self._x, np.empty_like(self._x[:grow])])
+            self._luma = np.concatenate([self._luma, np.empty_like(self._luma[:grow])])
+        self._thumbs[self.n] = thumb
+        self.n += 1
+        if self.n - self.RIGHT - self.frontier < self.STEP:
+            return []
+        self._features()
+        lo, hi, upto = max(0, self.frontier - self.LEFT), self.n, self.n - self.RIGHT
+        found = _hybrid_decide(self._x[lo:hi], self._luma[lo:hi], self._thumbs[lo:hi].reshape(hi - lo, -1), self.cfg)
+        new = [lo + c for c in found if self.frontier <= lo + c < upto]
+        gap = self.cfg.hybrid_min_scene_frames
+        new = [c for c in new if not self.confirmed or c - self.confirmed[-1] >= gap]
+        self.confirmed += new
+        self.frontier = upto
+        return new
+
+    def _features(self) -> None:
+        """Features of the frames pushed since the last call (a block at a time: one numpy call, not one a frame)."""
+        a, b = self._done, self.n
+        if b > a:
+            self._x[a:b], self._luma[a:b] = _hybrid_features(self._thumbs[a:b])
+            self._done = b
+
+    def finish(self) -> list[int]:
+        """The whole video's boundaries (:func:`_hybrid_boundaries` on every frame pushed): the result that counts."""
+        self._features()
+        n = self.n
+        return _hybrid_decide(self._x[:n], self._luma[:n], self._thumbs[:n].reshape(n, -1), self.cfg) if n > 1 else []
+
+
 def _detect_hybrid(path: Path, cfg: ShotsConfig) -> dict:
-    d = decode_small(path, 32, 18, fast=True)
+    # the deblocking filter stays on (fast=False): stages.onepass detects from the frames it cuts, and both must
+    # see the same pixels
+    d = decode_small(path, 32, 18, fast=False)
     return _result(path, d.fps, d.times, "hybrid", _hybrid_boundaries(d.frames, cfg))
 
 
