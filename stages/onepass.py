@@ -14,11 +14,12 @@ frames held outgrow it they are dropped, and the shots they belonged to are cut 
 their spans, in one forward pass with seeks over the gaps: what the two-pass path does for every shot.
 
 Exactness. When the decode ends, the whole-video detector runs on the same thumbnails and features
-(``OnlineHybrid.finish``, identical to ``stages.shots.detect``); that is the shots row. Where a shot confirmed while
-decoding differs from it (in principle a fade or dissolve longer than the detector's window), the clips cut from the
-wrong shot are deleted and the right ones cut from a second decode. So shots, clip ids and clip files are exactly
-the two-pass path's (``tests/stages/test_onepass.py``). A source that fails to decode, or whose frames do not cover
-the probe's count, gets the shots row error the shot stage gives it, and no clip (files already cut are deleted).
+(``OnlineHybrid.finish``: ``stages.shots.detect`` with ``deblock``, what the shot stage runs); that is the shots row.
+Where a shot confirmed while decoding differs from it (in principle a fade or dissolve longer than the detector's
+window), the clips cut from the wrong shot are deleted and the right ones cut from a second decode. So the shots, the
+clip ids and the frames each clip's encoder receives (pixels and timestamps) are exactly the two-pass path's
+(``tests/stages/test_onepass.py``). A source that fails to decode, or whose frames do not cover the probe's count,
+gets the shots row error the shot stage gives it, and no clip (files already cut are deleted).
 
 It applies to the hybrid detector on a source without given spans, with ``clips.one_pass`` on (default) and
 ``clips.crop_bars`` off (the crop box is measured over every clip of the source before the first is cut), and a

@@ -425,7 +425,7 @@ class OnlineHybrid:
     each step's reach on ordinary footage (hard cuts 14 frames, dissolves 2 x 12 plus their run, fades 40 on each
     side of their dark run), not a dark run or a dissolve longer than that, nor a chain of boundaries each within
     ``hybrid_min_scene_frames`` of the next: :meth:`finish` runs the whole-video detector on the same features, and
-    the caller re-cuts wherever the two differ, so the shots are always exactly :func:`detect`'s.
+    the caller re-cuts wherever the two differ, so the shots are always exactly :func:`detect`'s (with ``deblock``).
     Memory: ~4 KB per frame pushed (thumbnail and features). Features are computed a block of frames at a time with
     the same arithmetic as the whole-video pass (:func:`_hybrid_features`: no matrix product, whose rounding depends
     on how many rows it gets), so both see the same bits.
@@ -481,10 +481,8 @@ class OnlineHybrid:
         return _hybrid_decide(self._x[:n], self._luma[:n], self._thumbs[:n].reshape(n, -1), self.cfg) if n > 1 else []
 
 
-def _detect_hybrid(path: Path, cfg: ShotsConfig) -> dict:
-    # the deblocking filter stays on (fast=False): stages.onepass detects from the frames it cuts, and both must
-    # see the same pixels
-    d = decode_small(path, 32, 18, fast=False)
+def _detect_hybrid(path: Path, cfg: ShotsConfig, deblock: bool = False) -> dict:
+    d = decode_small(path, 32, 18, fast=not deblock)
     return _result(path, d.fps, d.times, "hybrid", _hybrid_boundaries(d.frames, cfg))
 
 
@@ -657,7 +655,9 @@ def check_coverage(scenes: list[dict], num_frames: int | None) -> None:
         )
 
 
-def detect(path: str | Path, cfg: ShotsConfig | None = None, *, transnet: TransNetV2Detector | None = None) -> dict:
+def detect(
+    path: str | Path, cfg: ShotsConfig | None = None, *, transnet: TransNetV2Detector | None = None, deblock=False
+) -> dict:
     """Detect the shots of one video.
 
     Reads: a video file   Writes: ``{"video", "fps", "frames", "detector", "scenes": [{"start_frame",
@@ -670,13 +670,20 @@ def detect(path: str | Path, cfg: ShotsConfig | None = None, *, transnet: TransN
     stream's nominal rate. ``transnet`` reuses a loaded
     :class:`TransNetV2Detector` (else one is loaded for this call). Raises FileNotFoundError for a missing file
     and :class:`ShotDetectionError` for one that cannot be decoded.
+
+    ``deblock`` (hybrid): decode with the codec's in-loop deblocking filter, as the cutter does. Off (the default,
+    ``clipforge scenes``) it is skipped: 16-22 % less decode CPU (bench/shots_bench.py's videos, bikes.mp4,
+    bigbuckbunny). The pipeline turns it on (:func:`shots_row`): with ``clips.one_pass`` it detects from the frames it
+    cuts (``stages.onepass``), and with it off it must find the same shots. On 22 videos (bikes, bigbuckbunny,
+    carphone, transnet's test.mp4, the shot bench's synthetic set, every media case; 174 boundaries) both give the
+    same boundaries.
     """
     cfg = cfg or ShotsConfig()
     path = as_path(path)
     if cfg.detector not in DETECTORS:
         raise ValueError(f"unknown shot detector {cfg.detector!r}; choose one of {DETECTORS}")
     if cfg.detector == "hybrid":
-        return _detect_hybrid(path, cfg)
+        return _detect_hybrid(path, cfg, deblock)
     if cfg.detector in ("content", "adaptive"):
         return _detect_pyscenedetect(path, cfg)
     return (transnet or TransNetV2Detector(cfg)).detect(path, cfg)
@@ -707,7 +714,8 @@ def shots_row(video: dict, cfg: ShotsConfig, detector=None) -> dict:
     Reasons: error_type ShotDetectionError | ShotCoverageError | FileNotFoundError ... with the message in error
 
     ``detector``: a loaded detector callable (path -> :func:`detect` dict), e.g. :class:`TransNetV2Detector`;
-    else :func:`detect` with ``cfg``. The detected shots must cover the probe's frames (:func:`check_coverage`).
+    else :func:`detect` with ``cfg`` (hybrid: the full picture, ``deblock``, as ``stages.onepass`` sees it). The
+    detected shots must cover the probe's frames (:func:`check_coverage`).
     """
     import time
 
@@ -721,7 +729,7 @@ def shots_row(video: dict, cfg: ShotsConfig, detector=None) -> dict:
             row["detector"] = "given"
             row["scenes"] = scenes_from_spans(video["spans"], source_times(video, timeline(video["path"])))
         else:
-            found = detector(video["path"]) if detector is not None else detect(video["path"], cfg)
+            found = detector(video["path"]) if detector is not None else detect(video["path"], cfg, deblock=True)
             check_coverage(found["scenes"], video["num_frames"])
             keys = ("start_frame", "end_frame", "start_s", "end_s")
             row["scenes"] = [{k: sc.get(k) for k in keys} for sc in found["scenes"]]
