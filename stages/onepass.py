@@ -90,6 +90,7 @@ class _OnePass:
         self.shot_start = 0  # first frame of the open shot
         self.n_shots = 0
         self.detect_s = 0.0
+        self.facts = None  # stages.clips.SourceFacts
 
     def __call__(self) -> tuple[dict, list[dict]]:
         from stages.media import source_times
@@ -99,9 +100,6 @@ class _OnePass:
         row = {"video_id": video["video_id"], "detector": "hybrid", "fps": video.get("fps")}
         row.update(num_frames=video.get("num_frames"), scenes=[], error_type=None, error=None)
         try:
-            from stages.clips import source_facts
-
-            self.facts = source_facts(video["path"], video)
             self.times = source_times(video, self.index)
             detector = OnlineHybrid(self.shots_cfg)
             frames = SmallFrames(video["path"], (32, 18), "AREA", fast=False, index=self.index, frames=True)
@@ -149,11 +147,13 @@ class _OnePass:
         return plans
 
     def _cut(self, plans: list[dict], frames=None) -> None:
-        from stages.clips import cut_clips
+        from stages.clips import cut_clips, source_facts
 
         todo = [p for p in plans if p["clip_id"] not in self.stored]
         if not todo:
             return
+        if self.facts is None:  # read once, when the first clip is cut (a file with no frame fails in the decode)
+            self.facts = source_facts(self.video["path"], self.video)
         rows = cut_clips(
             self.video["path"], self.video, todo, self.out_dir, self.cfg, skip_ids=self.stored, index=self.index,
             frames=frames, source=self.facts, **self.hooks,

@@ -187,3 +187,15 @@ def test_one_pass_applies_only_where_it_gives_the_same_result():
     assert not onepass.applies(v, ShotsConfig(), ClipsConfig(crop_bars=True))
     assert not onepass.applies(v, ShotsConfig(), ClipsConfig(one_pass=False))
     assert not onepass.applies({"path": "x.mp4", "spans": [{"start_s": 0.0}]}, ShotsConfig(), ClipsConfig())
+
+
+def test_an_unreadable_or_missing_source_gets_the_shot_stage_error(tmp_path):
+    """Garbage bytes and a file gone since the probe: the same shots row error as the shot stage, no clip."""
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 5000)
+    for path in (junk, tmp_path / "gone.mp4"):
+        video = {"video_id": "v", "path": str(path), "fps": 25.0, "num_frames": 10, "content_hash": "h"}
+        shots, clips = detect_and_cut(video, ShotsConfig(), str(tmp_path / "out"), ClipsConfig())
+        two = shots_row(video, ShotsConfig())
+        assert (shots["error_type"], shots["error"], clips) == (two["error_type"], two["error"], [])
+        assert shots["error_type"] in ("ShotDetectionError", "FileNotFoundError")
