@@ -8,7 +8,9 @@ Per corpus size and per code version (``streaming``: this tree; ``phased``: ``--
 ``git worktree`` into a temporary directory, run from there; ``--baseline ''`` skips it) it writes:
 - ``wall_s`` of one fresh driver process running the whole pipeline (``pipeline.run.run``, CLIP and captions off:
   no weights here), ``clips_per_s`` (cut clips / wall);
-- ``driver_peak_rss_mb``: the driver process's own peak RSS (``getrusage(RUSAGE_SELF)``; Ray's workers excluded);
+- ``driver_peak_rss_mb``: the driver process's own peak RSS (``VmHWM`` in /proc/self/status; Ray's workers excluded;
+  not ``getrusage``, whose ``ru_maxrss`` in a child starts at the parent's RSS at the fork: results before 2026-12-02
+  carry this bench's own memory, ~410-600 MB);
 - ``phases``: the run's phases as [start, end] seconds from its start (runs/<id>.json);
 - ``machine_busy``: the share of the machine's CPU time (all cores, /proc/stat) busy while the run went: how far the
   run was CPU-bound (whatever else ran on the machine counts too);
@@ -61,6 +63,13 @@ SHOTS_PER_VIDEO = 4
 
 DRIVER = r"""
 import json, resource, sys, time
+# this process's own peak RSS: /proc's VmHWM (getrusage's ru_maxrss of a child starts at its parent's RSS at the fork,
+# on Linux: the bench's own memory used to leak into this figure)
+def peak_mb():
+    try:
+        return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 from pipeline import config
 from pipeline.run import run
 t0 = time.perf_counter()
@@ -68,7 +77,7 @@ cfg = config.load(None, {"clip.enabled": "false", "captioner.model": "none", "ra
 cfg.inputs, cfg.output = [sys.argv[1]], sys.argv[2]
 summary = run(cfg)
 print(json.dumps({"wall_s": time.perf_counter() - t0, "counts": summary.counts, "phases": summary.phases,
-                  "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "driver_peak_rss_mb": peak_mb()}))
 """
 
 
