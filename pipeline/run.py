@@ -372,6 +372,19 @@ def _hash_new(out: Path, inputs: list[dict[str, Any]], cfg: Config) -> dict[str,
     return hashes
 
 
+def _cpus_back(timeout_s: float = 5.0) -> None:
+    """Wait, at most ``timeout_s``, until Ray's view of the cluster shows a free CPU. Building the graph starts Ray
+    Data's own actors (its stats actor, its autoscaling coordinator), and an actor holds a CPU while it is being
+    placed (Ray's default: 1 CPU to schedule, 0 to run): on 2 cores none shows free for a moment, and Ray Data warns
+    that the job "will hang unless more CPUs are freed up" when it starts then (a newcomer saw that warning on runs
+    that went fine). A cluster that other jobs keep full still gets Ray's warning, after the wait."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while not ray.available_resources().get("CPU") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def run(cfg: Config) -> Summary:
     """One run over ``cfg.inputs`` into ``cfg.output`` (a new OUT, or one to resume): see the module docstring.
 
@@ -435,6 +448,7 @@ def _run(cfg: Config) -> Summary:
     t0 = time.perf_counter()
     ds = _graph(out, cfg, plan, models, busy, summary) if plan.videos.num_rows or plan.clips_file else None
     if ds is not None:
+        _cpus_back()
         sink = stream.StoreSink(str(out), cfg.store, cfg.store.stream_rows, cfg.stages)
         ds.write_datasink(sink, ray_remote_args={"num_cpus": 0}, concurrency=light_tasks())
         summary.written = dict(sink.written)

@@ -100,7 +100,7 @@ class ClipsConfig:
     # of two (stages.onepass); decoded frames are held until their shot is final, up to one_pass_mb (a longer
     # shot is cut from a second decode of its span). Neither changes a clip: they stay out of the clip ids.
     one_pass: bool = True
-    one_pass_mb: int = 512
+    one_pass_mb: int = 512  # at most this many MB of decoded frames held by a one-pass cut task (then: second decode)
 
 
 def settings_of(cfg: ClipsConfig, detector: str) -> dict:

@@ -11,7 +11,9 @@ frames (``stages.clips.cut_clips`` with ``frames``), and the frames are released
 Memory: the frames held, at most ``clips.one_pass_mb``: a shot plus ~130 frames (at 1080p ~3 MB a frame, so
 512 MB holds shots up to ~1.5 s plus the look-ahead at 24 fps; at 360p ~0.35 MB, shots up to ~55 s). When the
 frames held outgrow it they are dropped, and the shots they belonged to are cut afterwards from a second decode of
-their spans, in one forward pass with seeks over the gaps: what the two-pass path does for every shot.
+their spans, in one forward pass with seeks over the gaps: what the two-pass path does for every shot. A source that
+needs it logs a warning (``clipforge.onepass``, shown on the driver's console as the worker's), so a budget too small
+for the footage is seen.
 
 Exactness. When the decode ends, the whole-video detector runs on the same thumbnails and features
 (``OnlineHybrid.finish``: ``stages.shots.detect`` with ``deblock``, what the shot stage runs); that is the shots row.
@@ -28,11 +30,14 @@ source whose timestamps number its frames; anything else takes the two-pass path
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 
 from stages import storage
 from stages.errors import raise_if_environment
+
+_log = logging.getLogger("clipforge.onepass")
 
 
 def applies(video: dict, shots_cfg, clips_cfg) -> bool:
@@ -91,6 +96,8 @@ class _OnePass:
         self.n_shots = 0
         self.detect_s = 0.0
         self.facts = None  # stages.clips.SourceFacts
+        self.again = 0  # clips cut from a second decode
+        self.wrong = 0  # clips cut from a shot the final pass does not have (deleted)
 
     def __call__(self) -> tuple[dict, list[dict]]:
         from stages.media import source_times
@@ -136,6 +143,13 @@ class _OnePass:
         row["detect_s"] = self.detect_s
         if not row["error_type"]:
             row["n_clips"] = len(self._plans(row["scenes"]))
+            if self.again:  # say so: a budget too small for the footage costs a decode per source
+                _log.warning(
+                    "one pass: %d of %d clips of %s were cut from a second decode (%s)", self.again,
+                    sum(c.get("clip_path") is not None for c in clips), video["path"],
+                    "their shots outgrew clips.one_pass_mb" if not self.wrong else
+                    f"{self.wrong} clip(s) cut from shots the whole-video pass does not have were deleted",
+                )  # fmt: skip
         return row, clips
 
     def _plans(self, scenes: list[dict], first_index: int = 0) -> list[dict]:
@@ -200,6 +214,8 @@ class _OnePass:
         again = [p for p in rest if p["clip_id"] not in held_ids]
         if again:
             self._cut(again)
+        self.again = sum(p["drop_reason"] is None and p["clip_id"] not in self.stored for p in again)
+        self.wrong = sum(r.get("clip_path") is not None for r in wrong)
         out = []
         for p in plans:
             if p["clip_id"] in self.stored:

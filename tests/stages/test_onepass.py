@@ -88,7 +88,7 @@ def _both(video, out, one_cfg, two_cfg, fed):
 
 @pytest.mark.parametrize("budget_mb", [512, 0])
 def test_one_decode_gives_the_two_pass_shots_and_clips_on_real_footage(
-    bikes, transnet_test_head, tmp_path, budget_mb, fed
+    bikes, transnet_test_head, tmp_path, budget_mb, fed, caplog
 ):
     """bikes.mp4 (cuts at 30, 76, 137, 187, 242) and 42 s of transnet's test footage (~30 shots; clips of 1-3 s, the
     long shots split): budget 512 MB holds every shot; budget 0 holds none, so every clip comes from the second
@@ -98,6 +98,8 @@ def test_one_decode_gives_the_two_pass_shots_and_clips_on_real_footage(
         cfg = ClipsConfig(min_s=min_s, max_s=max_s, one_pass_mb=budget_mb)
         one = _both(video, tmp_path / name, cfg, ClipsConfig(min_s=min_s, max_s=max_s), fed)
         assert sum(c["clip_path"] is not None for c in one[1]) >= (3 if name == "bikes" else 15)
+        # a source that needed the second decode says so (a budget too small for the footage must be seen)
+        assert ("cut from a second decode" in caplog.text) == (budget_mb == 0)
 
 
 def test_one_decode_gives_the_two_pass_shots_and_clips_on_every_media_case(media_cases, tmp_path, fed):
