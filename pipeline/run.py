@@ -410,9 +410,14 @@ def _run(cfg: Config) -> Summary:
     if not storage.is_uri(out):
         (out / "tables").mkdir(parents=True, exist_ok=True)
     store.write_json(storage.under(out, "config.json"), cfg.to_dict())
+    from stages.clips import sweep_temporaries
+
+    swept = sweep_temporaries(out)  # under the writer lock: a killed run's half-written clips
     init_ray(cfg.ray)
     stream.use_stages(cfg.stages)  # this run's stream schema: the built-in tables and exactly the user's stages
     summary = Summary(out=str(out))
+    if swept:
+        summary.notes.append(f"deleted {swept} temporary clip file(s) a killed run left half-written")
     run_id = time.strftime("%Y%m%dT%H%M%S")
     # stage busy intervals (the bench's overlap figures): appended by workers to local files, so not for a bucket
     busy = None if storage.is_uri(out) else str(out / "runs" / f"{run_id}.busy")

@@ -43,6 +43,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass
@@ -230,6 +231,33 @@ def plan_clips(
 def clip_relpath(cid: str) -> str:
     """Where a clip lives, relative to OUT: clips/<first two hex>/<id>.mp4 (256 fan-out dirs)."""
     return f"clips/{cid[:2]}/{cid}.mp4"
+
+
+# the temporary name a clip is written under before it moves into place (_ClipWriter): .<id>.<pid>.<random>.tmp.mp4
+_TEMPORARY = re.compile(r"^\.[0-9a-f]{24}\.\d+\.[0-9a-f]{8}\.tmp\.mp4$")
+
+
+def sweep_temporaries(out_dir: str | Path) -> int:
+    """Delete the temporary clip files a killed process left under a local ``OUT/clips`` (a clip being written when
+    the kill came: its writer's temp file, never moved into place and never read); returns how many. Only for a
+    caller holding OUT's writer lock (``pipeline.store.writer_lock``: no other command is writing clips then, so
+    every such file is stale). Only names of the writer's exact pattern are touched. An OUT in a bucket has none
+    (clips are written to a local temp file and uploaded whole)."""
+    root = Path(out_dir) / "clips"
+    if storage.is_uri(out_dir) or not root.is_dir():
+        return 0
+    n = 0
+    for sub in os.scandir(root):
+        if not sub.is_dir():
+            continue
+        for entry in os.scandir(sub.path):
+            if entry.name.startswith(".") and _TEMPORARY.match(entry.name):
+                try:
+                    os.remove(entry.path)
+                    n += 1
+                except FileNotFoundError:
+                    pass
+    return n
 
 
 def encoder_options(cfg: ClipsConfig) -> dict[str, str]:

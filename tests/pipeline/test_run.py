@@ -199,7 +199,13 @@ def test_kill_dash_9_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, 
     partial = _clip_ids(out)
     assert len(partial) < len(want), "killed too late to test resume"
 
-    subprocess.run(_cli_run([corpus], out), check=True, capture_output=True)
+    # a clip being written when the kill came leaves its temp file (whether this kill did is timing): plant one
+    planted = out / "clips" / "ab" / f".ab{'0' * 22}.4242.deadbeef.tmp.mp4"
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_bytes(b"\x00" * 48)
+    rerun = subprocess.run(_cli_run([corpus], out), check=True, capture_output=True, text=True)
+    assert not list(out.glob("clips/*/.*.tmp.mp4")), "a killed run's temp files outlived the rerun"
+    assert "temporary clip file(s) a killed run left" in rerun.stdout + rerun.stderr
     got = store.read_table(out, "clips", columns=["clip_id"]).column("clip_id").to_pylist()
     assert len(got) == len(set(got)), "a clip was written twice"
     assert sorted(got) == want

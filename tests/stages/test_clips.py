@@ -562,3 +562,20 @@ def test_a_scorer_is_handed_exactly_the_clip_frames_it_asks_for(indexed, tmp_pat
         assert sorted(got["frames"]) == [0, n // 2, n - 1]
         assert [decode_index(got["frames"][i]) for i in (0, n // 2, n - 1)] == [held[i] for i in (0, n // 2, n - 1)]
         assert all(f.shape == (r["height"], r["width"], 3) and f.dtype == np.uint8 for f in got["frames"].values())
+
+
+def test_sweep_temporaries_deletes_only_a_clip_writers_temp_files(tmp_path):
+    """Under the writer lock every ``.<id>.<pid>.<random>.tmp.mp4`` in OUT/clips is a killed writer's: gone; a clip,
+    another dotfile and a look-alike name stay."""
+    from stages.clips import sweep_temporaries
+
+    d = tmp_path / "clips" / "0a"
+    d.mkdir(parents=True)
+    cid = "0a" + "1" * 22
+    stale = d / f".{cid}.123.0badcafe.tmp.mp4"
+    keep = [d / f"{cid}.mp4", d / ".keep", d / f".{cid}.tmp.mp4", d / f".{cid}.123.0badcafe.tmp.mp4.part"]
+    for f in [stale, *keep]:
+        f.write_bytes(b"x")
+    assert sweep_temporaries(tmp_path) == 1
+    assert not stale.exists() and all(f.exists() for f in keep)
+    assert sweep_temporaries(tmp_path / "no-such-out") == 0
