@@ -4,12 +4,12 @@ cutter gets the frame, so a source is decoded once instead of twice (once by the
 How (:func:`detect_and_cut`). Frames are decoded in presentation order (``stages.shots.SmallFrames``, the shot
 stage's own decode, with the deblocking filter on: the cut needs the real pictures). Each frame's 32x18 thumbnail
 goes to ``stages.shots.OnlineHybrid``, which confirms a boundary once the frames after it can no longer change it
-(~100-130 frames later); the decoded frame itself is held until the shot it belongs to is final. Then that shot's
+(48-64 frames later); the decoded frame itself is held until the shot it belongs to is final. Then that shot's
 clips are planned (``stages.clips.plan_clips``: its rules read only the shot's own frames) and cut from the held
 frames (``stages.clips.cut_clips`` with ``frames``), and the frames are released.
 
-Memory: the frames held, at most ``clips.one_pass_mb``: a shot plus ~130 frames (at 1080p ~3 MB a frame, so
-512 MB holds shots up to ~1.5 s plus the look-ahead at 24 fps; at 360p ~0.35 MB, shots up to ~55 s). When the
+Memory: the frames held, at most ``clips.one_pass_mb``: a shot plus 48-64 frames (at 1080p ~3.1 MB a frame, so
+512 MB holds shots up to ~4 s at 24 fps; at 720p ~1.4 MB, ~12 s; at 360p ~0.35 MB, ~60 s). When the
 frames held outgrow it they are dropped, and the shots they belonged to are cut afterwards from a second decode of
 their spans, in one forward pass with seeks over the gaps: what the two-pass path does for every shot. A source that
 needs it logs a warning (``clipforge.onepass``, shown on the driver's console as the worker's), so a budget too small
