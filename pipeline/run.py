@@ -255,7 +255,9 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
     ds = task(stream.probe_rows, "probe", cfg.ingest.num_cpus, cfg.ingest.memory_mb, drop_hdr=cfg.ingest.drop_hdr)
     # clips.one_pass: the hybrid detector runs in the cut task, on the frames it cuts (stages.onepass); the task
     # also holds up to one_pass_mb of decoded frames
-    one_pass = cfg.shots.detector == "hybrid" and cfg.clips.one_pass and not cfg.clips.crop_bars
+    from stages import onepass
+
+    one_pass = onepass.enabled(cfg.shots, cfg.clips)
     cut_mb = cfg.clips.memory_mb + (cfg.clips.one_pass_mb if one_pass else 0)
     if "shots" in actors:
         from stages.shots import TransNetShots

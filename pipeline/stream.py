@@ -242,20 +242,18 @@ def cut_rows(batch: pa.Table, out: str, cfg, scores=None, shots=None) -> pa.Tabl
         video, found = row.column("videos")[0].as_py(), row.column("shots")[0].as_py()
         skip = row.column("skip_ids")[0].as_py() or ()
         hooks = {"sample": scorer.wanted, "on_clip": on_clip} if scorer is not None else {}
+        cut, clips = not detect[i], []
         if detect[i]:
             from stages import onepass
             from stages.shots import shots_row
 
             if onepass.applies(video, shots, cfg):
                 found, clips = onepass.detect_and_cut(video, shots, out, cfg, skip_ids=skip, **hooks)
-                pieces.append(put(row, "shots", pa.array([True]), [found]))
-                pieces.append(from_rows([{"clips": c, "scores": scored.pop(c["clip_id"], None)} for c in clips]))
-                continue
-            found = shots_row(video, shots)
-            if found["error_type"]:
-                pieces.append(put(row, "shots", pa.array([True]), [found]))
-                continue
-        found, clips = cut_video(video, found, out, cfg, skip_ids=skip, **hooks)
+            else:  # given spans: their shots row, then the cut
+                found = shots_row(video, shots)
+                cut = not found["error_type"]
+        if cut:
+            found, clips = cut_video(video, found, out, cfg, skip_ids=skip, **hooks)
         pieces.append(put(row, "shots", pa.array([True]), [found]))
         pieces.append(from_rows([{"clips": c, "scores": scored.pop(c["clip_id"], None)} for c in clips]))
     return pa.concat_tables(pieces) if pieces else batch

@@ -251,7 +251,7 @@ def sweep_temporaries(out_dir: str | Path) -> int:
         if not sub.is_dir():
             continue
         for entry in os.scandir(sub.path):
-            if entry.name.startswith(".") and _TEMPORARY.match(entry.name):
+            if _TEMPORARY.match(entry.name):
                 try:
                     os.remove(entry.path)
                     n += 1

@@ -40,9 +40,14 @@ from stages.errors import raise_if_environment
 _log = logging.getLogger("clipforge.onepass")
 
 
+def enabled(shots_cfg, clips_cfg) -> bool:
+    """Whether a run with these settings detects the shots in its cut task (its graph then has no shot task)."""
+    return shots_cfg.detector == "hybrid" and clips_cfg.one_pass and not clips_cfg.crop_bars
+
+
 def applies(video: dict, shots_cfg, clips_cfg) -> bool:
     """Whether :func:`detect_and_cut` serves ``video`` (a videos row) under these settings."""
-    return shots_cfg.detector == "hybrid" and clips_cfg.one_pass and not clips_cfg.crop_bars and not video.get("spans")
+    return enabled(shots_cfg, clips_cfg) and not video.get("spans")
 
 
 def _nbytes(frame) -> int:
@@ -97,6 +102,7 @@ class _OnePass:
         self.detect_s = 0.0
         self.facts = None  # stages.clips.SourceFacts
         self.again = 0  # clips cut from a second decode
+        self.n_plans = 0  # the final shots' clip plans (the shots row's n_clips)
         self.wrong = 0  # clips cut from a shot the final pass does not have (deleted)
 
     def __call__(self) -> tuple[dict, list[dict]]:
@@ -142,7 +148,7 @@ class _OnePass:
         row["n_shots"] = len(row["scenes"])
         row["detect_s"] = self.detect_s
         if not row["error_type"]:
-            row["n_clips"] = len(self._plans(row["scenes"]))
+            row["n_clips"] = self.n_plans
             if self.again:  # say so: a budget too small for the footage costs a decode per source
                 _log.warning(
                     "one pass: %d of %d clips of %s were cut from a second decode (%s)", self.again,
@@ -169,8 +175,8 @@ class _OnePass:
         if self.facts is None:  # read once, when the first clip is cut (a file with no frame fails in the decode)
             self.facts = source_facts(self.video["path"], self.video)
         rows = cut_clips(
-            self.video["path"], self.video, todo, self.out_dir, self.cfg, skip_ids=self.stored, index=self.index,
-            frames=frames, source=self.facts, **self.hooks,
+            self.video["path"], self.video, todo, self.out_dir, self.cfg, index=self.index, frames=frames,
+            source=self.facts, **self.hooks,
         )  # fmt: skip
         self.cut.update((r["clip_id"], r) for r in rows)
 
@@ -200,6 +206,7 @@ class _OnePass:
         """Cut whatever the final shots still need; delete clips cut from a shot the final ones do not have;
         return the clip rows (plans not in skip_ids) in plan order."""
         plans = self._plans(scenes)
+        self.n_plans = len(plans)
         wanted = {p["clip_id"] for p in plans}
         wrong = [r for cid, r in self.cut.items() if cid not in wanted]
         self._delete(wrong)
