@@ -22,6 +22,8 @@ Defect classes (positives; what each must be dropped as):
 - ``blur_letterboxed``: the same inside 2.39:1 letterbox bars: quality_blurry;
 - ``blur_heavy``: Gaussian blur of sigma 5 or 8 px at 640x360, so strong that the focus ratio's two bands hold only
   the encoder's noise (``detail`` is the rule that sees it): quality_blurry;
+- ``blur_motion``: motion blur of the whole picture (camera shake; ``pipeline.defects.smear``), a line of 10 or 16 px
+  at 640x360 (scaled), at another angle for each source (0, 90, 30, 135, 60, 15, 120 degrees): quality_blurry;
 - ``logo``: a channel logo in a corner (``pipeline.defects.logo``), four per source, each in another corner: the
   original (alpha 0.4-0.6, 12 % of the width), an opaque one 16 % wide, a small one 8 % wide (alpha 0.5) and a faint
   one (alpha 0.3); text_burned_in or text_overlay. A variant that changes its box by under 6 grey levels on average
@@ -49,7 +51,19 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.defects import blur, boxed, grain, high_key, letterbox, logo, night, scene_text, shallow_dof, subtitle  # noqa: E402
+from pipeline.defects import (  # noqa: E402
+    blur,
+    boxed,
+    grain,
+    high_key,
+    letterbox,
+    logo,
+    night,
+    scene_text,
+    shallow_dof,
+    smear,
+    subtitle,
+)
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
 from pipeline.testdata import decode_frames, ken_burns, write_frames  # noqa: E402
 from stages.clips import RESOLUTION_LOW  # noqa: E402
@@ -62,6 +76,7 @@ EXPECT = {
     "blur": {"quality_blurry"},
     "blur_letterboxed": {"quality_blurry"},
     "blur_heavy": {"quality_blurry"},
+    "blur_motion": {"quality_blurry"},
     "logo": {"text_burned_in", "text_overlay"},
     "subtitle": {"text_burned_in"},
     "mirrored": {"duplicate"},
@@ -95,6 +110,7 @@ def build(quick: bool) -> list[dict]:
             "blur": blur(fr, 2.0 + 0.5 * (k % 2)),
             "blur_letterboxed": letterbox(blur(fr, 2.0 + 0.5 * ((k + 1) % 2))),
             "blur_heavy": blur(fr, 5.0 + 3.0 * (k % 2)),
+            "blur_motion": smear(fr, 10.0 + 6.0 * (k % 2), (0, 90, 30, 135, 60, 15, 120)[k % 7]),
             "logo": logo(fr, 0.4 + 0.1 * (k % 3), ("tr", "tl", "br", "bl")[k % 4]),
             "subtitle": subtitle(fr, ("I told you so.", "Where were you?", "Look out!")[k % 3]),
             "mirrored": np.ascontiguousarray(fr[:, :, ::-1]),

@@ -19,6 +19,31 @@ def blur(frames: np.ndarray, sigma360: float) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(f, (0, 0), s) for f in frames])
 
 
+def line_kernel(length: float, angle: float) -> np.ndarray:
+    """A motion-blur point spread function: a line ``length`` px long through the centre at ``angle`` degrees
+    (counter-clockwise from the x axis), anti-aliased (each of 8 samples a px spread bilinearly), summing to 1;
+    (n, n) float32, n the odd size holding it."""
+    n = int(np.ceil(length)) | 1
+    c = n // 2
+    k = np.zeros((n, n), np.float32)
+    ux, uy = np.cos(np.radians(angle)), -np.sin(np.radians(angle))
+    for t in np.linspace(-length / 2, length / 2, int(length * 8) + 1):
+        x, y = c + t * ux, c + t * uy
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - x0, y - y0
+        for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            if 0 <= x0 + dx < n and 0 <= y0 + dy < n:
+                k[y0 + dy, x0 + dx] += w
+    return k / k.sum()
+
+
+def smear(frames: np.ndarray, length360: float, angle: float) -> np.ndarray:
+    """Motion blur of the whole picture (camera shake during the exposure): a line ``length360`` px long at 640x360
+    (scaled to the frame's shorter side) at ``angle`` degrees, the same in every frame."""
+    k = line_kernel(max(2.0, length360 * _scale(frames)), angle)
+    return np.stack([cv2.filter2D(f, -1, k, borderType=cv2.BORDER_REFLECT) for f in frames])
+
+
 def letterbox(frames: np.ndarray, ratio: float = 2.39) -> np.ndarray:
     """Letterboxed as real footage is: a picture wider than 16:9 padded with black bars to 16:9 (bars only, no
     resampling); a narrower one squeezed to ``ratio`` inside its own frame size, bars above and below."""

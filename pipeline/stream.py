@@ -27,7 +27,7 @@ DuckDB and Arrow against what is stored), starts the graph, and receives per-tab
   uninterrupted run's and none is written twice;
 - a stored clip without its ``scores`` row (or ``clip_scores`` row, when CLIP runs) enters the graph at that
   stage, with the stage rows it has; so does one whose ``scores`` row predates a score every row now has
-  (:func:`_stale`: an OUT scored before schema 7's ``detail`` is rescored once, its clips not cut again). With
+  (:func:`_stale`: an OUT scored before schema 8's ``isotropy`` is rescored once, its clips not cut again). With
   ``scores.at_cut`` its CPU scores come from the frames its encoder received, re-made from the source
   (:func:`score_rows`), so they equal an uninterrupted run's.
 

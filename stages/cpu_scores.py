@@ -17,6 +17,8 @@ score below is computed from that one array:
 - ``frozen_frac``: fraction of flow pairs whose mean absolute luma difference is below ``frozen_diff`` grey
   levels: frozen video, slideshows, still images padded to video.
 - ``sharpness``: variance of the Laplacian of the luma at the fixed analysis resolution, median over anchors.
+- ``focus`` / ``detail`` / ``isotropy``: blur (:func:`blur_scores`): defocus, blur too heavy for focus, and motion
+  blur (the finest detail missing along one direction only: camera shake, a smear).
 - ``luma_mean`` (0..1), ``luma_under_frac`` / ``luma_over_frac`` (pixels below / above the black / white
   clip levels), ``black_frac``: fraction of anchors that are black or blank (almost uniform).
 - ``text_area``: fraction of the frame area covered by text boxes from the PP-OCRv4 *detection* model shipped in
@@ -64,6 +66,7 @@ FLOAT_COLUMNS = (
     "sharpness",
     "focus",
     "detail",
+    "isotropy",
     "luma_mean",
     "luma_under_frac",
     "luma_over_frac",
@@ -105,9 +108,9 @@ SCORES_SCHEMA = pa.schema(
 )
 OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 # (a score, one added later): a stored row with the first and without the second was written before the second
-# existed, and the run scores that clip again (pipeline/stream.py). detail (schema 7) is null exactly where focus is:
-# the same frames and tiles.
-SUPERSEDED = ("focus", "detail")
+# existed, and the run scores that clip again (pipeline/stream.py). isotropy (schema 8) is null exactly where detail
+# is, and detail where focus is (blur_scores: the same frames and tiles), so a row of schema 5-7 is caught.
+SUPERSEDED = ("focus", "isotropy")
 
 
 @dataclass
@@ -861,9 +864,9 @@ BLUR_MIN_UPSAMPLED = 128
 BLUR_SIZE_EXPONENT = 0.4
 
 
-def blur_scores(luma: np.ndarray, active: np.ndarray, size: int) -> tuple[float | None, float | None]:
-    """(:func:`focus`, :func:`detail`) of a clip, on one scale for every picture size, so that one
-    ``filters.min_focus`` and one ``filters.min_detail`` hold for all.
+def blur_scores(luma: np.ndarray, active: np.ndarray, size: int) -> tuple[float | None, float | None, float | None]:
+    """(:func:`focus`, :func:`detail`, :func:`isotropy`) of a clip, on one scale for every picture size, so that one
+    ``filters.min_focus``, one ``filters.min_detail`` and one ``filters.min_isotropy`` hold for all.
 
     luma: (N, H, W) uint8, the anchors at the analysis size (``size`` px on the shorter side; bilinear upsampling when
     the picture is smaller, :func:`resize_short`); active: the same anchors' active picture as decoded, (N, H', W', 3)
@@ -883,17 +886,20 @@ def blur_scores(luma: np.ndarray, active: np.ndarray, size: int) -> tuple[float 
     A picture under :data:`BLUR_MIN_UPSAMPLED` (128) px has too few pixels for it (transnet_test's 90 px shots in
     focus read focus 0.61-0.66 calibrated, as defocused ones do): it is judged at its own size, where mild defocus is
     not seen (below the default ``filters.min_short_side``, 128, the clip is ``resolution_low`` anyway). Each None as
-    :func:`focus` / :func:`detail`.
+    :func:`focus` / :func:`detail`; isotropy is None wherever detail is (a clip with no structured tile).
+
+    isotropy is a ratio of two of the picture's own directional balances, so it needs no calibration: it is read on
+    the same frames as the other two (at the analysis size, or at its own size under 128 px) and measured alike on
+    68-120 px pictures at their own size and 150-210 px ones upsampled (in focus 0.67 and up, see :func:`isotropy`).
     """
     short = min(active.shape[1:3])
-    if short >= size:
-        return focus(luma), detail(luma)
-    if short < BLUR_MIN_UPSAMPLED:
-        own = to_luma(active)
-        return focus(own), detail(own)
-    k = (short / size) ** BLUR_SIZE_EXPONENT
-    f, d = focus(luma), detail(luma)
-    return (None if f is None else f / k), (None if d is None else d / k)
+    frames = to_luma(active) if short < BLUR_MIN_UPSAMPLED else luma
+    f, d = focus(frames), detail(frames)
+    iso = None if d is None else isotropy(frames)
+    if BLUR_MIN_UPSAMPLED <= short < size:
+        k = (short / size) ** BLUR_SIZE_EXPONENT
+        f, d = (None if f is None else f / k), (None if d is None else d / k)
+    return f, d, iso
 
 
 def _tile_var(a: np.ndarray, tile: int) -> np.ndarray:
@@ -933,6 +939,67 @@ def detail(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile
         if structured.any():
             fine = _tile_var(x - cv2.GaussianBlur(x, (0, 0), 2.0), tile)
             values.append(float(np.percentile(fine[structured] / var[structured], percentile)))
+    return float(np.median(values)) if values else None
+
+
+def _balance(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> float | None:
+    """Directional balance of (H, W) float32 ``band``: the smaller over the larger eigenvalue of its gradient
+    structure tensor (Bigün & Granlund, "Optimal orientation detection of linear symmetry", ICCV 1987), i.e. the
+    least over the most gradient energy in any direction, in [0, 1]; None for a flat band.
+
+    The tensor is summed over ``tile`` px tiles (the partial ones at the right and bottom left out), each tile's
+    weight capped so that it adds at most ``cap`` times the median tile's energy: a few tiles of much higher contrast
+    than the scene (burned-in subtitles, a logo: their strokes are vertical at the finest scale and a horizontal band
+    at the coarser one) would otherwise decide the whole picture's balance (a subtitle line over a bikes.mp4 shot read
+    0.61 uncapped, 0.81 capped; the shot itself 0.79)."""
+    gx = cv2.Sobel(band, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(band, cv2.CV_32F, 0, 1)
+    ty, tx = band.shape[0] // tile, band.shape[1] // tile
+    if not ty or not tx:
+        return None
+    a, b, c = (
+        t[: ty * tile, : tx * tile].reshape(ty, tile, tx, tile).sum(axis=(1, 3), dtype=np.float64)
+        for t in (gx * gx, gx * gy, gy * gy)
+    )
+    energy = a + c
+    if not (energy > 0).any():
+        return None
+    w = np.minimum(1.0, cap * float(np.median(energy[energy > 0])) / np.maximum(energy, 1e-12))
+    a, b, c = float((a * w).sum()), float((b * w).sum()), float((c * w).sum())
+    half, disc = (a + c) / 2, math.sqrt(((a - c) / 2) ** 2 + b * b)
+    if half + disc <= 1e-6:
+        return None
+    return (half - disc) / (half + disc)
+
+
+def isotropy(luma: np.ndarray, *, eps: float = 0.05) -> float | None:
+    """How evenly the picture's finest detail is spread over directions, relative to its coarser structure: the
+    motion-blur measure (camera shake, a smear), which neither :func:`focus` nor :func:`detail` sees.
+
+    luma: (N, H, W) uint8, the frames :func:`focus` reads. Per frame, the directional balance (:func:`_balance`: the
+    least over the most gradient energy in any direction, from the structure tensor) of the finest band (I - G1*I,
+    Gaussian sigma 1 px) is divided by that of a coarser band (G2*I - G4*I): ``(fine + eps) / (coarse + eps)``,
+    median over frames; None when no frame has structure in both bands. Motion blur along one direction removes
+    that direction's finest detail first (a box of L px zeroes frequencies from 1/L up), so the fine band turns
+    one-directional while the coarse band keeps the scene's own balance; the scene's orientation (a street of
+    verticals, a horizon) is in both bands and cancels. Defocus is isotropic and leaves it near 1 (focus sees that).
+    ``eps`` keeps a scene of one direction only (stripes) from dividing two near-zero balances.
+
+    Motion blur told from the anisotropy of the picture's gradients follows Liu, Li & Jia, "Image partial blur
+    detection and classification", CVPR 2008, and Chakrabarti, Zickler & Freeman, "Analyzing spatially-varying
+    blur", CVPR 2010; the structure tensor is Bigün & Granlund 1987. Measured (bench/filters_bench.py's sources,
+    lines of 6-16 px at 640x360 at 0-135 degrees, ``pipeline.defects.smear``): clean shots and their shallow
+    depth-of-field, night, high-key, scene-text, letterbox and grain variants 0.78 and up, with a subtitle line 0.80
+    and up; 68-120 px letterboxed pictures and 160x90 transnet_test windows at their own size 0.66 and up; Gaussian
+    defocus 0.94-1.5; smears of 10 and 16 px that focus and detail pass 0.17-0.63 (6 px: 18 of 23 under 0.65).
+    """
+    values = []
+    for f in luma:
+        x = f.astype(np.float32)
+        g1, g2, g4 = (cv2.GaussianBlur(x, (0, 0), s) for s in (1.0, 2.0, 4.0))
+        fine, coarse = _balance(x - g1), _balance(g2 - g4)
+        if fine is not None and coarse is not None:
+            values.append((fine + eps) / (coarse + eps))
     return float(np.median(values)) if values else None
 
 
@@ -1200,7 +1267,7 @@ def score_frames(
     out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
     # a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
-    out["focus"], out["detail"] = blur_scores(luma, active, cfg.size)
+    out["focus"], out["detail"], out["isotropy"] = blur_scores(luma, active, cfg.size)
     out.update(
         exposure_scores(
             luma,
@@ -1423,6 +1490,7 @@ def _stage():
         Rule(MOTION_STILL_IMAGE, "still_residual", "<", "filters.min_still_residual"),
         Rule(QUALITY_BLURRY, "focus", "<", "filters.min_focus"),
         Rule(QUALITY_BLURRY, "detail", "<", "filters.min_detail"),
+        Rule(QUALITY_BLURRY, "isotropy", "<", "filters.min_isotropy"),
         Rule(QUALITY_BLURRY, "sharpness", "<", "filters.min_sharpness"),
         Rule(MOTION_STATIC, "frozen_frac", ">", "filters.max_frozen_frac"),
         Rule(MOTION_STATIC, "motion", "<", "filters.min_motion"),

@@ -256,8 +256,8 @@ def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run, tmp_path)
 
 
 def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mixed_run, tmp_path):
-    """An OUT whose scores were written before schema 7 (no ``detail`` column) resumes without error: its scored
-    clips are scored again (the heavy-blur rule would skip them silently otherwise), nothing is cut again, and a
+    """An OUT whose scores were written before schema 8 (no ``isotropy`` column) resumes without error: its scored
+    clips are scored again (the motion-blur rule would skip them silently otherwise), nothing is cut again, and a
     rerun after that owes nothing."""
     import shutil
 
@@ -272,9 +272,9 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     from deltalake import write_deltalake
 
     scores = store.read_table(copy, "scores")
-    old = scores.drop_columns(["detail"]).replace_schema_metadata(None)  # the table as schema 6 wrote it
+    old = scores.drop_columns(["isotropy"]).replace_schema_metadata(None)  # the table as schema 7 wrote it
     write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite", schema_mode="overwrite")
-    assert "detail" not in store._columns(copy, "scores")
+    assert "isotropy" not in store._columns(copy, "scores")
     scored = scores.filter(pc.is_valid(scores["focus"]))["clip_id"].to_pylist()
     assert scored
     cfg = _cfg([root / "corpus"], copy)
@@ -291,7 +291,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
         f"video(s) cut for the clips they lack, {len(scored)} stored clip(s) given the stage rows they lacked"
     ]
     con = store.open(copy)
-    got = dict(con.execute("SELECT clip_id, detail FROM clips WHERE focus IS NOT NULL").fetchall())
+    got = dict(con.execute("SELECT clip_id, isotropy FROM clips WHERE focus IS NOT NULL").fetchall())
     assert sorted(got) == sorted(scored) and all(v is not None for v in got.values())
     assert store.shard_files(copy, "clips") == clips_before
     again = plan(copy, cfg, inputs, {}, clip_stage=False)

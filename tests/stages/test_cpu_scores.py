@@ -360,6 +360,39 @@ def test_heavy_blur_is_blurry_though_focus_reads_the_noise(scorer, bikes, tmp_pa
     assert reasons == {k: ("quality_blurry" if k in heavy else None) for k in variants}
 
 
+def test_motion_blur_is_blurry_though_focus_and_detail_pass(scorer, bikes, tmp_path):
+    """Camera shake smears the whole picture along one direction (a line of 16 px at 640x360, horizontal and
+    vertical, and horizontal on a copy under the analysis size): the other direction keeps its finest detail, so
+    focus and detail read the full-size ones as sharp. isotropy (the finest band's directional balance over a
+    coarser band's) falls under min_isotropy and the clip is quality_blurry; the sharp shot, its shallow
+    depth-of-field, night and high-key grades, the small copy and an isotropic defocus (which focus catches) stay
+    above it."""
+    from pipeline.defects import blur, high_key, night, shallow_dof, smear
+    from stages.filters import FiltersConfig, apply_filters
+
+    shot = decode_frames(bikes, BIKES_CUTS[2], BIKES_CUTS[3])
+    small = np.stack([cv2.resize(f, (384, 164), interpolation=cv2.INTER_AREA) for f in shot])
+    smeared = {"smear0": smear(shot, 16, 0), "smear90": smear(shot, 16, 90), "small_smear0": smear(small, 16, 0)}
+    variants = smeared | {
+        "clean": shot,
+        "shallow_dof": shallow_dof(shot),
+        "night": night(shot),
+        "high_key": high_key(shot),
+        "small": small,
+        "defocus": blur(shot, 2.0),
+    }
+    got = {k: scorer.score_clip(write_frames(v, tmp_path / f"{k}.mp4", fps=25)) for k, v in variants.items()}
+    cfg = FiltersConfig()
+    # the failure isotropy exists for: the two older blur rules pass the smears
+    assert all(got[k]["focus"] > cfg.min_focus and got[k]["detail"] > cfg.min_detail for k in ("smear0", "smear90"))
+    assert all(got[k]["isotropy"] < cfg.min_isotropy for k in smeared), got
+    assert all(got[k]["isotropy"] > cfg.min_isotropy for k in variants if k not in smeared), got
+    cols = ("focus", "detail", "isotropy", "sharpness", "still_residual")
+    table = pa.Table.from_pylist([{"clip_id": k} | {c: got[k][c] for c in cols} for k in variants])
+    reasons = dict(zip(variants, apply_filters(table, cfg).to_pylist(), strict=True))
+    assert reasons == {k: ("quality_blurry" if k in (*smeared, "defocus") else None) for k in variants}
+
+
 def test_a_sharp_low_resolution_clip_is_not_blurry(scorer, tmp_path):
     """A 160x90 clip is analysed at its own size, never upsampled to 224 px (which empties the finest band): the
     sharp original passes min_focus, a defocused copy does not."""

@@ -187,6 +187,7 @@ def row(**kw):
         "sharpness": 100.0,
         "focus": 1.5,
         "detail": 0.3,
+        "isotropy": 1.0,
         "still_residual": 0.4,
         "subtitle_area": 0.0,
         "overlay_area": 0.0,
@@ -223,6 +224,8 @@ def row(**kw):
         ({"focus": 0.3, "motion": 0.0}, "quality_blurry"),  # the blur rule reads focus
         ({"sharpness": 2.0, "focus": 1.5}, None),  # the Laplacian rule is off unless min_sharpness is set
         ({"detail": 0.02, "focus": 2.5}, "quality_blurry"),  # heavy blur: focus reads noise, detail is ~0
+        ({"isotropy": 0.4}, "quality_blurry"),  # motion blur: focus and detail pass, one direction lost its detail
+        ({"isotropy": 0.4, "still_residual": 0.01}, "motion_still_image"),
         ({"frozen_frac": 1.0, "motion": 0.0}, "motion_static"),
         ({"motion": 0.001}, "motion_static"),
         ({"still_residual": 0.01}, "motion_still_image"),
@@ -241,6 +244,7 @@ def row(**kw):
                 "frozen_frac": None,
                 "focus": float("nan"),
                 "detail": None,
+                "isotropy": None,
                 "still_residual": None,
                 "text_area": None,
                 "overlay_area": None,
