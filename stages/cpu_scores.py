@@ -889,13 +889,15 @@ def blur_scores(luma: np.ndarray, active: np.ndarray, size: int) -> tuple[float 
     :func:`focus` / :func:`detail`; isotropy is None wherever detail is (a clip with no structured tile).
 
     isotropy is a ratio of two of the picture's own directional balances, so it needs no calibration: it is read on
-    the same frames as the other two (at the analysis size, or at its own size under 128 px) and measured alike on
-    68-120 px pictures at their own size and 150-210 px ones upsampled (in focus 0.67 and up, see :func:`isotropy`).
+    the same frames as the other two (at the analysis size, or at its own size under 128 px with its reference band
+    one octave finer, the same share of the picture) and measured alike on 68-120 px pictures at their own size and
+    150-210 px ones upsampled (in focus 0.66 and up, see :func:`isotropy`).
     """
     short = min(active.shape[1:3])
-    frames = to_luma(active) if short < BLUR_MIN_UPSAMPLED else luma
+    own = short < BLUR_MIN_UPSAMPLED
+    frames = to_luma(active) if own else luma
     f, d = focus(frames), detail(frames)
-    iso = None if d is None else isotropy(frames)
+    iso = None if d is None else isotropy(frames, reference=(2.0, 4.0) if own else (4.0, 8.0))
     if BLUR_MIN_UPSAMPLED <= short < size:
         k = (short / size) ** BLUR_SIZE_EXPONENT
         f, d = (None if f is None else f / k), (None if d is None else d / k)
@@ -972,32 +974,38 @@ def _balance(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> float | 
     return (half - disc) / (half + disc)
 
 
-def isotropy(luma: np.ndarray, *, eps: float = 0.05) -> float | None:
+def isotropy(luma: np.ndarray, *, reference: tuple[float, float] = (4.0, 8.0), eps: float = 0.05) -> float | None:
     """How evenly the picture's finest detail is spread over directions, relative to its coarser structure: the
     motion-blur measure (camera shake, a smear), which neither :func:`focus` nor :func:`detail` sees.
 
     luma: (N, H, W) uint8, the frames :func:`focus` reads. Per frame, the directional balance (:func:`_balance`: the
     least over the most gradient energy in any direction, from the structure tensor) of the finest band (I - G1*I,
-    Gaussian sigma 1 px) is divided by that of a coarser band (G2*I - G4*I): ``(fine + eps) / (coarse + eps)``,
-    median over frames; None when no frame has structure in both bands. Motion blur along one direction removes
-    that direction's finest detail first (a box of L px zeroes frequencies from 1/L up), so the fine band turns
-    one-directional while the coarse band keeps the scene's own balance; the scene's orientation (a street of
-    verticals, a horizon) is in both bands and cancels. Defocus is isotropic and leaves it near 1 (focus sees that).
-    ``eps`` keeps a scene of one direction only (stripes) from dividing two near-zero balances.
+    Gaussian sigma 1 px) is divided by that of a coarser ``reference`` band (G4*I - G8*I at the analysis size; a
+    picture judged at its own size, under 128 px, is given G2*I - G4*I by :func:`blur_scores`, the same share of
+    the picture): ``(fine + eps) / (reference + eps)``, median over frames; None when no frame has structure in both
+    bands. Motion blur along one direction removes that direction's finest detail (a line of L px zeroes frequencies
+    from 1/L up), so the fine band turns one-directional while the reference band, coarser than the smear, keeps the
+    scene's own balance; the scene's orientation (a street of verticals, a horizon) is in both bands and cancels.
+    Defocus is isotropic and leaves it near 1 (focus sees that). ``eps`` keeps a scene of one direction only
+    (stripes) from dividing two near-zero balances.
 
     Motion blur told from the anisotropy of the picture's gradients follows Liu, Li & Jia, "Image partial blur
     detection and classification", CVPR 2008, and Chakrabarti, Zickler & Freeman, "Analyzing spatially-varying
     blur", CVPR 2010; the structure tensor is Bigün & Granlund 1987. Measured (bench/filters_bench.py's sources,
-    lines of 6-16 px at 640x360 at 0-135 degrees, ``pipeline.defects.smear``): clean shots and their shallow
-    depth-of-field, night, high-key, scene-text, letterbox and grain variants 0.78 and up, with a subtitle line 0.80
-    and up; 68-120 px letterboxed pictures and 160x90 transnet_test windows at their own size 0.66 and up; Gaussian
-    defocus 0.94-1.5; smears of 10 and 16 px that focus and detail pass 0.17-0.63 (6 px: 18 of 23 under 0.65).
+    lines of 6-16 px at 640x360 at 0-135 degrees, ``pipeline.defects.smear``, and a newcomer's own camera-shake
+    clips of 8-32 px): clean shots and their shallow depth-of-field, night, high-key, scene-text, subtitle,
+    letterbox and grain variants 0.86 and up, the newcomer's clean and graded clips 0.69 and up (static blinds over
+    a pan; pans of 8 px a frame 0.84); 68-120 px letterboxed pictures and 160x90 transnet_test windows at their own
+    size 0.66 and up; Gaussian defocus 0.91-1.7; smears of 10-32 px that focus and detail pass 0.57 and under (6 px:
+    18 of 23 under 0.62). A reference band of G2-G4 at the analysis size (first tried) read 0.75-0.78 on a 16 px
+    smear of the newcomer's: the smear reached into it.
     """
+    lo, hi = reference
     values = []
     for f in luma:
         x = f.astype(np.float32)
-        g1, g2, g4 = (cv2.GaussianBlur(x, (0, 0), s) for s in (1.0, 2.0, 4.0))
-        fine, coarse = _balance(x - g1), _balance(g2 - g4)
+        g1, glo, ghi = (cv2.GaussianBlur(x, (0, 0), s) for s in (1.0, lo, hi))
+        fine, coarse = _balance(x - g1), _balance(glo - ghi)
         if fine is not None and coarse is not None:
             values.append((fine + eps) / (coarse + eps))
     return float(np.median(values)) if values else None
