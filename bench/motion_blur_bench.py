@@ -10,8 +10,8 @@ and scored by the real ``CpuScorer``. Per kind it writes the range of isotropy /
 length how many clips each rule catches (focus or detail alone, isotropy alone, either) at the default thresholds;
 ``separates``: every smear of 10 px or more dropped by one of the three blur rules, and every in-focus clip above
 ``filters.min_isotropy`` (a smear along the direction a shot's own motion blur already runs, e.g. bikes.mp4's panned
-second shot smeared at 30-90 degrees, turns about evenly blurred: focus or detail catch it, isotropy need not). ``--rows FILE``
-summarises the clips of an earlier run's JSON instead of scoring again.
+second shot smeared at 30-90 degrees, turns about evenly blurred: focus or detail catch it, isotropy need not).
+``--rows FILE`` summarises the clips of an earlier run's JSON instead of scoring again.
 """
 
 from __future__ import annotations
