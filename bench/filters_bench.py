@@ -22,6 +22,8 @@ Defect classes (positives; what each must be dropped as):
 - ``blur_letterboxed``: the same inside 2.39:1 letterbox bars: quality_blurry;
 - ``blur_heavy``: Gaussian blur of sigma 5 or 8 px at 640x360, so strong that the focus ratio's two bands hold only
   the encoder's noise (``detail`` is the rule that sees it): quality_blurry;
+- ``blur_grain``: the same defocus under film grain (``pipeline.defects.grain``, sigma 7 grey levels), whose noise
+  fills the finest band a blur measure reads: quality_blurry;
 - ``blur_motion``: motion blur of the whole picture (camera shake; ``pipeline.defects.smear``), a line of 10 or 16 px
   at 640x360 (scaled), at another angle for each source (0, 90, 30, 135, 60, 15, 120 degrees): quality_blurry;
 - ``logo``: a channel logo in a corner (``pipeline.defects.logo``), four per source, each in another corner: the
@@ -76,6 +78,7 @@ EXPECT = {
     "blur": {"quality_blurry"},
     "blur_letterboxed": {"quality_blurry"},
     "blur_heavy": {"quality_blurry"},
+    "blur_grain": {"quality_blurry"},
     "blur_motion": {"quality_blurry"},
     "logo": {"text_burned_in", "text_overlay"},
     "subtitle": {"text_burned_in"},
@@ -110,6 +113,7 @@ def build(quick: bool) -> list[dict]:
             "blur": blur(fr, 2.0 + 0.5 * (k % 2)),
             "blur_letterboxed": letterbox(blur(fr, 2.0 + 0.5 * ((k + 1) % 2))),
             "blur_heavy": blur(fr, 5.0 + 3.0 * (k % 2)),
+            "blur_grain": grain(blur(fr, 2.0 + 0.5 * (k % 2)), seed=k + 100),
             "blur_motion": smear(fr, 10.0 + 6.0 * (k % 2), (0, 90, 30, 135, 60, 15, 120)[k % 7]),
             "logo": logo(fr, 0.4 + 0.1 * (k % 3), ("tr", "tl", "br", "bl")[k % 4]),
             "subtitle": subtitle(fr, ("I told you so.", "Where were you?", "Look out!")[k % 3]),
