@@ -7,10 +7,11 @@ each smeared by a line of 6, 10 and 16 px at 640x360 (scaled to the shot's short
 at 0, 30, 60, 90 and 135 degrees, defocused (Gaussian sigma 2.0 and 2.5 px at 640x360), and its clean, shallow
 depth-of-field, night, high-key, scene-text, subtitle, letterbox and grain variants: 196 clips, each written as H.264
 and scored by the real ``CpuScorer``. Per kind it writes the range of isotropy / focus / detail, and per smear
-length how many clips each rule catches (focus or detail alone, isotropy alone, either) at the default thresholds;
-``separates``: every smear of 10 px or more dropped by one of the three blur rules, and every in-focus clip above
-``filters.min_isotropy`` (a smear along the direction a shot's own motion blur already runs, e.g. bikes.mp4's panned
-second shot smeared at 30-90 degrees, turns about evenly blurred: focus or detail catch it, isotropy need not).
+length how many clips each rule catches (focus or detail alone, isotropy alone, either) at the default focus and
+detail thresholds and isotropy under ``MIN_ISOTROPY`` (0.62; ``filters.min_isotropy`` is off by default, see
+stages/filters.py); ``separates``: every smear of 10 px or more dropped by one of the three blur rules, and every
+in-focus clip above ``MIN_ISOTROPY`` (a smear along the direction a shot's own motion blur already runs, e.g.
+bikes.mp4's panned second shot smeared at 30-90 degrees, turns about evenly blurred: focus or detail catch it).
 ``--rows FILE`` summarises the clips of an earlier run's JSON instead of scoring again.
 """
 
@@ -35,6 +36,8 @@ from stages.filters import FiltersConfig  # noqa: E402
 
 LENGTHS = (6, 10, 16)
 ANGLES = (0, 30, 60, 90, 135)
+# the threshold evaluated: filters.min_isotropy is off by default (stages/filters.py says why)
+MIN_ISOTROPY = 0.62
 IN_FOCUS = ("clean", "shallow_dof", "night", "high_key", "scene_text", "subtitle", "letterbox", "grain")
 
 
@@ -75,7 +78,7 @@ def summarise(rows: list[dict], cfg: FiltersConfig) -> dict:
         return r["focus"] < cfg.min_focus or r["detail"] < cfg.min_detail
 
     def iso(r: dict) -> bool:
-        return r["isotropy"] < cfg.min_isotropy
+        return r["isotropy"] < MIN_ISOTROPY
 
     def span(rs: list[dict], c: str) -> list[float]:
         return [round(min(r[c] for r in rs), 3), round(max(r[c] for r in rs), 3)]
@@ -97,7 +100,7 @@ def summarise(rows: list[dict], cfg: FiltersConfig) -> dict:
     summary["in_focus"]["dropped_by_isotropy"] = [f"{r['shot']}_{r['kind']}" for r in kinds["in_focus"] if iso(r)]
     long_smears = [r for n in LENGTHS if n >= 10 for r in kinds[f"smear{n}"]]
     summary["separates"] = all(old(r) or iso(r) for r in long_smears) and not any(map(iso, kinds["in_focus"]))
-    summary["min_isotropy"] = cfg.min_isotropy
+    summary["min_isotropy"] = MIN_ISOTROPY
     return summary
 
 

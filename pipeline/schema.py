@@ -16,7 +16,8 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
-# 8: scores.isotropy (and the min_isotropy blur rule: motion blur); 7: scores.detail (and the min_detail blur rule);
+# 8: scores.isotropy (and the min_isotropy motion-blur rule, off by default);
+# 7: scores.detail (and the min_detail blur rule);
 # 6: videos.source_url, license, license_id, creator, consent, tags; scores.overlay_area, overlay_box,
 # overlay_persistence (and the text_overlay drop reason); 5: scores.still_residual, subtitle_area, focus;
 # 4: scores.phash_mirror, scores.border_*, scores on the active picture; 3: shots.scenes.caption;

@@ -112,11 +112,12 @@ class FiltersConfig:
     # 0.125 and up (bench/filters_bench.py); 0.08 sits between them, ~1.5x from each.
     min_detail: float | None = 0.08
     # The finest band's directional balance over a coarser band's (cpu_scores.isotropy): motion blur (camera shake, a
-    # smear) leaves the finest detail along one direction only. Smears of 10-32 px at 640x360 (any direction) that
-    # focus and detail pass measured 0.57 and under; clean shots and their graded variants 0.86 and up on the hard
-    # set, 0.69 and up on a newcomer's own clips, 68-120 px letterboxed pictures and 160x90 windows at their own size
-    # 0.66 and up, Gaussian defocus 0.91-1.7 (bench/filters_bench.py; docs/PERFORMANCE.md). 0.62 sits between them.
-    min_isotropy: float | None = 0.62
+    # smear) leaves the finest detail along one direction only. OFF by default: smears of 10-32 px at 640x360 read
+    # 0.12-0.57 and most clean footage 0.69 and up, but a second newcomer's clean close-ups of grass (bigbuckbunny,
+    # at 320x180 to 640x360, upright or rotated) read 0.20-0.37 and scenes behind blinds or stripes 0.11-0.14: fine
+    # detail that runs one way reads as a smear. 0.62 (what docs/PERFORMANCE.md measured) drops those; set it only for
+    # corpora without such close textures.
+    min_isotropy: float | None = None
     # Laplacian variance at 224 px: off by default. It moves with contrast and content (a high-key grade of a clean
     # bikes shot measured 18.5, a defocused bigbuckbunny shot 28.5), so no threshold separates blur with it;
     # kept for catching extreme blur on top of min_focus (e.g. 5: sigma-3 blur of the bikes shots measured 5.8-11.3).

@@ -224,8 +224,7 @@ def row(**kw):
         ({"focus": 0.3, "motion": 0.0}, "quality_blurry"),  # the blur rule reads focus
         ({"sharpness": 2.0, "focus": 1.5}, None),  # the Laplacian rule is off unless min_sharpness is set
         ({"detail": 0.02, "focus": 2.5}, "quality_blurry"),  # heavy blur: focus reads noise, detail is ~0
-        ({"isotropy": 0.4}, "quality_blurry"),  # motion blur: focus and detail pass, one direction lost its detail
-        ({"isotropy": 0.4, "still_residual": 0.01}, "motion_still_image"),
+        ({"isotropy": 0.1}, None),  # the motion-blur rule is off by default (clean grass reads as low as a smear)
         ({"frozen_frac": 1.0, "motion": 0.0}, "motion_static"),
         ({"motion": 0.001}, "motion_static"),
         ({"still_residual": 0.01}, "motion_still_image"),
@@ -257,6 +256,13 @@ def test_first_failing_reason_wins(overrides, reason):
     assert Filters().check(row(**overrides)) == reason
     if reason is not None:
         assert reason in REASONS
+
+
+def test_the_motion_blur_rule_drops_a_smear_when_it_is_set():
+    on = Filters(FiltersConfig(min_isotropy=0.62))
+    assert on.check(row(isotropy=0.4)) == "quality_blurry"  # focus and detail pass, one direction lost its detail
+    assert on.check(row(isotropy=0.4, still_residual=0.01)) == "motion_still_image"  # a still comes first
+    assert on.check(row(isotropy=0.9)) is None
 
 
 def test_none_threshold_disables_a_rule_and_unknown_keys_are_rejected():
