@@ -113,10 +113,10 @@ class FiltersConfig:
     min_detail: float | None = 0.08
     # The finest band's directional balance over a coarser band's (cpu_scores.isotropy): motion blur (camera shake, a
     # smear) leaves the finest detail along one direction only. OFF by default: smears of 10-32 px at 640x360 read
-    # 0.12-0.57 and most clean footage 0.69 and up, but a second newcomer's clean close-ups of grass (bigbuckbunny,
-    # at 320x180 to 640x360, upright or rotated) read 0.20-0.37 and scenes behind blinds or stripes 0.11-0.14: fine
-    # detail that runs one way reads as a smear. 0.62 (what docs/PERFORMANCE.md measured) drops those; set it only for
-    # corpora without such close textures.
+    # mostly 0.12-0.57 (some diagonal ones up to 0.7) and most clean footage 0.69 and up, but a second newcomer's clean
+    # close-ups of grass (bigbuckbunny, at 320x180 to 640x360, upright or rotated) read 0.20-0.37 and scenes behind
+    # blinds or stripes 0.11-0.14: fine detail that runs one way reads as a smear. 0.62 (what docs/PERFORMANCE.md
+    # measured) drops those; set it only for corpora without such close textures.
     min_isotropy: float | None = None
     # Laplacian variance at 224 px: off by default. It moves with contrast and content (a high-key grade of a clean
     # bikes shot measured 18.5, a defocused bigbuckbunny shot 28.5), so no threshold separates blur with it;
