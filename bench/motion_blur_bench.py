@@ -5,14 +5,17 @@
 The seven clean shots of bench/filters_bench.py (bikes.mp4's shots 2-5, the two halves of bigbuckbunny, carphone),
 each smeared by a line of 6, 10 and 16 px at 640x360 (scaled to the shot's shorter side; ``pipeline.defects.smear``)
 at 0, 30, 60, 90 and 135 degrees, defocused (Gaussian sigma 2.0 and 2.5 px at 640x360), and its clean, shallow
-depth-of-field, night, high-key, scene-text, subtitle, letterbox and grain variants: 196 clips, each written as H.264
-and scored by the real ``CpuScorer``. Per kind it writes the range of isotropy / focus / detail, and per smear
-length how many clips each rule catches (focus or detail alone, isotropy alone, either) at the default focus and
-detail thresholds and isotropy under ``MIN_ISOTROPY`` (0.62; ``filters.min_isotropy`` is off by default, see
-stages/filters.py); ``separates``: every smear of 10 px or more dropped by one of the three blur rules, and every
-in-focus clip above ``MIN_ISOTROPY`` (a smear along the direction a shot's own motion blur already runs, e.g.
-bikes.mp4's panned second shot smeared at 30-90 degrees, turns about evenly blurred: focus or detail catch it).
-``--rows FILE`` summarises the clips of an earlier run's JSON instead of scoring again.
+depth-of-field, night, high-key, scene-text, subtitle, letterbox and grain variants: 196 clips; and six clean clips
+whose finest detail runs one way (:func:`textures`: grass close-ups, blinds, stripes), each also smeared 16 px at 0
+and 90 degrees: 18 more. Each is written as H.264 and scored by the real ``CpuScorer``.
+
+Per kind it writes the range of isotropy / focus / detail, and per smear length how many clips each rule catches
+(focus or detail alone, isotropy alone, either) at the default focus and detail thresholds and isotropy under
+``MIN_ISOTROPY`` (0.62; ``filters.min_isotropy`` is off by default, see stages/filters.py). ``separates``: every
+smear of 10 px or more dropped by one of the three blur rules, and every in-focus clip and texture above
+``MIN_ISOTROPY`` (a smear along the direction a shot's own motion blur already runs, e.g. bikes.mp4's panned second
+shot smeared at 30-90 degrees, turns about evenly blurred: focus or detail catch it). ``--rows FILE`` summarises the
+clips of an earlier run's JSON instead of scoring again.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 from filters_bench import sources  # noqa: E402
 
 from pipeline.defects import blur, grain, high_key, letterbox, night, scene_text, shallow_dof, smear, subtitle  # noqa: E402
-from pipeline.testdata import write_frames  # noqa: E402
+from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
+from pipeline.testdata import decode_frames, write_frames  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 from stages.filters import FiltersConfig  # noqa: E402
 
@@ -68,7 +74,41 @@ def score() -> list[dict]:
             row = {"shot": name, "kind": kind, **{c: s[c] for c in ("isotropy", "focus", "detail")}}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    for name, (fr, fps) in textures().items():
+        for kind, frames in {
+            "texture": fr,
+            "texture_smear16_0": smear(fr, 16, 0),
+            "texture_smear16_90": smear(fr, 16, 90),
+        }.items():
+            s = scorer.score_clip(write_frames(frames, tmp / f"{name}_{kind}.mp4", fps=fps))
+            row = {"shot": name, "kind": kind, **{c: s[c] for c in ("isotropy", "focus", "detail")}}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
+
+
+def textures() -> dict[str, tuple[np.ndarray, float]]:
+    """Clean footage whose finest detail runs one way, the kind a second newcomer found dropped by the rule: close-ups
+    of bigbuckbunny's grass (native pixels, the left and right halves of the bottom, downscaled to 320x180, rotated
+    90 degrees), bigbuckbunny at 640x360 behind drifting vertical blinds (10 px period), bikes.mp4's last shot under
+    horizontal sine stripes (6 px period)."""
+    bbb = decode_frames(sample_video("bigbuckbunny"))[:70]
+    grass = bbb[:, 360:720, 0:640]
+    small = np.stack([cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in bbb])
+    xx = np.arange(640)[None, :, None]
+    blinds = np.stack([f * (0.25 + 0.75 * (((xx + 2 * i) // 5) % 2)) for i, f in enumerate(small.astype(np.float32))])
+    walk = decode_frames(sample_video("bikes"))[BIKES_CUTS[3] : BIKES_CUTS[4]].astype(np.float32)
+    stripes = (
+        walk * (0.4 + 0.6 * (0.5 + 0.5 * np.sin(2 * np.pi * np.arange(walk.shape[1]) / 6.0)))[None, :, None, None]
+    )
+    return {
+        "grass": (grass, 25.0),
+        "grass_right": (bbb[:, 360:720, 640:1280], 25.0),
+        "grass_320": (np.stack([cv2.resize(f, (320, 180), interpolation=cv2.INTER_AREA) for f in grass]), 25.0),
+        "grass_rot90": (np.ascontiguousarray(np.rot90(grass, k=-1, axes=(1, 2))), 25.0),
+        "blinds": (blinds.round().astype(np.uint8), 25.0),
+        "stripes": (stripes.round().clip(0, 255).astype(np.uint8), 25.0),
+    }
 
 
 def summarise(rows: list[dict], cfg: FiltersConfig) -> dict:
@@ -86,6 +126,9 @@ def summarise(rows: list[dict], cfg: FiltersConfig) -> dict:
     kinds = {"in_focus": [r for r in rows if r["kind"] in IN_FOCUS],
              "defocus": [r for r in rows if r["kind"].startswith("defocus")]}  # fmt: skip
     kinds |= {f"smear{n}": [r for r in rows if r["kind"].startswith(f"smear{n}_")] for n in LENGTHS}
+    kinds["textures"] = [r for r in rows if r["kind"] == "texture"]
+    kinds["texture_smears"] = [r for r in rows if r["kind"].startswith("texture_smear")]
+    kinds = {k: v for k, v in kinds.items() if v}  # a JSON from before the textures were added has none
     summary = {k: {c: span(rs, c) for c in ("isotropy", "focus", "detail")} for k, rs in kinds.items()}
     for n in LENGTHS:
         rs = kinds[f"smear{n}"]
@@ -97,9 +140,12 @@ def summarise(rows: list[dict], cfg: FiltersConfig) -> dict:
             "caught_by_either": sum(old(r) or iso(r) for r in rs),
             "isotropy_of_those_focus_and_detail_pass": span(passed, "isotropy") if passed else None,
         }
-    summary["in_focus"]["dropped_by_isotropy"] = [f"{r['shot']}_{r['kind']}" for r in kinds["in_focus"] if iso(r)]
+    for k in ("in_focus", "textures"):
+        if k in kinds:
+            summary[k]["dropped_by_isotropy"] = [f"{r['shot']}_{r['kind']}" for r in kinds[k] if iso(r)]
     long_smears = [r for n in LENGTHS if n >= 10 for r in kinds[f"smear{n}"]]
-    summary["separates"] = all(old(r) or iso(r) for r in long_smears) and not any(map(iso, kinds["in_focus"]))
+    clean = kinds["in_focus"] + kinds.get("textures", [])
+    summary["separates"] = all(old(r) or iso(r) for r in long_smears) and not any(map(iso, clean))
     summary["min_isotropy"] = MIN_ISOTROPY
     return summary
 
