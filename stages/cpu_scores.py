@@ -904,11 +904,17 @@ def blur_scores(luma: np.ndarray, active: np.ndarray, size: int) -> tuple[float 
     return f, d, iso
 
 
-def _tile_var(a: np.ndarray, tile: int) -> np.ndarray:
-    """Variance of each whole ``tile`` x ``tile`` tile of (H, W) ``a`` (the partial tiles at the right and bottom
-    edges are left out): (H // tile, W // tile) float64."""
+def _tiles(a: np.ndarray, tile: int) -> np.ndarray:
+    """The whole ``tile`` x ``tile`` tiles of (H, W) ``a`` (the partial tiles at the right and bottom edges left
+    out), as a (H // tile, tile, W // tile, tile) view: reduce over axes (1, 3) for one value per tile."""
     ty, tx = a.shape[0] // tile, a.shape[1] // tile
-    return a[: ty * tile, : tx * tile].reshape(ty, tile, tx, tile).astype(np.float64).var(axis=(1, 3))
+    return a[: ty * tile, : tx * tile].reshape(ty, tile, tx, tile)
+
+
+def _tile_var(a: np.ndarray, tile: int) -> np.ndarray:
+    """Variance of each whole ``tile`` x ``tile`` tile of (H, W) ``a`` (:func:`_tiles`): (H // tile, W // tile)
+    float64."""
+    return _tiles(a, tile).astype(np.float64).var(axis=(1, 3))
 
 
 def detail(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile: float = 99.0) -> float | None:
@@ -956,15 +962,9 @@ def _balance(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> float | 
     0.61 uncapped, 0.81 capped; the shot itself 0.79)."""
     gx = cv2.Sobel(band, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(band, cv2.CV_32F, 0, 1)
-    ty, tx = band.shape[0] // tile, band.shape[1] // tile
-    if not ty or not tx:
-        return None
-    a, b, c = (
-        t[: ty * tile, : tx * tile].reshape(ty, tile, tx, tile).sum(axis=(1, 3), dtype=np.float64)
-        for t in (gx * gx, gx * gy, gy * gy)
-    )
+    a, b, c = (_tiles(t, tile).sum(axis=(1, 3), dtype=np.float64) for t in (gx * gx, gx * gy, gy * gy))
     energy = a + c
-    if not (energy > 0).any():
+    if not (energy > 0).any():  # also a band smaller than one tile
         return None
     w = np.minimum(1.0, cap * float(np.median(energy[energy > 0])) / np.maximum(energy, 1e-12))
     a, b, c = float((a * w).sum()), float((b * w).sum()), float((c * w).sum())
