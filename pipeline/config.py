@@ -90,13 +90,15 @@ class Config:
             raise ConfigError(f"stages: {ref}: its name {stage.name!r} is a built-in config section")
         self.sections.setdefault(stage.name, stage.resolve("config")())
         for rule in stage.rules:  # every threshold a rule names must exist before the run starts
-            if rule.setting is None:
-                continue
-            section, _, key = rule.setting.partition(".")
-            if section not in self.sections or key not in {f.name for f in dataclasses.fields(self.sections[section])}:
-                raise ConfigError(
-                    f"stages: {ref}: rule {rule.reason} reads setting {rule.setting!r}, which no config section has"
-                )
+            for setting in (rule.setting, rule.also[2] if rule.also else None):
+                if setting is None:
+                    continue
+                section, _, key = setting.partition(".")
+                known = self.sections.get(section)
+                if known is None or key not in {f.name for f in dataclasses.fields(known)}:
+                    raise ConfigError(
+                        f"stages: {ref}: rule {rule.reason} reads setting {setting!r}, which no config section has"
+                    )
         if ref not in self.stages:
             self.stages.append(ref)
 

@@ -139,12 +139,13 @@ def thresholds(config: dict[str, Any], column: str) -> dict[str, tuple[str, floa
     thresholds saved in config.json. A rule disabled (threshold None) draws nothing."""
     found = {}
     for rule in _rules(tuple(config.get("stages") or ())):
-        if rule.column != column or rule.setting is None:
-            continue
-        section, _, key = rule.setting.partition(".")
-        value = (config.get(section) or {}).get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found.setdefault("min" if rule.op == "<" else "max", (key, float(value)))
+        for col, op, setting in [(rule.column, rule.op, rule.setting), *([rule.also] if rule.also else [])]:
+            if col != column or setting is None:
+                continue
+            section, _, key = setting.partition(".")
+            value = (config.get(section) or {}).get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found.setdefault("min" if op == "<" else "max", (key, float(value)))
     return found
 
 

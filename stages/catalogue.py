@@ -47,18 +47,31 @@ class Rule:
     ``op``: ``"<"`` (below a minimum), ``">"`` (above a maximum) or ``"notnull"`` (an error column is set; no
     threshold). ``setting``: ``"section.key"`` of the threshold in the config; a threshold set to None disables the
     rule. A null value never rejects.
+
+    ``also``: a second condition ``(column, op, setting)`` (op ``"<"`` or ``">"``) that must hold too, for a score
+    that means a defect only together with another (isotropy says one direction lost its finest detail; streak,
+    that what is left along it is spread, as a smear spreads it: motion blur, not grass). Its threshold set to None
+    leaves the rule on the first condition alone; its value null never rejects.
     """
 
     reason: str
     column: str
     op: str
     setting: str | None = None
+    also: tuple[str, str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise ValueError(f"rule {self.reason}: op {self.op!r} is not one of {OPS}")
         if (self.op == "notnull") != (self.setting is None):
             raise ValueError(f"rule {self.reason}: a threshold rule needs a setting, a notnull rule none")
+        if self.also is not None and (self.op == "notnull" or len(self.also) != 3 or self.also[1] not in OPS[:2]):
+            raise ValueError(f"rule {self.reason}: also must be (column, '<' or '>', setting) on a threshold rule")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns the rule reads."""
+        return (self.column,) if self.also is None else (self.column, self.also[0])
 
 
 @dataclass(frozen=True)
@@ -115,8 +128,9 @@ def load(ref: str) -> Stage:
     if not isinstance(schema, pa.Schema) or not schema.names or schema.names[0] != "clip_id":
         raise ValueError(f"{ref!r}: its schema must be a pyarrow.Schema whose first column is clip_id")
     for rule in stage.rules:
-        if rule.column not in schema.names:
-            raise ValueError(f"{ref!r}: rule {rule.reason} reads {rule.column!r}, which its schema lacks")
+        for column in rule.columns:
+            if column not in schema.names:
+                raise ValueError(f"{ref!r}: rule {rule.reason} reads {column!r}, which its schema lacks")
     if not dataclasses.is_dataclass(stage.resolve("config")):
         raise TypeError(f"{ref!r}: config {stage.config!r} is not a dataclass")
     return stage

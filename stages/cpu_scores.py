@@ -17,8 +17,9 @@ score below is computed from that one array:
 - ``frozen_frac``: fraction of flow pairs whose mean absolute luma difference is below ``frozen_diff`` grey
   levels: frozen video, slideshows, still images padded to video.
 - ``sharpness``: variance of the Laplacian of the luma at the fixed analysis resolution, median over anchors.
-- ``focus`` / ``detail`` / ``isotropy``: blur (:func:`blur_scores`): defocus, blur too heavy for focus, and motion
-  blur (the finest detail missing along one direction only: camera shake, a smear).
+- ``focus`` / ``detail`` / ``isotropy`` / ``streak``: blur (:func:`blur_scores`): defocus, blur too heavy for focus,
+  and motion blur (the finest detail missing along one direction only, and what is left along it spread over a few
+  pixels: camera shake, a smear).
 - ``luma_mean`` (0..1), ``luma_under_frac`` / ``luma_over_frac`` (pixels below / above the black / white
   clip levels), ``black_frac``: fraction of anchors that are black or blank (almost uniform).
 - ``text_area``: fraction of the frame area covered by text boxes from the PP-OCRv4 *detection* model shipped in
@@ -67,6 +68,7 @@ FLOAT_COLUMNS = (
     "focus",
     "detail",
     "isotropy",
+    "streak",
     "luma_mean",
     "luma_under_frac",
     "luma_over_frac",
@@ -108,9 +110,10 @@ SCORES_SCHEMA = pa.schema(
 )
 OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 # (a score, one added later): a stored row with the first and without the second was written before the second
-# existed, and the run scores that clip again (pipeline/stream.py). isotropy (schema 8) is null exactly where detail
-# is, and detail where focus is (blur_scores: the same frames and tiles), so a row of schema 5-7 is caught.
-SUPERSEDED = ("focus", "isotropy")
+# existed, and the run scores that clip again (pipeline/stream.py). streak (schema 9) is null only where isotropy is
+# (blur_scores), isotropy exactly where detail is, and detail where focus is (the same frames and tiles), so a row of
+# schema 5-8 is caught.
+SUPERSEDED = ("focus", "streak")
 
 
 @dataclass
@@ -906,9 +909,12 @@ BLUR_MIN_UPSAMPLED = 128
 BLUR_SIZE_EXPONENT = 0.4
 
 
-def blur_scores(luma: np.ndarray, active: np.ndarray, size: int) -> tuple[float | None, float | None, float | None]:
-    """(:func:`focus`, :func:`detail`, :func:`isotropy`) of a clip, on one scale for every picture size, so that one
-    ``filters.min_focus``, one ``filters.min_detail`` and one ``filters.min_isotropy`` hold for all.
+def blur_scores(
+    luma: np.ndarray, active: np.ndarray, size: int
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """(:func:`focus`, :func:`detail`, :func:`isotropy`, :func:`streak`) of a clip, on one scale for every picture
+    size, so that one ``filters.min_focus``, one ``filters.min_detail`` and one ``filters.min_isotropy`` /
+    ``filters.max_streak`` hold for all.
 
     luma: (N, H, W) uint8, the anchors at the analysis size (``size`` px on the shorter side; bilinear upsampling when
     the picture is smaller, :func:`resize_short`); active: the same anchors' active picture as decoded, (N, H', W', 3)
@@ -940,10 +946,11 @@ def blur_scores(luma: np.ndarray, active: np.ndarray, size: int) -> tuple[float 
     frames = to_luma(active) if own else luma
     f, d = focus(frames), detail(frames)
     iso = None if d is None else isotropy(frames, reference=(2.0, 4.0) if own else (4.0, 8.0))
+    lines = None if iso is None else streak(frames)
     if BLUR_MIN_UPSAMPLED <= short < size:
         k = (short / size) ** BLUR_SIZE_EXPONENT
         f, d = (None if f is None else f / k), (None if d is None else d / k)
-    return f, d, iso
+    return f, d, iso, lines
 
 
 def _tiles(a: np.ndarray, tile: int) -> np.ndarray:
@@ -992,16 +999,13 @@ def detail(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile
     return float(np.median(values)) if values else None
 
 
-def _balance(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> float | None:
-    """Directional balance of (H, W) float32 ``band``: the smaller over the larger eigenvalue of its gradient
-    structure tensor (Bigün & Granlund, "Optimal orientation detection of linear symmetry", ICCV 1987), i.e. the
-    least over the most gradient energy in any direction, in [0, 1]; None for a flat band.
-
-    The tensor is summed over ``tile`` px tiles (the partial ones at the right and bottom left out), each tile's
-    weight capped so that it adds at most ``cap`` times the median tile's energy: a few tiles of much higher contrast
-    than the scene (burned-in subtitles, a logo: their strokes are vertical at the finest scale and a horizontal band
-    at the coarser one) would otherwise decide the whole picture's balance (a subtitle line over a bikes.mp4 shot read
-    0.61 uncapped, 0.81 capped; the shot itself 0.79)."""
+def _tensor(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> tuple[float, float, float] | None:
+    """The gradient structure tensor (sum gx^2, sum gx gy, sum gy^2; Sobel) of (H, W) float32 ``band``, summed over
+    ``tile`` px tiles (the partial ones at the right and bottom left out), each tile's weight capped so that it adds
+    at most ``cap`` times the median tile's energy: a few tiles of much higher contrast than the scene (burned-in
+    subtitles, a logo: their strokes are vertical at the finest scale and a horizontal band at the coarser one)
+    would otherwise decide the whole picture's (a subtitle line over a bikes.mp4 shot read balance 0.61 uncapped,
+    0.81 capped; the shot itself 0.79). None for a flat band or one smaller than a tile."""
     gx = cv2.Sobel(band, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(band, cv2.CV_32F, 0, 1)
     a, b, c = (_tiles(t, tile).sum(axis=(1, 3), dtype=np.float64) for t in (gx * gx, gx * gy, gy * gy))
@@ -1010,9 +1014,18 @@ def _balance(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> float | 
         return None
     w = np.minimum(1.0, cap * float(np.median(energy[energy > 0])) / np.maximum(energy, 1e-12))
     a, b, c = float((a * w).sum()), float((b * w).sum()), float((c * w).sum())
-    half, disc = (a + c) / 2, math.sqrt(((a - c) / 2) ** 2 + b * b)
-    if half + disc <= 1e-6:
+    return None if a + c <= 1e-6 else (a, b, c)
+
+
+def _balance(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> float | None:
+    """Directional balance of (H, W) float32 ``band``: the smaller over the larger eigenvalue of its gradient
+    structure tensor (:func:`_tensor`; Bigün & Granlund, "Optimal orientation detection of linear symmetry", ICCV
+    1987), i.e. the least over the most gradient energy in any direction, in [0, 1]; None for a flat band."""
+    t = _tensor(band, tile=tile, cap=cap)
+    if t is None:
         return None
+    a, b, c = t
+    half, disc = (a + c) / 2, math.sqrt(((a - c) / 2) ** 2 + b * b)
     return (half - disc) / (half + disc)
 
 
@@ -1042,10 +1055,11 @@ def isotropy(luma: np.ndarray, *, reference: tuple[float, float] = (4.0, 8.0), e
     18 of 23 under 0.62). A reference band of G2-G4 at the analysis size (first tried) read 0.75-0.78 on a 16 px
     smear of the newcomer's: the smear reached into it.
 
-    Known limit, why ``filters.min_isotropy`` is off by default: fine detail that runs one way while the coarser
-    structure does not reads like a smear: clean close-ups of grass 0.20-0.37, scenes behind blinds or stripes
-    0.11-0.14 (a second newcomer's own clips); and a 25 px smear at 135 degrees read 0.64-0.70 where the same at 45
-    degrees read 0.36-0.52.
+    Known limit, why the rule also reads :func:`streak`: fine detail that runs one way while the coarser structure
+    does not reads like a smear: clean close-ups of grass 0.20-0.37, scenes behind blinds or stripes 0.10-0.14 (a
+    second newcomer's own clips), a brick wall 0.57. A smear across the content's dominant gradients reads higher
+    than one along them (a 25 px smear at 135 degrees 0.64-0.70 where the same at 45 degrees read 0.36-0.52: the
+    content's orientation, not a fault of the measure).
     """
     lo, hi = reference
     values = []
@@ -1055,6 +1069,58 @@ def isotropy(luma: np.ndarray, *, reference: tuple[float, float] = (4.0, 8.0), e
         fine, coarse = _balance(x - g1), _balance(glo - ghi)
         if fine is not None and coarse is not None:
             values.append((fine + eps) / (coarse + eps))
+    return float(np.median(values)) if values else None
+
+
+def streak(luma: np.ndarray, *, lag: float = 3.0, margin: int = 4) -> float | None:
+    """How far the picture's derivative along its weakest direction stays correlated: with a low :func:`isotropy`,
+    tells motion blur (camera shake, a smear) from clean detail that runs one way (grass, blinds, stripes, brick), in
+    [-1, 1].
+
+    luma: (N, H, W) uint8, the frames :func:`isotropy` reads. Per frame:
+
+    1. the weak direction u = (cos t, sin t), at right angles to the dominant orientation of the finest band's
+       structure tensor (I - G1*I, Gaussian sigma 1 px; :func:`_tensor`, its tiles capped as for isotropy):
+       t = atan2(2 Sxy, Sxx - Syy) / 2 + 90 degrees (Bigün & Granlund, ICCV 1987). A smear runs along u (it removes
+       the fine detail along it); so does a texture whose fine detail runs one way;
+    2. d, the derivative of I along u (central differences: u_x dI/dx + u_y dI/dy);
+    3. the normalised correlation of d with itself moved ``lag`` px along u (bilinear), over the frame less a
+       ``margin`` px border; 0 when d is zero (nothing varies along u).
+
+    Median over frames; None where isotropy is None (no frame with a finest band to orient by).
+
+    Why: a smear of L px is a box along u, so the smeared picture's d is the box average of the sharp picture's
+    derivative, and its autocorrelation along u is the sharp one's widened by the box's own (a triangle L px wide):
+    it stays correlated for about L px, whatever the content. Yitzhaky & Kopeika, "Identification of blur parameters
+    from motion blurred images", Graphical Models and Image Processing 59(5), 1997, read the blur's extent off this
+    autocorrelation; in the frequency domain it is the sinc of Cannon, "Blind deconvolution of spatially invariant
+    image blurs with phase", IEEE TASSP 24(1), 1976. A texture whose fine detail runs along u (grass blades, blinds,
+    mortar) has little derivative along u, and what it has is sharp (blade tips, bends, joints): it decorrelates in
+    a pixel or two. Defocus, upsampling and a shot's own pan blur also read high, but they blur every direction, so
+    the rule reads streak only where isotropy is low (``filters.max_streak``), and focus sees the rest.
+
+    ``lag`` 3 px at the analysis size is half a 10 px smear at 640x360 (6.2 px at 224 px), where the triangle is
+    ~0.5. Measured by a helper (8 anchors at 224 px after H.264 CRF 18; bench/motion_blur_bench.py rebuilds it):
+    smears of 10 and 16 px at 0-135 degrees 0.44-0.81 (25 px 0.69-0.86); the hard set's clean shots and their
+    variants -0.13-0.59 (the high ones with isotropy 0.86 and up); one-way textures (bigbuckbunny's grass close-ups,
+    blinds, stripes, synthetic brick walls) and 54 native-resolution crops of the sources with isotropy under 0.62
+    -0.35-0.31. Cost: ~1 ms a 224x398 frame.
+    """
+    values = []
+    for f in luma:
+        x = f.astype(np.float32)
+        t = _tensor(x - cv2.GaussianBlur(x, (0, 0), 1.0))
+        if t is None:
+            continue
+        sxx, sxy, syy = t
+        angle = 0.5 * math.atan2(2 * sxy, sxx - syy) + math.pi / 2
+        ux, uy = math.cos(angle), math.sin(angle)
+        d = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=1) * ux + cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=1) * uy
+        moved = np.float32([[1, 0, lag * ux], [0, 1, lag * uy]])
+        e = cv2.warpAffine(d, moved, (d.shape[1], d.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        d, e = d[margin:-margin, margin:-margin], e[margin:-margin, margin:-margin]
+        den = math.sqrt(float(np.square(d).sum()) * float(np.square(e).sum()))
+        values.append(float((d * e).sum()) / den if den > 0 else 0.0)
     return float(np.median(values)) if values else None
 
 
@@ -1322,7 +1388,7 @@ def score_frames(
     out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
     # a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
-    out["focus"], out["detail"], out["isotropy"] = blur_scores(luma, active, cfg.size)
+    out["focus"], out["detail"], out["isotropy"], out["streak"] = blur_scores(luma, active, cfg.size)
     out.update(
         exposure_scores(
             luma,
@@ -1545,7 +1611,7 @@ def _stage():
         Rule(MOTION_STILL_IMAGE, "still_residual", "<", "filters.min_still_residual"),
         Rule(QUALITY_BLURRY, "focus", "<", "filters.min_focus"),
         Rule(QUALITY_BLURRY, "detail", "<", "filters.min_detail"),
-        Rule(QUALITY_BLURRY, "isotropy", "<", "filters.min_isotropy"),
+        Rule(QUALITY_BLURRY, "isotropy", "<", "filters.min_isotropy", also=("streak", ">", "filters.max_streak")),
         Rule(QUALITY_BLURRY, "sharpness", "<", "filters.min_sharpness"),
         Rule(MOTION_STATIC, "frozen_frac", ">", "filters.max_frozen_frac"),
         Rule(MOTION_STATIC, "motion", "<", "filters.min_motion"),

@@ -111,13 +111,16 @@ class FiltersConfig:
     # focus reads the encoder's noise (and rises). Heavy blur measured 0.007-0.054, every clean shot and graded variant
     # 0.125 and up (bench/filters_bench.py); 0.08 sits between them, ~1.5x from each.
     min_detail: float | None = 0.08
-    # The finest band's directional balance over a coarser band's (cpu_scores.isotropy): motion blur (camera shake, a
-    # smear) leaves the finest detail along one direction only. OFF by default: smears of 10-32 px at 640x360 read
-    # mostly 0.12-0.57 (some diagonal ones up to 0.7) and most clean footage 0.69 and up, but a second newcomer's clean
-    # close-ups of grass (bigbuckbunny, at 320x180 to 640x360, upright or rotated) read 0.20-0.37 and scenes behind
-    # blinds or stripes 0.11-0.14: fine detail that runs one way reads as a smear. 0.62 (what docs/PERFORMANCE.md
-    # measured) drops those; set it only for corpora without such close textures.
-    min_isotropy: float | None = None
+    # Motion blur (camera shake, a smear): quality_blurry when isotropy < min_isotropy AND streak > max_streak.
+    # isotropy (cpu_scores.isotropy): the finest band's directional balance over a coarser band's; smears of 10-32 px
+    # at 640x360 read mostly 0.12-0.57 (some diagonal ones up to 0.7), clean footage 0.69 and up, but so do clean
+    # close-ups of grass (0.20-0.37), scenes behind blinds or stripes (0.10-0.14) and a brick wall (0.57): fine detail
+    # that runs one way. streak (cpu_scores.streak): how far the derivative along that weak direction stays
+    # correlated (3 px); a smear spreads it over its length, a texture's stays sharp: smears of 10 and 16 px read
+    # 0.44-0.81, those textures and every clean crop with isotropy under 0.62 -0.35-0.31 (bench/motion_blur_bench.py).
+    # max_streak None: isotropy alone (drops those textures); min_isotropy None: the rule is off.
+    min_isotropy: float | None = 0.62
+    max_streak: float | None = 0.38
     # Laplacian variance at 224 px: off by default. It moves with contrast and content (a high-key grade of a clean
     # bikes shot measured 18.5, a defocused bigbuckbunny shot 28.5), so no threshold separates blur with it;
     # kept for catching extreme blur on top of min_focus (e.g. 5: sigma-3 blur of the bikes shots measured 5.8-11.3).
@@ -164,7 +167,7 @@ SHORT_SIDE_COLUMNS = ("width", "height", "border_top", "border_bottom", "border_
 def columns(extra: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
     """The stored columns the rules read (what `refilter` loads: never the embeddings or captions). The derived
     column ``short_side`` is the active picture's shorter side (:func:`short_side`)."""
-    cols = (c for r in rules(extra) for c in (SHORT_SIDE_COLUMNS if r.column == "short_side" else (r.column,)))
+    cols = (c for r in rules(extra) for c in (SHORT_SIDE_COLUMNS if r.column == "short_side" else r.columns))
     return tuple(dict.fromkeys(cols))
 
 
@@ -219,8 +222,8 @@ class Filters:
     """Drop reason of one clip row from its stored scores.
 
     Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_under_frac, luma_over_frac,
-           still_residual, focus, detail, sharpness, frozen_frac, motion, text_area, subtitle_area, overlay_area,
-           error_clip_scores, aesthetic
+           still_residual, focus, detail, isotropy, streak, sharpness, frozen_frac, motion, text_area,
+           subtitle_area, overlay_area, error_clip_scores, aesthetic
            (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
     Reasons: duration_short, resolution_low, error_scores, quality_black, quality_dark, quality_overexposed,
@@ -250,9 +253,22 @@ class Filters:
             limit = threshold(self.cfg, rule.setting)
             if limit is None or _is_null(value):
                 continue
-            if _OPS[op](value, limit):
-                return reason
+            if not _OPS[op](value, limit):
+                continue
+            if rule.also is not None:
+                col2, op2, setting2 = rule.also
+                limit2, value2 = threshold(self.cfg, setting2), row.get(col2)
+                if limit2 is not None and (_is_null(value2) or not _OPS[op2](value2, limit2)):
+                    continue
+            return reason
         return None
+
+
+def _compare(values: pa.Array | pa.ChunkedArray, op: str, limit: Any) -> pa.Array | pa.ChunkedArray:
+    """``values op limit`` element-wise (NaN as null: a null never rejects)."""
+    if pa.types.is_floating(values.type):
+        values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
+    return _PC_OPS[op](values, pa.scalar(limit).cast(pa.float64()))
 
 
 def apply_filters(table: pa.Table, cfg: Any = None, extra: list[str] | tuple[str, ...] = ()) -> pa.Array:
@@ -288,9 +304,14 @@ def apply_filters(table: pa.Table, cfg: Any = None, extra: list[str] | tuple[str
             limit = threshold(cfg, rule.setting)
             if limit is None:
                 continue
-            if pa.types.is_floating(values.type):
-                values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
-            hit = _PC_OPS[op](values, pa.scalar(limit).cast(pa.float64()))
+            hit = _compare(values, op, limit)
+            if rule.also is not None:
+                col2, op2, setting2 = rule.also
+                limit2 = threshold(cfg, setting2)
+                if limit2 is not None:
+                    # the second condition's column absent or null: it cannot hold, the rule never rejects
+                    other = table[col2] if col2 in table.column_names else pa.nulls(n, pa.float64())
+                    hit = pc.and_kleene(hit, _compare(other, op2, limit2))
         hit = pc.fill_null(hit, False)
         reason = pc.if_else(pc.and_(pc.is_null(reason), hit), pa.scalar(r), reason)
     return reason.combine_chunks() if isinstance(reason, pa.ChunkedArray) else reason

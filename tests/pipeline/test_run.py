@@ -256,9 +256,9 @@ def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run, tmp_path)
 
 
 def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mixed_run, tmp_path):
-    """An OUT whose scores were written before schema 8 (no ``isotropy`` column) resumes without error: its scored
-    clips are scored again (the motion-blur rule would skip them silently otherwise), nothing is cut again, and a
-    rerun after that owes nothing."""
+    """An OUT whose scores were written before schema 8 (no ``isotropy`` or ``streak`` column) resumes without
+    error: its scored clips are scored again (the motion-blur rule would skip them silently otherwise), nothing is
+    cut again, and a rerun after that owes nothing."""
     import shutil
 
     import pyarrow.parquet as pq
@@ -272,7 +272,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     from deltalake import write_deltalake
 
     scores = store.read_table(copy, "scores")
-    old = scores.drop_columns(["isotropy"]).replace_schema_metadata(None)  # the table as schema 7 wrote it
+    old = scores.drop_columns(["isotropy", "streak"]).replace_schema_metadata(None)  # as schema 7 wrote it
     write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite", schema_mode="overwrite")
     assert "isotropy" not in store._columns(copy, "scores")
     scored = scores.filter(pc.is_valid(scores["focus"]))["clip_id"].to_pylist()
@@ -291,8 +291,8 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
         f"video(s) cut for the clips they lack, {len(scored)} stored clip(s) given the stage rows they lacked"
     ]
     con = store.open(copy)
-    got = dict(con.execute("SELECT clip_id, isotropy FROM clips WHERE focus IS NOT NULL").fetchall())
-    assert sorted(got) == sorted(scored) and all(v is not None for v in got.values())
+    got = {c: (i, s) for c, i, s in con.execute("SELECT clip_id, isotropy, streak FROM clips WHERE focus IS NOT NULL")}
+    assert sorted(got) == sorted(scored) and all(None not in v for v in got.values())
     assert store.shard_files(copy, "clips") == clips_before
     again = plan(copy, cfg, inputs, {}, clip_stage=False)
     assert again.videos.num_rows == 0 and again.clips_file is None

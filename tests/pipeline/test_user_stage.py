@@ -146,6 +146,10 @@ STAGE = Stage(name="boom", stage="broken:Boom", config="broken:Cfg", schema="bro
               rules=(Rule("error_boom", "error_boom", "notnull"), Rule("x_big", "x", ">", "boom.max_x")))
 TYPO = Stage(name="typo", stage="broken:Boom", config="broken:Cfg", schema="broken:SCHEMA",
              rules=(Rule("x_big", "x", ">", "typo.max_y"),))
+TYPO_ALSO = Stage(name="typo2", stage="broken:Boom", config="broken:Cfg", schema="broken:SCHEMA",
+                  rules=(Rule("x_big", "x", ">", "typo2.max_x", also=("x", "<", "typo2.min_z")),))
+NO_COLUMN = Stage(name="nocol", stage="broken:Boom", config="broken:Cfg", schema="broken:SCHEMA",
+                  rules=(Rule("x_big", "x", ">", "nocol.max_x", also=("y", "<", "nocol.max_x")),))
 """
 
 
@@ -161,6 +165,10 @@ def test_user_stage_mistakes_are_one_line_errors_or_data(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(config.ConfigError, match="typo.max_y"):
         config.load(None, {"stages": ["broken:TYPO"]})
+    with pytest.raises(config.ConfigError, match="typo2.min_z"):  # a rule's second condition is checked alike
+        config.load(None, {"stages": ["broken:TYPO_ALSO"]})
+    with pytest.raises(config.ConfigError, match="'y', which its schema lacks"):
+        config.load(None, {"stages": ["broken:NO_COLUMN"]})
     with pytest.raises(config.ConfigError, match="PYTHONPATH"):
         config.load(None, {"stages": ["not_a_module_here:STAGE"]})
 

@@ -364,9 +364,10 @@ def test_motion_blur_is_blurry_though_focus_and_detail_pass(scorer, bikes, tmp_p
     """Camera shake smears the whole picture along one direction (a line of 16 px at 640x360, horizontal and
     vertical, and horizontal on a copy under the analysis size): the other direction keeps its finest detail, so
     focus and detail read the full-size ones as sharp. isotropy (the finest band's directional balance over a
-    coarser band's) falls under 0.62 and, with that rule on (``filters.min_isotropy``, off by default), the clip is
-    quality_blurry; the sharp shot, its shallow depth-of-field, night and high-key grades, the small copy and an
-    isotropic defocus (which focus catches) stay above it."""
+    coarser band's) falls under 0.62 and streak (how far the derivative along that direction stays correlated) rises
+    over 0.38, so at the defaults the clip is quality_blurry; the sharp shot, its shallow depth-of-field, night and
+    high-key grades, the small copy and an isotropic defocus (which focus catches) stay above the isotropy
+    threshold."""
     from pipeline.defects import blur, high_key, night, shallow_dof, smear
     from stages.filters import FiltersConfig, apply_filters
 
@@ -382,15 +383,36 @@ def test_motion_blur_is_blurry_though_focus_and_detail_pass(scorer, bikes, tmp_p
         "defocus": blur(shot, 2.0),
     }
     got = {k: scorer.score_clip(write_frames(v, tmp_path / f"{k}.mp4", fps=25)) for k, v in variants.items()}
-    cfg = FiltersConfig(min_isotropy=0.62)
+    cfg = FiltersConfig()
     # the failure isotropy exists for: the two older blur rules pass the smears
     assert all(got[k]["focus"] > cfg.min_focus and got[k]["detail"] > cfg.min_detail for k in ("smear0", "smear90"))
-    assert all(got[k]["isotropy"] < cfg.min_isotropy for k in smeared), got
+    assert all(got[k]["isotropy"] < cfg.min_isotropy and got[k]["streak"] > cfg.max_streak for k in smeared), got
     assert all(got[k]["isotropy"] > cfg.min_isotropy for k in variants if k not in smeared), got
-    cols = ("focus", "detail", "isotropy", "sharpness", "still_residual")
+    cols = ("focus", "detail", "isotropy", "streak", "sharpness", "still_residual")
     table = pa.Table.from_pylist([{"clip_id": k} | {c: got[k][c] for c in cols} for k in variants])
     reasons = dict(zip(variants, apply_filters(table, cfg).to_pylist(), strict=True))
     assert reasons == {k: ("quality_blurry" if k in (*smeared, "defocus") else None) for k in variants}
+
+
+def test_grass_whose_detail_runs_one_way_is_kept_though_its_isotropy_is_low(scorer, bigbuckbunny, tmp_path):
+    """A clean close-up of bigbuckbunny's grass (native pixels, 640x360 of the 1280x720 frame): its finest detail
+    runs along the blades, so isotropy reads as low as a smear's, and isotropy alone (``filters.max_streak`` None)
+    drops it. Along the blades what detail there is stays sharp (tips, bends), so streak stays low and at the
+    defaults it is kept. The same close-up smeared 16 px along the blades and diagonally: dropped. (Smeared across
+    them it turns about evenly blurred, isotropy 0.74, and no blur rule sees it: a known limit, docs/PERFORMANCE.)"""
+    from pipeline.defects import smear
+    from stages.filters import FiltersConfig, apply_filters
+
+    grass = decode_frames(bigbuckbunny, 0, 70)[:, 360:720, 0:640]
+    variants = {"grass": grass, "smear90": smear(grass, 16, 90), "smear45": smear(grass, 16, 45)}
+    got = {k: scorer.score_clip(write_frames(v, tmp_path / f"{k}.mp4", fps=25)) for k, v in variants.items()}
+    cfg = FiltersConfig()
+    assert got["grass"]["isotropy"] < cfg.min_isotropy and got["grass"]["streak"] < cfg.max_streak, got["grass"]
+    cols = ("focus", "detail", "isotropy", "streak", "sharpness", "still_residual")
+    table = pa.Table.from_pylist([{"clip_id": k} | {c: got[k][c] for c in cols} for k in variants])
+    reasons = apply_filters(table, cfg).to_pylist()
+    assert reasons == [None, "quality_blurry", "quality_blurry"], got
+    assert apply_filters(table, FiltersConfig(max_streak=None)).to_pylist()[0] == "quality_blurry"
 
 
 def test_a_sharp_low_resolution_clip_is_not_blurry(scorer, tmp_path):

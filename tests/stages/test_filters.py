@@ -24,6 +24,7 @@ from stages.filters import (
     Filters,
     FiltersConfig,
     apply_filters,
+    columns,
     filters_config_from_dict,
 )
 from stages.frames import video_meta
@@ -188,6 +189,7 @@ def row(**kw):
         "focus": 1.5,
         "detail": 0.3,
         "isotropy": 1.0,
+        "streak": 0.1,
         "still_residual": 0.4,
         "subtitle_area": 0.0,
         "overlay_area": 0.0,
@@ -224,7 +226,10 @@ def row(**kw):
         ({"focus": 0.3, "motion": 0.0}, "quality_blurry"),  # the blur rule reads focus
         ({"sharpness": 2.0, "focus": 1.5}, None),  # the Laplacian rule is off unless min_sharpness is set
         ({"detail": 0.02, "focus": 2.5}, "quality_blurry"),  # heavy blur: focus reads noise, detail is ~0
-        ({"isotropy": 0.1}, None),  # the motion-blur rule is off by default (clean grass reads as low as a smear)
+        ({"isotropy": 0.3, "streak": 0.6}, "quality_blurry"),  # motion blur: one direction lost it, the rest spread
+        ({"isotropy": 0.3}, None),  # clean grass, blinds: detail that runs one way, sharp along it (streak 0.1)
+        ({"streak": 0.6}, None),  # defocus and upsampling spread every direction: isotropy ~1, focus's case
+        ({"isotropy": 0.3, "streak": None}, None),  # a row scored before streak: the rule cannot tell
         ({"frozen_frac": 1.0, "motion": 0.0}, "motion_static"),
         ({"motion": 0.001}, "motion_static"),
         ({"still_residual": 0.01}, "motion_still_image"),
@@ -244,6 +249,7 @@ def row(**kw):
                 "focus": float("nan"),
                 "detail": None,
                 "isotropy": None,
+                "streak": None,
                 "still_residual": None,
                 "text_area": None,
                 "overlay_area": None,
@@ -258,11 +264,25 @@ def test_first_failing_reason_wins(overrides, reason):
         assert reason in REASONS
 
 
-def test_the_motion_blur_rule_drops_a_smear_when_it_is_set():
-    on = Filters(FiltersConfig(min_isotropy=0.62))
-    assert on.check(row(isotropy=0.4)) == "quality_blurry"  # focus and detail pass, one direction lost its detail
-    assert on.check(row(isotropy=0.4, still_residual=0.01)) == "motion_still_image"  # a still comes first
-    assert on.check(row(isotropy=0.9)) is None
+def test_the_motion_blur_rule_needs_both_conditions_unless_one_is_turned_off():
+    """quality_blurry for motion blur: isotropy < min_isotropy AND streak > max_streak (a Rule with ``also``), the
+    same in Filters.check and apply_filters; max_streak None leaves isotropy alone, min_isotropy None turns it off."""
+    cases = [
+        (FiltersConfig(), row(isotropy=0.4, streak=0.6), "quality_blurry"),
+        (FiltersConfig(), row(isotropy=0.4, streak=0.2), None),  # a texture
+        (FiltersConfig(), row(isotropy=0.4, streak=0.6, still_residual=0.01), "motion_still_image"),  # a still first
+        (FiltersConfig(max_streak=None), row(isotropy=0.4, streak=0.2), "quality_blurry"),  # isotropy alone
+        (FiltersConfig(max_streak=None), row(isotropy=0.4, streak=None), "quality_blurry"),
+        (FiltersConfig(min_isotropy=None), row(isotropy=0.1, streak=0.9), None),  # off
+        (FiltersConfig(), row(isotropy=0.9, streak=0.9), None),
+    ]
+    for cfg, r, reason in cases:
+        assert Filters(cfg).check(r) == reason, (cfg, r)
+        assert apply_filters(pa.Table.from_pylist([r]), cfg).to_pylist() == [reason], (cfg, r)
+    # a table without the streak column (an OUT scored before schema 9): the rule skips its clips
+    table = pa.Table.from_pylist([row(isotropy=0.4)]).drop_columns(["streak"])
+    assert apply_filters(table, FiltersConfig()).to_pylist() == [None]
+    assert "streak" in columns() and "isotropy" in columns()
 
 
 def test_none_threshold_disables_a_rule_and_unknown_keys_are_rejected():
