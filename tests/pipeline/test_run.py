@@ -291,7 +291,8 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
         f"video(s) cut for the clips they lack, {len(scored)} stored clip(s) given the stage rows they lacked"
     ]
     con = store.open(copy)
-    got = {c: (i, s) for c, i, s in con.execute("SELECT clip_id, isotropy, streak FROM clips WHERE focus IS NOT NULL")}
+    rows = con.execute("SELECT clip_id, isotropy, streak FROM clips WHERE focus IS NOT NULL").fetchall()
+    got = {c: (i, s) for c, i, s in rows}
     assert sorted(got) == sorted(scored) and all(None not in v for v in got.values())
     assert store.shard_files(copy, "clips") == clips_before
     again = plan(copy, cfg, inputs, {}, clip_stage=False)
