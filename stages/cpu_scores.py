@@ -470,7 +470,6 @@ def _stays_put(
     tol: float = 0.3,
     scale: int = 1,
     own: bool = False,
-    mask: np.ndarray | None = None,
 ) -> tuple[list[float], list[float], list[float]]:
     """Does the pattern inside ``box`` (x, y, w, h) stay where it is in the picture while the scene around it
     moves? For every anchor pair (i, j) in which the content of a ring around the box moved (the median optical flow
@@ -494,8 +493,7 @@ def _stays_put(
 
     ``scale``: the gradients (and ``box``) are at ``scale`` times the analysis resolution of ``flows`` and ``steps``
     (a finer look at a small logo in a large source); the ring's motion is measured at the flows' resolution and
-    scaled, the ``min_shift`` test and the own displacement stay in analysis pixels. ``mask``: (h, w) bool over the
-    box, the pixels the errors and energies are summed over (all when None; :func:`_persistent`)."""
+    scaled, the ``min_shift`` test and the own displacement stay in analysis pixels."""
     gx, gy = grads
     n, h, w = gx.shape
     x, y, bw, bh = box
@@ -512,8 +510,7 @@ def _stays_put(
     r = max(6, min(bw, bh) // 2)
     ya, yb, xa, xb = max(0, y - r), min(h, y + bh + r), max(0, x - r), min(w, x + bw + r)
     inner = (slice(y - ya, y - ya + bh), slice(x - xa, x - xa + bw))
-    keep = np.ones((bh, bw), bool) if mask is None else mask
-    floor = noise * int(keep.sum())
+    floor = noise * bw * bh
 
     def error(i: int, j: int, d: np.ndarray) -> tuple[float, float]:
         """Error of predicting frame j's gradients in the box from frame i's moved by d (px at ``scale``), and
@@ -523,9 +520,8 @@ def _stays_put(
         for g in (gx, gy):
             a, b = g[i, ya:yb, xa:xb], g[j, ya:yb, xa:xb]
             m = cv2.warpAffine(a, shift, (xb - xa, yb - ya), borderMode=cv2.BORDER_REPLICATE)
-            a, b, m = a[inner][keep], b[inner][keep], m[inner][keep]
-            e += float(np.square(b - m).sum())
-            both += float(np.square(a).sum() + np.square(b).sum())
+            e += float(np.square(b[inner] - m[inner]).sum())
+            both += float(np.square(a[inner]).sum() + np.square(b[inner]).sum())
         return e, both
 
     fixed, exact, moved = [], [], []
@@ -572,25 +568,6 @@ def _tighten(
     return x + int(xs.min()), y + int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
-def _persistent(grads: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int], noise: float) -> np.ndarray:
-    """(h, w) bool over ``box`` (x, y, w, h): the pixels whose gradient the per-pixel median over the frames keeps (at
-    least 0.8 of the mean gradient energy, 3x3 windows; Dekel et al.'s watermark estimate, as :func:`_tighten`): a
-    graphic's strokes, without the scene that moves through its box."""
-    gx, gy = grads
-    x, y, bw, bh = box
-    sx, sy = gx[:, y : y + bh, x : x + bw], gy[:, y : y + bh, x : x + bw]
-    median = np.square(_median0(sx)) + np.square(_median0(sy))
-    energy = (np.square(sx) + np.square(sy)).mean(axis=0)
-    return cv2.boxFilter(median, -1, (3, 3)) / (cv2.boxFilter(energy, -1, (3, 3)) + noise) >= 0.8
-
-
-def _mask_box(box: tuple[int, int, int, int], mask: np.ndarray) -> tuple[int, int, int, int]:
-    """The bounding box (x, y, w, h) of the set pixels of ``mask`` (over ``box``), in the box's coordinates' frame."""
-    ys, xs = np.nonzero(mask)
-    return box[0] + int(xs.min()), box[1] + int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1
-
-
-MIN_PERSISTENT = 24  # overlay_scores: the fewest persistent pixels (:func:`_persistent`) judged on their own
 CORNER_W, CORNER_H = 0.35, 0.3  # corner_text_boxes: a corner's share of the picture's width and height
 CORNER_DET_SIDE = 320  # ... and the shorter side the text detector sees the corners' mosaic at
 
@@ -729,20 +706,13 @@ def overlay_scores(
        passing bollard in bikes.mp4 frames 188-242: fixed 0.68, exactness 0.57, own 2.75 px at the median, 0.5 px or
        less in none of 8 pairs; frames 197-239 of the same shot: 3 of 5), where every logo candidate of the hard set
        stays within 0.5 px in 0.75 of its pairs or more (graphics are exactly still; a faint one's median is 0.25-0.38
-       px at the fine look) and a newcomer's alpha-0.6 logo over bright panning grass in 19 of 28 (0.68: a
-       semi-transparent graphic's edges fade over bright picture). ``min_still`` 0.66: two pairs in three.
+       px at the fine look). ``min_still`` 0.66: two pairs in three, between the two.
        A candidate that fails gets a second look at twice the analysis size when ``source`` has those pixels (made
        only then, once per clip): its box tightened to the pixels whose gradients the
        temporal median keeps (:func:`_tighten`) and verified the same way at that size. A small logo on a large
        source has ~1 px strokes at the analysis size (bigbuckbunny's 8 %-wide "HD" logo at 1280x720: 0.10 on the
        candidate box at 224 px, 0.20 on the tightened box at 448 px; no clean or graded clip of the hard set gained
        an overlay).
-       When no box at least ``min_area`` was found, each candidate judged in enough pairs gets a last look at
-       only its persistent pixels (:func:`_persistent`: those whose gradient the temporal median keeps), at the
-       analysis size and then at twice it, with the same three tests; the box reported is theirs. Strong scene edges
-       moving through a faint graphic's box decide the box's sums, not its strokes: an alpha-0.31 "HD" with a
-       railing passing behind it (bikes.mp4 frames 140-184) reads fixed -0.45 on its box and 0.62 on its strokes.
-       It comes last because still scene next to a graphic persists too and widens the box.
 
     The text test. A text box the OCR detector finds at the same place (IoU >= 0.5) in every OCR frame, centred in the
     top or bottom third and at most a quarter of the frame high, is an overlay too (a station name, a subtitle line);
@@ -837,29 +807,15 @@ def overlay_scores(
         source = None  # the source has no more pixels than the analysis size
     unjudged = False  # a candidate in a corner the motion test could not judge
 
-    def verify(g: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int], scale: int = 1, mask=None):
+    def verify(g: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int], scale: int = 1):
         """(anchor pairs judged, the stay-put scores of a candidate that passes the motion test or None)."""
-        args = dict(min_shift=min_shift, noise=noise, scale=scale, mask=mask)
-        fixed_s, exact_s, _ = _stays_put(g, flows, steps, box, **args)
+        fixed_s, exact_s, _ = _stays_put(g, flows, steps, box, min_shift=min_shift, noise=noise, scale=scale)
         if len(fixed_s) < min_pairs or np.median(fixed_s) < min_fixed or np.median(exact_s) < min_exact:
             return len(fixed_s), None
         # it stayed put better than it moved with its ring: did it stay put, or only move less (parallax)?
-        own = _stays_put(g, flows, steps, box, own=True, **args)[2]
+        own = _stays_put(g, flows, steps, box, min_shift=min_shift, noise=noise, scale=scale, own=True)[2]
         return len(fixed_s), (fixed_s if np.mean(np.array(own) <= max_own) >= min_still else None)
 
-    def analysis_box(box: tuple[int, int, int, int], scale: int) -> tuple[int, int, int, int]:
-        """A box at ``scale`` times the analysis size, back at the analysis size (rounded outward)."""
-        x, y, bw, bh = box
-        x1, y1 = x // scale, y // scale
-        return x1, y1, -(-(x + bw) // scale) - x1, -(-(y + bh) // scale) - y1
-
-    def fine() -> tuple[tuple[np.ndarray, np.ndarray], int]:
-        """The anchors' gradients at twice the analysis size (made once, at the first need) and their scale."""
-        nonlocal fine_grads
-        fine_grads = fine_grads or gradients(to_luma(resize_short(source, 2 * short)))
-        return fine_grads, fine_grads[0].shape[1] // h
-
-    judged_boxes = []  # candidates judged in enough pairs that failed every look: the persistent pixels' look
     for box in dict.fromkeys(candidates):
         judged, fixed_s = verify(grads, box)
         if fixed_s is not None:
@@ -867,39 +823,21 @@ def overlay_scores(
             continue
         if judged < min_pairs and abs(box[0] + box[2] / 2 - w / 2) >= (0.5 - CORNER_W) * w:
             unjudged = True
-        if judged < min_pairs:
-            continue
-        judged_boxes.append(box)
-        if source is None:
+        if source is None or judged < min_pairs:
             continue
         # a second look at twice the resolution, on the box tightened to what stays: a small logo's strokes are
         # ~1 px at the analysis size, where the scene's gradients around them outweigh them
-        g2, scale = fine()
-        tight = _tighten(g2, tuple(scale * v for v in box), noise)
+        fine_grads = fine_grads or gradients(to_luma(resize_short(source, 2 * short)))
+        scale = fine_grads[0].shape[1] // h
+        tight = _tighten(fine_grads, tuple(scale * v for v in box), noise)
         if tight is None:
             continue
-        _, fixed_s = verify(g2, tight, scale)
+        _, fixed_s = verify(fine_grads, tight, scale)
         if fixed_s is not None:
-            found.append((analysis_box(tight, scale), float(np.mean(np.array(fixed_s) > 0))))
-    # Nothing as large as a candidate found: a look at only the pixels whose gradient persists over the anchors
-    # (:func:`_persistent`), at the analysis size and then at twice it. Strong scene edges moving through a faint
-    # graphic's box (a railing passing behind an alpha-0.3 logo) decide the box's sums, not its strokes; the box
-    # reported is the persistent pixels' (wider than the graphic where still scene persists next to it, which is why
-    # this look comes last). A tightened box under ``min_area`` (a logo frame's one stroke) counts as nothing found.
-    if not any(bw * bh >= min_area * h * w for (_, _, bw, bh), _ in found):
-        for box in judged_boxes:
-            looks = [(grads, box, 1)]
-            if source is not None:
-                g2, scale = fine()
-                looks.append((g2, tuple(scale * v for v in box), scale))
-            for g, b, scale in looks:
-                mask = _persistent(g, b, noise)
-                if mask.sum() < MIN_PERSISTENT:
-                    continue
-                _, fixed_s = verify(g, b, scale, mask=mask)
-                if fixed_s is not None:
-                    found.append((analysis_box(_mask_box(b, mask), scale), float(np.mean(np.array(fixed_s) > 0))))
-                    break
+            x, y, bw, bh = tight  # back to the analysis size, rounded outward
+            x1, y1 = x // scale, y // scale
+            box1 = (x1, y1, -(-(x + bw) // scale) - x1, -(-(y + bh) // scale) - y1)
+            found.append((box1, float(np.mean(np.array(fixed_s) > 0))))
 
     def text_test(boxes: list[np.ndarray] | None, same: Callable[[tuple, tuple], float] = _iou) -> None:
         """Text boxes at the same place (``same`` >= 0.5) in every OCR frame."""
