@@ -90,7 +90,7 @@ class Config:
             raise ConfigError(f"stages: {ref}: its name {stage.name!r} is a built-in config section")
         self.sections.setdefault(stage.name, stage.resolve("config")())
         for rule in stage.rules:  # every threshold a rule names must exist before the run starts
-            for setting in (rule.setting, rule.also[2] if rule.also else None):
+            for _, _, setting in rule.conditions:
                 if setting is None:
                     continue
                 section, _, key = setting.partition(".")

@@ -139,7 +139,7 @@ def thresholds(config: dict[str, Any], column: str) -> dict[str, tuple[str, floa
     thresholds saved in config.json. A rule disabled (threshold None) draws nothing."""
     found = {}
     for rule in _rules(tuple(config.get("stages") or ())):
-        for col, op, setting in [(rule.column, rule.op, rule.setting), *([rule.also] if rule.also else [])]:
+        for col, op, setting in rule.conditions:
             if col != column or setting is None:
                 continue
             section, _, key = setting.partition(".")

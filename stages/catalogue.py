@@ -69,9 +69,14 @@ class Rule:
             raise ValueError(f"rule {self.reason}: also must be (column, '<' or '>', setting) on a threshold rule")
 
     @property
+    def conditions(self) -> tuple[tuple[str, str, str | None], ...]:
+        """Its conditions, (column, op, setting) each: the first, then ``also`` when set."""
+        return ((self.column, self.op, self.setting),) + ((self.also,) if self.also else ())
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """The columns the rule reads."""
-        return (self.column,) if self.also is None else (self.column, self.also[0])
+        return tuple(column for column, _, _ in self.conditions)
 
 
 @dataclass(frozen=True)

@@ -469,7 +469,7 @@ def _stays_put(
     noise: float,
     tol: float = 0.3,
     scale: int = 1,
-    own: bool = False,
+    own_when: Callable[[list[float], list[float]], bool] | None = None,
 ) -> tuple[list[float], list[float], list[float]]:
     """Does the pattern inside ``box`` (x, y, w, h) stay where it is in the picture while the scene around it
     moves? For every anchor pair (i, j) in which the content of a ring around the box moved (the median optical flow
@@ -480,7 +480,8 @@ def _stays_put(
     scene). Returns, per such pair, (E_scene - E_fixed) / (E_scene + E_fixed + noise) of the two prediction errors
     (+1: the pattern stayed put; -1: it moved with the scene), the pattern's exactness 1 - E_fixed / (its energy
     in both frames + noise) (1: the same pattern in both frames, as a graphic; a subject the camera follows changes
-    shape and reads lower) and, when ``own``, the box's own displacement (else an empty list).
+    shape and reads lower) and, when ``own_when(fixed, exact)`` holds, the box's own displacement per pair (else an
+    empty list: the search costs a dozen more predictions a pair, so it is made only for a candidate that passed).
 
     The own displacement (px at the analysis resolution, >= 0) is the shift s along the ring's motion d, among 0,
     0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, ... px and |d| itself, that predicts frame j's gradients in the
@@ -524,7 +525,7 @@ def _stays_put(
             both += float(np.square(a[inner]).sum() + np.square(b[inner]).sum())
         return e, both
 
-    fixed, exact, moved = [], [], []
+    fixed, exact, judged = [], [], []
     for i in range(n):
         for j in range(i + 1, n):
             if not _with_camera(pos[j] - pos[i], (_chain(steps, i, j) @ centre)[:2] - centre[:2], min_shift, tol):
@@ -534,11 +535,13 @@ def _stays_put(
             e_scene, _ = error(i, j, d)
             fixed.append((e_scene - e_fixed) / (e_scene + e_fixed + floor))
             exact.append(1 - e_fixed / (e_both + floor))
-            if own:
-                length = float(np.hypot(*pos[j] - pos[i]))
-                grid = [s for s in OWN_SHIFTS if s < length] + [length]
-                errors = [e_fixed] + [error(i, j, d * (s / length))[0] for s in grid[1:-1]] + [e_scene]
-                moved.append(grid[int(np.argmin(errors))])
+            judged.append((i, j, d, float(np.hypot(*pos[j] - pos[i])), e_fixed, e_scene))
+    moved = []
+    if own_when is not None and own_when(fixed, exact):
+        for i, j, d, length, e_fixed, e_scene in judged:
+            grid = [s for s in OWN_SHIFTS if s < length] + [length]
+            errors = [e_fixed] + [error(i, j, d * (s / length))[0] for s in grid[1:-1]] + [e_scene]
+            moved.append(grid[int(np.argmin(errors))])
     return fixed, exact, moved
 
 
@@ -807,13 +810,16 @@ def overlay_scores(
         source = None  # the source has no more pixels than the analysis size
     unjudged = False  # a candidate in a corner the motion test could not judge
 
+    def stayed(fixed_s: list[float], exact_s: list[float]) -> bool:
+        return len(fixed_s) >= min_pairs and np.median(fixed_s) >= min_fixed and np.median(exact_s) >= min_exact
+
     def verify(g: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int], scale: int = 1):
         """(anchor pairs judged, the stay-put scores of a candidate that passes the motion test or None)."""
-        fixed_s, exact_s, _ = _stays_put(g, flows, steps, box, min_shift=min_shift, noise=noise, scale=scale)
-        if len(fixed_s) < min_pairs or np.median(fixed_s) < min_fixed or np.median(exact_s) < min_exact:
+        args = dict(min_shift=min_shift, noise=noise, scale=scale, own_when=stayed)
+        fixed_s, exact_s, own = _stays_put(g, flows, steps, box, **args)
+        if not stayed(fixed_s, exact_s):
             return len(fixed_s), None
         # it stayed put better than it moved with its ring: did it stay put, or only move less (parallax)?
-        own = _stays_put(g, flows, steps, box, min_shift=min_shift, noise=noise, scale=scale, own=True)[2]
         return len(fixed_s), (fixed_s if np.mean(np.array(own) <= max_own) >= min_still else None)
 
     for box in dict.fromkeys(candidates):
@@ -948,12 +954,13 @@ def blur_scores(
     own = short < BLUR_MIN_UPSAMPLED
     frames = to_luma(active) if own else luma
     f, d = focus(frames), detail(frames)
-    iso = None if d is None else isotropy(frames, reference=(2.0, 4.0) if own else (4.0, 8.0))
-    lines = None if iso is None else streak(frames)
+    fine = None if d is None else fine_tensors(frames)
+    iso = None if d is None else isotropy(frames, reference=(2.0, 4.0) if own else (4.0, 8.0), fine=fine)
+    spread = None if iso is None else streak(frames, fine=fine)
     if BLUR_MIN_UPSAMPLED <= short < size:
         k = (short / size) ** BLUR_SIZE_EXPONENT
         f, d = (None if f is None else f / k), (None if d is None else d / k)
-    return f, d, iso, lines
+    return f, d, iso, spread
 
 
 def _tiles(a: np.ndarray, tile: int) -> np.ndarray:
@@ -1020,11 +1027,10 @@ def _tensor(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> tuple[flo
     return None if a + c <= 1e-6 else (a, b, c)
 
 
-def _balance(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> float | None:
-    """Directional balance of (H, W) float32 ``band``: the smaller over the larger eigenvalue of its gradient
-    structure tensor (:func:`_tensor`; Bigün & Granlund, "Optimal orientation detection of linear symmetry", ICCV
-    1987), i.e. the least over the most gradient energy in any direction, in [0, 1]; None for a flat band."""
-    t = _tensor(band, tile=tile, cap=cap)
+def _balance(t: tuple[float, float, float] | None) -> float | None:
+    """Directional balance of a structure tensor (:func:`_tensor`): its smaller over its larger eigenvalue (Bigün &
+    Granlund, "Optimal orientation detection of linear symmetry", ICCV 1987), i.e. the least over the most gradient
+    energy in any direction, in [0, 1]; None for None (a flat band)."""
     if t is None:
         return None
     a, b, c = t
@@ -1032,12 +1038,29 @@ def _balance(band: np.ndarray, *, tile: int = 16, cap: float = 32.0) -> float | 
     return (half - disc) / (half + disc)
 
 
-def isotropy(luma: np.ndarray, *, reference: tuple[float, float] = (4.0, 8.0), eps: float = 0.05) -> float | None:
+def fine_tensors(luma: np.ndarray) -> list[tuple[float, float, float] | None]:
+    """Per frame of (N, H, W) uint8 ``luma``, the structure tensor (:func:`_tensor`) of its finest band I - G1*I
+    (Gaussian sigma 1 px): what :func:`isotropy` and :func:`streak` both read (:func:`blur_scores` makes it once)."""
+    out = []
+    for f in luma:
+        x = f.astype(np.float32)
+        out.append(_tensor(x - cv2.GaussianBlur(x, (0, 0), 1.0)))
+    return out
+
+
+def isotropy(
+    luma: np.ndarray,
+    *,
+    reference: tuple[float, float] = (4.0, 8.0),
+    eps: float = 0.05,
+    fine: list[tuple[float, float, float] | None] | None = None,
+) -> float | None:
     """How evenly the picture's finest detail is spread over directions, relative to its coarser structure: the
     motion-blur measure (camera shake, a smear), which neither :func:`focus` nor :func:`detail` sees.
 
-    luma: (N, H, W) uint8, the frames :func:`focus` reads. Per frame, the directional balance (:func:`_balance`: the
-    least over the most gradient energy in any direction, from the structure tensor) of the finest band (I - G1*I,
+    luma: (N, H, W) uint8, the frames :func:`focus` reads; ``fine``: their :func:`fine_tensors` when the caller has
+    them (made here when None). Per frame, the directional balance (:func:`_balance`: the least over the most
+    gradient energy in any direction, from the structure tensor) of the finest band (I - G1*I,
     Gaussian sigma 1 px) is divided by that of a coarser ``reference`` band (G4*I - G8*I at the analysis size; a
     picture judged at its own size, under 128 px, is given G2*I - G4*I by :func:`blur_scores`, the same share of
     the picture): ``(fine + eps) / (reference + eps)``, median over frames; None when no frame has structure in both
@@ -1066,21 +1089,24 @@ def isotropy(luma: np.ndarray, *, reference: tuple[float, float] = (4.0, 8.0), e
     """
     lo, hi = reference
     values = []
-    for f in luma:
+    for f, t in zip(luma, fine_tensors(luma) if fine is None else fine, strict=True):
         x = f.astype(np.float32)
-        g1, glo, ghi = (cv2.GaussianBlur(x, (0, 0), s) for s in (1.0, lo, hi))
-        fine, coarse = _balance(x - g1), _balance(glo - ghi)
-        if fine is not None and coarse is not None:
-            values.append((fine + eps) / (coarse + eps))
+        glo, ghi = (cv2.GaussianBlur(x, (0, 0), s) for s in (lo, hi))
+        fine_balance, coarse = _balance(t), _balance(_tensor(glo - ghi))
+        if fine_balance is not None and coarse is not None:
+            values.append((fine_balance + eps) / (coarse + eps))
     return float(np.median(values)) if values else None
 
 
-def streak(luma: np.ndarray, *, lag: float = 3.0, margin: int = 4) -> float | None:
+def streak(
+    luma: np.ndarray, *, lag: float = 3.0, margin: int = 4, fine: list[tuple[float, float, float] | None] | None = None
+) -> float | None:
     """How far the picture's derivative along its weakest direction stays correlated: with a low :func:`isotropy`,
     tells motion blur (camera shake, a smear) from clean detail that runs one way (grass, blinds, stripes, brick), in
     [-1, 1].
 
-    luma: (N, H, W) uint8, the frames :func:`isotropy` reads. Per frame:
+    luma: (N, H, W) uint8, the frames :func:`isotropy` reads; ``fine``: their :func:`fine_tensors` when the caller
+    has them (made here when None). Per frame:
 
     1. the weak direction u = (cos t, sin t), at right angles to the dominant orientation of the finest band's
        structure tensor (I - G1*I, Gaussian sigma 1 px; :func:`_tensor`, its tiles capped as for isotropy):
@@ -1110,11 +1136,10 @@ def streak(luma: np.ndarray, *, lag: float = 3.0, margin: int = 4) -> float | No
     -0.35-0.31. Cost: ~1 ms a 224x398 frame.
     """
     values = []
-    for f in luma:
-        x = f.astype(np.float32)
-        t = _tensor(x - cv2.GaussianBlur(x, (0, 0), 1.0))
+    for f, t in zip(luma, fine_tensors(luma) if fine is None else fine, strict=True):
         if t is None:
             continue
+        x = f.astype(np.float32)
         sxx, sxy, syy = t
         angle = 0.5 * math.atan2(2 * sxy, sxx - syy) + math.pi / 2
         ux, uy = math.cos(angle), math.sin(angle)
