@@ -289,6 +289,31 @@ def _stored_config(out: str, file: str | None, extra: list[str]):
 _REFILTERED = {"filters", "dedup", "store"}  # the built-in sections a refilter applies (store: how it writes)
 
 
+def _warn_stale_scores(out: str) -> None:
+    """Say on stderr how many clips' stored scores predate the running schema (``cpu_scores.SUPERSEDED``: a row with
+    the first column and without the second): refilter re-reads stored scores, so such clips are judged on what an
+    older scorer measured (schema 10 changed focus's and detail's scale) until a `clipforge run` scores them again."""
+    from pipeline import store
+    from pipeline.schema import SCHEMA_VERSION
+    from stages.cpu_scores import SUPERSEDED
+
+    had, added = SUPERSEDED
+    columns = store._columns(out, "scores")
+    if had not in columns:
+        return
+    # a scores table written before the column was added lacks it (the views do not add it)
+    missing = f'"{added}" IS NULL' if added in columns else "TRUE"
+    sql = f'SELECT count(*) AS n FROM clips WHERE "{had}" IS NOT NULL AND {missing}'
+    n = store.query(out, sql).column("n")[0].as_py()
+    if n:
+        print(
+            f"clipforge refilter: {n} clip(s) were scored before schema {SCHEMA_VERSION} (no `{added}`): the rules "
+            "judged what that scorer measured (docs/SCHEMA.md says what changed; schema 10 put focus and detail on "
+            "another scale). `clipforge run` on this OUT with the same inputs scores them again, cutting nothing.",
+            file=sys.stderr,
+        )
+
+
 def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import config as config_mod
     from pipeline import store
@@ -315,6 +340,7 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
         kept = ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
         saved.update({k: v for k, v in cfg.to_dict().items() if k in kept})
         store.write_json(storage.under(args.out, "config.json"), saved)
+    _warn_stale_scores(args.out)
     c = funnel(args.out)
     print(f"refiltered {c['clips']} clips without decoding: kept {c['kept']} ({c['kept_hours']:.3f} h)")
     # every drop reason of the dataset, those set when clips were cut included (the filters table has only its own)

@@ -17,9 +17,10 @@ score below is computed from that one array:
 - ``frozen_frac``: fraction of flow pairs whose mean absolute luma difference is below ``frozen_diff`` grey
   levels: frozen video, slideshows, still images padded to video.
 - ``sharpness``: variance of the Laplacian of the luma at the fixed analysis resolution, median over anchors.
-- ``focus`` / ``detail`` / ``isotropy`` / ``streak``: blur (:func:`blur_scores`): defocus, blur too heavy for focus,
-  and motion blur (the finest detail missing along one direction only, and what is left along it spread over a few
-  pixels: camera shake, a smear).
+- ``focus`` / ``detail`` / ``isotropy`` / ``streak``: blur (:func:`blur_scores`): defocus (above the noise floor, so
+  grain does not read as sharpness), blur too heavy for focus, and motion blur (the finest detail missing along one
+  direction only, and what is left along it spread over a few pixels: camera shake, a smear). ``noise_floor``: the
+  floor focus subtracted (grey levels).
 - ``luma_mean`` (0..1), ``luma_under_frac`` / ``luma_over_frac`` (pixels below / above the black / white
   clip levels), ``black_frac``: fraction of anchors that are black or blank (almost uniform).
 - ``text_area``: fraction of the frame area covered by text boxes from the PP-OCRv4 *detection* model shipped in
@@ -67,6 +68,7 @@ FLOAT_COLUMNS = (
     "sharpness",
     "focus",
     "detail",
+    "noise_floor",
     "isotropy",
     "streak",
     "luma_mean",
@@ -110,10 +112,11 @@ SCORES_SCHEMA = pa.schema(
 )
 OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 # (a score, one added later): a stored row with the first and without the second was written before the second
-# existed, and the run scores that clip again (pipeline/stream.py). streak (schema 9) is null only where isotropy is
-# (blur_scores), isotropy exactly where detail is, and detail where focus is (the same frames and tiles), so a row of
-# schema 5-8 is caught.
-SUPERSEDED = ("focus", "streak")
+# existed, and the run scores that clip again (pipeline/stream.py); `clipforge refilter` warns of such rows.
+# noise_floor (schema 10, when focus and detail gained their noise floor: a row without it holds focus / detail on
+# schema 9's scale) is computed wherever focus is (the same frames: both need whole tiles), so every row of schema
+# 5-9 is caught.
+SUPERSEDED = ("focus", "noise_floor")
 
 
 @dataclass
@@ -880,36 +883,99 @@ def sharpness(luma: np.ndarray) -> float:
     return float(np.median([cv2.Laplacian(f, cv2.CV_64F).var() for f in luma]))
 
 
-def focus(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile: float = 90.0) -> float | None:
-    """Focus of the best-focused part of the picture, independent of its contrast: the blur measure.
+def _bands(x: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per ``tile`` px tile of float32 (H, W) luma ``x``: the energy (variance) of its finest band I - G1*I and of
+    the next octave G1*I - G2*I (Gaussian sigma 1 and 2 px), each (H // tile, W // tile) float64
+    (:func:`_tile_var`)."""
+    g1 = cv2.GaussianBlur(x, (0, 0), 1.0)
+    g2 = cv2.GaussianBlur(x, (0, 0), 2.0)
+    return _tile_var(x - g1, tile), _tile_var(g1 - g2, tile)
 
-    luma: (N, H, W) uint8 at the analysis resolution. Per frame, the picture is split into ``tile`` px tiles; in each
-    tile with some structure (luma std >= ``min_std``) the energy of the finest band (I - G1*I, Gaussian sigma 1 px)
-    is divided by that of the next octave (G1*I - G2*I): a two-band estimate of the local spectral slope. Natural
-    images in focus have about as much energy per octave at every scale (their 1/f spectrum) and keep a ratio near or
-    above 1; defocus removes the finest band first. The ``percentile`` over tiles is the best-focused region (a
-    shallow depth of field keeps its sharp subject), the median over frames the clip's value; None when no tile has
-    structure (a blank clip). Being a ratio of energies, it does not change with exposure or contrast (night,
-    high-key grades), unlike the Laplacian variance. Frames at the analysis size; a picture smaller than it is
-    judged by :func:`blur_scores` (upsampling lowers what a sharp picture reads: every window of the 160x90
-    transnet_test read 0.42-0.56 at 224 px, 1.2-1.7 at its own size).
 
-    The local spectral slope and the max-over-blocks pooling follow Vu & Chandler, "S3: A spectral and spatial
-    measure of local perceived sharpness in natural images", IEEE TIP 21(3), 2012. Measured (bench/filters_bench.py,
-    analysis at 224 px): Gaussian defocus of sigma 2.0-2.5 px at 640x360 0.38-0.54; clean shots and their shallow
-    depth-of-field, night, high-key, grain and letterbox variants 0.71-5.5.
+def noise_floor(luma: np.ndarray, *, tile: int = 32, floor_pct: float = 10.0) -> float | None:
+    """The floor :func:`focus` subtracts from its finest band, as a standard deviation: the quietest tenth of the
+    picture's finest detail.
+
+    luma: (N, H, W) uint8, the frames :func:`focus` reads (the analysis size, or the picture's own size under 128
+    px). Per frame, the square root of the ``floor_pct`` percentile of the finest band's (I - G1*I) energy over the
+    frame's ``tile`` px tiles, grey levels (0-255 luma); the median over frames. None when the frames are smaller than
+    one tile. Where a tenth of the picture is flat, that is the grain, sensor and coding noise left at the analysis
+    size (the block-based estimators of Lee & Hoppel, IGARSS 1989, and Olsen, CVGIP 55(4), 1993); where none is, it
+    is the quietest texture's detail, so it is an upper bound on the noise, not an estimate of it. Measured on H.264
+    (CRF 18) copies of bench/filters_bench.py's sources (bench/grain_focus_bench.py): clean shots 0.5-3.6 (bikes.mp4's
+    fast third shot and bigbuckbunny's first half, detailed edge to edge, the highest), the same under grain of sigma
+    7 grey levels at 640x360 2.3-4.6, each 0.3-2.4 above its clean shot. Stored as a diagnostic of what focus judged
+    above, with no rule; from schema 10 its presence marks a row whose focus and detail have the noise floor
+    (:data:`SUPERSEDED`).
+    """
+    if min(luma.shape[1:3]) < tile:
+        return None
+    return float(np.median([np.sqrt(np.percentile(_bands(f.astype(np.float32), tile)[0], floor_pct)) for f in luma]))
+
+
+def focus(
+    luma: np.ndarray,
+    *,
+    tile: int = 32,
+    min_std: float = 6.0,
+    floor_pct: float = 10.0,
+    top: float = 0.1,
+    percentile: float = 95.0,
+) -> float | None:
+    """Focus of the best-focused part of the picture, independent of its contrast and robust to grain: the blur
+    measure.
+
+    luma: (N, H, W) uint8 at the analysis resolution. Per frame, the picture is split into ``tile`` px tiles and in
+    each the energy of the finest band (I - G1*I, Gaussian sigma 1 px) and of the next octave (G1*I - G2*I) is
+    measured. Each band's *noise floor*, the ``floor_pct`` percentile of that band's energy over the frame's tiles
+    (the least-textured tiles hold little but grain, sensor and coding noise), is subtracted from every tile's energy
+    of that band. Of the tiles with some structure (luma std >= ``min_std``), the ``top`` fraction with the most
+    floor-subtracted mid-band energy (the strongest structure, where the signal stands furthest above the noise) is
+    kept, and the ``percentile`` of their fine-to-mid ratio is the frame's value: a two-band estimate of the local
+    spectral slope where the picture is best focused. The median over frames is the clip's value; None when no tile
+    has structure (a blank clip). Natural images in focus have about as much energy per octave at every scale
+    (their 1/f spectrum) and keep a ratio near 1 or above; defocus removes the finest band first. A ratio of
+    energies: it does not move with exposure or contrast (night, high-key grades), unlike the Laplacian variance.
+    Frames at the analysis size; a picture smaller than it is judged by :func:`blur_scores`.
+
+    Why the floor (schema 10; until then the ratio of every structured tile, 90th percentile): grain (Gaussian noise
+    of sigma 7 grey levels, new in every frame) fills the finest band and, weakly, the mid band; the tiles' 90th
+    percentile then picked flat tiles whose ratio is the noise's own (white noise reads ~20), so defocus under grain
+    read 1.04-7.5 and passed as sharp, and heavy blur, with nothing left in either band but the encoder's noise,
+    rose back above the line too. The floor is measured in the very band it is subtracted from, on the decoded frame,
+    so it holds what the encoder left of the grain (a white-noise model, e.g. Donoho-Johnstone's MAD of the finest
+    Haar band times the band's gain, underestimates it: libx264 shapes the noise). Choosing the tiles by
+    floor-subtracted mid-band energy keeps the ratio where the signal dominates (a ratio of two noisy energies is
+    unstable where both are small). Both parts are needed: without the floor, defocus under grain read up to 0.84;
+    the floor under the old pooling, up to 319.
+
+    Sources: the local spectral slope and max-over-blocks pooling, Vu & Chandler, "S3: A spectral and spatial measure
+    of local perceived sharpness in natural images", IEEE TIP 21(3), 2012; the noise estimated from the
+    least-textured blocks, Lee & Hoppel, "Noise modeling and estimation of remotely-sensed images", IGARSS 1989,
+    Olsen, "Estimation of noise in images: an evaluation", CVGIP 55(4), 1993, and the weak-texture patches of Liu,
+    Tanaka & Okutomi, "Single-image noise level estimation for blind denoising", IEEE TIP 22(12), 2013. Measured at
+    224 px on H.264 (CRF 18) copies of bench/filters_bench.py's seven sources (bench/grain_focus_bench.py): Gaussian
+    defocus of sigma 2.0-2.5 px at 640x360, bare or under grain of sigma 4 or 7, 0.27-0.40; heavy blur (sigma 5),
+    bare or grained, 0.18-0.62; clean shots and their grain, shallow depth-of-field, night, high-key and grained-grade
+    variants 0.60-2.8 (the lowest: bikes.mp4's motion-blurred first shot with a shallow depth of field). Grain moves
+    a clip's reading by 0.93-1.09x (the old pooling: 1.04-10.8x). Known limit: a full-frame fine texture with no
+    flat tile to take a floor from (bigbuckbunny's grass filling the frame) loses some of its own signal to the
+    floor: defocused 0.40-0.45, in focus 1.59-1.74.
     """
     if min(luma.shape[1:3]) < tile:
         return None
     values = []
     for f in luma:
         x = f.astype(np.float32)
-        g1 = cv2.GaussianBlur(x, (0, 0), 1.0)
-        g2 = cv2.GaussianBlur(x, (0, 0), 2.0)
         structured = np.sqrt(_tile_var(x, tile)) >= min_std
-        if structured.any():
-            ratios = _tile_var(x - g1, tile)[structured] / (_tile_var(g1 - g2, tile)[structured] + 1e-3)
-            values.append(float(np.percentile(ratios, percentile)))
+        if not structured.any():
+            continue
+        fine, mid = _bands(x, tile)
+        fine = (fine - np.percentile(fine, floor_pct))[structured]
+        mid = (mid - np.percentile(mid, floor_pct))[structured]
+        keep = np.argsort(mid, kind="stable")[-max(1, int(np.ceil(top * mid.size))) :]
+        ratios = np.maximum(fine[keep], 0) / (np.maximum(mid[keep], 0) + 1e-3)
+        values.append(float(np.percentile(ratios, percentile)))
     return float(np.median(values)) if values else None
 
 
@@ -920,30 +986,31 @@ BLUR_SIZE_EXPONENT = 0.4
 
 def blur_scores(
     luma: np.ndarray, active: np.ndarray, size: int
-) -> tuple[float | None, float | None, float | None, float | None]:
-    """(:func:`focus`, :func:`detail`, :func:`isotropy`, :func:`streak`) of a clip, on one scale for every picture
-    size, so that one ``filters.min_focus``, one ``filters.min_detail`` and one ``filters.min_isotropy`` /
-    ``filters.max_streak`` hold for all.
+) -> tuple[float | None, float | None, float | None, float | None, float | None]:
+    """(:func:`focus`, :func:`detail`, :func:`noise_floor`, :func:`isotropy`, :func:`streak`) of a clip, on one scale
+    for every picture size, so that one ``filters.min_focus``, one ``filters.min_detail`` and one
+    ``filters.min_isotropy`` / ``filters.max_streak`` hold for all (noise_floor, in grey levels, is read on the same
+    frames and not calibrated).
 
     luma: (N, H, W) uint8, the anchors at the analysis size (``size`` px on the shorter side; bilinear upsampling when
     the picture is smaller, :func:`resize_short`); active: the same anchors' active picture as decoded, (N, H', W', 3)
-    RGB uint8, ``short`` = min(H', W') px on its shorter side. A defect is as
-    large as the picture (a defocus of sigma 2 px at 640x360 is 0.8 px at 176x144), so a picture judged at its own
-    size shows a small one as a small one: judged there, sigma 2-2.5 px defocus (at 640x360, scaled) of bikes.mp4 and
-    bigbuckbunny shots downscaled to 128-192 px read focus 0.47-0.97 and carphone's 0.59-0.73, above min_focus
-    (0.62), while the same shots in focus read 0.76 and up; heavy blur (sigma 5 px) read detail up to 0.13, above
-    min_detail (0.08). At the analysis size a defect is as large as on any other source, but bilinear upsampling by
-    ``size / short`` also lowers what sharp pictures read (by more than what blurred ones read), so both readings are
-    divided by ``(short / size) ** 0.4`` (:data:`BLUR_SIZE_EXPONENT`), fitted on shots of bikes.mp4 and bigbuckbunny
-    at 128, 160 and 192 px and carphone at 144, and checked on other shots of them at 136, 176 and 208 px: defocus
-    then reads focus 0.43-0.57, in focus and the shallow depth-of-field, night, high-key and letterbox variants 0.64
-    and up (the lowest: bikes.mp4's motion-blurred first shot); heavy blur reads detail 0.026-0.053, the rest 0.11 and
-    up. The factor is 1 at ``size`` and above: a picture that large reads as it always did.
+    RGB uint8, ``short`` = min(H', W') px on its shorter side. A defect is as large as the picture (a defocus of
+    sigma 2 px at 640x360 is 0.8 px at 176x144), so a picture judged at its own size shows a small one as a small one:
+    judged there, sigma 2-2.5 px defocus (at 640x360, scaled) of bikes.mp4 and bigbuckbunny shots downscaled to
+    128-208 px reads focus up to 0.97, above min_focus (0.46), while the same shots in focus read 0.64 and up. At the
+    analysis size a defect is as large as on any other source, but bilinear upsampling by ``size / short`` also
+    lowers what sharp pictures read (by more than what blurred ones read), so both focus and detail are divided by
+    ``(short / size) ** 0.4`` (:data:`BLUR_SIZE_EXPONENT`), fitted on shots of bikes.mp4 and bigbuckbunny at 128, 160
+    and 192 px and checked on other shots of them at 136, 176 and 208 px (schema 5's focus; for schema 10's,
+    exponents 0.2-0.4 separate alike, 0.3 best by 1.11x against 1.09x, so it was kept): defocus then reads
+    focus 0.29-0.44, in focus and the shallow depth-of-field, night and high-key variants 0.48 and up (the lowest:
+    bikes.mp4's motion-blurred first shot); heavy blur (sigma 5 px) reads detail 0.020-0.040, the rest 0.104 and up
+    (bench/blur_sizes_bench.py). The factor is 1 at ``size`` and above: a picture that large reads as it always did.
 
-    A picture under :data:`BLUR_MIN_UPSAMPLED` (128) px has too few pixels for it (transnet_test's 90 px shots in
-    focus read focus 0.61-0.66 calibrated, as defocused ones do): it is judged at its own size, where mild defocus is
-    not seen (below the default ``filters.min_short_side``, 128, the clip is ``resolution_low`` anyway). Each None as
-    :func:`focus` / :func:`detail`; isotropy is None wherever detail is (a clip with no structured tile).
+    A picture under :data:`BLUR_MIN_UPSAMPLED` (128) px has too few pixels for it: it is judged at its own size,
+    where mild defocus is not seen (below the default ``filters.min_short_side``, 128, the clip is
+    ``resolution_low`` anyway). Each None as :func:`focus` / :func:`detail` / :func:`noise_floor`; isotropy is None
+    wherever detail is (a clip with no structured tile).
 
     isotropy is a ratio of two of the picture's own directional balances, so it needs no calibration: it is read on
     the same frames as the other two (at the analysis size, or at its own size under 128 px with its reference band
@@ -953,14 +1020,14 @@ def blur_scores(
     short = min(active.shape[1:3])
     own = short < BLUR_MIN_UPSAMPLED
     frames = to_luma(active) if own else luma
-    f, d = focus(frames), detail(frames)
+    f, d, n = focus(frames), detail(frames), noise_floor(frames)
     fine = None if d is None else fine_tensors(frames)
     iso = None if d is None else isotropy(frames, reference=(2.0, 4.0) if own else (4.0, 8.0), fine=fine)
     spread = None if iso is None else streak(frames, fine=fine)
     if BLUR_MIN_UPSAMPLED <= short < size:
         k = (short / size) ** BLUR_SIZE_EXPONENT
         f, d = (None if f is None else f / k), (None if d is None else d / k)
-    return f, d, iso, spread
+    return f, d, n, iso, spread
 
 
 def _tiles(a: np.ndarray, tile: int) -> np.ndarray:
@@ -976,36 +1043,43 @@ def _tile_var(a: np.ndarray, tile: int) -> np.ndarray:
     return _tiles(a, tile).astype(np.float64).var(axis=(1, 3))
 
 
-def detail(luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, percentile: float = 99.0) -> float | None:
-    """Share of the best-detailed region's luma variance at scales under 2 px: the guard against heavy blur.
+def detail(
+    luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, floor_pct: float = 25.0, percentile: float = 99.0
+) -> float | None:
+    """Share of the best-detailed region's luma variance at scales under 2 px, above the noise: the guard against
+    heavy blur.
 
-    luma: (N, H, W) uint8, the frames :func:`focus` reads. Per frame, in each ``tile`` px tile with some structure
-    (luma std >= ``min_std`` grey levels) the variance of I - G2*I (Gaussian sigma 2 px) is divided by the tile's
-    variance; the ``percentile`` over tiles (99: the best-detailed tiles, so a shallow depth of field keeps its
-    sharp subject) per frame, the median over frames the clip's value, in [0, 1]; None when no tile has structure.
-    A ratio of energies: it does not move with exposure or contrast.
+    luma: (N, H, W) uint8, the frames :func:`focus` reads. Per frame, the energy of I - G2*I (Gaussian sigma 2 px)
+    is measured in every ``tile`` px tile; its noise floor, the ``floor_pct`` percentile over the frame's tiles (as in
+    :func:`focus`), is taken out of both that energy and the tile's variance (grain's energy is nearly all under 2
+    px: white noise has 98 % of it there). In each tile whose floor-subtracted variance is still structure (>=
+    ``min_std`` squared grey levels) the share is the band's energy over the variance; the ``percentile`` over tiles
+    (99: the best-detailed tiles, so a shallow depth of field keeps its sharp subject) per frame, the median over
+    frames the clip's value, in [0, 1]; None when no tile has structure. A ratio of energies: it does not move with
+    exposure or contrast.
 
-    Why :func:`focus` needs it: focus is a ratio of two fine bands, and a picture blurred beyond ~2.5 px at the
-    analysis size has nothing left in either but the encoder's and the quantiser's noise, whose fine-to-mid ratio is
-    high (white noise's is ~20): focus then rises with the blur (a Ken Burns pan over a bikes.mp4 frame blurred by
-    sigma 3, 6, 10, 20 px read 1.27, 2.43, 3.55, 4.43, clean shots 0.71 and up), while this share falls
-    monotonically (0.023, 0.011, 0.009, 0.007). The share of a picture's energy at high frequencies as a no-reference
-    blur measure: De & Masilamani, "Image sharpness measure for blurred images in frequency domain", Procedia
-    Engineering 64, 2013; the max-over-blocks pooling as for focus (Vu & Chandler, S3, 2012). Measured (bench/
-    filters_bench.py and 150 px to 216 px copies of its sources): heavy blur 0.007-0.054, every clean shot and
-    its shallow depth-of-field, night, high-key, grain and letterbox variants 0.125 and up, 160x90 windows of
-    transnet_test 0.12 and up. Mild defocus (sigma 2-2.5 px at 640x360) reads 0.2-0.4: focus is what catches it.
+    Why :func:`focus` needs it: a picture blurred far beyond ~2.5 px at the analysis size has little left in either
+    of focus's bands but noise; this share falls monotonically with blur. The share of a picture's energy at high
+    frequencies as a no-reference blur measure: De & Masilamani, "Image sharpness measure for blurred images in
+    frequency domain", Procedia Engineering 64, 2013; the max-over-blocks pooling as for focus (Vu & Chandler, S3,
+    2012), the noise floor as for focus (Lee & Hoppel 1989; Liu, Tanaka & Okutomi 2013). Measured (bench/
+    grain_focus_bench.py, 224 px, H.264 CRF 18): Gaussian blur of sigma 5 px at 640x360, bare or under grain of
+    sigma 7, 0.020-0.040 (without the floor, schema 9 and before: up to 0.37 under grain); every clean shot and its
+    graded or grained variants 0.124 and up; grain moves a clip's reading by 0.85-1.04x. Mild defocus (sigma 2-2.5
+    px at 640x360) reads 0.06-0.17: focus is what catches it.
     """
     if min(luma.shape[1:3]) < tile:
         return None
     values = []
     for f in luma:
         x = f.astype(np.float32)
-        var = _tile_var(x, tile)
-        structured = np.sqrt(var) >= min_std
+        fine = _tile_var(x - cv2.GaussianBlur(x, (0, 0), 2.0), tile)
+        floor = float(np.percentile(fine, floor_pct))
+        var = _tile_var(x, tile) - floor
+        structured = var >= min_std**2
         if structured.any():
-            fine = _tile_var(x - cv2.GaussianBlur(x, (0, 0), 2.0), tile)
-            values.append(float(np.percentile(fine[structured] / var[structured], percentile)))
+            share = np.maximum(fine[structured] - floor, 0) / var[structured]
+            values.append(float(np.percentile(share, percentile)))
     return float(np.median(values)) if values else None
 
 
@@ -1416,7 +1490,8 @@ def score_frames(
     out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
     # a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
-    out["focus"], out["detail"], out["isotropy"], out["streak"] = blur_scores(luma, active, cfg.size)
+    blur = blur_scores(luma, active, cfg.size)
+    out["focus"], out["detail"], out["noise_floor"], out["isotropy"], out["streak"] = blur
     out.update(
         exposure_scores(
             luma,
