@@ -9,6 +9,7 @@ at a random strength inside the issue's description:
 
 - ``still_image``: a random frame of the window under a pan of 0.5-4 %/s or a zoom of 0.5-5 %/s (``ken_burns``);
 - ``blur``: Gaussian defocus, sigma 2.0-2.5 px at 640x360; ``blur_letterboxed``: the same in 2.39:1 bars;
+  ``blur_grain``: the same under film grain of sigma 3-10 grey levels (``pipeline.defects.grain``, new every frame);
 - ``blur_motion``: a line smear of 10-16 px at 640x360 at a random angle;
 - ``logo``: a semi-transparent logo (alpha 0.3-0.6, 8-16 % of the width, a random word) in a random corner;
 - ``subtitle``: one short line of subtitle text;
@@ -40,13 +41,23 @@ import pyarrow as pa  # noqa: E402
 from clean_sweep_bench import draw  # noqa: E402
 from filters_bench import EXPECT, judge  # noqa: E402
 
-from pipeline.defects import blur, boxed, letterbox, logo, smear, subtitle  # noqa: E402
+from pipeline.defects import blur, boxed, grain, letterbox, logo, smear, subtitle  # noqa: E402
 from pipeline.testdata import ken_burns, write_frames  # noqa: E402
 from stages.clips import RESOLUTION_LOW  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 from stages.filters import FiltersConfig  # noqa: E402
 
-CLASSES = ("still_image", "blur", "blur_letterboxed", "blur_motion", "logo", "subtitle", "mirrored", "boxed")
+CLASSES = (
+    "still_image",
+    "blur",
+    "blur_letterboxed",
+    "blur_motion",
+    "logo",
+    "subtitle",
+    "mirrored",
+    "boxed",
+    "blur_grain",
+)
 WORDS = ("TV5", "NEWS", "HD", "24", "SPORT", "K2")
 LINES = ("I told you so.", "Where were you?", "Look out!", "Not now.", "Who's there?")
 
@@ -62,6 +73,10 @@ def defect(kind: str, frames: np.ndarray, fps: float, rng: random.Random) -> tup
         sigma = rng.uniform(2.0, 2.5)
         out = blur(frames, sigma)
         return (letterbox(out) if kind == "blur_letterboxed" else out), {"sigma": round(sigma, 2)}
+    if kind == "blur_grain":
+        sigma, noise = rng.uniform(2.0, 2.5), rng.uniform(3.0, 10.0)
+        out = grain(blur(frames, sigma), sigma=noise, seed=rng.randrange(1 << 30))
+        return out, {"sigma": round(sigma, 2), "grain": round(noise, 1)}
     if kind == "blur_motion":
         length, angle = rng.uniform(10, 16), rng.uniform(0, 180)
         return smear(frames, length, angle), {"length": round(length, 1), "angle": round(angle)}

@@ -892,25 +892,29 @@ def _bands(x: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
     return _tile_var(x - g1, tile), _tile_var(g1 - g2, tile)
 
 
-def noise_floor(luma: np.ndarray, *, tile: int = 32, floor_pct: float = 10.0) -> float | None:
+def noise_floor(luma: np.ndarray, *, tile: int = 32, floor_pct: float = 10.0, min_tiles: int = 40) -> float | None:
     """The floor :func:`focus` subtracts from its finest band, as a standard deviation: the quietest tenth of the
     picture's finest detail.
 
-    luma: (N, H, W) uint8, the frames :func:`focus` reads (the analysis size, or the picture's own size under 128
-    px). Per frame, the square root of the ``floor_pct`` percentile of the finest band's (I - G1*I) energy over the
-    frame's ``tile`` px tiles, grey levels (0-255 luma); the median over frames. None when the frames are smaller than
-    one tile. Where a tenth of the picture is flat, that is the grain, sensor and coding noise left at the analysis
-    size (the block-based estimators of Lee & Hoppel, IGARSS 1989, and Olsen, CVGIP 55(4), 1993); where none is, it
-    is the quietest texture's detail, so it is an upper bound on the noise, not an estimate of it. Measured on H.264
-    (CRF 18) copies of bench/filters_bench.py's sources (bench/grain_focus_bench.py): clean shots 0.5-3.6 (bikes.mp4's
-    fast third shot and bigbuckbunny's first half, detailed edge to edge, the highest), the same under grain of sigma
-    7 grey levels at 640x360 2.3-4.6, each 0.3-2.4 above its clean shot. Stored as a diagnostic of what focus judged
-    above, with no rule; from schema 10 its presence marks a row whose focus and detail have the noise floor
-    (:data:`SUPERSEDED`).
+    luma: (N, H, W) uint8, the frames :func:`focus` reads (the analysis size, or the picture's own size under 128 px).
+    Per frame, the square root of the ``floor_pct`` percentile of the finest band's (I - G1*I) energy over the frame's
+    ``tile`` px tiles, grey levels (0-255 luma); the median over frames. None when the frames are smaller than one
+    tile; 0 for a frame of fewer than ``min_tiles`` tiles, where focus takes no floor (see there). Where a tenth of the
+    picture is flat, that is the grain, sensor and coding noise left at the analysis size (the block-based estimators
+    of Lee & Hoppel, IGARSS 1989, and Olsen, CVGIP 55(4), 1993); where none is, it is the quietest texture's detail, so
+    it is an upper bound on the noise, not an estimate of it. Measured on H.264 (CRF 18) copies of
+    bench/filters_bench.py's sources (bench/grain_focus_bench.py): clean shots 0.5-3.6 (bikes.mp4's fast third shot and
+    bigbuckbunny's first half, detailed edge to edge, the highest), the same under grain of sigma 7 grey levels at
+    640x360 2.3-4.6, each 0.3-2.4 above its clean shot. Stored as a diagnostic of what focus judged above, with no
+    rule; from schema 10 its presence marks a row whose focus and detail have the noise floor (:data:`SUPERSEDED`).
     """
     if min(luma.shape[1:3]) < tile:
         return None
-    return float(np.median([np.sqrt(np.percentile(_bands(f.astype(np.float32), tile)[0], floor_pct)) for f in luma]))
+    floors = []
+    for f in luma:
+        fine = _bands(f.astype(np.float32), tile)[0]
+        floors.append(np.sqrt(np.percentile(fine, floor_pct)) if fine.size >= min_tiles else 0.0)
+    return float(np.median(floors))
 
 
 def focus(
@@ -921,22 +925,26 @@ def focus(
     floor_pct: float = 10.0,
     top: float = 0.1,
     percentile: float = 95.0,
+    min_tiles: int = 40,
 ) -> float | None:
     """Focus of the best-focused part of the picture, independent of its contrast and robust to grain: the blur
     measure.
 
     luma: (N, H, W) uint8 at the analysis resolution. Per frame, the picture is split into ``tile`` px tiles and in
     each the energy of the finest band (I - G1*I, Gaussian sigma 1 px) and of the next octave (G1*I - G2*I) is
-    measured. Each band's *noise floor*, the ``floor_pct`` percentile of that band's energy over the frame's tiles
-    (the least-textured tiles hold little but grain, sensor and coding noise), is subtracted from every tile's energy
-    of that band. Of the tiles with some structure (luma std >= ``min_std``), the ``top`` fraction with the most
+    measured. Each band's *noise floor*, the ``floor_pct`` percentile of that band's energy over the frame's tiles (the
+    least-textured tiles hold little but grain, sensor and coding noise), is subtracted from every tile's energy of
+    that band. Of the tiles with some structure (luma std >= ``min_std``), the ``top`` fraction with the most
     floor-subtracted mid-band energy (the strongest structure, where the signal stands furthest above the noise) is
     kept, and the ``percentile`` of their fine-to-mid ratio is the frame's value: a two-band estimate of the local
-    spectral slope where the picture is best focused. The median over frames is the clip's value; None when no tile
-    has structure (a blank clip). Natural images in focus have about as much energy per octave at every scale
-    (their 1/f spectrum) and keep a ratio near 1 or above; defocus removes the finest band first. A ratio of
-    energies: it does not move with exposure or contrast (night, high-key grades), unlike the Laplacian variance.
-    Frames at the analysis size; a picture smaller than it is judged by :func:`blur_scores`.
+    spectral slope where the picture is best focused. The median over frames is the clip's value; None when no tile has
+    structure (a blank clip). Natural images in focus have about as much energy per octave at every scale (their 1/f
+    spectrum) and keep a ratio near 1 or above; defocus removes the finest band first. A frame of fewer than
+    ``min_tiles`` tiles (a picture judged at its own size, under 128 px: 90x160 px has 10) takes no floor: a low
+    percentile of so few tiles is one of them, texture rather than noise (with the floor, 14 of the demo's 94 sharp
+    160x90 windows of transnet_test fell under min_detail; without, none did and 91 of them heavily blurred did). A
+    ratio of energies: it does not move with exposure or contrast (night, high-key grades), unlike the Laplacian
+    variance. Frames at the analysis size; a picture smaller than it is judged by :func:`blur_scores`.
 
     Why the floor (schema 10; until then the ratio of every structured tile, 90th percentile): grain (Gaussian noise
     of sigma 7 grey levels, new in every frame) fills the finest band and, weakly, the mid band; the tiles' 90th
@@ -954,13 +962,15 @@ def focus(
     least-textured blocks, Lee & Hoppel, "Noise modeling and estimation of remotely-sensed images", IGARSS 1989,
     Olsen, "Estimation of noise in images: an evaluation", CVGIP 55(4), 1993, and the weak-texture patches of Liu,
     Tanaka & Okutomi, "Single-image noise level estimation for blind denoising", IEEE TIP 22(12), 2013. Measured at
-    224 px on H.264 (CRF 18) copies of bench/filters_bench.py's seven sources (bench/grain_focus_bench.py): Gaussian
-    defocus of sigma 2.0-2.5 px at 640x360, bare or under grain of sigma 4 or 7, 0.27-0.40; heavy blur (sigma 5),
-    bare or grained, 0.18-0.62; clean shots and their grain, shallow depth-of-field, night, high-key and grained-grade
-    variants 0.60-2.8 (the lowest: bikes.mp4's motion-blurred first shot with a shallow depth of field). Grain moves
-    a clip's reading by 0.93-1.09x (the old pooling: 1.04-10.8x). Known limit: a full-frame fine texture with no
-    flat tile to take a floor from (bigbuckbunny's grass filling the frame) loses some of its own signal to the
-    floor: defocused 0.40-0.45, in focus 1.59-1.74.
+    224 px on H.264 (CRF 18) copies of bench/filters_bench.py's seven sources and bigbuckbunny's grass filling the
+    frame (bench/grain_focus_bench.py): Gaussian defocus of sigma 2.0-2.5 px at 640x360, bare or under grain of sigma
+    4 or 7, 0.27-0.45; heavy blur (sigma 5), bare or grained, 0.18-0.64 (a newcomer's under grain up to 0.76:
+    :func:`detail` catches it); clean shots and their grain, shallow depth-of-field, night, high-key and
+    grained-grade variants 0.60-2.8 (the lowest: bikes.mp4's motion-blurred first shot with a shallow depth of
+    field). Grain moves a clip's reading by 0.93-1.09x (the old pooling: 1.04-10.8x). Known limits: a full-frame fine
+    texture with no flat tile to take a floor from (the grass) loses some of its own signal to the floor: defocused
+    0.40-0.45, in focus 1.47 and up; impulse noise (salt and pepper, dust specks, hot pixels) is no floor: a few
+    pixels far off their neighbours fill the finest band of the best tiles, and blurred shots under it read sharp.
     """
     if min(luma.shape[1:3]) < tile:
         return None
@@ -971,8 +981,9 @@ def focus(
         if not structured.any():
             continue
         fine, mid = _bands(x, tile)
-        fine = (fine - np.percentile(fine, floor_pct))[structured]
-        mid = (mid - np.percentile(mid, floor_pct))[structured]
+        if fine.size >= min_tiles:  # enough tiles for a low percentile of them to be the noise
+            fine, mid = fine - np.percentile(fine, floor_pct), mid - np.percentile(mid, floor_pct)
+        fine, mid = fine[structured], mid[structured]
         keep = np.argsort(mid, kind="stable")[-max(1, int(np.ceil(top * mid.size))) :]
         ratios = np.maximum(fine[keep], 0) / (np.maximum(mid[keep], 0) + 1e-3)
         values.append(float(np.percentile(ratios, percentile)))
@@ -982,6 +993,9 @@ def focus(
 # blur_scores: the smallest picture judged at the analysis size, and the exponent of its calibration (see there)
 BLUR_MIN_UPSAMPLED = 128
 BLUR_SIZE_EXPONENT = 0.4
+# blur_scores: a picture under BLUR_MIN_UPSAMPLED px is judged as schema 9 judged it (see there), on today's scale:
+# schema 10's min_focus over schema 9's
+OWN_SIZE_FOCUS = 0.46 / 0.62
 
 
 def blur_scores(
@@ -1009,8 +1023,14 @@ def blur_scores(
 
     A picture under :data:`BLUR_MIN_UPSAMPLED` (128) px has too few pixels for it: it is judged at its own size,
     where mild defocus is not seen (below the default ``filters.min_short_side``, 128, the clip is
-    ``resolution_low`` anyway). Each None as :func:`focus` / :func:`detail` / :func:`noise_floor`; isotropy is None
-    wherever detail is (a clip with no structured tile).
+    ``resolution_low`` anyway), and as schema 9 judged it: its few tiles (10 at 90x160 px) are too few for a noise
+    floor or for pooling a tenth of them, so focus is the 90th percentile of every structured tile's ratio with no
+    floor, times :data:`OWN_SIZE_FOCUS` (0.46 / 0.62, the ratio of the two schemas' ``min_focus``: the same verdicts),
+    and detail takes no floor (:func:`detail`'s ``min_tiles``). On the 94 sharp 160x90 windows of transnet_test that
+    `clipforge demo` keeps: in focus focus 0.72 and up, detail 0.116 and up, none blurry; heavily blurred (sigma 5 at
+    640x360, scaled) all 94 blurry; with the floor and pooling of larger pictures 14 sharp ones fell under
+    min_detail and 3 heavy ones passed. Each None as :func:`focus` / :func:`detail` / :func:`noise_floor`; isotropy
+    is None wherever detail is (a clip with no structured tile).
 
     isotropy is a ratio of two of the picture's own directional balances, so it needs no calibration: it is read on
     the same frames as the other two (at the analysis size, or at its own size under 128 px with its reference band
@@ -1020,7 +1040,12 @@ def blur_scores(
     short = min(active.shape[1:3])
     own = short < BLUR_MIN_UPSAMPLED
     frames = to_luma(active) if own else luma
-    f, d, n = focus(frames), detail(frames), noise_floor(frames)
+    if own:  # schema 9's reading (every structured tile, no floor), on today's scale: see OWN_SIZE_FOCUS
+        f = focus(frames, top=1.0, percentile=90.0)
+        f = None if f is None else f * OWN_SIZE_FOCUS
+    else:
+        f = focus(frames)
+    d, n = detail(frames), noise_floor(frames)
     fine = None if d is None else fine_tensors(frames)
     iso = None if d is None else isotropy(frames, reference=(2.0, 4.0) if own else (4.0, 8.0), fine=fine)
     spread = None if iso is None else streak(frames, fine=fine)
@@ -1044,7 +1069,13 @@ def _tile_var(a: np.ndarray, tile: int) -> np.ndarray:
 
 
 def detail(
-    luma: np.ndarray, *, tile: int = 32, min_std: float = 6.0, floor_pct: float = 25.0, percentile: float = 99.0
+    luma: np.ndarray,
+    *,
+    tile: int = 32,
+    min_std: float = 6.0,
+    floor_pct: float = 25.0,
+    percentile: float = 99.0,
+    min_tiles: int = 40,
 ) -> float | None:
     """Share of the best-detailed region's luma variance at scales under 2 px, above the noise: the guard against
     heavy blur.
@@ -1055,7 +1086,8 @@ def detail(
     px: white noise has 98 % of it there). In each tile whose floor-subtracted variance is still structure (>=
     ``min_std`` squared grey levels) the share is the band's energy over the variance; the ``percentile`` over tiles
     (99: the best-detailed tiles, so a shallow depth of field keeps its sharp subject) per frame, the median over
-    frames the clip's value, in [0, 1]; None when no tile has structure. A ratio of energies: it does not move with
+    frames the clip's value, in [0, 1]; None when no tile has structure. A frame of fewer than ``min_tiles`` tiles
+    takes no floor, as in :func:`focus`. A ratio of energies: it does not move with
     exposure or contrast.
 
     Why :func:`focus` needs it: a picture blurred far beyond ~2.5 px at the analysis size has little left in either
@@ -1074,7 +1106,7 @@ def detail(
     for f in luma:
         x = f.astype(np.float32)
         fine = _tile_var(x - cv2.GaussianBlur(x, (0, 0), 2.0), tile)
-        floor = float(np.percentile(fine, floor_pct))
+        floor = float(np.percentile(fine, floor_pct)) if fine.size >= min_tiles else 0.0
         var = _tile_var(x, tile) - floor
         structured = var >= min_std**2
         if structured.any():
