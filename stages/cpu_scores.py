@@ -587,18 +587,18 @@ def corner_text_boxes(
     """The text detector's raw boxes in the four corners of one frame, looked at closely: (K, 4, 2) int32 in the
     coordinates of an (H, W) = ``size`` picture (the analysis size).
 
-    frames: (H', W', 3) uint8 RGB, the same picture at any size (the caller passes up to twice the analysis size).
-    The corners (:data:`CORNER_W` x :data:`CORNER_H` of the picture: where channel logos sit, the broadcast safe-area
-    layout) are tiled into one 2 x 2 mosaic, so the detector runs once, and contrast-normalised first: CLAHE on the
-    L channel of CIELAB (clip limit 2, 4 x 4 tiles; Zuiderveld, "Contrast limited adaptive histogram equalization",
+    frames: (H', W', 3) uint8 RGB, the same picture at any size (the caller passes up to 4x the analysis size). The
+    corners (:data:`CORNER_W` x :data:`CORNER_H` of the picture: where channel logos sit, the broadcast safe-area
+    layout) are tiled into one 2 x 2 mosaic, so the detector runs once, and contrast-normalised first: CLAHE on the L
+    channel of CIELAB (clip limit 2, 4 x 4 tiles; Zuiderveld, "Contrast limited adaptive histogram equalization",
     Graphics Gems IV, 1994; OpenCV's ``createCLAHE``), which lifts a faint semi-transparent logo's strokes to the
     contrast the detector's DB threshold wants (an alpha-0.3 white "24" over a light grey car roof: found in both
     frames after it, in neither before, nor in the whole frame at the analysis size). The detector sees the mosaic at
-    :data:`CORNER_DET_SIDE` (320 px on the shorter side), whatever ``text_det_side`` is: at 256, 224 or 160 px it read
-    4, 1 and 1 of the 8 faint and small logos of the hard set's sources it reads at 320. A box is clipped to its tile.
-    Only boxes shaped like a word are kept (at least ``min_aspect`` times wider than high; the faint "24"s measured
-    1.46-1.7): once the contrast is lifted DB also fires on blobs, as on a yellow tag on the pavement of bikes.mp4's
-    locked-off first shot (20x24 px, in both frames).
+    :data:`CORNER_DET_SIDE` (320 px on its shorter side, a larger one as it is), whatever ``text_det_side`` is: at 256,
+    224 or 160 px it read 4, 1 and 1 of the 8 faint and small logos of the hard set's sources it reads at 320. A box is
+    clipped to its tile. Only boxes shaped like a word are kept (at least ``min_aspect`` times wider than high; the
+    faint "24"s measured 1.46-1.7): once the contrast is lifted DB also fires on blobs, as on a yellow tag on the
+    pavement of bikes.mp4's locked-off first shot (20x24 px, in both frames).
     """
     fh, fw = frames.shape[:2]
     ch, cw = max(1, int(fh * CORNER_H)), max(1, int(fw * CORNER_W))
@@ -726,14 +726,16 @@ def overlay_scores(
     test says it moves with the scene (median score < 0 over ``min_pairs`` pairs).
 
     The closer look at the corners. ``corner_text``, when given, returns the text detector's raw boxes (as
-    ``text_boxes``) of two anchors' corners, contrast-normalised and at up to twice the analysis size
-    (:func:`corner_text_boxes`). It is called only when nothing was found and the motion test could not judge the
-    corners: a locked-off shot (fewer than ``min_pairs`` moved pairs) or a candidate in a corner (its centre in the
-    outer 35 % of the width) in fewer than ``min_pairs`` judged pairs (a shot whose only motion is a subject's). Its
-    boxes go through the text test above, one box of each frame holding another (:func:`_nested`) rather than the
-    same box. This is what finds a faint logo over a static part of a picture: an
-    alpha-0.3 "24" over carphone's grey car roof, or over bikes.mp4's traffic while the camera holds still, where the
-    detector at the analysis size sees nothing.
+    ``text_boxes``) of two anchors' corners, contrast-normalised and at the source's own size up to four times the
+    analysis size (:func:`corner_text_boxes`; at most twice until 2026-12-02: the detector, which upscales a mosaic
+    smaller than 320 px and leaves a larger one as it is, then saw a 1280x720 source's corners at 320 px and missed an
+    alpha-0.44 "HD" 15 % wide over bigbuckbunny's still grass that it reads at 432 px). It is called only when nothing
+    was found and the motion test could not judge the corners: a locked-off shot (fewer than ``min_pairs`` moved pairs)
+    or a candidate in a corner (its centre in the outer 35 % of the width) in fewer than ``min_pairs`` judged pairs (a
+    shot whose only motion is a subject's). Its boxes go through the text test above, one box of each frame holding
+    another (:func:`_nested`) rather than the same box. This is what finds a faint logo over a static part of a
+    picture: an alpha-0.3 "24" over carphone's grey car roof, or over bikes.mp4's traffic while the camera holds still,
+    where the detector at the analysis size sees nothing.
 
     Null (all three) when it cannot be told: no overlay was found and in fewer than ``min_pairs`` anchor pairs did the
     top or bottom third of the picture move with the camera by ``min_shift`` px or more (a locked-off shot, one whose
@@ -1554,11 +1556,11 @@ def score_frames(
 
     # the active picture as decoded: a failed overlay candidate is looked at again at twice the analysis size
     def corner_text() -> list[np.ndarray]:
-        # the first and last anchors (the most apart), at up to twice the analysis size; the last only when the first
-        # has a box (the text test wants one in both)
+        # the first and last anchors (the most apart), at their own size up to four times the analysis size; the
+        # last only when the first has a box (the text test wants one in both)
         found = []
         for i in (0, len(active) - 1):
-            frame = resize_short(active[i : i + 1], min(2 * cfg.size, max(short, cfg.size)))[0]
+            frame = resize_short(active[i : i + 1], min(4 * cfg.size, max(short, cfg.size)))[0]
             found.append(corner_text_boxes(detector, frame, luma.shape[1:3]))
             if not len(found[-1]):
                 break

@@ -554,7 +554,7 @@ def test_a_locked_off_real_shot_has_no_overlay_unless_ocr_reads_one(scorer, bike
 def test_a_faint_logo_over_a_still_part_of_the_picture_is_read_in_the_corners(scorer, bikes, carphone, tmp_path):
     """An alpha-0.3 "24" over carphone's grey car roof (a locked-off shot) and over bikes.mp4's traffic while the
     camera holds still: the motion test cannot judge either, and the text detector at the analysis size sees neither.
-    The closer look at the corners (contrast-normalised, up to twice the analysis size) reads both, in their corners;
+    The closer look at the corners (contrast-normalised, up to 4x the analysis size) reads both, in their corners;
     the same shots without them have no overlay."""
     from pipeline.defects import logo
     from stages.cpu_scores import corner_text_boxes
@@ -580,6 +580,22 @@ def test_a_faint_logo_over_a_still_part_of_the_picture_is_read_in_the_corners(sc
     for size in ((224, 527), (272, 640)):
         boxes = corner_text_boxes(scorer.detector, frame, size)
         assert len(boxes) and all(q[:, 0].max() < 0.3 * size[1] and q[:, 1].min() > 0.6 * size[0] for q in boxes)
+
+
+def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(scorer, bigbuckbunny, tmp_path):
+    """bigbuckbunny's second shot (1280x720) holds still: only the closer look at the corners can find a logo there.
+    An alpha-0.44 "HD" 15 % wide over its bright grass, bottom left: at twice the analysis size the corners' mosaic
+    is under the detector's 320 px and upscaled, and the word is not read; at the source's own size (432 px) it is.
+    The same shot without it has no overlay (null: locked off, no text)."""
+    from pipeline.defects import logo
+    from stages.filters import FiltersConfig
+
+    shot = decode_frames(bigbuckbunny, 75, 129)
+    clean = scorer.score_clip(write_frames(shot, tmp_path / "clean.mp4", fps=25))
+    hd = scorer.score_clip(write_frames(logo(shot, 0.44, "bl", "HD", 0.146), tmp_path / "hd.mp4", fps=25))
+    assert clean["overlay_area"] is None, clean
+    x0, y0, x1, y1 = hd["overlay_box"]
+    assert hd["overlay_area"] > FiltersConfig().max_overlay_area and x1 < 0.25 and y0 > 0.7, hd
 
 
 def test_blur_is_judged_on_one_scale_for_pictures_smaller_than_the_analysis_size(scorer, carphone, tmp_path):
