@@ -152,3 +152,27 @@ def test_empty_and_all_null_tables():
     assert find_duplicates(table([clip("x", None), clip("y", None)])) == {}
     with pytest.raises(ValueError, match="band_bits"):
         find_duplicates(table([clip("x", [1] * 8)]), DedupConfig(band_bits=12))
+
+
+def test_the_clean_copy_is_kept_over_its_grained_or_recompressed_copies(bikes, tmp_path):
+    """Copies of one real shot (bikes.mp4's second) at the same size and length: clean at CRF 18, under film grain
+    (sigma 7 grey levels) and at CRF 35, scored by the real scorer. They are one duplicate group and dedup keeps the
+    clean copy: more detail above the noise (stages.dedup.clean_detail). The Laplacian sharpness, the tie-break
+    before schema 10, rises with grain and would keep the grained copy."""
+    from pipeline.defects import grain
+    from pipeline.footage import BIKES_CUTS
+    from pipeline.testdata import decode_frames, write_frames
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+
+    shot = decode_frames(bikes, BIKES_CUTS[0], BIKES_CUTS[1])
+    scorer = CpuScorer(CpuScoresConfig())
+    copies = {"clean": (shot, 18), "grain": (grain(shot, seed=3), 18), "crf35": (shot, 35)}
+    rows = []
+    for name, (frames, crf) in copies.items():
+        s = scorer.score_clip(write_frames(frames, tmp_path / f"{name}.mp4", fps=25, crf=crf))
+        rows.append({"clip_id": name, "width": 640, "height": 272, "duration_s": 2.0} | s)
+    cols = ("clip_id", "phash", "width", "height", "duration_s", "detail", "noise_floor", "sharpness")
+    scored = pa.Table.from_pylist([{c: r[c] for c in cols} for r in rows])
+    assert find_duplicates(scored) == {"grain": "clean", "crf35": "clean"}
+    grained = max(rows, key=lambda r: r["sharpness"])
+    assert grained["clip_id"] == "grain"  # what sharpness alone would have kept
