@@ -295,15 +295,14 @@ def _warn_stale_scores(out: str) -> None:
     older scorer measured (schema 10 changed focus's and detail's scale) until a `clipforge run` scores them again."""
     from pipeline import store
     from pipeline.schema import SCHEMA_VERSION
-    from stages.cpu_scores import SUPERSEDED
+    from stages.cpu_scores import SUPERSEDED, superseded_sql
 
     had, added = SUPERSEDED
     columns = store._columns(out, "scores")
     if had not in columns:
         return
     # a scores table written before the column was added lacks it (the views do not add it)
-    missing = f'"{added}" IS NULL' if added in columns else "TRUE"
-    sql = f'SELECT count(*) AS n FROM clips WHERE "{had}" IS NOT NULL AND {missing}'
+    sql = f"SELECT count(*) AS n FROM clips WHERE {superseded_sql(added_exists=added in columns)}"
     n = store.query(out, sql).column("n")[0].as_py()
     if n:
         print(

@@ -675,10 +675,9 @@ def _stale(name: str) -> str | None:
     runs once more and the new row (later written_at) wins."""
     if name != "scores":
         return None
-    from stages.cpu_scores import SUPERSEDED
+    from stages.cpu_scores import superseded_sql
 
-    had, added = SUPERSEDED
-    return f't_{name}."{had}" IS NOT NULL AND t_{name}."{added}" IS NULL'
+    return superseded_sql(f"t_{name}.")
 
 
 def _clips_todo(out: Path, clip_stage: bool, extra_tables: list[str] = ()) -> Path | None:

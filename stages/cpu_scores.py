@@ -119,6 +119,15 @@ OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 SUPERSEDED = ("focus", "noise_floor")
 
 
+def superseded_sql(qualifier: str = "", added_exists: bool = True) -> str:
+    """SQL predicate true for a stored scores row written before :data:`SUPERSEDED`'s second column existed, its
+    columns named after ``qualifier`` (e.g. ``'t_scores.'``); ``added_exists`` False: the table lacks that column
+    altogether (written before it), so every row with the first is such a row."""
+    had, added = SUPERSEDED
+    missing = f'{qualifier}"{added}" IS NULL' if added_exists else "TRUE"
+    return f'{qualifier}"{had}" IS NOT NULL AND {missing}'
+
+
 @dataclass
 class CpuScoresConfig:
     """Settings of the CPU scorer. Defaults are what the default pipeline uses.
@@ -885,23 +894,35 @@ def sharpness(luma: np.ndarray) -> float:
     return float(np.median([cv2.Laplacian(f, cv2.CV_64F).var() for f in luma]))
 
 
-def _bands(x: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per ``tile`` px tile of float32 (H, W) luma ``x``: the energy (variance) of its finest band I - G1*I and of
-    the next octave G1*I - G2*I (Gaussian sigma 1 and 2 px), each (H // tile, W // tile) float64
-    (:func:`_tile_var`)."""
-    g1 = cv2.GaussianBlur(x, (0, 0), 1.0)
-    g2 = cv2.GaussianBlur(x, (0, 0), 2.0)
-    return _tile_var(x - g1, tile), _tile_var(g1 - g2, tile)
+def band_energies(luma: np.ndarray, tile: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame of (N, H, W) uint8 ``luma``, per ``tile`` px tile: the energy (variance) of its finest band I - G1*I
+    and of the next octave G1*I - G2*I (Gaussian sigma 1 and 2 px), each (H // tile, W // tile) float64
+    (:func:`_tile_var`): what :func:`focus` and :func:`noise_floor` both read (:func:`blur_scores` makes them once)."""
+    out = []
+    for f in luma:
+        x = f.astype(np.float32)
+        g1 = cv2.GaussianBlur(x, (0, 0), 1.0)
+        g2 = cv2.GaussianBlur(x, (0, 0), 2.0)
+        out.append((_tile_var(x - g1, tile), _tile_var(g1 - g2, tile)))
+    return out
 
 
-def noise_floor(luma: np.ndarray, *, tile: int = 32, floor_pct: float = 10.0, min_tiles: int = 40) -> float | None:
+def noise_floor(
+    luma: np.ndarray,
+    *,
+    tile: int = 32,
+    floor_pct: float = 10.0,
+    min_tiles: int = 40,
+    bands: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> float | None:
     """The floor :func:`focus` subtracts from its finest band, as a standard deviation: the quietest tenth of the
     picture's finest detail.
 
     luma: (N, H, W) uint8, the frames :func:`focus` reads (the analysis size, or the picture's own size under 128 px).
     Per frame, the square root of the ``floor_pct`` percentile of the finest band's (I - G1*I) energy over the frame's
     ``tile`` px tiles, grey levels (0-255 luma); the median over frames. None when the frames are smaller than one
-    tile; 0 for a frame of fewer than ``min_tiles`` tiles, where focus takes no floor (see there). Where a tenth of the
+    tile; 0 for a frame of fewer than ``min_tiles`` tiles, where focus takes no floor (see there). ``bands``: the
+    frames' :func:`band_energies` when the caller has them (made here when None). Where a tenth of the
     picture is flat, that is the grain, sensor and coding noise left at the analysis size (the block-based estimators
     of Lee & Hoppel, IGARSS 1989, and Olsen, CVGIP 55(4), 1993); where none is, it is the quietest texture's detail, so
     it is an upper bound on the noise, not an estimate of it. Measured on H.264 (CRF 18) copies of
@@ -913,8 +934,7 @@ def noise_floor(luma: np.ndarray, *, tile: int = 32, floor_pct: float = 10.0, mi
     if min(luma.shape[1:3]) < tile:
         return None
     floors = []
-    for f in luma:
-        fine = _bands(f.astype(np.float32), tile)[0]
+    for fine, _ in band_energies(luma, tile) if bands is None else bands:
         floors.append(np.sqrt(np.percentile(fine, floor_pct)) if fine.size >= min_tiles else 0.0)
     return float(np.median(floors))
 
@@ -928,25 +948,27 @@ def focus(
     top: float = 0.1,
     percentile: float = 95.0,
     min_tiles: int = 40,
+    bands: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> float | None:
     """Focus of the best-focused part of the picture, independent of its contrast and robust to grain: the blur
     measure.
 
-    luma: (N, H, W) uint8 at the analysis resolution. Per frame, the picture is split into ``tile`` px tiles and in
-    each the energy of the finest band (I - G1*I, Gaussian sigma 1 px) and of the next octave (G1*I - G2*I) is
-    measured. Each band's *noise floor*, the ``floor_pct`` percentile of that band's energy over the frame's tiles (the
-    least-textured tiles hold little but grain, sensor and coding noise), is subtracted from every tile's energy of
-    that band. Of the tiles with some structure (luma std >= ``min_std``), the ``top`` fraction with the most
-    floor-subtracted mid-band energy (the strongest structure, where the signal stands furthest above the noise) is
-    kept, and the ``percentile`` of their fine-to-mid ratio is the frame's value: a two-band estimate of the local
-    spectral slope where the picture is best focused. The median over frames is the clip's value; None when no tile has
-    structure (a blank clip). Natural images in focus have about as much energy per octave at every scale (their 1/f
-    spectrum) and keep a ratio near 1 or above; defocus removes the finest band first. A frame of fewer than
-    ``min_tiles`` tiles (a picture judged at its own size, under 128 px: 90x160 px has 10) takes no floor: a low
-    percentile of so few tiles is one of them, texture rather than noise (with the floor, 14 of the demo's 94 sharp
-    160x90 windows of transnet_test fell under min_detail; without, none did and 91 of them heavily blurred did). A
-    ratio of energies: it does not move with exposure or contrast (night, high-key grades), unlike the Laplacian
-    variance. Frames at the analysis size; a picture smaller than it is judged by :func:`blur_scores`.
+    luma: (N, H, W) uint8 at the analysis resolution; ``bands``: their :func:`band_energies` when the caller has them
+    (made here when None). Per frame, the picture is split into ``tile`` px tiles and in each the energy of the finest
+    band (I - G1*I, Gaussian sigma 1 px) and of the next octave (G1*I - G2*I) is measured. Each band's *noise floor*,
+    the ``floor_pct`` percentile of that band's energy over the frame's tiles (the least-textured tiles hold little but
+    grain, sensor and coding noise), is subtracted from every tile's energy of that band. Of the tiles with some
+    structure (luma std >= ``min_std``), the ``top`` fraction with the most floor-subtracted mid-band energy (the
+    strongest structure, where the signal stands furthest above the noise) is kept, and the ``percentile`` of their
+    fine-to-mid ratio is the frame's value: a two-band estimate of the local spectral slope where the picture is best
+    focused. The median over frames is the clip's value; None when no tile has structure (a blank clip). Natural images
+    in focus have about as much energy per octave at every scale (their 1/f spectrum) and keep a ratio near 1 or above;
+    defocus removes the finest band first. A frame of fewer than ``min_tiles`` tiles (a picture judged at its own size,
+    under 128 px: 90x160 px has 10) takes no floor: a low percentile of so few tiles is one of them, texture rather
+    than noise (with the floor, 14 of the demo's 94 sharp 160x90 windows of transnet_test fell under min_detail;
+    without, none did and 91 of them heavily blurred did). A ratio of energies: it does not move with exposure or
+    contrast (night, high-key grades), unlike the Laplacian variance. Frames at the analysis size; a picture smaller
+    than it is judged by :func:`blur_scores`.
 
     Why the floor (schema 10; until then the ratio of every structured tile, 90th percentile): grain (Gaussian noise
     of sigma 7 grey levels, new in every frame) fills the finest band and, weakly, the mid band; the tiles' 90th
@@ -977,12 +999,10 @@ def focus(
     if min(luma.shape[1:3]) < tile:
         return None
     values = []
-    for f in luma:
-        x = f.astype(np.float32)
-        structured = np.sqrt(_tile_var(x, tile)) >= min_std
+    for f, (fine, mid) in zip(luma, band_energies(luma, tile) if bands is None else bands, strict=True):
+        structured = np.sqrt(_tile_var(f.astype(np.float32), tile)) >= min_std
         if not structured.any():
             continue
-        fine, mid = _bands(x, tile)
         if fine.size >= min_tiles:  # enough tiles for a low percentile of them to be the noise
             fine, mid = fine - np.percentile(fine, floor_pct), mid - np.percentile(mid, floor_pct)
         fine, mid = fine[structured], mid[structured]
@@ -1042,12 +1062,13 @@ def blur_scores(
     short = min(active.shape[1:3])
     own = short < BLUR_MIN_UPSAMPLED
     frames = to_luma(active) if own else luma
+    bands = band_energies(frames) if min(frames.shape[1:3]) >= 32 else None  # focus's and noise_floor's tiles
     if own:  # schema 9's reading (every structured tile, no floor), on today's scale: see OWN_SIZE_FOCUS
-        f = focus(frames, top=1.0, percentile=90.0)
+        f = focus(frames, top=1.0, percentile=90.0, bands=bands)
         f = None if f is None else f * OWN_SIZE_FOCUS
     else:
-        f = focus(frames)
-    d, n = detail(frames), noise_floor(frames)
+        f = focus(frames, bands=bands)
+    d, n = detail(frames), noise_floor(frames, bands=bands)
     fine = None if d is None else fine_tensors(frames)
     iso = None if d is None else isotropy(frames, reference=(2.0, 4.0) if own else (4.0, 8.0), fine=fine)
     spread = None if iso is None else streak(frames, fine=fine)

@@ -75,14 +75,14 @@ def quality_key(row: dict[str, Any]) -> tuple:
     """
 
     def num(name: str) -> float:
-        v = row.get(name)
-        return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        v = _number(row.get(name))
+        return -math.inf if v is None else v
 
     w, h = num("width"), num("height")
 
     def bar(name: str) -> float:
-        v = row.get(name)
-        return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        v = _number(row.get(name))
+        return 0.0 if v is None else v
 
     active = (1 - bar("border_top") - bar("border_bottom")) * (1 - bar("border_left") - bar("border_right"))
     pixels = round(100 * math.log(w * h * active)) if w > 0 and h > 0 and active > 0 else -math.inf
@@ -92,7 +92,7 @@ def quality_key(row: dict[str, Any]) -> tuple:
         1 - active,
         -num("duration_s"),
         -num("aesthetic"),
-        -(clean if clean is not None else -math.inf),
+        math.inf if clean is None else -clean,
         -num("sharpness"),
         str(row["clip_id"]),
     )
@@ -116,12 +116,13 @@ def clean_detail(detail: Any, noise_floor: Any) -> float | None:
     (the misses: carphone's CRF-28 and -35 copies, whose encoder smooths the noise floor, and one light grain).
     """
 
-    def ok(v: Any) -> bool:
-        return v is not None and not (isinstance(v, float) and math.isnan(v))
+    d, n = _number(detail), _number(noise_floor)
+    return None if d is None or n is None else d / (1.0 + max(0.0, n) / NOISE_HALF)
 
-    if not (ok(detail) and ok(noise_floor)):
-        return None
-    return float(detail) / (1.0 + max(0.0, float(noise_floor)) / NOISE_HALF)
+
+def _number(v: Any) -> float | None:
+    """A stored score as a float, None for null or NaN."""
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 class _UnionFind:
