@@ -62,17 +62,14 @@ _INTERNAL = {"phash", "phash_mirror", "clip_embedding", "written_at"}
 
 
 def select(out: str | Path, where: str | None) -> list[dict[str, Any]]:
-    """The kept clips (the ``kept`` view, joined with their source video's path) matching SQL ``where``, by clip_id;
-    only clips that were cut (a clip_path)."""
+    """The kept clips (the ``kept`` view, with their source video's path ``source_path``) matching SQL ``where``, by
+    clip_id; only clips that were cut (a clip_path)."""
     from pipeline import store
 
     con = store.open(out)
     try:
-        # the condition sees the kept view's columns only (as prepare's does); the source path is joined after
-        sql = (
-            f"WITH sel AS (SELECT * FROM kept WHERE clip_path IS NOT NULL AND ({where or 'TRUE'})) "
-            "SELECT sel.*, v.path AS source_path FROM sel LEFT JOIN videos v USING (video_id) ORDER BY sel.clip_id"
-        )
+        # the condition sees the kept view's columns (as prepare's does), the source video's path among them
+        sql = f"SELECT * FROM kept WHERE clip_path IS NOT NULL AND ({where or 'TRUE'}) ORDER BY clip_id"
         return con.sql(sql).to_arrow_table().to_pylist()
     finally:
         con.close()

@@ -421,13 +421,16 @@ def open(out: str | Path, *, con=None, skip: tuple[str, ...] = (), version: int 
     select.append(f"{reason} AS drop_reason")
     # each clip shows its video's lineage and rights (stored once, in videos: a corrected licence is one row)
     have = set(columns("videos")) if source("videos") else set()
-    lineage = [c for c in LINEAGE_COLUMNS if c not in {s.rsplit(".", 1)[-1].strip('"') for s in select}]
-    if lineage:
+    taken = {s.rsplit(".", 1)[-1].strip('"') for s in select}
+    lineage = [c for c in LINEAGE_COLUMNS if c not in taken]
+    # and the input file's path, as source_path: which file a clip came from, without a join
+    path = "path" in have and "source_path" not in taken
+    if lineage or path:
         cols = [f"v_lineage.{c}" if c in have else f"NULL::{_duck_type(c)} AS {c}" for c in lineage]
-        select += cols
-        if have & set(lineage):
-            picked = ", ".join(c for c in lineage if c in have)
-            joins.append(f"LEFT JOIN (SELECT video_id, {picked} FROM videos) AS v_lineage USING (video_id)")
+        select += cols + (["v_lineage.source_path"] if path else [])
+        picked = [c for c in lineage if c in have] + (["path AS source_path"] if path else [])
+        if picked:
+            joins.append(f"LEFT JOIN (SELECT video_id, {', '.join(picked)} FROM videos) AS v_lineage USING (video_id)")
     clips = f"SELECT {', '.join(select)} FROM {base} AS c {' '.join(joins)}"
     names = {r[0] for r in con.execute(f"DESCRIBE {clips}").fetchall()}
     if set(camera.COLUMNS) <= names and "camera_tags" not in names:  # derived from the camera scores (stages/camera)

@@ -99,6 +99,8 @@ def test_kept_view_and_stage_tables_join_by_clip_id(tmp_path):
         w.add_rows([{"video_id": "v0", "path": "/a.mp4", "status": "ok"}])
     con = store.open(tmp_path)
     assert sorted(r[0] for r in con.execute("SELECT clip_id FROM kept").fetchall()) == ["c0000", "c0001"]
+    # each clip names its input file (the videos row's path)
+    assert dict(con.execute("SELECT clip_id, source_path FROM clips").fetchall())["c0000"] == "/a.mp4"
     # a derived table replaces itself whole; a reason set at cut time is never overridden
     filt = pa.table({"clip_id": ["c0001", "c0002"], "drop_reason": ["motion_static", "aesthetic_low"]})
     store.replace_table(tmp_path, "filters", filt)
