@@ -227,6 +227,8 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         actors["captions"] = cfg.captioner
         if models.clip_ok:
             actors["text_scores"] = cfg.clip
+    if not cfg.dedup.enabled:
+        summary.notes.append("dedup disabled (dedup.enabled = false): every copy is kept")
     pools, note = fit_pools(cfg.ray, actors)
     if note:
         summary.notes.append(note)

@@ -76,7 +76,7 @@ def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
     reasons = apply_filters(table, cfg, cfg.stages)
     survivors = pc.and_(pc.is_null(table["drop_reason"]), pc.is_null(reasons))
     candidates = table.filter(survivors)
-    dupes = find_duplicates(candidates, cfg.dedup) if "phash" in table.column_names else {}
+    dupes = find_duplicates(candidates, cfg.dedup) if cfg.dedup.enabled and "phash" in table.column_names else {}
     ids = table["clip_id"].to_pylist()
     reason_list = reasons.to_pylist()
     final = [("duplicate" if cid in dupes else r) for cid, r in zip(ids, reason_list, strict=True)]

@@ -55,8 +55,12 @@ class DedupConfig:
     min_cosine: when set and both clips have a ``clip_embedding``, a near-duplicate pair must also have cosine
         similarity >= min_cosine (CLIP confirms the hash match; pairs lacking embeddings use the hash alone).
     threads: DuckDB threads (None: DuckDB's default, all cores).
+    enabled: False keeps every copy (no ``duplicate`` drop reason; the run and refilter say so): for a corpus
+        deduplicated upstream, or to count what dedup would remove (``clipforge diff`` between a refilter with it
+        off and one with it on). Signatures are still computed, so turning it back on needs only a refilter.
     """
 
+    enabled: bool = True
     max_hamming: float = 12.0
     band_bits: int = 16
     max_bucket: int = 2000

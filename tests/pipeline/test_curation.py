@@ -134,6 +134,30 @@ def test_refilter_retunes_without_decoding(curated, tmp_path):
     assert r.returncode == 2 and "no version 9; its versions: 1, 2" in r.stderr
 
 
+def test_dedup_can_be_turned_off_and_on_again_by_refilter(curated, tmp_path):
+    """dedup.enabled = false keeps every copy and says so; the signatures stay, so turning it on needs no decoding."""
+    out, _ = curated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "clips")
+
+    def refilter(*flags):
+        r = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "refilter", str(copy), *flags], capture_output=True, text=True
+        )
+        assert r.returncode == 0, r.stderr
+        return r
+
+    r = refilter("--dedup.enabled", "false")
+    assert "dedup disabled (dedup.enabled = false)" in r.stderr
+    got = _by_file(copy)
+    assert got["bunny_small_copy.mp4"][1] is None and got["bunny_small_copy.mp4"][2] is None  # both copies kept
+    assert json.loads((copy / "config.json").read_text())["dedup"]["enabled"] is False
+    r = refilter("--dedup.enabled", "true")
+    assert "dedup disabled" not in r.stderr
+    assert _by_file(copy)["bunny_small_copy.mp4"][1] == "duplicate"
+
+
 @pytest.mark.parametrize("family", ["smolvlm"])
 def test_caption_command_tiny_random_model(curated, tmp_path, family):
     from captioner.tiny_random import build_tiny_random_smolvlm
