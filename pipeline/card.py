@@ -109,6 +109,7 @@ def collect(out: str | Path) -> dict[str, Any]:
             "groups": con.execute("SELECT count(DISTINCT duplicate_of) FROM clips").fetchone()[0] if dup else 0,
         }
         config = _load_json(storage.under(out, "config.json"))
+        card["dedup"]["enabled"] = (config or {}).get("dedup", {}).get("enabled", True)
         # what ran, from the data (a configured model whose weights were missing stored nothing)
         clip_models = []
         if "clip_model" in types:
@@ -210,7 +211,9 @@ def markdown(card: dict[str, Any]) -> str:
         *[f"| {r} | {v['clips']} | {v['hours']:.3f} |" for r, v in f["dropped"].items()],
         "",
         f"Dedup: {_n(card['dedup']['duplicates_dropped'], 'copy', 'copies')} dropped in "
-        f"{_n(card['dedup']['groups'], 'group', 'groups')}.",
+        f"{_n(card['dedup']['groups'], 'group', 'groups')}."
+        if card["dedup"]["enabled"]
+        else "Dedup: disabled (`dedup.enabled = false`): copies were not looked for and are all kept.",
         "",
         "## Score distributions (all clips / kept clips)",
         "",

@@ -153,6 +153,9 @@ def test_dedup_can_be_turned_off_and_on_again_by_refilter(curated, tmp_path):
     got = _by_file(copy)
     assert got["bunny_small_copy.mp4"][1] is None and got["bunny_small_copy.mp4"][2] is None  # both copies kept
     assert json.loads((copy / "config.json").read_text())["dedup"]["enabled"] is False
+    from pipeline import card
+
+    assert "Dedup: disabled" in card.markdown(card.collect(copy))
     r = refilter("--dedup.enabled", "true")
     assert "dedup disabled" not in r.stderr
     assert _by_file(copy)["bunny_small_copy.mp4"][1] == "duplicate"
