@@ -88,6 +88,24 @@ def test_hybrid_ignores_flash_and_finds_dissolve_middle(shots, tmp_path):
     assert all(b < 64 or b > 80 for b in content) and any(48 <= b <= 54 for b in content), content
 
 
+def test_hybrid_object_passing_close_is_no_cut_but_a_cut_blended_over_two_frames_is(bikes, shots, tmp_path):
+    """A vehicle crossing the right half of bikes.mp4's taxi shot (frames 76-137, columns 280-640) changes the
+    thumbnail as much as a cut, over several frames: no boundary (a newcomer lost this clean shot to two pieces too
+    short to keep). A cut whose two sides were blended into one frame is still a cut."""
+    from pipeline.testdata import decode_frames
+
+    crop = np.ascontiguousarray(decode_frames(bikes)[76:137, :, 280:640])
+    path = synth.encode(crop, tmp_path / "passing.mp4", fps=25)
+    assert cuts(detect(path, ShotsConfig())) == []
+    assert cuts(detect(path, ShotsConfig(hybrid_cut_peak_ratio=0.0))) == [24]  # without the step test: a "cut"
+
+    a, b = shots["bikes1"][:40], shots["bunny"][:40]
+    blend = ((a[-1].astype(np.float32) + b[0]) / 2).round().astype(np.uint8)[None]
+    path = synth.encode(np.concatenate([a, blend, b]), tmp_path / "blended_cut.mp4")
+    (boundary,) = cuts(detect(path, ShotsConfig()))
+    assert 40 <= boundary <= 41, boundary
+
+
 def test_hybrid_finds_fade_through_black(shots, tmp_path):
     t = synth.Timeline("fade")
     t.cut(shots["bikes1"])
