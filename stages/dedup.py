@@ -26,8 +26,19 @@ stores ``phash_mirror``, the hash of the horizontally mirrored picture. Candidat
 pair is a near duplicate when either orientation is within ``max_hamming`` (rows without ``phash_mirror``, scored
 before schema 4, are compared unmirrored only).
 
-Known limits: a clip that is a sub-span of another (or shifted by more than ~0.2 s) hashes different moments and
-is not found.
+Offset copies: the same footage cut at another start (another upload trimmed differently, overlapping windows of
+one shot) has its anchors at other moments; in a fast scene a window 5 frames later is already 19-20 bits away
+anchor by anchor (bikes.mp4's taxi shot, 40-frame windows). Signatures are therefore also compared shifted by up to
+``max_shift`` anchors (3: offsets up to 3/8 of the clip), over the ``MIN_OVERLAP`` (5) or more anchors that still
+overlap, and the smallest of these distances counts, against ``max_shift_hamming`` (6 bits: stricter, see there):
+those windows, 5 and 10 frames later, read 0.3 bits. Candidate
+keys are matched at the shifted anchor positions too (an equi-join: 100k synthetic signatures in 16.1 s against
+4.1 s unshifted in the same run, 3.9x, the same recall, no false pair; bench/scores_bench.py's dedup part).
+
+Known limits: an offset that falls between two anchor shifts leaves up to half an anchor spacing (1/16 of the clip)
+unaligned, which a slow scene tolerates and fast action does not (the taxi shot 2 frames later: 16.8 bits); a clip
+that is a sub-span of another (another length, so other anchor spacing) or shifted by more than 3/8 of its length
+hashes other moments and is not found.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from typing import Any
 import pyarrow as pa
 
 DUPLICATE = "duplicate"
+MIN_OVERLAP = 5  # anchors two shifted signatures must still share (of 8): the mean over fewer is too noisy
 
 
 @dataclass
@@ -55,6 +67,16 @@ class DedupConfig:
     min_cosine: when set and both clips have a ``clip_embedding``, a near-duplicate pair must also have cosine
         similarity >= min_cosine (CLIP confirms the hash match; pairs lacking embeddings use the hash alone).
     threads: DuckDB threads (None: DuckDB's default, all cores).
+    max_shift: anchors by which two signatures may be shifted against each other (0: compared anchor by anchor
+        only). A copy cut from the same footage at another start (an offset copy) has its anchors at other moments;
+        shifted by k anchors (k x 1/8 of the clip), those of a copy offset by about k anchor spacings line up again,
+        and the distance is the mean over the anchors that overlap (at least ``MIN_OVERLAP``). See the module's
+        docstring for what it finds.
+    max_shift_hamming: the distance at or below which a shifted comparison makes a near duplicate: stricter than
+        ``max_hamming``, because the best of several alignments reads low by chance, and because a near-still scene
+        looks the same a second later (bigbuckbunny.mp4's two halves, adjacent windows of one shot: 13.8 bits
+        unshifted, 8.4 shifted by 3 anchors); offset copies read 0.3-4.8 (bikes.mp4 and carphone windows 5-15
+        frames later).
     enabled: False keeps every copy (no ``duplicate`` drop reason; the run and refilter say so): for a corpus
         deduplicated upstream, or to count what dedup would remove (``clipforge diff`` between a refilter with it
         off and one with it on). Signatures are still computed, so turning it back on needs only a refilter.
@@ -62,6 +84,8 @@ class DedupConfig:
 
     enabled: bool = True
     max_hamming: float = 12.0
+    max_shift: int = 3
+    max_shift_hamming: float = 6.0
     band_bits: int = 16
     max_bucket: int = 2000
     min_cosine: float | None = None
@@ -197,23 +221,51 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
             QUALIFY count(*) OVER (PARTITION BY n, f, b, v) BETWEEN 2 AND {int(cfg.max_bucket)}
             """
         )
+        # offset copies: a key also stands at the anchor positions up to max_shift away (an equi-join still: an
+        # inequality on the position made DuckDB's join 50x slower), while MIN_OVERLAP anchors still overlap
+        ms = max(0, int(cfg.max_shift))
+        shifted = (
+            f"(SELECT i, m, n, f + k AS f, b, v FROM keys, range({-ms}, {ms + 1}) t(k) "
+            f"WHERE k = 0 OR abs(k) <= n - {MIN_OVERLAP})"
+        )
         emb_cond = ""
         if use_emb:
             cosine = f"list_cosine_similarity(ra.emb, rb.emb) >= {float(cfg.min_cosine)}"
             emb_cond = f" AND (ra.emb IS NULL OR rb.emb IS NULL OR {cosine})"
         # a candidate pair shares a band of the plain hashes, or of one clip's plain and the other's mirrored hashes
-        dist = "list_avg(list_transform(list_zip({p}, {q}), lambda z: bit_count(xor(z[1], z[2]))))"
         t = float(cfg.max_hamming)
+        shifts = range(-max(0, int(cfg.max_shift)), max(0, int(cfg.max_shift)) + 1)
+
+        def mean_bits(p: str, q: str) -> str:
+            return f"list_avg(list_transform(list_zip({p}, {q}), lambda z: bit_count(xor(z[1], z[2]))))"
+
+        def near_copy(p: str, q: str) -> str:
+            """SQL: signatures p and q are near copies, anchor by anchor (mean Hamming distance <= max_hamming) or
+            shifted by k anchors, p's anchor i against q's i - k, over the >= MIN_OVERLAP anchors that overlap
+            (the best shift's mean <= max_shift_hamming)."""
+            shifted = []
+            for k in shifts:
+                if k == 0:
+                    continue
+                a, b = (f"list_slice({p}, {1 + k}, len({p}))", f"list_slice({q}, 1, len({q}) - {k})")
+                if k < 0:  # 1-based list_slice, ends inclusive
+                    a, b = (f"list_slice({p}, 1, len({p}) + {k})", f"list_slice({q}, {1 - k}, len({q}))")
+                shifted.append(f"CASE WHEN len({p}) - {abs(k)} >= {MIN_OVERLAP} THEN {mean_bits(a, b)} END")
+            same = f"{mean_bits(p, q)} <= {t}"
+            if not shifted:
+                return same
+            return f"({same} OR least({', '.join(shifted)}) <= {float(cfg.max_shift_hamming)})"
+
         near = con.execute(
             f"""
             WITH cand AS (
-                SELECT DISTINCT least(a.i, c.i) AS x, greatest(a.i, c.i) AS y FROM keys a JOIN keys c
+                SELECT DISTINCT least(a.i, c.i) AS x, greatest(a.i, c.i) AS y FROM keys a JOIN {shifted} c
                 ON a.n = c.n AND a.f = c.f AND a.b = c.b AND a.v = c.v
                 WHERE a.m = 0 AND a.i <> c.i AND (c.m = 1 OR a.i < c.i))
             SELECT x, y FROM cand JOIN reps ra ON ra.i = cand.x JOIN reps rb ON rb.i = cand.y
-            WHERE ({dist.format(p="ra.phash", q="rb.phash")} <= {t}
-                   OR (rb.mirror IS NOT NULL AND {dist.format(p="ra.phash", q="rb.mirror")} <= {t})
-                   OR (ra.mirror IS NOT NULL AND {dist.format(p="ra.mirror", q="rb.phash")} <= {t})){emb_cond}
+            WHERE ({near_copy("ra.phash", "rb.phash")}
+                   OR (rb.mirror IS NOT NULL AND {near_copy("ra.phash", "rb.mirror")})
+                   OR (ra.mirror IS NOT NULL AND {near_copy("ra.mirror", "rb.phash")})){emb_cond}
             """
         ).fetchall()
     finally:

@@ -176,3 +176,41 @@ def test_the_clean_copy_is_kept_over_its_grained_or_recompressed_copies(bikes, t
     assert find_duplicates(scored) == {"grain": "clean", "crf35": "clean"}
     grained = max(rows, key=lambda r: r["sharpness"])
     assert grained["clip_id"] == "grain"  # what sharpness alone would have kept
+
+
+def test_a_copy_cut_at_another_start_is_found_by_shifting_its_anchors(bikes, tmp_path):
+    """Windows of bikes.mp4's taxi shot (fast action, frames 78-135) cut 5 and 10 frames later than the first, and a
+    window of another shot: compared anchor by anchor the offset copies are 19-20 bits apart (the anchors fall on
+    other moments of a fast scene), shifted by one and two anchors 0.3 bits; the other shot is no copy."""
+    from pipeline.footage import BIKES_CUTS
+    from pipeline.testdata import decode_frames, write_frames
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+
+    frames = decode_frames(bikes)
+    scorer = CpuScorer(CpuScoresConfig())
+    windows = {"taxi": (78, 118), "taxi_5": (83, 123), "taxi_10": (88, 128), "railing": (BIKES_CUTS[2] + 2, 179)}
+    rows = []
+    for name, (a, b) in windows.items():
+        s = scorer.score_clip(write_frames(frames[a:b], tmp_path / f"{name}.mp4", fps=25))
+        rows.append({"clip_id": name, "phash": s["phash"], "phash_mirror": s["phash_mirror"], "duration_s": 1.6})
+    scored = pa.Table.from_pylist(rows)
+    assert find_duplicates(scored, DedupConfig(max_shift=0)) == {}
+    assert find_duplicates(scored) == {"taxi_5": "taxi", "taxi_10": "taxi"}
+
+
+def test_adjacent_windows_of_a_near_still_shot_are_not_offset_copies(bigbuckbunny, tmp_path):
+    """bigbuckbunny.mp4's two halves (one near-still shot, frames 0-66 and 66-132) share no frame: 13.8 bits apart
+    anchor by anchor, 8.4 shifted by three anchors, where the scene looks the same 1.7 s later. A shifted comparison
+    must be closer than that (``max_shift_hamming``, 6): with the unshifted threshold of 12 they would be copies."""
+    from pipeline.testdata import decode_frames, write_frames
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+
+    frames = decode_frames(bigbuckbunny)
+    scorer = CpuScorer(CpuScoresConfig())
+    rows = []
+    for name, (a, b) in {"first_half": (0, 66), "second_half": (66, 132)}.items():
+        s = scorer.score_clip(write_frames(frames[a:b], tmp_path / f"{name}.mp4", fps=25))
+        rows.append({"clip_id": name, "phash": s["phash"], "phash_mirror": s["phash_mirror"], "duration_s": 2.64})
+    scored = pa.Table.from_pylist(rows)
+    assert find_duplicates(scored) == {}
+    assert find_duplicates(scored, DedupConfig(max_shift_hamming=12.0)) == {"second_half": "first_half"}
