@@ -293,7 +293,8 @@ def _hybrid_boundaries(thumbs: np.ndarray, cfg: ShotsConfig) -> list[int]:
        close to the camera changes the thumbnail as much as a cut but rises and falls over several frames: a
        vehicle crossing a 360x272 crop of bikes.mp4 (frames 76-137) peaked at 0.109 between changes of 0.100 and
        0.090 (1.09x) and 0.093 / 0.078 two frames away, where every true cut of the shot bench and bikes.mp4 is
-       2.5x its neighbours or more (the lowest: a cut between two fast zooms, bench/synth.py's zoom_pan).
+       2.5x its neighbours or more (the lowest: a cut between two fast zooms, bench/synth.py's zoom_pan). Such a
+       blended cut starts the new shot at the first frame past the mixed one (both frames pass).
        A smaller change, down to ``hybrid_weak_cut_threshold``, is a cut only when it is an isolated spike:
        ``hybrid_weak_cut_ratio`` x the median of the BUSIER side, 2x both adjacent changes, and (c). That finds
        cuts between similar-looking set-ups without letting the peak of a smooth motion through.
@@ -365,6 +366,11 @@ def _hybrid_decide(x: np.ndarray, luma: np.ndarray, fine: np.ndarray, cfg: Shots
         if _dist(x, pp.ravel(), qq.ravel()).min() < cfg.hybrid_flash_ratio * d1[i]:
             continue  # the picture comes back: a flash (or a 1-3 frame glitch), not a new shot
         cuts.append((int(i), float(d1[i])))
+    # a cut blended over one frame passes at the mixed frame and at the frame after it with about equal changes, so
+    # which one won depended on decoding noise (with and without deblocking 1 frame apart on 3 of 8 such cuts): the
+    # new shot starts at the first frame past the mixed one
+    at = {c for c, _ in cuts}
+    cuts = [(c, score) for c, score in cuts if c + 1 not in at]
 
     # 2. fades through black
     fades: list[tuple[int, int, int]] = []  # (boundary, span start, span end)

@@ -97,13 +97,15 @@ def test_hybrid_object_passing_close_is_no_cut_but_a_cut_blended_over_two_frames
     crop = np.ascontiguousarray(decode_frames(bikes)[76:137, :, 280:640])
     path = synth.encode(crop, tmp_path / "passing.mp4", fps=25)
     assert cuts(detect(path, ShotsConfig())) == []
-    assert cuts(detect(path, ShotsConfig(hybrid_cut_peak_ratio=0.0))) == [24]  # without the step test: a "cut"
+    (false,) = cuts(detect(path, ShotsConfig(hybrid_cut_peak_ratio=0.0)))  # without the step test: a "cut"
+    assert 24 <= false <= 25, false
 
     a, b = shots["bikes1"][:40], shots["bunny"][:40]
     blend = ((a[-1].astype(np.float32) + b[0]) / 2).round().astype(np.uint8)[None]
     path = synth.encode(np.concatenate([a, blend, b]), tmp_path / "blended_cut.mp4")
-    (boundary,) = cuts(detect(path, ShotsConfig()))
-    assert 40 <= boundary <= 41, boundary
+    # the new shot starts past the mixed frame (40), decoded with or without deblocking alike (`clipforge scenes`
+    # skips it, the pipeline does not)
+    assert cuts(detect(path, ShotsConfig())) == cuts(detect(path, ShotsConfig(), deblock=True)) == [41]
 
 
 def test_hybrid_finds_fade_through_black(shots, tmp_path):
