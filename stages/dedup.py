@@ -82,14 +82,14 @@ class DedupConfig:
         off and one with it on). Signatures are still computed, so turning it back on needs only a refilter.
     """
 
-    enabled: bool = True
-    max_hamming: float = 12.0
-    max_shift: int = 3
-    max_shift_hamming: float = 6.0
-    band_bits: int = 16
-    max_bucket: int = 2000
-    min_cosine: float | None = None
-    threads: int | None = None
+    enabled: bool = True  # False: every copy kept (the run and refilter say so)
+    max_hamming: float = 12.0  # mean bits per anchor at or below which two signatures are near copies
+    max_shift: int = 3  # anchors two signatures may be shifted by (offset copies); 0: anchor by anchor only
+    max_shift_hamming: float = 6.0  # the stricter threshold of a shifted match
+    band_bits: int = 16  # LSH band width: 16 up to ~1M clips, 32 beyond
+    max_bucket: int = 2000  # band values shared by more clips are no candidate keys
+    min_cosine: float | None = None  # set: a hash match must also have this CLIP cosine similarity
+    threads: int | None = None  # DuckDB threads (None: all cores)
 
 
 def quality_key(row: dict[str, Any]) -> tuple:
