@@ -9,7 +9,8 @@
    time, candidate pairs, recall per distance; baseline in the same run: exact brute force (numpy popcount in
    blocks) on the first 10k signatures, compared as a ratio against the index on the same 10k.
 
-Usage: HF_HUB_OFFLINE=1 .venv/bin/python bench/scores_bench.py [--dedup-n 100000] [--out bench/results/scores.json]
+Usage: HF_HUB_OFFLINE=1 .venv/bin/python bench/scores_bench.py [--dedup-n 100000] [--dedup-max-shift 3]
+       [--out bench/results/scores.json]
 """
 
 from __future__ import annotations
@@ -179,11 +180,11 @@ def _brute_force_pairs(sig: np.ndarray, max_hamming: float, block: int = 256) ->
     return out
 
 
-def bench_dedup(n: int) -> dict:
+def bench_dedup(n: int, max_shift: int | None = None) -> dict:
     rng = np.random.default_rng(0)
     dists = (0, 2, 4, 6, 8, 10, 12)
     table, truth = _signatures(n, rng, planted=min(7000, n // 10), dists=dists)
-    cfg = DedupConfig()
+    cfg = DedupConfig() if max_shift is None else DedupConfig(max_shift=max_shift)
     t0 = time.perf_counter()
     got = find_duplicates(table, cfg)
     t_index = time.perf_counter() - t0
@@ -227,6 +228,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dedup-n", type=int, default=100_000)
+    ap.add_argument("--dedup-max-shift", type=int, help="dedup.max_shift (default: DedupConfig's; 0: unshifted)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "scores.json"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -234,7 +236,7 @@ def main() -> None:
         rows = make_clips(root)
         cpu = bench_cpu(root, rows)
     print(json.dumps(cpu, indent=2))
-    dedup = bench_dedup(args.dedup_n)
+    dedup = bench_dedup(args.dedup_n, args.dedup_max_shift)
     print(json.dumps(dedup, indent=2))
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "note": "shared, noisy machine"},

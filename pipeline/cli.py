@@ -341,7 +341,9 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
         store.write_json(storage.under(args.out, "config.json"), saved)
     _warn_stale_scores(args.out)
     if not cfg.dedup.enabled:
-        print("note: dedup disabled (dedup.enabled = false): every copy is kept", file=sys.stderr)
+        from stages.dedup import DISABLED_NOTE
+
+        print(f"note: {DISABLED_NOTE}", file=sys.stderr)
     c = funnel(args.out)
     print(f"refiltered {c['clips']} clips without decoding: kept {c['kept']} ({c['kept_hours']:.3f} h)")
     # every drop reason of the dataset, those set when clips were cut included (the filters table has only its own)

@@ -228,7 +228,9 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         if models.clip_ok:
             actors["text_scores"] = cfg.clip
     if not cfg.dedup.enabled:
-        summary.notes.append("dedup disabled (dedup.enabled = false): every copy is kept")
+        from stages.dedup import DISABLED_NOTE
+
+        summary.notes.append(DISABLED_NOTE)
     pools, note = fit_pools(cfg.ray, actors)
     if note:
         summary.notes.append(note)

@@ -33,7 +33,8 @@ anchor by anchor (bikes.mp4's taxi shot, 40-frame windows). Signatures are there
 overlap, and the smallest of these distances counts, against ``max_shift_hamming`` (6 bits: stricter, see there):
 those windows, 5 and 10 frames later, read 0.3 bits. Candidate
 keys are matched at the shifted anchor positions too (an equi-join: 100k synthetic signatures in 16.1 s against
-4.1 s unshifted in the same run, 3.9x, the same recall, no false pair; bench/scores_bench.py's dedup part).
+4.1 s unshifted in the same session, 3.9x, the same recall, no false pair; bench/scores_bench.py's ``bench_dedup``
+with ``--dedup-max-shift`` 3 and 0).
 
 Known limits: an offset that falls between two anchor shifts leaves up to half an anchor spacing (1/16 of the clip)
 unaligned, which a slow scene tolerates and fast action does not (the taxi shot 2 frames later: 16.8 bits); a clip
@@ -50,6 +51,7 @@ from typing import Any
 import pyarrow as pa
 
 DUPLICATE = "duplicate"
+DISABLED_NOTE = "dedup disabled (dedup.enabled = false): every copy is kept"  # what the run and refilter say
 MIN_OVERLAP = 5  # anchors two shifted signatures must still share (of 8): the mean over fewer is too noisy
 
 
@@ -234,7 +236,6 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
             emb_cond = f" AND (ra.emb IS NULL OR rb.emb IS NULL OR {cosine})"
         # a candidate pair shares a band of the plain hashes, or of one clip's plain and the other's mirrored hashes
         t = float(cfg.max_hamming)
-        shifts = range(-max(0, int(cfg.max_shift)), max(0, int(cfg.max_shift)) + 1)
 
         def mean_bits(p: str, q: str) -> str:
             return f"list_avg(list_transform(list_zip({p}, {q}), lambda z: bit_count(xor(z[1], z[2]))))"
@@ -243,18 +244,16 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
             """SQL: signatures p and q are near copies, anchor by anchor (mean Hamming distance <= max_hamming) or
             shifted by k anchors, p's anchor i against q's i - k, over the >= MIN_OVERLAP anchors that overlap
             (the best shift's mean <= max_shift_hamming)."""
-            shifted = []
-            for k in shifts:
-                if k == 0:
-                    continue
+            terms = []
+            for k in (k for k in range(-ms, ms + 1) if k):
                 a, b = (f"list_slice({p}, {1 + k}, len({p}))", f"list_slice({q}, 1, len({q}) - {k})")
                 if k < 0:  # 1-based list_slice, ends inclusive
                     a, b = (f"list_slice({p}, 1, len({p}) + {k})", f"list_slice({q}, {1 - k}, len({q}))")
-                shifted.append(f"CASE WHEN len({p}) - {abs(k)} >= {MIN_OVERLAP} THEN {mean_bits(a, b)} END")
+                terms.append(f"CASE WHEN len({p}) - {abs(k)} >= {MIN_OVERLAP} THEN {mean_bits(a, b)} END")
             same = f"{mean_bits(p, q)} <= {t}"
-            if not shifted:
+            if not terms:
                 return same
-            return f"({same} OR least({', '.join(shifted)}) <= {float(cfg.max_shift_hamming)})"
+            return f"({same} OR least({', '.join(terms)}) <= {float(cfg.max_shift_hamming)})"
 
         near = con.execute(
             f"""
