@@ -134,9 +134,17 @@ def scene_text(frames: np.ndarray, text: str = "OPEN 24h") -> np.ndarray:
     return out
 
 
-def logo(frames: np.ndarray, alpha: float, corner: str, text: str = "TV5", width: float = 0.12) -> np.ndarray:
-    """A semi-transparent (``alpha`` 1: opaque) white channel logo, a framed word ``width`` of the frame's width
-    wide (at least 24 px), half as high, 3 % of the width in from the edges of ``corner`` (tl, tr, bl, br)."""
+def logo(
+    frames: np.ndarray,
+    alpha: float,
+    corner: str,
+    text: str = "TV5",
+    width: float = 0.12,
+    colour: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
+    """A semi-transparent (``alpha`` 1: opaque) channel logo of RGB ``colour`` (default white), a framed word
+    ``width`` of the frame's width wide (at least 24 px), half as high, 3 % of the width in from the edges of
+    ``corner`` (tl, tr, bl, br)."""
     out = frames.astype(np.float32)
     n, h, w = frames.shape[:3]
     lw = max(24, int(w * width))
@@ -149,5 +157,64 @@ def logo(frames: np.ndarray, alpha: float, corner: str, text: str = "TV5", width
     y0 = m if corner[0] == "t" else h - lh - m
     x0 = w - lw - m if corner[1] == "r" else m
     region = out[:, y0 : y0 + lh, x0 : x0 + lw]
-    out[:, y0 : y0 + lh, x0 : x0 + lw] = region * (1 - a) + 255.0 * a
+    out[:, y0 : y0 + lh, x0 : x0 + lw] = region * (1 - a) + np.float32(colour) * a
+    return out.round().astype(np.uint8)
+
+
+LOGO_STYLES = ("framed", "word", "plate", "disc")
+LOGO_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX)
+
+
+def styled_logo(
+    frames: np.ndarray,
+    style: str,
+    alpha: float,
+    corner: str,
+    text: str = "TV5",
+    width: float = 0.12,
+    colour: tuple[int, int, int] = (255, 255, 255),
+    font: int = cv2.FONT_HERSHEY_SIMPLEX,
+    stroke: int = 2,
+    margin: float = 0.03,
+    backing: tuple[int, int, int] = (0, 0, 0),
+) -> np.ndarray:
+    """A channel logo in one of the forms broadcasters and uploaders use, semi-transparent (``alpha``), ``width`` of
+    the frame's width wide (at least 24 px), ``margin`` of the width in from the edges of ``corner`` (tl, tr, bl, br):
+
+    - ``framed``: :func:`logo` (a word in a thin frame);
+    - ``word``: the bare word in ``font`` (an OpenCV Hershey font), ``stroke`` px thick at a 1.0 scale;
+    - ``plate``: the word over a rectangle of ``backing`` colour at ``alpha``, the word itself at ``alpha`` + 0.3;
+    - ``disc``: the same over a disc (a round network bug).
+
+    The word is ``colour`` (RGB). (N, H, W, 3) uint8 in and out."""
+    if style == "framed":
+        return logo(frames, alpha, corner, text, width, colour)
+    if style not in LOGO_STYLES:
+        raise ValueError(f"unknown logo style {style!r}: one of {LOGO_STYLES}")
+    n, h, w = frames.shape[:3]
+    lw = max(24, int(w * width))
+    fill = 0.6 if style == "disc" else 0.9  # the word's share of the logo's width
+    tw = cv2.getTextSize(text, font, 1.0, stroke)[0][0]
+    scale = lw * fill / tw
+    thick = max(1, round(stroke * scale))
+    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+    lh = lw if style == "disc" else int(th + base + 0.3 * th)
+    m = int(margin * w)
+    y0 = m if corner[0] == "t" else h - lh - m
+    x0 = w - lw - m if corner[1] == "r" else m
+    word = np.zeros((lh, lw), np.uint8)
+    cv2.putText(word, text, ((lw - tw) // 2, (lh + th) // 2), font, scale, 255, thick, cv2.LINE_AA)
+    out = frames.astype(np.float32)
+    region = out[:, y0 : y0 + lh, x0 : x0 + lw]
+    word_alpha = alpha
+    if style in ("plate", "disc"):
+        back = np.full((lh, lw), 255, np.uint8)
+        if style == "disc":
+            back[:] = 0
+            cv2.circle(back, (lw // 2, lh // 2), lw // 2 - 1, 255, -1, cv2.LINE_AA)
+        b = back.astype(np.float32)[..., None] / 255.0 * alpha
+        region = region * (1 - b) + np.float32(backing) * b
+        word_alpha = min(1.0, alpha + 0.3)
+    a = word.astype(np.float32)[..., None] / 255.0 * word_alpha
+    out[:, y0 : y0 + lh, x0 : x0 + lw] = region * (1 - a) + np.float32(colour) * a
     return out.round().astype(np.uint8)

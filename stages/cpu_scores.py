@@ -100,6 +100,9 @@ SCORES_SCHEMA = pa.schema(
         ("overlay_area", pa.float32()),
         ("overlay_box", pa.list_(pa.float32())),
         ("overlay_persistence", pa.float32()),
+        # the picture planes the overlay test's gradients were taken of: "YCrCb" (schema 11 on, scores.overlay_colour)
+        # or "luma"; null in rows of earlier schemas (luma) and in rows without scores
+        ("overlay_planes", pa.string()),
         ("border_top", pa.float32()),  # letterbox / pillarbox bars, fractions of the frame height / width
         ("border_bottom", pa.float32()),
         ("border_left", pa.float32()),
@@ -113,10 +116,10 @@ SCORES_SCHEMA = pa.schema(
 OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 # (a score, one added later): a stored row with the first and without the second was written before the second
 # existed, and the run scores that clip again (pipeline/stream.py); `clipforge refilter` warns of such rows.
-# noise_floor (schema 10, when focus and detail gained their noise floor: a row without it holds focus / detail on
-# schema 9's scale) is computed wherever focus is (the same frames: both need whole tiles), so every row of schema
-# 5-9 is caught.
-SUPERSEDED = ("focus", "noise_floor")
+# overlay_planes (schema 11, when the overlay test took the chroma planes too: a row without it was judged on luma
+# alone) is set wherever focus is, so every row of schema 5-10 is caught (schema 10 added noise_floor, and focus and
+# detail changed scale: those rows are caught too).
+SUPERSEDED = ("focus", "overlay_planes")
 
 
 def superseded_sql(qualifier: str = "", added_exists: bool = True) -> str:
@@ -156,6 +159,10 @@ class CpuScoresConfig:
     # itself and across anchors, and is dark (mean <= border_dark) or, if brighter, constant within 2 levels
     border_range: int = 6
     border_dark: int = 40
+    # the overlay test (overlay_scores) on the Y, Cr and Cb planes: a coloured logo can match its background's luma
+    # (bench/logo_styles_bench.py: 33/40 logos of every form and colour found on luma alone, 37/40 in colour, no
+    # clean window flagged either way; the scorer 10-15 % slower). False: luma alone, as before schema 11.
+    overlay_colour: bool = True
     text_frames: int = 4  # anchors sent to the text detector (burned-in text persists over the clip)
     # shorter side the detector sees (the 224 px anchors upscaled to it): 256 px finds caption lines >= ~2.5-3 % of
     # the frame height (bigbuckbunny's 2.5 %-high scene sign) at half the cost of 320 (0.043 against 0.09 s a frame,
@@ -390,13 +397,41 @@ def still_residual(
 OVERLAY_COLUMNS = ("overlay_area", "overlay_box", "overlay_persistence")
 
 
-def gradients(luma: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W) uint8 luma -> the Sobel gradients d/dx, d/dy, each (N, H, W) float32, of the frames smoothed by a
-    Gaussian of ``sigma`` px (the encoder's blocking and ringing are finer)."""
-    smooth = [cv2.GaussianBlur(f.astype(np.float32), (0, 0), sigma) for f in luma]
-    gx = np.stack([cv2.Sobel(x, cv2.CV_32F, 1, 0) for x in smooth])
-    gy = np.stack([cv2.Sobel(x, cv2.CV_32F, 0, 1) for x in smooth])
+def gradients(picture: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) uint8 luma, or (N, H, W, C) uint8 channels -> the Sobel gradients d/dx, d/dy, each (N, H, W, C)
+    float32 (C = 1 for luma), of the frames smoothed by a Gaussian of ``sigma`` px (the encoder's blocking and
+    ringing are finer). Every energy made of them sums the channels (:func:`_energy`)."""
+    if picture.ndim == 3:
+        picture = picture[..., None]
+    c = picture.shape[-1]
+    smooth = [cv2.GaussianBlur(f.astype(np.float32), (0, 0), sigma).reshape(f.shape) for f in picture]
+    gx = np.stack([cv2.Sobel(x, cv2.CV_32F, 1, 0).reshape(*x.shape[:2], c) for x in smooth])
+    gy = np.stack([cv2.Sobel(x, cv2.CV_32F, 0, 1).reshape(*x.shape[:2], c) for x in smooth])
     return gx, gy
+
+
+def colour_planes(rgb: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB -> (N, H, W, 3) uint8 Y, Cr, Cb planes (BT.601, OpenCV's ``COLOR_RGB2YCrCb``): what
+    the overlay test's gradients are taken of. A coloured logo can match its background's luma and still stand out
+    in chroma (a green "arte" over bigbuckbunny's grass; a semi-transparent white logo desaturates what is under it),
+    and natural pictures carry little fine detail in chroma (subsampled 4:2:0 and smooth), so the chroma planes add
+    a graphic's edges without adding the texture's."""
+    return np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YCrCb) for f in rgb])
+
+
+def _energy(*grads: np.ndarray) -> np.ndarray:
+    """The squared gradients, summed over the given arrays and their channels (the last axis)."""
+    out = np.square(grads[0][..., 0])  # channel by channel: ~20x faster than a sum over a short last axis
+    for g in grads:
+        for c in range(g.shape[-1]):
+            if g is not grads[0] or c:
+                out += np.square(g[..., c])
+    return out
+
+
+def _warp(a: np.ndarray, t: np.ndarray, size: tuple[int, int], **kw) -> np.ndarray:
+    """``cv2.warpAffine`` of an (H, W, C) array, keeping its channel axis when C is 1 (OpenCV drops it)."""
+    return cv2.warpAffine(a, t, size, **kw).reshape(size[1], size[0], *a.shape[2:])
 
 
 def _median0(a: np.ndarray) -> np.ndarray:
@@ -508,7 +543,7 @@ def _stays_put(
     (a finer look at a small logo in a large source); the ring's motion is measured at the flows' resolution and
     scaled, the ``min_shift`` test and the own displacement stay in analysis pixels."""
     gx, gy = grads
-    n, h, w = gx.shape
+    n, h, w = gx.shape[:3]
     x, y, bw, bh = box
     # the ring's motion, from the flows (analysis resolution)
     fh, fw = flows[0].shape[:2] if flows else (h // scale, w // scale)
@@ -532,7 +567,7 @@ def _stays_put(
         e = both = 0.0
         for g in (gx, gy):
             a, b = g[i, ya:yb, xa:xb], g[j, ya:yb, xa:xb]
-            m = cv2.warpAffine(a, shift, (xb - xa, yb - ya), borderMode=cv2.BORDER_REPLICATE)
+            m = _warp(a, shift, (xb - xa, yb - ya), borderMode=cv2.BORDER_REPLICATE)
             e += float(np.square(b[inner] - m[inner]).sum())
             both += float(np.square(a[inner]).sum() + np.square(b[inner]).sum())
         return e, both
@@ -574,8 +609,8 @@ def _tighten(
     sx, sy = gx[:, y : y + bh, x : x + bw], gy[:, y : y + bh, x : x + bw]
     if sx.size == 0:
         return None
-    median = np.square(_median0(sx)) + np.square(_median0(sy))
-    energy = (np.square(sx) + np.square(sy)).mean(axis=0)
+    median = _energy(_median0(sx), _median0(sy))
+    energy = _energy(sx, sy).mean(axis=0)
     kept = cv2.boxFilter(median, -1, (5, 5)) / (cv2.boxFilter(energy, -1, (5, 5)) + noise) >= 0.8
     ys, xs = np.nonzero(kept)
     if len(ys) < min_px:
@@ -675,12 +710,14 @@ def overlay_scores(
     steps: list[np.ndarray] | None = None,
     source: np.ndarray | None = None,
     corner_text: Callable[[], list[np.ndarray]] | None = None,
+    colour: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Persistent overlay graphics (channel logos, watermarks, tickers, subtitles) found by what they are: patterns
     that stay fixed in the picture while the scene under and around them moves.
 
-    luma: (N, H, W) uint8 anchors spread over the clip (analysis resolution, bars cut); source: the same anchors'
-    active picture as decoded, (N, H', W', 3) RGB uint8, or None. text_boxes: the raw PP-OCR
+    luma: (N, H, W) uint8 anchors spread over the clip (analysis resolution, bars cut); colour: the same anchors in
+    RGB, (N, H, W, 3) uint8, or None (luma alone); source: the same anchors' active picture as decoded,
+    (N, H', W', 3) RGB uint8, or None. text_boxes: the raw PP-OCR
     detector boxes (:meth:`TextDetector.detect`, (K, 4, 2) each, same coordinates) of some of those anchors, or None.
     Returns ``overlay_area`` (fraction of the frame covered by the union of the overlays' boxes), ``overlay_box``
     ([x0, y0, x1, y1] of that union, fractions of the width / height) and ``overlay_persistence`` (the largest, over
@@ -691,7 +728,11 @@ def overlay_scores(
     "pixels that stay the same" fires on every locked-off shot. What tells them apart is the camera's motion: it
     moves the scene, never what was composited over it. So:
 
-    1. Gradients of each anchor (Sobel of the luma smoothed by 1 px); the camera's motion between consecutive
+    1. Gradients of each anchor (Sobel of the picture smoothed by 1 px): of its Y, Cr and Cb planes when ``colour``
+       is given (:func:`colour_planes`; every energy sums the three), else of the luma. A logo in a channel's colour
+       can match its background's luma (a red "CNN" at alpha 0.4 over bikes.mp4's last shot: nothing found on luma,
+       found in colour) and a semi-transparent white one desaturates what is under it; bench/logo_styles_bench.py
+       measures both. The camera's motion between consecutive
        anchors, a similarity transform fitted to their optical flow (:func:`anchor_flows`, :func:`camera_steps`;
        ``flows`` / ``steps`` when the caller has them), composed for every anchor pair.
     2. Candidates: (a) where, summed over the anchor pairs the camera moved by ``min_shift`` px or more, frame j's
@@ -762,7 +803,7 @@ def overlay_scores(
     none = dict.fromkeys(OVERLAY_COLUMNS)
     if n < 3:
         return none
-    grads = gx, gy = gradients(luma)
+    grads = gx, gy = gradients(luma if colour is None else colour_planes(colour))
     if flows is None:
         flows = anchor_flows(luma)
     if steps is None:
@@ -794,14 +835,12 @@ def overlay_scores(
             moving = cv2.magnitude(dx, dy) >= min_shift
             scale = max(1e-6, math.hypot(t[0, 0], t[1, 0]))
             rx, ry = np.float32(t[0, 0] / scale), np.float32(t[1, 0] / scale)  # gradients turn with the picture
-            mx = cv2.warpAffine(rx * gx[i] - ry * gy[i], t, (w, h))
-            my = cv2.warpAffine(ry * gx[i] + rx * gy[i], t, (w, h))
+            mx = _warp(rx * gx[i] - ry * gy[i], t, (w, h))
+            my = _warp(ry * gx[i] + rx * gy[i], t, (w, h))
             inside = cv2.warpAffine(full, t, (w, h), flags=cv2.INTER_NEAREST)
             ok = ((cv2.erode(inside, kernel) > 0) & moving).view(np.uint8)
-            e_fixed = np.square(gx[j] - gx[i])
-            e_fixed += np.square(gy[j] - gy[i])
-            e_scene = np.square(gx[j] - mx)
-            e_scene += np.square(gy[j] - my)
+            e_fixed = _energy(gx[j] - gx[i], gy[j] - gy[i])
+            e_scene = _energy(gx[j] - mx, gy[j] - my)
             cv2.add(num, e_scene - e_fixed, dst=num, mask=ok)
             cv2.add(den, e_scene + e_fixed, dst=den, mask=ok)
             cv2.add(cnt, ok.astype(np.float32), dst=cnt)
@@ -812,8 +851,8 @@ def overlay_scores(
         fixed = cv2.boxFilter(num, -1, win) / (cv2.boxFilter(den, -1, win) + floor)
         candidates += _components(fixed >= 0.3, min_area, max_side, margin)
     # (b) a pattern the median of the gradients keeps (Dekel et al.)
-    median = np.square(_median0(gx)) + np.square(_median0(gy))
-    energy = (np.square(gx) + np.square(gy)).mean(axis=0)
+    median = _energy(_median0(gx), _median0(gy))
+    energy = _energy(gx, gy).mean(axis=0)
     kept = cv2.boxFilter(median, -1, win) / (cv2.boxFilter(energy, -1, win) + noise)
     candidates += _components(kept >= 0.5, min_area, max_side, margin)
 
@@ -839,7 +878,8 @@ def overlay_scores(
     for box in dict.fromkeys(candidates):
         judged, fixed_s = verify(grads, box)
         if fixed_s is not None:
-            found.append((box, float(np.mean(np.array(fixed_s) > 0))))
+            # the box of what stays in it (a candidate's component can take in picture around the graphic)
+            found.append((_tighten(grads, box, noise) or box, float(np.mean(np.array(fixed_s) > 0))))
             continue
         if judged < min_pairs and abs(box[0] + box[2] / 2 - w / 2) >= (0.5 - CORNER_W) * w:
             unjudged = True
@@ -847,7 +887,9 @@ def overlay_scores(
             continue
         # a second look at twice the resolution, on the box tightened to what stays: a small logo's strokes are
         # ~1 px at the analysis size, where the scene's gradients around them outweigh them
-        fine_grads = fine_grads or gradients(to_luma(resize_short(source, 2 * short)))
+        if fine_grads is None:
+            fine = resize_short(source, 2 * short)
+            fine_grads = gradients(to_luma(fine) if colour is None else colour_planes(fine))
         scale = fine_grads[0].shape[1] // h
         tight = _tighten(fine_grads, tuple(scale * v for v in box), noise)
         if tight is None:
@@ -1302,7 +1344,7 @@ def exposure_scores(
 
 
 def active_box(
-    luma: np.ndarray, *, max_range: int = 6, dark: int = 40, min_active: float = 0.5
+    luma: np.ndarray, *, max_range: int = 6, dark: int = 40, min_active: float = 0.5, max_graphic: float = 1 / 3
 ) -> tuple[int, int, int, int]:
     """Letterbox / pillarbox bars of a clip: (top, bottom, left, right) in pixels of ``luma`` (N, H, W) uint8.
 
@@ -1314,6 +1356,18 @@ def active_box(
     (a dark sky or a crushed floor is one-sided and uneven, and is not cropped). The active picture keeps at least
     ``min_active`` of each side. A frame uniform everywhere has no bars (the exposure scores judge it). Same idea as
     FFmpeg's ``cropdetect`` filter (black lines from each edge), made two-sided and checked over the whole clip.
+
+    A graphic on a bar (a channel logo or a timecode over the black of a pillarbox, a subtitle in a letterbox bar)
+    makes the lines through it uneven and would stop the bar there, leaving the pair uneven and the bars uncut. So
+    where the pair of flat runs fails or is uneven, lines flat but for at most ``max_graphic`` of their length
+    (each of the others within ``max_range`` / 2 of the line's median, and those as above; a logo up to 16 % of
+    the width and as high is under a third of a pillarbox's height) and still over the anchors (at most a tenth of
+    the line varies by more than 2 x ``max_range``, the encoder's ringing on a graphic's edges: a graphic holds still,
+    the dark edge of a picture next to the bar does not, and the runs ran on into transnet_test's dark edges without
+    this) extend the runs, each starting with a flat line at the edge; the pair so extended is taken when it passes
+    and is more even. It can take in a few lines of a dark, still edge of the picture next to the bar (transnet_test
+    frames 572-671 under a logo: 21 px where the clean window's bars are 16). :func:`bar_graphics` finds what is on
+    them.
     """
     lo, hi = luma.min(axis=0).astype(np.int16), luma.max(axis=0).astype(np.int16)  # (H, W) over anchors
     mean = luma.mean(axis=0)
@@ -1323,26 +1377,118 @@ def active_box(
         m = mean_lines.mean(axis=1)
         return (spread <= max_range) & ((m <= dark) | (spread <= 2))
 
+    def mostly_flat(lo_lines: np.ndarray, hi_lines: np.ndarray, mean_lines: np.ndarray) -> np.ndarray:
+        level = np.median(mean_lines, axis=1, keepdims=True)
+        ok = (lo_lines >= level - max_range / 2) & (hi_lines <= level + max_range / 2)
+        big = np.int16(1 << 14)
+        spread = np.where(ok, hi_lines, -big).max(axis=1) - np.where(ok, lo_lines, big).min(axis=1)
+        m = level[:, 0]
+        # a graphic on a bar holds still (but for the encoder's ringing on its edges); a picture next to it moves
+        still = ((hi_lines - lo_lines) > 2 * max_range).mean(axis=1) <= 0.1
+        return still & (ok.mean(axis=1) >= 1 - max_graphic) & ((m <= dark) | (spread <= 2))
+
     def run(is_bar: np.ndarray) -> int:
         n = 0
         while n < len(is_bar) and is_bar[n]:
             n += 1
         return n
 
-    def pair(is_bar: np.ndarray) -> tuple[int, int]:
+    def pair(is_bar: np.ndarray, loose: np.ndarray) -> tuple[int, int]:
         size = len(is_bar)
-        a, b = run(is_bar), run(is_bar[::-1])
-        if a >= size or size - a - b < min_active * size:
+
+        def judged(a: int, b: int) -> tuple[int, int] | None:
+            if a >= size or size - a - b < min_active * size:
+                return None
+            if min(a, b) < 0.01 * size or max(a, b) > 2 * min(a, b) + 0.02 * size:
+                return None
+            return a, b
+
+        strict = judged(run(is_bar), run(is_bar[::-1]))
+        if not (is_bar[0] and is_bar[-1]):
             return 0, 0
-        if min(a, b) < 0.01 * size or max(a, b) > 2 * min(a, b) + 0.02 * size:
-            return 0, 0
-        return a, b
+        either = loose | is_bar
+        extended = judged(run(either), run(either[::-1]))
+        if strict is None or (extended is not None and abs(np.subtract(*extended)) < abs(np.subtract(*strict))):
+            return extended or (0, 0)
+        return strict
 
     rows = flat(lo, hi, mean)
     cols = flat(lo.T, hi.T, mean.T)
-    top, bottom = pair(rows)
-    left, right = pair(cols)
+    top, bottom = pair(rows, mostly_flat(lo, hi, mean))
+    left, right = pair(cols, mostly_flat(lo.T, hi.T, mean.T))
     return top, bottom, left, right
+
+
+def bar_graphics(
+    luma: np.ndarray,
+    bars: tuple[int, int, int, int],
+    *,
+    max_range: int = 6,
+    min_area: float = 0.001,
+    min_share: float = 0.5,
+) -> list[tuple[tuple[int, int, int, int], float]]:
+    """Graphics on the bars (:func:`active_box`) of (N, H, W) uint8 ``luma``: boxes (x, y, w, h) in its pixels, each
+    with the share of anchors it shows in. A bar holds no picture, so whatever stands out of it in at least
+    ``min_share`` of the anchors (more than 2 x ``max_range`` grey levels from the bar's median level, dilated by
+    3 px; the bar's 2 px next to the picture left out, where the encoder rings) over at least ``min_area`` of the
+    frame is a graphic put there: a channel logo or a timecode on a pillarbox, a subtitle in a letterbox bar."""
+    n, h, w = luma.shape
+    top, bottom, left, right = bars
+    region = np.zeros((h, w), bool)
+    region[: max(0, top - 2)] = True
+    region[:, : max(0, left - 2)] = True
+    if bottom > 2:
+        region[h - (bottom - 2) :] = True
+    if right > 2:
+        region[:, w - (right - 2) :] = True
+    if not region.any():
+        return []
+    level = float(np.median(luma[:, region]))
+    kernel = np.ones((7, 7), np.uint8)
+    seen = np.zeros((h, w), np.float32)
+    for f in luma:
+        out = (np.abs(f.astype(np.int16) - level) > 2 * max_range) & region
+        seen += cv2.dilate(out.view(np.uint8), kernel) > 0
+    mask = (seen >= min_share * n) & region
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    found = []
+    for x, y, bw, bh, _ in stats[1:count]:
+        if bw * bh >= min_area * h * w:
+            box = (int(x), int(y), int(bw), int(bh))
+            found.append((box, float(seen[y : y + bh, x : x + bw].max() / n)))
+    return found
+
+
+def with_bar_graphics(
+    overlay: dict[str, Any],
+    graphics: list[tuple[tuple[int, int, int, int], float]],
+    cut: list[int],
+    shape: tuple[int, int],
+) -> dict[str, Any]:
+    """:func:`overlay_scores`' columns with the graphics on the bars (:func:`bar_graphics`, boxes in an (H, W) =
+    ``shape`` picture whose ``cut`` = [top, bottom, left, right] px are cut off as bars) added: their area as a
+    fraction of the active picture (they lie outside it), the box the union of all, in fractions of the active
+    picture's width / height (so a graphic on a bar reads below 0 or above 1: x1 < 0 on the left bar), the
+    persistence the largest."""
+    if not graphics:
+        return overlay
+    h, w = shape
+    top, bottom, left, right = cut
+    ah, aw = h - top - bottom, w - left - right
+    boxes = [
+        ((x - left) / aw, (y - top) / ah, (x + bw - left) / aw, (y + bh - top) / ah) for (x, y, bw, bh), _ in graphics
+    ]
+    if overlay.get("overlay_box") is not None:
+        boxes.append(tuple(overlay["overlay_box"]))
+    area = (overlay.get("overlay_area") or 0.0) + sum(bw * bh for (_, _, bw, bh), _ in graphics) / (ah * aw)
+    persistence = max([overlay.get("overlay_persistence") or 0.0] + [p for _, p in graphics])
+    union = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    return {
+        **overlay,
+        "overlay_area": float(area),
+        "overlay_box": [float(v) for v in union],
+        "overlay_persistence": float(persistence),
+    }
 
 
 def crop_box(frames: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -1588,7 +1734,10 @@ def score_frames(
         return found
 
     corner = corner_text if detector is not None and len(anchors) >= 2 else None
-    out.update(overlay_scores(luma, raw, flows=flows, steps=steps, source=active, corner_text=corner))
+    colour = anchors if cfg.overlay_colour else None
+    overlay = overlay_scores(luma, raw, flows=flows, steps=steps, source=active, corner_text=corner, colour=colour)
+    out.update(with_bar_graphics(overlay, bar_graphics(probe, bars, max_range=cfg.border_range), margin, (ph, pw)))
+    out["overlay_planes"] = "luma" if colour is None else "YCrCb"
     out["phash"] = [phash64(f) for f in luma]
     out["phash_mirror"] = [phash64(np.ascontiguousarray(f[:, ::-1])) for f in luma]
     return out

@@ -598,6 +598,58 @@ def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(sc
     assert hd["overlay_area"] > FiltersConfig().max_overlay_area and x1 < 0.25 and y0 > 0.7, hd
 
 
+def test_a_coloured_logo_the_luma_hides_is_found_in_colour(scorer, bikes, tmp_path):
+    """A semi-transparent red "CNN" (alpha 0.4, 14 % of the width) over bikes.mp4's last shot (frames 189-235, the
+    camera moves) matches its background's luma too closely for the overlay test on luma alone, which finds nothing
+    (``overlay_colour`` off: 0.0, the scorer before schema 11); its chroma stands out, and with the Y, Cr and Cb
+    planes (the default) it is found in its corner. The shot without it has no overlay either way. Every row says
+    which planes its overlay test saw."""
+    from pipeline.defects import logo
+
+    shot = decode_frames(bikes, 189, 236)
+    luma_only = CpuScorer(CpuScoresConfig(overlay_colour=False))
+    clean = write_frames(shot, tmp_path / "clean.mp4", fps=25)
+    red = write_frames(logo(shot, 0.4, "tr", "CNN", 0.14, colour=(230, 30, 30)), tmp_path / "red.mp4", fps=25)
+    for s in (scorer, luma_only):
+        assert s.score_clip(clean)["overlay_area"] == 0.0
+    hidden, found = luma_only.score_clip(red), scorer.score_clip(red)
+    assert hidden["overlay_area"] == 0.0 and hidden["overlay_planes"] == "luma", hidden
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert found["overlay_area"] > 0.005 and x0 > 0.7 and y1 < 0.35 and found["overlay_planes"] == "YCrCb", found
+
+
+def test_a_logo_on_a_pillarbox_bar_is_an_overlay_and_the_bars_are_still_cut(scorer, tmp_path):
+    """transnet_test (160x90) is 4:3 pictures pillarboxed into 16:9: 16-22 px black bars left and right. A logo
+    placed in the frame's corner sits on a bar, outside the active picture every score reads. It made the bar's columns
+    uneven, so the bars were not found (every score then read the bars' edges) or found uneven, and the logo was
+    judged by a motion test that cannot look at a still bar (3 of 10 such logos missed). Now
+    the bars are found through it (``active_box``'s lines flat but for a graphic), and what stands out of a bar in
+    the anchors is a graphic put there (``bar_graphics``): an overlay, its box outside [0, 1] on that side. The
+    same windows without the logo have no overlay on their bars."""
+    from pipeline.defects import logo
+    from pipeline.footage import sample_video
+    from stages.filters import TEXT_OVERLAY, FiltersConfig, apply_filters
+
+    video = sample_video("transnet_test")
+    out = {}
+    for start, corner in ((572, "bl"), (3552, "tr")):
+        window = decode_frames(video, start, start + 100)
+        clean = scorer.score_clip(write_frames(window, tmp_path / f"{start}.mp4", fps=25))
+        marked = scorer.score_clip(write_frames(logo(window, 0.5, corner, "TV5"), tmp_path / f"{corner}.mp4", fps=25))
+        # 16-22 px of 160 (the 4:3 picture's width varies a little); under a logo, up to 5 px of a dark, still
+        # picture edge next to the bar can be taken in
+        for side in ("border_left", "border_right"):
+            assert 0.09 <= clean[side] <= 0.14 and abs(marked[side] - clean[side]) <= 0.035, (side, clean, marked)
+        assert not clean["overlay_area"], clean
+        x0, y0, x1, y1 = marked["overlay_box"]
+        assert marked["overlay_area"] > FiltersConfig().max_overlay_area, marked
+        assert (x1 < 0 and y0 > 0.6) if corner == "bl" else (x0 > 1 and y1 < 0.4), marked
+        out[f"{start}_clean"], out[f"{start}_{corner}"] = clean, marked
+    keep = ("clip_id", "text_area", "subtitle_area", "overlay_area")
+    table = pa.Table.from_pylist([{k: c.get(k) for k in keep} | {"clip_id": n} for n, c in out.items()])
+    assert apply_filters(table, FiltersConfig()).to_pylist() == [None, TEXT_OVERLAY, None, TEXT_OVERLAY]
+
+
 def test_blur_is_judged_on_one_scale_for_pictures_smaller_than_the_analysis_size(scorer, carphone, tmp_path):
     """A picture under 224 px is upsampled to it and both blur measures calibrated (cpu_scores.blur_scores), so the
     filters' one min_focus / min_detail hold: a bigbuckbunny shot at 176 px high and carphone (176x144) in focus,
