@@ -763,6 +763,9 @@ def overlay_scores(
        less in none of 8 pairs; frames 197-239 of the same shot: 3 of 5), where every logo candidate of the hard set
        stays within 0.5 px in 0.75 of its pairs or more (graphics are exactly still; a faint one's median is 0.25-0.38
        px at the fine look). ``min_still`` 0.66: two pairs in three, between the two.
+       A candidate that passes is reported by its box tightened to what stays in it (:func:`_tighten`): the
+       component can take in picture around the graphic (an opaque "NEWS" over bikes.mp4's second shot came with
+       half the quarter of the frame above it once the chroma planes were read; tightened, the logo's own box).
        A candidate that fails gets a second look at twice the analysis size when ``source`` has those pixels (made
        only then, once per clip): its box tightened to the pixels whose gradients the
        temporal median keeps (:func:`_tighten`) and verified the same way at that size. A small logo on a large
@@ -971,7 +974,8 @@ def noise_floor(
     bench/filters_bench.py's sources (bench/grain_focus_bench.py): clean shots 0.5-3.6 (bikes.mp4's fast third shot and
     bigbuckbunny's first half, detailed edge to edge, the highest), the same under grain of sigma 7 grey levels at
     640x360 2.3-4.6, each 0.3-2.4 above its clean shot. Stored as a diagnostic of what focus judged above, with no
-    rule; from schema 10 its presence marks a row whose focus and detail have the noise floor (:data:`SUPERSEDED`).
+    rule; from schema 10 its presence marks a row whose focus and detail have the noise floor (schema 11 marks its
+    rows by ``overlay_planes``, :data:`SUPERSEDED`).
     """
     if min(luma.shape[1:3]) < tile:
         return None
