@@ -134,6 +134,11 @@ def scene_text(frames: np.ndarray, text: str = "OPEN 24h") -> np.ndarray:
     return out
 
 
+def _corner_origin(h: int, w: int, lh: int, lw: int, margin: int, corner: str) -> tuple[int, int]:
+    """(y0, x0) of an lh x lw mark ``margin`` px in from the edges of ``corner`` (tl, tr, bl, br) of an h x w frame."""
+    return (margin if corner[0] == "t" else h - lh - margin), (w - lw - margin if corner[1] == "r" else margin)
+
+
 def logo(
     frames: np.ndarray,
     alpha: float,
@@ -153,9 +158,7 @@ def logo(
     cv2.rectangle(mask, (0, 0), (lw - 1, lh - 1), 255, max(1, lh // 12))
     _text(mask, text, (int(lw * 0.12), int(lh * 0.72)), lh * 0.55, 255, False)
     a = mask.astype(np.float32)[..., None] / 255.0 * alpha
-    m = int(0.03 * w)
-    y0 = m if corner[0] == "t" else h - lh - m
-    x0 = w - lw - m if corner[1] == "r" else m
+    y0, x0 = _corner_origin(h, w, lh, lw, int(0.03 * w), corner)
     region = out[:, y0 : y0 + lh, x0 : x0 + lw]
     out[:, y0 : y0 + lh, x0 : x0 + lw] = region * (1 - a) + np.float32(colour) * a
     return out.round().astype(np.uint8)
@@ -199,9 +202,7 @@ def styled_logo(
     thick = max(1, round(stroke * scale))
     (tw, th), base = cv2.getTextSize(text, font, scale, thick)
     lh = lw if style == "disc" else int(th + base + 0.3 * th)
-    m = int(margin * w)
-    y0 = m if corner[0] == "t" else h - lh - m
-    x0 = w - lw - m if corner[1] == "r" else m
+    y0, x0 = _corner_origin(h, w, lh, lw, int(margin * w), corner)
     word = np.zeros((lh, lw), np.uint8)
     cv2.putText(word, text, ((lw - tw) // 2, (lh + th) // 2), font, scale, 255, thick, cv2.LINE_AA)
     out = frames.astype(np.float32)
