@@ -50,7 +50,15 @@ SCHEMA_KEY = METADATA_KEY.decode()  # commit metadata of every table commit: the
 # "delta.logRetentionDuration"); data files go only when a user vacuums.
 # Old log entries are never cleaned up on their own (every version stays readable); when `clipforge remove` erases
 # history it cleans up to its checkpoint at once (retention 0), which needs no property change on tables made so.
-TABLE_PROPERTIES = {"delta.enableExpiredLogCleanup": "false", "delta.logRetentionDuration": "interval 0 seconds"}
+# A write task's commits carry a Delta transaction identifier (``txn``: app id + version; delta.io PROTOCOL.md,
+# "Transaction Identifiers") so that a retried write commits nothing twice (:func:`_commit`); the identifiers expire
+# after delta.setTransactionRetentionDuration (they matter only while a run may retry a write), so the log does not
+# carry every write's identifier for ever.
+TABLE_PROPERTIES = {
+    "delta.enableExpiredLogCleanup": "false",
+    "delta.logRetentionDuration": "interval 0 seconds",
+    "delta.setTransactionRetentionDuration": "interval 7 days",
+}
 # a video's lineage and rights columns, which the clips and kept views show for each of its clips
 LINEAGE_COLUMNS = ("source_url", "license", "license_id", "creator", "consent", "tags")
 COMMIT_ATTEMPTS = 12  # a commit that a concurrent metadata change refused is written again, with backoff
@@ -119,39 +127,76 @@ def shard_files(out: str | Path, name: str, version: int | None = None) -> list[
     return [str(p) for p in _legacy_files(out, name)]
 
 
-def _commit(out: str | Path, name: str, table: pa.Table, mode: str, compression: str = "zstd") -> None:
+def _commit(
+    out: str | Path, name: str, table: pa.Table, mode: str, compression: str = "zstd", txn: str | None = None
+) -> bool:
     """One Delta commit of ``table`` to table ``name``: ``append`` (new columns merged into the table's schema)
-    or ``overwrite`` (the table's rows and schema replaced; old files kept for earlier versions)."""
+    or ``overwrite`` (the table's rows and schema replaced; old files kept for earlier versions).
+
+    ``txn``: the write's identity (a Delta transaction identifier, delta.io PROTOCOL.md "Transaction Identifiers";
+    the same identifier for the same rows in every attempt of a write). When the table already holds a commit with
+    it, nothing is written and the result is False: Ray retries a write task whose node died after its commit and
+    before its result reached the driver, and the retry must not add the rows again. Two attempts committing at
+    once: Delta refuses the second (a concurrent transaction with the same app id), which then finds the first's.
+    Returns True when the rows were committed."""
     import random
     import time
 
-    from deltalake import CommitProperties, WriterProperties, write_deltalake
+    from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
     d = table_dir(out, name)
     if not storage.is_uri(d):
         Path(d).parent.mkdir(parents=True, exist_ok=True)
+    options = storage.delta_options(d)
     for attempt in range(COMMIT_ATTEMPTS):
+        target: Any = str(d)
+        props: dict[str, Any] = {"custom_metadata": {SCHEMA_KEY: SCHEMA_VERSION}}
+        if txn is not None:
+            if _is_delta(d):
+                target = DeltaTable(str(d), storage_options=options)
+                if target.transaction_version(txn) is not None:
+                    return False
+            props["app_transactions"] = [Transaction(txn, 1, int(time.time() * 1000))]
         try:
             write_deltalake(
-                str(d),
+                target,
                 table,
-                storage_options=storage.delta_options(d),
+                storage_options=options,
                 mode=mode,
                 schema_mode="merge" if mode == "append" else "overwrite",
                 configuration=TABLE_PROPERTIES,
                 description=f"clipforge table {name}",
                 writer_properties=WriterProperties(compression=compression.upper()),
-                commit_properties=CommitProperties(custom_metadata={SCHEMA_KEY: SCHEMA_VERSION}),
+                commit_properties=CommitProperties(**props),
             )
-            return
+            return True
         except CommitFailedError:
             # a concurrent commit changed the table's metadata (two writers creating the table at once, a column
-            # added): delta-rs does not rebase such a commit, so write it again against the new state (the files of
-            # the failed attempt are never listed by any version)
+            # added) or committed the same write: delta-rs does not rebase such a commit, so write it again against
+            # the new state (the files of the failed attempt are never listed by any version)
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
             time.sleep(min(2.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
+    return False  # unreachable: the last attempt returns or raises
+
+
+def write_id(prefix: str, table: pa.Table) -> str:
+    """The transaction identifier of writing ``table``'s rows under ``prefix`` (a run's id): the prefix and a
+    SHA-256 of the rows' keys (``clip_id``, else ``video_id``: the same rows give the same id whatever their order or
+    ``written_at``), or of all the rows (Arrow IPC) in a table with neither key."""
+    import hashlib
+
+    h = hashlib.sha256(f"{table.num_rows}\n".encode())
+    key = next((k for k in ("clip_id", "video_id") if k in table.column_names), None)
+    if key is not None:
+        h.update("\n".join(sorted(str(v) for v in table.column(key).to_pylist())).encode())
+    else:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        h.update(sink.getvalue().to_pybytes())
+    return f"clipforge:{prefix}:{h.hexdigest()[:32]}"
 
 
 def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -177,10 +222,21 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 class ShardWriter:
     """Appends rows to one table: each flush commits them as size-bounded Parquet data files (one Delta commit per
-    file; a commit is atomic)."""
+    file; a commit is atomic).
 
-    def __init__(self, out: str | Path, name: str, schema: pa.Schema | None = None, cfg: StoreConfig | None = None):
-        self.out, self.name = out, name
+    ``txn``: set by a writer that may be retried (a Ray write task): each commit then carries the identifier
+    :func:`write_id` gives its rows under this prefix, and a commit of rows that one with the same identifier
+    already stored is skipped (:func:`_commit`). A retried writer must pass the same prefix and the same rows."""
+
+    def __init__(
+        self,
+        out: str | Path,
+        name: str,
+        schema: pa.Schema | None = None,
+        cfg: StoreConfig | None = None,
+        txn: str | None = None,
+    ):
+        self.out, self.name, self.txn = out, name, txn
         self.schema = with_version(schema if schema is not None else TABLES[name])
         self.cfg = cfg or StoreConfig()
         self._pending: list[pa.Table] = []
@@ -206,11 +262,16 @@ class ShardWriter:
             return
         table = pa.concat_tables(self._pending)
         self._pending, self._rows, self._bytes = [], 0, 0
+        key = next((k for k in ("clip_id", "video_id") if k in table.column_names), None)
+        if self.txn is not None and key is not None:  # the same rows in another order slice into the same commits
+            table = table.sort_by(key)
         # split so that each shard respects both bounds
         per_row = max(1, table.nbytes // max(1, table.num_rows))
         step = max(1, min(self.cfg.shard_rows, self.cfg.shard_bytes // per_row))
         for start in range(0, table.num_rows, step):
-            _commit(self.out, self.name, table.slice(start, step), "append", self.cfg.compression)
+            part = table.slice(start, step)
+            txn = None if self.txn is None else write_id(f"{self.txn}:{self.name}", part)
+            _commit(self.out, self.name, part, "append", self.cfg.compression, txn)
 
     def close(self) -> None:
         self.flush()

@@ -483,10 +483,19 @@ class StoreSink(Datasink):
     the driver adds up (:attr:`written`). Rows whose table is in their ``stored`` list were read from the store
     and are not written again. ``rows_per_write``: Ray Data bundles at least this many rows into one write (the
     last write of a run takes what is left), so shards are not one per block; a kill loses at most the rows in
-    flight and the ones waiting for a write."""
+    flight and the ones waiting for a write.
+
+    Exactly once: Ray retries a write task whose node died, even one that had committed before it died (its
+    result never reached the driver). Each commit carries a transaction identifier made of this sink's
+    :attr:`write_id` (one per graph, new on every run) and its rows' keys (``pipeline.store.write_id``), so the retry
+    skips what the first attempt stored (a counted row is then counted again in :attr:`written`, never stored
+    twice)."""
 
     def __init__(self, out: str, store_cfg, rows_per_write: int, extra=()):
+        import uuid
+
         self.out, self.store_cfg, self.rows_per_write, self.extra = out, store_cfg, rows_per_write, tuple(extra)
+        self.write_id = uuid.uuid4().hex
         use_stages(self.extra)
         self.written: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
 
@@ -513,7 +522,7 @@ class StoreSink(Datasink):
             rows = pa.Table.from_struct_array(batch.column(name).filter(mask))
             if "written_at" in TABLES[name].names:
                 rows = store.stamp(rows)
-            with store.ShardWriter(self.out, name, cfg=self.store_cfg) as w:
+            with store.ShardWriter(self.out, name, cfg=self.store_cfg, txn=self.write_id) as w:
                 w.add_table(rows)
             counts[name] = rows.num_rows
         return counts
@@ -526,10 +535,14 @@ class StoreSink(Datasink):
 
 class TableSink(Datasink):
     """Ray Data datasink for one stage table (``clipforge caption``, the catch-up after a graph): write tasks append
-    the blocks, stamped with ``written_at``, as atomic shards of table ``name``; :attr:`written` counts rows."""
+    the blocks, stamped with ``written_at``, as atomic shards of table ``name``; :attr:`written` counts rows. A
+    retried write task stores nothing twice (as :class:`StoreSink`)."""
 
     def __init__(self, out: str, name: str, store_cfg):
+        import uuid
+
         self.out, self.name, self.store_cfg = out, name, store_cfg
+        self.write_id = uuid.uuid4().hex
         self.written = 0
 
     def get_name(self) -> str:
@@ -537,7 +550,7 @@ class TableSink(Datasink):
 
     def write(self, blocks: Iterable[pa.Table], ctx) -> int:
         n = 0
-        with store.ShardWriter(self.out, self.name, cfg=self.store_cfg) as w:
+        with store.ShardWriter(self.out, self.name, cfg=self.store_cfg, txn=self.write_id) as w:
             for block in blocks:
                 if block.num_rows:
                     w.add_table(store.stamp(block))

@@ -136,3 +136,37 @@ def test_a_worker_node_removed_mid_run_loses_no_clip(tmp_path, ray_local):
         assert cut and all((out / p).is_file() for (p,) in cut)
     finally:
         cluster.shutdown()
+
+
+def test_a_write_task_that_dies_after_its_commit_stores_its_rows_once(tmp_path, ray_local):
+    """The failure the node test can meet at random, made certain: the write task's worker dies after its commits and
+    before its result reaches the driver. Ray runs the task again on the same rows; the store keeps one copy."""
+    import os
+
+    from pipeline import stream
+
+    died = tmp_path / "died"
+
+    class DiesAfterCommit(stream.StoreSink):
+        def write(self, blocks, ctx):
+            counts = super().write(blocks, ctx)
+            if not died.exists():
+                died.write_text(str(os.getpid()))
+                os._exit(1)  # the worker process ends here: Ray sees a system failure and retries the task
+            return counts
+
+    rows = [
+        {
+            "clips": {"clip_id": f"c{i}", "video_id": "v0", "clip_path": f"clips/c{i}.mp4"},
+            "scores": {"clip_id": f"c{i}", "motion": float(i)},
+        }
+        for i in range(6)
+    ]
+    out = tmp_path / "out"
+    sink = DiesAfterCommit(str(out), store.StoreConfig(), 6)
+    ray_local.data.from_arrow(stream.from_rows(rows)).repartition(1).write_datasink(sink)
+    assert died.exists()  # the first attempt did die after committing
+    for table in ("clips", "scores"):
+        ids = store.read_table(out, table, columns=["clip_id"]).column("clip_id").to_pylist()
+        assert sorted(ids) == [f"c{i}" for i in range(6)], table
+    assert store.delta_table(out, "clips").version() == 0  # the retry committed nothing

@@ -246,3 +246,28 @@ def test_versions_of_a_directory_that_is_not_a_dataset_is_an_error(tmp_path):
         [sys.executable, "-m", "pipeline.cli", "versions", str(tmp_path)], capture_output=True, text=True
     )
     assert r.returncode == 2 and "is not a clipforge dataset" in r.stderr
+
+
+def test_a_retried_write_stores_its_rows_once_and_a_new_write_stores_them_again(tmp_path):
+    """ShardWriter(txn=...): the same rows under the same prefix commit once, whatever their order (a Ray write task
+    retried after its commit); under another prefix (the next run rescoring them) they commit
+    again. A table in the retention window carries each commit's identifier."""
+    rows = [_clip(i) for i in range(6)]
+    for attempt in (rows, rows[::-1], rows):  # the first attempt and two retries
+        with store.ShardWriter(tmp_path, "clips", cfg=store.StoreConfig(shard_rows=4), txn="run-a") as w:
+            w.add_rows(attempt)
+    ids = store.read_table(tmp_path, "clips", columns=["clip_id"]).column("clip_id").to_pylist()
+    assert sorted(ids) == [r["clip_id"] for r in rows]
+    dt = store.delta_table(tmp_path, "clips")
+    assert dt.version() == 1  # two commits of at most 4 rows (c0000-c0003, c0004-c0005; a retry sorts by key first)
+    assert dt.metadata().configuration["delta.setTransactionRetentionDuration"] == "interval 7 days"
+    first = store.write_id("run-a:clips", store.to_table(rows[:4], CLIPS))
+    assert dt.transaction_version(first) == 1
+    with store.ShardWriter(tmp_path, "clips", cfg=store.StoreConfig(shard_rows=4), txn="run-b") as w:
+        w.add_rows(rows)
+    assert store.read_table(tmp_path, "clips").num_rows == 12
+    with store.ShardWriter(tmp_path, "clips") as w:  # no txn: every write commits
+        w.add_rows(rows[:1])
+        w.flush()
+        w.add_rows(rows[:1])
+    assert store.read_table(tmp_path, "clips").num_rows == 14
