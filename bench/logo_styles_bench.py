@@ -1,5 +1,5 @@
 """Channel logos of every common form and colour over the shipped footage (issue 12): the overlay test in colour
-against the same test on luma alone, on the same clips in the same run.
+against the same test without its two-layer look and on luma alone, on the same clips in the same run.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/logo_styles_bench.py [--seed 7] [--clips 40] [--out FILE]
 
@@ -9,9 +9,10 @@ channel's colour. This bench draws ``--clips`` clean windows as bench/clean_swee
 and gives each a logo (``pipeline.defects.styled_logo``) of a random form (framed, word, plate, disc), alpha 0.3-0.6,
 8-16 % of the width, a random corner 2-5 % of the width in from its edges, a random word and typeface, white in half
 the clips and yellow, red, blue or green in the others. Each window is written twice as H.264 (without and with the
-logo, the window's CRF), scored by the real ``CpuScorer`` twice, with ``overlay_colour`` on (the default: gradients of
-the Y, Cr and Cb planes) and off (luma alone, the scorer before schema 11), and judged by the real rules at their
-defaults (duration and CLIP rules off). Per variant: the logos found (dropped as ``text_overlay`` or
+logo, the window's CRF), scored by the real ``CpuScorer`` three times: the default (gradients of the Y, Cr and Cb
+planes, and the look for a layer fixed in the frame under the moving scene), ``overlay_layers`` off (the scorer of
+schema 11) and ``overlay_colour`` off as well (luma alone, the scorer before schema 11), and judged by the real rules
+at their defaults (duration and CLIP rules off). Per variant: the logos found (dropped as ``text_overlay`` or
 ``text_burned_in``), the clean windows kept, the logo class's precision / recall / F1, the misses with their logo,
 and the scorer's mean time per clip (every score, of which the overlay test is one).
 """
@@ -76,7 +77,11 @@ def main() -> None:
     t0 = time.perf_counter()
     rng = random.Random(args.seed + 2000)
     tmp = Path(tempfile.mkdtemp(prefix="logo-styles-"))
-    variants = {"colour": CpuScorer(CpuScoresConfig()), "luma": CpuScorer(CpuScoresConfig(overlay_colour=False))}
+    variants = {
+        "colour": CpuScorer(CpuScoresConfig()),
+        "colour_no_layers": CpuScorer(CpuScoresConfig(overlay_layers=False)),
+        "luma": CpuScorer(CpuScoresConfig(overlay_colour=False, overlay_layers=False)),
+    }
     rows = {v: [] for v in variants}
     for it in draw(args.seed, args.clips, {"clean": lambda f, k: f}):
         p = draw_logo(rng)

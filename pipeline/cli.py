@@ -292,7 +292,8 @@ _REFILTERED = {"filters", "dedup", "store"}  # the built-in sections a refilter 
 def _warn_stale_scores(out: str) -> None:
     """Say on stderr how many clips' stored scores predate the running schema (``cpu_scores.SUPERSEDED``: a row with
     the first column and without the second): refilter re-reads stored scores, so such clips are judged on what an
-    older scorer measured (schema 11 looks for overlays in colour too, schema 10 changed focus's and detail's scale)
+    older scorer measured (schema 12 looks for a logo as a fixed layer under the moving scene, schema 11 looks for
+    overlays in colour too, schema 10 changed focus's and detail's scale)
     until a `clipforge run` scores them again."""
     from pipeline import store
     from pipeline.schema import SCHEMA_VERSION
@@ -308,8 +309,9 @@ def _warn_stale_scores(out: str) -> None:
     if n:
         print(
             f"clipforge refilter: {n} clip(s) were scored before schema {SCHEMA_VERSION} (no `{added}`): the rules "
-            "judged what that scorer measured (docs/SCHEMA.md says what changed; schema 11 looks for overlays in "
-            "colour too, schema 10 put focus and detail on another scale). `clipforge run` on this OUT with the same "
+            "judged what that scorer measured (docs/SCHEMA.md says what changed; schema 12 finds faint logos over "
+            "moving texture, schema 11 looks for overlays in colour too, schema 10 put focus and detail on another "
+            "scale). `clipforge run` on this OUT with the same "
             "inputs scores them again, cutting nothing.",
             file=sys.stderr,
         )

@@ -103,6 +103,9 @@ SCORES_SCHEMA = pa.schema(
         # the picture planes the overlay test's gradients were taken of: "YCrCb" (schema 11 on, scores.overlay_colour)
         # or "luma"; null in rows of earlier schemas (luma) and in rows without scores
         ("overlay_planes", pa.string()),
+        # true: the overlay test also looked for a layer fixed in the frame under the moving scene (schema 12 on,
+        # overlay_scores' last look); null in rows of earlier schemas and in rows without scores
+        ("overlay_layers", pa.bool_()),
         ("border_top", pa.float32()),  # letterbox / pillarbox bars, fractions of the frame height / width
         ("border_bottom", pa.float32()),
         ("border_left", pa.float32()),
@@ -116,10 +119,11 @@ SCORES_SCHEMA = pa.schema(
 OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 # (a score, one added later): a stored row with the first and without the second was written before the second
 # existed, and the run scores that clip again (pipeline/stream.py); `clipforge refilter` warns of such rows.
-# overlay_planes (schema 11, when the overlay test took the chroma planes too: a row without it was judged on luma
-# alone) is set wherever focus is, so every row of schema 5-10 is caught (schema 10 added noise_floor, and focus and
-# detail changed scale: those rows are caught too).
-SUPERSEDED = ("focus", "overlay_planes")
+# overlay_layers (schema 12, when the overlay test began to look for a fixed layer under a moving scene: a row without
+# it may have missed a faint logo over texture) is set wherever focus is, so every row of schema 5-11 is caught
+# (schema 11 looked in colour, schema 10 added noise_floor and changed focus's and detail's scale: those rows are
+# caught too).
+SUPERSEDED = ("focus", "overlay_layers")
 
 
 def superseded_sql(qualifier: str = "", added_exists: bool = True) -> str:
@@ -163,6 +167,9 @@ class CpuScoresConfig:
     # (bench/logo_styles_bench.py: 33/40 logos of every form and colour found on luma alone, 37/40 in colour, no
     # clean window flagged either way; the scorer 10-15 % slower). False: luma alone, as before schema 11.
     overlay_colour: bool = True
+    # the overlay test's look for a layer fixed in the frame under the moving scene (overlay_scores' last look: a faint
+    # logo over moving texture; docs/PERFORMANCE.md gives what it finds and costs). False: as before schema 12.
+    overlay_layers: bool = True
     text_frames: int = 4  # anchors sent to the text detector (burned-in text persists over the clip)
     # shorter side the detector sees (the 224 px anchors upscaled to it): 256 px finds caption lines >= ~2.5-3 % of
     # the frame height (bigbuckbunny's 2.5 %-high scene sign) at half the cost of 320 (0.043 against 0.09 s a frame,
@@ -591,6 +598,85 @@ def _stays_put(
     return fixed, exact, moved
 
 
+def _separate(
+    grads: list[np.ndarray],
+    ahead: Callable[[np.ndarray, int], np.ndarray],
+    back: Callable[[np.ndarray, int], np.ndarray],
+    iters: int = 2,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two layers of gradient fields (each of ``grads``: (N, H, W, C), one per derivative): F, fixed in the frame,
+    and S, the scene in anchor 0's coordinates, with g_k = F + ahead(S, k) (``ahead``: anchor 0's coordinates to
+    anchor k's; ``back``: the inverse). Alternating per-pixel medians over the N anchors, ``iters`` rounds from F = 0
+    (:func:`_two_layers` gives the method and its sources). Returns (F, S), one (H, W, C) array per derivative."""
+    n = len(grads[0])
+    fixed = [np.zeros_like(g[0]) for g in grads]
+    scene = fixed
+    for _ in range(iters):
+        scene = [_median0(np.stack([back(g[k] - f, k) for k in range(n)])) for g, f in zip(grads, fixed, strict=True)]
+        fixed = [_median0(np.stack([g[k] - ahead(s, k) for k in range(n)])) for g, s in zip(grads, scene, strict=True)]
+    return fixed, scene
+
+
+def _two_layers(
+    grads: tuple[np.ndarray, np.ndarray],
+    flows: list[np.ndarray],
+    box: tuple[int, int, int, int],
+    noise: float,
+    iters: int = 2,
+    min_px: int = 12,
+) -> tuple[float, float, float, tuple[int, int, int, int] | None]:
+    """Explain the gradients in ``box`` (x, y, w, h; analysis resolution, as ``flows``) as two layers: one that
+    stays fixed in the frame (an overlay, F) and one that moves with the ring of picture around the box (the scene,
+    S; its displacement at anchor k, d_k, the ring's median optical flow summed from anchor 0): g_k(q) = F(q) +
+    S(q - d_k). Both are estimated by alternating per-pixel medians over the anchors (S: the median of g_k - F
+    shifted back by d_k; F: the median of g_k - S shifted by d_k; ``iters`` rounds from F = 0): the median estimate
+    of a watermark's gradients over many images (Dekel et al., "On the effectiveness of visible watermarks", CVPR
+    2017) with the images' own content removed first, as in layer extraction from images containing transparency
+    (Szeliski, Avidan, Anandan, "Layer extraction from multiple images containing reflections and transparency",
+    CVPR 2000). A semi-transparent logo over a textured scene that moves (a white word at alpha 0.3 over
+    bigbuckbunny's grass) is such a sum: the two-way test of :func:`_stays_put` weighs the logo's gradients against
+    the grass's, which are stronger, and reads "moved"; here the grass goes into S and the logo into F.
+
+    Returns (share: F's energy in the box over the gradients' mean energy there (+ ``noise`` per pixel); rest: the
+    mean energy the two layers leave unexplained, on the same scale (a subject that changes shape, or content that
+    moves otherwise than its ring, leaves much); helped: the share of anchors whose gradients F brings closer; the
+    box tightened to the pixels where F holds at least half of the mean energy (5x5 windows), None when fewer than
+    ``min_px`` do)."""
+    gx, gy = grads
+    n, h, w = gx.shape[:3]
+    x, y, bw, bh = box
+    r = max(6, min(bw, bh) // 2)
+    ya, yb, xa, xb = max(0, y - r), min(h, y + bh + r), max(0, x - r), min(w, x + bw + r)
+    ring = np.ones((yb - ya, xb - xa), bool)
+    ring[y - ya : y - ya + bh, x - xa : x - xa + bw] = False
+    pos = np.vstack([[0.0, 0.0], np.cumsum([_median_flow(f[ya:yb, xa:xb][ring]) for f in flows], axis=0)])
+    inner = (slice(y - ya, y - ya + bh), slice(x - xa, x - xa + bw))
+    size = (xb - xa, yb - ya)
+    g = [gx[:, ya:yb, xa:xb], gy[:, ya:yb, xa:xb]]
+
+    def shift(a: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return _warp(a, np.float32([[1, 0, d[0]], [0, 1, d[1]]]), size, borderMode=cv2.BORDER_REPLICATE)
+
+    fixed, scene = _separate(g, lambda a, k: shift(a, pos[k]), lambda a, k: shift(a, -pos[k]), iters)
+    e_fixed = _energy(*(f[inner] for f in fixed))
+    e_mean = _energy(*(gc[:, inner[0], inner[1]] for gc in g)).mean(axis=0)
+    floor = noise * bw * bh
+    rest, helped = [], 0
+    for k in range(n):
+        moved = [shift(sc, pos[k])[inner] for sc in scene]
+        without = _energy(*(gc[k][inner] - m for gc, m in zip(g, moved, strict=True)))
+        with_f = _energy(*(gc[k][inner] - m - f[inner] for gc, m, f in zip(g, moved, fixed, strict=True)))
+        rest.append(float(with_f.sum()))
+        helped += bool(with_f.sum() < without.sum())
+    total = float(e_mean.sum()) + floor
+    held = cv2.boxFilter(e_fixed, -1, (5, 5)) / (cv2.boxFilter(e_mean, -1, (5, 5)) + noise) >= 0.5
+    ys, xs = np.nonzero(held)
+    tight = None
+    if len(ys) >= min_px:
+        tight = x + int(xs.min()), y + int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+    return float(e_fixed.sum()) / total, float(np.mean(rest)) / total, helped / n, tight
+
+
 # _stays_put's own-displacement search: px along the ring's motion (quarter pixels first, where a graphic's lies)
 OWN_SHIFTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, *range(8, 64, 2))
 
@@ -705,11 +791,15 @@ def overlay_scores(
     max_side: float = 0.5,
     margin: float = 0.02,
     noise: float = 50.0,
+    min_layer: float = 0.2,
+    max_layer_rest: float = 0.15,
+    min_layer_helped: float = 0.85,
     flows: list[np.ndarray] | None = None,
     steps: list[np.ndarray] | None = None,
     source: np.ndarray | None = None,
     corner_text: Callable[[], list[np.ndarray]] | None = None,
     colour: np.ndarray | None = None,
+    layers: bool = True,
 ) -> dict[str, Any]:
     """Persistent overlay graphics (channel logos, watermarks, tickers, subtitles) found by what they are: patterns
     that stay fixed in the picture while the scene under and around them moves.
@@ -742,7 +832,11 @@ def overlay_scores(
        vary and cancel); a fixed pattern that edges persist over frames is also the cue of TV-logo detectors (Wang
        et al., "A robust method for TV logo tracking in video streams", ICME 2006). Connected parts of at least
        ``min_area`` of the frame, at most ``max_side`` of its sides, centred in the top or bottom third, not strips
-       along an edge (:func:`_placed_like_overlay`).
+       along an edge (:func:`_placed_like_overlay`); (c) when ``layers`` is set and the camera
+       moved in ``min_pairs`` pairs or more, where a layer fixed in the frame holds at least 0.3 of the gradients'
+       mean energy once the scene, brought back by the camera's motion, is taken out (the two layers of
+       :func:`_two_layers` over the whole picture, the camera's transforms for the ring's motion): a faint logo over
+       texture that (b) loses among the texture's own near-still gradients.
     3. Each candidate is verified locally (:func:`_stays_put`): in the anchor pairs in which the ring of picture
        around it moved with the camera, it must stay put (median score >= ``min_fixed``) and stay the same
        (median exactness >= ``min_exact``), over at least ``min_pairs`` such pairs. The local check is what makes it
@@ -771,6 +865,16 @@ def overlay_scores(
        source has ~1 px strokes at the analysis size (bigbuckbunny's 8 %-wide "HD" logo at 1280x720: 0.10 on the
        candidate box at 224 px, 0.20 on the tightened box at 448 px; no clean or graded clip of the hard set gained
        an overlay).
+       The last look, for a candidate that fails both and was judged in ``min_pairs`` pairs or more: the two layers of
+       :func:`_two_layers` in its box. A layer fixed in the frame that holds ``min_layer`` or more of the box's
+       gradient energy while the two layers leave at most ``max_layer_rest`` of it unexplained is an overlay, its box
+       tightened to where that layer holds, its persistence the share of anchors it explains better (at least
+       ``min_layer_helped``: a graphic is in every anchor). The stay-put
+       test weighs a graphic's gradients against the scene's in the same box, and a faint logo over strong texture
+       loses (a white "ARD" at alpha 0.3 over bigbuckbunny's grass while the camera pans: -0.37); the layers hold it
+       apart (share 0.23-0.41, rest 0.06-0.11 over three such windows). ``min_layer`` 0.2 and ``max_layer_rest``
+       0.15: a clean candidate scores either a small fixed layer or a large rest (a subject that changes shape, or
+       content moving otherwise than its ring, fits neither layer); docs/PERFORMANCE.md gives the benches' margins.
 
     The text test. A text box the OCR detector finds at the same place (IoU >= 0.5) in every OCR frame, centred in the
     top or bottom third and at most a quarter of the frame high, is an overlay too (a station name, a subtitle line);
@@ -857,6 +961,20 @@ def overlay_scores(
     energy = _energy(gx, gy).mean(axis=0)
     kept = cv2.boxFilter(median, -1, win) / (cv2.boxFilter(energy, -1, win) + noise)
     candidates += _components(kept >= 0.5, min_area, max_side, margin)
+    layered = None  # (c)'s mask: where a fixed layer holds under the moving scene
+    if layers and moved_pairs >= min_pairs:
+        # (c) two layers over the whole picture (:func:`_two_layers` with the camera's motion for the ring's): the
+        # scene, the anchors' gradients brought back to anchor 0 by the camera, and what stays in the frame
+        back = [np.linalg.inv(_chain(steps, 0, k))[:2].astype(np.float32) for k in range(n)]
+        ahead = [_chain(steps, 0, k)[:2].astype(np.float32) for k in range(n)]
+
+        def move(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+            return _warp(a, t, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+        layer, _ = _separate(list(grads), lambda a, k: move(a, ahead[k]), lambda a, k: move(a, back[k]))
+        share = cv2.boxFilter(_energy(*layer), -1, win) / (cv2.boxFilter(energy, -1, win) + noise)
+        layered = share >= 0.3
+        candidates += _components(layered, min_area, max_side, margin)
 
     found: list[tuple[tuple[int, int, int, int], float]] = []  # (box, persistence)
     fine_grads = None  # the anchors' gradients at twice the analysis size, made at the first failed candidate
@@ -877,31 +995,46 @@ def overlay_scores(
         # it stayed put better than it moved with its ring: did it stay put, or only move less (parallax)?
         return len(fixed_s), (fixed_s if np.mean(np.array(own) <= max_own) >= min_still else None)
 
-    for box in dict.fromkeys(candidates):
-        judged, fixed_s = verify(grads, box)
-        if fixed_s is not None:
-            # the box of what stays in it (a candidate's component can take in picture around the graphic)
-            found.append((_tighten(grads, box, noise) or box, float(np.mean(np.array(fixed_s) > 0))))
-            continue
-        if judged < min_pairs and abs(box[0] + box[2] / 2 - w / 2) >= (0.5 - CORNER_W) * w:
-            unjudged = True
-        if source is None or judged < min_pairs:
-            continue
-        # a second look at twice the resolution, on the box tightened to what stays: a small logo's strokes are
-        # ~1 px at the analysis size, where the scene's gradients around them outweigh them
+    def finer(box: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], float] | None:
+        """A second look at twice the resolution, on the box tightened to what stays: a small logo's strokes are
+        ~1 px at the analysis size, where the scene's gradients around them outweigh them."""
+        nonlocal fine_grads
         if fine_grads is None:
             fine = resize_short(source, 2 * short)
             fine_grads = gradients(to_luma(fine) if colour is None else colour_planes(fine))
         scale = fine_grads[0].shape[1] // h
         tight = _tighten(fine_grads, tuple(scale * v for v in box), noise)
         if tight is None:
-            continue
+            return None
         _, fixed_s = verify(fine_grads, tight, scale)
+        if fixed_s is None:
+            return None
+        x, y, bw, bh = tight  # back to the analysis size, rounded outward
+        x1, y1 = x // scale, y // scale
+        return (x1, y1, -(-(x + bw) // scale) - x1, -(-(y + bh) // scale) - y1), float(np.mean(np.array(fixed_s) > 0))
+
+    for box in dict.fromkeys(candidates):
+        judged, fixed_s = verify(grads, box)
         if fixed_s is not None:
-            x, y, bw, bh = tight  # back to the analysis size, rounded outward
-            x1, y1 = x // scale, y // scale
-            box1 = (x1, y1, -(-(x + bw) // scale) - x1, -(-(y + bh) // scale) - y1)
-            found.append((box1, float(np.mean(np.array(fixed_s) > 0))))
+            # the box of what stays in it (a candidate's component can take in picture around the graphic)
+            found.append((_tighten(grads, box, noise) or box, float(np.mean(np.array(fixed_s) > 0))))
+            continue
+        if judged < min_pairs:
+            if abs(box[0] + box[2] / 2 - w / 2) >= (0.5 - CORNER_W) * w:
+                unjudged = True
+            continue
+        seen = finer(box) if source is not None else None
+        if seen is not None:
+            found.append(seen)
+            continue
+        # the last look: a fixed layer under a moving scene (a faint logo over texture the two tests above weigh as
+        # the scene), its box tightened to where that layer holds; only where (c) saw such a layer
+        x, y, bw, bh = box
+        if layered is None or not layered[y : y + bh, x : x + bw].any():
+            continue
+        share, rest, helped, tight = _two_layers(grads, flows, box, noise)
+        if share >= min_layer and rest <= max_layer_rest and helped >= min_layer_helped and tight is not None:
+            found.append((tight, helped))
 
     def text_test(boxes: list[np.ndarray] | None, same: Callable[[tuple, tuple], float] = _iou) -> None:
         """Text boxes at the same place (``same`` >= 0.5) in every OCR frame."""
@@ -973,8 +1106,8 @@ def noise_floor(
     bench/filters_bench.py's sources (bench/grain_focus_bench.py): clean shots 0.5-3.6 (bikes.mp4's fast third shot and
     bigbuckbunny's first half, detailed edge to edge, the highest), the same under grain of sigma 7 grey levels at
     640x360 2.3-4.6, each 0.3-2.4 above its clean shot. Stored as a diagnostic of what focus judged above, with no
-    rule; from schema 10 its presence marks a row whose focus and detail have the noise floor (schema 11 marks its
-    rows by ``overlay_planes``, :data:`SUPERSEDED`).
+    rule; from schema 10 its presence marks a row whose focus and detail have the noise floor (schema 12 marks its
+    rows by ``overlay_layers``, :data:`SUPERSEDED`).
     """
     if min(luma.shape[1:3]) < tile:
         return None
@@ -1738,9 +1871,19 @@ def score_frames(
 
     corner = corner_text if detector is not None and len(anchors) >= 2 else None
     colour = anchors if cfg.overlay_colour else None
-    overlay = overlay_scores(luma, raw, flows=flows, steps=steps, source=active, corner_text=corner, colour=colour)
+    overlay = overlay_scores(
+        luma,
+        raw,
+        flows=flows,
+        steps=steps,
+        source=active,
+        corner_text=corner,
+        colour=colour,
+        layers=cfg.overlay_layers,
+    )
     out.update(with_bar_graphics(overlay, bar_graphics(probe, bars, max_range=cfg.border_range), margin, (ph, pw)))
     out["overlay_planes"] = "luma" if colour is None else "YCrCb"
+    out["overlay_layers"] = cfg.overlay_layers
     out["phash"] = [phash64(f) for f in luma]
     out["phash_mirror"] = [phash64(np.ascontiguousarray(f[:, ::-1])) for f in luma]
     return out

@@ -257,8 +257,8 @@ def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run, tmp_path)
 
 def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mixed_run, tmp_path):
     """An OUT whose scores were written before schema 8 (no ``isotropy``, ``streak``, ``noise_floor`` or
-    ``overlay_planes`` column: its focus and detail on the scale before schema 10's noise floor, its overlays looked
-    for on luma alone) resumes without error: `clipforge refilter` first
+    ``overlay_planes`` or ``overlay_layers`` column: its focus and detail on the scale before schema 10's noise floor,
+    its overlays looked for on luma alone) resumes without error: `clipforge refilter` first
     says how many clips' scores predate the running schema, the run scores those clips again (the motion-blur rule
     would skip them silently otherwise, the blur rules judge them on the wrong scale), nothing is cut again, and a
     rerun after that owes nothing."""
@@ -275,7 +275,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     from deltalake import write_deltalake
 
     scores = store.read_table(copy, "scores")
-    old = scores.drop_columns(["isotropy", "streak", "noise_floor", "overlay_planes"])  # as schema 7 wrote it
+    old = scores.drop_columns(["isotropy", "streak", "noise_floor", "overlay_planes", "overlay_layers"])  # schema 7
     old = old.replace_schema_metadata(None)
     write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite", schema_mode="overwrite")
     assert "isotropy" not in store._columns(copy, "scores")
@@ -283,7 +283,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     assert scored
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "refilter", str(copy)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"{len(scored)} clip(s) were scored before schema 11" in r.stderr
+    assert f"{len(scored)} clip(s) were scored before schema 12" in r.stderr
     cfg = _cfg([root / "corpus"], copy)
     inputs = expand_inputs(cfg.inputs, cfg.ingest)
     todo = plan(copy, cfg, inputs, {}, clip_stage=False)
@@ -298,7 +298,8 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
         f"video(s) cut for the clips they lack, {len(scored)} stored clip(s) given the stage rows they lacked"
     ]
     con = store.open(copy)
-    sql = "SELECT clip_id, isotropy, streak, noise_floor, overlay_planes FROM clips WHERE focus IS NOT NULL"
+    sql = "SELECT clip_id, isotropy, streak, noise_floor, overlay_planes, overlay_layers FROM clips"
+    sql += " WHERE focus IS NOT NULL"
     got = {c: v for c, *v in con.execute(sql).fetchall()}
     assert sorted(got) == sorted(scored) and all(None not in v for v in got.values())
     assert store.shard_files(copy, "clips") == clips_before

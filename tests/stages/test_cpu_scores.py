@@ -531,6 +531,32 @@ def test_a_small_logo_over_a_large_source_is_found_at_twice_the_analysis_size(sc
     assert 0 < small["overlay_area"] < 0.01 and x0 > 0.85 and y0 > 0.8, small
 
 
+def test_a_faint_logo_over_moving_texture_is_found_as_a_fixed_layer(scorer, tmp_path):
+    """A white "ARD" at alpha 0.3 (10 % of the width) over bigbuckbunny's grass at 640x360 while the camera pans
+    (frames 0-60, ~14 px at the analysis size): the grass's gradients outweigh the logo's in any box around it, so
+    the stay-put test reads "moved with the scene" and the overlay test found nothing (``min_layer`` inf: the test
+    before the two-layer look). Split into a layer fixed in the frame and one moving with the scene
+    (``_two_layers``), the logo is the fixed layer: found, its box in the corner. The same shot without it has no
+    overlay either way."""
+    from pipeline.defects import LOGO_FONTS, styled_logo
+    from pipeline.footage import sample_video
+    from stages.cpu_scores import overlay_scores, resize_short, to_luma
+
+    shot = resize_short(decode_frames(sample_video("bigbuckbunny"), 0, 60), 360)
+    word = dict(style="word", alpha=0.3, corner="br", text="ARD", width=0.1, font=LOGO_FONTS[0], margin=0.03)
+    marked = styled_logo(shot, **word)
+    clean_s = scorer.score_clip(write_frames(shot, tmp_path / "clean.mp4", fps=25))
+    found = scorer.score_clip(write_frames(marked, tmp_path / "ard.mp4", fps=25))
+    assert clean_s["overlay_area"] == 0.0, clean_s
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert 0.001 < found["overlay_area"] < 0.02 and x0 > 0.85 and y0 > 0.85, found
+    # the same anchors through overlay_scores alone: without the two-layer look, nothing
+    anchors = resize_short(marked[np.linspace(0, len(marked) - 1, 8).round().astype(int)], 224)
+    luma = to_luma(anchors)
+    assert overlay_scores(luma, colour=anchors, min_layer=np.inf)["overlay_area"] == 0.0
+    assert overlay_scores(luma, colour=anchors)["overlay_area"] > 0.001
+
+
 def test_a_locked_off_real_shot_has_no_overlay_unless_ocr_reads_one(scorer, bikes, carphone, tmp_path):
     """A locked-off shot cannot tell a graphic from the scene by motion (its background is as fixed as a logo), so
     overlay_area is null there, never a found overlay, and the clip is kept. An opaque station name over the same
