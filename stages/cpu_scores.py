@@ -705,6 +705,7 @@ def _tighten(
 
 CORNER_W, CORNER_H = 0.35, 0.3  # corner_text_boxes: a corner's share of the picture's width and height
 CORNER_DET_SIDE = 320  # ... and the shorter side the text detector sees the corners' mosaic at
+CORNER_VIEWS = ("lightness", "whiteness")  # ... and the contrast-normalised views of it the detector reads
 
 
 def corner_text_boxes(
@@ -712,17 +713,25 @@ def corner_text_boxes(
     frames: np.ndarray,
     size: tuple[int, int],
     min_aspect: float = 1.25,
+    views: tuple[str, ...] = CORNER_VIEWS,
 ) -> np.ndarray:
     """The text detector's raw boxes in the four corners of one frame, looked at closely: (K, 4, 2) int32 in the
     coordinates of an (H, W) = ``size`` picture (the analysis size).
 
     frames: (H', W', 3) uint8 RGB, the same picture at any size (the caller passes up to 4x the analysis size). The
     corners (:data:`CORNER_W` x :data:`CORNER_H` of the picture: where channel logos sit, the broadcast safe-area
-    layout) are tiled into one 2 x 2 mosaic, so the detector runs once, and contrast-normalised first: CLAHE on the L
-    channel of CIELAB (clip limit 2, 4 x 4 tiles; Zuiderveld, "Contrast limited adaptive histogram equalization",
-    Graphics Gems IV, 1994; OpenCV's ``createCLAHE``), which lifts a faint semi-transparent logo's strokes to the
-    contrast the detector's DB threshold wants (an alpha-0.3 white "24" over a light grey car roof: found in both
-    frames after it, in neither before, nor in the whole frame at the analysis size). The detector sees the mosaic at
+    layout) are tiled into one 2 x 2 mosaic, so the detector runs once per view, and contrast-normalised first: CLAHE
+    (clip limit 2, 4 x 4 tiles; Zuiderveld, "Contrast limited adaptive histogram equalization", Graphics Gems IV,
+    1994; OpenCV's ``createCLAHE``), which lifts a faint semi-transparent logo's strokes to the contrast the
+    detector's DB threshold wants (an alpha-0.3 white "24" over a light grey car roof: found in both frames after it,
+    in neither before, nor in the whole frame at the analysis size). Two views, their boxes pooled: CLAHE on the L
+    channel of CIELAB, and CLAHE on the whiteness min(R, G, B) (the W of Smith and Lyons' HWB model, "HWB: a more
+    intuitive hue-based color model", Journal of Graphics Tools, 1996). A white logo at alpha a lifts every channel
+    by a (255 - c), the lowest channel of a saturated picture most, where the lightness, led by the bright channels,
+    barely moves: an alpha-0.33 white "ORF" 15 % wide over bigbuckbunny's bright yellow-green grass is read in the
+    whiteness and not in the lightness (CLAHE on L even lowered it below what the plain picture gave), while a logo
+    in a colour of its own keeps the lightness view. ``views``: a subset of :data:`CORNER_VIEWS` (``lightness``,
+    ``whiteness``); ValueError for another name. The detector sees the mosaic at
     :data:`CORNER_DET_SIDE` (320 px on its shorter side, a larger one as it is), whatever ``text_det_side`` is: at 256,
     224 or 160 px it read 4, 1 and 1 of the 8 faint and small logos of the hard set's sources it reads at 320. A box is
     clipped to its tile. Only boxes shaped like a word are kept (at least ``min_aspect`` times wider than high; the
@@ -734,9 +743,20 @@ def corner_text_boxes(
     origins = [(0, 0), (0, fw - cw), (fh - ch, 0), (fh - ch, fw - cw)]  # (y, x) of tl, tr, bl, br
     tiles = [frames[y : y + ch, x : x + cw] for y, x in origins]
     mosaic = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
-    lab = cv2.cvtColor(np.ascontiguousarray(mosaic), cv2.COLOR_RGB2LAB)
-    lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(lab[..., 0])
-    boxes = detector.detect(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), side=CORNER_DET_SIDE)
+    if unknown := set(views) - set(CORNER_VIEWS):
+        raise ValueError(f"unknown corner views {sorted(unknown)}: a subset of {CORNER_VIEWS}")
+    clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
+    pictures = []
+    if "lightness" in views:
+        lab = cv2.cvtColor(np.ascontiguousarray(mosaic), cv2.COLOR_RGB2LAB)
+        lab[..., 0] = clahe.apply(lab[..., 0])
+        pictures.append(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB))
+    if "whiteness" in views:
+        whiteness = clahe.apply(np.ascontiguousarray(mosaic.min(axis=2)))
+        pictures.append(cv2.cvtColor(whiteness, cv2.COLOR_GRAY2RGB))
+    boxes = np.zeros((0, 4, 2), np.int32)
+    for picture in pictures:
+        boxes = np.concatenate([boxes, detector.detect(picture, side=CORNER_DET_SIDE).reshape(-1, 4, 2)])
     sy, sx = size[0] / fh, size[1] / fw
     out = []
     for quad in boxes.astype(np.float64):

@@ -612,16 +612,32 @@ def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(sc
     """bigbuckbunny's second shot (1280x720) holds still: only the closer look at the corners can find a logo there.
     An alpha-0.44 "HD" 15 % wide over its bright grass, bottom left: at twice the analysis size the corners' mosaic
     is under the detector's 320 px and upscaled, and the word is not read; at the source's own size (432 px) it is.
-    The same shot without it has no overlay (null: locked off, no text)."""
-    from pipeline.defects import logo
+    The same shot without it has no overlay (null: locked off, no text).
+
+    A white "ORF" at alpha 0.33, 15 % wide, bottom right over the same grass, bright and saturated (a newcomer's miss):
+    the contrast-normalised lightness does not show it to the detector, the whiteness min(R, G, B) does (the white
+    lifts the grass's low blue channel most), and the clip is found; the clean corners read nothing in either view."""
+    from pipeline.defects import LOGO_FONTS, logo, styled_logo
+    from stages.cpu_scores import corner_text_boxes
     from stages.filters import FiltersConfig
 
     shot = decode_frames(bigbuckbunny, 75, 129)
+    limit = FiltersConfig().max_overlay_area
     clean = scorer.score_clip(write_frames(shot, tmp_path / "clean.mp4", fps=25))
     hd = scorer.score_clip(write_frames(logo(shot, 0.44, "bl", "HD", 0.146), tmp_path / "hd.mp4", fps=25))
     assert clean["overlay_area"] is None, clean
     x0, y0, x1, y1 = hd["overlay_box"]
-    assert hd["overlay_area"] > FiltersConfig().max_overlay_area and x1 < 0.25 and y0 > 0.7, hd
+    assert hd["overlay_area"] > limit and x1 < 0.25 and y0 > 0.7, hd
+    orf = styled_logo(shot, "word", 0.33, "br", "ORF", 0.149, font=LOGO_FONTS[0])
+    size = (224, 398)
+    assert not len(corner_text_boxes(scorer.detector, orf[0], size, views=("lightness",)))
+    assert len(corner_text_boxes(scorer.detector, orf[0], size, views=("whiteness",)))
+    assert not len(corner_text_boxes(scorer.detector, shot[0], size))
+    found = scorer.score_clip(write_frames(orf, tmp_path / "orf.mp4", fps=25))
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert found["overlay_area"] > limit and x0 > 0.75 and y0 > 0.7, found
+    with pytest.raises(ValueError, match="unknown corner views"):
+        corner_text_boxes(scorer.detector, shot[0], size, views=("saturation",))
 
 
 def test_a_coloured_logo_the_luma_hides_is_found_in_colour(scorer, bikes, tmp_path):
