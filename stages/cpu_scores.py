@@ -921,8 +921,9 @@ def overlay_scores(
     Known limits: a fixed part of the camera rig (a dashboard, a helmet visor) is image-fixed too and reads as an
     overlay when it sits in the top or bottom third; a logo that never has moving picture around it (over a static
     sky in a locked-off shot, or over letterbox bars) is found only if the OCR detector reads it (in the whole frame or
-    in the corners' closer look: a small 8 %-wide "HD" at alpha 0.5 over bigbuckbunny's still grass is read by
-    neither); a white logo over white picture is invisible to both. ``noise`` (squared Sobel units, ~1 grey level per
+    in the corners' closer look: a small 8 %-wide "HD" at alpha 0.5 over bigbuckbunny's still grass is read there
+    in the whiteness view since 2026-12-03, many alpha-0.3 logos 8 % wide over a grey wall or foliage are not); a
+    white logo over white picture is invisible to both. ``noise`` (squared Sobel units, ~1 grey level per
     pixel of slope) keeps flat regions from voting.
     """
     n, h, w = luma.shape
