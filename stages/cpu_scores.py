@@ -174,7 +174,7 @@ class CpuScoresConfig:
     # shorter side the detector sees (the 224 px anchors upscaled to it): 256 px finds caption lines >= ~2.5-3 % of
     # the frame height (bigbuckbunny's 2.5 %-high scene sign) at half the cost of 320 (0.043 against 0.09 s a frame,
     # 2026-12-01) and a fraction of RapidOCR's 736; on the hard set (bench/filters_bench.py) 224, 256 and 320 give
-    # the same drop reasons for every clip (224 loses the small sign; the corners' closer look stays at 320,
+    # the same drop reasons for every clip (224 loses the small sign; the corners' closer look has its own side,
     # CORNER_DET_SIDE); higher also fires more on bokeh and foliage.
     text_det_side: int = 256
     det_model_path: str | None = None  # default: ch_PP-OCRv4_det_infer.onnx shipped in rapidocr-onnxruntime
@@ -705,6 +705,8 @@ def _tighten(
 
 CORNER_W, CORNER_H = 0.35, 0.3  # corner_text_boxes: a corner's share of the picture's width and height
 CORNER_DET_SIDE = 320  # ... and the shorter side the text detector sees the corners' mosaic at
+CORNER_DET_SIDE_SMALL = 480  # ... that side for a mosaic under CORNER_SMALL px (a small source's), since 2026-12-03
+CORNER_SMALL = 160
 CORNER_VIEWS = ("lightness", "whiteness")  # ... and the contrast-normalised views of it the detector reads
 
 
@@ -733,7 +735,16 @@ def corner_text_boxes(
     in a colour of its own keeps the lightness view. ``views``: a subset of :data:`CORNER_VIEWS` (``lightness``,
     ``whiteness``); ValueError for another name. The detector sees the mosaic at
     :data:`CORNER_DET_SIDE` (320 px on its shorter side, a larger one as it is), whatever ``text_det_side`` is: at 256,
-    224 or 160 px it read 4, 1 and 1 of the 8 faint and small logos of the hard set's sources it reads at 320. A box is
+    224 or 160 px it read 4, 1 and 1 of the 8 faint and small logos of the hard set's sources it reads at 320. A
+    mosaic under :data:`CORNER_SMALL` (160 px: a source under ~530 px on its shorter side, whose corners are looked at
+    at the analysis size or little more) is seen at :data:`CORNER_DET_SIDE_SMALL` (480 px) instead: it is upscaled
+    anyway, and the side decides how many pixels a small logo's strokes get. On two small locked-off sources
+    (carphone, 176x144, and bikes.mp4's first shot at 320x180) 480 reads many logos 10-13 % wide that 320 does not,
+    no clean window either way, for about three times the time of a detection on such a mosaic
+    (bench/small_logo_bench.py; docs/PERFORMANCE.md gives the figures; 640 gained little more). On a large mosaic 480
+    only brought out noise: the hard set's defocused and grained-defocused bigbuckbunny at 1280x720 (a 216 px
+    mosaic) read word-shaped blobs in both frames in the whiteness view (DB box scores 0.55-0.66, as low as a faint
+    logo's 0.67) that 320 does not. A box is
     clipped to its tile. Only boxes shaped like a word are kept (at least ``min_aspect`` times wider than high; the
     faint "24"s measured 1.46-1.7): once the contrast is lifted DB also fires on blobs, as on a yellow tag on the
     pavement of bikes.mp4's locked-off first shot (20x24 px, in both frames).
@@ -745,6 +756,7 @@ def corner_text_boxes(
     mosaic = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
     if unknown := set(views) - set(CORNER_VIEWS):
         raise ValueError(f"unknown corner views {sorted(unknown)}: a subset of {CORNER_VIEWS}")
+    side = CORNER_DET_SIDE if min(mosaic.shape[:2]) >= CORNER_SMALL else CORNER_DET_SIDE_SMALL
     clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
     pictures = []
     if "lightness" in views:
@@ -756,7 +768,7 @@ def corner_text_boxes(
         pictures.append(cv2.cvtColor(whiteness, cv2.COLOR_GRAY2RGB))
     boxes = np.zeros((0, 4, 2), np.int32)
     for picture in pictures:
-        boxes = np.concatenate([boxes, detector.detect(picture, side=CORNER_DET_SIDE).reshape(-1, 4, 2)])
+        boxes = np.concatenate([boxes, detector.detect(picture, side=side).reshape(-1, 4, 2)])
     sy, sx = size[0] / fh, size[1] / fw
     out = []
     for quad in boxes.astype(np.float64):
@@ -904,14 +916,14 @@ def overlay_scores(
     The closer look at the corners. ``corner_text``, when given, returns the text detector's raw boxes (as
     ``text_boxes``) of two anchors' corners, contrast-normalised and at the source's own size up to four times the
     analysis size (:func:`corner_text_boxes`; at most twice until 2026-12-02: the detector, which upscales a mosaic
-    smaller than 320 px and leaves a larger one as it is, then saw a 1280x720 source's corners at 320 px and missed an
-    alpha-0.44 "HD" 15 % wide over bigbuckbunny's still grass that it reads at 432 px). It is called only when nothing
-    was found and the motion test could not judge the corners: a locked-off shot (fewer than ``min_pairs`` moved pairs)
-    or a candidate in a corner (its centre in the outer 35 % of the width) in fewer than ``min_pairs`` judged pairs (a
-    shot whose only motion is a subject's). Its boxes go through the text test above, one box of each frame holding
-    another (:func:`_nested`) rather than the same box. This is what finds a faint logo over a static part of a
-    picture: an alpha-0.3 "24" over carphone's grey car roof, or over bikes.mp4's traffic while the camera holds still,
-    where the detector at the analysis size sees nothing.
+    smaller than its side (320 px then) and leaves a larger one as it is, then saw a 1280x720 source's corners at
+    320 px and missed an alpha-0.44 "HD" 15 % wide over bigbuckbunny's still grass that it reads at 432 px). It is
+    called only when nothing was found and the motion test could not judge the corners: a locked-off shot (fewer
+    than ``min_pairs`` moved pairs) or a candidate in a corner (its centre in the outer 35 % of the width) in fewer
+    than ``min_pairs`` judged pairs (a shot whose only motion is a subject's). Its boxes go through the text test
+    above, one box of each frame holding another (:func:`_nested`) rather than the same box. This is what finds a
+    faint logo over a static part of a picture: an alpha-0.3 "24" over carphone's grey car roof, or over bikes.mp4's
+    traffic while the camera holds still, where the detector at the analysis size sees nothing.
 
     Null (all three) when it cannot be told: no overlay was found and in fewer than ``min_pairs`` anchor pairs did the
     top or bottom third of the picture move with the camera by ``min_shift`` px or more (a locked-off shot, one whose

@@ -577,12 +577,19 @@ def test_a_locked_off_real_shot_has_no_overlay_unless_ocr_reads_one(scorer, bike
     assert apply_filters(table, FiltersConfig()).to_pylist() == [None, None, TEXT_OVERLAY]
 
 
-def test_a_faint_logo_over_a_still_part_of_the_picture_is_read_in_the_corners(scorer, bikes, carphone, tmp_path):
+def test_a_faint_logo_over_a_still_part_of_the_picture_is_read_in_the_corners(
+    scorer, bikes, carphone, tmp_path, monkeypatch
+):
     """An alpha-0.3 "24" over carphone's grey car roof (a locked-off shot) and over bikes.mp4's traffic while the
     camera holds still: the motion test cannot judge either, and the text detector at the analysis size sees neither.
     The closer look at the corners (contrast-normalised, up to 4x the analysis size) reads both, in their corners;
-    the same shots without them have no overlay."""
-    from pipeline.defects import logo
+    the same shots without them have no overlay.
+
+    A framed "K2" at alpha 0.45, 10 % of carphone's width (17 px), bottom right: the corners' mosaic of a 176x144
+    source is upscaled to the detector's side, and at 320 px (the side until 2026-12-03) the word is not read; at
+    ``CORNER_DET_SIDE_SMALL`` (480, the side for a small source's mosaic) it is."""
+    from pipeline.defects import LOGO_FONTS, logo, styled_logo
+    from stages import cpu_scores
     from stages.cpu_scores import corner_text_boxes
     from stages.filters import FiltersConfig
 
@@ -601,6 +608,14 @@ def test_a_faint_logo_over_a_still_part_of_the_picture_is_read_in_the_corners(sc
     assert out["carphone_24"]["overlay_area"] > limit and x1 < 0.25 and y1 < 0.25, out["carphone_24"]
     x0, y0, x1, y1 = out["bikes_24"]["overlay_box"]
     assert out["bikes_24"]["overlay_area"] > limit and x1 < 0.25 and y0 > 0.6, out["bikes_24"]
+    k2 = styled_logo(talking[10:90], "framed", 0.45, "br", "K2", 0.1, font=LOGO_FONTS[0])
+    k2_path = write_frames(k2, tmp_path / "carphone_k2.mp4", fps=25)
+    found = scorer.score_clip(k2_path)
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert found["overlay_area"] > limit and x0 > 0.75 and y0 > 0.7, found
+    monkeypatch.setattr(cpu_scores, "CORNER_DET_SIDE_SMALL", 320)
+    assert scorer.score_clip(k2_path)["overlay_area"] is None
+    monkeypatch.undo()
     # the boxes come back in the coordinates of the size asked for, wherever the frame was looked at
     frame = shots["bikes_24"][0]
     for size in ((224, 527), (272, 640)):
