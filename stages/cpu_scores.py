@@ -706,7 +706,7 @@ def _tighten(
 CORNER_W, CORNER_H = 0.35, 0.3  # corner_text_boxes: a corner's share of the picture's width and height
 CORNER_DET_SIDE = 320  # ... and the shorter side the text detector sees the corners' mosaic at
 CORNER_DET_SIDE_SMALL = 480  # ... that side for a mosaic under CORNER_SMALL px (a small source's), since 2026-12-03
-CORNER_SMALL = 160
+CORNER_SMALL = 300
 CORNER_VIEWS = ("lightness", "whiteness")  # ... and the contrast-normalised views of it the detector reads
 
 
@@ -736,15 +736,16 @@ def corner_text_boxes(
     ``whiteness``); ValueError for another name. The detector sees the mosaic at
     :data:`CORNER_DET_SIDE` (320 px on its shorter side, a larger one as it is), whatever ``text_det_side`` is: at 256,
     224 or 160 px it read 4, 1 and 1 of the 8 faint and small logos of the hard set's sources it reads at 320. A
-    mosaic under :data:`CORNER_SMALL` (160 px: a source under ~530 px on its shorter side, whose corners are looked at
-    at the analysis size or little more) is seen at :data:`CORNER_DET_SIDE_SMALL` (480 px) instead: it is upscaled
-    anyway, and the side decides how many pixels a small logo's strokes get. On two small locked-off sources
-    (carphone, 176x144, and bikes.mp4's first shot at 320x180) 480 reads many logos 10-13 % wide that 320 does not,
-    no clean window either way, for about three times the time of a detection on such a mosaic
-    (bench/small_logo_bench.py; docs/PERFORMANCE.md gives the figures; 640 gained little more). On a large mosaic 480
-    only brought out noise: the hard set's defocused and grained-defocused bigbuckbunny at 1280x720 (a 216 px
-    mosaic) read word-shaped blobs in both frames in the whiteness view (DB box scores 0.55-0.66, as low as a faint
-    logo's 0.67) that 320 does not. A box is
+    mosaic under :data:`CORNER_SMALL` (300 px; the mosaic's shorter side is 0.6 of the frame's, so a source under
+    500 px on its shorter side: 176x144, 320x180, 640x272, 640x360, 854x480) is seen at :data:`CORNER_DET_SIDE_SMALL`
+    (480 px) instead: it is upscaled anyway, and the side decides how many pixels a small logo's strokes get. On two
+    small locked-off sources (carphone, 176x144, and bikes.mp4's first shot at 320x180) 480 reads many logos 10-13 %
+    wide that 320 does not, no clean window either way, for about three times the time of a detection on such a
+    mosaic (bench/small_logo_bench.py; docs/PERFORMANCE.md gives the figures; 640 gained little more); a newcomer's
+    white "SAT.1" at alpha 0.5, 14 % wide, over bigbuckbunny's grass cropped to 640x360 (a 216 px mosaic) is read at
+    480 and not at 320. On a large mosaic 480 only brought out noise: the hard set's defocused and grained-defocused
+    bigbuckbunny at 1280x720 (a 432 px mosaic, upscaled a little) read word-shaped blobs in both frames in the
+    whiteness view (DB box scores 0.55-0.66, as low as a faint logo's 0.67) that 320 does not. A box is
     clipped to its tile. Only boxes shaped like a word are kept (at least ``min_aspect`` times wider than high; the
     faint "24"s measured 1.46-1.7): once the contrast is lifted DB also fires on blobs, as on a yellow tag on the
     pavement of bikes.mp4's locked-off first shot (20x24 px, in both frames).

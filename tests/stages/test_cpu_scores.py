@@ -623,7 +623,9 @@ def test_a_faint_logo_over_a_still_part_of_the_picture_is_read_in_the_corners(
         assert len(boxes) and all(q[:, 0].max() < 0.3 * size[1] and q[:, 1].min() > 0.6 * size[0] for q in boxes)
 
 
-def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(scorer, bigbuckbunny, tmp_path):
+def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(
+    scorer, bigbuckbunny, tmp_path, monkeypatch
+):
     """bigbuckbunny's second shot (1280x720) holds still: only the closer look at the corners can find a logo there.
     An alpha-0.44 "HD" 15 % wide over its bright grass, bottom left: at twice the analysis size the corners' mosaic
     is under the detector's 320 px and upscaled, and the word is not read; at the source's own size (432 px) it is.
@@ -631,8 +633,13 @@ def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(sc
 
     A white "ORF" at alpha 0.33, 15 % wide, bottom right over the same grass, bright and saturated (a newcomer's miss):
     the contrast-normalised lightness does not show it to the detector, the whiteness min(R, G, B) does (the white
-    lifts the grass's low blue channel most), and the clip is found; the clean corners read nothing in either view."""
+    lifts the grass's low blue channel most), and the clip is found; the clean corners read nothing in either view.
+
+    The same grass cropped to 640x360 (a newcomer's framing) under a white "SAT.1" at alpha 0.35, 14 % wide: its
+    corners' mosaic (216 px) is upscaled to the detector's side, and the word is read at ``CORNER_DET_SIDE_SMALL``
+    (480), not at 320 (the side until 2026-12-03)."""
     from pipeline.defects import LOGO_FONTS, logo, styled_logo
+    from stages import cpu_scores
     from stages.cpu_scores import corner_text_boxes
     from stages.filters import FiltersConfig
 
@@ -653,6 +660,13 @@ def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(sc
     assert found["overlay_area"] > limit and x0 > 0.75 and y0 > 0.7, found
     with pytest.raises(ValueError, match="unknown corner views"):
         corner_text_boxes(scorer.detector, shot[0], size, views=("saturation",))
+    crop = styled_logo(shot[:, 360:, 640:], "word", 0.35, "br", "SAT.1", 0.14, font=LOGO_FONTS[0])
+    crop_path = write_frames(crop, tmp_path / "sat1.mp4", fps=25)
+    found = scorer.score_clip(crop_path)
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert found["overlay_area"] > limit and x0 > 0.75 and y0 > 0.7, found
+    monkeypatch.setattr(cpu_scores, "CORNER_DET_SIDE_SMALL", 320)
+    assert scorer.score_clip(crop_path)["overlay_area"] is None
 
 
 def test_a_coloured_logo_the_luma_hides_is_found_in_colour(scorer, bikes, tmp_path):
