@@ -337,7 +337,8 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
         return 2
     cfg = _stored_config(args.out, args.config, extra)
     with store.writer_lock(args.out, "refilter", cfg.store):
-        filter_clips(storage.location(args.out), cfg)
+        report: dict = {}
+        filter_clips(storage.location(args.out), cfg, report)
         saved = json.loads(storage.read_text(storage.under(args.out, "config.json")))
         # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
         kept = ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
@@ -349,7 +350,10 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
 
         print(f"note: {DISABLED_NOTE}", file=sys.stderr)
     c = funnel(args.out)
-    print(f"refiltered {c['clips']} clips without decoding: kept {c['kept']} ({c['kept_hours']:.3f} h)")
+    how = "without decoding"
+    if report.get("decoded"):  # the shared-overlay check's first look at some clips (stages/shared_overlay.py)
+        how = f"decoding only the anchors of {report['decoded']} clip(s) for the shared-overlay check"
+    print(f"refiltered {c['clips']} clips {how}: kept {c['kept']} ({c['kept_hours']:.3f} h)")
     # every drop reason of the dataset, those set when clips were cut included (the filters table has only its own)
     for reason, n in c["drop_reasons"]:
         print(f"  {reason:<28} {n}")

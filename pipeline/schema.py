@@ -16,7 +16,8 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
-# 12: scores.overlay_layers (the overlay test looks for a fixed layer under the moving scene too);
+# 13: filters.overlay_seen_in, overlay_match, overlay_seeds, overlay_error (an overlay seen in another clip of the
+# source); 12: scores.overlay_layers (the overlay test looks for a fixed layer under the moving scene too);
 # 11: scores.overlay_planes (the overlay test takes the chroma planes too);
 # 10: scores.focus and scores.detail above each band's noise floor (grain-robust; min_focus 0.46);
 # 9: scores.streak (the motion-blur rule is on: isotropy < min_isotropy and streak > max_streak);
@@ -25,7 +26,7 @@ from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 # 6: videos.source_url, license, license_id, creator, consent, tags; scores.overlay_area, overlay_box,
 # overlay_persistence (and the text_overlay drop reason); 5: scores.still_residual, subtitle_area, focus;
 # 4: scores.phash_mirror, scores.border_*, scores on the active picture; 3: shots.scenes.caption;
-SCHEMA_VERSION = "12"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
+SCHEMA_VERSION = "13"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
 METADATA_KEY = b"clipforge.schema_version"
 
 _span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])
@@ -143,6 +144,11 @@ FILTERS = pa.schema(
         ("clip_id", pa.string()),
         ("drop_reason", pa.string()),  # first failing filter, or "duplicate"; null = kept
         ("duplicate_of", pa.string()),  # the kept copy, for drop_reason = "duplicate"
+        # schema 13: another clip of the same source whose overlay this one shows (stages/shared_overlay.py)
+        ("overlay_seen_in", pa.string()),
+        ("overlay_match", pa.float32()),  # the correlation with that clip's graphic (the best of its seeds')
+        ("overlay_seeds", pa.string()),  # the clips it was matched against (comma-joined clip_ids)
+        ("overlay_error", pa.string()),  # why it could not be matched (its file unreadable)
     ]
 )
 

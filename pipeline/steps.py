@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from pipeline import store
 from pipeline.config import Config, RayConfig
+from stages import storage
 
 
 def _pool_size(rc: RayConfig, wanted: int | None = None) -> int:
@@ -50,12 +51,109 @@ class _Limited:
         return self.stage(batch)
 
 
-def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
+# the stored columns stages.shared_overlay reads of each clip
+SHARED_COLUMNS = (
+    "clip_id",
+    "video_id",
+    "clip_path",
+    "num_frames",
+    "fps",
+    "overlay_area",
+    "overlay_box",
+    "error_scores",
+)
+SHARED_RESULTS = ("overlay_seen_in", "overlay_match", "overlay_seeds", "overlay_error")
+
+
+def _check_video(rows, root, scores_cfg):
+    from stages.shared_overlay import check_video
+
+    return check_video(rows, root, scores_cfg)
+
+
+def shared_overlays(out: Path, cfg: Config, report: dict | None = None) -> dict[str, dict]:
+    """``stages.shared_overlay`` over the dataset: {clip_id: {overlay_seen_in, overlay_match, overlay_seeds,
+    overlay_error}} of every scored clip without an overlay (its ``overlay_area`` 0 or null) in a source where another
+    clip has one. ``overlay_seeds``: the seeds' clip_ids it was matched against, comma-joined; a clip whose stored
+    filters row was matched against the same seeds keeps that result (a refilter decodes nothing again), the others
+    are decoded from their files (one Ray task per source when Ray is up, else here). ``report``, when given,
+    receives ``decoded``: the clips read (the sources' seeds and targets)."""
+    from stages.shared_overlay import is_seed, is_target
+
+    con = store.open(out, skip=("filters",))
+    try:
+        present = {r[0] for r in con.execute("DESCRIBE clips").fetchall()}
+        if not set(SHARED_COLUMNS) | {"scores_s"} <= present:
+            return {}
+        cols = ", ".join(f'"{c}"' for c in SHARED_COLUMNS)
+        rows = (
+            con.sql(
+                f"SELECT {cols} FROM clips WHERE drop_reason IS NULL AND scores_s IS NOT NULL AND video_id IN "
+                "(SELECT video_id FROM clips WHERE overlay_area > 0) ORDER BY video_id, clip_id"
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+    finally:
+        con.close()
+    by_video: dict[str, list[dict]] = {}
+    for r in rows:
+        by_video.setdefault(r["video_id"], []).append(r)
+    had = set(store._columns(out, "filters"))
+    previous = {}
+    if set(SHARED_RESULTS) <= had:
+        for r in store.read_table(out, "filters", ["clip_id", *SHARED_RESULTS]).to_pylist():
+            if r["overlay_seeds"] is not None and r["overlay_error"] is None:
+                previous[r["clip_id"]] = r
+    result: dict[str, dict] = {}
+    todo: list[tuple[str, list[dict]]] = []
+    for mine in by_video.values():
+        seeds = ",".join(sorted(str(r["clip_id"]) for r in mine if is_seed(r)))
+        targets = [str(r["clip_id"]) for r in mine if is_target(r)]
+        if not seeds or not targets:
+            continue
+        if all(previous.get(t, {}).get("overlay_seeds") == seeds for t in targets):
+            result.update((t, previous[t]) for t in targets)
+        else:
+            todo.append((seeds, mine))
+    if report is not None:
+        report["decoded"] = sum(len([r for r in mine if is_seed(r) or is_target(r)]) for _, mine in todo)
+    if todo:
+        import ray
+
+        root = storage.location(out)
+        if ray.is_initialized():
+            task = ray.remote(num_cpus=1)(_check_video)
+            found = ray.get([task.remote(mine, root, cfg.scores) for _, mine in todo])
+        else:
+            found = [_check_video(mine, root, cfg.scores) for _, mine in todo]
+        for (seeds, _), got in zip(todo, found, strict=True):
+            result.update((cid, {**r, "overlay_seeds": seeds}) for cid, r in got.items())
+    return result
+
+
+def _with_shared_overlays(table: pa.Table, shared: dict[str, dict]) -> pa.Table:
+    """``table`` (the filters' columns) with the ``overlay_area`` of each clip that shows another clip's overlay
+    (``overlay_seen_in``) set to that clip's, so the ``text_overlay`` rule judges it as it judges the other."""
+    if "overlay_area" not in table.column_names:
+        return table
+    ids = table["clip_id"].to_pylist()
+    area = dict(zip(ids, table["overlay_area"].to_pylist(), strict=True))
+    new = [
+        area.get(shared[c]["overlay_seen_in"]) if shared.get(c, {}).get("overlay_seen_in") else area[c] for c in ids
+    ]
+    i = table.column_names.index("overlay_area")
+    return table.set_column(i, "overlay_area", pa.array(new, table.schema.field(i).type))
+
+
+def filter_clips(out: Path, cfg: Config, report: dict | None = None) -> dict[str, int]:
     """Phase 4 (and `clipforge refilter`): drop reasons from the stored scores, then dedup among the survivors.
 
-    Decodes nothing. Replaces the filters table whole, so thresholds can be re-tuned at will. Reads only the columns
-    the filter rules and dedup need (``stages.filters.columns``, ``stages.dedup.columns``): no embeddings (unless
-    dedup confirms matches with them), no captions.
+    Decodes nothing but the anchors of the clips the shared-overlay check has not matched yet against their source's
+    current seeds (:func:`shared_overlays`; ``report["decoded"]`` counts them). Replaces the filters table whole, so
+    thresholds can be re-tuned at will. Reads only the columns the filter rules and dedup need
+    (``stages.filters.columns``, ``stages.dedup.columns``): no embeddings (unless dedup confirms matches with them),
+    no captions.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -73,6 +171,9 @@ def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
         table = con.sql(f"SELECT {select} FROM clips").to_arrow_table()
     finally:
         con.close()
+    shared = shared_overlays(out, cfg, report) if cfg.filters.shared_overlay else {}
+    if shared:
+        table = _with_shared_overlays(table, shared)
     reasons = apply_filters(table, cfg, cfg.stages)
     survivors = pc.and_(pc.is_null(table["drop_reason"]), pc.is_null(reasons))
     candidates = table.filter(survivors)
@@ -85,6 +186,15 @@ def filter_clips(out: Path, cfg: Config) -> dict[str, int]:
             "clip_id": ids,
             "drop_reason": pa.array(final, pa.string()),
             "duplicate_of": pa.array([dupes.get(cid) for cid in ids], pa.string()),
+            **{
+                col: pa.array([shared.get(cid, {}).get(col) for cid in ids], typ)
+                for col, typ in (
+                    ("overlay_seen_in", pa.string()),
+                    ("overlay_match", pa.float32()),
+                    ("overlay_seeds", pa.string()),
+                    ("overlay_error", pa.string()),
+                )
+            },
         }
     )
     store.replace_table(out, "filters", filters, cfg.store)

@@ -1813,6 +1813,23 @@ def sample_plan(num_frames: int, fps: float, num_samples: int, pair_gap_s: float
     return anchors, [a + gap for a in anchors]
 
 
+def bars_cut(
+    anchors: np.ndarray, cfg: CpuScoresConfig
+) -> tuple[np.ndarray, tuple[int, int, int, int], list[int], tuple[int, int, int, int]]:
+    """The letterbox / pillarbox bars of (N, H, W, 3) RGB uint8 anchors and what :func:`score_frames` cuts off:
+    (the luma probe the bars were found on, at up to twice ``cfg.size`` on its shorter side; the bars [top, bottom,
+    left, right] in probe px (:func:`active_box`); the cut in probe px; the cut in the anchors' px, for
+    :func:`crop_box`). The cut is a little more than the bars (2 px plus 1 % of the side): the encoder rings along a
+    bar's edge (a block straddles it), and a sliver of bar edge left in the picture would dominate the Laplacian."""
+    h, w = anchors.shape[1:3]
+    probe = to_luma(anchors if min(h, w) <= 2 * cfg.size else resize_short(anchors, 2 * cfg.size))
+    ph, pw = probe.shape[1:3]
+    bars = active_box(probe, max_range=cfg.border_range, dark=cfg.border_dark)
+    margin = [0 if b == 0 else b + 2 + math.ceil(0.01 * side) for b, side in zip(bars, (ph, ph, pw, pw), strict=True)]
+    box = tuple(round(m * s) for m, s in zip(margin, (h / ph, h / ph, w / pw, w / pw), strict=True))
+    return probe, bars, margin, box
+
+
 def score_frames(
     anchors: np.ndarray,
     partners: np.ndarray | None,
@@ -1829,17 +1846,11 @@ def score_frames(
     so scores depend neither on the decode size nor on the bars. Motion and frozen_frac are None when there are no
     partners (a clip shorter than the pair gap).
     """
-    h, w = anchors.shape[1:3]
-    probe = to_luma(anchors if min(h, w) <= 2 * cfg.size else resize_short(anchors, 2 * cfg.size))
+    probe, bars, margin, box = bars_cut(anchors, cfg)
     ph, pw = probe.shape[1:3]
-    bars = active_box(probe, max_range=cfg.border_range, dark=cfg.border_dark)
     out: dict[str, Any] = {"motion": None, "frozen_frac": None}
     out.update(border_top=bars[0] / ph, border_bottom=bars[1] / ph)
     out.update(border_left=bars[2] / pw, border_right=bars[3] / pw)
-    # cut a little more than the bars: the encoder rings along the bar's edge (a block straddles it), and a sliver
-    # of bar edge left in the picture would dominate the Laplacian
-    margin = [0 if b == 0 else b + 2 + math.ceil(0.01 * side) for b, side in zip(bars, (ph, ph, pw, pw), strict=True)]
-    box = tuple(round(m * s) for m, s in zip(margin, (h / ph, h / ph, w / pw, w / pw), strict=True))
     active = crop_box(anchors, box)
     anchors = resize_short(active, cfg.size)
     luma = to_luma(anchors)

@@ -150,6 +150,10 @@ class FiltersConfig:
     # and a model learns a 1 % logo as well as a large one. Channel logos 8-16 % of the width measured 0.0034-0.10 of
     # the frame (their boxes); clean shots and their grades 0 or null (bench/filters_bench.py).
     max_overlay_area: float | None = 0.001
+    # A clip where no overlay was found, in a source where another clip has one, is matched against that clip's
+    # graphic (stages/shared_overlay.py: a channel logo over a locked-off shot, where the overlay test cannot judge);
+    # one that shows it takes that clip's overlay_area. Decodes those clips (their anchors) once; false: not looked.
+    shared_overlay: bool = True
     # LAION improved-aesthetic-predictor scale (~1-10). 4.5 is the common T2V cut (Open-Sora used 4.5-5.0);
     # only applies when the CLIP stage ran (aesthetic column not null).
     min_aesthetic: float | None = 4.5

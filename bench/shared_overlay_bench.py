@@ -1,0 +1,125 @@
+"""The shared-overlay look (stages/shared_overlay.py) on real footage: a logo the overlay test finds in a source's
+panning shot, looked for in the same source's locked-off shot.
+
+Seed: bigbuckbunny's panning frames 0-70 (1280x720) with a logo; the overlay test (``CpuScorer``) must find it
+(a seed it misses is counted apart). Targets, each with the same logo (positives) and without it (negatives):
+bigbuckbunny's locked-off frames 70-132 mirrored, bikes.mp4's shots 76-137 and 187-242 cropped to 16:9 and brought
+to 1280x720. Logos: a play icon and a star (no text), a framed word, a bare word and a plate
+(``pipeline.defects.styled_logo``); white, alpha 0.3 / 0.4 / 0.5, 8 % of the width, in the four corners. Counts
+the positives shown (recall) and the negatives shown (false positives) at ``MIN_MATCH`` / ``NULL_RATIO``, and the
+correlations' ranges, so the thresholds' margins are seen.
+
+    python bench/shared_overlay_bench.py --out bench/results/shared_overlay.json [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.defects import styled_logo
+from pipeline.footage import sample_video
+from pipeline.testdata import decode_frames
+from stages.cpu_scores import CpuScorer, CpuScoresConfig, sample_plan
+from stages.shared_overlay import MIN_MATCH, NULL_RATIO, match, median_gradients, shows
+
+
+def icon(frames: np.ndarray, kind: str, alpha: float, corner: str, width: float = 0.08) -> np.ndarray:
+    """A white play icon (ring and triangle) or five-pointed star, ``width`` of the frame wide, 3 % in from
+    ``corner``."""
+    n, h, w = frames.shape[:3]
+    s = int(w * width)
+    m = np.zeros((s, s), np.uint8)
+    if kind == "play":
+        cv2.circle(m, (s // 2, s // 2), s // 2 - 2, 255, max(2, s // 14), cv2.LINE_AA)
+        cv2.fillPoly(m, [np.array([[s * 0.38, s * 0.28], [s * 0.38, s * 0.72], [s * 0.74, s * 0.5]], np.int32)], 255)
+    else:
+        c = np.array([s / 2, s / 2])
+        pts = [c + (s / 2 - 2 if k % 2 == 0 else s / 5) * np.array([np.cos(a), -np.sin(a)])
+               for k, a in enumerate(np.pi / 2 + np.arange(10) * np.pi / 5)]  # fmt: skip
+        cv2.fillPoly(m, [np.array(pts, np.int32)], 255, cv2.LINE_AA)
+    a = m.astype(np.float32)[..., None] / 255 * alpha
+    mg = int(0.03 * w)
+    y0 = mg if corner[0] == "t" else h - s - mg
+    x0 = w - s - mg if corner[1] == "r" else mg
+    out = frames.astype(np.float32)
+    out[:, y0 : y0 + s, x0 : x0 + s] = out[:, y0 : y0 + s, x0 : x0 + s] * (1 - a) + 255 * a
+    return out.round().astype(np.uint8)
+
+
+def draw(frames: np.ndarray, style: str, alpha: float, corner: str) -> np.ndarray:
+    if style in ("play", "star"):
+        return icon(frames, style, alpha, corner)
+    return styled_logo(frames, style, alpha, corner, text="TV5", width=0.08)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench/results/shared_overlay.json")
+    ap.add_argument("--quick", action="store_true", help="two corners, alpha 0.4 only")
+    args = ap.parse_args()
+    cfg = CpuScoresConfig()
+    scorer = CpuScorer(cfg)
+    bbb = decode_frames(sample_video("bigbuckbunny"))
+    bikes = decode_frames(sample_video("bikes"))
+
+    def up(a: int, b: int) -> np.ndarray:
+        return np.stack([cv2.resize(f[:, 80:560], (1280, 720), interpolation=cv2.INTER_CUBIC) for f in bikes[a:b]])
+
+    seed_frames = bbb[0:70]
+    targets = {"bbb_locked_mirrored": bbb[70:132, :, ::-1], "bikes_76_137": up(76, 137), "bikes_187_242": up(187, 242)}
+
+    def anchors(f: np.ndarray) -> np.ndarray:
+        return f[sample_plan(len(f), 25.0, cfg.num_samples, cfg.pair_gap_s)[0]]
+
+    clean = {k: median_gradients(anchors(v), cfg) for k, v in targets.items()}
+    styles = ("play", "star", "framed", "word", "plate")
+    alphas = (0.4,) if args.quick else (0.3, 0.4, 0.5)
+    corners = ("tr", "bl") if args.quick else ("tl", "tr", "bl", "br")
+    rows, t0 = [], time.perf_counter()
+    for style in styles:
+        for alpha in alphas:
+            for corner in corners:
+                seed = draw(seed_frames, style, alpha, corner)
+                found = scorer._score(dict(enumerate(seed)), len(seed), 25.0)
+                row = {"style": style, "alpha": alpha, "corner": corner, "seed_found": bool(found["overlay_area"])}
+                if row["seed_found"]:
+                    template = median_gradients(anchors(seed), cfg)
+                    for name, frames in targets.items():
+                        pos = match(
+                            template,
+                            found["overlay_box"],
+                            median_gradients(anchors(draw(frames, style, alpha, corner)), cfg),
+                        )
+                        neg = match(template, found["overlay_box"], clean[name])
+                        row[name] = {"with": [round(v, 3) for v in pos], "without": [round(v, 3) for v in neg],
+                                     "shown_with": shows(*pos), "shown_without": shows(*neg)}  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    seeded = [r for r in rows if r["seed_found"]]
+    pos = [r[n] for r in seeded for n in targets]
+    summary = {
+        "thresholds": {"MIN_MATCH": MIN_MATCH, "NULL_RATIO": NULL_RATIO},
+        "logos": len(rows),
+        "seeds_found": len(seeded),
+        "positives": len(pos),
+        "positives_shown": sum(p["shown_with"] for p in pos),
+        "negatives_shown": sum(p["shown_without"] for p in pos),
+        "with_correlation_min": min((p["with"][0] for p in pos), default=None),
+        "with_ratio_min": min((p["with"][0] / max(p["with"][1], 1e-6) for p in pos), default=None),
+        "without_correlation_max": max((p["without"][0] for p in pos), default=None),
+        "without_ratio_max": max((p["without"][0] / max(p["without"][1], 1e-6) for p in pos), default=None),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    print(json.dumps(summary, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

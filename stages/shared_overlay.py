@@ -1,0 +1,187 @@
+"""An overlay one clip of a source shows, looked for in the source's other clips: the channel logo of a programme
+over its locked-off shots.
+
+Why. The overlay test (``stages.cpu_scores.overlay_scores``) finds a graphic by what it is, a pattern that stays
+fixed while the camera moves the scene around it. In a locked-off shot nothing moves around a logo sitting over a
+still part of the picture, so the test cannot judge (``overlay_area`` null), and only a logo the text detector reads
+is found there: an icon, or a word the detector does not read, is kept. But a broadcast or an uploader's channel puts
+the same graphic at the same place over every shot of a source, and in its shots where the camera moves (or the
+picture around the logo changes) the overlay test finds it. So the source's other clips are looked at for *that*
+graphic: this is the persistence of a logo over a whole programme, the cue of TV-logo detectors (Özay and Sankur,
+"Automatic TV logo detection and classification in broadcast videos", EUSIPCO 2009: the logo's edges are what stays
+over many frames of different content), taken across shots.
+
+How (:func:`check_video`). The clips of one source (``video_id``) whose overlay was found (``overlay_area`` > 0, its
+box inside the picture) are the *seeds*; those whose overlay test found nothing or could not judge (``overlay_area``
+0 or null) are the *targets*. Each clip's anchors are decoded from its file (the scorer's anchors,
+``stages.cpu_scores.sample_plan``), its bars cut and brought to the analysis size as the scorer does
+(``stages.cpu_scores.bars_cut``), and the per-pixel median over the anchors of the Sobel gradients of its Y, Cr and
+Cb planes is taken (:func:`median_gradients`; the median of gradients over frames is the watermark estimator of
+Dekel et al., "On the effectiveness of visible watermarks", CVPR 2017: the content's gradients vary and cancel, the
+graphic's stay). In a seed the content moved, so in its box what the median keeps is the graphic: the template. A
+target's median holds the graphic too when it is there, plus whatever of its picture stood still. The match is the
+normalised correlation of the seed's median gradients in its box (padded by ``pad`` px) with the target's at the same
+place (:func:`match`), against the same correlation at offsets of 4 to 8 px (the chance level of that picture's own
+texture: a busy still picture correlates with anything a little at any offset). A target whose correlation is at
+least ``MIN_MATCH`` and at least ``NULL_RATIO`` times the largest at any offset shows the seed's overlay.
+
+Measured (scratch, 2026-12-03, bigbuckbunny's panning frames 0-70 at 1280x720 as the seed, an 8 %-wide play icon or
+star, white, alpha 0.3-0.5, top right; targets: bigbuckbunny's locked-off frames 70-132, the same mirrored, and
+bikes.mp4's shots 76-137 and 187-242 brought to 1280x720, with and without the graphic): with it 0.51-0.97 (at least
+2.6x the offsets' largest), without it -0.07 to 0.18 (at most 1.2x it; bench/shared_overlay_bench.py measures the
+bench's set). ``MIN_MATCH`` 0.35 and ``NULL_RATIO`` 2.0 sit between.
+
+The result is the seed (``overlay_seen_in``: its clip_id) and the correlation (``overlay_match``); the filters
+treat a target that shows a seed's overlay as having that seed's ``overlay_area`` (``pipeline.steps.filter_clips``):
+the ``text_overlay`` rule then judges it as it judges the seed. Known limits: only a source with at least one clip
+where the overlay test found the graphic; a logo that changes between shots (an animated bug, a programme's own
+logo over the channel's) matches only where it is the same; the target's box is the seed's, and its frame geometry
+must be the seed's (the same analysis size once the bars are cut).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+MIN_MATCH = 0.35  # a target's correlation with the seed's graphic, at least ...
+NULL_RATIO = 2.0  # ... and at least this many times the largest at the offsets (its picture's chance level)
+PAD = 3  # px (analysis size) around the seed's box: the graphic's outer edges
+# offsets (analysis px) of the chance level: 4-8 px, every direction; a graphic's strokes are thinner than that
+OFFSETS = tuple((dx, dy) for dx in range(-8, 9, 2) for dy in range(-8, 9, 2) if max(abs(dx), abs(dy)) >= 4)
+
+
+def median_gradients(anchors: np.ndarray, cfg) -> np.ndarray:
+    """(H, W, 6) float32: the per-pixel median over the anchors of the Sobel d/dx (channels 0-2) and d/dy (3-5) of the
+    Y, Cr, Cb planes (``stages.cpu_scores.gradients`` of ``colour_planes``), at the analysis size.
+
+    anchors: (N, H', W', 3) RGB uint8 as decoded; their bars are cut (``stages.cpu_scores.bars_cut``) and the active
+    picture brought to ``cfg.size`` px on its shorter side, as the scorer does, so boxes in fractions of the active
+    picture (``overlay_box``) address the same pixels. cfg: a ``stages.cpu_scores.CpuScoresConfig``."""
+    from stages.cpu_scores import _median0, bars_cut, colour_planes, crop_box, gradients, resize_short
+
+    box = bars_cut(anchors, cfg)[3]
+    planes = colour_planes(resize_short(crop_box(anchors, box), cfg.size))
+    gx, gy = gradients(planes)
+    return np.concatenate([_median0(gx), _median0(gy)], axis=-1).astype(np.float32)
+
+
+def _pixels(box: list[float], h: int, w: int, pad: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box
+    return (
+        max(0, math.floor(x0 * w) - pad),
+        max(0, math.floor(y0 * h) - pad),
+        min(w, math.ceil(x1 * w) + pad),
+        min(h, math.ceil(y1 * h) + pad),
+    )
+
+
+def match(seed: np.ndarray, box: list[float], target: np.ndarray, pad: int = PAD) -> tuple[float, float]:
+    """(correlation at the seed's place, the largest absolute correlation at :data:`OFFSETS`) of the seed's median
+    gradients in ``box`` ([x0, y0, x1, y1], fractions of the active picture; padded by ``pad`` px) with the target's.
+    seed, target: :func:`median_gradients` of two clips, the same shape (ValueError otherwise). The correlation is
+    the normalised inner product of the two gradient fields over the box's pixels and six channels (1: the same
+    gradients up to a gain, as a semi-transparent graphic over another picture gives; 0: unrelated). Offsets that
+    leave the picture are skipped; (0.0, 0.0) for a box without gradients."""
+    if seed.shape != target.shape:
+        raise ValueError(f"median gradients of different shapes: {seed.shape} and {target.shape}")
+    h, w = seed.shape[:2]
+    x0, y0, x1, y1 = _pixels(box, h, w, pad)
+    t = seed[y0:y1, x0:x1]
+    tt = float(np.square(t).sum())
+    if tt <= 0 or x1 <= x0 or y1 <= y0:
+        return 0.0, 0.0
+
+    def corr(dx: int, dy: int) -> float | None:
+        if x0 + dx < 0 or y0 + dy < 0 or x1 + dx > w or y1 + dy > h:
+            return None
+        g = target[y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+        gg = float(np.square(g).sum())
+        return float((t * g).sum() / math.sqrt(tt * gg)) if gg > 0 else 0.0
+
+    null = [abs(c) for c in (corr(dx, dy) for dx, dy in OFFSETS) if c is not None]
+    return corr(0, 0) or 0.0, max(null, default=0.0)
+
+
+def shows(correlation: float, chance: float) -> bool:
+    """Whether a target shows the seed's graphic: :func:`match`'s two values against :data:`MIN_MATCH` and
+    :data:`NULL_RATIO`."""
+    return correlation >= MIN_MATCH and correlation >= NULL_RATIO * chance
+
+
+def is_seed(row: dict[str, Any]) -> bool:
+    """A clip whose overlay was found in the picture: ``overlay_area`` > 0 and an ``overlay_box`` inside [0, 1] (a
+    graphic on the bars alone, whose box reaches outside, is not looked for in the picture)."""
+    area, box = row.get("overlay_area"), row.get("overlay_box")
+    if area is None or (isinstance(area, float) and math.isnan(area)) or area <= 0 or not box or len(box) != 4:
+        return False
+    return min(box) >= 0.0 and max(box) <= 1.0 and box[2] > box[0] and box[3] > box[1]
+
+
+def is_target(row: dict[str, Any]) -> bool:
+    """A clip where no overlay was found: ``overlay_area`` 0 (looked, found nothing) or null (could not judge), and
+    scored without an error."""
+    area = row.get("overlay_area")
+    if row.get("error_scores"):
+        return False
+    return area is None or (isinstance(area, float) and math.isnan(area)) or area == 0
+
+
+def check_video(rows: list[dict[str, Any]], root, cfg) -> dict[str, dict[str, Any]]:
+    """The clips of one source (rows with clip_id, clip_path, num_frames, fps, overlay_area, overlay_box,
+    error_scores) -> {target clip_id: {"overlay_seen_in": seed clip_id or None, "overlay_match": the best
+    correlation (float) or None}} for every target (:func:`is_target`) when the source has a seed (:func:`is_seed`);
+    {} otherwise. A target showing several seeds' graphics names the one it matches best. root: the dataset's
+    location (clip_path is relative to it); cfg: the run's ``CpuScoresConfig`` (analysis size, anchors, decoder).
+
+    Each clip involved is decoded once (its anchors). A clip whose file cannot be read gets ``overlay_match`` null
+    and ``overlay_error`` (the exception): never a crash, never a silent "no overlay"; a seed that cannot be read is
+    left out (its targets are matched against the others)."""
+    from stages import storage
+    from stages.cpu_scores import sample_plan
+    from stages.errors import raise_if_environment
+    from stages.frames import read_frames
+
+    seeds = [r for r in rows if is_seed(r)]
+    targets = [r for r in rows if is_target(r) and r.get("clip_path")]
+    if not seeds or not targets:
+        return {}
+
+    def grads(r: dict[str, Any]) -> np.ndarray:
+        anchors, _ = sample_plan(int(r["num_frames"]), float(r["fps"]), cfg.num_samples, cfg.pair_gap_s)
+        path = storage.under(root, str(r["clip_path"]))
+        return median_gradients(read_frames(path, anchors, backend=cfg.backend), cfg)
+
+    templates = []
+    for s in sorted(seeds, key=lambda r: str(r["clip_id"])):
+        try:
+            templates.append((str(s["clip_id"]), list(s["overlay_box"]), grads(s)))
+        except Exception as e:  # noqa: BLE001 - a seed that cannot be read is left out
+            raise_if_environment(e, f"shared overlay of {s.get('clip_path')}")
+    out: dict[str, dict[str, Any]] = {}
+    for r in targets:
+        cid = str(r["clip_id"])
+        try:
+            g = grads(r)
+        except Exception as e:  # noqa: BLE001 - errors are data
+            raise_if_environment(e, f"shared overlay of {r.get('clip_path')}")
+            msg = str(e).replace("\n", " ")[:300]
+            out[cid] = {"overlay_seen_in": None, "overlay_match": None, "overlay_error": f"{type(e).__name__}: {msg}"}
+            continue
+        best: tuple[float, str | None] = (-1.0, None)
+        for sid, box, seed in templates:
+            if seed.shape != g.shape:
+                continue  # another frame geometry (other bars): not the same place
+            c, chance = match(seed, box, g)
+            if shows(c, chance) and c > best[0]:
+                best = (c, sid)
+            elif best[1] is None and c > best[0]:
+                best = (c, None)
+        out[cid] = {
+            "overlay_seen_in": best[1],
+            "overlay_match": None if best[0] < -0.5 else best[0],
+            "overlay_error": None,
+        }
+    return out

@@ -1,0 +1,112 @@
+"""An overlay found in one clip of a source, looked for in its other clips (stages/shared_overlay.py), on real
+footage: bigbuckbunny's panning frames find a logo by the overlay test, its locked-off frames do not."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.testdata import decode_frames, write_frames
+from stages.cpu_scores import CpuScorer, CpuScoresConfig, sample_plan
+from stages.shared_overlay import match, median_gradients, shows
+
+
+def play_icon(frames: np.ndarray, alpha: float = 0.4, width: float = 0.08) -> np.ndarray:
+    """A white play icon (a ring around a triangle, no text: the text detector does not read it), ``alpha``,
+    ``width`` of the frame wide, 3 % in from the top-right corner, over every frame."""
+    n, h, w = frames.shape[:3]
+    s = int(w * width)
+    mask = np.zeros((s, s), np.uint8)
+    cv2.circle(mask, (s // 2, s // 2), s // 2 - 2, 255, max(2, s // 14), cv2.LINE_AA)
+    tri = np.array([[s * 0.38, s * 0.28], [s * 0.38, s * 0.72], [s * 0.74, s * 0.5]], np.int32)
+    cv2.fillPoly(mask, [tri], 255, cv2.LINE_AA)
+    a = mask.astype(np.float32)[..., None] / 255 * alpha
+    y0, x0 = int(0.03 * w), w - s - int(0.03 * w)
+    out = frames.astype(np.float32)
+    out[:, y0 : y0 + s, x0 : x0 + s] = out[:, y0 : y0 + s, x0 : x0 + s] * (1 - a) + 255 * a
+    return out.round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def bbb(bigbuckbunny):
+    return decode_frames(bigbuckbunny)
+
+
+def _anchors(frames: np.ndarray) -> np.ndarray:
+    cfg = CpuScoresConfig()
+    return frames[sample_plan(len(frames), 25.0, cfg.num_samples, cfg.pair_gap_s)[0]]
+
+
+def test_a_locked_off_shot_shows_the_icon_its_sources_moving_shot_has_and_a_clean_one_does_not(bbb):
+    cfg = CpuScoresConfig()
+    scorer = CpuScorer(cfg)
+    seed = play_icon(bbb[0:70])  # the camera pans: the overlay test finds the icon
+    found = scorer._score(dict(enumerate(seed)), len(seed), 25.0)
+    assert found["overlay_area"] and found["overlay_area"] > 0.005
+    still = bbb[70:132, :, ::-1]  # locked-off (mirrored: another picture under the icon)
+    assert scorer._score(dict(enumerate(play_icon(still))), len(still), 25.0)["overlay_area"] is None  # not judged
+    template = median_gradients(_anchors(seed), cfg)
+    marked = match(template, found["overlay_box"], median_gradients(_anchors(play_icon(still)), cfg))
+    clean = match(template, found["overlay_box"], median_gradients(_anchors(still), cfg))
+    assert shows(*marked), marked
+    assert not shows(*clean), clean
+    assert marked[0] > 0.5 and clean[0] < 0.2
+
+
+def test_match_refuses_fields_of_different_shapes():
+    with pytest.raises(ValueError, match="different shapes"):
+        match(np.zeros((10, 20, 6), np.float32), [0.1, 0.1, 0.5, 0.5], np.zeros((10, 21, 6), np.float32))
+
+
+def test_the_run_drops_a_locked_off_clip_whose_source_shows_the_icon_elsewhere_and_refilter_reuses_it(
+    bbb, tmp_path, ray_local, monkeypatch
+):
+    """Two sources of three shots each (bigbuckbunny panning, its locked-off frames mirrored, its panning frames
+    upside down): one with the icon over all three, one with it over the first only. The run finds the icon in the
+    panning shots by the overlay test; the locked-off shot is not judged there, and is dropped as text_overlay by the
+    shared look in the first source only."""
+    from pipeline import config, store
+    from pipeline.run import run
+    from pipeline.steps import filter_clips
+
+    src = np.concatenate([bbb[0:70], bbb[70:132, :, ::-1], bbb[0:60, ::-1]])
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_frames(play_icon(src), corpus / "all.mp4")
+    first = src.copy()
+    first[:70] = play_icon(src[:70])
+    write_frames(first, corpus / "first.mp4")
+    cfg = config.load(None, {"clip.enabled": "false", "captioner.model": "none", "dedup.enabled": "false"})
+    cfg.inputs, cfg.output = [str(corpus)], str(tmp_path / "out")
+    run(cfg)
+    sql = (
+        "SELECT regexp_extract(source_path, '(\\w+)\\.mp4', 1) AS s, start_frame, overlay_area, overlay_seen_in, "
+        "overlay_match, overlay_seeds, drop_reason FROM clips ORDER BY s, start_frame"
+    )
+    rows = store.query(tmp_path / "out", sql).to_pylist()
+    by = {(r["s"], r["start_frame"]): r for r in rows}
+    assert set(by) == {(s, f) for s in ("all", "first") for f in (0, 70, 132)}, sorted(by)
+    locked = by[("all", 70)]
+    assert locked["overlay_area"] is None  # the overlay test could not judge it ...
+    assert locked["overlay_seen_in"] is not None and locked["overlay_match"] > 0.35  # ... the shared look found it
+    assert locked["drop_reason"] == "text_overlay"
+    for f in (70, 132):  # the icon is over the first shot only: the others are matched and kept
+        r = by[("first", f)]
+        assert r["overlay_seen_in"] is None and r["overlay_seeds"] and r["drop_reason"] is None, r
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded again")
+
+    # a refilter with the same seeds reads the stored matches: nothing is decoded again
+    monkeypatch.setattr("stages.shared_overlay.check_video", no_decode)
+    report: dict = {}
+    filter_clips(tmp_path / "out", cfg, report)
+    assert report.get("decoded") == 0
+    again = {(r["s"], r["start_frame"]): r for r in store.query(tmp_path / "out", sql).to_pylist()}
+    assert again[("all", 70)]["drop_reason"] == "text_overlay"
+    # turned off: not looked, and the locked-off clip is kept
+    cfg.filters.shared_overlay = False
+    filter_clips(tmp_path / "out", cfg)
+    off = {(r["s"], r["start_frame"]): r for r in store.query(tmp_path / "out", sql).to_pylist()}
+    assert off[("all", 70)]["drop_reason"] is None and off[("all", 70)]["overlay_seen_in"] is None
