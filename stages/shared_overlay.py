@@ -84,9 +84,9 @@ def _pixels(box: list[float], h: int, w: int, pad: int) -> tuple[int, int, int, 
 def match(seed: np.ndarray, box: list[float], target: np.ndarray, pad: int = PAD) -> tuple[float, float]:
     """(correlation at the seed's place, the chance level) of the seed's median gradients in ``box`` ([x0, y0, x1,
     y1], fractions of the active picture; padded by ``pad`` px) with the target's. seed, target:
-    :func:`median_gradients` of two clips, the same shape (ValueError otherwise). The correlation is the normalised inner product of the two
-    gradient fields over the box's pixels and six channels (1: the same gradients up to a gain, as a semi-transparent
-    graphic over another picture gives; 0: unrelated).
+    :func:`median_gradients` of two clips, the same shape (ValueError otherwise). The correlation is the normalised
+    inner product of the two gradient fields over the box's pixels and six channels (1: the same gradients up to a
+    gain, as a semi-transparent graphic over another picture gives; 0: unrelated).
 
     The chance level: at each offset d of :data:`OFFSETS` the correlation c(d) is taken again, less what the graphic's
     own shape makes of it, c(0) times the seed's correlation with itself at d (a framed logo's long straight edges
