@@ -349,6 +349,10 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
         from stages.dedup import DISABLED_NOTE
 
         print(f"note: {DISABLED_NOTE}", file=sys.stderr)
+    if not cfg.filters.shared_overlay:
+        from stages.shared_overlay import DISABLED_NOTE as SHARED_OFF
+
+        print(f"note: {SHARED_OFF}", file=sys.stderr)
     c = funnel(args.out)
     how = "without decoding"
     if report.get("decoded"):  # the shared-overlay check's first look at some clips (stages/shared_overlay.py)

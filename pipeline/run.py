@@ -231,6 +231,10 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         from stages.dedup import DISABLED_NOTE
 
         summary.notes.append(DISABLED_NOTE)
+    if not cfg.filters.shared_overlay:
+        from stages.shared_overlay import DISABLED_NOTE as SHARED_OFF
+
+        summary.notes.append(SHARED_OFF)
     pools, note = fit_pools(cfg.ray, actors)
     if note:
         summary.notes.append(note)

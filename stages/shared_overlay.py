@@ -49,6 +49,11 @@ from typing import Any
 
 import numpy as np
 
+# what the run and refilter say when the look is turned off
+DISABLED_NOTE = (
+    "shared-overlay look off (filters.shared_overlay = false): a clip whose overlay test found nothing is not matched "
+    "against the overlay found in its source's other clips"
+)
 MIN_MATCH = 0.35  # a target's correlation with the seed's graphic, at least ...
 NULL_RATIO = 1.5  # ... and at least this many times the chance level at the offsets (its picture's own texture)
 PAD = 3  # px (analysis size) around the seed's box: the graphic's outer edges

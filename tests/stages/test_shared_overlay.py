@@ -3,6 +3,9 @@ footage: bigbuckbunny's panning frames find a logo by the overlay test, its lock
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -108,5 +111,11 @@ def test_the_run_drops_a_locked_off_clip_whose_source_shows_the_icon_elsewhere_a
     # turned off: not looked, and the locked-off clip is kept
     cfg.filters.shared_overlay = False
     filter_clips(tmp_path / "out", cfg)
+    said = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "refilter", str(tmp_path / "out"), "--filters.shared_overlay", "false"],
+        capture_output=True,
+        text=True,
+    )
+    assert said.returncode == 0 and "shared-overlay look off" in said.stderr, said.stderr
     off = {(r["s"], r["start_frame"]): r for r in store.query(tmp_path / "out", sql).to_pylist()}
     assert off[("all", 70)]["drop_reason"] is None and off[("all", 70)]["overlay_seen_in"] is None
