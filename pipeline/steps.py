@@ -71,13 +71,17 @@ def _check_video(rows, root, scores_cfg):
     return check_video(rows, root, scores_cfg)
 
 
-def shared_overlays(out: Path, cfg: Config, report: dict | None = None) -> dict[str, dict]:
+def shared_overlays(
+    out: Path, cfg: Config, report: dict | None = None, only: set[str] | None = None
+) -> dict[str, dict]:
     """``stages.shared_overlay`` over the dataset: {clip_id: {overlay_seen_in, overlay_match, overlay_seeds,
     overlay_error}} of every scored clip without an overlay (its ``overlay_area`` 0 or null) in a source where another
     clip has one. ``overlay_seeds``: the seeds' clip_ids it was matched against, comma-joined; a clip whose stored
     filters row was matched against the same seeds keeps that result (a refilter decodes nothing again), the others
-    are decoded from their files (one Ray task per source when Ray is up, else here). ``report``, when given,
-    receives ``decoded``: the clips read (the sources' seeds and targets)."""
+    are decoded from their files (one Ray task per source when Ray is up, else here), with the source's seeds.
+    ``only``: the clips that may be targets (None: all; the filters pass those the rules before ``text_overlay`` keep:
+    a clip already dropped as blurry is not decoded for a verdict that cannot change). ``report``, when given,
+    receives ``decoded``: the clips read (seeds and targets)."""
     from stages.shared_overlay import is_seed, is_target
 
     con = store.open(out, skip=("filters",))
@@ -108,16 +112,18 @@ def shared_overlays(out: Path, cfg: Config, report: dict | None = None) -> dict[
     result: dict[str, dict] = {}
     todo: list[tuple[str, list[dict]]] = []
     for mine in by_video.values():
-        seeds = ",".join(sorted(str(r["clip_id"]) for r in mine if is_seed(r)))
-        targets = [str(r["clip_id"]) for r in mine if is_target(r)]
+        seeds = [r for r in mine if is_seed(r)]
+        key = ",".join(sorted(str(r["clip_id"]) for r in seeds))
+        targets = [r for r in mine if is_target(r) and (only is None or str(r["clip_id"]) in only)]
         if not seeds or not targets:
             continue
-        if all(previous.get(t, {}).get("overlay_seeds") == seeds for t in targets):
-            result.update((t, previous[t]) for t in targets)
-        else:
-            todo.append((seeds, mine))
+        known = {str(r["clip_id"]) for r in targets if previous.get(str(r["clip_id"]), {}).get("overlay_seeds") == key}
+        result.update((cid, previous[cid]) for cid in known)
+        new = [r for r in targets if str(r["clip_id"]) not in known]
+        if new:
+            todo.append((key, seeds + new))
     if report is not None:
-        report["decoded"] = sum(len([r for r in mine if is_seed(r) or is_target(r)]) for _, mine in todo)
+        report["decoded"] = sum(len(rows) for _, rows in todo)
     if todo:
         import ray
 
@@ -171,10 +177,23 @@ def filter_clips(out: Path, cfg: Config, report: dict | None = None) -> dict[str
         table = con.sql(f"SELECT {select} FROM clips").to_arrow_table()
     finally:
         con.close()
-    shared = shared_overlays(out, cfg, report) if cfg.filters.shared_overlay else {}
-    if shared:
-        table = _with_shared_overlays(table, shared)
     reasons = apply_filters(table, cfg, cfg.stages)
+    shared: dict[str, dict] = {}
+    if cfg.filters.shared_overlay:
+        from stages.filters import TEXT_OVERLAY, rules
+
+        order = [r.reason for r in rules(cfg.stages)]
+        later = set(order[order.index(TEXT_OVERLAY) :]) if TEXT_OVERLAY in order else set()
+        at_cut = table["drop_reason"].to_pylist()
+        eligible = {
+            cid
+            for cid, cut, r in zip(table["clip_id"].to_pylist(), at_cut, reasons.to_pylist(), strict=True)
+            if cut is None and (r is None or r in later)
+        }
+        shared = shared_overlays(out, cfg, report, eligible)
+        if any(v.get("overlay_seen_in") for v in shared.values()):
+            table = _with_shared_overlays(table, shared)
+            reasons = apply_filters(table, cfg, cfg.stages)
     survivors = pc.and_(pc.is_null(table["drop_reason"]), pc.is_null(reasons))
     candidates = table.filter(survivors)
     dupes = find_duplicates(candidates, cfg.dedup) if cfg.dedup.enabled and "phash" in table.column_names else {}

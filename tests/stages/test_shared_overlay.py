@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.defects import blur
 from pipeline.testdata import decode_frames, write_frames
 from stages.cpu_scores import CpuScorer, CpuScoresConfig, sample_plan
 from stages.shared_overlay import match, median_gradients, shows
@@ -76,7 +77,8 @@ def test_the_run_drops_a_locked_off_clip_whose_source_shows_the_icon_elsewhere_a
     src = np.concatenate([bbb[0:70], bbb[70:132, :, ::-1], bbb[0:60, ::-1]])
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    write_frames(play_icon(src), corpus / "all.mp4")
+    # and a fourth shot, defocused (the icon too): the blur rule drops it before text_overlay, so it is not looked at
+    write_frames(np.concatenate([play_icon(src), blur(play_icon(bbb[70:132]), 2.5)]), corpus / "all.mp4")
     first = src.copy()
     first[:70] = play_icon(src[:70])
     write_frames(first, corpus / "first.mp4")
@@ -89,7 +91,9 @@ def test_the_run_drops_a_locked_off_clip_whose_source_shows_the_icon_elsewhere_a
     )
     rows = store.query(tmp_path / "out", sql).to_pylist()
     by = {(r["s"], r["start_frame"]): r for r in rows}
-    assert set(by) == {(s, f) for s in ("all", "first") for f in (0, 70, 132)}, sorted(by)
+    assert set(by) == {(s, f) for s in ("all", "first") for f in (0, 70, 132)} | {("all", 192)}, sorted(by)
+    blurred = by[("all", 192)]
+    assert blurred["drop_reason"] == "quality_blurry" and blurred["overlay_seeds"] is None, blurred
     locked = by[("all", 70)]
     assert locked["overlay_area"] is None  # the overlay test could not judge it ...
     assert locked["overlay_seen_in"] is not None and locked["overlay_match"] > 0.35  # ... the shared look found it
