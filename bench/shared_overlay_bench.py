@@ -26,7 +26,7 @@ from pipeline.defects import styled_logo
 from pipeline.footage import sample_video
 from pipeline.testdata import decode_frames
 from stages.cpu_scores import CpuScorer, CpuScoresConfig, sample_plan
-from stages.shared_overlay import MIN_MATCH, NULL_RATIO, match, median_gradients, shows
+from stages.shared_overlay import MAX_SURROUND, MIN_MATCH, NULL_RATIO, match, median_gradients, shows
 
 
 def icon(frames: np.ndarray, kind: str, alpha: float, corner: str, width: float = 0.08) -> np.ndarray:
@@ -104,7 +104,7 @@ def main() -> None:
     seeded = [r for r in rows if r["seed_found"]]
     pos = [r[n] for r in seeded for n in targets]
     summary = {
-        "thresholds": {"MIN_MATCH": MIN_MATCH, "NULL_RATIO": NULL_RATIO},
+        "thresholds": {"MIN_MATCH": MIN_MATCH, "NULL_RATIO": NULL_RATIO, "MAX_SURROUND": MAX_SURROUND},
         "logos": len(rows),
         "seeds_found": len(seeded),
         "positives": len(pos),
@@ -114,6 +114,8 @@ def main() -> None:
         "with_ratio_min": min((p["with"][0] / max(p["with"][1], 1e-6) for p in pos), default=None),
         "without_correlation_max": max((p["without"][0] for p in pos), default=None),
         "without_ratio_max": max((p["without"][0] / max(p["without"][1], 1e-6) for p in pos), default=None),
+        "with_surround_max": max((p["with"][2] for p in pos), default=None),
+        "without_surround_max": max((p["without"][2] for p in pos), default=None),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(summary, indent=1))

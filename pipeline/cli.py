@@ -296,8 +296,7 @@ def _warn_stale_scores(out: str) -> None:
     overlays in colour too, schema 10 changed focus's and detail's scale)
     until a `clipforge run` scores them again."""
     from pipeline import store
-    from pipeline.schema import SCHEMA_VERSION
-    from stages.cpu_scores import SUPERSEDED, superseded_sql
+    from stages.cpu_scores import SUPERSEDED, SUPERSEDED_SCHEMA, superseded_sql
 
     had, added = SUPERSEDED
     columns = store._columns(out, "scores")
@@ -308,7 +307,7 @@ def _warn_stale_scores(out: str) -> None:
     n = store.query(out, sql).column("n")[0].as_py()
     if n:
         print(
-            f"clipforge refilter: {n} clip(s) were scored before schema {SCHEMA_VERSION} (no `{added}`): the rules "
+            f"clipforge refilter: {n} clip(s) were scored before schema {SUPERSEDED_SCHEMA} (no `{added}`): the rules "
             "judged what that scorer measured (docs/SCHEMA.md says what changed; schema 12 finds faint logos over "
             "moving texture, schema 11 looks for overlays in colour too, schema 10 put focus and detail on another "
             "scale). `clipforge run` on this OUT with the same "
@@ -358,6 +357,8 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     if report.get("decoded"):  # the shared-overlay check's first look at some clips (stages/shared_overlay.py)
         how = f"decoding only the anchors of {report['decoded']} clip(s) for the shared-overlay check"
     print(f"refiltered {c['clips']} clips {how}: kept {c['kept']} ({c['kept_hours']:.3f} h)")
+    if report.get("shown"):
+        print(f"  {report['shown']} clip(s) show an overlay found in another clip of their source (overlay_seen_in)")
     # every drop reason of the dataset, those set when clips were cut included (the filters table has only its own)
     for reason, n in c["drop_reasons"]:
         print(f"  {reason:<28} {n}")

@@ -477,7 +477,13 @@ def _run(cfg: Config) -> Summary:
     summary.phases["graph"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    steps.filter_clips(out, cfg)
+    looked: dict = {}
+    steps.filter_clips(out, cfg, looked)
+    if looked.get("shown"):
+        summary.notes.append(
+            f"{looked['shown']} clip(s) show an overlay found in another clip of their source (overlay_seen_in; "
+            f"{looked['decoded']} clip(s) decoded for the look)"
+        )
     summary.phases["filters"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -75,14 +75,15 @@ def shared_overlays(
     out: Path, cfg: Config, report: dict | None = None, only: set[str] | None = None
 ) -> dict[str, dict]:
     """``stages.shared_overlay`` over the dataset: {clip_id: {overlay_seen_in, overlay_match, overlay_seeds,
-    overlay_error}} of every scored clip without an overlay (its ``overlay_area`` 0 or null) in a source where another
-    clip has one. ``overlay_seeds``: the seeds' clip_ids it was matched against, comma-joined; a clip whose stored
-    filters row was matched against the same seeds keeps that result (a refilter decodes nothing again), the others
-    are decoded from their files (one Ray task per source when Ray is up, else here), with the source's seeds.
-    ``only``: the clips that may be targets (None: all; the filters pass those the rules before ``text_overlay`` keep:
-    a clip already dropped as blurry is not decoded for a verdict that cannot change). ``report``, when given,
-    receives ``decoded``: the clips read (seeds and targets)."""
-    from stages.shared_overlay import is_seed, is_target
+    overlay_error}} of every scored clip without an overlay (its ``overlay_area`` 0 or null) in a source where
+    another clip has one. ``overlay_seeds``: the look's version and the seeds' clip_ids it was matched against
+    ("v2:id,id"); a clip whose stored filters row was matched against the same seeds by the same version keeps that
+    result (a refilter decodes nothing again), the others are decoded from their files (one Ray task per source
+    when Ray is up, else here), with the source's seeds. ``only``: the clips that may be targets (None: all; the
+    filters pass those the rules before ``text_overlay`` keep: a clip already dropped as blurry is not decoded for
+    a verdict that cannot change). ``report``, when given, receives ``decoded``: the clips read (seeds and
+    targets)."""
+    from stages.shared_overlay import METHOD, is_seed, is_target
 
     con = store.open(out, skip=("filters",))
     try:
@@ -113,7 +114,7 @@ def shared_overlays(
     todo: list[tuple[str, list[dict]]] = []
     for mine in by_video.values():
         seeds = [r for r in mine if is_seed(r)]
-        key = ",".join(sorted(str(r["clip_id"]) for r in seeds))
+        key = f"v{METHOD}:" + ",".join(sorted(str(r["clip_id"]) for r in seeds))
         targets = [r for r in mine if is_target(r) and (only is None or str(r["clip_id"]) in only)]
         if not seeds or not targets:
             continue
@@ -191,6 +192,8 @@ def filter_clips(out: Path, cfg: Config, report: dict | None = None) -> dict[str
             if cut is None and (r is None or r in later)
         }
         shared = shared_overlays(out, cfg, report, eligible)
+        if report is not None:
+            report["shown"] = sum(1 for v in shared.values() if v.get("overlay_seen_in"))
         if any(v.get("overlay_seen_in") for v in shared.values()):
             table = _with_shared_overlays(table, shared)
             reasons = apply_filters(table, cfg, cfg.stages)

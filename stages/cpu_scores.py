@@ -124,6 +124,7 @@ OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 # (schema 11 looked in colour, schema 10 added noise_floor and changed focus's and detail's scale: those rows are
 # caught too).
 SUPERSEDED = ("focus", "overlay_layers")
+SUPERSEDED_SCHEMA = "12"  # the schema that added SUPERSEDED's second column (what `clipforge refilter` names)
 
 
 def superseded_sql(qualifier: str = "", added_exists: bool = True) -> str:

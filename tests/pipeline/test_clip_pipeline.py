@@ -91,7 +91,10 @@ def test_tiny_random_clip_and_captions_through_the_run(
         filter_clips(cfg.output, cfg)
     finally:
         run_mod.store.open = real_open
-    (select,) = [q for q in selects if "FROM clips" in q]
-    assert '"sharpness"' in select and '"phash"' in select
-    assert "clip_embedding" not in select and "caption" not in select and "*" not in select
+    # the rules' and dedup's columns, and the shared-overlay look's (stages/shared_overlay.py): its clips and boxes
+    rules, *look = [q for q in selects if "FROM clips" in q]
+    assert '"sharpness"' in rules and '"phash"' in rules
+    assert len(look) <= 1 and all('"overlay_box"' in q and '"sharpness"' not in q for q in look), look
+    for select in (rules, *look):
+        assert "clip_embedding" not in select and "caption" not in select and "*" not in select
     assert store.open(cfg.output).execute("SELECT clip_id, drop_reason FROM clips ORDER BY 1").fetchall() == before
