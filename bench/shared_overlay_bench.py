@@ -22,11 +22,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.defects import styled_logo
+from pipeline.defects import handheld, styled_logo
 from pipeline.footage import sample_video
 from pipeline.testdata import decode_frames
 from stages.cpu_scores import CpuScorer, CpuScoresConfig, sample_plan
-from stages.shared_overlay import MAX_SURROUND, MIN_MATCH, NULL_RATIO, match, median_gradients, shows
+from stages.shared_overlay import (
+    MAX_SURROUND,
+    MIN_FIXED,
+    MIN_MATCH,
+    NULL_RATIO,
+    anchor_gradients,
+    fixed_share,
+    match,
+    median_gradients,
+    shows,
+)
 
 
 def icon(frames: np.ndarray, kind: str, alpha: float, corner: str, width: float = 0.08) -> np.ndarray:
@@ -50,6 +60,9 @@ def icon(frames: np.ndarray, kind: str, alpha: float, corner: str, width: float 
     out = frames.astype(np.float32)
     out[:, y0 : y0 + s, x0 : x0 + s] = out[:, y0 : y0 + s, x0 : x0 + s] * (1 - a) + 255 * a
     return out.round().astype(np.uint8)
+
+
+SIGNS = ("sign_handheld_6px", "sign_handheld_12px")
 
 
 def draw(frames: np.ndarray, style: str, alpha: float, corner: str) -> np.ndarray:
@@ -77,7 +90,23 @@ def main() -> None:
     def anchors(f: np.ndarray) -> np.ndarray:
         return f[sample_plan(len(f), 25.0, cfg.num_samples, cfg.pair_gap_s)[0]]
 
-    clean = {k: median_gradients(anchors(v), cfg) for k, v in targets.items()}
+    def look(template: np.ndarray, box: list[float], frames: np.ndarray) -> list[float]:
+        """match()'s three values and fixed_share() of a target."""
+        stack = anchor_gradients(anchors(frames), cfg)
+        c = match(template, box, median_gradients(None, stack=stack))
+        return [round(v, 3) for v in (*c, fixed_share(template, box, stack))]
+
+    # a handheld shot of a still scene with a sign shaped like the logo at its place, opaque, moving with the picture
+    # (a newcomer's boards and plates in handheld shots matched plate logos): the overlay test sees it move
+    # (overlay_area 0); the look must not override that
+    still = bbb[70:132, :, ::-1]
+
+    def verdict(frames: np.ndarray) -> float | None:
+        return scorer._score(dict(enumerate(frames)), len(frames), 25.0)["overlay_area"]
+
+    def judged(area: float | None) -> str:
+        return "null" if area is None else ("found" if area > 0 else "zero")
+
     styles = ("play", "star", "framed", "word", "plate")
     alphas = (0.4,) if args.quick else (0.3, 0.4, 0.5)
     corners = ("tr", "bl") if args.quick else ("tl", "tr", "bl", "br")
@@ -91,20 +120,27 @@ def main() -> None:
                 if row["seed_found"]:
                     template = median_gradients(anchors(seed), cfg)
                     for name, frames in targets.items():
-                        pos = match(
-                            template,
-                            found["overlay_box"],
-                            median_gradients(anchors(draw(frames, style, alpha, corner)), cfg),
-                        )
-                        neg = match(template, found["overlay_box"], clean[name])
-                        row[name] = {"with": [round(v, 3) for v in pos], "without": [round(v, 3) for v in neg],
-                                     "shown_with": shows(*pos), "shown_without": shows(*neg)}  # fmt: skip
+                        pos = look(template, found["overlay_box"], draw(frames, style, alpha, corner))
+                        neg = look(template, found["overlay_box"], frames)
+                        row[name] = {"with": pos, "without": neg,
+                                     "shown_with": shows(*pos), "shown_without": shows(*neg),
+                                     "judged_with": judged(verdict(draw(frames, style, alpha, corner)))}  # fmt: skip
+                    for amplitude in (6.0, 12.0):
+                        sign = handheld(draw(still, style, 0.9, corner), amplitude, seed=len(rows))
+                        sm = look(template, found["overlay_box"], sign)
+                        row[f"sign_handheld_{amplitude:.0f}px"] = {"match": sm, "shown": shows(*sm),
+                                                                   "judged": judged(verdict(sign))}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     seeded = [r for r in rows if r["seed_found"]]
     pos = [r[n] for r in seeded for n in targets]
     summary = {
-        "thresholds": {"MIN_MATCH": MIN_MATCH, "NULL_RATIO": NULL_RATIO, "MAX_SURROUND": MAX_SURROUND},
+        "thresholds": {
+            "MIN_MATCH": MIN_MATCH,
+            "NULL_RATIO": NULL_RATIO,
+            "MAX_SURROUND": MAX_SURROUND,
+            "MIN_FIXED": MIN_FIXED,
+        },  # fmt: skip
         "logos": len(rows),
         "seeds_found": len(seeded),
         "positives": len(pos),
@@ -116,6 +152,18 @@ def main() -> None:
         "without_ratio_max": max((p["without"][0] / max(p["without"][1], 1e-6) for p in pos), default=None),
         "with_surround_max": max((p["with"][2] for p in pos), default=None),
         "without_surround_max": max((p["without"][2] for p in pos), default=None),
+        "targets_judged": {j: sum(p["judged_with"] == j for p in pos) for j in ("null", "zero", "found")},
+        "shown_by_judged": {
+            j: sum(p["shown_with"] for p in pos if p["judged_with"] == j) for j in ("null", "zero", "found")
+        },  # fmt: skip
+        "signs": 2 * len(seeded),
+        "signs_judged": {
+            j: sum(r[k]["judged"] == j for r in seeded for k in SIGNS) for j in ("null", "zero", "found")
+        },
+        "signs_matched": sum(shows(*r[k]["match"][:3]) for r in seeded for k in SIGNS),
+        "signs_shown": sum(r[k]["shown"] for r in seeded for k in SIGNS),
+        "signs_fixed_max": max((r[k]["match"][3] for r in seeded for k in SIGNS), default=None),
+        "with_fixed_min": min((p["with"][3] for p in pos), default=None),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(summary, indent=1))

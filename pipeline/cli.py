@@ -352,6 +352,8 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
         from stages.shared_overlay import DISABLED_NOTE as SHARED_OFF
 
         print(f"note: {SHARED_OFF}", file=sys.stderr)
+    from stages.shared_overlay import refused_note
+
     c = funnel(args.out)
     how = "without decoding"
     if report.get("decoded"):  # the shared-overlay check's first look at some clips (stages/shared_overlay.py)
@@ -359,6 +361,8 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"refiltered {c['clips']} clips {how}: kept {c['kept']} ({c['kept_hours']:.3f} h)")
     if report.get("shown"):
         print(f"  {report['shown']} clip(s) show an overlay found in another clip of their source (overlay_seen_in)")
+    if report.get("refused"):
+        print(f"  {refused_note(report['refused'])}")
     # every drop reason of the dataset, those set when clips were cut included (the filters table has only its own)
     for reason, n in c["drop_reasons"]:
         print(f"  {reason:<28} {n}")

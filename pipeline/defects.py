@@ -104,6 +104,20 @@ def grain(frames: np.ndarray, sigma: float = 7.0, seed: int = 0) -> np.ndarray:
     return np.clip(frames.astype(np.float32) + noise, 0, 255).round().astype(np.uint8)
 
 
+def handheld(frames: np.ndarray, amplitude: float, seed: int = 0) -> np.ndarray:
+    """The frames moved as a handheld camera moves them: a random walk of translations (Gaussian steps of 1 px,
+    centred, scaled so its largest excursion is ``amplitude`` px on either axis; the edges reflected), so everything in
+    the picture moves together, a sign drawn into it first included. (N, H, W, 3) uint8 in and out."""
+    rng = np.random.default_rng(seed)
+    n, h, w = frames.shape[:3]
+    walk = np.cumsum(rng.normal(0, 1, (n, 2)), axis=0)
+    walk = walk - walk.mean(axis=0)
+    walk = walk / max(1e-6, float(np.abs(walk).max())) * amplitude
+    shift = [np.float32([[1, 0, dx], [0, 1, dy]]) for dx, dy in walk]
+    moved = [cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REFLECT) for f, m in zip(frames, shift, strict=True)]
+    return np.stack(moved)
+
+
 def _text(frame: np.ndarray, text: str, org: tuple[int, int], height: float, colour, outline: bool) -> None:
     scale = height / 22.0
     thick = max(1, int(round(scale * 2)))

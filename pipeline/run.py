@@ -227,14 +227,6 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
         actors["captions"] = cfg.captioner
         if models.clip_ok:
             actors["text_scores"] = cfg.clip
-    if not cfg.dedup.enabled:
-        from stages.dedup import DISABLED_NOTE
-
-        summary.notes.append(DISABLED_NOTE)
-    if not cfg.filters.shared_overlay:
-        from stages.shared_overlay import DISABLED_NOTE as SHARED_OFF
-
-        summary.notes.append(SHARED_OFF)
     pools, note = fit_pools(cfg.ray, actors)
     if note:
         summary.notes.append(note)
@@ -477,6 +469,15 @@ def _run(cfg: Config) -> Summary:
     summary.phases["graph"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    # said on every run, a resumed one with nothing new to cut included: the filters below run either way
+    if not cfg.dedup.enabled:
+        from stages.dedup import DISABLED_NOTE
+
+        summary.notes.append(DISABLED_NOTE)
+    if not cfg.filters.shared_overlay:
+        from stages.shared_overlay import DISABLED_NOTE as SHARED_OFF
+
+        summary.notes.append(SHARED_OFF)
     looked: dict = {}
     steps.filter_clips(out, cfg, looked)
     if looked.get("shown"):
@@ -484,6 +485,10 @@ def _run(cfg: Config) -> Summary:
             f"{looked['shown']} clip(s) show an overlay found in another clip of their source (overlay_seen_in; "
             f"{looked['decoded']} clip(s) decoded for the look)"
         )
+    if looked.get("refused"):
+        from stages.shared_overlay import refused_note
+
+        summary.notes.append(refused_note(looked["refused"]))
     summary.phases["filters"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

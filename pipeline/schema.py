@@ -16,8 +16,10 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
-# 13: filters.overlay_seen_in, overlay_match, overlay_seeds, overlay_error (an overlay seen in another clip of the
-# source); 12: scores.overlay_layers (the overlay test looks for a fixed layer under the moving scene too);
+# 14: filters.overlay_refused (why a match with another clip's overlay was not taken; the look also asks the graphic
+# to sit at the seed's pixels in each anchor); 13: filters.overlay_seen_in, overlay_match, overlay_seeds,
+# overlay_error (an overlay seen in another clip of the source); 12: scores.overlay_layers (the overlay test looks
+# for a fixed layer under the moving scene too);
 # 11: scores.overlay_planes (the overlay test takes the chroma planes too);
 # 10: scores.focus and scores.detail above each band's noise floor (grain-robust; min_focus 0.46);
 # 9: scores.streak (the motion-blur rule is on: isotropy < min_isotropy and streak > max_streak);
@@ -26,7 +28,7 @@ from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 # 6: videos.source_url, license, license_id, creator, consent, tags; scores.overlay_area, overlay_box,
 # overlay_persistence (and the text_overlay drop reason); 5: scores.still_residual, subtitle_area, focus;
 # 4: scores.phash_mirror, scores.border_*, scores on the active picture; 3: shots.scenes.caption;
-SCHEMA_VERSION = "13"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
+SCHEMA_VERSION = "14"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
 METADATA_KEY = b"clipforge.schema_version"
 
 _span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])
@@ -148,6 +150,8 @@ FILTERS = pa.schema(
         ("overlay_seen_in", pa.string()),
         ("overlay_match", pa.float32()),  # the correlation with that clip's graphic (the best of its seeds')
         ("overlay_seeds", pa.string()),  # the clips it was matched against (comma-joined clip_ids)
+        # schema 14: why the best match was not taken: chance, surround or moves (stages.shared_overlay.refusal)
+        ("overlay_refused", pa.string()),
         ("overlay_error", pa.string()),  # why it could not be matched (its file unreadable)
     ]
 )

@@ -62,7 +62,7 @@ SHARED_COLUMNS = (
     "overlay_box",
     "error_scores",
 )
-SHARED_RESULTS = ("overlay_seen_in", "overlay_match", "overlay_seeds", "overlay_error")
+SHARED_RESULTS = ("overlay_seen_in", "overlay_match", "overlay_seeds", "overlay_refused", "overlay_error")
 
 
 def _check_video(rows, root, scores_cfg):
@@ -75,13 +75,13 @@ def shared_overlays(
     out: Path, cfg: Config, report: dict | None = None, only: set[str] | None = None
 ) -> dict[str, dict]:
     """``stages.shared_overlay`` over the dataset: {clip_id: {overlay_seen_in, overlay_match, overlay_seeds,
-    overlay_error}} of every scored clip without an overlay (its ``overlay_area`` 0 or null) in a source where
-    another clip has one. ``overlay_seeds``: the look's version and the seeds' clip_ids it was matched against
-    ("v2:id,id"); a clip whose stored filters row was matched against the same seeds by the same version keeps that
-    result (a refilter decodes nothing again), the others are decoded from their files (one Ray task per source
-    when Ray is up, else here), with the source's seeds. ``only``: the clips that may be targets (None: all; the
-    filters pass those the rules before ``text_overlay`` keep: a clip already dropped as blurry is not decoded for
-    a verdict that cannot change). ``report``, when given, receives ``decoded``: the clips read (seeds and
+    overlay_refused, overlay_error}} of every scored clip without an overlay (its ``overlay_area`` 0 or null) in a
+    source where another clip has one. ``overlay_seeds``: the look's version and the seeds' clip_ids it was matched
+    against ("v3:id,id"); a clip whose stored filters row was matched against the same seeds by the same version
+    keeps that result (a refilter decodes nothing again), the others are decoded from their files (one Ray task per
+    source when Ray is up, else here), with the source's seeds. ``only``: the clips that may be targets (None: all;
+    the filters pass those the rules before ``text_overlay`` keep: a clip already dropped as blurry is not decoded
+    for a verdict that cannot change). ``report``, when given, receives ``decoded``: the clips read (seeds and
     targets)."""
     from stages.shared_overlay import METHOD, is_seed, is_target
 
@@ -194,6 +194,11 @@ def filter_clips(out: Path, cfg: Config, report: dict | None = None) -> dict[str
         shared = shared_overlays(out, cfg, report, eligible)
         if report is not None:
             report["shown"] = sum(1 for v in shared.values() if v.get("overlay_seen_in"))
+            refused: dict[str, int] = {}
+            for v in shared.values():
+                if v.get("overlay_refused"):
+                    refused[v["overlay_refused"]] = refused.get(v["overlay_refused"], 0) + 1
+            report["refused"] = dict(sorted(refused.items()))
         if any(v.get("overlay_seen_in") for v in shared.values()):
             table = _with_shared_overlays(table, shared)
             reasons = apply_filters(table, cfg, cfg.stages)
@@ -214,6 +219,7 @@ def filter_clips(out: Path, cfg: Config, report: dict | None = None) -> dict[str
                     ("overlay_seen_in", pa.string()),
                     ("overlay_match", pa.float32()),
                     ("overlay_seeds", pa.string()),
+                    ("overlay_refused", pa.string()),
                     ("overlay_error", pa.string()),
                 )
             },

@@ -64,28 +64,39 @@ DISABLED_NOTE = (
 )
 # the look's version: stored with the seeds a clip was matched against (filters.overlay_seeds), so that a refilter
 # after the method changed decodes and matches again rather than reusing what an older method found
-METHOD = "2"
+METHOD = "3"
 MIN_MATCH = 0.35  # a target's correlation with the seed's graphic, at least ...
 NULL_RATIO = 1.5  # ... and at least this many times the chance level at the offsets (its picture's own texture)
 MAX_SURROUND = 0.5  # ... in surroundings whose correlation with the seed's is under this (another picture around it)
+MIN_FIXED = 0.75  # ... and whose best place in at least this share of its anchors is the seed's, to the pixel
+FIXED_REACH = 3  # px (analysis size): the offsets, every direction, an anchor's best place is looked for within
 PAD = 3  # px (analysis size) around the seed's box: the graphic's outer edges
 # offsets (analysis px) of the chance level: 4-8 px, every direction; a graphic's strokes are thinner than that
 OFFSETS = tuple((dx, dy) for dx in range(-8, 9, 2) for dy in range(-8, 9, 2) if max(abs(dx), abs(dy)) >= 4)
 
 
-def median_gradients(anchors: np.ndarray, cfg) -> np.ndarray:
-    """(H, W, 6) float32: the per-pixel median over the anchors of the Sobel d/dx (channels 0-2) and d/dy (3-5) of the
-    Y, Cr, Cb planes (``stages.cpu_scores.gradients`` of ``colour_planes``), at the analysis size.
+def anchor_gradients(anchors: np.ndarray, cfg) -> np.ndarray:
+    """(N, H, W, 6) float32: the Sobel d/dx (channels 0-2) and d/dy (3-5) of the Y, Cr, Cb planes
+    (``stages.cpu_scores.gradients`` of ``colour_planes``) of each anchor, at the analysis size.
 
     anchors: (N, H', W', 3) RGB uint8 as decoded; their bars are cut (``stages.cpu_scores.bars_cut``) and the active
     picture brought to ``cfg.size`` px on its shorter side, as the scorer does, so boxes in fractions of the active
     picture (``overlay_box``) address the same pixels. cfg: a ``stages.cpu_scores.CpuScoresConfig``."""
-    from stages.cpu_scores import _median0, bars_cut, colour_planes, crop_box, gradients, resize_short
+    from stages.cpu_scores import bars_cut, colour_planes, crop_box, gradients, resize_short
 
     box = bars_cut(anchors, cfg)[3]
     planes = colour_planes(resize_short(crop_box(anchors, box), cfg.size))
     gx, gy = gradients(planes)
-    return np.concatenate([_median0(gx), _median0(gy)], axis=-1).astype(np.float32)
+    return np.concatenate([gx, gy], axis=-1).astype(np.float32)
+
+
+def median_gradients(anchors: np.ndarray, cfg=None, *, stack: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 6) float32: the per-pixel median over the anchors of :func:`anchor_gradients` (the anchors as decoded,
+    with ``cfg``; or ``stack``, their gradients already taken)."""
+    from stages.cpu_scores import _median0
+
+    g = anchor_gradients(anchors, cfg) if stack is None else stack
+    return _median0(g).astype(np.float32)
 
 
 def _pixels(box: list[float], h: int, w: int, pad: int) -> tuple[int, int, int, int]:
@@ -162,11 +173,72 @@ def match(seed: np.ndarray, box: list[float], target: np.ndarray, pad: int = PAD
     return c0, chance, surround
 
 
-def shows(correlation: float, chance: float, surround: float = 0.0) -> bool:
-    """Whether a target shows the seed's graphic, from :func:`match`'s three values: a correlation of at least
-    :data:`MIN_MATCH` and :data:`NULL_RATIO` times the chance level, in surroundings that do not repeat the seed's
-    (their correlation under :data:`MAX_SURROUND`)."""
-    return correlation >= MIN_MATCH and correlation >= NULL_RATIO * chance and surround < MAX_SURROUND
+def fixed_share(
+    seed: np.ndarray, box: list[float], stack: np.ndarray, reach: int = FIXED_REACH, pad: int = PAD
+) -> float:
+    """The share of a target's anchors in which the seed's graphic sits exactly where the seed has it: for each
+    anchor's gradients (``stack``, (N, H, W, 6), :func:`anchor_gradients`), the offset within ``reach`` px (every
+    direction) where :func:`_corr` with the seed's median gradients in ``box`` is highest; the anchors whose best
+    offset is (0, 0). A graphic is fixed in the frame, so every anchor that shows it shows it at the seed's pixels;
+    a thing of the scene shaped like it (a board, a sign, a plate in the picture) moves with the camera. Measured
+    (bench/shared_overlay_bench.py): logos over the targets, alpha 0.3-0.5, faint ones included, 1.0; signs shaped like
+    the seed's logo, drawn into a still scene shot handheld (a random walk of up to 6 or 12 px at 1280x720, about 2
+    or 4 px at the analysis size), 0-0.25. The median over the anchors (:func:`match`) cannot tell them apart: it keeps
+    a sign that moves 1-2 px as sharply as a graphic. 0.0 for an empty box or no anchors."""
+    if stack.shape[1:] != seed.shape or not len(stack):
+        raise ValueError(f"anchor gradients {stack.shape} do not match the seed's {seed.shape}")
+    h, w = seed.shape[:2]
+    x0, y0, x1, y1 = _pixels(box, h, w, pad)
+    t = seed[y0:y1, x0:x1]
+    if x1 <= x0 or y1 <= y0 or float(np.square(t).sum()) <= 0:
+        return 0.0
+    offsets = [
+        (dx, dy)
+        for dx in range(-reach, reach + 1)
+        for dy in range(-reach, reach + 1)
+        if x0 + dx >= 0 and y0 + dy >= 0 and x1 + dx <= w and y1 + dy <= h
+    ]
+    at_place = 0
+    for g in stack:
+        scores = {d: _corr(t, g[y0 + d[1] : y1 + d[1], x0 + d[0] : x1 + d[0]]) for d in offsets}
+        at_place += max(scores, key=lambda d: (scores[d], d == (0, 0))) == (0, 0)
+    return at_place / len(stack)
+
+
+def refusal(correlation: float, chance: float, surround: float = 0.0, fixed: float = 1.0) -> str | None:
+    """Why a target that correlates with the seed's graphic (at least :data:`MIN_MATCH`) is not taken to show it:
+    ``"chance"`` (under :data:`NULL_RATIO` times its picture's chance level), ``"surround"`` (its surroundings repeat
+    the seed's: :data:`MAX_SURROUND`), ``"moves"`` (its best place is the seed's in under :data:`MIN_FIXED` of its
+    anchors: a thing of the scene, :func:`fixed_share`), the first that holds; None when it shows it, or correlates
+    under :data:`MIN_MATCH` (nothing to refuse)."""
+    if correlation < MIN_MATCH:
+        return None
+    if correlation < NULL_RATIO * chance:
+        return "chance"
+    if surround >= MAX_SURROUND:
+        return "surround"
+    if fixed < MIN_FIXED:
+        return "moves"
+    return None
+
+
+def shows(correlation: float, chance: float, surround: float = 0.0, fixed: float = 1.0) -> bool:
+    """Whether a target shows the seed's graphic, from :func:`match`'s three values and :func:`fixed_share`: a
+    correlation of at least :data:`MIN_MATCH` and :data:`NULL_RATIO` times the chance level, in surroundings that do
+    not repeat the seed's (their correlation under :data:`MAX_SURROUND`), at the seed's place in at least
+    :data:`MIN_FIXED` of its anchors."""
+    return correlation >= MIN_MATCH and refusal(correlation, chance, surround, fixed) is None
+
+
+def refused_note(refused: dict[str, int]) -> str:
+    """What the run and refilter say of the matches refused, {reason: clips} (:func:`refusal`)."""
+    why = {"chance": "no better than its picture's chance level", "surround": "its surroundings repeat the seed's",
+           "moves": "it moves with the picture"}  # fmt: skip
+    parts = [f"{n} because {why.get(k, k)} ({k})" for k, n in refused.items()]
+    return (
+        f"{sum(refused.values())} clip(s) resemble an overlay found in another clip of their source but were not "
+        f"taken to show it (overlay_refused): {'; '.join(parts)}"
+    )
 
 
 def is_seed(row: dict[str, Any]) -> bool:
@@ -210,36 +282,48 @@ def check_video(rows: list[dict[str, Any]], root, cfg) -> dict[str, dict[str, An
     def grads(r: dict[str, Any]) -> np.ndarray:
         anchors, _ = sample_plan(int(r["num_frames"]), float(r["fps"]), cfg.num_samples, cfg.pair_gap_s)
         path = storage.under(root, str(r["clip_path"]))
-        return median_gradients(read_frames(path, anchors, backend=cfg.backend), cfg)
+        return anchor_gradients(read_frames(path, anchors, backend=cfg.backend), cfg)
 
     templates = []
     for s in sorted(seeds, key=lambda r: str(r["clip_id"])):
         try:
-            templates.append((str(s["clip_id"]), list(s["overlay_box"]), grads(s)))
+            templates.append((str(s["clip_id"]), list(s["overlay_box"]), median_gradients(None, stack=grads(s))))
         except Exception as e:  # noqa: BLE001 - a seed that cannot be read is left out
             raise_if_environment(e, f"shared overlay of {s.get('clip_path')}")
     out: dict[str, dict[str, Any]] = {}
     for r in targets:
         cid = str(r["clip_id"])
         try:
-            g = grads(r)
+            stack = grads(r)
         except Exception as e:  # noqa: BLE001 - errors are data
             raise_if_environment(e, f"shared overlay of {r.get('clip_path')}")
             msg = str(e).replace("\n", " ")[:300]
-            out[cid] = {"overlay_seen_in": None, "overlay_match": None, "overlay_error": f"{type(e).__name__}: {msg}"}
+            out[cid] = {
+                "overlay_seen_in": None,
+                "overlay_match": None,
+                "overlay_refused": None,
+                "overlay_error": f"{type(e).__name__}: {msg}",
+            }
             continue
-        best: tuple[float, str | None] = (-1.0, None)
+        g = median_gradients(None, stack=stack)
+        shown: tuple[float, str | None] = (-1.0, None)
+        refused: tuple[float, str | None] = (-1.0, None)  # the best match refused, and why
         for sid, box, seed in templates:
             if seed.shape != g.shape:
                 continue  # another frame geometry (other bars): not the same place
             c, chance, surround = match(seed, box, g)
-            if shows(c, chance, surround) and c > best[0]:
-                best = (c, sid)
-            elif best[1] is None and c > best[0]:
-                best = (c, None)
+            why = refusal(c, chance, surround)
+            if c >= MIN_MATCH and why is None:
+                why = refusal(c, chance, surround, fixed_share(seed, box, stack))
+            if c >= MIN_MATCH and why is None:
+                shown = max(shown, (c, sid), key=lambda v: v[0])
+            else:
+                refused = max(refused, (c, why), key=lambda v: v[0])
+        best = shown if shown[1] is not None else refused
         out[cid] = {
-            "overlay_seen_in": best[1],
+            "overlay_seen_in": shown[1],
             "overlay_match": None if best[0] < -0.5 else best[0],
+            "overlay_refused": None if shown[1] is not None else refused[1],
             "overlay_error": None,
         }
     return out
