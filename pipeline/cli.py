@@ -22,9 +22,54 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         cfg.output = args.output
     if not cfg.inputs or not cfg.output:
         raise SystemExit("clipforge run needs --input and --output (or inputs/output in --config)")
+    given = config_mod.read_file(args.config) if args.config else {}
+    kept = _keep_saved_settings(cfg, {**_flat(given), **overrides})
+    if kept:
+        shown = ", ".join(kept[:6]) + (" ..." if len(kept) > 6 else "")
+        print(
+            f"note: resumed with the thresholds saved in OUT's config.json: {shown}",
+            file=sys.stderr,
+        )
     summary = run(cfg)
     print(summary.text())
     return 0
+
+
+def _flat(settings: dict) -> dict:
+    """{"section": {"key": v}} or {"section.key": v} -> {"section.key": v}."""
+    out: dict = {}
+    for k, v in settings.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def _keep_saved_settings(cfg, given: dict) -> list[str]:
+    """A run into an OUT that has a ``config.json`` (a resumed run) keeps the thresholds saved there, as a refilter
+    saves them: the ``filters`` and ``dedup`` sections and those of the user's stages this run has, each key the
+    command's ``--config`` and flags do not set (``given``, {"section.key": value}). Sets them on ``cfg`` and returns
+    the keys whose value differs from this run's default. Other sections (how clips are cut and scored) are the
+    command's: a resumed run is told them as the first run was."""
+    from pipeline import config as config_mod
+    from pipeline.config import SECTIONS
+    from stages import storage
+
+    path = storage.under(storage.location(cfg.output), "config.json")
+    if not storage.is_file(path):
+        return []
+    saved = json.loads(storage.read_text(path))
+    changed = []
+    for section in ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS)):
+        current = cfg.to_dict().get(section, {})
+        for key, value in (saved.get(section) or {}).items():
+            name = f"{section}.{key}"
+            if name in given or key not in current or current[key] == value:
+                continue
+            config_mod.apply(cfg, {name: value}, where=f"{path} (saved)")
+            changed.append(name)
+    return changed
 
 
 def _cmd_scenes(args: argparse.Namespace, extra: list[str]) -> int:

@@ -161,6 +161,29 @@ def test_dedup_can_be_turned_off_and_on_again_by_refilter(curated, tmp_path):
     assert _by_file(copy)["bunny_small_copy.mp4"][1] == "duplicate"
 
 
+def test_a_resumed_run_keeps_the_thresholds_a_refilter_saved_unless_told_otherwise(curated, tmp_path, capsys):
+    """The README: the thresholds a refilter applies are saved in OUT/config.json and a resumed run keeps them. A
+    `clipforge run` into the same OUT without the flag (nothing new to cut) used to judge with the defaults again."""
+    from pipeline.cli import main
+
+    out, _ = curated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    assert main(["refilter", str(copy), "--dedup.enabled", "false"]) == 0
+    args = ["run", "--input", str(out.parent / "corpus"), "--output", str(copy)]
+    args += ["--clips.min_s", "1.0", "--filters.min_duration_s", "1.0", "--clip.enabled", "false"]
+    capsys.readouterr()
+    assert main(args) == 0
+    said = capsys.readouterr()
+    assert "resumed with the thresholds saved in OUT's config.json: dedup.enabled" in said.err, said.err
+    assert "dedup disabled" in said.out, said.out  # the run's summary
+    assert _by_file(copy)["bunny_small_copy.mp4"][1] is None  # both copies kept
+    assert json.loads((copy / "config.json").read_text())["dedup"]["enabled"] is False
+    assert main([*args, "--dedup.enabled", "true"]) == 0  # a flag of the run's own wins
+    assert "resumed with the thresholds" not in capsys.readouterr().err
+    assert _by_file(copy)["bunny_small_copy.mp4"][1] == "duplicate"
+
+
 @pytest.mark.parametrize("family", ["smolvlm"])
 def test_caption_command_tiny_random_model(curated, tmp_path, family):
     from captioner.tiny_random import build_tiny_random_smolvlm
