@@ -10,6 +10,7 @@ the positives shown (recall) and the negatives shown (false positives) at ``MIN_
 correlations' ranges, so the thresholds' margins are seen.
 
     python bench/shared_overlay_bench.py --out bench/results/shared_overlay.json [--quick]
+    python bench/shared_overlay_bench.py --faint-only --out bench/results/shared_overlay_faint.json
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.defects import handheld, styled_logo
+from pipeline.defects import LOGO_FONTS, handheld, styled_logo
 from pipeline.footage import sample_video
 from pipeline.testdata import decode_frames
-from stages.cpu_scores import CpuScorer, CpuScoresConfig, sample_plan
+from stages.cpu_scores import CpuScorer, CpuScoresConfig, resize_short, sample_plan
 from stages.shared_overlay import (
     MAX_SURROUND,
     MIN_FIXED,
@@ -71,10 +72,38 @@ def draw(frames: np.ndarray, style: str, alpha: float, corner: str) -> np.ndarra
     return styled_logo(frames, style, alpha, corner, text="TV5", width=0.08)
 
 
+def faint_targets(bbb, scorer, cfg, look, verdict, judged) -> list[dict]:
+    """Faint words over grass the camera pans slowly across (bench/faint_logo_bench.py's windows at 640x360): the seed
+    is the window starting at frame 0 (the camera moves ~14 px at the analysis size: the overlay test finds the word),
+    the targets the windows starting at 45 and 60 (~3 px: the overlay test judges them, overlay_area 0, and misses
+    the word), each with the word and without it."""
+    out = []
+    for alpha in (0.3, 0.35):
+        for corner in ("bl", "br"):
+            word = dict(style="word", text="ARD", width=0.1, font=LOGO_FONTS[0], margin=0.03)
+            seed = styled_logo(resize_short(bbb[0:60], 360), alpha=alpha, corner=corner, **word)
+            found = scorer._score(dict(enumerate(seed)), len(seed), 25.0)
+            if not found["overlay_area"]:
+                out.append({"alpha": alpha, "corner": corner, "seed_found": False})
+                continue
+            template = median_gradients(seed[sample_plan(len(seed), 25.0, cfg.num_samples, cfg.pair_gap_s)[0]], cfg)
+            for start in (45, 60):
+                clean = resize_short(bbb[start : start + 60], 360)
+                marked = styled_logo(clean, alpha=alpha, corner=corner, **word)
+                w, wo = look(template, found["overlay_box"], marked), look(template, found["overlay_box"], clean)
+                row = {"alpha": alpha, "corner": corner, "start": start, "with": w, "without": wo,
+                       "shown_with": shows(*w), "shown_without": shows(*wo),
+                       "judged_with": judged(verdict(marked))}  # fmt: skip
+                out.append(row)
+                print(json.dumps(row), flush=True)
+    return [r for r in out if "start" in r]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/results/shared_overlay.json")
     ap.add_argument("--quick", action="store_true", help="two corners, alpha 0.4 only")
+    ap.add_argument("--faint-only", action="store_true", help="the faint targets alone, into --out")
     args = ap.parse_args()
     cfg = CpuScoresConfig()
     scorer = CpuScorer(cfg)
@@ -107,6 +136,11 @@ def main() -> None:
     def judged(area: float | None) -> str:
         return "null" if area is None else ("found" if area > 0 else "zero")
 
+    if args.faint_only:
+        faint = faint_targets(bbb, scorer, cfg, look, verdict, judged)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"faint": faint}, indent=1) + "\n")
+        return
     styles = ("play", "star", "framed", "word", "plate")
     alphas = (0.4,) if args.quick else (0.3, 0.4, 0.5)
     corners = ("tr", "bl") if args.quick else ("tl", "tr", "bl", "br")
@@ -132,6 +166,7 @@ def main() -> None:
                                                                    "judged": judged(verdict(sign))}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    faint = faint_targets(bbb, scorer, cfg, look, verdict, judged)
     seeded = [r for r in rows if r["seed_found"]]
     pos = [r[n] for r in seeded for n in targets]
     summary = {
@@ -164,11 +199,15 @@ def main() -> None:
         "signs_shown": sum(r[k]["shown"] for r in seeded for k in SIGNS),
         "signs_fixed_max": max((r[k]["match"][3] for r in seeded for k in SIGNS), default=None),
         "with_fixed_min": min((p["with"][3] for p in pos), default=None),
+        "faint_targets": len(faint),
+        "faint_targets_judged": {j: sum(f["judged_with"] == j for f in faint) for j in ("null", "zero", "found")},
+        "faint_shown_with": sum(f["shown_with"] for f in faint),
+        "faint_shown_without": sum(f["shown_without"] for f in faint),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(summary, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({"summary": summary, "rows": rows, "faint": faint}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

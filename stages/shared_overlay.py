@@ -27,7 +27,10 @@ to 8 px, less what the graphic's own shape explains there: a busy still picture 
 any offset), and the surround (the same correlation over a ring around the box: where the target's surroundings
 repeat the seed's, the same camera angle back later, a match says nothing about the graphic). A target whose
 correlation is at least ``MIN_MATCH`` and ``NULL_RATIO`` times its chance level, with a surround under
-``MAX_SURROUND``, shows the seed's overlay (:func:`shows`).
+``MAX_SURROUND``, and whose graphic sits at the seed's very pixels in at least ``MIN_FIXED`` of its anchors
+(:func:`fixed_share`: a board or plate of the scene shaped like the logo moves with a handheld camera, which the
+median over the anchors hides), shows the seed's overlay (:func:`shows`); otherwise :func:`refusal` says which guard
+refused it.
 
 Measured (bench/shared_overlay_bench.py, 2026-12-03): seeds, bigbuckbunny's panning frames 0-70 at 1280x720 with a
 logo 8 % of the width (a play icon, a star, a framed word, a bare word, a plate; white; alpha 0.3, 0.4, 0.5; four
@@ -40,7 +43,11 @@ in these targets (other pictures); a newcomer's clean return of the seed's own l
 matched 0.64 at 1.74 times its chance level: dropped before the surround test, kept now). ``MIN_MATCH`` 0.35,
 ``NULL_RATIO`` 1.5, ``MAX_SURROUND`` 0.5. A newcomer's 20 sources of 3-5 shots (62 logo clips, 19 clean; icons,
 words, plates, white and coloured, alpha 0.25-0.6): 19 of the 24 logo clips the overlay test left null or 0 shown
-(the five others in sources with no seed), no clean clip.
+(the five others in sources with no seed), no clean clip. Schema 14's guard (``MIN_FIXED`` 0.75), the same bench:
+168 of 174 shown (one alpha-0.3 word, 0.73 correlated, sits at the seed's pixels in 2 anchors of 8; the overlay test
+finds it itself); signs shaped like the logo drawn opaque into a still shot shaken handheld by up to 6 or 12 px,
+116: 109 pass the median's tests, none is shown (at the seed's place in at most 4 anchors of 8; logos 6 of 8 or more
+but for that word); faint words over slowly panning grass that the overlay test judges absent, 5 of 5 shown.
 
 The result is the seed (``overlay_seen_in``: its clip_id) and the correlation (``overlay_match``); the filters
 treat a target that shows a seed's overlay as having that seed's ``overlay_area`` (``pipeline.steps.filter_clips``):
