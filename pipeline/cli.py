@@ -23,7 +23,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if not cfg.inputs or not cfg.output:
         raise SystemExit("clipforge run needs --input and --output (or inputs/output in --config)")
     given = config_mod.read_file(args.config) if args.config else {}
-    kept = _keep_saved_settings(cfg, {**_flat(given), **overrides})
+    kept = _keep_saved_settings(cfg, {**config_mod.flat_settings(cfg, given), **overrides})
     if kept:
         shown = ", ".join(kept[:6]) + (" ..." if len(kept) > 6 else "")
         print(
@@ -35,15 +35,12 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def _flat(settings: dict) -> dict:
-    """{"section": {"key": v}} or {"section.key": v} -> {"section.key": v}."""
-    out: dict = {}
-    for k, v in settings.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
+def _saved_sections(cfg) -> tuple[str, ...]:
+    """The sections whose values a refilter saves into OUT/config.json (and a resumed run keeps): ``filters``,
+    ``dedup`` and each of the user's stages'."""
+    from pipeline.config import SECTIONS
+
+    return ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
 
 
 def _keep_saved_settings(cfg, given: dict) -> list[str]:
@@ -53,16 +50,16 @@ def _keep_saved_settings(cfg, given: dict) -> list[str]:
     the keys whose value differs from this run's default. Other sections (how clips are cut and scored) are the
     command's: a resumed run is told them as the first run was."""
     from pipeline import config as config_mod
-    from pipeline.config import SECTIONS
     from stages import storage
 
     path = storage.under(storage.location(cfg.output), "config.json")
     if not storage.is_file(path):
         return []
     saved = json.loads(storage.read_text(path))
+    defaults = cfg.to_dict()
     changed = []
-    for section in ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS)):
-        current = cfg.to_dict().get(section, {})
+    for section in _saved_sections(cfg):
+        current = defaults.get(section, {})
         for key, value in (saved.get(section) or {}).items():
             name = f"{section}.{key}"
             if name in given or key not in current or current[key] == value:
@@ -385,8 +382,7 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
         filter_clips(storage.location(args.out), cfg, report)
         saved = json.loads(storage.read_text(storage.under(args.out, "config.json")))
         # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
-        kept = ("filters", "dedup", *(n for n in cfg.sections if n not in SECTIONS))
-        saved.update({k: v for k, v in cfg.to_dict().items() if k in kept})
+        saved.update({k: v for k, v in cfg.to_dict().items() if k in _saved_sections(cfg)})
         store.write_json(storage.under(args.out, "config.json"), saved)
     _warn_stale_scores(args.out)
     if not cfg.dedup.enabled:

@@ -198,12 +198,9 @@ def _set(section: Any, key: str, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {key} = {value!r}: {e}") from None
 
 
-def apply(cfg: Config, overrides: dict[str, Any], where: str = "config") -> Config:
-    """Apply {"section.key": value} or nested {"section": {"key": value}} overrides."""
-    stages = overrides.get("stages")
-    if stages is not None:  # first: the user's stages bring the sections the other keys may set
-        for ref in [stages] if isinstance(stages, str) else list(stages):
-            cfg._add_stage(str(ref))
+def flat_settings(cfg: Config, overrides: dict[str, Any]) -> dict[str, Any]:
+    """{"section.key": value} or nested {"section": {"key": value}} settings -> {"section.key": value} (``stages``
+    left out: :func:`apply` reads it first)."""
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
         if key == "stages":
@@ -212,7 +209,16 @@ def apply(cfg: Config, overrides: dict[str, Any], where: str = "config") -> Conf
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             flat[key] = value
-    for key, value in flat.items():
+    return flat
+
+
+def apply(cfg: Config, overrides: dict[str, Any], where: str = "config") -> Config:
+    """Apply {"section.key": value} or nested {"section": {"key": value}} overrides."""
+    stages = overrides.get("stages")
+    if stages is not None:  # first: the user's stages bring the sections the other keys may set
+        for ref in [stages] if isinstance(stages, str) else list(stages):
+            cfg._add_stage(str(ref))
+    for key, value in flat_settings(cfg, overrides).items():
         if key == "inputs":
             cfg.inputs = [value] if isinstance(value, str) else list(value)
         elif key == "output":

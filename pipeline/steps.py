@@ -6,6 +6,7 @@ write the table's shards).
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -194,10 +195,7 @@ def filter_clips(out: Path, cfg: Config, report: dict | None = None) -> dict[str
         shared = shared_overlays(out, cfg, report, eligible)
         if report is not None:
             report["shown"] = sum(1 for v in shared.values() if v.get("overlay_seen_in"))
-            refused: dict[str, int] = {}
-            for v in shared.values():
-                if v.get("overlay_refused"):
-                    refused[v["overlay_refused"]] = refused.get(v["overlay_refused"], 0) + 1
+            refused = Counter(v["overlay_refused"] for v in shared.values() if v.get("overlay_refused"))
             report["refused"] = dict(sorted(refused.items()))
         if any(v.get("overlay_seen_in") for v in shared.values()):
             table = _with_shared_overlays(table, shared)
