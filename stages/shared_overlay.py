@@ -117,16 +117,12 @@ def _pixels(box: list[float], h: int, w: int, pad: int) -> tuple[int, int, int, 
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised correlation of two (..., 6) median-gradient fields, plane by plane: the sum over the Y, Cr and Cb
-    planes (channels p and p + 3: d/dx and d/dy) of the absolute inner product, over the root of the two energies.
-    Absolute per plane because a graphic's edge has the sign of its colour less the picture's under it, plane by
-    plane: a green logo over a brighter background in one shot and a darker one in another flips its Y gradients and
-    keeps its Cr (a newcomer's green triangle: Y -0.69, Cr 0.99, summed signed ~0)."""
-    aa, bb = float(np.square(a).sum()), float(np.square(b).sum())
-    if aa <= 0 or bb <= 0:
-        return 0.0
-    planes = sum(abs(float((a[..., [p, p + 3]] * b[..., [p, p + 3]]).sum())) for p in range(3))
-    return planes / math.sqrt(aa * bb)
+    """Normalised correlation of two (..., 6) median-gradient fields, plane by plane in absolute value
+    (``stages.cpu_scores.plane_corr``: a green logo over a brighter background in one shot and a darker one in another
+    flips its Y gradients and keeps its Cr)."""
+    from stages.cpu_scores import plane_corr
+
+    return plane_corr(a, b)
 
 
 def match(seed: np.ndarray, box: list[float], target: np.ndarray, pad: int = PAD) -> tuple[float, float, float]:

@@ -516,6 +516,35 @@ def test_scene_left_behind_by_parallax_is_not_an_overlay_though_a_logo_over_it_i
     assert apply_filters(table, FiltersConfig()).to_pylist() == [None, None, TEXT_OVERLAY]
 
 
+def test_a_board_shaken_with_the_frame_over_a_panning_scene_is_not_an_overlay_though_a_logo_is(
+    scorer, bigbuckbunny, tmp_path, monkeypatch
+):
+    """An opaque plate reading "BAR" drawn into bigbuckbunny's panning shot (640x360), then every frame shaken by a
+    handheld random walk of up to 4 px: the plate stays put against the panning grass in anchor pairs a little
+    apart, and its text is read at the same place in every OCR frame, so the pair test and the text test took it
+    for a logo (a newcomer's boards were dropped as text_overlay so). It moves with the shake: in most anchors its
+    best match to the anchors' median is 1-3 px away (``in_place``), so it is not an overlay. With the guard off
+    (``MIN_IN_PLACE`` 0) it is found again; a plate logo composited over the same shaken shot, at alpha 0.3, stays
+    at the same pixels and is found."""
+    import stages.cpu_scores as cs
+    from pipeline.defects import handheld, styled_logo
+    from stages.cpu_scores import resize_short
+
+    shot = resize_short(decode_frames(bigbuckbunny, 0, 70), 360)
+    board = handheld(styled_logo(shot, "plate", 1.0, "tr", text="BAR", width=0.1), 4.0, seed=1)
+    logo = styled_logo(handheld(shot, 4.0, seed=1), "plate", 0.3, "tr", text="BAR", width=0.1)
+    paths = {"board": write_frames(board, tmp_path / "board.mp4", fps=25)}
+    paths["logo"] = write_frames(logo, tmp_path / "logo.mp4", fps=25)
+    board_s, logo_s = scorer.score_clip(paths["board"]), scorer.score_clip(paths["logo"])
+    assert board_s["overlay_area"] == 0.0 and board_s["overlay_box"] is None, board_s  # the camera moved: told
+    x0, y0, x1, y1 = logo_s["overlay_box"]
+    assert logo_s["overlay_area"] > 0.005 and x0 > 0.75 and y1 < 0.3, logo_s
+    monkeypatch.setattr(cs, "MIN_IN_PLACE", 0.0)
+    unguarded = scorer.score_clip(paths["board"])
+    x0, y0, x1, y1 = unguarded["overlay_box"]
+    assert unguarded["overlay_area"] > 0.005 and x0 > 0.75 and y1 < 0.3, unguarded
+
+
 def test_a_small_logo_over_a_large_source_is_found_at_twice_the_analysis_size(scorer, tmp_path):
     """A small (8 % of the width) "HD" logo over bigbuckbunny's grass at 1280x720: at the analysis size (398x224) its
     strokes are ~1 px and the grass outweighs them; the candidate is looked at again at twice that size, on a box
