@@ -208,14 +208,9 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
     actors: dict[str, Any] = {} if cfg.scores.at_cut else {"scores": cfg.scores}
     if cfg.shots.detector == "transnetv2":
         actors["shots"] = cfg.shots
-    if not cfg.clip.enabled:
-        summary.notes.append("CLIP scores disabled (clip.enabled = false): no aesthetic score, no aesthetic filter")
-    elif not models.clip_ok:
-        summary.notes.append(f"CLIP scores skipped, no aesthetic filter: {models.clip_why}")
-    else:
+    summary.notes += model_notes(cfg, models)
+    if cfg.clip.enabled and models.clip_ok:
         actors["clip_scores"] = cfg.clip
-        if models.aesthetic_note and cfg.filters.min_aesthetic is not None:
-            summary.notes.append(models.aesthetic_note)
     from stages.catalogue import load, stages
 
     reads = {st.name: st.reads for st in stages()}  # each built-in stage's input columns, as it declares them
@@ -299,10 +294,25 @@ def _graph(out: Path, cfg: Config, plan, models: Models, busy: str | None, summa
             )
     elif caption_model:
         ds = task(stream.skip_caption_rows, "captions", 0, None, model=caption_model, why=caption_why)
-        summary.notes.append(f"captions skipped (clips the filters keep are marked skipped_no_model): {caption_why}")
-    else:
-        summary.notes.append("captioning disabled (captioner.model = none)")
     return ds
+
+
+def model_notes(cfg: Config, models: Models) -> list[str]:
+    """What a run says of its model stages that cannot run or are off (CLIP scores, the aesthetic head, captions):
+    said by every run, a resumed one with nothing new to cut included (a newcomer's resumed run said nothing of
+    the CLIP scores and captions its clips still lacked)."""
+    notes = []
+    if not cfg.clip.enabled:
+        notes.append("CLIP scores disabled (clip.enabled = false): no aesthetic score, no aesthetic filter")
+    elif not models.clip_ok:
+        notes.append(f"CLIP scores skipped, no aesthetic filter: {models.clip_why}")
+    elif models.aesthetic_note and cfg.filters.min_aesthetic is not None:
+        notes.append(models.aesthetic_note)
+    if models.caption_model and models.caption_why is not None:
+        notes.append(f"captions skipped (clips the filters keep are marked skipped_no_model): {models.caption_why}")
+    elif not models.caption_model:
+        notes.append("captioning disabled (captioner.model = none)")
+    return notes
 
 
 @dataclass
@@ -454,6 +464,8 @@ def _run(cfg: Config) -> Summary:
 
     t0 = time.perf_counter()
     ds = _graph(out, cfg, plan, models, busy, summary) if plan.videos.num_rows or plan.clips_file else None
+    if ds is None:  # nothing new to cut: the graph said nothing of the model stages
+        summary.notes += model_notes(cfg, models)
     if ds is not None:
         _cpus_back()
         sink = stream.StoreSink(str(out), cfg.store, cfg.store.stream_rows, cfg.stages)

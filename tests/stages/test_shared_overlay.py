@@ -204,6 +204,8 @@ def test_the_run_drops_a_locked_off_clip_whose_source_shows_the_icon_elsewhere_a
     resumed = run(cfg)  # nothing new to cut: the filters still run, and the run says the look is off
     assert any("shared-overlay look off" in n for n in resumed.notes), resumed.notes
     assert not any("show an overlay found in another clip" in n for n in resumed.notes), resumed.notes
+    for said_ in ("CLIP scores disabled", "captioning disabled"):  # the model stages' notes, once, on either run
+        assert sum(said_ in n for n in summary.notes) == sum(said_ in n for n in resumed.notes) == 1, resumed.notes
     said = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "refilter", str(tmp_path / "out"), "--filters.shared_overlay", "false"],
         capture_output=True,
