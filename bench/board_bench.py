@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 import stages.cpu_scores as cs
-from pipeline.defects import handheld, styled_logo, subtitle
+from pipeline.defects import handheld, icon, styled_logo, subtitle
 from pipeline.footage import sample_video
 from pipeline.testdata import decode_frames
 from stages.cpu_scores import CpuScorer, CpuScoresConfig
@@ -39,27 +39,9 @@ SIZE = (640, 360)
 LINES = ("I told you so.", "Where were you?", "Look out behind you!")
 
 
-def star(frames: np.ndarray, alpha: float, corner: str, width: float = 0.1) -> np.ndarray:
-    """A white five-pointed star ``width`` of the frame wide, 3 % in from ``corner``."""
-    n, h, w = frames.shape[:3]
-    s = int(w * width)
-    m = np.zeros((s, s), np.uint8)
-    c = np.array([s / 2, s / 2])
-    pts = [c + (s / 2 - 2 if k % 2 == 0 else s / 5) * np.array([np.cos(a), -np.sin(a)])
-           for k, a in enumerate(np.pi / 2 + np.arange(10) * np.pi / 5)]  # fmt: skip
-    cv2.fillPoly(m, [np.array(pts, np.int32)], 255, cv2.LINE_AA)
-    a = m.astype(np.float32)[..., None] / 255 * alpha
-    mg = int(0.03 * w)
-    y0 = mg if corner[0] == "t" else h - s - mg
-    x0 = w - s - mg if corner[1] == "r" else mg
-    out = frames.astype(np.float32)
-    out[:, y0 : y0 + s, x0 : x0 + s] = out[:, y0 : y0 + s, x0 : x0 + s] * (1 - a) + 255 * a
-    return out.round().astype(np.uint8)
-
-
 def graphic(frames: np.ndarray, style: str, alpha: float, corner: str) -> np.ndarray:
     if style == "star":
-        return star(frames, alpha, corner)
+        return icon(frames, "star", alpha, corner, width=0.1)
     return styled_logo(frames, style, alpha, corner, text="BAR", width=0.1)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.defects import LOGO_FONTS, handheld, styled_logo
+from pipeline.defects import LOGO_FONTS, handheld, icon, styled_logo
 from pipeline.footage import sample_video
 from pipeline.testdata import decode_frames
 from stages.cpu_scores import CpuScorer, CpuScoresConfig, resize_short, sample_plan
@@ -38,30 +38,6 @@ from stages.shared_overlay import (
     median_gradients,
     shows,
 )
-
-
-def icon(frames: np.ndarray, kind: str, alpha: float, corner: str, width: float = 0.08) -> np.ndarray:
-    """A white play icon (ring and triangle) or five-pointed star, ``width`` of the frame wide, 3 % in from
-    ``corner``."""
-    n, h, w = frames.shape[:3]
-    s = int(w * width)
-    m = np.zeros((s, s), np.uint8)
-    if kind == "play":
-        cv2.circle(m, (s // 2, s // 2), s // 2 - 2, 255, max(2, s // 14), cv2.LINE_AA)
-        cv2.fillPoly(m, [np.array([[s * 0.38, s * 0.28], [s * 0.38, s * 0.72], [s * 0.74, s * 0.5]], np.int32)], 255)
-    else:
-        c = np.array([s / 2, s / 2])
-        pts = [c + (s / 2 - 2 if k % 2 == 0 else s / 5) * np.array([np.cos(a), -np.sin(a)])
-               for k, a in enumerate(np.pi / 2 + np.arange(10) * np.pi / 5)]  # fmt: skip
-        cv2.fillPoly(m, [np.array(pts, np.int32)], 255, cv2.LINE_AA)
-    a = m.astype(np.float32)[..., None] / 255 * alpha
-    mg = int(0.03 * w)
-    y0 = mg if corner[0] == "t" else h - s - mg
-    x0 = w - s - mg if corner[1] == "r" else mg
-    out = frames.astype(np.float32)
-    out[:, y0 : y0 + s, x0 : x0 + s] = out[:, y0 : y0 + s, x0 : x0 + s] * (1 - a) + 255 * a
-    return out.round().astype(np.uint8)
-
 
 SIGNS = ("sign_handheld_6px", "sign_handheld_12px")
 

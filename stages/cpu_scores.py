@@ -711,9 +711,9 @@ MIN_IN_PLACE = 0.625
 
 def placements(
     grads: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int], scale: int = 1, pad: int = 3
-) -> list[tuple[float, float]]:
-    """Where the pattern in ``box`` sits in each anchor, against where the anchors' median has it: per anchor, (the
-    distance in px at the analysis size of its best offset from (0, 0), the correlation there). The best offset is
+) -> list[float]:
+    """Where the pattern in ``box`` sits in each anchor, against where the anchors' median has it: per anchor, the
+    distance in px at the analysis size of its best offset from (0, 0). The best offset is
     the one within :data:`IN_PLACE_REACH` px (every direction, times ``scale``) at which the anchor's gradients best
     match (:func:`plane_corr`, computed for every offset at once) the per-pixel median over the anchors of the
     gradients in ``box`` (x, y, w, h, padded by ``pad`` px), refined to a fraction of a pixel by a parabola through
@@ -752,7 +752,7 @@ def placements(
         iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
         fx = _parabola(score[iy, ix - 1], score[iy, ix], score[iy, ix + 1]) if 0 < ix < last else 0.0
         fy = _parabola(score[iy - 1, ix], score[iy, ix], score[iy + 1, ix]) if 0 < iy < last else 0.0
-        out.append((math.hypot(ix - reach + fx, iy - reach + fy) / scale, float(score[iy, ix])))
+        out.append(math.hypot(ix - reach + fx, iy - reach + fy) / scale)
     return out
 
 
@@ -773,7 +773,7 @@ def in_place(grads: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int
     of TV-logo detection (Wang et al., ICME 2006), asked of each anchor rather than of anchor pairs. 0.0 for an empty
     box."""
     placed = placements(grads, box, scale)
-    return sum(off <= MAX_OFF_PLACE for off, _ in placed) / len(placed) if placed else 0.0
+    return sum(off <= MAX_OFF_PLACE for off in placed) / len(placed) if placed else 0.0
 
 
 OWN_SHIFTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, *range(8, 64, 2))
@@ -1124,20 +1124,18 @@ def overlay_scores(
         return len(fixed_s) >= min_pairs and np.median(fixed_s) >= min_fixed and np.median(exact_s) >= min_exact
 
     def verify(g: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int], scale: int = 1):
-        """(anchor pairs judged, the stay-put scores of a candidate that passes the motion test or None)."""
+        """(anchor pairs judged, the stay-put scores of a candidate that passes the motion test or None, and then
+        its box tightened to what stays in it)."""
         args = dict(min_shift=min_shift, noise=noise, scale=scale, own_when=stayed)
         fixed_s, exact_s, own = _stays_put(g, flows, steps, box, **args)
-        if not stayed(fixed_s, exact_s):
-            return len(fixed_s), None
-        # it stayed put better than it moved with its ring: did it stay put, or only move less (parallax)? And is it
-        # at the same pixels in every anchor, as a graphic is, or only still relative to its ring (a board shaken
-        # with the frame while the scene pans)?
-        if (
-            np.mean(np.array(own) <= max_own) < min_still
-            or in_place(g, _tighten(g, box, noise) or box, scale) < MIN_IN_PLACE
-        ):
-            return len(fixed_s), None
-        return len(fixed_s), fixed_s
+        if not stayed(fixed_s, exact_s) or np.mean(np.array(own) <= max_own) < min_still:
+            return len(fixed_s), None, None  # it moved with its ring, or less than it (parallax) but moved
+        # is it at the same pixels in every anchor, as a graphic is, or only still relative to its ring (a board
+        # shaken with the frame while the scene pans)?
+        tight = _tighten(g, box, noise) or box
+        if in_place(g, tight, scale) < MIN_IN_PLACE:
+            return len(fixed_s), None, None
+        return len(fixed_s), fixed_s, tight
 
     def finer(box: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], float] | None:
         """A second look at twice the resolution, on the box tightened to what stays: a small logo's strokes are
@@ -1150,7 +1148,7 @@ def overlay_scores(
         tight = _tighten(fine_grads, tuple(scale * v for v in box), noise)
         if tight is None:
             return None
-        _, fixed_s = verify(fine_grads, tight, scale)
+        _, fixed_s, _ = verify(fine_grads, tight, scale)
         if fixed_s is None:
             return None
         x, y, bw, bh = tight  # back to the analysis size, rounded outward
@@ -1158,10 +1156,10 @@ def overlay_scores(
         return (x1, y1, -(-(x + bw) // scale) - x1, -(-(y + bh) // scale) - y1), float(np.mean(np.array(fixed_s) > 0))
 
     for box in dict.fromkeys(candidates):
-        judged, fixed_s = verify(grads, box)
+        judged, fixed_s, tight = verify(grads, box)
         if fixed_s is not None:
             # the box of what stays in it (a candidate's component can take in picture around the graphic)
-            found.append((_tighten(grads, box, noise) or box, float(np.mean(np.array(fixed_s) > 0))))
+            found.append((tight, float(np.mean(np.array(fixed_s) > 0))))
             continue
         if judged < min_pairs:
             if abs(box[0] + box[2] / 2 - w / 2) >= (0.5 - CORNER_W) * w:
