@@ -171,6 +171,9 @@ class CpuScoresConfig:
     # the overlay test's look for a layer fixed in the frame under the moving scene (overlay_scores' last look: a faint
     # logo over moving texture; docs/PERFORMANCE.md gives what it finds and costs). False: as before schema 12.
     overlay_layers: bool = True
+    # focus, detail and noise_floor leave out the tiles of the overlays found and of burned-in subtitle lines: a logo's
+    # strokes over a defocused shot read sharp (bench/overlay_blur_bench.py). False: they count, as before 2026-12-04.
+    blur_without_overlays: bool = True
     text_frames: int = 4  # anchors sent to the text detector (burned-in text persists over the clip)
     # shorter side the detector sees (the 224 px anchors upscaled to it): 256 px finds caption lines >= ~2.5-3 % of
     # the frame height (bigbuckbunny's 2.5 %-high scene sign) at half the cost of 320 (0.043 against 0.09 s a frame,
@@ -931,6 +934,7 @@ def overlay_scores(
     corner_text: Callable[[], list[np.ndarray]] | None = None,
     colour: np.ndarray | None = None,
     layers: bool = True,
+    found_boxes: list[tuple[int, int, int, int]] | None = None,
 ) -> dict[str, Any]:
     """Persistent overlay graphics (channel logos, watermarks, tickers, subtitles) found by what they are: patterns
     that stay fixed in the picture while the scene under and around them moves.
@@ -1040,7 +1044,8 @@ def overlay_scores(
     in the corners' closer look: a small 8 %-wide "HD" at alpha 0.5 over bigbuckbunny's still grass is read there
     in the whiteness view since 2026-12-03, many alpha-0.3 logos 8 % wide over a grey wall or foliage are not); a
     white logo over white picture is invisible to both. ``noise`` (squared Sobel units, ~1 grey level per
-    pixel of slope) keeps flat regions from voting.
+    pixel of slope) keeps flat regions from voting. ``found_boxes``, when given, is extended with the box (x, y, w, h,
+    analysis px) of each graphic found (:func:`score_frames` leaves them out of the blur scores).
     """
     n, h, w = luma.shape
     none = dict.fromkeys(OVERLAY_COLUMNS)
@@ -1198,6 +1203,8 @@ def overlay_scores(
     text_test(text_boxes)
     if not found and corner_text is not None and (moved_pairs < min_pairs or unjudged):
         text_test(corner_text(), _nested)
+    if found_boxes is not None:  # each graphic's own box (x, y, w, h), for the blur scores to leave out
+        found_boxes.extend(b for b, _ in found)
     if not found:
         return none if moved_pairs < min_pairs else {**none, "overlay_area": 0.0}
     mask = np.zeros((h, w), bool)
@@ -1236,6 +1243,7 @@ def noise_floor(
     floor_pct: float = 10.0,
     min_tiles: int = 40,
     bands: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    exclude: np.ndarray | None = None,
 ) -> float | None:
     """The floor :func:`focus` subtracts from its finest band, as a standard deviation: the quietest tenth of the
     picture's finest detail.
@@ -1252,13 +1260,15 @@ def noise_floor(
     bigbuckbunny's first half, detailed edge to edge, the highest), the same under grain of sigma 7 grey levels at
     640x360 2.3-4.6, each 0.3-2.4 above its clean shot. Stored as a diagnostic of what focus judged above, with no
     rule; from schema 10 its presence marks a row whose focus and detail have the noise floor (schema 12 marks its
-    rows by ``overlay_layers``, :data:`SUPERSEDED`).
+    rows by ``overlay_layers``, :data:`SUPERSEDED`). ``exclude``: the overlay graphics' pixels, their tiles left out
+    (as :func:`focus`'s).
     """
     if min(luma.shape[1:3]) < tile:
         return None
     floors = []
+    picture = _picture_tiles(luma.shape[1:3], tile, exclude)
     for fine, _ in band_energies(luma, tile) if bands is None else bands:
-        floors.append(np.sqrt(np.percentile(fine, floor_pct)) if fine.size >= min_tiles else 0.0)
+        floors.append(np.sqrt(np.percentile(fine[picture], floor_pct)) if fine.size >= min_tiles else 0.0)
     return float(np.median(floors))
 
 
@@ -1272,6 +1282,7 @@ def focus(
     percentile: float = 95.0,
     min_tiles: int = 40,
     bands: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    exclude: np.ndarray | None = None,
 ) -> float | None:
     """Focus of the best-focused part of the picture, independent of its contrast and robust to grain: the blur
     measure.
@@ -1318,16 +1329,25 @@ def focus(
     texture with no flat tile to take a floor from (the grass) loses some of its own signal to the floor: defocused
     0.40-0.45, in focus 1.47 and up; impulse noise (salt and pepper, dust specks, hot pixels) is no floor: a few
     pixels far off their neighbours fill the finest band of the best tiles, and blurred shots under it read sharp.
+
+    ``exclude``: (H, W) bool, the pixels of overlay graphics (:func:`overlay_scores`' boxes, burned-in subtitle
+    lines): the tiles holding any of them are left out, floor included. A graphic is not the picture, and its strokes
+    are the sharpest, highest-contrast thing in a defocused frame: since 2026-12-04, before which a channel logo over a
+    defocused shot of the hard set's sources read focus 1.1-2.2 (0.29-0.39 without it) and a subtitle line 2.2-3.1,
+    passing as sharp wherever the text rules did not drop them (bench/overlay_blur_bench.py). A graphic the overlay
+    test does not find still counts (an icon over a locked-off defocused shot: 0.67-1.1).
     """
     if min(luma.shape[1:3]) < tile:
         return None
     values = []
+    picture = _picture_tiles(luma.shape[1:3], tile, exclude)
     for f, (fine, mid) in zip(luma, band_energies(luma, tile) if bands is None else bands, strict=True):
-        structured = np.sqrt(_tile_var(f.astype(np.float32), tile)) >= min_std
+        structured = (np.sqrt(_tile_var(f.astype(np.float32), tile)) >= min_std) & picture
         if not structured.any():
             continue
         if fine.size >= min_tiles:  # enough tiles for a low percentile of them to be the noise
-            fine, mid = fine - np.percentile(fine, floor_pct), mid - np.percentile(mid, floor_pct)
+            fine = fine - np.percentile(fine[picture], floor_pct)
+            mid = mid - np.percentile(mid[picture], floor_pct)
         fine, mid = fine[structured], mid[structured]
         keep = np.argsort(mid, kind="stable")[-max(1, int(np.ceil(top * mid.size))) :]
         ratios = np.maximum(fine[keep], 0) / (np.maximum(mid[keep], 0) + 1e-3)
@@ -1344,7 +1364,7 @@ OWN_SIZE_FOCUS = 0.46 / 0.62
 
 
 def blur_scores(
-    luma: np.ndarray, active: np.ndarray, size: int
+    luma: np.ndarray, active: np.ndarray, size: int, exclude: np.ndarray | None = None
 ) -> tuple[float | None, float | None, float | None, float | None, float | None]:
     """(:func:`focus`, :func:`detail`, :func:`noise_floor`, :func:`isotropy`, :func:`streak`) of a clip, on one scale
     for every picture size, so that one ``filters.min_focus``, one ``filters.min_detail`` and one
@@ -1381,17 +1401,23 @@ def blur_scores(
     the same frames as the other two (at the analysis size, or at its own size under 128 px with its reference band
     one octave finer, the same share of the picture) and measured alike on 68-120 px pictures at their own size and
     150-210 px ones upsampled (in focus 0.66 and up, see :func:`isotropy`).
+
+    ``exclude``: (H, W) bool at ``luma``'s size, the pixels of overlay graphics (logos, subtitle lines): focus,
+    detail and noise_floor leave out the tiles that hold any (see :func:`focus`). isotropy and streak keep them:
+    their structure tensor caps each tile's weight already (:func:`_tensor`).
     """
     short = min(active.shape[1:3])
     own = short < BLUR_MIN_UPSAMPLED
     frames = to_luma(active) if own else luma
+    if exclude is not None and exclude.shape != frames.shape[1:3]:
+        exclude = cv2.resize(exclude.astype(np.uint8), frames.shape[1:3][::-1], interpolation=cv2.INTER_NEAREST) > 0
     bands = band_energies(frames) if min(frames.shape[1:3]) >= 32 else None  # focus's and noise_floor's tiles
     if own:  # schema 9's reading (every structured tile, no floor), on today's scale: see OWN_SIZE_FOCUS
-        f = focus(frames, top=1.0, percentile=90.0, bands=bands)
+        f = focus(frames, top=1.0, percentile=90.0, bands=bands, exclude=exclude)
         f = None if f is None else f * OWN_SIZE_FOCUS
     else:
-        f = focus(frames, bands=bands)
-    d, n = detail(frames), noise_floor(frames, bands=bands)
+        f = focus(frames, bands=bands, exclude=exclude)
+    d, n = detail(frames, exclude=exclude), noise_floor(frames, bands=bands, exclude=exclude)
     fine = None if d is None else fine_tensors(frames)
     iso = None if d is None else isotropy(frames, reference=(2.0, 4.0) if own else (4.0, 8.0), fine=fine)
     spread = None if iso is None else streak(frames, fine=fine)
@@ -1408,6 +1434,17 @@ def _tiles(a: np.ndarray, tile: int) -> np.ndarray:
     return a[: ty * tile, : tx * tile].reshape(ty, tile, tx, tile)
 
 
+def _picture_tiles(shape: tuple[int, int], tile: int, exclude: np.ndarray | None) -> np.ndarray:
+    """Which whole ``tile`` px tiles of an (H, W) = ``shape`` frame (:func:`_tiles`) hold picture only: (H // tile,
+    W // tile) bool, False where ``exclude`` ((H, W) bool, or None: none) marks any pixel (an overlay graphic). All
+    True when ``exclude`` would leave no tile."""
+    ty, tx = shape[0] // tile, shape[1] // tile
+    if exclude is None or not exclude.any():
+        return np.ones((ty, tx), bool)
+    picture = ~_tiles(exclude, tile).any(axis=(1, 3))
+    return picture if picture.any() else np.ones((ty, tx), bool)
+
+
 def _tile_var(a: np.ndarray, tile: int) -> np.ndarray:
     """Variance of each whole ``tile`` x ``tile`` tile of (H, W) ``a`` (:func:`_tiles`): (H // tile, W // tile)
     float64."""
@@ -1422,6 +1459,7 @@ def detail(
     floor_pct: float = 25.0,
     percentile: float = 99.0,
     min_tiles: int = 40,
+    exclude: np.ndarray | None = None,
 ) -> float | None:
     """Share of the best-detailed region's luma variance at scales under 2 px, above the noise: the guard against
     heavy blur.
@@ -1444,17 +1482,19 @@ def detail(
     grain_focus_bench.py, 224 px, H.264 CRF 18): Gaussian blur of sigma 5 px at 640x360, bare or under grain of
     sigma 7, 0.020-0.040 (without the floor, schema 9 and before: up to 0.37 under grain); every clean shot and its
     graded or grained variants 0.124 and up; grain moves a clip's reading by 0.85-1.04x. Mild defocus (sigma 2-2.5
-    px at 640x360) reads 0.06-0.17: focus is what catches it.
+    px at 640x360) reads 0.06-0.17: focus is what catches it. ``exclude``: the overlay graphics' pixels, their tiles
+    left out (as :func:`focus`'s).
     """
     if min(luma.shape[1:3]) < tile:
         return None
     values = []
+    picture = _picture_tiles(luma.shape[1:3], tile, exclude)
     for f in luma:
         x = f.astype(np.float32)
         fine = _tile_var(x - cv2.GaussianBlur(x, (0, 0), 2.0), tile)
-        floor = float(np.percentile(fine, floor_pct)) if fine.size >= min_tiles else 0.0
+        floor = float(np.percentile(fine[picture], floor_pct)) if fine.size >= min_tiles else 0.0
         var = _tile_var(x, tile) - floor
-        structured = var >= min_std**2
+        structured = (var >= min_std**2) & picture
         if structured.any():
             share = np.maximum(fine[structured] - floor, 0) / var[structured]
             values.append(float(np.percentile(share, percentile)))
@@ -1982,9 +2022,7 @@ def score_frames(
     steps = camera_steps(flows)
     out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
     out["sharpness"] = sharpness(luma)
-    # a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
-    blur = blur_scores(luma, active, cfg.size)
-    out["focus"], out["detail"], out["noise_floor"], out["isotropy"], out["streak"] = blur
+    out.update(dict.fromkeys(("focus", "detail", "noise_floor", "isotropy", "streak")))  # read below the overlays
     out.update(
         exposure_scores(
             luma,
@@ -2010,7 +2048,7 @@ def score_frames(
         # persistent bottom-centre text: in at least half the sampled frames (the median), wherever scene text is
         out["subtitle_area"] = float(np.median([box_area(subtitle_boxes(b, shape), shape) for b, shape in found]))
     else:
-        raw = None
+        raw = found = None
         out["text_area"] = out["subtitle_area"] = None
 
     # the active picture as decoded: a failed overlay candidate is looked at again at twice the analysis size
@@ -2027,6 +2065,7 @@ def score_frames(
 
     corner = corner_text if detector is not None and len(anchors) >= 2 else None
     colour = anchors if cfg.overlay_colour else None
+    graphics: list[tuple[int, int, int, int]] = []
     overlay = overlay_scores(
         luma,
         raw,
@@ -2036,7 +2075,22 @@ def score_frames(
         corner_text=corner,
         colour=colour,
         layers=cfg.overlay_layers,
+        found_boxes=graphics,
     )
+    # the blur scores read the picture, not what is laid over it: the overlays found and the subtitle lines left out
+    graphic = np.zeros(luma.shape[1:3], bool)
+    for x, y, bw, bh in graphics:
+        graphic[y : y + bh, x : x + bw] = True
+    if found is not None and out["subtitle_area"]:
+        lines = [subtitle_boxes(b, shape) for b, shape in found]
+        for b in lines:
+            if len(b):
+                mask = np.zeros(luma.shape[1:3], np.uint8)
+                cv2.fillPoly(mask, list(b), 1)
+                graphic |= mask > 0
+    # a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
+    blur = blur_scores(luma, active, cfg.size, exclude=graphic if cfg.blur_without_overlays else None)
+    out["focus"], out["detail"], out["noise_floor"], out["isotropy"], out["streak"] = blur
     out.update(with_bar_graphics(overlay, bar_graphics(probe, bars, max_range=cfg.border_range), margin, (ph, pw)))
     out["overlay_planes"] = "luma" if colour is None else "YCrCb"
     out["overlay_layers"] = cfg.overlay_layers

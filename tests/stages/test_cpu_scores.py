@@ -545,6 +545,34 @@ def test_a_board_shaken_with_the_frame_over_a_panning_scene_is_not_an_overlay_th
     assert unguarded["overlay_area"] > 0.005 and x0 > 0.75 and y1 < 0.3, unguarded
 
 
+def test_a_logo_or_subtitle_over_a_defocused_shot_does_not_make_it_read_sharp(scorer, bikes_shot, tmp_path):
+    """bikes.mp4's second shot defocused (Gaussian sigma 2 px at 640x360, the hard set's blur class): a channel logo
+    (alpha 0.5) or a subtitle line over it is the sharpest thing in the frame, and focus read it (1.2 and 3.1 against
+    0.29 bare: a user who keeps logo clips kept the blurred ones as sharp). The overlay test finds them, and focus and
+    detail leave their tiles out: both read as the bare defocused shot and fall under min_focus. Counted again
+    (``blur_without_overlays`` off), the logo reads sharp; the same logo over the shot in focus stays sharp."""
+    from pipeline.defects import blur, logo, subtitle
+    from stages.filters import FiltersConfig
+
+    blurred = blur(bikes_shot, 2.0)
+    paths = {
+        "bare": write_frames(blurred, tmp_path / "bare.mp4", fps=25),
+        "logo": write_frames(logo(blurred, 0.5, "tr"), tmp_path / "logo.mp4", fps=25),
+        "subtitle": write_frames(subtitle(blurred), tmp_path / "subtitle.mp4", fps=25),
+        "sharp_logo": write_frames(logo(bikes_shot, 0.5, "tr"), tmp_path / "sharp_logo.mp4", fps=25),
+    }
+    s = {k: scorer.score_clip(p) for k, p in paths.items()}
+    min_focus = FiltersConfig().min_focus
+    assert s["bare"]["focus"] < min_focus, s["bare"]
+    for k in ("logo", "subtitle"):
+        assert s[k]["overlay_area"] > 0.005, s[k]  # found
+        assert abs(s[k]["focus"] - s["bare"]["focus"]) < 0.05 and s[k]["focus"] < min_focus, (k, s[k]["focus"])
+        assert abs(s[k]["detail"] - s["bare"]["detail"]) < 0.02, (k, s[k]["detail"], s["bare"]["detail"])
+    assert s["sharp_logo"]["focus"] > 2 * min_focus, s["sharp_logo"]
+    counted = CpuScorer(CpuScoresConfig(blur_without_overlays=False)).score_clip(paths["logo"])
+    assert counted["focus"] > min_focus, counted
+
+
 def test_a_small_logo_over_a_large_source_is_found_at_twice_the_analysis_size(scorer, tmp_path):
     """A small (8 % of the width) "HD" logo over bigbuckbunny's grass at 1280x720: at the analysis size (398x224) its
     strokes are ~1 px and the grass outweighs them; the candidate is looked at again at twice that size, on a box
