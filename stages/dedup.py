@@ -99,7 +99,10 @@ def quality_key(row: dict[str, Any]) -> tuple:
 
     Rule: more pixels of active picture (width x height inside the letterbox / pillarbox bars the scorer found:
     a boxed copy has more pixels than its source but not more picture; compared in 1 % steps, as the bars are
-    measured to about a pixel), then less frame area in bars, then longer duration, then higher aesthetic, then
+    measured to about a pixel), then less frame area in bars, then longer duration, then less of the frame under
+    graphics laid over it (``overlay_area`` + ``subtitle_area``, null as 0, in 0.1 % steps: where the text rules are
+    off, a copy with a channel logo or burned-in subtitles and its clean twin both reach dedup, and the logo's edges
+    made the Laplacian sharpness keep the logo copy), then higher aesthetic, then
     more detail above the noise (:func:`clean_detail`), then higher sharpness (rows scored before schema 10), then
     the lowest clip_id (a total order, so the result does not depend on row order). Null values rank last.
     """
@@ -110,17 +113,19 @@ def quality_key(row: dict[str, Any]) -> tuple:
 
     w, h = num("width"), num("height")
 
-    def bar(name: str) -> float:
+    def share(name: str) -> float:  # a share of the frame; null as 0
         v = _number(row.get(name))
         return 0.0 if v is None else v
 
-    active = (1 - bar("border_top") - bar("border_bottom")) * (1 - bar("border_left") - bar("border_right"))
+    active = (1 - share("border_top") - share("border_bottom")) * (1 - share("border_left") - share("border_right"))
     pixels = round(100 * math.log(w * h * active)) if w > 0 and h > 0 and active > 0 else -math.inf
     clean = clean_detail(row.get("detail"), row.get("noise_floor"))
+    graphics = round(1000 * (share("overlay_area") + share("subtitle_area")))
     return (
         -pixels,
         1 - active,
         -num("duration_s"),
+        graphics,
         -num("aesthetic"),
         math.inf if clean is None else -clean,
         -num("sharpness"),
@@ -276,7 +281,7 @@ def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
     """The stored columns :func:`find_duplicates` reads (the embeddings only when ``min_cosine`` is set)."""
     cfg = cfg or DedupConfig()
     base = ("clip_id", "phash", "phash_mirror", "width", "height", "duration_s", "aesthetic", "sharpness")
-    base += ("detail", "noise_floor")
+    base += ("detail", "noise_floor", "overlay_area", "subtitle_area")
     base += ("border_top", "border_bottom", "border_left", "border_right")
     return (*base, "clip_embedding") if cfg.min_cosine is not None else base
 
@@ -284,8 +289,9 @@ def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
 def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str, str]:
     """Map each dropped duplicate clip_id to the clip_id it duplicates (the kept copy of its group).
 
-    Reads: clip_id, phash (list<int64>), and for choosing the kept copy width, height, duration_s, aesthetic,
-           detail, noise_floor, sharpness (all optional); clip_embedding when cfg.min_cosine is set
+    Reads: clip_id, phash (list<int64>), and for choosing the kept copy width, height, duration_s, border_*,
+           overlay_area, subtitle_area, aesthetic, detail, noise_floor, sharpness (all optional); clip_embedding
+           when cfg.min_cosine is set
     Writes: nothing (returns the mapping; the pipeline sets drop_reason = "duplicate" and duplicate_of)
     Reasons: duplicate
 
@@ -307,7 +313,7 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
     for i in {i for g in exact for i in g} | {i for p in near for i in p}:
         members.setdefault(uf.find(i), []).append(i)
     keys = ("clip_id", "width", "height", "duration_s", "aesthetic", "detail", "noise_floor", "sharpness")
-    keys += ("border_top", "border_bottom", "border_left", "border_right")
+    keys += ("border_top", "border_bottom", "border_left", "border_right", "overlay_area", "subtitle_area")
     wanted = [c for c in keys if c in table.column_names]
     info = table.select(wanted)
     out: dict[str, str] = {}

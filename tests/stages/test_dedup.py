@@ -178,6 +178,32 @@ def test_the_clean_copy_is_kept_over_its_grained_or_recompressed_copies(bikes, t
     assert grained["clip_id"] == "grain"  # what sharpness alone would have kept
 
 
+def test_the_copy_without_a_logo_is_kept_where_the_text_rules_are_off(bikes, tmp_path):
+    """bikes.mp4's third shot (frames 76-137), and the same shot under a channel logo (alpha 0.5) and under a subtitle
+    line, scored by the real scorer. With the text rules off (a user who keeps logo clips) all three reach dedup as
+    one group, and dedup keeps the copy with nothing laid over it (overlay_area + subtitle_area). Without those
+    columns the copies' detail is a toss-up (the subtitle copy's reads a little higher here, the logo copy's the same)
+    and the Laplacian sharpness, the last tie-break, reads the graphics' edges: a copy with a graphic is kept."""
+    from pipeline.defects import logo, subtitle
+    from pipeline.footage import BIKES_CUTS
+    from pipeline.testdata import decode_frames, write_frames
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+
+    shot = decode_frames(bikes, BIKES_CUTS[1], BIKES_CUTS[2])
+    scorer = CpuScorer(CpuScoresConfig())
+    copies = {"logo": logo(shot, 0.5, "tr"), "clean": shot, "subtitle": subtitle(shot)}
+    rows = []
+    for name, frames in copies.items():
+        s = scorer.score_clip(write_frames(frames, tmp_path / f"{name}.mp4", fps=25))
+        rows.append({"clip_id": name, "width": 640, "height": 272, "duration_s": 2.0} | s)
+    assert rows[0]["overlay_area"] > 0.005 and rows[2]["overlay_area"] + rows[2]["subtitle_area"] > 0.005, rows
+    cols = ("clip_id", "phash", "width", "height", "duration_s", "detail", "noise_floor", "sharpness")
+    scored = pa.Table.from_pylist([{c: r[c] for c in (*cols, "overlay_area", "subtitle_area")} for r in rows])
+    assert find_duplicates(scored) == {"logo": "clean", "subtitle": "clean"}
+    blind = pa.Table.from_pylist([{c: r[c] for c in cols} for r in rows])  # without the graphics' columns
+    assert "clean" in find_duplicates(blind), find_duplicates(blind)  # a copy with a graphic was kept
+
+
 def test_a_copy_cut_at_another_start_is_found_by_shifting_its_anchors(bikes, tmp_path):
     """Windows of bikes.mp4's taxi shot (fast action, frames 78-135) cut 5 and 10 frames later than the first, and a
     window of another shot: compared anchor by anchor the offset copies are 19-20 bits apart (the anchors fall on
