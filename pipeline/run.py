@@ -15,6 +15,7 @@ config section and are applied here, in :func:`_graph`, with one thread policy (
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shlex
 import time
@@ -44,6 +45,10 @@ def init_ray(rc: RayConfig) -> None:
     warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks for", category=UserWarning)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = rc.progress
+    if not rc.progress:  # Ray Data then says how to turn them on in Python; our setting is [ray] progress
+        logging.getLogger("ray.data._internal.progress").addFilter(
+            lambda r: not r.getMessage().startswith("Progress bars disabled")
+        )
     ctx.execution_options.preserve_order = False
 
 

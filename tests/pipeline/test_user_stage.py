@@ -53,14 +53,18 @@ def test_readme_user_stage_runs_as_written(tmp_path, bikes, monkeypatch):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)  # the commands set their own, as a user would
 
+    said: list[str] = []  # each command's stdout and stderr
+
     def sh(cmd: str) -> str:
         res = subprocess.run(cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, f"{cmd}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        said.append(res.stdout + res.stderr)
         return res.stdout
 
     run, query, refilter, report = commands
     assert run.startswith("PYTHONPATH=. clipforge run") and "--config my.toml" in run
     sh(run + " --ray.progress false --ray.num_cpus 2")  # progress bars and CPUs: this machine's, not the example's
+    assert "Progress bars disabled" not in said[-1]  # Ray Data's hint to turn them on in Python: our setting is ours
     out = tmp_path / "out"
 
     # its columns are in the clips view, next to the built-in scores; its rule decided drop reasons
