@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -358,6 +359,23 @@ def _warn_stale_scores(out: str) -> None:
         )
 
 
+def _changed_settings(saved: dict[str, Any], applied: dict[str, dict[str, Any]]) -> list[str]:
+    """The settings a refilter changes, as ``section.key old -> new`` (JSON values: null for None): ``saved``, the
+    dataset's config.json before it; ``applied``, the sections it applies (filters, dedup, user stages)."""
+
+    def shown(v: Any) -> str:
+        return json.dumps(v)
+
+    out = []
+    for section, values in applied.items():
+        before = saved.get(section) or {}
+        for key, value in values.items():
+            if key not in before or before[key] != value:
+                old = shown(before[key]) if key in before else "(unset)"
+                out.append(f"{section}.{key} {old} -> {shown(value)}")
+    return out
+
+
 def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     from pipeline import config as config_mod
     from pipeline import store
@@ -382,7 +400,9 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
         filter_clips(storage.location(args.out), cfg, report)
         saved = json.loads(storage.read_text(storage.under(args.out, "config.json")))
         # the thresholds refilter applied become the dataset's: filters, dedup and every user stage's section
-        saved.update({k: v for k, v in cfg.to_dict().items() if k in _saved_sections(cfg)})
+        applied = {k: v for k, v in cfg.to_dict().items() if k in _saved_sections(cfg)}
+        changed = _changed_settings(saved, applied)
+        saved.update(applied)
         store.write_json(storage.under(args.out, "config.json"), saved)
     _warn_stale_scores(args.out)
     if not cfg.dedup.enabled:
@@ -400,6 +420,7 @@ def _cmd_refilter(args: argparse.Namespace, extra: list[str]) -> int:
     if report.get("decoded"):  # the shared-overlay check's first look at some clips (stages/shared_overlay.py)
         how = f"decoding only the anchors of {report['decoded']} clip(s) for the shared-overlay check"
     print(f"refiltered {c['clips']} clips {how}: kept {c['kept']} ({c['kept_hours']:.3f} h)")
+    print(f"  settings changed: {', '.join(changed)}" if changed else "  settings: as the dataset had them")
     if report.get("shown"):
         print(f"  {report['shown']} clip(s) show an overlay found in another clip of their source (overlay_seen_in)")
     if report.get("refused"):

@@ -102,6 +102,9 @@ def test_refilter_retunes_without_decoding(curated, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert f"clipforge diff {copy} 1  (this is v2)" in r.stdout  # where to see what changed
+    changed = next(line for line in r.stdout.splitlines() if "settings changed:" in line)  # and what it changed
+    assert "filters.min_luma_mean " in changed and "-> 0.01" in changed and "filters.min_motion " in changed, changed
+    assert "filters.max_text_area" not in changed  # as stored: not listed
     got = _by_file(copy)
     # the dark copy passes the relaxed quality thresholds, so dedup now sees it: it is a copy of carphone.mp4
     assert got["carphone_dark.mp4"][1] == "duplicate"
