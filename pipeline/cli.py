@@ -368,7 +368,10 @@ def _changed_settings(saved: dict[str, Any], applied: dict[str, dict[str, Any]])
 
     out = []
     for section, values in applied.items():
-        before = saved.get(section) or {}
+        before = saved.get(section)
+        if not isinstance(before, dict):  # a dataset that stored none of this section's settings
+            out.append(f"{section}.* (none stored before)")
+            continue
         for key, value in values.items():
             if key not in before or before[key] != value:
                 old = shown(before[key]) if key in before else "(unset)"
