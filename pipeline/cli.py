@@ -363,9 +363,6 @@ def _changed_settings(saved: dict[str, Any], applied: dict[str, dict[str, Any]])
     """The settings a refilter changes, as ``section.key old -> new`` (JSON values: null for None): ``saved``, the
     dataset's config.json before it; ``applied``, the sections it applies (filters, dedup, user stages)."""
 
-    def shown(v: Any) -> str:
-        return json.dumps(v)
-
     out = []
     for section, values in applied.items():
         before = saved.get(section)
@@ -374,8 +371,8 @@ def _changed_settings(saved: dict[str, Any], applied: dict[str, dict[str, Any]])
             continue
         for key, value in values.items():
             if key not in before or before[key] != value:
-                old = shown(before[key]) if key in before else "(unset)"
-                out.append(f"{section}.{key} {old} -> {shown(value)}")
+                old = json.dumps(before[key]) if key in before else "(unset)"
+                out.append(f"{section}.{key} {old} -> {json.dumps(value)}")
     return out
 
 

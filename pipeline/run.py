@@ -29,6 +29,11 @@ from pipeline.config import Config, RayConfig
 from stages import storage
 
 
+def _no_progress_hint(record: logging.LogRecord) -> bool:
+    """Drops Ray Data's hint on turning its progress bars back on in Python: our setting is ``[ray] progress``."""
+    return not record.getMessage().startswith("Progress bars disabled")
+
+
 def init_ray(rc: RayConfig) -> None:
     import ray
 
@@ -45,10 +50,8 @@ def init_ray(rc: RayConfig) -> None:
     warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks for", category=UserWarning)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = rc.progress
-    if not rc.progress:  # Ray Data then says how to turn them on in Python; our setting is [ray] progress
-        logging.getLogger("ray.data._internal.progress").addFilter(
-            lambda r: not r.getMessage().startswith("Progress bars disabled")
-        )
+    if not rc.progress:  # once per process however often Ray is started (addFilter skips a filter it has)
+        logging.getLogger("ray.data._internal.progress").addFilter(_no_progress_hint)
     ctx.execution_options.preserve_order = False
 
 

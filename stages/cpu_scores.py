@@ -1911,13 +1911,17 @@ class TextDetector:
         return box_area(self.boxes(rgb), rgb.shape[:2])
 
 
+def box_mask(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels of an (H, W) frame inside any of the quadrilaterals ``boxes`` (K, 4, 2): (H, W) bool."""
+    mask = np.zeros(shape, np.uint8)
+    if len(boxes):
+        cv2.fillPoly(mask, list(boxes), 1)
+    return mask > 0
+
+
 def box_area(boxes: np.ndarray, shape: tuple[int, int]) -> float:
     """Fraction of an (H, W) frame covered by the union of quadrilaterals ``boxes`` (K, 4, 2), overlaps once."""
-    if len(boxes) == 0:
-        return 0.0
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, list(boxes), 1)
-    return float(mask.mean())
+    return float(box_mask(boxes, shape).mean()) if len(boxes) else 0.0
 
 
 def text_settled(raw: list[np.ndarray], found: list[tuple[np.ndarray, tuple[int, int]]], frames: int) -> bool:
@@ -2082,12 +2086,8 @@ def score_frames(
     for x, y, bw, bh in graphics:
         graphic[y : y + bh, x : x + bw] = True
     if found is not None and out["subtitle_area"]:
-        lines = [subtitle_boxes(b, shape) for b, shape in found]
-        for b in lines:
-            if len(b):
-                mask = np.zeros(luma.shape[1:3], np.uint8)
-                cv2.fillPoly(mask, list(b), 1)
-                graphic |= mask > 0
+        for b, shape in found:
+            graphic |= box_mask(subtitle_boxes(b, shape), shape)
     # a picture smaller than the analysis size: calibrated for the upsampling (blur_scores)
     blur = blur_scores(luma, active, cfg.size, exclude=graphic if cfg.blur_without_overlays else None)
     out["focus"], out["detail"], out["noise_floor"], out["isotropy"], out["streak"] = blur

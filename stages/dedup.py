@@ -312,8 +312,8 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
     members: dict[int, list[int]] = {}
     for i in {i for g in exact for i in g} | {i for p in near for i in p}:
         members.setdefault(uf.find(i), []).append(i)
-    keys = ("clip_id", "width", "height", "duration_s", "aesthetic", "detail", "noise_floor", "sharpness")
-    keys += ("border_top", "border_bottom", "border_left", "border_right", "overlay_area", "subtitle_area")
+    # the columns quality_key reads: what columns() loads, less the signatures
+    keys = [c for c in columns(cfg) if c not in ("phash", "phash_mirror", "clip_embedding")]
     wanted = [c for c in keys if c in table.column_names]
     info = table.select(wanted)
     out: dict[str, str] = {}
