@@ -36,8 +36,8 @@ from pipeline.testdata import decode_frames, write_frames  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 from stages.filters import FiltersConfig, apply_filters  # noqa: E402
 
-SHOWN = ("focus", "detail", "isotropy", "streak", "still_residual", "overlay_area", "text_area", "subtitle_area",
-         "luma_mean", "motion")  # fmt: skip
+SHOWN = ("focus", "detail", "isotropy", "streak", "still_residual", "residual_flow", "overlay_area", "text_area",
+         "subtitle_area", "luma_mean", "motion")  # fmt: skip
 
 
 def resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:

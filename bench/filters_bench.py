@@ -73,6 +73,8 @@ from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 from stages.dedup import DedupConfig, find_duplicates  # noqa: E402
 from stages.filters import FiltersConfig, apply_filters, short_side  # noqa: E402
 
+SHOWN = ("focus", "detail", "text_area", "still_residual", "residual_flow", "overlay_area")  # printed per clip
+
 EXPECT = {
     "still_image": {"motion_still_image", "motion_static"},
     "blur": {"quality_blurry"},
@@ -188,7 +190,7 @@ def main() -> None:
         print(
             it["kind"],
             it["name"],
-            {k: rows[-1].get(k) for k in ("focus", "detail", "text_area", "still_residual", "overlay_area")},
+            {k: rows[-1].get(k) for k in SHOWN},
             flush=True,
         )
     table = pa.Table.from_pylist(rows)

@@ -5,9 +5,11 @@
 Real shots (bikes.mp4 split at its cuts, bigbuckbunny's opening, carphone, eight 3 s windows of transnet_test) and
 still frames of the same footage under a slow pan (1 and 3 % of the width per second) or zoom (1 and 4 %/s), all
 written as H.264 clips and scored by the real CpuScorer. Writes per clip: motion, camera_pan/tilt/zoom,
-scene_motion, still_residual; and the ranges of scene_motion and still_residual per class with the gap between
-them: ``filters.min_still_residual`` (the ``motion_still_image`` rule) must fall in still_residual's gap
-(stages/cpu_scores.still_residual).
+scene_motion, still_residual, residual_flow; and the ranges of scene_motion, still_residual and residual_flow per
+class with the gap between them: ``filters.min_still_residual`` and ``filters.min_residual_flow`` (the
+``motion_still_image`` rule reads both) must fall in their gaps (stages/cpu_scores.still_scores). Also bigbuckbunny's
+top-right quadrant (native pixels) under its opening's slow tilt, a real shot where little but the camera moves
+(``near_still``): still_residual puts it with the stills, residual_flow (its parallax) does not.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.defects import grain, night  # noqa: E402
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
 from pipeline.testdata import decode_frames, ken_burns, write_frames  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 
-KEYS = ("motion", "camera_pan", "camera_tilt", "camera_zoom", "scene_motion", "still_residual")
+GROUPS = ("real", "near_still", "still_moved")
+KEYS = ("motion", "camera_pan", "camera_tilt", "camera_zoom", "scene_motion", "still_residual", "residual_flow")
 
 
 def main() -> None:
@@ -47,22 +51,28 @@ def main() -> None:
               "transnet_a": tn[400], "transnet_b": tn[900]}  # fmt: skip
     moves = {"pan1": {"pan": 0.01}, "pan3": {"pan": 0.03}, "zoom1": {"zoom": 0.01}, "zoom4": {"zoom": 0.04}}
     still_clips = {f"{n}_{m}": ken_burns(s, 75, 25, **kw) for n, s in stills.items() for m, kw in moves.items()}
+    # real shots where little but the camera moves: bigbuckbunny's top-right quadrant, native pixels, its slow tilt
+    corner = decode_frames(sample_video("bigbuckbunny"), 0, 60)[:, 0:360, 640:1280]
+    near_still = {"bbb_tr": corner, "bbb_tr_night": night(corner), "bbb_tr_grain": grain(corner, 7.0),
+                  "bbb_tr_night_grain": grain(night(corner), 7.0)}  # fmt: skip
+    still_clips |= {f"bbb_tr_{m}": ken_burns(corner[30], 60, 25, **kw) for m, kw in moves.items()}
+    for m in ("pan3", "zoom1"):  # grain that is not in the photo: new in every frame
+        still_clips[f"bbb_tr_{m}_grain"] = grain(still_clips[f"bbb_tr_{m}"], 7.0)
+        still_clips[f"carphone_{m}_grain"] = grain(still_clips[f"carphone_{m}"], 7.0)
     scorer = CpuScorer(CpuScoresConfig())
-    result: dict = {"real": {}, "still_moved": {}}
-    for group, clips in (("real", real), ("still_moved", still_clips)):
+    result: dict = {"real": {}, "near_still": {}, "still_moved": {}}
+    for group, clips in (("real", real), ("near_still", near_still), ("still_moved", still_clips)):
         for name, frames in clips.items():
             scores = scorer.score_clip(write_frames(frames, tmp / f"{name}.mp4", fps=25))
             result[group][name] = {k: None if scores[k] is None else round(float(scores[k]), 5) for k in KEYS}
             print(group, name, result[group][name], flush=True)
-    for key in ("scene_motion", "still_residual"):
-        real_v = [v[key] for v in result["real"].values() if v[key] is not None]
-        still_v = [v[key] for v in result["still_moved"].values() if v[key] is not None]
-        result[f"{key}_range"] = {
-            "real": [min(real_v), max(real_v)],
-            "still_moved": [min(still_v), max(still_v)],
-            "gap": round(min(real_v) - max(still_v), 5),
-            "ratio": round(min(real_v) / max(max(still_v), 1e-9), 2),
-        }
+    for key in ("scene_motion", "still_residual", "residual_flow"):
+        got = {g: [v[key] for v in result[g].values() if v[key] is not None] for g in GROUPS}
+        top = max(got["still_moved"])
+        result[f"{key}_range"] = {g: [min(v), max(v)] for g, v in got.items()}
+        for g in ("real", "near_still"):  # how far each class of real shot sits above the stills
+            result[f"{key}_range"][f"{g}_gap"] = round(min(got[g]) - top, 5)
+            result[f"{key}_range"][f"{g}_ratio"] = round(min(got[g]) / max(top, 1e-9), 2)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k.endswith("_range")}))
 

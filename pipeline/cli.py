@@ -334,29 +334,33 @@ _REFILTERED = {"filters", "dedup", "store"}  # the built-in sections a refilter 
 
 def _warn_stale_scores(out: str) -> None:
     """Say on stderr how many clips' stored scores predate the running schema (``cpu_scores.SUPERSEDED``: a row with
-    the first column and without the second): refilter re-reads stored scores, so such clips are judged on what an
-    older scorer measured (schema 12 looks for a logo as a fixed layer under the moving scene, schema 11 looks for
-    overlays in colour too, schema 10 changed focus's and detail's scale)
-    until a `clipforge run` scores them again."""
+    a score and without the one added after it): refilter re-reads stored scores, so such clips are judged on what an
+    older scorer measured (schema 15 tells a still picture by its parallax too, schema 12 looks for a logo as a fixed
+    layer under the moving scene, schema 11 looks for overlays in colour too, schema 10 changed focus's and detail's
+    scale) until a `clipforge run` scores them again."""
     from pipeline import store
-    from stages.cpu_scores import SUPERSEDED, SUPERSEDED_SCHEMA, superseded_sql
+    from stages.cpu_scores import SUPERSEDED, superseded_sql
 
-    had, added = SUPERSEDED
-    columns = store._columns(out, "scores")
-    if had not in columns:
+    columns = set(store._columns(out, "scores"))
+    total = store.query(out, f"SELECT count(*) AS n FROM clips WHERE {superseded_sql(columns=columns)}")
+    n = total.column("n")[0].as_py()
+    if not n:
         return
-    # a scores table written before the column was added lacks it (the views do not add it)
-    sql = f"SELECT count(*) AS n FROM clips WHERE {superseded_sql(added_exists=added in columns)}"
-    n = store.query(out, sql).column("n")[0].as_py()
-    if n:
-        print(
-            f"clipforge refilter: {n} clip(s) were scored before schema {SUPERSEDED_SCHEMA} (no `{added}`): the rules "
-            "judged what that scorer measured (docs/SCHEMA.md says what changed; schema 12 finds faint logos over "
-            "moving texture, schema 11 looks for overlays in colour too, schema 10 put focus and detail on another "
-            "scale). `clipforge run` on this OUT with the same "
-            "inputs scores them again, cutting nothing.",
-            file=sys.stderr,
-        )
+    lacking = []
+    for had, added, schema in SUPERSEDED:
+        if had in columns:
+            where = f'"{had}" IS NOT NULL' + (f' AND "{added}" IS NULL' if added in columns else "")
+            k = store.query(out, f"SELECT count(*) AS n FROM clips WHERE {where}").column("n")[0].as_py()
+            lacking += [(schema, f"{k} without `{added}` (schema {schema})")] if k else []
+    newest = max(lacking, key=lambda x: int(x[0]))[0]
+    print(
+        f"clipforge refilter: {n} clip(s) were scored before schema {newest} ({', '.join(x[1] for x in lacking)}): "
+        "the rules judged what that scorer measured (docs/SCHEMA.md says what changed; schema 15 tells a still "
+        "picture by its parallax too, schema 12 finds faint logos over moving texture, schema 11 looks for overlays "
+        "in colour too, schema 10 put focus and detail on another scale). `clipforge run` on this OUT with the same "
+        "inputs scores them again, cutting nothing.",
+        file=sys.stderr,
+    )
 
 
 def _changed_settings(saved: dict[str, Any], applied: dict[str, dict[str, Any]]) -> list[str]:

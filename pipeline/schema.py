@@ -16,6 +16,8 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
+# 15: scores.residual_flow (the still-picture rule needs it below min_residual_flow too: parallax tells a real
+# camera move over a near-still scene from a photo);
 # 14: filters.overlay_refused (why a match with another clip's overlay was not taken; the look also asks the graphic
 # to sit at the seed's pixels in each anchor); 13: filters.overlay_seen_in, overlay_match, overlay_seeds,
 # overlay_error (an overlay seen in another clip of the source); 12: scores.overlay_layers (the overlay test looks
@@ -28,7 +30,7 @@ from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 # 6: videos.source_url, license, license_id, creator, consent, tags; scores.overlay_area, overlay_box,
 # overlay_persistence (and the text_overlay drop reason); 5: scores.still_residual, subtitle_area, focus;
 # 4: scores.phash_mirror, scores.border_*, scores on the active picture; 3: shots.scenes.caption;
-SCHEMA_VERSION = "14"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
+SCHEMA_VERSION = "15"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
 METADATA_KEY = b"clipforge.schema_version"
 
 _span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])

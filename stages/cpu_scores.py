@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,10 @@ SCORES_SCHEMA = pa.schema(
         # contrast: <= 0.04 for a still picture under a pan/zoom, >= 0.16 for real scenes (still_residual); null
         # under 0.5 s or with a still camera
         ("still_residual", pa.float32()),
+        # how far the picture's parts move against each other over that ~1 s once the camera's motion is undone:
+        # the 90th percentile of the residual optical flow, frame diagonals (schema 15; still_scores): <= 0.003 for a
+        # still picture, parallax and moving subjects more; null with still_residual
+        ("residual_flow", pa.float32()),
         # persistent overlay graphics (overlay_scores): area (fraction of the active picture) of the boxes of what
         # stays fixed in the picture while the scene moves, their union box [x0, y0, x1, y1] (fractions of width /
         # height), the share of observations in which it stayed put; all null when it cannot be told (locked-off
@@ -117,23 +121,30 @@ SCORES_SCHEMA = pa.schema(
     ]
 )
 OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
-# (a score, one added later): a stored row with the first and without the second was written before the second
-# existed, and the run scores that clip again (pipeline/stream.py); `clipforge refilter` warns of such rows.
-# overlay_layers (schema 12, when the overlay test began to look for a fixed layer under a moving scene: a row without
-# it may have missed a faint logo over texture) is set wherever focus is, so every row of schema 5-11 is caught
-# (schema 11 looked in colour, schema 10 added noise_floor and changed focus's and detail's scale: those rows are
-# caught too).
-SUPERSEDED = ("focus", "overlay_layers")
-SUPERSEDED_SCHEMA = "12"  # the schema that added SUPERSEDED's second column (what `clipforge refilter` names)
+# (a score, one added later, the schema that added it): a stored row with the first and without the second was
+# written before the second existed, and the run scores that clip again (pipeline/stream.py); `clipforge refilter`
+# warns of such rows. Each second column is set wherever its first is:
+# - overlay_layers (schema 12, when the overlay test began to look for a fixed layer under a moving scene: a row
+#   without it may have missed a faint logo over texture) wherever focus is, so every row of schema 5-11 is caught
+#   (schema 11 looked in colour, schema 10 added noise_floor and changed focus's and detail's scale: those rows are
+#   caught too);
+# - residual_flow (schema 15: the still-picture rule reads it with still_residual; a row without it would never be
+#   judged a still picture) wherever still_residual is.
+SUPERSEDED = (("focus", "overlay_layers", "12"), ("still_residual", "residual_flow", "15"))
 
 
-def superseded_sql(qualifier: str = "", added_exists: bool = True) -> str:
-    """SQL predicate true for a stored scores row written before :data:`SUPERSEDED`'s second column existed, its
-    columns named after ``qualifier`` (e.g. ``'t_scores.'``); ``added_exists`` False: the table lacks that column
-    altogether (written before it), so every row with the first is such a row."""
-    had, added = SUPERSEDED
-    missing = f'{qualifier}"{added}" IS NULL' if added_exists else "TRUE"
-    return f'{qualifier}"{had}" IS NOT NULL AND {missing}'
+def superseded_sql(qualifier: str = "", columns: Collection[str] | None = None) -> str:
+    """SQL predicate true for a stored scores row written before one of :data:`SUPERSEDED`'s second columns existed,
+    its columns named after ``qualifier`` (e.g. ``'t_scores.'``). ``columns``: the stored table's columns, when it
+    may lack some (a table written before a column was added: every row with the first is then such a row; one
+    without the first has none); None: every column is there (missing ones read as null)."""
+    terms = []
+    for had, added, _ in SUPERSEDED:
+        if columns is not None and had not in columns:
+            continue
+        missing = f'{qualifier}"{added}" IS NULL' if columns is None or added in columns else "TRUE"
+        terms.append(f'({qualifier}"{had}" IS NOT NULL AND {missing})')
+    return " OR ".join(terms) or "FALSE"
 
 
 @dataclass
@@ -334,7 +345,10 @@ def camera_motion(flow: np.ndarray, gap_s: float, step: int = 6, margin: int = 8
     }
 
 
-def still_residual(
+STILL_COLUMNS = ("still_residual", "residual_flow")
+
+
+def still_scores(
     luma: np.ndarray,
     times_s: list[float],
     *,
@@ -343,33 +357,48 @@ def still_residual(
     pairs: int = 3,
     blur_sigma: float = 1.5,
     min_camera: float = 0.004,
+    flow_margin: int = 8,
     steps: list[np.ndarray] | None = None,
-) -> float | None:
-    """How much of the picture changes once the camera's motion is undone, over a long baseline: the test that
-    tells a still picture under a pan or zoom (the "Ken Burns" slideshow) from a real scene.
+) -> dict[str, float | None]:
+    """How much of the picture changes once the camera's motion is undone, over a long baseline: the tests that
+    tell a still picture under a pan or zoom (the "Ken Burns" slideshow) from a real scene. Returns
+    ``{"still_residual": float | None, "residual_flow": float | None}`` (:data:`STILL_COLUMNS`).
 
     luma: (N, H, W) uint8 anchors at ``times_s`` (seconds). For up to ``pairs`` anchor pairs spread over the clip,
     each ~``baseline_s`` apart (at least ``min_baseline_s``): the camera's similarity transform from the first to
     the second, composed from the consecutive anchors' (``steps``, :func:`camera_steps` of :func:`anchor_flows`;
-    computed here when not given: the overlay score shares them), the first frame warped
-    onto the second, both blurred (Gaussian, ``blur_sigma`` px: interpolation and compression noise are
-    high-frequency) and their mean absolute difference taken inside the warped frame (eroded 4 px), divided by the
-    second frame's luma standard deviation there (the picture's contrast). Returns the median over the pairs: the
-    part of the picture's contrast that the camera's motion does not explain. None when no two anchors are
-    ``min_baseline_s`` apart, or when the camera does not move: the fitted transform shifts the picture's centre by
-    less than ``min_camera`` of the diagonal and scales it by less than that (log), per pair, in most pairs. A still
-    picture that the camera does not move is ``motion_static``'s case; a locked-off shot where only a small subject
-    moves (a talking head) must not read as a still picture (a 1 %/s pan moves the centre ~0.009 of the diagonal in
-    1 s).
+    computed here when not given: the overlay score shares them), and the first frame warped onto the second. Then:
+
+    - ``still_residual``: both frames blurred (Gaussian, ``blur_sigma`` px: interpolation and compression noise are
+      high-frequency), their mean absolute difference inside the warped frame (eroded 4 px), divided by the second
+      frame's luma standard deviation there (the picture's contrast): what the camera's motion does not explain, in
+      the picture's own contrast. Dimensionless.
+    - ``residual_flow``: the optical flow (DIS, as :func:`anchor_flows`) from the warped frame to the second, its
+      90th percentile magnitude inside the warped frame (eroded ``flow_margin`` px, where DIS is unreliable), in
+      frame diagonals over the pair's baseline (not per second): how far the picture's parts move against each
+      other once the camera's motion is undone (parallax between near and far things, moving subjects).
+
+    Each is the median over the pairs. Both are None when no two anchors are ``min_baseline_s`` apart, or when the
+    camera does not move: the fitted transform shifts the picture's centre by less than ``min_camera`` of the
+    diagonal and scales it by less than that (log), per pair, in most pairs. A still picture that the camera does
+    not move is ``motion_static``'s case; a locked-off shot where only a small subject moves (a talking head) must
+    not read as a still picture (a 1 %/s pan moves the centre ~0.009 of the diagonal in 1 s).
 
     A still picture moved by a similarity is explained entirely; real shots leave parallax, moving objects and
     light changes (bench/motion_bench.py, bench/filters_bench.py): stills of the shipped footage panned 1-3 %/s or
-    zoomed 1-4 %/s measured 0.006-0.040 (the highest on transnet_test's 90 px frames), real shots 0.16 and up, their
-    night and high-key grades the same (in raw luma levels a grade halved the residual: 3.5 -> 2.0). A
-    short-baseline residual (``scene_motion``, 0.08 s) separates the two far less (0.0055 against 0.007): what a
-    still picture lacks shows over time. The global-motion model is the one of video
-    stabilisation (Grundmann et al., "Auto-directed video stabilization with robust L1 optimal camera paths",
-    CVPR 2011, similarity/affine between frames)."""
+    zoomed 1-4 %/s measured still_residual 0.006-0.040 (the highest on transnet_test's 90 px frames), real shots
+    0.16 and up, their night and high-key grades the same (in raw luma levels a grade halved the residual:
+    3.5 -> 2.0). A short-baseline residual (``scene_motion``, 0.08 s) separates the two far less (0.0055 against
+    0.007): what a still picture lacks shows over time. still_residual alone does not separate a real shot where
+    little but the camera moves (bigbuckbunny's top-right quadrant under its slow tilt: the trees, sky and a rock,
+    0.015-0.042, against 0.004-0.014 for stills of 224 px and more): there, what the camera's transform leaves is
+    parallax, a rock's edge moving 3-5 px against the trees behind it, which residual_flow measures in pixels, so a
+    grade does not move it (stills <= 0.0029 of the diagonal, that crop 0.0068-0.0083 bare or night-graded). Film
+    grain new in every frame does: DIS follows some of it (grained stills up to 0.0051, the grained crop down to
+    0.0043; bench/motion_bench.py, filters.min_residual_flow). The global-motion
+    model is the one of video stabilisation (Grundmann et al., "Auto-directed video stabilization with robust L1
+    optimal camera paths", CVPR 2011, similarity/affine between frames); DIS: Kroeger et al., ECCV 2016."""
+    none: dict[str, float | None] = dict.fromkeys(STILL_COLUMNS)
     n = len(luma)
     cands = []
     for i in range(n):
@@ -377,32 +406,42 @@ def still_residual(
         if later:
             cands.append((i, min(later, key=lambda j: abs(times_s[j] - times_s[i] - baseline_s))))
     if not cands:
-        return None
+        return none
     pick = np.unique(np.linspace(0, len(cands) - 1, min(pairs, len(cands))).round().astype(int))
     if steps is None:
         steps = camera_steps(anchor_flows(luma))
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     kernel = np.ones((9, 9), np.uint8)
-    values, moved = [], 0
+    flow_kernel = np.ones((2 * flow_margin + 1, 2 * flow_margin + 1), np.uint8)
+    values, flows, moved = [], [], 0
     for k in pick:
         a, b = luma[cands[k][0]], luma[cands[k][1]]
         h, w = a.shape
+        diag = math.hypot(h, w)
         matrix = _chain(steps, cands[k][0], cands[k][1])[:2]
         centre = np.array([w / 2, h / 2])
-        shift = np.linalg.norm(centre @ matrix[:, :2].T + matrix[:, 2] - centre) / math.hypot(h, w)
+        shift = np.linalg.norm(centre @ matrix[:, :2].T + matrix[:, 2] - centre) / diag
         moved += shift >= min_camera or abs(math.log(max(math.hypot(matrix[0, 0], matrix[1, 0]), 1e-6))) >= min_camera
         warped = cv2.warpAffine(a, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
-        inside = cv2.warpAffine(np.full_like(a, 255), matrix, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
-        inside = cv2.erode(inside, kernel) > 0
+        footprint = cv2.warpAffine(np.full_like(a, 255), matrix, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+        inside = cv2.erode(footprint, kernel) > 0
         if not inside.any():
             values.append(255.0)  # the camera moved the whole picture away: nothing of it is still
+            flows.append(1.0)
             continue
         wb = cv2.GaussianBlur(warped, (0, 0), blur_sigma).astype(np.float32)
         bb = cv2.GaussianBlur(b, (0, 0), blur_sigma).astype(np.float32)
         # relative to the picture's own contrast, so a night or high-key grade of a shot scores as the shot does
         values.append(float(np.mean(np.abs(wb - bb)[inside])) / max(1.0, float(bb[inside].std())))
+        core = cv2.erode(footprint, flow_kernel) > 0
+        core = core if core.any() else inside
+        # edge pixels repeated rather than black: a black edge would drag DIS's coarse levels
+        filled = cv2.warpAffine(a, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mag = np.linalg.norm(dis.calc(filled, b, None), axis=-1)[core]
+        flows.append(float(np.percentile(mag, 90)) / diag)
     if 2 * moved <= len(pick):
-        return None  # the camera holds still: not a moved picture (motion_static judges a still one)
-    return float(np.median(values))
+        return none  # the camera holds still: not a moved picture (motion_static judges a still one)
+    return {"still_residual": float(np.median(values)), "residual_flow": float(np.median(flows))}
 
 
 OVERLAY_COLUMNS = ("overlay_area", "overlay_box", "overlay_persistence")
@@ -2024,7 +2063,7 @@ def score_frames(
     # one set of consecutive-anchor flows and camera transforms for still_residual and the overlay score
     flows = anchor_flows(luma)
     steps = camera_steps(flows)
-    out["still_residual"] = still_residual(luma, anchor_s, steps=steps) if anchor_s is not None else None
+    out.update(still_scores(luma, anchor_s, steps=steps) if anchor_s is not None else dict.fromkeys(STILL_COLUMNS))
     out["sharpness"] = sharpness(luma)
     out.update(dict.fromkeys(("focus", "detail", "noise_floor", "isotropy", "streak")))  # read below the overlays
     out.update(
@@ -2271,7 +2310,13 @@ def _stage():
         Rule(QUALITY_DARK, "luma_under_frac", ">", "filters.max_under_frac"),
         Rule(QUALITY_OVEREXPOSED, "luma_mean", ">", "filters.max_luma_mean"),
         Rule(QUALITY_OVEREXPOSED, "luma_over_frac", ">", "filters.max_over_frac"),
-        Rule(MOTION_STILL_IMAGE, "still_residual", "<", "filters.min_still_residual"),
+        Rule(
+            MOTION_STILL_IMAGE,
+            "still_residual",
+            "<",
+            "filters.min_still_residual",
+            also=("residual_flow", "<", "filters.min_residual_flow"),
+        ),
         Rule(QUALITY_BLURRY, "focus", "<", "filters.min_focus"),
         Rule(QUALITY_BLURRY, "detail", "<", "filters.min_detail"),
         Rule(QUALITY_BLURRY, "isotropy", "<", "filters.min_isotropy", also=("streak", ">", "filters.max_streak")),

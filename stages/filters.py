@@ -101,6 +101,16 @@ class FiltersConfig:
     # bigbuckbunny.mp4 (a near-still scene) 0.107: 0.06 sits 1.5x above the stills, 1.8x below that clip
     # (bench/motion_bench.py, bench/filters_bench.py). A clip below it is dropped (the still picture's signature).
     min_still_residual: float | None = 0.06
+    # ... and whose parts do not move against each other once the camera's motion is undone (cpu_scores.residual_flow,
+    # the 90th percentile of the residual flow over ~1 s, frame diagonals): a clip is a still picture only when both
+    # hold. Stills panned/zoomed measured <= 0.0029 (carphone's 176x144 upscaled, transnet_test's 90 px; 0.001 and
+    # under from 224 px up), 0.0026-0.0037 under film grain new in every frame (sigma 7; carphone panned under grain
+    # added at its 176x144: 0.0051, missed); bigbuckbunny's top-right quadrant under its slow tilt, where only
+    # parallax tells it from a photo (still_residual 0.032-0.042, under the line above), 0.0068-0.0083 bare or
+    # night-graded, 0.0049-0.0069 under grain (sigma 4-10), 0.0036-0.0043 night-graded AND grained (dropped); other
+    # real shots 0.0086 and up (bench/motion_bench.py). 0.0045 sits 1.55x above the bare stills, under the grained
+    # near-still shots. None: still_residual alone, as before schema 15.
+    min_residual_flow: float | None = 0.0045
     # Fraction of flow pairs that are identical frames: > half means frozen video or a slideshow.
     max_frozen_frac: float | None = 0.5
     # Best-focused region's fine-to-mid band energy above each band's noise floor (cpu_scores.focus; contrast-free,
@@ -229,7 +239,7 @@ class Filters:
     """Drop reason of one clip row from its stored scores.
 
     Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_under_frac, luma_over_frac,
-           still_residual, focus, detail, isotropy, streak, sharpness, frozen_frac, motion, text_area,
+           still_residual, residual_flow, focus, detail, isotropy, streak, sharpness, frozen_frac, motion, text_area,
            subtitle_area, overlay_area, error_clip_scores, aesthetic
            (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)

@@ -275,7 +275,8 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     from deltalake import write_deltalake
 
     scores = store.read_table(copy, "scores")
-    old = scores.drop_columns(["isotropy", "streak", "noise_floor", "overlay_planes", "overlay_layers"])  # schema 7
+    added = ["isotropy", "streak", "noise_floor", "overlay_planes", "overlay_layers", "residual_flow"]
+    old = scores.drop_columns(added)  # schema 7
     old = old.replace_schema_metadata(None)
     write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite", schema_mode="overwrite")
     assert "isotropy" not in store._columns(copy, "scores")
@@ -283,7 +284,10 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     assert scored
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "refilter", str(copy)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert f"{len(scored)} clip(s) were scored before schema 12" in r.stderr
+    moved = scores.filter(pc.is_valid(scores["still_residual"]))["clip_id"].to_pylist()  # a camera that moves
+    assert moved
+    said = f"{len(scored)} clip(s) were scored before schema 15 ({len(scored)} without `overlay_layers` (schema 12), "
+    assert said + f"{len(moved)} without `residual_flow` (schema 15))" in r.stderr
     cfg = _cfg([root / "corpus"], copy)
     inputs = expand_inputs(cfg.inputs, cfg.ingest)
     todo = plan(copy, cfg, inputs, {}, clip_stage=False)
@@ -302,6 +306,8 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     sql += " WHERE focus IS NOT NULL"
     got = {c: v for c, *v in con.execute(sql).fetchall()}
     assert sorted(got) == sorted(scored) and all(None not in v for v in got.values())
+    sql = "SELECT count(*) FILTER (residual_flow IS NOT NULL), count(*) FILTER (still_residual IS NOT NULL) FROM clips"
+    assert con.execute(sql).fetchone() == (len(moved), len(moved))
     assert store.shard_files(copy, "clips") == clips_before
     again = plan(copy, cfg, inputs, {}, clip_stage=False)
     assert again.videos.num_rows == 0 and again.clips_file is None

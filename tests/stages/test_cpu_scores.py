@@ -257,10 +257,11 @@ def test_camera_motion_is_split_from_scene_motion(scorer, bikes, tmp_path):
     from stages.filters import MOTION_STILL_IMAGE, FiltersConfig, apply_filters
 
     assert panned["still_residual"] < 0.03 and zoomed["still_residual"] < 0.03
+    assert panned["residual_flow"] < 0.002 and zoomed["residual_flow"] < 0.002  # nothing moves against the rest
     assert real["still_residual"] is None  # shot 0's camera holds still: a still-camera shot is never a still picture
     shot4 = decode_frames(bikes, BIKES_CUTS[3], BIKES_CUTS[4])  # the camera pans with a rider
     panning = scorer.score_clip(write_frames(shot4, tmp_path / "panning.mp4", fps=25))
-    assert panning["camera_pan"] > 0.01 and panning["still_residual"] > 0.1
+    assert panning["camera_pan"] > 0.01 and panning["still_residual"] > 0.1 and panning["residual_flow"] > 0.01
     table = pa.Table.from_pylist(
         [
             {**c, "duration_s": 3.0, "width": 640, "height": 272, "error_scores": None}
@@ -272,6 +273,32 @@ def test_camera_motion_is_split_from_scene_motion(scorer, bikes, tmp_path):
     assert reasons == [MOTION_STILL_IMAGE, MOTION_STILL_IMAGE, None]
     short = scorer.score_clip(write_frames(ken_burns(still, 10, 25, pan=0.03), tmp_path / "short.mp4", fps=25))
     assert short["still_residual"] is None  # 0.4 s: no two anchors 0.5 s apart, so the rule cannot fire
+
+
+def test_a_real_camera_move_over_a_near_still_scene_is_kept_by_its_parallax(scorer, bigbuckbunny, tmp_path):
+    """bigbuckbunny's top-right quadrant (native 640x360 pixels of the 1280x720 frame) over its opening's slow tilt:
+    trees, sky and a rock, nothing moving but the camera. What the camera's transform leaves over ~1 s is so little
+    that still_residual reads it as a photo would (under min_still_residual), but the rock's edge moves 3-5 px against
+    the trees behind it (parallax): residual_flow reads it and the clip is kept. A still frame of the same crop under
+    the same kind of move (a Ken Burns tilt) reads neither and is a still picture."""
+    from stages.filters import MOTION_STILL_IMAGE, FiltersConfig, apply_filters
+
+    crop = decode_frames(bigbuckbunny, 0, 60)[:, 0:360, 640:1280]
+    real = scorer.score_clip(write_frames(crop, tmp_path / "real.mp4", fps=25))
+    cfg = FiltersConfig(min_aesthetic=None)
+    assert real["camera_tilt"] != 0.0 and real["still_residual"] < cfg.min_still_residual  # the old rule's miss
+    assert real["residual_flow"] > 1.3 * cfg.min_residual_flow
+    still = ken_burns(crop[30], 60, 25, zoom=0.02)
+    photo = scorer.score_clip(write_frames(still, tmp_path / "photo.mp4", fps=25))
+    assert photo["still_residual"] < cfg.min_still_residual and photo["residual_flow"] < 0.4 * cfg.min_residual_flow
+    rows = [{**c, "duration_s": 2.4, "width": 640, "height": 360, "error_scores": None} for c in (real, photo)]
+    table = pa.Table.from_pylist(rows)
+    table = table.select([c for c in table.column_names if c not in ("phash", "phash_mirror", "decoder")])
+    assert apply_filters(table, cfg).to_pylist() == [None, MOTION_STILL_IMAGE]
+    assert apply_filters(table, FiltersConfig(min_aesthetic=None, min_residual_flow=None)).to_pylist() == [
+        MOTION_STILL_IMAGE,
+        MOTION_STILL_IMAGE,
+    ]
 
 
 def test_a_subtitle_line_is_burned_in_text_and_small_scene_text_is_not(scorer, bikes, tmp_path):

@@ -191,6 +191,7 @@ def row(**kw):
         "isotropy": 1.0,
         "streak": 0.1,
         "still_residual": 0.4,
+        "residual_flow": 0.02,
         "subtitle_area": 0.0,
         "overlay_area": 0.0,
         "luma_mean": 0.45,
@@ -232,8 +233,11 @@ def row(**kw):
         ({"isotropy": 0.3, "streak": None}, None),  # a row scored before streak: the rule cannot tell
         ({"frozen_frac": 1.0, "motion": 0.0}, "motion_static"),
         ({"motion": 0.001}, "motion_static"),
-        ({"still_residual": 0.01}, "motion_still_image"),
-        ({"still_residual": 0.01, "focus": 0.3}, "motion_still_image"),  # a soft photo panned: a still, first
+        ({"still_residual": 0.01, "residual_flow": 0.001}, "motion_still_image"),
+        ({"still_residual": 0.01, "residual_flow": 0.001, "focus": 0.3}, "motion_still_image"),  # a soft photo, first
+        # little changes but near and far things move against each other (parallax): a real camera move, kept
+        ({"still_residual": 0.02, "residual_flow": 0.008}, None),
+        ({"still_residual": 0.01, "residual_flow": None}, None),  # a row scored before schema 15 (a run rescores it)
         ({"motion": 3.0}, "motion_jitter"),
         ({"text_area": 0.2, "aesthetic": 1.0}, "text_burned_in"),
         ({"subtitle_area": 0.01}, "text_burned_in"),  # one persistent subtitle line, under max_text_area
@@ -270,7 +274,8 @@ def test_the_motion_blur_rule_needs_both_conditions_unless_one_is_turned_off():
     cases = [
         (FiltersConfig(), row(isotropy=0.4, streak=0.6), "quality_blurry"),
         (FiltersConfig(), row(isotropy=0.4, streak=0.2), None),  # a texture
-        (FiltersConfig(), row(isotropy=0.4, streak=0.6, still_residual=0.01), "motion_still_image"),  # a still first
+        (FiltersConfig(), row(isotropy=0.4, streak=0.6, still_residual=0.01, residual_flow=0.0), "motion_still_image"),
+        (FiltersConfig(min_residual_flow=None), row(still_residual=0.01, residual_flow=0.008), "motion_still_image"),
         (FiltersConfig(max_streak=None), row(isotropy=0.4, streak=0.2), "quality_blurry"),  # isotropy alone
         (FiltersConfig(max_streak=None), row(isotropy=0.4, streak=None), "quality_blurry"),
         (FiltersConfig(min_isotropy=None), row(isotropy=0.1, streak=0.9), None),  # off
