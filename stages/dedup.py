@@ -17,8 +17,13 @@ bench/scores_bench.py). DuckDB runs the self-join out of core and in parallel; 1
 collisions at ~n^2 * anchors * bands / 65536 pairs. Band values shared by more than ``max_bucket`` clips
 (uninformative hashes, e.g. flat frames) are not used for candidates.
 
-Groups are the connected components of the duplicate graph (so near-duplicate chains A~B~C form one group, the
-usual single-link behaviour). In each group one clip is kept by the rule in ``quality_key``.
+Which copies are dropped: the clips linked by duplicate pairs (a connected component of the duplicate graph) are
+taken best first by ``quality_key``; each is dropped as the duplicate of the first clip already kept that it matches
+itself (identical signature or a verified near pair), and kept when it matches none, greedily, as non-maximum
+suppression keeps boxes. So ``duplicate_of`` always names a clip the dropped one matches, and a chain A~B~C whose ends
+differ (two halves of a near-still shot, 13.8 bits apart, each matched by a re-timed copy of the whole) loses only
+what matches a kept clip: single-link grouping (every clip of the component but one dropped, until 2026-12-04)
+dropped both halves for the re-timed copy, or one half for the other.
 
 Mirrored and boxed copies: the scorer hashes the *active picture* (letterbox / pillarbox bars cut off,
 ``stages.cpu_scores.active_box``), so the same footage boxed into another frame hashes like its source; and it also
@@ -287,7 +292,7 @@ def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
 
 
 def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str, str]:
-    """Map each dropped duplicate clip_id to the clip_id it duplicates (the kept copy of its group).
+    """Map each dropped duplicate clip_id to the clip_id it duplicates (a kept clip it matches itself).
 
     Reads: clip_id, phash (list<int64>), and for choosing the kept copy width, height, duration_s, border_*,
            overlay_area, subtitle_area, aesthetic, detail, noise_floor, sharpness (all optional); clip_embedding
@@ -296,19 +301,30 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
     Reasons: duplicate
 
     Input: the candidate rows that passed the other filters, from the whole dataset (not one video).
-    Deterministic regardless of row order: groups are connected components and the kept copy is the minimum of
-    a total order (``quality_key``).
+    Deterministic regardless of row order: within each connected component of the duplicate graph the clips are
+    taken in a total order (``quality_key``, best first), and each is the duplicate of the first kept clip it matches
+    directly, or kept (see the module's docstring).
     """
     cfg = cfg or DedupConfig()
     if table.num_rows == 0:
         return {}
     exact, near = duplicate_pairs(table, cfg)
     uf = _UnionFind(table.num_rows)
+    rep = {}  # a row of an exact group -> the group's representative (its lowest row, as duplicate_pairs' reps)
     for group in exact:
-        for j in group[1:]:
+        for j in group:
+            rep[j] = group[0]
             uf.union(group[0], j)
+    linked: dict[int, set[int]] = {}  # verified near pairs, between representatives
     for x, y in near:
         uf.union(x, y)
+        linked.setdefault(x, set()).add(y)
+        linked.setdefault(y, set()).add(x)
+
+    def matches(i: int, j: int) -> bool:
+        ri, rj = rep.get(i, i), rep.get(j, j)
+        return ri == rj or rj in linked.get(ri, ())
+
     members: dict[int, list[int]] = {}
     for i in {i for g in exact for i in g} | {i for p in near for i in p}:
         members.setdefault(uf.find(i), []).append(i)
@@ -320,9 +336,12 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
     for rows in members.values():
         if len(rows) < 2:
             continue
-        recs = [info.slice(i, 1).to_pylist()[0] for i in rows]
-        best = min(recs, key=quality_key)
-        for r in recs:
-            if r["clip_id"] != best["clip_id"]:
-                out[str(r["clip_id"])] = str(best["clip_id"])
+        ranked = sorted(((info.slice(i, 1).to_pylist()[0], i) for i in rows), key=lambda x: quality_key(x[0]))
+        kept: list[tuple[dict[str, Any], int]] = []
+        for rec, i in ranked:
+            best = next((k for k, j in kept if matches(i, j)), None)
+            if best is None:
+                kept.append((rec, i))
+            else:
+                out[str(rec["clip_id"])] = str(best["clip_id"])
     return out

@@ -24,6 +24,10 @@ def flip(sig: list[int], bits_per_frame: int, rng: random.Random) -> list[int]:
     return out
 
 
+def _mean_bits(p: list[int], q: list[int]) -> float:
+    return sum(bin((x ^ y) & ((1 << 64) - 1)).count("1") for x, y in zip(p, q, strict=True)) / len(p)
+
+
 def rand_sig(rng: random.Random) -> list[int]:
     return [rng.getrandbits(64) - (1 << 63) for _ in range(8)]
 
@@ -133,14 +137,21 @@ def test_clip_embeddings_can_veto_a_hash_match():
     assert find_duplicates(table(rows), DedupConfig(min_cosine=0.9)) == {"r": "p"}  # r is an exact copy
 
 
-def test_chains_form_one_group_and_uninformative_buckets_are_skipped():
+def test_a_chain_drops_only_what_matches_a_kept_clip_and_uninformative_buckets_are_skipped():
+    """a~b and b~c while a and c are further apart (two halves of a near-still shot, each matched by a re-timed copy
+    of the whole): the clips are taken best first and each is a duplicate of a kept clip it matches itself. a ranked
+    first keeps c (it matches no kept clip); b ranked first drops both ends as its duplicates. Exact copies of the
+    chain's members (duplicate_pairs' representatives) follow their representative."""
     rng = random.Random(4)
     a = rand_sig(rng)
     b = flip(a, 8, rng)
     c = flip(b, 8, rng)
+    cfg = DedupConfig(band_bits=8, max_hamming=10)
+    assert _mean_bits(a, c) > 10  # the ends are no near pair themselves
     rows = [clip("a", a, 1920, 1080), clip("b", b), clip("c", c)]
-    got = find_duplicates(table(rows), DedupConfig(band_bits=8, max_hamming=10))
-    assert got == {"b": "a", "c": "a"}  # a~b, b~c: one group even if a and c are further apart
+    assert find_duplicates(table(rows), cfg) == {"b": "a"}  # single-link grouping also dropped c for a
+    rows = [clip("a", a), clip("b", b, 1920, 1080), clip("c", c), clip("c2", list(c))]
+    assert find_duplicates(table(rows), cfg) == {"a": "b", "c": "b", "c2": "b"}
     flat = [0] * 8  # e.g. flat frames: every band value identical
     crowd = [clip(f"flat_{i}", flip(flat, 20, rng)) for i in range(30)]
     exact, near = duplicate_pairs(table(crowd), DedupConfig(max_bucket=5))
@@ -240,3 +251,29 @@ def test_adjacent_windows_of_a_near_still_shot_are_not_offset_copies(bigbuckbunn
     scored = pa.Table.from_pylist(rows)
     assert find_duplicates(scored) == {}
     assert find_duplicates(scored, DedupConfig(max_shift_hamming=12.0)) == {"second_half": "first_half"}
+
+
+def test_two_halves_of_a_shot_joined_by_a_retimed_copy_lose_only_to_a_clip_they_match(bigbuckbunny, tmp_path):
+    """bigbuckbunny's near-still opening at 640x360: its two halves (frames 0-65 and 66-131) are no copies of each
+    other, but a 2x-speed copy of the whole matches each (real scorer, real dedup). A half ranked first drops the
+    copy and keeps the other half (one group under single-link grouping dropped both for one); the copy ranked
+    first (more pixels here) drops both halves, each a clip it matches."""
+    import cv2
+
+    from pipeline.testdata import decode_frames, write_frames
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+
+    shot = decode_frames(bigbuckbunny, 0, 132)
+    shot = np.stack([cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in shot])
+    scorer = CpuScorer(CpuScoresConfig())
+    rows = []
+    for name, frames in {"half1": shot[:66], "half2": shot[66:], "fast": shot[::2]}.items():
+        s = scorer.score_clip(write_frames(frames, tmp_path / f"{name}.mp4", fps=25))
+        keep = ("phash", "phash_mirror", "detail", "noise_floor", "sharpness")
+        rows.append({"clip_id": name, "width": 640, "height": 360, "duration_s": 2.64} | {c: s[c] for c in keep})
+    exact, near = duplicate_pairs(pa.Table.from_pylist(rows))
+    assert exact == [] and sorted(near) == [(0, 2), (1, 2)]  # each half ~ the fast copy, the halves apart
+    halves_first = [r | {"width": 700} if r["clip_id"] == "half1" else r for r in rows]
+    assert find_duplicates(pa.Table.from_pylist(halves_first)) == {"fast": "half1"}
+    fast_first = [r | {"width": 700} if r["clip_id"] == "fast" else r for r in rows]
+    assert find_duplicates(pa.Table.from_pylist(fast_first)) == {"half1": "fast", "half2": "fast"}
