@@ -96,21 +96,25 @@ class FiltersConfig:
     # bikes shot measured 0.69 (+-20 px: 0.35); a whip pan reaches this only briefly.
     max_motion: float | None = 0.5
     # A still picture under a pan or zoom: what differs between frames ~1 s apart once the camera's motion is undone,
-    # relative to the picture's contrast (cpu_scores.still_residual). Stills panned/zoomed measured 0.005-0.040 (the
-    # highest: transnet_test's 90 px frames), real shots and their night / high-key grades 0.156 and up, the whole of
-    # bigbuckbunny.mp4 (a near-still scene) 0.107: 0.06 sits 1.5x above the stills, 1.8x below that clip
-    # (bench/motion_bench.py, bench/filters_bench.py). A clip below it is dropped (the still picture's signature).
+    # relative to the picture's contrast (cpu_scores.still_residual). Stills panned/zoomed measured 0.004-0.042 (the
+    # highest: grained, and transnet_test's 90 px frames), bench/filters_bench.py's real shots and their night /
+    # high-key grades 0.156 and up, the whole of bigbuckbunny.mp4 (a near-still scene) 0.107: 0.06 sits 1.5x above the
+    # stills, 1.8x below that clip (bench/motion_bench.py). Real shots where little but the camera moves read as low
+    # as stills (bigbuckbunny's top-right quadrant: 0.015-0.042), so a clip is dropped only when residual_flow is low
+    # too (next).
     min_still_residual: float | None = 0.06
     # ... and whose parts do not move against each other once the camera's motion is undone (cpu_scores.residual_flow,
     # the 90th percentile of the residual flow over ~1 s, frame diagonals): a clip is a still picture only when both
     # hold. Stills panned/zoomed measured <= 0.0029 (carphone's 176x144 upscaled, transnet_test's 90 px; 0.001 and
-    # under from 224 px up), 0.0026-0.0037 under film grain new in every frame (sigma 7; carphone panned under grain
-    # added at its 176x144: 0.0051, missed); bigbuckbunny's top-right quadrant under its slow tilt, where only
-    # parallax tells it from a photo (still_residual 0.032-0.042, under the line above), 0.0068-0.0083 bare or
-    # night-graded, 0.0049-0.0069 under grain (sigma 4-10), 0.0036-0.0043 night-graded AND grained (dropped); other
-    # real shots 0.0086 and up (bench/motion_bench.py). 0.0045 sits 1.55x above the bare stills, under the grained
-    # near-still shots. None: still_residual alone, as before schema 15.
-    min_residual_flow: float | None = 0.0045
+    # under from 224 px up), 0.0015-0.0037 under film grain new in every frame (sigma 5-8; carphone panned under grain
+    # added at its 176x144: 0.0051, missed); bigbuckbunny's top-right quadrant under the opening's slow diagonal move,
+    # where only parallax tells it from a photo (still_residual 0.027-0.042, under the line above), 0.0066-0.0083 bare
+    # or graded, 0.0044-0.0069 under grain (sigma 4-10), 0.0036-0.0043 night-graded AND grained (under 0.004
+    # dropped); other real shots of bench/motion_bench.py 0.0086 and up. A real shot can read low here and still be
+    # kept by the line above (bigbuckbunny's bottom-right quadrant, grass: 0.0013, still_residual 0.126). 0.004 sits
+    # 1.4x above the bare stills, between the grained stills and the grained corner (a newcomer's, sigma 10: 0.0044).
+    # None: still_residual alone, as before schema 15.
+    min_residual_flow: float | None = 0.004
     # Fraction of flow pairs that are identical frames: > half means frozen video or a slideshow.
     max_frozen_frac: float | None = 0.5
     # Best-focused region's fine-to-mid band energy above each band's noise floor (cpu_scores.focus; contrast-free,
