@@ -135,6 +135,8 @@ def main() -> None:
         missed = {r["clip_id"]: {"got": r["drop_reason"], "params": r["params"]} for r in rs if r not in hit}
         classes[kind] = {"clips": len(rs), "found": len(hit), "recall": round(len(hit) / len(rs), 3) if rs else None,
                          "missed": missed}  # fmt: skip
+        if kind in ("mirrored", "boxed"):  # the stricter count: the copy itself dropped, its window kept
+            classes[kind]["copy_dropped"] = sum(r["drop_reason"] == "duplicate" for r in rs)
     result = {
         "command": f"HF_HUB_OFFLINE=1 .venv/bin/python bench/defect_sweep_bench.py --seed {args.seed} "
         f"--clips {args.clips}",

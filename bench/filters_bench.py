@@ -71,6 +71,7 @@ from pipeline.testdata import decode_frames, ken_burns, write_frames  # noqa: E4
 from stages.clips import RESOLUTION_LOW  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 from stages.dedup import DedupConfig, find_duplicates  # noqa: E402
+from stages.dedup import columns as dedup_columns  # noqa: E402
 from stages.filters import FiltersConfig, apply_filters, short_side  # noqa: E402
 
 SHOWN = ("focus", "detail", "text_area", "still_residual", "residual_flow", "overlay_area")  # printed per clip
@@ -237,9 +238,10 @@ def judge(rows: list[dict], table: pa.Table, cfg: FiltersConfig) -> list[dict]:
     rows = [{**r, "drop_reason": reason, "duplicate_of": None} for r, reason in zip(rows, reasons, strict=True)]
     # dedup over the clean clips and their copies (the graded variants are copies too, so they stay out of it)
     pool = [r for r in rows if r["kind"] in ("clean", *COPIES) and r["drop_reason"] is None]
-    cols = ("clip_id", "phash", "phash_mirror", "width", "height", "duration_s", "sharpness", "border_top",
-            "border_bottom", "border_left", "border_right")  # fmt: skip
-    dupes = find_duplicates(pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in pool]), DedupConfig())
+    # what a run's dedup reads (stages.dedup.columns), each clip its own file named after it, from its start
+    files = [{**r, "source_path": f"{r['clip_id']}.mp4", "start_s": 0.0} for r in pool]
+    cols = dedup_columns(DedupConfig())
+    dupes = find_duplicates(pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in files]), DedupConfig())
     for r in rows:
         if r["clip_id"] in dupes:
             r["drop_reason"], r["duplicate_of"] = "duplicate", dupes[r["clip_id"]]
@@ -270,6 +272,8 @@ def measure(rows: list[dict]) -> tuple[dict, dict]:
         fp = sum(r["drop_reason"] in want for r in dropped)
         classes[kind] = prf(len(hit), fp, len(pos) - len(hit))
         classes[kind]["missed"] = {r["clip_id"]: r["drop_reason"] for r in pos if r not in hit}
+        if kind in COPIES:  # the stricter count: the copy itself dropped, its source kept
+            classes[kind]["copy_dropped"] = sum(r["drop_reason"] == "duplicate" for r in pos)
     kept = {k: round(sum(r not in dropped for r in negatives if r["kind"] == k)
                      / max(1, sum(r["kind"] == k for r in negatives)), 3) for k in NEGATIVES}  # fmt: skip
     clean = {

@@ -109,7 +109,9 @@ def quality_key(row: dict[str, Any]) -> tuple:
     off, a copy with a channel logo or burned-in subtitles and its clean twin both reach dedup, and the logo's edges
     made the Laplacian sharpness keep the logo copy), then higher aesthetic, then
     more detail above the noise (:func:`clean_detail`), then higher sharpness (rows scored before schema 10), then
+    the source file whose path sorts first and the clip that starts first in it (the usual keep-the-first rule), then
     the lowest clip_id (a total order, so the result does not depend on row order). Null values rank last.
+    :func:`find_duplicates` gives a clip and its mirror image one detail (see there).
     """
 
     def num(name: str) -> float:
@@ -126,16 +128,24 @@ def quality_key(row: dict[str, Any]) -> tuple:
     pixels = round(100 * math.log(w * h * active)) if w > 0 and h > 0 and active > 0 else -math.inf
     clean = clean_detail(row.get("detail"), row.get("noise_floor"))
     graphics = round(1000 * (share("overlay_area") + share("subtitle_area")))
+    path, start = row.get("source_path"), _number(row.get("start_s"))
     return (
         -pixels,
-        1 - active,
+        round(1 - active, 6),  # to 1e-6: a mirror image's bars, left and right swapped, sum in another order
         -num("duration_s"),
         graphics,
         -num("aesthetic"),
         math.inf if clean is None else -clean,
         -num("sharpness"),
+        (path is None, str(path or "")),
+        math.inf if start is None else start,
         str(row["clip_id"]),
     )
+
+
+# quality_key's leading fields a clip and its mirror image must share for them to share the next ones (MIRROR_SHARED)
+COARSE_FIELDS = 4  # pixels, bars, duration, graphics
+MIRROR_SHARED = slice(4, 7)  # aesthetic, clean detail, sharpness
 
 
 # clean_detail: the noise level (grey levels of noise_floor) that halves a copy's worth
@@ -181,11 +191,15 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[list[list[int]], list[tuple[int, int]]]:
+def duplicate_pairs(
+    table: pa.Table, cfg: DedupConfig | None = None, *, mirrored: bool = False
+) -> tuple[list[list[int]], list[tuple]]:
     """Exact-duplicate groups and verified near-duplicate pairs, as row numbers of ``table``.
 
     Returns (exact_groups, near_pairs): each exact group lists >= 2 rows with identical signatures; near pairs
-    join one representative row of distinct signatures. Rows with a null or empty phash are ignored.
+    join one representative row of distinct signatures (its lowest row). Rows with a null or empty phash are ignored.
+    ``mirrored``: each near pair is (x, y, only_mirrored), the third True when the two match only with one of them
+    mirrored (a mirror image of the other).
     """
     import duckdb
 
@@ -265,21 +279,25 @@ def duplicate_pairs(table: pa.Table, cfg: DedupConfig | None = None) -> tuple[li
                 return same
             return f"({same} OR least({', '.join(terms)}) <= {float(cfg.max_shift_hamming)})"
 
+        plain = near_copy("ra.phash", "rb.phash")
         near = con.execute(
             f"""
             WITH cand AS (
                 SELECT DISTINCT least(a.i, c.i) AS x, greatest(a.i, c.i) AS y FROM keys a JOIN {shifted} c
                 ON a.n = c.n AND a.f = c.f AND a.b = c.b AND a.v = c.v
                 WHERE a.m = 0 AND a.i <> c.i AND (c.m = 1 OR a.i < c.i))
-            SELECT x, y FROM cand JOIN reps ra ON ra.i = cand.x JOIN reps rb ON rb.i = cand.y
-            WHERE ({near_copy("ra.phash", "rb.phash")}
+            SELECT x, y, NOT coalesce({plain}, FALSE)
+            FROM cand JOIN reps ra ON ra.i = cand.x JOIN reps rb ON rb.i = cand.y
+            WHERE ({plain}
                    OR (rb.mirror IS NOT NULL AND {near_copy("ra.phash", "rb.mirror")})
                    OR (ra.mirror IS NOT NULL AND {near_copy("ra.mirror", "rb.phash")})){emb_cond}
             """
         ).fetchall()
     finally:
         con.close()
-    return exact, [(int(x), int(y)) for x, y in near]
+    if mirrored:
+        return exact, [(int(x), int(y), bool(m)) for x, y, m in near]
+    return exact, [(int(x), int(y)) for x, y, _ in near]
 
 
 def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
@@ -287,7 +305,7 @@ def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
     cfg = cfg or DedupConfig()
     base = ("clip_id", "phash", "phash_mirror", "width", "height", "duration_s", "aesthetic", "sharpness")
     base += ("detail", "noise_floor", "overlay_area", "subtitle_area")
-    base += ("border_top", "border_bottom", "border_left", "border_right")
+    base += ("border_top", "border_bottom", "border_left", "border_right", "source_path", "start_s")
     return (*base, "clip_embedding") if cfg.min_cosine is not None else base
 
 
@@ -308,7 +326,7 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
     cfg = cfg or DedupConfig()
     if table.num_rows == 0:
         return {}
-    exact, near = duplicate_pairs(table, cfg)
+    exact, near = duplicate_pairs(table, cfg, mirrored=True)
     uf = _UnionFind(table.num_rows)
     rep = {}  # a row of an exact group -> the group's representative (its lowest row, as duplicate_pairs' reps)
     for group in exact:
@@ -316,7 +334,7 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
             rep[j] = group[0]
             uf.union(group[0], j)
     linked: dict[int, set[int]] = {}  # verified near pairs, between representatives
-    for x, y in near:
+    for x, y, _ in near:
         uf.union(x, y)
         linked.setdefault(x, set()).add(y)
         linked.setdefault(y, set()).add(x)
@@ -326,22 +344,37 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
         return ri == rj or rj in linked.get(ri, ())
 
     members: dict[int, list[int]] = {}
-    for i in {i for g in exact for i in g} | {i for p in near for i in p}:
+    for i in {i for g in exact for i in g} | {i for p in near for i in p[:2]}:
         members.setdefault(uf.find(i), []).append(i)
     # the columns quality_key reads: what columns() loads, less the signatures
     keys = [c for c in columns(cfg) if c not in ("phash", "phash_mirror", "clip_embedding")]
     wanted = [c for c in keys if c in table.column_names]
     info = table.select(wanted)
+    recs = {i: info.slice(i, 1).to_pylist()[0] for rows in members.values() if len(rows) > 1 for i in rows}
+    key = {i: quality_key(r) for i, r in recs.items()}
+    # A clip and its mirror image hold the same picture; their detail differs by where the 32 px tiles fall on it (up
+    # to 12 % measured), their aesthetic by CLIP's reading of a flipped picture, not by quality. Where a pair matches
+    # only mirrored and is alike in pixels, bars, duration and graphics, both take the better aesthetic, detail and
+    # sharpness of the two, so the keep-the-first fields (source path, start) decide.
+    twins = _UnionFind(table.num_rows)
+    for x, y, only_mirrored in near:
+        if only_mirrored and key[x][:COARSE_FIELDS] == key[y][:COARSE_FIELDS]:
+            twins.union(x, y)
+    best: dict[int, tuple] = {}
+    for i in key:
+        r = twins.find(i)
+        best[r] = min(best.get(r, key[i][MIRROR_SHARED]), key[i][MIRROR_SHARED])
+    for i, k in key.items():
+        key[i] = (*k[:COARSE_FIELDS], *best[twins.find(i)], *k[MIRROR_SHARED.stop :])
     out: dict[str, str] = {}
     for rows in members.values():
         if len(rows) < 2:
             continue
-        ranked = sorted(((info.slice(i, 1).to_pylist()[0], i) for i in rows), key=lambda x: quality_key(x[0]))
-        kept: list[tuple[dict[str, Any], int]] = []
-        for rec, i in ranked:
-            best = next((k for k, j in kept if matches(i, j)), None)
-            if best is None:
-                kept.append((rec, i))
+        kept: list[int] = []
+        for i in sorted(rows, key=key.__getitem__):
+            j = next((j for j in kept if matches(i, j)), None)
+            if j is None:
+                kept.append(i)
             else:
-                out[str(rec["clip_id"])] = str(best["clip_id"])
+                out[str(recs[i]["clip_id"])] = str(recs[j]["clip_id"])
     return out

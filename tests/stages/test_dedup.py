@@ -277,3 +277,40 @@ def test_two_halves_of_a_shot_joined_by_a_retimed_copy_lose_only_to_a_clip_they_
     assert find_duplicates(pa.Table.from_pylist(halves_first)) == {"fast": "half1"}
     fast_first = [r | {"width": 700} if r["clip_id"] == "fast" else r for r in rows]
     assert find_duplicates(pa.Table.from_pylist(fast_first)) == {"half1": "fast", "half2": "fast"}
+
+
+def test_of_a_clip_and_its_mirror_image_the_first_source_path_is_kept_and_grain_still_loses(bikes, tmp_path):
+    """A real shot (bikes.mp4's fourth, 640x272) and its mirror image hold the same picture, but their detail and
+    noise floor differ by where the 32 px tiles fall (several %): the copy kept was whichever read higher. Now a pair
+    that matches only mirrored and is alike in pixels, bars, duration and graphics is decided by the source path that
+    sorts first (keep the first), either way round; a grained copy of the same shot still loses on its detail even
+    when its path sorts first."""
+    from pipeline.defects import grain
+    from pipeline.footage import BIKES_CUTS
+    from pipeline.testdata import decode_frames, write_frames
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+    from stages.dedup import clean_detail
+
+    shot = decode_frames(bikes, BIKES_CUTS[2], BIKES_CUTS[3])
+    scorer = CpuScorer(CpuScoresConfig())
+    scores = {}
+    for name, frames in {"shot": shot, "mirror": shot[:, :, ::-1], "grain": grain(shot, seed=5)}.items():
+        scores[name] = scorer.score_clip(write_frames(frames, tmp_path / f"{name}.mp4", fps=25))
+    got = {k: clean_detail(v["detail"], v["noise_floor"]) for k, v in scores.items()}
+    assert abs(got["mirror"] / got["shot"] - 1) > 0.005  # the tiles see the two otherwise
+    cols = ("phash", "phash_mirror", "detail", "noise_floor", "sharpness")
+
+    def rows(paths: dict[str, str]) -> pa.Table:
+        return pa.Table.from_pylist(
+            [
+                {"clip_id": f"id_{k}", "width": 640, "height": 272, "duration_s": 2.0, "start_s": 0.0}
+                | {"source_path": paths[k]}
+                | {c: scores[k][c] for c in cols}
+                for k in paths
+            ]
+        )
+
+    assert duplicate_pairs(rows({"shot": "a.mp4", "mirror": "b.mp4"}), mirrored=True)[1] == [(0, 1, True)]
+    assert find_duplicates(rows({"shot": "a.mp4", "mirror": "b.mp4"})) == {"id_mirror": "id_shot"}
+    assert find_duplicates(rows({"shot": "b.mp4", "mirror": "a.mp4"})) == {"id_shot": "id_mirror"}
+    assert find_duplicates(rows({"shot": "b.mp4", "grain": "a.mp4"})) == {"id_grain": "id_shot"}
