@@ -202,6 +202,15 @@ def main() -> None:
     out = [r["clip_id"] for r in sized if r["drop_reason"] == RESOLUTION_LOW]
     classes, clean = measure([r for r in sized if r["clip_id"] not in out])
     classes_unsized, clean_unsized = measure(unsized)
+    # what a run does with the graded variants: dedup sees them beside the shot they were made from
+    graded = judge(rows, table, FiltersConfig(min_duration_s=None, min_aesthetic=None), (*NEGATIVES, *COPIES))
+    kind_of = {r["clip_id"]: r["kind"] for r in rows}
+    twins = {
+        r["clip_id"]: r["duplicate_of"]
+        for r in graded
+        if r["kind"] in NEGATIVES and r["drop_reason"] == "duplicate" and kind_of[r["duplicate_of"]] in NEGATIVES
+    }
+    in_scope = [r for r in graded if r["kind"] in NEGATIVES and r["clip_id"] not in out]
     result = {
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/filters_bench.py" + (" --quick" if args.quick else ""),
         "clips": len(rows),
@@ -214,6 +223,11 @@ def main() -> None:
         **clean,
         "classes": classes,
         "without_size_rule": {**clean_unsized, "classes": classes_unsized},
+        "graded_variants_in_dedup": {
+            "negatives": len(in_scope),
+            "dropped_as_a_graded_twin": len(twins),
+            "twins": twins,
+        },
         "scores": [
             {
                 k: (round(v, 5) if isinstance(v, float) else v)
@@ -232,12 +246,13 @@ def main() -> None:
             print(f"  {kind:18s} P {c['precision']:.3f} R {c['recall']:.3f} F1 {c['f1']:.3f}  missed {c['missed']}")
 
 
-def judge(rows: list[dict], table: pa.Table, cfg: FiltersConfig) -> list[dict]:
-    """Each clip's drop reason under ``cfg`` and dedup: copies of ``rows`` with drop_reason and duplicate_of."""
+def judge(rows: list[dict], table: pa.Table, cfg: FiltersConfig, pool_kinds: tuple = ("clean", *COPIES)) -> list[dict]:
+    """Each clip's drop reason under ``cfg`` and dedup: copies of ``rows`` with drop_reason and duplicate_of.
+    ``pool_kinds``: the kinds dedup sees; by default the clean clips and their copies: the graded variants of a shot
+    are copies of it too (a run drops all but one of them), so they stay out of it unless named."""
     reasons = apply_filters(table.drop_columns(["kind", "source"]), cfg).to_pylist()
     rows = [{**r, "drop_reason": reason, "duplicate_of": None} for r, reason in zip(rows, reasons, strict=True)]
-    # dedup over the clean clips and their copies (the graded variants are copies too, so they stay out of it)
-    pool = [r for r in rows if r["kind"] in ("clean", *COPIES) and r["drop_reason"] is None]
+    pool = [r for r in rows if r["kind"] in pool_kinds and r["drop_reason"] is None]
     # what a run's dedup reads (stages.dedup.columns), each clip its own file named after it, from its start
     files = [{**r, "source_path": f"{r['clip_id']}.mp4", "start_s": 0.0} for r in pool]
     cols = dedup_columns(DedupConfig())

@@ -25,6 +25,10 @@ differ (two halves of a near-still shot, 13.8 bits apart, each matched by a re-t
 what matches a kept clip: single-link grouping (every clip of the component but one dropped, until 2026-12-04)
 dropped both halves for the re-timed copy, or one half for the other.
 
+Looks: a clip and a night or high-key grade of it keep the same pHash signs, but they are two looks of one footage,
+not copies (``DedupConfig.max_luma_shift``: mean luma more than 0.08 apart); a grained, defocused or recompressed copy
+keeps the look and stays a copy.
+
 Mirrored and boxed copies: the scorer hashes the *active picture* (letterbox / pillarbox bars cut off,
 ``stages.cpu_scores.active_box``), so the same footage boxed into another frame hashes like its source; and it also
 stores ``phash_mirror``, the hash of the horizontally mirrored picture. Candidates come from the bands of both, and a
@@ -84,6 +88,14 @@ class DedupConfig:
         looks the same a second later (bigbuckbunny.mp4's two halves, adjacent windows of one shot: 13.8 bits
         unshifted, 8.4 shifted by 3 anchors); offset copies read 0.3-4.8 (bikes.mp4 and carphone windows 5-15
         frames later).
+    max_luma_shift: two clips whose mean luma (``scores.luma_mean``, 0-1, on the active picture) differs by more than
+        this are two looks of one footage, not copies, and both are kept: a night or high-key grade of a shot keeps
+        its pHash (a global tone curve keeps the DCT's signs), so it matched its shot and one of the two was dropped.
+        Measured over the hard set's seven sources (bench/filters_bench.py): mirrored, boxed, blurred, logo and
+        subtitle copies shift the mean by 0.008 or less, night grades by 0.20-0.26, high-key ones by 0.24-0.31 (a
+        newcomer's: 0.17-0.29); a copy decoded in the wrong colour range shifts a mid-grey picture's by ~0.04. 0.08
+        sits 10x above the copies, 2x under the lightest grade. A grained, defocused or recompressed copy keeps the
+        look and stays a copy (the cleaner one is kept). None: any look.
     enabled: False keeps every copy (no ``duplicate`` drop reason; the run and refilter say so): for a corpus
         deduplicated upstream, or to count what dedup would remove (``clipforge diff`` between a refilter with it
         off and one with it on). Signatures are still computed, so turning it back on needs only a refilter.
@@ -96,6 +108,7 @@ class DedupConfig:
     band_bits: int = 16  # LSH band width: 16 up to ~1M clips, 32 beyond
     max_bucket: int = 2000  # band values shared by more clips are no candidate keys
     min_cosine: float | None = None  # set: a hash match must also have this CLIP cosine similarity
+    max_luma_shift: float | None = 0.08  # mean luma further apart: two looks of one footage, both kept
     threads: int | None = None  # DuckDB threads (None: all cores)
 
 
@@ -305,16 +318,17 @@ def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
     cfg = cfg or DedupConfig()
     base = ("clip_id", "phash", "phash_mirror", "width", "height", "duration_s", "aesthetic", "sharpness")
     base += ("detail", "noise_floor", "overlay_area", "subtitle_area")
-    base += ("border_top", "border_bottom", "border_left", "border_right", "source_path", "start_s")
+    base += ("border_top", "border_bottom", "border_left", "border_right", "source_path", "start_s", "luma_mean")
     return (*base, "clip_embedding") if cfg.min_cosine is not None else base
 
 
 def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str, str]:
     """Map each dropped duplicate clip_id to the clip_id it duplicates (a kept clip it matches itself).
 
-    Reads: clip_id, phash (list<int64>), and for choosing the kept copy width, height, duration_s, border_*,
-           overlay_area, subtitle_area, aesthetic, detail, noise_floor, sharpness (all optional); clip_embedding
-           when cfg.min_cosine is set
+    Reads: clip_id, phash (list<int64>), phash_mirror, luma_mean (another look is no copy: ``max_luma_shift``),
+           and for choosing the kept copy width, height, duration_s, border_*, overlay_area, subtitle_area,
+           aesthetic, detail, noise_floor, sharpness, source_path, start_s (all optional); clip_embedding when
+           cfg.min_cosine is set
     Writes: nothing (returns the mapping; the pipeline sets drop_reason = "duplicate" and duplicate_of)
     Reasons: duplicate
 
@@ -339,9 +353,15 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
         linked.setdefault(x, set()).add(y)
         linked.setdefault(y, set()).add(x)
 
+    luma = table["luma_mean"].to_pylist() if "luma_mean" in table.column_names else [None] * table.num_rows
+    shift = cfg.max_luma_shift
+
     def matches(i: int, j: int) -> bool:
         ri, rj = rep.get(i, i), rep.get(j, j)
-        return ri == rj or rj in linked.get(ri, ())
+        if ri != rj and rj not in linked.get(ri, ()):
+            return False
+        a, b = _number(luma[i]), _number(luma[j])
+        return shift is None or a is None or b is None or abs(a - b) <= shift  # another look is no copy
 
     members: dict[int, list[int]] = {}
     for i in {i for g in exact for i in g} | {i for p in near for i in p[:2]}:
@@ -352,20 +372,7 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
     info = table.select(wanted)
     recs = {i: info.slice(i, 1).to_pylist()[0] for rows in members.values() if len(rows) > 1 for i in rows}
     key = {i: quality_key(r) for i, r in recs.items()}
-    # A clip and its mirror image hold the same picture; their detail differs by where the 32 px tiles fall on it (up
-    # to 12 % measured), their aesthetic by CLIP's reading of a flipped picture, not by quality. Where a pair matches
-    # only mirrored and is alike in pixels, bars, duration and graphics, both take the better aesthetic, detail and
-    # sharpness of the two, so the keep-the-first fields (source path, start) decide.
-    twins = _UnionFind(table.num_rows)
-    for x, y, only_mirrored in near:
-        if only_mirrored and key[x][:COARSE_FIELDS] == key[y][:COARSE_FIELDS]:
-            twins.union(x, y)
-    best: dict[int, tuple] = {}
-    for i in key:
-        r = twins.find(i)
-        best[r] = min(best.get(r, key[i][MIRROR_SHARED]), key[i][MIRROR_SHARED])
-    for i, k in key.items():
-        key[i] = (*k[:COARSE_FIELDS], *best[twins.find(i)], *k[MIRROR_SHARED.stop :])
+    key = _mirror_sides(key, near)
     out: dict[str, str] = {}
     for rows in members.values():
         if len(rows) < 2:
@@ -377,4 +384,49 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
                 kept.append(i)
             else:
                 out[str(recs[i]["clip_id"])] = str(recs[j]["clip_id"])
+    return out
+
+
+def _mirror_sides(key: dict[int, tuple], near: list[tuple[int, int, bool]]) -> dict[int, tuple]:
+    """:func:`find_duplicates`' sort keys, a clip and its mirror image ranked as one picture.
+
+    A clip and its mirror image hold the same picture; their detail differs by where the 32 px tiles fall on it (up
+    to 12 % measured), their aesthetic by CLIP's reading of a flipped picture, not by quality. The clips joined by
+    pairs that match only mirrored and are alike in pixels, bars, duration and graphics (``COARSE_FIELDS``) fall on
+    two sides, one orientation each (two-coloured along those pairs; a set that cannot be, or whose plain pairs cross
+    the sides, keeps its own keys). All of them rank by the set's best aesthetic, detail and sharpness
+    (``MIRROR_SHARED``), then the side holding the first source path (keep the first), then each clip's own key: so
+    within a side a copy's own detail still orders it (a worse re-encode of the original after the original, even
+    where it matches the mirror as well and its path sorts first). Every key is given the same shape:
+    (coarse, shared, side, own shared, rest)."""
+    n = MIRROR_SHARED.stop
+    out = {i: (*k[:COARSE_FIELDS], *k[MIRROR_SHARED], 0, *k[MIRROR_SHARED], *k[n:]) for i, k in key.items()}
+    edges: dict[int, list[int]] = {}
+    for x, y, only_mirrored in near:
+        if only_mirrored and x in key and y in key and key[x][:COARSE_FIELDS] == key[y][:COARSE_FIELDS]:
+            edges.setdefault(x, []).append(y)
+            edges.setdefault(y, []).append(x)
+    plain = {(x, y) for x, y, only_mirrored in near if not only_mirrored}
+    side: dict[int, int] = {}
+    for start in edges:
+        if start in side:
+            continue
+        side[start], todo, group, ok = 0, [start], [start], True
+        while todo:
+            i = todo.pop()
+            for j in edges[i]:
+                if j not in side:
+                    side[j] = 1 - side[i]
+                    todo.append(j)
+                    group.append(j)
+                ok &= side[j] != side[i]
+        members = set(group)
+        ok &= not any(x in members and y in members and side[x] != side[y] for x, y in plain)
+        if not ok:
+            continue
+        shared = min(key[i][MIRROR_SHARED] for i in group)
+        first = side[min(group, key=lambda i: key[i][n:])]
+        for i in group:
+            k = key[i]
+            out[i] = (*k[:COARSE_FIELDS], *shared, int(side[i] != first), *k[MIRROR_SHARED], *k[n:])
     return out

@@ -94,6 +94,8 @@ def test_refilter_retunes_without_decoding(curated, tmp_path):
     relaxed.write_text(
         "[filters]\nmin_luma_mean = 0.01\nmax_under_frac = 1.0\nmin_sharpness = 0.0\n"
         "min_motion = 0.0\nmax_frozen_frac = 1.0\n"
+        # a darkened copy is another look of the footage (dedup.max_luma_shift, 0.08) unless any look is a copy
+        "[dedup]\nmax_luma_shift = 1.0\n"
     )
     r = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "refilter", str(copy), "--config", str(relaxed)],
@@ -105,6 +107,7 @@ def test_refilter_retunes_without_decoding(curated, tmp_path):
     changed = next(line for line in r.stdout.splitlines() if "settings changed:" in line)  # and what it changed
     assert "filters.min_luma_mean " in changed and "-> 0.01" in changed and "filters.min_motion " in changed, changed
     assert "filters.max_text_area" not in changed  # as stored: not listed
+    assert "dedup.max_luma_shift 0.08 -> 1.0" in changed, changed
     got = _by_file(copy)
     # the dark copy passes the relaxed quality thresholds, so dedup now sees it: it is a copy of carphone.mp4
     assert got["carphone_dark.mp4"][1] == "duplicate"

@@ -294,8 +294,10 @@ def test_of_a_clip_and_its_mirror_image_the_first_source_path_is_kept_and_grain_
     shot = decode_frames(bikes, BIKES_CUTS[2], BIKES_CUTS[3])
     scorer = CpuScorer(CpuScoresConfig())
     scores = {}
-    for name, frames in {"shot": shot, "mirror": shot[:, :, ::-1], "grain": grain(shot, seed=5)}.items():
-        scores[name] = scorer.score_clip(write_frames(frames, tmp_path / f"{name}.mp4", fps=25))
+    made = {"shot": (shot, 18), "mirror": (shot[:, :, ::-1], 18), "grain": (grain(shot, seed=5), 18)}
+    made["crf"] = (shot, 38)
+    for name, (frames, crf) in made.items():
+        scores[name] = scorer.score_clip(write_frames(frames, tmp_path / f"{name}.mp4", fps=25, crf=crf))
     got = {k: clean_detail(v["detail"], v["noise_floor"]) for k, v in scores.items()}
     assert abs(got["mirror"] / got["shot"] - 1) > 0.005  # the tiles see the two otherwise
     cols = ("phash", "phash_mirror", "detail", "noise_floor", "sharpness")
@@ -314,3 +316,38 @@ def test_of_a_clip_and_its_mirror_image_the_first_source_path_is_kept_and_grain_
     assert find_duplicates(rows({"shot": "a.mp4", "mirror": "b.mp4"})) == {"id_mirror": "id_shot"}
     assert find_duplicates(rows({"shot": "b.mp4", "mirror": "a.mp4"})) == {"id_shot": "id_mirror"}
     assert find_duplicates(rows({"shot": "b.mp4", "grain": "a.mp4"})) == {"id_grain": "id_shot"}
+    # a worse re-encode of the shot matches the mirror only mirrored too; it stays on the shot's side and ranks by its
+    # own detail there, though its path sorts first (a newcomer's: the re-encode was kept over both)
+    assert got["crf"] < got["shot"]
+    expected = {"id_crf": "id_shot", "id_mirror": "id_shot"}
+    assert find_duplicates(rows({"crf": "a.mp4", "shot": "b.mp4", "mirror": "c.mp4"})) == expected
+
+
+def test_a_night_or_high_key_grade_is_another_look_and_both_are_kept(bikes, tmp_path):
+    """A real shot (bikes.mp4's second) and its night and high-key grades keep their pHash (a tone curve keeps the
+    DCT's signs): each grade is a near pair of the shot. Their mean luma is 0.2-0.3 apart, so they are two looks of
+    one footage and all three are kept; the shot's mirror image (the same look) is still dropped. With
+    max_luma_shift None every grade is a copy again."""
+    from pipeline.defects import high_key, night
+    from pipeline.footage import BIKES_CUTS
+    from pipeline.testdata import decode_frames, write_frames
+    from stages.cpu_scores import CpuScorer, CpuScoresConfig
+
+    shot = decode_frames(bikes, BIKES_CUTS[0], BIKES_CUTS[1])
+    scorer = CpuScorer(CpuScoresConfig())
+    made = {"shot": shot, "night": night(shot), "high_key": high_key(shot), "zmirror": shot[:, :, ::-1]}
+    rows = []
+    for name, frames in made.items():
+        s = scorer.score_clip(write_frames(frames, tmp_path / f"{name}.mp4", fps=25))
+        keep = ("phash", "phash_mirror", "detail", "noise_floor", "sharpness", "luma_mean")
+        rows.append({"clip_id": name, "source_path": f"{name}.mp4", "width": 640, "height": 272, "duration_s": 1.84}
+                    | {c: s[c] for c in keep})  # fmt: skip
+    table = pa.Table.from_pylist(rows)
+    _, near = duplicate_pairs(table)
+    assert {(0, 1), (0, 2), (0, 3)} <= set(near)  # each grade and the mirror match the shot's signature
+    shifts = [abs(r["luma_mean"] - rows[0]["luma_mean"]) for r in rows[1:]]
+    assert min(shifts[:2]) > 2 * DedupConfig().max_luma_shift > 10 * shifts[2]
+    assert find_duplicates(table) == {"zmirror": "shot"}
+    every = find_duplicates(table, DedupConfig(max_luma_shift=None))
+    # every grade a copy again: the night grade reads the most detail above its noise and is kept over the shot itself
+    assert every == {"shot": "night", "high_key": "night", "zmirror": "night"}
