@@ -406,7 +406,11 @@ def _mirror_sides(key: dict[int, tuple], near: list[tuple[int, int, bool]]) -> d
         if only_mirrored and x in key and y in key and key[x][:COARSE_FIELDS] == key[y][:COARSE_FIELDS]:
             edges.setdefault(x, []).append(y)
             edges.setdefault(y, []).append(x)
-    plain = {(x, y) for x, y, only_mirrored in near if not only_mirrored}
+    plain: dict[int, list[int]] = {}
+    for x, y, only_mirrored in near:
+        if not only_mirrored:
+            plain.setdefault(x, []).append(y)
+            plain.setdefault(y, []).append(x)
     side: dict[int, int] = {}
     for start in edges:
         if start in side:
@@ -421,7 +425,7 @@ def _mirror_sides(key: dict[int, tuple], near: list[tuple[int, int, bool]]) -> d
                     group.append(j)
                 ok &= side[j] != side[i]
         members = set(group)
-        ok &= not any(x in members and y in members and side[x] != side[y] for x, y in plain)
+        ok &= not any(j in members and side[j] != side[i] for i in group for j in plain.get(i, ()))
         if not ok:
             continue
         shared = min(key[i][MIRROR_SHARED] for i in group)
