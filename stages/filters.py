@@ -96,14 +96,14 @@ class FiltersConfig:
     # bikes shot measured 0.69 (+-20 px: 0.35); a whip pan reaches this only briefly.
     max_motion: float | None = 0.5
     # A still picture under a pan or zoom: what differs between frames ~1 s apart once the camera's motion is undone,
-    # relative to the picture's contrast (cpu_scores.still_residual). Stills panned/zoomed measured 0.004-0.042 (the
-    # highest: grained, and transnet_test's 90 px frames), bench/filters_bench.py's real shots and their night /
-    # high-key grades 0.156 and up, the whole of bigbuckbunny.mp4 (a near-still scene) 0.107: 0.06 sits 1.5x above the
-    # stills, 1.8x below that clip (bench/motion_bench.py). Real shots where little but the camera moves read as low
-    # as stills (bigbuckbunny's top-right quadrant: 0.015-0.042), so a clip is dropped only when residual_flow is low
-    # too (next).
+    # relative to the picture's contrast (scores.still_residual, cpu_scores.still_scores). Stills panned/zoomed
+    # measured 0.004-0.042 (the highest: grained, and transnet_test's 90 px frames), bench/filters_bench.py's real
+    # shots and their night / high-key grades 0.156 and up, the whole of bigbuckbunny.mp4 (a near-still scene) 0.107:
+    # 0.06 sits 1.5x above the stills, 1.8x below that clip (bench/motion_bench.py). Real shots where little but the
+    # camera moves read as low as stills (bigbuckbunny's top-right quadrant: 0.015-0.042), so a clip is dropped only
+    # when residual_flow is low too (next).
     min_still_residual: float | None = 0.06
-    # ... and whose parts do not move against each other once the camera's motion is undone (cpu_scores.residual_flow,
+    # ... and whose parts do not move against each other once the camera's motion is undone (scores.residual_flow,
     # the 90th percentile of the residual flow over ~1 s, frame diagonals): a clip is a still picture only when both
     # hold. Stills panned/zoomed measured <= 0.0029 (carphone's 176x144 upscaled, transnet_test's 90 px; 0.001 and
     # under from 224 px up), 0.0015-0.0037 under film grain new in every frame (sigma 5-8; carphone panned under grain
