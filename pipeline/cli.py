@@ -339,19 +339,16 @@ def _warn_stale_scores(out: str) -> None:
     layer under the moving scene, schema 11 looks for overlays in colour too, schema 10 changed focus's and detail's
     scale) until a `clipforge run` scores them again."""
     from pipeline import store
-    from stages.cpu_scores import SUPERSEDED, superseded_sql
+    from stages.cpu_scores import superseded_sql, superseded_terms
 
     columns = set(store._columns(out, "scores"))
-    total = store.query(out, f"SELECT count(*) AS n FROM clips WHERE {superseded_sql(columns=columns)}")
-    n = total.column("n")[0].as_py()
+    terms = superseded_terms(columns=columns)
+    every = superseded_sql(columns=columns)
+    counts = [f"count(*) FILTER ({sql})" for _, _, sql in terms] + [f"count(*) FILTER ({every})"]
+    *each, n = (c[0].as_py() for c in store.query(out, f"SELECT {', '.join(counts)} FROM clips").columns)
     if not n:
         return
-    lacking = []
-    for had, added, schema in SUPERSEDED:
-        if had in columns:
-            where = f'"{had}" IS NOT NULL' + (f' AND "{added}" IS NULL' if added in columns else "")
-            k = store.query(out, f"SELECT count(*) AS n FROM clips WHERE {where}").column("n")[0].as_py()
-            lacking += [(schema, f"{k} without `{added}` (schema {schema})")] if k else []
+    lacking = [(s, f"{k} without `{added}` (schema {s})") for (added, s, _), k in zip(terms, each, strict=True) if k]
     newest = max(lacking, key=lambda x: int(x[0]))[0]
     print(
         f"clipforge refilter: {n} clip(s) were scored before schema {newest} ({', '.join(x[1] for x in lacking)}): "

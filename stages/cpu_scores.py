@@ -133,18 +133,25 @@ OUTPUT_COLUMNS = tuple(SCORES_SCHEMA.names)
 SUPERSEDED = (("focus", "overlay_layers", "12"), ("still_residual", "residual_flow", "15"))
 
 
-def superseded_sql(qualifier: str = "", columns: Collection[str] | None = None) -> str:
-    """SQL predicate true for a stored scores row written before one of :data:`SUPERSEDED`'s second columns existed,
-    its columns named after ``qualifier`` (e.g. ``'t_scores.'``). ``columns``: the stored table's columns, when it
-    may lack some (a table written before a column was added: every row with the first is then such a row; one
-    without the first has none); None: every column is there (missing ones read as null)."""
+def superseded_terms(qualifier: str = "", columns: Collection[str] | None = None) -> list[tuple[str, str, str]]:
+    """(added column, its schema, SQL predicate) per :data:`SUPERSEDED` pair whose first column the table has: the
+    predicate is true for a stored scores row written before that column existed, its columns named after
+    ``qualifier`` (e.g. ``'t_scores.'``). ``columns``: the stored table's columns, when it may lack some (a table
+    written before a column was added: every row with the first is then such a row; one without the first has none);
+    None: every column is there (missing ones read as null)."""
     terms = []
-    for had, added, _ in SUPERSEDED:
+    for had, added, schema in SUPERSEDED:
         if columns is not None and had not in columns:
             continue
         missing = f'{qualifier}"{added}" IS NULL' if columns is None or added in columns else "TRUE"
-        terms.append(f'({qualifier}"{had}" IS NOT NULL AND {missing})')
-    return " OR ".join(terms) or "FALSE"
+        terms.append((added, schema, f'({qualifier}"{had}" IS NOT NULL AND {missing})'))
+    return terms
+
+
+def superseded_sql(qualifier: str = "", columns: Collection[str] | None = None) -> str:
+    """SQL predicate true for a stored scores row written before one of :data:`SUPERSEDED`'s second columns existed
+    (:func:`superseded_terms`, OR-ed)."""
+    return " OR ".join(sql for _, _, sql in superseded_terms(qualifier, columns)) or "FALSE"
 
 
 @dataclass
