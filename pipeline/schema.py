@@ -147,7 +147,7 @@ FILTERS = pa.schema(
     [
         ("clip_id", pa.string()),
         ("drop_reason", pa.string()),  # first failing filter, or "duplicate"; null = kept
-        ("duplicate_of", pa.string()),  # the kept copy, for drop_reason = "duplicate"
+        ("duplicate_of", pa.string()),  # the kept copy it matches most nearly, for drop_reason = "duplicate"
         # schema 13: another clip of the same source whose overlay this one shows (stages/shared_overlay.py)
         ("overlay_seen_in", pa.string()),
         ("overlay_match", pa.float32()),  # the correlation with that clip's graphic (the best of its seeds')

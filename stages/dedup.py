@@ -18,12 +18,12 @@ collisions at ~n^2 * anchors * bands / 65536 pairs. Band values shared by more t
 (uninformative hashes, e.g. flat frames) are not used for candidates.
 
 Which copies are dropped: the clips linked by duplicate pairs (a connected component of the duplicate graph) are
-taken best first by ``quality_key``; each is dropped as the duplicate of the first clip already kept that it matches
-itself (identical signature or a verified near pair), and kept when it matches none, greedily, as non-maximum
-suppression keeps boxes. So ``duplicate_of`` always names a clip the dropped one matches, and a chain A~B~C whose ends
-differ (two halves of a near-still shot, 13.8 bits apart, each matched by a re-timed copy of the whole) loses only
-what matches a kept clip: single-link grouping (every clip of the component but one dropped, until 2026-12-04)
-dropped both halves for the re-timed copy, or one half for the other.
+taken best first by ``quality_key``; each is dropped when it matches a clip already kept itself (identical signature
+or a verified near pair), and kept when it matches none, greedily, as non-maximum suppression keeps boxes; it is named
+the duplicate of the kept clip it matches most nearly. So ``duplicate_of`` always names a clip the dropped one
+matches, and a chain A~B~C whose ends differ (two halves of a near-still shot, 13.8 bits apart, each matched by a
+re-timed copy of the whole) loses only what matches a kept clip: single-link grouping (every clip of the component but
+one dropped, until 2026-12-04) dropped both halves for the re-timed copy, or one half for the other.
 
 Looks: a clip and a night or high-key grade of it keep the same pHash signs, but they are two looks of one footage,
 not copies (``DedupConfig.max_luma_shift``: mean luma more than 0.08 apart); a grained, defocused or recompressed copy
@@ -205,14 +205,15 @@ class _UnionFind:
 
 
 def duplicate_pairs(
-    table: pa.Table, cfg: DedupConfig | None = None, *, mirrored: bool = False
+    table: pa.Table, cfg: DedupConfig | None = None, *, details: bool = False
 ) -> tuple[list[list[int]], list[tuple]]:
     """Exact-duplicate groups and verified near-duplicate pairs, as row numbers of ``table``.
 
     Returns (exact_groups, near_pairs): each exact group lists >= 2 rows with identical signatures; near pairs
     join one representative row of distinct signatures (its lowest row). Rows with a null or empty phash are ignored.
-    ``mirrored``: each near pair is (x, y, only_mirrored), the third True when the two match only with one of them
-    mirrored (a mirror image of the other).
+    ``details``: each near pair is (x, y, only_mirrored, bits): only_mirrored True when the two match only with one
+    of them mirrored (a mirror image of the other); bits the smallest mean per-anchor Hamming distance over the
+    alignments compared (either orientation, anchor by anchor or shifted), in bits of 64: how near the match is.
     """
     import duckdb
 
@@ -277,29 +278,44 @@ def duplicate_pairs(
         def mean_bits(p: str, q: str) -> str:
             return f"list_avg(list_transform(list_zip({p}, {q}), lambda z: bit_count(xor(z[1], z[2]))))"
 
-        def near_copy(p: str, q: str) -> str:
-            """SQL: signatures p and q are near copies, anchor by anchor (mean Hamming distance <= max_hamming) or
-            shifted by k anchors, p's anchor i against q's i - k, over the >= MIN_OVERLAP anchors that overlap
-            (the best shift's mean <= max_shift_hamming)."""
+        def shifted_bits(p: str, q: str) -> list[str]:
+            """SQL: the mean distance of p's anchor i against q's i - k, per shift k != 0 that leaves >= MIN_OVERLAP
+            anchors overlapping (NULL where fewer do)."""
             terms = []
             for k in (k for k in range(-ms, ms + 1) if k):
                 a, b = (f"list_slice({p}, {1 + k}, len({p}))", f"list_slice({q}, 1, len({q}) - {k})")
                 if k < 0:  # 1-based list_slice, ends inclusive
                     a, b = (f"list_slice({p}, 1, len({p}) + {k})", f"list_slice({q}, {1 - k}, len({q}))")
                 terms.append(f"CASE WHEN len({p}) - {abs(k)} >= {MIN_OVERLAP} THEN {mean_bits(a, b)} END")
+            return terms
+
+        def near_copy(p: str, q: str) -> str:
+            """SQL: signatures p and q are near copies, anchor by anchor (mean Hamming distance <= max_hamming) or
+            shifted by k anchors, p's anchor i against q's i - k, over the >= MIN_OVERLAP anchors that overlap
+            (the best shift's mean <= max_shift_hamming)."""
+            terms = shifted_bits(p, q)
             same = f"{mean_bits(p, q)} <= {t}"
             if not terms:
                 return same
             return f"({same} OR least({', '.join(terms)}) <= {float(cfg.max_shift_hamming)})"
 
+        def bits(p: str, q: str) -> str:
+            """SQL: the smallest mean distance of p and q over the alignments compared (NULL ones skipped)."""
+            return f"least({', '.join([mean_bits(p, q), *shifted_bits(p, q)])})"
+
         plain = near_copy("ra.phash", "rb.phash")
+        mirrored_bits = (
+            f"CASE WHEN rb.mirror IS NOT NULL THEN {bits('ra.phash', 'rb.mirror')} END",
+            f"CASE WHEN ra.mirror IS NOT NULL THEN {bits('ra.mirror', 'rb.phash')} END",
+        )
+        nearest = f"least({bits('ra.phash', 'rb.phash')}, {', '.join(mirrored_bits)})"
         near = con.execute(
             f"""
             WITH cand AS (
                 SELECT DISTINCT least(a.i, c.i) AS x, greatest(a.i, c.i) AS y FROM keys a JOIN {shifted} c
                 ON a.n = c.n AND a.f = c.f AND a.b = c.b AND a.v = c.v
                 WHERE a.m = 0 AND a.i <> c.i AND (c.m = 1 OR a.i < c.i))
-            SELECT x, y, NOT coalesce({plain}, FALSE)
+            SELECT x, y, NOT coalesce({plain}, FALSE), {nearest}
             FROM cand JOIN reps ra ON ra.i = cand.x JOIN reps rb ON rb.i = cand.y
             WHERE ({plain}
                    OR (rb.mirror IS NOT NULL AND {near_copy("ra.phash", "rb.mirror")})
@@ -308,9 +324,9 @@ def duplicate_pairs(
         ).fetchall()
     finally:
         con.close()
-    if mirrored:
-        return exact, [(int(x), int(y), bool(m)) for x, y, m in near]
-    return exact, [(int(x), int(y)) for x, y, _ in near]
+    if details:
+        return exact, [(int(x), int(y), bool(m), float(d)) for x, y, m, d in near]
+    return exact, [(int(x), int(y)) for x, y, _, _ in near]
 
 
 def columns(cfg: DedupConfig | None = None) -> tuple[str, ...]:
@@ -334,34 +350,40 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
 
     Input: the candidate rows that passed the other filters, from the whole dataset (not one video).
     Deterministic regardless of row order: within each connected component of the duplicate graph the clips are
-    taken in a total order (``quality_key``, best first), and each is the duplicate of the first kept clip it matches
-    directly, or kept (see the module's docstring).
+    taken in a total order (``quality_key``, best first), and each is dropped when it matches a kept clip directly,
+    or kept (see the module's docstring). The clip it is the duplicate of (``duplicate_of``) is the kept clip it
+    matches most nearly (the smallest signature distance, :func:`duplicate_pairs`' bits; an identical signature 0;
+    ties to the better ranked): a mirrored copy of a talking head also matched, at 11.8 bits, the next window of the
+    same shot, which ranked first, and was named its duplicate rather than its own source (0.2 bits) (a newcomer's
+    set).
     """
     cfg = cfg or DedupConfig()
     if table.num_rows == 0:
         return {}
-    exact, near = duplicate_pairs(table, cfg, mirrored=True)
+    exact, near = duplicate_pairs(table, cfg, details=True)
     uf = _UnionFind(table.num_rows)
     rep = {}  # a row of an exact group -> the group's representative (its lowest row, as duplicate_pairs' reps)
     for group in exact:
         for j in group:
             rep[j] = group[0]
             uf.union(group[0], j)
-    linked: dict[int, set[int]] = {}  # verified near pairs, between representatives
-    for x, y, _ in near:
+    linked: dict[int, dict[int, float]] = {}  # verified near pairs, between representatives: their distance
+    for x, y, _, bits in near:
         uf.union(x, y)
-        linked.setdefault(x, set()).add(y)
-        linked.setdefault(y, set()).add(x)
+        linked.setdefault(x, {})[y] = bits
+        linked.setdefault(y, {})[x] = bits
 
     luma = table["luma_mean"].to_pylist() if "luma_mean" in table.column_names else [None] * table.num_rows
     shift = cfg.max_luma_shift
 
-    def matches(i: int, j: int) -> bool:
+    def distance(i: int, j: int) -> float | None:
+        """The signature distance of clips i and j when they match (0 for identical signatures), else None."""
         ri, rj = rep.get(i, i), rep.get(j, j)
-        if ri != rj and rj not in linked.get(ri, ()):
-            return False
+        bits = 0.0 if ri == rj else linked.get(ri, {}).get(rj)
         a, b = _number(luma[i]), _number(luma[j])
-        return shift is None or a is None or b is None or abs(a - b) <= shift  # another look is no copy
+        if shift is not None and a is not None and b is not None and abs(a - b) > shift:
+            return None  # another look is no copy
+        return bits
 
     members: dict[int, list[int]] = {}
     for i in {i for g in exact for i in g} | {i for p in near for i in p[:2]}:
@@ -379,15 +401,15 @@ def find_duplicates(table: pa.Table, cfg: DedupConfig | None = None) -> dict[str
             continue
         kept: list[int] = []
         for i in sorted(rows, key=key.__getitem__):
-            j = next((j for j in kept if matches(i, j)), None)
-            if j is None:
+            near_kept = [(d, n, j) for n, j in enumerate(kept) if (d := distance(i, j)) is not None]
+            if not near_kept:
                 kept.append(i)
             else:
-                out[str(recs[i]["clip_id"])] = str(recs[j]["clip_id"])
+                out[str(recs[i]["clip_id"])] = str(recs[min(near_kept)[2]]["clip_id"])
     return out
 
 
-def _mirror_sides(key: dict[int, tuple], near: list[tuple[int, int, bool]]) -> dict[int, tuple]:
+def _mirror_sides(key: dict[int, tuple], near: list[tuple[int, int, bool, float]]) -> dict[int, tuple]:
     """:func:`find_duplicates`' sort keys, a clip and its mirror image ranked as one picture.
 
     A clip and its mirror image hold the same picture; their detail differs by where the 32 px tiles fall on it (up
@@ -402,12 +424,12 @@ def _mirror_sides(key: dict[int, tuple], near: list[tuple[int, int, bool]]) -> d
     n = MIRROR_SHARED.stop
     out = {i: (*k[:COARSE_FIELDS], *k[MIRROR_SHARED], 0, *k[MIRROR_SHARED], *k[n:]) for i, k in key.items()}
     edges: dict[int, list[int]] = {}
-    for x, y, only_mirrored in near:
+    for x, y, only_mirrored, _ in near:
         if only_mirrored and x in key and y in key and key[x][:COARSE_FIELDS] == key[y][:COARSE_FIELDS]:
             edges.setdefault(x, []).append(y)
             edges.setdefault(y, []).append(x)
     plain: dict[int, list[int]] = {}
-    for x, y, only_mirrored in near:
+    for x, y, only_mirrored, _ in near:
         if not only_mirrored:
             plain.setdefault(x, []).append(y)
             plain.setdefault(y, []).append(x)
