@@ -50,9 +50,9 @@ def main() -> None:
     seen: dict = {}
     real = cpu_scores.blur_scores
 
-    def spy(luma, active, size):  # the active picture the scorer measured
+    def spy(luma, active, size, **kw):  # the active picture the scorer measured
         seen["active"] = active.copy()
-        return real(luma, active, size)
+        return real(luma, active, size, **kw)
 
     cpu_scores.blur_scores = spy
     sources = shots()

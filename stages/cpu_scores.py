@@ -1390,16 +1390,17 @@ def focus(
     of local perceived sharpness in natural images", IEEE TIP 21(3), 2012; the noise estimated from the
     least-textured blocks, Lee & Hoppel, "Noise modeling and estimation of remotely-sensed images", IGARSS 1989,
     Olsen, "Estimation of noise in images: an evaluation", CVGIP 55(4), 1993, and the weak-texture patches of Liu,
-    Tanaka & Okutomi, "Single-image noise level estimation for blind denoising", IEEE TIP 22(12), 2013. Measured at
-    224 px on H.264 (CRF 18) copies of bench/filters_bench.py's seven sources and bigbuckbunny's grass filling the
-    frame (bench/grain_focus_bench.py): Gaussian defocus of sigma 2.0-2.5 px at 640x360, bare or under grain of sigma
-    4 or 7, 0.27-0.45; heavy blur (sigma 5), bare or grained, 0.18-0.64 (a newcomer's under grain up to 0.76:
-    :func:`detail` catches it); clean shots and their grain, shallow depth-of-field, night, high-key and
-    grained-grade variants 0.60-2.8 (the lowest: bikes.mp4's motion-blurred first shot with a shallow depth of
-    field). Grain moves a clip's reading by 0.93-1.09x (the old pooling: 1.04-10.8x). Known limits: a full-frame fine
-    texture with no flat tile to take a floor from (the grass) loses some of its own signal to the floor: defocused
-    0.40-0.45, in focus 1.47 and up; impulse noise (salt and pepper, dust specks, hot pixels) is no floor: a few
-    pixels far off their neighbours fill the finest band of the best tiles, and blurred shots under it read sharp.
+    Tanaka & Okutomi, "Single-image noise level estimation for blind denoising", IEEE TIP 22(12), 2013. Measured at 224
+    px on H.264 (CRF 18) copies of bench/filters_bench.py's seven sources and bigbuckbunny's grass filling the frame
+    (bench/grain_focus_bench.py): Gaussian defocus of sigma 2.0-2.5 px at 640x360, bare or under grain of sigma 4 or 7,
+    0.27-0.455 (schema 16's four phases; one grid: 0.27-0.454); heavy blur (sigma 5), bare or grained, 0.18-0.69 (a
+    newcomer's under grain up to 0.76: :func:`detail` catches it); clean shots and their grain, shallow depth-of-field,
+    night, high-key and grained-grade variants 0.59-2.8 (one grid: 0.60-2.8; the lowest: bikes.mp4's motion-blurred
+    first shot with a shallow depth of field). Grain moves a clip's reading by 0.93-1.09x (the old pooling:
+    1.04-10.8x). Known limits: a full-frame fine texture with no flat tile to take a floor from (the grass) loses some
+    of its own signal to the floor: defocused 0.40-0.45, in focus 1.47 and up; impulse noise (salt and pepper, dust
+    specks, hot pixels) is no floor: a few pixels far off their neighbours fill the finest band of the best tiles, and
+    blurred shots under it read sharp.
 
     ``exclude``: (H, W) bool, the pixels of overlay graphics (:func:`overlay_scores`' boxes, burned-in subtitle
     lines): the tiles holding any of them are left out, floor included. A graphic is not the picture, and its strokes

@@ -118,15 +118,16 @@ class FiltersConfig:
     # Fraction of flow pairs that are identical frames: > half means frozen video or a slideshow.
     max_frozen_frac: float | None = 0.5
     # Best-focused region's fine-to-mid band energy above each band's noise floor (cpu_scores.focus; contrast-free,
-    # grain-robust since schema 10). At 224 px: defocus of sigma 2.0-2.5 px at 640x360, bare or under grain, measured
-    # 0.27-0.40; clean shots and their shallow-DoF / night / high-key / grain variants 0.60 and up
-    # (bench/grain_focus_bench.py). Pictures of 128-208 px, calibrated: defocus up to 0.44, in focus 0.48 and up
-    # (bench/blur_sizes_bench.py). 0.46 sits between both.
+    # grain-robust since schema 10; the mean over four placements of its tile grid since schema 16). At 224 px:
+    # defocus of sigma 2.0-2.5 px at 640x360, bare or under grain, measured 0.27-0.455; clean shots and their
+    # shallow-DoF / night / high-key / grain variants 0.59 and up (bench/grain_focus_bench.py). Pictures of 128-208
+    # px, calibrated: defocus up to 0.455, in focus 0.488 and up (bench/blur_sizes_bench.py). 0.46 sits between both,
+    # bounded from above by the smallest pictures in focus.
     min_focus: float | None = 0.46
     # Share of the best-detailed tiles' variance under 2 px above its noise floor (cpu_scores.detail): the guard for
     # blur so heavy that little is left in either of focus's bands. Heavy blur (sigma 5 px at 640x360), bare or under
-    # grain, measured 0.020-0.040, every clean shot and graded or grained variant 0.124 and up at 224 px, 0.104 and up
-    # at 128-208 px (bench/grain_focus_bench.py, bench/blur_sizes_bench.py); 0.08 sits between them.
+    # grain, measured 0.019-0.039, every clean shot and graded or grained variant 0.129 and up at 224 px, 0.114 and up
+    # at 128-208 px (bench/grain_focus_bench.py, bench/blur_sizes_bench.py; schema 16); 0.08 sits between them.
     min_detail: float | None = 0.08
     # Motion blur (camera shake, a smear): quality_blurry when isotropy < min_isotropy AND streak > max_streak.
     # isotropy (cpu_scores.isotropy): the finest band's directional balance over a coarser band's; smears of 10-32 px
