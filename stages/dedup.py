@@ -176,7 +176,9 @@ def clean_detail(detail: Any, noise_floor: Any) -> float | None:
     makes the noisier of two equally detailed copies lose. Measured by bench/dedup_keep_bench.py (7 shots, the clean
     CRF-18 copy against grain of sigma 7 and 3, CRF 28 and 35 and a sigma-1 blur: 35 pairs): this key keeps the clean
     copy in 32, sharpness in 21, focus in 26, detail alone in 27; ``NOISE_HALF`` 20 and 40 score alike, 10 31, 5 30
-    (the misses: carphone's CRF-28 and -35 copies, whose encoder smooths the noise floor, and one light grain).
+    (the misses: carphone's CRF-28 and -35 copies, whose encoder smooths the noise floor, and one light grain). With
+    schema 16's four grid phases: this key 33 (``NOISE_HALF`` 40: 34), detail alone 30, focus 23 (the misses:
+    carphone's CRF-35 copy and one light grain).
     """
 
     d, n = _number(detail), _number(noise_floor)
