@@ -1414,8 +1414,8 @@ def focus(
     one grid from the corner (schema 15 and before, and pictures judged at their own size). Where the grid falls
     moved a clip's reading by up to 17 % (a defocused bigbuckbunny shot of the hard set read 0.399, 0.466, 0.404
     and 0.451 at the four phases, the first two either side of ``filters.min_focus``; the grid from the corner 0.394):
-    noise of the measure, which the mean takes out (0.430). Pooling over overlapping blocks is how block-based
-    sharpness measures avoid the grid's alignment (S3's 50 % block overlap, Vu & Chandler 2012).
+    noise of the measure, which the mean takes out (0.430). Block-based sharpness maps are computed over overlapping
+    blocks for the same reason (S3's spectral map, Vu & Chandler 2012).
     """
     if min(luma.shape[1:3]) < tile + (0 if phases is None else tile // 2):
         return None
