@@ -280,48 +280,46 @@ def duplicate_pairs(
         def mean_bits(p: str, q: str) -> str:
             return f"list_avg(list_transform(list_zip({p}, {q}), lambda z: bit_count(xor(z[1], z[2]))))"
 
-        def shifted_bits(p: str, q: str) -> list[str]:
-            """SQL: the mean distance of p's anchor i against q's i - k, per shift k != 0 that leaves >= MIN_OVERLAP
-            anchors overlapping (NULL where fewer do)."""
+        def shifted_bits(p: str, q: str) -> str:
+            """SQL: the best mean distance of p's anchor i against q's i - k over the shifts k != 0 that leave >=
+            MIN_OVERLAP anchors overlapping (NULL where none does)."""
             terms = []
             for k in (k for k in range(-ms, ms + 1) if k):
                 a, b = (f"list_slice({p}, {1 + k}, len({p}))", f"list_slice({q}, 1, len({q}) - {k})")
                 if k < 0:  # 1-based list_slice, ends inclusive
                     a, b = (f"list_slice({p}, 1, len({p}) + {k})", f"list_slice({q}, {1 - k}, len({q}))")
                 terms.append(f"CASE WHEN len({p}) - {abs(k)} >= {MIN_OVERLAP} THEN {mean_bits(a, b)} END")
-            return terms
+            return f"least({', '.join(terms)})" if terms else "NULL::DOUBLE"
 
-        def near_copy(p: str, q: str) -> str:
-            """SQL: signatures p and q are near copies, anchor by anchor (mean Hamming distance <= max_hamming) or
-            shifted by k anchors, p's anchor i against q's i - k, over the >= MIN_OVERLAP anchors that overlap
-            (the best shift's mean <= max_shift_hamming)."""
-            terms = shifted_bits(p, q)
-            same = f"{mean_bits(p, q)} <= {t}"
-            if not terms:
-                return same
-            return f"({same} OR least({', '.join(terms)}) <= {float(cfg.max_shift_hamming)})"
+        # per orientation (plain; rb mirrored; ra mirrored) its distance anchor by anchor (d*) and at the best shift
+        # (s*), each computed once: a pair is a near copy in an orientation when d <= max_hamming or s <=
+        # max_shift_hamming (the best of several alignments reads low by chance: stricter); its bits are the least
+        sides = {
+            "p": ("ra.phash", "rb.phash", None),
+            "m": ("ra.phash", "rb.mirror", "rb"),
+            "n": ("ra.mirror", "rb.phash", "ra"),
+        }
+        cols = []
+        for name, (p, q, guard) in sides.items():
+            for kind, expr in (("d", mean_bits(p, q)), ("s", shifted_bits(p, q))):
+                cols.append(f"CASE WHEN {guard}.mirror IS NOT NULL THEN {expr} END" if guard else expr)
+                cols[-1] += f" AS {kind}{name}"
 
-        def bits(p: str, q: str) -> str:
-            """SQL: the smallest mean distance of p and q over the alignments compared (NULL ones skipped)."""
-            return f"least({', '.join([mean_bits(p, q), *shifted_bits(p, q)])})"
+        def match(name: str) -> str:
+            return f"(d{name} <= {t} OR s{name} <= {float(cfg.max_shift_hamming)})"
 
-        plain = near_copy("ra.phash", "rb.phash")
-        mirrored_bits = (
-            f"CASE WHEN rb.mirror IS NOT NULL THEN {bits('ra.phash', 'rb.mirror')} END",
-            f"CASE WHEN ra.mirror IS NOT NULL THEN {bits('ra.mirror', 'rb.phash')} END",
-        )
-        nearest = f"least({bits('ra.phash', 'rb.phash')}, {', '.join(mirrored_bits)})"
         near = con.execute(
             f"""
             WITH cand AS (
                 SELECT DISTINCT least(a.i, c.i) AS x, greatest(a.i, c.i) AS y FROM keys a JOIN {shifted} c
                 ON a.n = c.n AND a.f = c.f AND a.b = c.b AND a.v = c.v
-                WHERE a.m = 0 AND a.i <> c.i AND (c.m = 1 OR a.i < c.i))
-            SELECT x, y, NOT coalesce({plain}, FALSE), {nearest}
-            FROM cand JOIN reps ra ON ra.i = cand.x JOIN reps rb ON rb.i = cand.y
-            WHERE ({plain}
-                   OR (rb.mirror IS NOT NULL AND {near_copy("ra.phash", "rb.mirror")})
-                   OR (ra.mirror IS NOT NULL AND {near_copy("ra.mirror", "rb.phash")})){emb_cond}
+                WHERE a.m = 0 AND a.i <> c.i AND (c.m = 1 OR a.i < c.i)),
+            dist AS (
+                SELECT x, y, {", ".join(cols)}
+                FROM cand JOIN reps ra ON ra.i = cand.x JOIN reps rb ON rb.i = cand.y
+                WHERE TRUE{emb_cond})
+            SELECT x, y, NOT coalesce({match("p")}, FALSE), least(dp, sp, dm, sm, dn, sn)
+            FROM dist WHERE {match("p")} OR {match("m")} OR {match("n")}
             """
         ).fetchall()
     finally:
