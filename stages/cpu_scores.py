@@ -1521,13 +1521,15 @@ def _tiles(a: np.ndarray, tile: int, phase: Phase = None) -> np.ndarray:
     (the partial ones at the right and bottom left out); (py, px) (:data:`TILE_PHASES`): the grid over the frame less
     half a tile, moved down by py and across by px half tiles, ((H - tile // 2) // tile, (W - tile // 2) // tile)
     tiles at every phase."""
-    if phase is None:
-        y0, x0, h, w = 0, 0, a.shape[0], a.shape[1]
-    else:
-        half = tile // 2
-        y0, x0, h, w = phase[0] * half, phase[1] * half, a.shape[0] - half, a.shape[1] - half
-    ty, tx = h // tile, w // tile
+    y0, x0, ty, tx = _grid(a.shape[:2], tile, phase)
     return a[y0 : y0 + ty * tile, x0 : x0 + tx * tile].reshape(ty, tile, tx, tile)
+
+
+def _grid(shape: tuple[int, int], tile: int, phase: Phase) -> tuple[int, int, int, int]:
+    """(top, left, rows, columns) of :func:`_tiles`' grid at ``phase`` on an (H, W) = ``shape`` frame."""
+    half = 0 if phase is None else tile // 2
+    y0, x0 = (0, 0) if phase is None else (phase[0] * half, phase[1] * half)
+    return y0, x0, (shape[0] - half) // tile, (shape[1] - half) // tile
 
 
 def _picture_tiles(shape: tuple[int, int], tile: int, exclude: np.ndarray | None, phase: Phase = None) -> np.ndarray:
@@ -1535,7 +1537,7 @@ def _picture_tiles(shape: tuple[int, int], tile: int, exclude: np.ndarray | None
     (rows, columns) bool, False where ``exclude`` ((H, W) bool, or None: none) marks any pixel (an overlay graphic).
     All True when ``exclude`` would leave no tile."""
     if exclude is None or not exclude.any():
-        return np.ones(_tiles(np.empty(shape, bool), tile, phase).shape[::2], bool)
+        return np.ones(_grid(shape, tile, phase)[2:], bool)
     picture = ~_tiles(exclude, tile, phase).any(axis=(1, 3))
     return picture if picture.any() else np.ones_like(picture)
 
