@@ -50,28 +50,40 @@ class Rule:
 
     ``also``: a second condition ``(column, op, setting)`` (op ``"<"`` or ``">"``) that must hold too, for a score
     that means a defect only together with another (isotropy says one direction lost its finest detail; streak,
-    that what is left along it is spread, as a smear spreads it: motion blur, not grass). Its threshold set to None
-    leaves the rule on the first condition alone; its value null never rejects.
+    that what is left along it is spread, as a smear spreads it: motion blur, not grass), or a tuple of such
+    conditions, all of which must hold (stored as that tuple). A condition whose threshold is None is left out (the
+    rule stands on the others); one whose value is null never rejects. Two rules with the same reason are an OR.
     """
 
     reason: str
     column: str
     op: str
     setting: str | None = None
-    also: tuple[str, str, str] | None = None
+    also: tuple[tuple[str, str, str], ...] | tuple[str, str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise ValueError(f"rule {self.reason}: op {self.op!r} is not one of {OPS}")
         if (self.op == "notnull") != (self.setting is None):
             raise ValueError(f"rule {self.reason}: a threshold rule needs a setting, a notnull rule none")
-        if self.also is not None and (self.op == "notnull" or len(self.also) != 3 or self.also[1] not in OPS[:2]):
-            raise ValueError(f"rule {self.reason}: also must be (column, '<' or '>', setting) on a threshold rule")
+        if self.also is None:
+            return
+        also = (self.also,) if self.also and isinstance(self.also[0], str) else tuple(self.also)
+        if (
+            self.op == "notnull"
+            or not also
+            or any(not isinstance(c, tuple) or len(c) != 3 or c[1] not in OPS[:2] for c in also)
+        ):
+            raise ValueError(
+                f"rule {self.reason}: also must be (column, '<' or '>', setting), or a tuple of those, on a threshold "
+                "rule"
+            )
+        object.__setattr__(self, "also", also)
 
     @property
     def conditions(self) -> tuple[tuple[str, str, str | None], ...]:
-        """Its conditions, (column, op, setting) each: the first, then ``also`` when set."""
-        return ((self.column, self.op, self.setting),) + ((self.also,) if self.also else ())
+        """Its conditions, (column, op, setting) each: the first, then those of ``also``."""
+        return ((self.column, self.op, self.setting),) + (self.also or ())
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -129,16 +129,27 @@ class FiltersConfig:
     # grain, measured 0.019-0.039, every clean shot and graded or grained variant 0.129 and up at 224 px, 0.114 and up
     # at 128-208 px (bench/grain_focus_bench.py, bench/blur_sizes_bench.py; schema 16); 0.08 sits between them.
     min_detail: float | None = 0.08
-    # Motion blur (camera shake, a smear): quality_blurry when isotropy < min_isotropy AND streak > max_streak.
+    # Motion blur (camera shake, a smear): quality_blurry when isotropy < min_isotropy AND streak > max_streak AND
+    # cepstrum_dip > max_cepstrum_dip, or isotropy < min_isotropy AND streak > max_streak_alone.
     # isotropy (cpu_scores.isotropy): the finest band's directional balance over a coarser band's; smears of 10-32 px
     # at 640x360 read mostly 0.12-0.57 (some diagonal ones up to 0.7), clean footage 0.69 and up, but so do clean
     # close-ups of grass (0.20-0.37), scenes behind blinds or stripes (0.10-0.14) and a brick wall (0.57): fine detail
     # that runs one way. streak (cpu_scores.streak): how far the derivative along that weak direction stays
     # correlated (3 px); a smear spreads it over its length, a texture's stays sharp: smears of 10 and 16 px read
-    # 0.44-0.81, those textures and every clean crop with isotropy under 0.62 -0.35-0.31 (bench/motion_blur_bench.py).
-    # max_streak None: isotropy alone (drops those textures); min_isotropy None: the rule is off.
+    # 0.43-0.82, those textures and every clean crop with isotropy under 0.62 -0.35-0.31 (bench/motion_blur_bench.py),
+    # but shallow depth of field over grass (its background Gaussian-blurred, sharp blades in front) 0.38-0.58 (two
+    # newcomers' clips). cepstrum_dip (cpu_scores.cepstrum_dip): how deep the spectrum along that direction is
+    # notched at one period, as a smear's straight path notches it and a Gaussian blur does not: smears of 10-16 px
+    # with streak under 0.65 read 0.10 and up, those depth-of-field clips and every clean clip that the first two
+    # conditions catch 0.003-0.045; 0.06 sits 1.3x above the one and 1.7x below the other. A smear along a shot's own
+    # motion blur or along a texture reads as little as 0.024, and streak 0.71 and up: max_streak_alone 0.65 drops it
+    # (the depth-of-field clips: 0.58 at most). max_cepstrum_dip or max_streak_alone None: isotropy and streak >
+    # max_streak decide, as before schema 17; max_streak and max_streak_alone None: isotropy alone (drops those
+    # textures); min_isotropy None: the rule is off.
     min_isotropy: float | None = 0.62
     max_streak: float | None = 0.38
+    max_cepstrum_dip: float | None = 0.06
+    max_streak_alone: float | None = 0.65
     # Laplacian variance at 224 px: off by default. It moves with contrast and content (a high-key grade of a clean
     # bikes shot measured 18.5, a defocused bigbuckbunny shot 28.5), so no threshold separates blur with it;
     # kept for catching extreme blur on top of min_focus (e.g. 5: sigma-3 blur of the bikes shots measured 5.8-11.3).
@@ -244,8 +255,8 @@ class Filters:
     """Drop reason of one clip row from its stored scores.
 
     Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_under_frac, luma_over_frac,
-           still_residual, residual_flow, focus, detail, isotropy, streak, sharpness, frozen_frac, motion, text_area,
-           subtitle_area, overlay_area, error_clip_scores, aesthetic
+           still_residual, residual_flow, focus, detail, isotropy, streak, cepstrum_dip, sharpness, frozen_frac,
+           motion, text_area, subtitle_area, overlay_area, error_clip_scores, aesthetic
            (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
     Reasons: duration_short, resolution_low, error_scores, quality_black, quality_dark, quality_overexposed,
@@ -277,13 +288,18 @@ class Filters:
                 continue
             if not _OPS[op](value, limit):
                 continue
-            if rule.also is not None:
-                col2, op2, setting2 = rule.also
-                limit2, value2 = threshold(self.cfg, setting2), row.get(col2)
-                if limit2 is not None and (_is_null(value2) or not _OPS[op2](value2, limit2)):
-                    continue
+            if any(_fails(self.cfg, row, c) for c in rule.also or ()):
+                continue
             return reason
         return None
+
+
+def _fails(cfg: Any, row: dict[str, Any], condition: tuple[str, str, str]) -> bool:
+    """True when a rule's further ``condition`` (column, op, setting) does not hold for ``row``: its value is null or
+    not ``op`` the threshold. A threshold set to None leaves the condition out (it never fails)."""
+    column, op, setting = condition
+    limit, value = threshold(cfg, setting), row.get(column)
+    return limit is not None and (_is_null(value) or not _OPS[op](value, limit))
 
 
 def _compare(values: pa.Array | pa.ChunkedArray, op: str, limit: Any) -> pa.Array | pa.ChunkedArray:
@@ -327,11 +343,10 @@ def apply_filters(table: pa.Table, cfg: Any = None, extra: list[str] | tuple[str
             if limit is None:
                 continue
             hit = _compare(values, op, limit)
-            if rule.also is not None:
-                col2, op2, setting2 = rule.also
+            for col2, op2, setting2 in rule.also or ():
                 limit2 = threshold(cfg, setting2)
                 if limit2 is not None:
-                    # the second condition's column absent or null: it cannot hold, the rule never rejects
+                    # a further condition's column absent or null: it cannot hold, the rule never rejects
                     other = table[col2] if col2 in table.column_names else pa.nulls(n, pa.float64())
                     hit = pc.and_kleene(hit, _compare(other, op2, limit2))
         hit = pc.fill_null(hit, False)

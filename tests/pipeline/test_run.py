@@ -275,7 +275,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     from deltalake import write_deltalake
 
     scores = store.read_table(copy, "scores")
-    added = ["isotropy", "streak", "noise_floor", "overlay_planes", "overlay_layers", "residual_flow"]
+    added = ["isotropy", "streak", "cepstrum_dip", "noise_floor", "overlay_planes", "overlay_layers", "residual_flow"]
     old = scores.drop_columns(added)  # schema 7
     old = old.replace_schema_metadata(None)
     write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite", schema_mode="overwrite")

@@ -190,6 +190,7 @@ def row(**kw):
         "detail": 0.3,
         "isotropy": 1.0,
         "streak": 0.1,
+        "cepstrum_dip": 0.02,
         "still_residual": 0.4,
         "residual_flow": 0.02,
         "subtitle_area": 0.0,
@@ -227,7 +228,10 @@ def row(**kw):
         ({"focus": 0.3, "motion": 0.0}, "quality_blurry"),  # the blur rule reads focus
         ({"sharpness": 2.0, "focus": 1.5}, None),  # the Laplacian rule is off unless min_sharpness is set
         ({"detail": 0.02, "focus": 2.5}, "quality_blurry"),  # heavy blur: focus reads noise, detail is ~0
-        ({"isotropy": 0.3, "streak": 0.6}, "quality_blurry"),  # motion blur: one direction lost it, the rest spread
+        # motion blur: one direction lost it, the rest spread, the spectrum notched along it by the smear's path
+        ({"isotropy": 0.3, "streak": 0.6, "cepstrum_dip": 0.2}, "quality_blurry"),
+        ({"isotropy": 0.3, "streak": 0.6}, None),  # depth of field over grass: spread, but a Gaussian has no notch
+        ({"isotropy": 0.3, "streak": 0.7}, "quality_blurry"),  # spread so far that no notch is asked for
         ({"isotropy": 0.3}, None),  # clean grass, blinds: detail that runs one way, sharp along it (streak 0.1)
         ({"streak": 0.6}, None),  # defocus and upsampling spread every direction: isotropy ~1, focus's case
         ({"isotropy": 0.3, "streak": None}, None),  # a row scored before streak: the rule cannot tell
@@ -268,18 +272,27 @@ def test_first_failing_reason_wins(overrides, reason):
         assert reason in REASONS
 
 
-def test_the_motion_blur_rule_needs_both_conditions_unless_one_is_turned_off():
-    """quality_blurry for motion blur: isotropy < min_isotropy AND streak > max_streak (a Rule with ``also``), the
-    same in Filters.check and apply_filters; max_streak None leaves isotropy alone, min_isotropy None turns it off."""
+def test_the_motion_blur_rule_needs_every_condition_unless_one_is_turned_off():
+    """quality_blurry for motion blur: isotropy < min_isotropy AND streak > max_streak AND cepstrum_dip >
+    max_cepstrum_dip, or isotropy < min_isotropy AND streak > max_streak_alone (two Rules with ``also``), the same in
+    Filters.check and apply_filters. max_cepstrum_dip or max_streak_alone None: isotropy and streak as before schema
+    17; max_streak and max_streak_alone None: isotropy alone; min_isotropy None turns it off."""
+    iso_alone = FiltersConfig(max_streak=None, max_streak_alone=None)
     cases = [
-        (FiltersConfig(), row(isotropy=0.4, streak=0.6), "quality_blurry"),
-        (FiltersConfig(), row(isotropy=0.4, streak=0.2), None),  # a texture
+        (FiltersConfig(), row(isotropy=0.4, streak=0.6, cepstrum_dip=0.2), "quality_blurry"),  # a smear
+        (FiltersConfig(), row(isotropy=0.4, streak=0.6, cepstrum_dip=0.02), None),  # depth of field over grass
+        (FiltersConfig(), row(isotropy=0.4, streak=0.6, cepstrum_dip=None), None),  # scored before schema 17
+        (FiltersConfig(), row(isotropy=0.4, streak=0.7, cepstrum_dip=0.02), "quality_blurry"),  # a strong streak
+        (FiltersConfig(), row(isotropy=0.4, streak=0.2, cepstrum_dip=0.3), None),  # a texture, notched or not
+        (FiltersConfig(max_cepstrum_dip=None), row(isotropy=0.4, streak=0.6, cepstrum_dip=0.02), "quality_blurry"),
+        (FiltersConfig(max_streak_alone=None), row(isotropy=0.4, streak=0.6, cepstrum_dip=None), "quality_blurry"),
         (FiltersConfig(), row(isotropy=0.4, streak=0.6, still_residual=0.01, residual_flow=0.0), "motion_still_image"),
         (FiltersConfig(min_residual_flow=None), row(still_residual=0.01, residual_flow=0.008), "motion_still_image"),
-        (FiltersConfig(max_streak=None), row(isotropy=0.4, streak=0.2), "quality_blurry"),  # isotropy alone
-        (FiltersConfig(max_streak=None), row(isotropy=0.4, streak=None), "quality_blurry"),
-        (FiltersConfig(min_isotropy=None), row(isotropy=0.1, streak=0.9), None),  # off
-        (FiltersConfig(), row(isotropy=0.9, streak=0.9), None),
+        (iso_alone, row(isotropy=0.4, streak=0.2), "quality_blurry"),  # isotropy alone
+        (iso_alone, row(isotropy=0.4, streak=None, cepstrum_dip=None), "quality_blurry"),
+        (FiltersConfig(max_streak=None), row(isotropy=0.4, streak=0.2), None),  # still the strong-streak line
+        (FiltersConfig(min_isotropy=None), row(isotropy=0.1, streak=0.9, cepstrum_dip=0.5), None),  # off
+        (FiltersConfig(), row(isotropy=0.9, streak=0.9, cepstrum_dip=0.5), None),
     ]
     for cfg, r, reason in cases:
         assert Filters(cfg).check(r) == reason, (cfg, r)
