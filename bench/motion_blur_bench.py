@@ -5,18 +5,21 @@
 The seven clean shots of bench/filters_bench.py (bikes.mp4's shots 2-5, the two halves of bigbuckbunny, carphone),
 each smeared by a line of 6, 10 and 16 px at 640x360 (scaled to the shot's shorter side; ``pipeline.defects.smear``)
 at 0, 30, 60, 90 and 135 degrees, defocused (Gaussian sigma 2.0 and 2.5 px at 640x360), and its clean, shallow
-depth-of-field, night, high-key, scene-text, subtitle, letterbox and grain variants: 196 clips; and six clean clips
-whose finest detail runs one way (:func:`textures`: grass close-ups, blinds, stripes), each also smeared 16 px at 0
-and 90 degrees: 18 more. Each is written as H.264 and scored by the real ``CpuScorer``.
+depth-of-field, night, high-key, scene-text, subtitle, letterbox and grain variants: 196 clips; and nine clean clips
+whose finest detail runs one way (:func:`textures`: grass close-ups, blinds, stripes, and three of grass under a
+shallow depth of field, the background Gaussian-blurred), each also smeared 16 px at 0 and 90 degrees: 27 more. Each
+is written as H.264 and scored by the real ``CpuScorer``.
 
-Per kind it writes the range of isotropy / streak / focus / detail, and per smear length how many clips each rule
-catches at the default thresholds (stages/filters.py): focus or detail, isotropy alone (under ``min_isotropy``), the
-motion-blur rule (isotropy under ``min_isotropy`` and streak over ``max_streak``), any blur rule. ``separates``:
-every smear of 10 px or more dropped by a blur rule, and no in-focus clip or texture dropped by the motion-blur rule
-(a smear along the direction a shot's own motion blur already runs, e.g. bikes.mp4's panned second shot smeared at
-30-90 degrees, turns about evenly blurred: focus or detail catch it); ``separates_by_isotropy_alone``: the same with
-isotropy alone, false because of the textures. ``--rows FILE`` summarises the clips of an earlier run's JSON instead
-of scoring again (rows without streak count as not caught by the motion-blur rule).
+Per kind it writes the range of isotropy / streak / cepstrum_dip / focus / detail, and per smear length how many
+clips each rule catches at the default thresholds (stages/filters.py): focus or detail, isotropy alone (under
+``min_isotropy``), the motion-blur rules (``Filters.check`` on isotropy, streak and cepstrum_dip: isotropy under
+``min_isotropy`` and streak over ``max_streak`` with cepstrum_dip over ``max_cepstrum_dip``, or streak over
+``max_streak_alone``), any blur rule. ``separates``: every smear of 10 px or more dropped by a blur rule, and no
+in-focus clip or texture dropped by the motion-blur rules (a smear along the direction a shot's own motion blur
+already runs, e.g. bikes.mp4's panned second shot smeared at 30-90 degrees, turns about evenly blurred: focus or
+detail catch it); ``separates_by_isotropy_alone``: the same with isotropy alone, false because of the textures.
+``--rows FILE`` summarises the clips of an earlier run's JSON instead of scoring again (rows without streak or
+cepstrum_dip count as not caught by the rule that reads it).
 """
 
 from __future__ import annotations
@@ -39,11 +42,11 @@ from pipeline.defects import blur, grain, high_key, letterbox, night, scene_text
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
 from pipeline.testdata import decode_frames, write_frames  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
-from stages.filters import FiltersConfig  # noqa: E402
+from stages.filters import Filters, FiltersConfig  # noqa: E402
 
 LENGTHS = (6, 10, 16)
 ANGLES = (0, 30, 60, 90, 135)
-SCORES = ("isotropy", "streak", "focus", "detail")
+SCORES = ("isotropy", "streak", "cepstrum_dip", "focus", "detail")
 IN_FOCUS = ("clean", "shallow_dof", "night", "high_key", "scene_text", "subtitle", "letterbox", "grain")
 
 
@@ -91,8 +94,11 @@ def textures() -> dict[str, tuple[np.ndarray, float]]:
     """Clean footage whose finest detail runs one way, the kind a second newcomer found dropped by the rule: close-ups
     of bigbuckbunny's grass (native pixels, the left and right halves of the bottom, downscaled to 320x180, rotated
     90 degrees), bigbuckbunny at 640x360 behind drifting vertical blinds (10 px period), bikes.mp4's last shot under
-    horizontal sine stripes (6 px period)."""
-    bbb = decode_frames(sample_video("bigbuckbunny"))[:70]
+    horizontal sine stripes (6 px period), and three of grass under a shallow depth of field (a sharp ellipse over
+    the bunny or the rocks, the rest blurred by a Gaussian of sigma 4 or 2 px: two newcomers' clips, rebuilt)."""
+    bbb = decode_frames(sample_video("bigbuckbunny"))[:126]
+    later = bbb[66:126, 360:720, 0:640]  # the bunny over grass, bottom left
+    bbb = bbb[:70]
     grass = bbb[:, 360:720, 0:640]
     small = np.stack([cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in bbb])
     xx = np.arange(640)[None, :, None]
@@ -108,6 +114,11 @@ def textures() -> dict[str, tuple[np.ndarray, float]]:
         "grass_rot90": (np.ascontiguousarray(np.rot90(grass, k=-1, axes=(1, 2))), 25.0),
         "blinds": (blinds.round().astype(np.uint8), 25.0),
         "stripes": (stripes.round().clip(0, 255).astype(np.uint8), 25.0),
+        # shallow depth of field over grass (two newcomers' clips, rebuilt): a sharp ellipse over the bunny or the
+        # rocks, the rest Gaussian-blurred; isotropy and streak read them like a smear (cpu_scores.cepstrum_dip)
+        "grass_dof_bunny": (shallow_dof(later, (0.72, 0.45), (0.25, 0.5), 4.0), 25.0),
+        "grass_dof_bunny_s2": (shallow_dof(later, (0.72, 0.45), (0.25, 0.5), 2.0), 25.0),
+        "grass_dof_rocks": (shallow_dof(grass[:60], (0.3, 0.3), (0.25, 0.35), 4.0), 25.0),
     }
 
 
@@ -120,8 +131,8 @@ def summarise(rows: list[dict], cfg: FiltersConfig) -> dict:
     def iso(r: dict) -> bool:
         return r["isotropy"] < cfg.min_isotropy
 
-    def motion(r: dict) -> bool:  # the motion-blur rule: isotropy low and what is left along it spread
-        return iso(r) and r.get("streak") is not None and r["streak"] > cfg.max_streak
+    def motion(r: dict) -> bool:  # the motion-blur rules (stages/filters.py), on these scores alone
+        return Filters(cfg).check({c: r.get(c) for c in ("isotropy", "streak", "cepstrum_dip")}) == "quality_blurry"
 
     def span(rs: list[dict], c: str) -> list[float] | None:
         vs = [r[c] for r in rs if r.get(c) is not None]
@@ -145,6 +156,7 @@ def summarise(rows: list[dict], cfg: FiltersConfig) -> dict:
             "caught_by_any_blur_rule": sum(old(r) or motion(r) for r in rs),
             "isotropy_of_those_focus_and_detail_pass": span(passed, "isotropy") if passed else None,
             "streak_of_those_focus_and_detail_pass": span(passed, "streak") if passed else None,
+            "cepstrum_dip_of_those_focus_and_detail_pass": span(passed, "cepstrum_dip") if passed else None,
         }
     for k in ("in_focus", "textures", "texture_smears"):
         if k in kinds:
@@ -154,7 +166,8 @@ def summarise(rows: list[dict], cfg: FiltersConfig) -> dict:
     clean = kinds["in_focus"] + kinds.get("textures", [])
     summary["separates"] = all(old(r) or motion(r) for r in long_smears) and not any(map(motion, clean))
     summary["separates_by_isotropy_alone"] = all(old(r) or iso(r) for r in long_smears) and not any(map(iso, clean))
-    summary["min_isotropy"], summary["max_streak"] = cfg.min_isotropy, cfg.max_streak
+    for k in ("min_isotropy", "max_streak", "max_cepstrum_dip", "max_streak_alone"):
+        summary[k] = getattr(cfg, k)
     return summary
 
 

@@ -73,13 +73,20 @@ def boxed(frames: np.ndarray, scale: float = 0.75) -> np.ndarray:
     return out
 
 
-def shallow_dof(frames: np.ndarray) -> np.ndarray:
-    """A sharp centre (an ellipse over ~40 % of the frame) and a strongly defocused background."""
+def shallow_dof(
+    frames: np.ndarray,
+    centre: tuple[float, float] = (0.5, 0.5),
+    radii: tuple[float, float] = (0.36, 0.36),
+    sigma360: float = 5.0,
+) -> np.ndarray:
+    """A sharp ellipse (``centre`` and ``radii`` as fractions of the width and height; by default the centre, ~40 % of
+    the frame) and a background defocused by a Gaussian of ``sigma360`` px at 640x360 (:func:`blur`)."""
     n, h, w = frames.shape[:3]
     mask = np.zeros((h, w), np.float32)
-    cv2.ellipse(mask, (w // 2, h // 2), (int(w * 0.36), int(h * 0.36)), 0, 0, 360, 1.0, -1)
+    at, axes = (int(w * centre[0]), int(h * centre[1])), (int(w * radii[0]), int(h * radii[1]))
+    cv2.ellipse(mask, at, axes, 0, 0, 360, 1.0, -1)
     mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.05 * min(h, w)))[..., None]
-    back = blur(frames, 5.0).astype(np.float32)
+    back = blur(frames, sigma360).astype(np.float32)
     return (frames.astype(np.float32) * mask + back * (1 - mask)).round().astype(np.uint8)
 
 

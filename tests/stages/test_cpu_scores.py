@@ -444,8 +444,10 @@ def test_motion_blur_is_blurry_though_focus_and_detail_pass(scorer, bikes, tmp_p
     # the failure isotropy exists for: the two older blur rules pass the smears
     assert all(got[k]["focus"] > cfg.min_focus and got[k]["detail"] > cfg.min_detail for k in ("smear0", "smear90"))
     assert all(got[k]["isotropy"] < cfg.min_isotropy and got[k]["streak"] > cfg.max_streak for k in smeared), got
+    # the smear's straight path notches the spectrum along it (a streak this strong drops a clip without that too)
+    assert all(got[k]["cepstrum_dip"] > cfg.max_cepstrum_dip for k in smeared), got
     assert all(got[k]["isotropy"] > cfg.min_isotropy for k in variants if k not in smeared), got
-    cols = ("focus", "detail", "isotropy", "streak", "sharpness", "still_residual")
+    cols = ("focus", "detail", "isotropy", "streak", "cepstrum_dip", "sharpness", "still_residual")
     table = pa.Table.from_pylist([{"clip_id": k} | {c: got[k][c] for c in cols} for k in variants])
     reasons = dict(zip(variants, apply_filters(table, cfg).to_pylist(), strict=True))
     assert reasons == {k: ("quality_blurry" if k in (*smeared, "defocus") else None) for k in variants}
@@ -487,11 +489,65 @@ def test_grass_whose_detail_runs_one_way_is_kept_though_its_isotropy_is_low(scor
     got = {k: scorer.score_clip(write_frames(v, tmp_path / f"{k}.mp4", fps=25)) for k, v in variants.items()}
     cfg = FiltersConfig()
     assert got["grass"]["isotropy"] < cfg.min_isotropy and got["grass"]["streak"] < cfg.max_streak, got["grass"]
-    cols = ("focus", "detail", "isotropy", "streak", "sharpness", "still_residual")
+    cols = ("focus", "detail", "isotropy", "streak", "cepstrum_dip", "sharpness", "still_residual")
     table = pa.Table.from_pylist([{"clip_id": k} | {c: got[k][c] for c in cols} for k in variants])
     reasons = apply_filters(table, cfg).to_pylist()
     assert reasons == [None, "quality_blurry", "quality_blurry"], got
-    assert apply_filters(table, FiltersConfig(max_streak=None)).to_pylist()[0] == "quality_blurry"
+    alone = FiltersConfig(max_streak=None, max_streak_alone=None)
+    assert apply_filters(table, alone).to_pylist()[0] == "quality_blurry"
+
+
+def test_depth_of_field_over_grass_is_kept_and_the_same_clip_smeared_is_not(scorer, bigbuckbunny, tmp_path):
+    """Two newcomers' clean clips, rebuilt: bigbuckbunny's bunny over grass (the bottom left 640x360 of frames
+    66-126) with a shallow depth of field, a sharp ellipse on the bunny and the rest blurred by a Gaussian of sigma
+    4 px (and 2 px). The sharp blades hold the finest detail, all of it one way, and the blurred background spreads
+    the derivative along them: isotropy and streak read like a smear's, and schema 16's rule (isotropy < 0.62 and
+    streak > 0.38; ``filters.max_cepstrum_dip`` None) dropped them. A Gaussian has no zeros, a smear's straight path
+    has: cepstrum_dip reads under ``max_cepstrum_dip`` here, so at the defaults they are kept. The same clip smeared
+    10 px (a line at 640x360, horizontal and at 45 degrees) is still dropped: streak over ``max_streak_alone`` or
+    detail (the smear's notches fall where this mostly blurred picture has little left to notch)."""
+    from pipeline.defects import shallow_dof, smear
+    from stages.filters import FiltersConfig, apply_filters
+
+    later = decode_frames(bigbuckbunny, 66, 126)[:, 360:720, 0:640]
+    dof = {s: shallow_dof(later, (0.72, 0.45), (0.25, 0.5), s) for s in (4.0, 2.0)}
+    variants = {"dof4": dof[4.0], "dof2": dof[2.0], "dof4_smear0": smear(dof[4.0], 10, 0)}
+    variants["dof4_smear45"] = smear(dof[4.0], 10, 45)
+    got = {k: scorer.score_clip(write_frames(v, tmp_path / f"{k}.mp4", fps=25)) for k, v in variants.items()}
+    cfg = FiltersConfig()
+    for k in ("dof4", "dof2"):  # what the dip is for: isotropy and streak alone read these as smears
+        assert got[k]["isotropy"] < cfg.min_isotropy and got[k]["streak"] > cfg.max_streak, (k, got[k])
+        assert got[k]["streak"] < cfg.max_streak_alone and got[k]["cepstrum_dip"] < cfg.max_cepstrum_dip, (k, got[k])
+    cols = ("focus", "detail", "isotropy", "streak", "cepstrum_dip", "sharpness", "still_residual")
+    table = pa.Table.from_pylist([{"clip_id": k} | {c: got[k][c] for c in cols} for k in variants])
+    assert apply_filters(table, cfg).to_pylist() == [None, None, "quality_blurry", "quality_blurry"], got
+    before = apply_filters(table, FiltersConfig(max_cepstrum_dip=None)).to_pylist()
+    assert before == ["quality_blurry"] * 4, got
+
+
+def test_cepstrum_dip_finds_a_smears_notches_at_any_angle(bikes, bigbuckbunny):
+    """A smear of 6-12 px at the analysis size (a bikes.mp4 shot at 224 px, before any encoding) notches the
+    spectrum along it at every angle tried, diagonals included (the power is binned by frequency along the weak
+    direction, the picture never resampled): over twice ``filters.max_cepstrum_dip``. Gaussian blurs have no
+    notch: bigbuckbunny's grass under a shallow depth of field (sigma 4 and 2) and under a whole-frame defocus
+    (sigma 2 and 3), and the grass itself, read under it (0.009-0.011 measured)."""
+    from pipeline.defects import blur, line_kernel, shallow_dof
+    from stages.cpu_scores import cepstrum_dip, resize_short
+    from stages.filters import FiltersConfig
+
+    limit = FiltersConfig().max_cepstrum_dip
+    luma = resize_short(to_luma(decode_frames(bikes, BIKES_CUTS[2], BIKES_CUTS[3])[::10]), 224)
+    for length in (6, 12):
+        for angle in (0, 30, 45, 90, 135):
+            k = line_kernel(length, angle)
+            smeared = np.stack([cv2.filter2D(f, -1, k, borderType=cv2.BORDER_REFLECT) for f in luma])
+            assert cepstrum_dip(smeared) > 2 * limit, (length, angle)
+    grass = decode_frames(bigbuckbunny, 66, 126)[:, 360:720, 0:640][::10]
+    gaussian = {"grass": grass, "dof4": shallow_dof(grass, (0.72, 0.45), (0.25, 0.5), 4.0)}
+    gaussian |= {"dof2": shallow_dof(grass, (0.72, 0.45), (0.25, 0.5), 2.0), "defocus2": blur(grass, 2.0)}
+    gaussian["defocus3"] = blur(grass, 3.0)
+    for name, frames in gaussian.items():
+        assert cepstrum_dip(resize_short(to_luma(frames), 224)) < limit, name
 
 
 def test_a_sharp_low_resolution_clip_is_not_blurry(scorer, tmp_path):
