@@ -1768,7 +1768,8 @@ def cepstrum_dip(
 ) -> float | None:
     """How deep the picture's spectrum along its weakest direction is notched at one period: the zeros a smear's
     straight path puts there, which a Gaussian blur (defocus, shallow depth of field) and a one-way texture do not
-    have. Natural-log power units (a cepstral amplitude), ~0-0.05 without a notch, 0.1-0.6 under a smear.
+    have. Natural-log power units (a cepstral amplitude): ~0-0.05 on a picture with no straight motion blur, 0.1-0.6
+    under a smear (a source's own motion blur, a pan shot with an open shutter, notches it too: up to ~0.2).
 
     luma: (N, H, W) uint8, the frames :func:`isotropy` reads; ``fine``: their :func:`fine_tensors` when the caller
     has them (made here when None). Per frame:
@@ -1782,7 +1783,8 @@ def cepstrum_dip(
     4. the depth of its lowest point, -min c(q) for q in [``lo``, ``hi``] px (the smear lengths judged; at the
        analysis size 4 px is a 6.4 px smear at 640x360).
 
-    Median over frames; None where no frame has a weak direction (isotropy None) or a shorter side over 4 ``lo`` px.
+    Median over frames; None where no frame has a weak direction (isotropy None) or every frame's shorter side is
+    under 4 ``lo`` + 2 px (too few quefrencies).
 
     Why: a smear of L px along u is a box of L px along u: its transfer function sin(pi L f)/(pi L f) is zero at
     every multiple of 1/L along u, a ripple of period 1/L in the log spectrum that the cepstrum turns into a negative
@@ -1794,28 +1796,31 @@ def cepstrum_dip(
     a few px either way), this reads the smear's straight path. Measured (bench/motion_blur_bench.py and two
     newcomers' clips): smears of 10-16 px at 640x360 that streak puts under 0.65 read 0.10 and up (the dip at
     q = 6.2 and 10 px, their lengths at 224 px), clean clips with isotropy under 0.62 and streak over 0.38 (depth of
-    field over grass, a still picture zoomed) 0.003-0.045. A smear along a shot's own motion blur (bikes.mp4's pan)
-    or of a texture that runs along it reads as little as 0.024: its streak (0.71 and up) drops it alone
+    field over grass, a still picture zoomed) 0.007-0.045. A smear along a shot's own motion blur (bikes.mp4's pan)
+    or of a texture that runs along it reads as little as 0.032: its streak (0.71 and up) drops it alone
     (``filters.max_streak_alone``). A diagonal smear's notches are shallower (the line's anti-aliasing); a curved
-    or uneven shake has no clean notch: streak alone judges those. Cost: ~3 ms a 224x398 frame.
+    or uneven shake has no clean notch: streak alone judges those. Cost: ~2 ms a 224x398 frame (OpenCV's DFT).
     """
     values = []
+    h, w = luma.shape[1:3]
+    n = min(bins, min(h, w) // 2)
+    if n <= 2 * lo:  # too few quefrencies to judge
+        return None
+    window = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    fy = np.fft.fftfreq(h).astype(np.float32)[:, None] * (2 * n)  # in bins
+    fx = np.fft.fftfreq(w).astype(np.float32)[None, :] * (2 * n)
     for f, t in zip(luma, fine_tensors(luma) if fine is None else fine, strict=True):
-        h, w = f.shape
-        n = min(bins, min(h, w) // 2)
-        if t is None or n <= 2 * lo:  # too few quefrencies to judge
+        if t is None:
             continue
         sxx, sxy, syy = t
         angle = 0.5 * math.atan2(2 * sxy, sxx - syy) + math.pi / 2
         ux, uy = math.cos(angle), math.sin(angle)
         x = f.astype(np.float32)
-        x = (x - x.mean()) * np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-        power = np.abs(np.fft.rfft2(x)) ** 2  # (H, W // 2 + 1)
-        along = np.abs(np.fft.rfftfreq(w)[None, :] * ux + np.fft.fftfreq(h)[:, None] * uy)
-        b = np.rint(along * (2 * n)).astype(np.int64).ravel()
-        keep = b <= n
-        sums = np.bincount(b[keep], weights=power.ravel()[keep], minlength=n + 1)
-        counts = np.bincount(b[keep], minlength=n + 1)
+        spectrum2d = cv2.dft((x - x.mean()) * window, flags=cv2.DFT_COMPLEX_OUTPUT)  # (H, W, 2) float32
+        power = cv2.magnitude(spectrum2d[..., 0], spectrum2d[..., 1]) ** 2
+        b = np.rint(np.abs(fx * ux + fy * uy)).astype(np.intp).ravel()  # its bin; over n: beyond 0.5 cycles/px
+        sums = np.bincount(b, weights=power.ravel(), minlength=n + 1)[: n + 1]
+        counts = np.bincount(b, minlength=n + 1)[: n + 1]
         freq = np.arange(n + 1) / (2 * n)
         have = counts > 0
         spectrum = np.interp(freq, freq[have], sums[have] / counts[have]) * (2 * np.sin(np.pi * freq)) ** 2

@@ -141,8 +141,8 @@ class FiltersConfig:
     # newcomers' clips). cepstrum_dip (cpu_scores.cepstrum_dip): how deep the spectrum along that direction is
     # notched at one period, as a smear's straight path notches it and a Gaussian blur does not: smears of 10-16 px
     # with streak under 0.65 read 0.10 and up, those depth-of-field clips and every clean clip that the first two
-    # conditions catch 0.003-0.045; 0.06 sits 1.3x above the one and 1.7x below the other. A smear along a shot's own
-    # motion blur or along a texture reads as little as 0.024, and streak 0.71 and up: max_streak_alone 0.65 drops it
+    # conditions catch 0.007-0.045; 0.06 sits 1.3x above the one and 1.7x below the other. A smear along a shot's own
+    # motion blur or along a texture reads as little as 0.032, and streak 0.70 and up: max_streak_alone 0.65 drops it
     # (the depth-of-field clips: 0.58 at most). max_cepstrum_dip or max_streak_alone None: isotropy and streak >
     # max_streak decide, as before schema 17; max_streak and max_streak_alone None: isotropy alone (drops those
     # textures); min_isotropy None: the rule is off.
