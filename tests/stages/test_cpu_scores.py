@@ -979,3 +979,33 @@ def test_the_last_ocr_frame_is_skipped_only_when_it_cannot_change_a_score(scorer
     monkeypatch.setattr(cpu_scores, "corner_text_boxes", lambda *a, **k: np.zeros((0, 4, 2), np.int32))
     text, n_text = scores(texted)
     assert n_text == 4 and text["text_area"] > 0
+
+
+def test_rows_scored_before_cepstrum_dip_are_scored_again():
+    """A stored scores row with streak and without cepstrum_dip (schema 16 and older) is superseded: the run scores
+    it again (pipeline/stream.py) and refilter warns of it, because the motion-blur rule's first line cannot hold on a
+    null. Read by DuckDB as the run reads it, on a table with the column and on one written before it existed."""
+    import duckdb
+
+    from stages.cpu_scores import SUPERSEDED, superseded_sql
+
+    assert ("streak", "cepstrum_dip", "17") in SUPERSEDED
+    rows = pa.table(
+        {
+            "clip_id": ["old", "new", "unscored"],
+            "focus": [1.0, 1.0, None],
+            "overlay_layers": [True, True, None],
+            "still_residual": [0.3, 0.3, None],
+            "residual_flow": [0.01, 0.01, None],
+            "streak": [0.5, 0.5, None],
+            "cepstrum_dip": [None, 0.2, None],
+        }
+    )
+    con = duckdb.connect()
+    con.register("t", rows)
+    got = con.execute(f"SELECT clip_id FROM t WHERE {superseded_sql()} ORDER BY clip_id").fetchall()
+    assert got == [("old",)]
+    before = rows.drop_columns(["cepstrum_dip"])  # a table written before the column existed
+    con.register("b", before)
+    sql = superseded_sql(columns=set(before.column_names))
+    assert con.execute(f"SELECT clip_id FROM b WHERE {sql} ORDER BY clip_id").fetchall() == [("new",), ("old",)]
