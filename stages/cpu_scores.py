@@ -1793,11 +1793,11 @@ def cepstrum_dip(
     two-dimensional functions", IEEE Trans. Information Theory 21(2), 1975). Defocus and a shallow depth of field's
     background are Gaussian blurs, whose log spectrum falls smoothly: no peak. So where :func:`isotropy` and
     :func:`streak` read a one-way texture blurred by depth of field like a smear (its derivative along u spread over
-    a few px either way), this reads the smear's straight path. Measured (bench/motion_blur_bench.py and two
+    a few px either way), this reads the smear's straight path. Measured (bench/motion_blur_bench.py and three
     newcomers' clips): smears of 10-16 px at 640x360 that streak puts under 0.65 read 0.10 and up (the dip at
     q = 6.2 and 10 px, their lengths at 224 px), clean clips with isotropy under 0.62 and streak over 0.38 (depth of
     field over grass, a still picture zoomed) 0.007-0.045. A smear along a shot's own motion blur (bikes.mp4's pan)
-    or of a texture that runs along it reads as little as 0.032: its streak (0.71 and up) drops it alone
+    or of a texture that runs along it reads as little as 0.025: its streak (0.70 and up) drops it alone
     (``filters.max_streak_alone``). A diagonal smear's notches are shallower (the line's anti-aliasing); a curved
     or uneven shake has no clean notch: streak alone judges those. Cost: ~2 ms a 224x398 frame (OpenCV's DFT).
     """

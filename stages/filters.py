@@ -141,14 +141,16 @@ class FiltersConfig:
     # newcomers' clips). cepstrum_dip (cpu_scores.cepstrum_dip): how deep the spectrum along that direction is
     # notched at one period, as a smear's straight path notches it and a Gaussian blur does not: smears of 10-16 px
     # with streak under 0.65 read 0.10 and up, those depth-of-field clips and every clean clip that the first two
-    # conditions catch 0.007-0.045; 0.06 sits 1.3x above the one and 1.7x below the other. A smear along a shot's own
-    # motion blur or along a texture reads as little as 0.032, and streak 0.70 and up: max_streak_alone 0.65 drops it
+    # conditions catch 0.007-0.045 (three newcomers' clips and bench/motion_blur_bench.py's); 0.07 sits 1.5x above the
+    # one and 1.5x below the other (clean bigbuckbunny windows with isotropy under 0.62 and streak under 0.38, which
+    # the rule never reaches, read up to 0.075). A smear along a shot's own motion blur or along a texture reads as
+    # little as 0.025, and streak 0.70 and up: max_streak_alone 0.65 drops it
     # (the depth-of-field clips: 0.58 at most). max_cepstrum_dip or max_streak_alone None: isotropy and streak >
     # max_streak decide, as before schema 17; max_streak and max_streak_alone None: isotropy alone (drops those
     # textures); min_isotropy None: the rule is off.
     min_isotropy: float | None = 0.62
     max_streak: float | None = 0.38
-    max_cepstrum_dip: float | None = 0.06
+    max_cepstrum_dip: float | None = 0.07
     max_streak_alone: float | None = 0.65
     # Laplacian variance at 224 px: off by default. It moves with contrast and content (a high-key grade of a clean
     # bikes shot measured 18.5, a defocused bigbuckbunny shot 28.5), so no threshold separates blur with it;
