@@ -1704,6 +1704,15 @@ def isotropy(
     return float(np.median(values)) if values else None
 
 
+def _weak_direction(t: tuple[float, float, float]) -> tuple[float, float]:
+    """The unit vector (ux, uy) at right angles to the dominant orientation of structure tensor ``t`` (Sxx, Sxy, Syy;
+    :func:`_tensor`): t = atan2(2 Sxy, Sxx - Syy) / 2 + 90 degrees (Bigün & Granlund, ICCV 1987), the direction a
+    smear runs along (:func:`streak`, :func:`cepstrum_dip`)."""
+    sxx, sxy, syy = t
+    angle = 0.5 * math.atan2(2 * sxy, sxx - syy) + math.pi / 2
+    return math.cos(angle), math.sin(angle)
+
+
 def streak(
     luma: np.ndarray, *, lag: float = 3.0, margin: int = 4, fine: list[tuple[float, float, float] | None] | None = None
 ) -> float | None:
@@ -1746,9 +1755,7 @@ def streak(
         if t is None:
             continue
         x = f.astype(np.float32)
-        sxx, sxy, syy = t
-        angle = 0.5 * math.atan2(2 * sxy, sxx - syy) + math.pi / 2
-        ux, uy = math.cos(angle), math.sin(angle)
+        ux, uy = _weak_direction(t)
         d = cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=1) * ux + cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=1) * uy
         moved = np.float32([[1, 0, lag * ux], [0, 1, lag * uy]])
         e = cv2.warpAffine(d, moved, (d.shape[1], d.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
@@ -1812,9 +1819,7 @@ def cepstrum_dip(
     for f, t in zip(luma, fine_tensors(luma) if fine is None else fine, strict=True):
         if t is None:
             continue
-        sxx, sxy, syy = t
-        angle = 0.5 * math.atan2(2 * sxy, sxx - syy) + math.pi / 2
-        ux, uy = math.cos(angle), math.sin(angle)
+        ux, uy = _weak_direction(t)
         x = f.astype(np.float32)
         spectrum2d = cv2.dft((x - x.mean()) * window, flags=cv2.DFT_COMPLEX_OUTPUT)  # (H, W, 2) float32
         power = cv2.magnitude(spectrum2d[..., 0], spectrum2d[..., 1]) ** 2
