@@ -90,9 +90,7 @@ class Config:
             raise ConfigError(f"stages: {ref}: its name {stage.name!r} is a built-in config section")
         self.sections.setdefault(stage.name, stage.resolve("config")())
         for rule in stage.rules:  # every threshold a rule names must exist before the run starts
-            for _, _, setting in rule.conditions:
-                if setting is None:
-                    continue
+            for setting in rule.settings:
                 section, _, key = setting.partition(".")
                 known = self.sections.get(section)
                 if known is None or key not in {f.name for f in dataclasses.fields(known)}:

@@ -138,8 +138,11 @@ def thresholds(config: dict[str, Any], column: str) -> dict[str, tuple[str, floa
     stage catalogue (``stages.catalogue.rules``; the user's stages from config.json's ``stages`` list) and the
     thresholds saved in config.json. A rule disabled (threshold None) draws nothing."""
     found = {}
+    flip = {"<": ">", ">": "<"}
     for rule in _rules(tuple(config.get("stages") or ())):
-        for col, op, setting in rule.conditions:
+        # an exemption's line is a bound the other way: a dark clip's highlights above it keep it, so it is their min
+        exempt = tuple((col, flip[op], setting) for col, op, setting in rule.unless or ())
+        for col, op, setting in rule.conditions + exempt:
             if col != column or setting is None:
                 continue
             section, _, key = setting.partition(".")

@@ -53,6 +53,10 @@ class Rule:
     that what is left along it is spread, as a smear spreads it: motion blur, not grass), or a tuple of such
     conditions, all of which must hold (stored as that tuple). A condition whose threshold is None is left out (the
     rule stands on the others); one whose value is null never rejects. Two rules with the same reason are an OR.
+
+    ``unless``: an exemption, a condition (or a tuple of them) under which the rule does not reject though its others
+    hold (a dark clip whose highlights stay bright is a night look, not underexposed). A null value never exempts: a
+    row scored before the exempting column existed is judged as it was; a threshold of None leaves it out.
     """
 
     reason: str
@@ -60,35 +64,43 @@ class Rule:
     op: str
     setting: str | None = None
     also: tuple[tuple[str, str, str], ...] | tuple[str, str, str] | None = None
+    unless: tuple[tuple[str, str, str], ...] | tuple[str, str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise ValueError(f"rule {self.reason}: op {self.op!r} is not one of {OPS}")
         if (self.op == "notnull") != (self.setting is None):
             raise ValueError(f"rule {self.reason}: a threshold rule needs a setting, a notnull rule none")
-        if self.also is None:
-            return
-        also = (self.also,) if self.also and isinstance(self.also[0], str) else tuple(self.also)
-        if (
-            self.op == "notnull"
-            or not also
-            or any(not isinstance(c, tuple) or len(c) != 3 or c[1] not in OPS[:2] for c in also)
-        ):
-            raise ValueError(
-                f"rule {self.reason}: also must be (column, '<' or '>', setting), or a tuple of those, on a threshold "
-                "rule"
-            )
-        object.__setattr__(self, "also", also)
+        for name in ("also", "unless"):
+            given = getattr(self, name)
+            if given is None:
+                continue
+            conditions = (given,) if given and isinstance(given[0], str) else tuple(given)
+            if (
+                self.op == "notnull"
+                or not conditions
+                or any(not isinstance(c, tuple) or len(c) != 3 or c[1] not in OPS[:2] for c in conditions)
+            ):
+                raise ValueError(
+                    f"rule {self.reason}: {name} must be (column, '<' or '>', setting), or a tuple of those, on a "
+                    "threshold rule"
+                )
+            object.__setattr__(self, name, conditions)
 
     @property
     def conditions(self) -> tuple[tuple[str, str, str | None], ...]:
-        """Its conditions, (column, op, setting) each: the first, then those of ``also``."""
+        """Its conditions, (column, op, setting) each: the first, then those of ``also`` (not ``unless``)."""
         return ((self.column, self.op, self.setting),) + (self.also or ())
 
     @property
+    def settings(self) -> tuple[str, ...]:
+        """The thresholds it reads, ``"section.key"`` each (``unless``'s included)."""
+        return tuple(s for _, _, s in self.conditions + (self.unless or ()) if s is not None)
+
+    @property
     def columns(self) -> tuple[str, ...]:
-        """The columns the rule reads."""
-        return tuple(column for column, _, _ in self.conditions)
+        """The columns the rule reads (``unless``'s included)."""
+        return tuple(column for column, _, _ in self.conditions + (self.unless or ()))
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,10 @@ score below is computed from that one array:
   grain does not read as sharpness), blur too heavy for focus, and motion blur (the finest detail missing along one
   direction only, and what is left along it spread over a few pixels: camera shake, a smear). ``noise_floor``: the
   floor focus subtracted (grey levels).
-- ``luma_mean`` (0..1), ``luma_under_frac`` / ``luma_over_frac`` (pixels below / above the black / white
-  clip levels), ``black_frac``: fraction of anchors that are black or blank (almost uniform).
+- ``luma_mean`` (0..1), ``luma_highlight`` (0..1: the 99.9th percentile of luma, the level of the clip's highlights,
+  which tells a night or low-key look, whose lights and lit edges stay bright, from an underexposed clip, where no
+  level reaches above the gain it was darkened by), ``luma_under_frac`` / ``luma_over_frac`` (pixels below / above
+  the black / white clip levels), ``black_frac``: fraction of anchors that are black or blank (almost uniform).
 - ``text_area``: fraction of the frame area covered by text boxes from the PP-OCRv4 *detection* model shipped in
   rapidocr-onnxruntime (no recognition), the second largest over ``text_frames`` anchors (text found in at least two
   of them: burned-in text persists, a detection in one frame only is the detector firing on that picture); area, not
@@ -73,6 +75,7 @@ FLOAT_COLUMNS = (
     "streak",
     "cepstrum_dip",
     "luma_mean",
+    "luma_highlight",
     "luma_under_frac",
     "luma_over_frac",
     "black_frac",
@@ -137,6 +140,7 @@ SUPERSEDED = (
     ("focus", "overlay_layers", "12"),
     ("still_residual", "residual_flow", "15"),
     ("streak", "cepstrum_dip", "17"),
+    ("luma_mean", "luma_highlight", "18"),
 )
 
 
@@ -183,7 +187,11 @@ class CpuScoresConfig:
     frozen_diff: float = 0.5
     under_luma: float = 16 / 255  # studio-swing black; pixels below count as crushed
     over_luma: float = 250 / 255  # pixels above count as blown out
-    black_luma: float = 0.06  # a frame with mean luma below this is black
+    # a frame is black when black_ratio of its pixels are darker than black_luma (FFmpeg's blackdetect filter:
+    # pixel_black_th 0.10, picture_black_ratio_th 0.98; schema 18, before it a mean luma under 0.06, which a night
+    # grade's frames read while their lit edges stay bright)
+    black_luma: float = 0.10
+    black_ratio: float = 0.98
     blank_std: float = 0.02  # ... or with luma std below this (uniform colour card)
     # letterbox / pillarbox bars (active_box): a bar row/column varies by at most border_range grey levels along
     # itself and across anchors, and is dark (mean <= border_dark) or, if brighter, constant within 2 levels
@@ -1843,18 +1851,36 @@ def exposure_scores(
     *,
     under_luma: float = 16 / 255,
     over_luma: float = 250 / 255,
-    black_luma: float = 0.06,
+    black_luma: float = 0.10,
+    black_ratio: float = 0.98,
     blank_std: float = 0.02,
 ) -> dict[str, float]:
-    """Exposure of (N, H, W) uint8 luma: mean luma, crushed / blown pixel fractions, black-or-blank frame fraction."""
+    """Exposure of (N, H, W) uint8 luma: mean luma, highlight level, crushed / blown pixel fractions, black-or-blank
+    frame fraction (floats; luma levels 0..1).
+
+    ``luma_highlight`` is the 99.9th percentile of every pixel of the N frames (exact, from their 256-bin histogram).
+    It is what tells a dark look from a dark picture: a copy darkened by a gain g (underexposure) has no level above
+    g of the brightest, while a night or low-key grade keeps its lights and lit edges bright. That is how an exposure
+    histogram is read (a low-key image "still has some highlights", an underexposed one is bunched at the left: Adams,
+    *The Negative*, 1981, the zone system; the same reading is behind any camera's histogram display). The 99.9th
+    percentile, not the maximum, so a few hot pixels or an encoder's ringing do not count as highlights; not the
+    99th, so the sparse lights of a night scene do (bench/night_bench.py measures both). ``filters.night_highlight``
+    uses it.
+
+    ``black_frac`` is the fraction of frames that are black, ``black_ratio`` of their pixels under ``black_luma``
+    (the definition of FFmpeg's blackdetect filter, its defaults: https://ffmpeg.org/ffmpeg-filters.html#blackdetect),
+    or blank (luma std under ``blank_std``: a colour card)."""
     y = luma.astype(np.float32) / 255.0
     per_mean = y.mean(axis=(1, 2))
     per_std = y.std(axis=(1, 2))
+    counts = np.bincount(np.ascontiguousarray(luma, dtype=np.uint8).ravel(), minlength=256)
+    highlight = int(np.searchsorted(np.cumsum(counts), 0.999 * counts.sum()))
     return {
         "luma_mean": float(per_mean.mean()),
+        "luma_highlight": highlight / 255.0,
         "luma_under_frac": float((y < under_luma).mean()),
         "luma_over_frac": float((y > over_luma).mean()),
-        "black_frac": float(((per_mean < black_luma) | (per_std < blank_std)).mean()),
+        "black_frac": float((((y < black_luma).mean(axis=(1, 2)) >= black_ratio) | (per_std < blank_std)).mean()),
     }
 
 
@@ -2228,6 +2254,7 @@ def score_frames(
             under_luma=cfg.under_luma,
             over_luma=cfg.over_luma,
             black_luma=cfg.black_luma,
+            black_ratio=cfg.black_ratio,
             blank_std=cfg.blank_std,
         )
     )
@@ -2458,12 +2485,15 @@ def _stage():
         TEXT_OVERLAY,
     )
 
+    night_look = ("luma_highlight", ">", "filters.night_highlight")
+
     # order matters, first failing wins; why this order: stages/filters.py
     rules = (
         Rule(ERROR_SCORES, "error_scores", "notnull"),
         Rule(QUALITY_BLACK, "black_frac", ">", "filters.max_black_frac"),
-        Rule(QUALITY_DARK, "luma_mean", "<", "filters.min_luma_mean"),
-        Rule(QUALITY_DARK, "luma_under_frac", ">", "filters.max_under_frac"),
+        # a night or low-key look keeps its highlights (luma_highlight): not dark (schema 18)
+        Rule(QUALITY_DARK, "luma_mean", "<", "filters.min_luma_mean", unless=night_look),
+        Rule(QUALITY_DARK, "luma_under_frac", ">", "filters.max_under_frac", unless=night_look),
         Rule(QUALITY_OVEREXPOSED, "luma_mean", ">", "filters.max_luma_mean"),
         Rule(QUALITY_OVEREXPOSED, "luma_over_frac", ">", "filters.max_over_frac"),
         Rule(

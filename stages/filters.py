@@ -156,10 +156,18 @@ class FiltersConfig:
     # bikes shot measured 18.5, a defocused bigbuckbunny shot 28.5), so no threshold separates blur with it;
     # kept for catching extreme blur on top of min_focus (e.g. 5: sigma-3 blur of the bikes shots measured 5.8-11.3).
     min_sharpness: float | None = None
-    # Mean luma 0..1. Originals measured 0.30-0.53; a 4x darkened copy 0.07-0.11; night scenes sit ~0.12-0.2.
+    # Mean luma 0..1. Originals measured 0.30-0.53; a 4x darkened copy 0.07-0.11; night grades 0.06-0.25 (a dark
+    # shot's night grade is darker than a bright shot's 4x darkened copy: night_highlight tells them apart).
     min_luma_mean: float | None = 0.12
     # Fraction of crushed (< 16/255) pixels: letterboxed 2.39:1 in 16:9 is ~0.25-0.3, so 0.6 means real darkness.
     max_under_frac: float | None = 0.6
+    # Both dark lines above drop a clip only when its highlights (luma_highlight, the 99.9th percentile of luma) stay
+    # at or under this too (an exemption, Rule.unless: a row scored before schema 18, without the column, is judged
+    # as before): a night or low-key look keeps its lights bright, an underexposed clip has none above its gain.
+    # bench/night_bench.py (14 shots, H.264): copies darkened 4-5x read 0.12-0.26 (grain included), 3.3x ones up to
+    # 0.30; night grades of four kinds darker than min_luma_mean 0.24-0.62, a dark shot's gentle ones from 0.29.
+    # None: the dark lines read the mean and the crushed fraction alone (schema 17 and before).
+    night_highlight: float | None = 0.28
     # Brightened (x2.5 + 60) copies measured mean 0.82-0.91 and 0.39-0.68 blown pixels; snow/beach ~0.7-0.8.
     max_luma_mean: float | None = 0.88
     max_over_frac: float | None = 0.3
@@ -256,8 +264,8 @@ def _is_null(v: Any) -> bool:
 class Filters:
     """Drop reason of one clip row from its stored scores.
 
-    Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_under_frac, luma_over_frac,
-           still_residual, residual_flow, focus, detail, isotropy, streak, cepstrum_dip, sharpness, frozen_frac,
+    Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_highlight, luma_under_frac,
+           luma_over_frac, still_residual, residual_flow, focus, detail, isotropy, streak, cepstrum_dip, sharpness, frozen_frac,
            motion, text_area, subtitle_area, overlay_area, error_clip_scores, aesthetic
            (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
@@ -292,6 +300,8 @@ class Filters:
                 continue
             if any(_fails(self.cfg, row, c) for c in rule.also or ()):
                 continue
+            if any(_holds(self.cfg, row, c) for c in rule.unless or ()):
+                continue
             return reason
         return None
 
@@ -302,6 +312,14 @@ def _fails(cfg: Any, row: dict[str, Any], condition: tuple[str, str, str]) -> bo
     column, op, setting = condition
     limit, value = threshold(cfg, setting), row.get(column)
     return limit is not None and (_is_null(value) or not _OPS[op](value, limit))
+
+
+def _holds(cfg: Any, row: dict[str, Any], condition: tuple[str, str, str]) -> bool:
+    """True when a rule's exemption ``condition`` (column, op, setting) holds for ``row``: its value is set and ``op``
+    the threshold. A null value or a threshold of None never exempts."""
+    column, op, setting = condition
+    limit, value = threshold(cfg, setting), row.get(column)
+    return limit is not None and not _is_null(value) and bool(_OPS[op](value, limit))
 
 
 def _compare(values: pa.Array | pa.ChunkedArray, op: str, limit: Any) -> pa.Array | pa.ChunkedArray:
@@ -351,6 +369,12 @@ def apply_filters(table: pa.Table, cfg: Any = None, extra: list[str] | tuple[str
                     # a further condition's column absent or null: it cannot hold, the rule never rejects
                     other = table[col2] if col2 in table.column_names else pa.nulls(n, pa.float64())
                     hit = pc.and_kleene(hit, _compare(other, op2, limit2))
+            for col2, op2, setting2 in rule.unless or ():
+                limit2 = threshold(cfg, setting2)
+                if limit2 is not None and col2 in table.column_names:
+                    # an exemption's value null (or its column absent): it does not hold, the rule stands
+                    exempt = pc.fill_null(_compare(table[col2], op2, limit2), False)
+                    hit = pc.and_kleene(hit, pc.invert(exempt))
         hit = pc.fill_null(hit, False)
         reason = pc.if_else(pc.and_(pc.is_null(reason), hit), pa.scalar(r), reason)
     return reason.combine_chunks() if isinstance(reason, pa.ChunkedArray) else reason

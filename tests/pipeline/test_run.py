@@ -276,6 +276,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
 
     scores = store.read_table(copy, "scores")
     added = ["isotropy", "streak", "cepstrum_dip", "noise_floor", "overlay_planes", "overlay_layers", "residual_flow"]
+    added.append("luma_highlight")
     old = scores.drop_columns(added)  # schema 7
     old = old.replace_schema_metadata(None)
     write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite", schema_mode="overwrite")
@@ -286,8 +287,9 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     assert r.returncode == 0, r.stderr
     moved = scores.filter(pc.is_valid(scores["still_residual"]))["clip_id"].to_pylist()  # a camera that moves
     assert moved
-    said = f"{len(scored)} clip(s) were scored before schema 15 ({len(scored)} without `overlay_layers` (schema 12), "
-    assert said + f"{len(moved)} without `residual_flow` (schema 15))" in r.stderr
+    said = f"{len(scored)} clip(s) were scored before schema 18 ({len(scored)} without `overlay_layers` (schema 12), "
+    said += f"{len(moved)} without `residual_flow` (schema 15), {len(scored)} without `luma_highlight` (schema 18))"
+    assert said in r.stderr
     cfg = _cfg([root / "corpus"], copy)
     inputs = expand_inputs(cfg.inputs, cfg.ingest)
     todo = plan(copy, cfg, inputs, {}, clip_stage=False)
@@ -302,7 +304,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
         f"video(s) cut for the clips they lack, {len(scored)} stored clip(s) given the stage rows they lacked"
     ]
     con = store.open(copy)
-    sql = "SELECT clip_id, isotropy, streak, noise_floor, overlay_planes, overlay_layers FROM clips"
+    sql = "SELECT clip_id, isotropy, streak, noise_floor, overlay_planes, overlay_layers, luma_highlight FROM clips"
     sql += " WHERE focus IS NOT NULL"
     got = {c: v for c, *v in con.execute(sql).fetchall()}
     assert sorted(got) == sorted(scored) and all(None not in v for v in got.values())

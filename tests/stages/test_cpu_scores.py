@@ -525,6 +525,35 @@ def test_depth_of_field_over_grass_is_kept_and_the_same_clip_smeared_is_not(scor
     assert before == ["quality_blurry"] * 4, got
 
 
+def test_a_dark_shots_night_grade_is_kept_and_an_underexposed_copy_is_not(scorer, bikes, tmp_path):
+    """bikes.mp4's third shot (frames 76-137) is dark already (mean luma ~0.31): its night grades read a mean under
+    ``filters.min_luma_mean`` (0.12), as low as a bright shot darkened 4-5x, and schema 17's dark rules dropped them
+    (filters_bench's one clean loss, "bikes2_night"). They keep their highlights (lit edges at ~0.32-0.35), a copy
+    darkened by a gain g none above g: ``luma_highlight`` over ``night_highlight`` spares the grades, the copies are
+    still ``quality_dark`` (the bright first shot darkened 5x, the second 4x, the dark one 5x under grain)."""
+    from pipeline.defects import NIGHT_LOOKS, darken, grain, night
+    from stages.filters import FiltersConfig, apply_filters
+
+    first, second = decode_frames(bikes, 0, BIKES_CUTS[0]), decode_frames(bikes, BIKES_CUTS[0], BIKES_CUTS[1])
+    dark_shot = decode_frames(bikes, BIKES_CUTS[1], BIKES_CUTS[2])
+    looks = {k: night(dark_shot, **NIGHT_LOOKS[k]) for k in ("night", "night_crushed", "night_desaturated")}
+    copies = {"x0.2": darken(first, 0.2), "x0.25": darken(second, 0.25)}
+    copies["x0.2_grain"] = grain(darken(dark_shot, 0.2), seed=3)
+    got = {
+        k: scorer.score_clip(write_frames(v, tmp_path / f"{k}.mp4", fps=25, crf=28))
+        for k, v in {**looks, **copies}.items()
+    }
+    cfg = FiltersConfig()
+    for k in looks:  # what the exemption is for: as dark as the copies
+        assert got[k]["luma_mean"] < cfg.min_luma_mean and got[k]["luma_highlight"] > cfg.night_highlight, (k, got[k])
+    for k in copies:
+        assert got[k]["luma_mean"] < cfg.min_luma_mean and got[k]["luma_highlight"] <= cfg.night_highlight, (k, got[k])
+    cols = ("luma_mean", "luma_highlight", "luma_under_frac", "luma_over_frac", "black_frac")
+    table = pa.Table.from_pylist([{"clip_id": k} | {c: got[k][c] for c in cols} for k in got])
+    assert apply_filters(table, cfg).to_pylist() == [None] * 3 + ["quality_dark"] * 3, got
+    assert apply_filters(table, FiltersConfig(night_highlight=None)).to_pylist() == ["quality_dark"] * 6, got
+
+
 def test_cepstrum_dip_finds_a_smears_notches_at_any_angle(bikes, bigbuckbunny):
     """A smear of 6-12 px at the analysis size (a bikes.mp4 shot at 224 px, before any encoding) notches the
     spectrum along it at every angle tried, diagonals included (the power is binned by frequency along the weak
@@ -981,31 +1010,40 @@ def test_the_last_ocr_frame_is_skipped_only_when_it_cannot_change_a_score(scorer
     assert n_text == 4 and text["text_area"] > 0
 
 
-def test_rows_scored_before_cepstrum_dip_are_scored_again():
-    """A stored scores row with streak and without cepstrum_dip (schema 16 and older) is superseded: the run scores
-    it again (pipeline/stream.py) and refilter warns of it, because the motion-blur rule's first line cannot hold on a
-    null. Read by DuckDB as the run reads it, on a table with the column and on one written before it existed."""
+def test_rows_scored_before_cepstrum_dip_or_luma_highlight_are_scored_again():
+    """A stored scores row with streak and without cepstrum_dip (schema 16 and older), or with luma_mean and without
+    luma_highlight (schema 17 and older), is superseded: the run scores it again (pipeline/stream.py) and refilter
+    warns of it, because the motion-blur rule's first line cannot hold on a null and the dark rules' exemption cannot
+    spare a night look. Read by DuckDB as the run reads it, on a table with the columns and on one written before
+    they existed."""
     import duckdb
 
     from stages.cpu_scores import SUPERSEDED, superseded_sql
 
     assert ("streak", "cepstrum_dip", "17") in SUPERSEDED
+    assert ("luma_mean", "luma_highlight", "18") in SUPERSEDED  # the dark rules' exemption (schema 18)
     rows = pa.table(
         {
-            "clip_id": ["old", "new", "unscored"],
-            "focus": [1.0, 1.0, None],
-            "overlay_layers": [True, True, None],
-            "still_residual": [0.3, 0.3, None],
-            "residual_flow": [0.01, 0.01, None],
-            "streak": [0.5, 0.5, None],
-            "cepstrum_dip": [None, 0.2, None],
+            "clip_id": ["old", "new", "unscored", "old18"],
+            "focus": [1.0, 1.0, None, 1.0],
+            "overlay_layers": [True, True, None, True],
+            "still_residual": [0.3, 0.3, None, 0.3],
+            "residual_flow": [0.01, 0.01, None, 0.01],
+            "streak": [0.5, 0.5, None, 0.5],
+            "cepstrum_dip": [None, 0.2, None, 0.2],
+            "luma_mean": [0.3, 0.3, None, 0.3],
+            "luma_highlight": [0.8, 0.8, None, None],
         }
     )
     con = duckdb.connect()
     con.register("t", rows)
     got = con.execute(f"SELECT clip_id FROM t WHERE {superseded_sql()} ORDER BY clip_id").fetchall()
-    assert got == [("old",)]
-    before = rows.drop_columns(["cepstrum_dip"])  # a table written before the column existed
+    assert got == [("old",), ("old18",)]
+    before = rows.drop_columns(["cepstrum_dip", "luma_highlight"])  # a table written before the columns existed
     con.register("b", before)
     sql = superseded_sql(columns=set(before.column_names))
-    assert con.execute(f"SELECT clip_id FROM b WHERE {sql} ORDER BY clip_id").fetchall() == [("new",), ("old",)]
+    assert con.execute(f"SELECT clip_id FROM b WHERE {sql} ORDER BY clip_id").fetchall() == [
+        ("new",),
+        ("old",),
+        ("old18",),
+    ]

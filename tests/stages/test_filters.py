@@ -196,6 +196,7 @@ def row(**kw):
         "subtitle_area": 0.0,
         "overlay_area": 0.0,
         "luma_mean": 0.45,
+        "luma_highlight": 0.9,
         "luma_under_frac": 0.01,
         "luma_over_frac": 0.01,
         "black_frac": 0.0,
@@ -222,8 +223,12 @@ def row(**kw):
         ({"border_top": 0.34, "border_bottom": None}, None),  # one bar unknown counts as none: 238 px
         ({"error_scores": "error_scores:ValueError: bad", "motion": None, "sharpness": None}, "error_scores"),
         ({"black_frac": 0.5, "luma_mean": 0.05, "sharpness": 1.0}, "quality_black"),
-        ({"luma_mean": 0.05, "sharpness": 1.0, "motion": 0.001}, "quality_dark"),  # not blurry / static
-        ({"luma_under_frac": 0.7}, "quality_dark"),
+        # dark, and no highlight above what a 4x darkening leaves: underexposed, not blurry / static
+        ({"luma_mean": 0.05, "luma_highlight": 0.2, "sharpness": 1.0, "motion": 0.001}, "quality_dark"),
+        ({"luma_under_frac": 0.7, "luma_highlight": 0.2}, "quality_dark"),
+        ({"luma_mean": 0.09, "luma_highlight": 0.4}, None),  # as dark, its lights bright: a night look, kept
+        ({"luma_under_frac": 0.7, "luma_highlight": 0.4}, None),  # crushed shadows under lights: low key, kept
+        ({"luma_mean": 0.09, "luma_highlight": None}, "quality_dark"),  # scored before schema 18: judged as then
         ({"luma_over_frac": 0.5, "sharpness": 1.0}, "quality_overexposed"),
         ({"focus": 0.3, "motion": 0.0}, "quality_blurry"),  # the blur rule reads focus
         ({"sharpness": 2.0, "focus": 1.5}, None),  # the Laplacian rule is off unless min_sharpness is set
@@ -301,6 +306,41 @@ def test_the_motion_blur_rule_needs_every_condition_unless_one_is_turned_off():
     table = pa.Table.from_pylist([row(isotropy=0.4)]).drop_columns(["streak"])
     assert apply_filters(table, FiltersConfig()).to_pylist() == [None]
     assert "streak" in columns() and "isotropy" in columns()
+
+
+def test_the_dark_rules_spare_a_clip_whose_highlights_stay_bright():
+    """quality_dark (luma_mean < min_luma_mean, or luma_under_frac > max_under_frac) unless luma_highlight >
+    night_highlight (Rule.unless): the same in Filters.check and apply_filters. An exemption never comes from a null or
+    an absent column (a row scored before schema 18 is judged as it was then); night_highlight None: schema 17's
+    rules."""
+    from stages.catalogue import Rule
+
+    dark, night = row(luma_mean=0.09, luma_highlight=0.2), row(luma_mean=0.09, luma_highlight=0.4)
+    crushed = row(luma_under_frac=0.7, luma_highlight=0.4)
+    cases = [
+        (FiltersConfig(), dark, "quality_dark"),
+        (FiltersConfig(), night, None),
+        (FiltersConfig(), crushed, None),
+        (FiltersConfig(), row(luma_mean=0.09, luma_highlight=0.28), "quality_dark"),  # at the line: not above it
+        (FiltersConfig(), row(luma_mean=0.09, luma_highlight=None), "quality_dark"),
+        (FiltersConfig(), row(luma_mean=0.09, luma_highlight=float("nan")), "quality_dark"),
+        (FiltersConfig(), row(luma_highlight=0.05), None),  # the exemption alone never drops: bright enough
+        (FiltersConfig(night_highlight=None), night, "quality_dark"),
+        (FiltersConfig(night_highlight=None), crushed, "quality_dark"),
+        (FiltersConfig(night_highlight=0.5), night, "quality_dark"),
+        (FiltersConfig(min_luma_mean=None), night | {"luma_highlight": 0.1}, None),
+    ]
+    for cfg, r, reason in cases:
+        assert Filters(cfg).check(r) == reason, (cfg, r)
+        assert apply_filters(pa.Table.from_pylist([r]), cfg).to_pylist() == [reason], (cfg, r)
+    table = pa.Table.from_pylist([night, row()]).drop_columns(["luma_highlight"])  # an OUT scored before schema 18
+    assert apply_filters(table, FiltersConfig()).to_pylist() == ["quality_dark", None]
+    assert "luma_highlight" in columns()
+    with pytest.raises(ValueError, match="unless must be"):
+        Rule("quality_dark", "luma_mean", "<", "filters.min_luma_mean", unless=("luma_highlight", "=", "x.y"))
+    rule = Rule("quality_dark", "luma_mean", "<", "filters.min_luma_mean", unless=("luma_highlight", ">", "f.n"))
+    assert rule.unless == (("luma_highlight", ">", "f.n"),) and rule.columns == ("luma_mean", "luma_highlight")
+    assert rule.settings == ("filters.min_luma_mean", "f.n")
 
 
 def test_none_threshold_disables_a_rule_and_unknown_keys_are_rejected():
