@@ -333,12 +333,12 @@ _REFILTERED = {"filters", "dedup", "store"}  # the built-in sections a refilter 
 
 
 def _warn_stale_scores(out: str) -> None:
-    """Say on stderr how many clips' stored scores predate the running schema (``cpu_scores.SUPERSEDED``: a row with
-    a score and without the one added after it): refilter re-reads stored scores, so such clips are judged on what an
-    older scorer measured (schema 18 tells a night look from an underexposed clip by its highlights, schema 17 tells a smear from depth of field over grass by its spectral notches, schema 15
-    tells a still picture by its parallax too, schema 12 looks for a logo as a fixed layer under the moving scene,
-    schema 11 looks for overlays in colour too, schema 10 changed focus's and detail's scale) until a
-    `clipforge run` scores them again."""
+    """Say on stderr how many clips' stored scores predate the running schema (``cpu_scores.SUPERSEDED``: a row with a
+    score and without the one added after it): refilter re-reads stored scores, so such clips are judged on what an
+    older scorer measured (schema 18 tells a night look from an underexposed clip by its highlights, schema 17 tells a
+    smear from depth of field over grass by its spectral notches, schema 15 tells a still picture by its parallax too,
+    schema 12 looks for a logo as a fixed layer under the moving scene, schema 11 looks for overlays in colour too,
+    schema 10 changed focus's and detail's scale) until a `clipforge run` scores them again."""
     from pipeline import store
     from stages.cpu_scores import superseded_sql, superseded_terms
 
@@ -354,11 +354,12 @@ def _warn_stale_scores(out: str) -> None:
     print(
         f"clipforge refilter: {n} clip(s) were scored before schema {newest} ({', '.join(x[1] for x in lacking)}): "
         "the rules judged what that scorer measured (docs/SCHEMA.md says what changed; schema 18 tells a night look "
-        "from an underexposed clip by its highlights (without them, no clip is dropped as dark), schema 17 tells a smear by "
-        "its spectral notches (without them, only a strong streak drops a clip as motion-blurred), schema 15 tells a "
-        "still picture by its parallax too, schema 12 finds faint logos over moving texture, schema 11 looks for "
-        "overlays in colour too, schema 10 put focus and detail on another scale). `clipforge run` on this OUT with "
-        "the same inputs scores them again, cutting nothing.",
+        "from an underexposed clip by its highlights (without them, the dark rules judge as before: a night grade "
+        "darker than filters.min_luma_mean is dropped), schema 17 tells a smear by its spectral notches (without "
+        "them, only a strong streak drops a clip as motion-blurred), schema 15 tells a still picture by its parallax "
+        "too, schema 12 finds faint logos over moving texture, schema 11 looks for overlays in colour too, schema 10 "
+        "put focus and detail on another scale). `clipforge run` on this OUT with the same inputs scores them again, "
+        "cutting nothing.",
         file=sys.stderr,
     )
 

@@ -265,8 +265,8 @@ class Filters:
     """Drop reason of one clip row from its stored scores.
 
     Reads: duration_s, width, height, error_scores, black_frac, luma_mean, luma_highlight, luma_under_frac,
-           luma_over_frac, still_residual, residual_flow, focus, detail, isotropy, streak, cepstrum_dip, sharpness, frozen_frac,
-           motion, text_area, subtitle_area, overlay_area, error_clip_scores, aesthetic
+           luma_over_frac, still_residual, residual_flow, focus, detail, isotropy, streak, cepstrum_dip, sharpness,
+           frozen_frac, motion, text_area, subtitle_area, overlay_area, error_clip_scores, aesthetic
            (missing or null: rule skipped)
     Writes: nothing (returns the reason; the pipeline stores it in drop_reason)
     Reasons: duration_short, resolution_low, error_scores, quality_black, quality_dark, quality_overexposed,
