@@ -89,12 +89,15 @@ def main() -> None:
     for k, (name, (frames, fps)) in enumerate(sources().items()):
         for kind, make in {**LOOKS, **COPIES}.items():
             clip = f"{name}_{kind}"
-            s = scorer.score_clip(write_frames(make(frames, k), tmp / f"{clip}.mp4", fps=fps, crf=args.crf))
+            path = write_frames(make(frames, k), tmp / f"{clip}.mp4", fps=fps, crf=args.crf)
+            s = scorer.score_clip(path)
+            path.unlink()  # ~130 clips: the scratch dir stays small
             h, w = frames.shape[1:3]
             rows.append({"clip_id": clip, "kind": kind, "source": name, "width": w, "height": h,
                          "duration_s": len(frames) / fps, "error_scores": None,
                          **{c: v for c, v in s.items() if c != "decoder"}})  # fmt: skip
             print(clip, {c: rows[-1][c] for c in ("luma_mean", "luma_highlight", "luma_under_frac")}, flush=True)
+    tmp.rmdir()
     table = pa.Table.from_pylist(rows)
     cfg = FiltersConfig(min_duration_s=None, min_aesthetic=None)
     now = apply_filters(table, cfg).to_pylist()
