@@ -1860,12 +1860,12 @@ def exposure_scores(
 
     ``luma_highlight`` is the 99.9th percentile of every pixel of the N frames (exact, from their 256-bin histogram).
     It is what tells a dark look from a dark picture: a copy darkened by a gain g (underexposure) has no level above
-    g of the brightest, while a night or low-key grade keeps its lights and lit edges bright. That is how an exposure
-    histogram is read (a low-key image "still has some highlights", an underexposed one is bunched at the left: Adams,
-    *The Negative*, 1981, the zone system; the same reading is behind any camera's histogram display). The 99.9th
-    percentile, not the maximum, so a few hot pixels or an encoder's ringing do not count as highlights; not the
-    99th, so the sparse lights of a night scene do (bench/night_bench.py measures both). ``filters.night_highlight``
-    uses it.
+    g of the brightest, while a night or low-key grade keeps its lights and lit edges bright: the zone system's
+    distinction between a low-key subject, which keeps values in the high zones, and underexposure, which moves every
+    value down (Adams, *The Negative*, 1981). The 99.9th percentile, not the maximum, so a few hot pixels or an
+    encoder's ringing do not count as highlights; not the 99th, which read the sparse lit edges of a dark shot's night
+    grade too low (bikes.mp4's third shot: 0.30 at the 99th, 0.39 at the 99.9th; copies darkened 4x at most 0.25 and
+    0.26: docs/PERFORMANCE.md). ``filters.night_highlight`` uses it (threshold: bench/night_bench.py).
 
     ``black_frac`` is the fraction of frames that are black, ``black_ratio`` of their pixels under ``black_luma``
     (the definition of FFmpeg's blackdetect filter, its defaults: https://ffmpeg.org/ffmpeg-filters.html#blackdetect),

@@ -164,8 +164,9 @@ class FiltersConfig:
     # Both dark lines above drop a clip only when its highlights (luma_highlight, the 99.9th percentile of luma) stay
     # at or under this too (an exemption, Rule.unless: a row scored before schema 18, without the column, is judged
     # as before): a night or low-key look keeps its lights bright, an underexposed clip has none above its gain.
-    # bench/night_bench.py (14 shots, H.264): copies darkened 4-5x read 0.12-0.26 (grain included), 3.3x ones up to
-    # 0.30; night grades of four kinds darker than min_luma_mean 0.24-0.62, a dark shot's gentle ones from 0.29.
+    # bench/night_bench.py (14 shots, H.264 at CRF 28): copies darkened 4-5x read 0.12-0.26 (grain included), 3.3x
+    # ones up to 0.30; night looks of four kinds darker than min_luma_mean 0.32-0.62, but for two that are darkenings
+    # in effect (a 2.5x darkening under a blue cast, a dark shot's crushed grade: 0.26-0.27, dropped).
     # None: the dark lines read the mean and the crushed fraction alone (schema 17 and before).
     night_highlight: float | None = 0.28
     # Brightened (x2.5 + 60) copies measured mean 0.82-0.91 and 0.39-0.68 blown pixels; snow/beach ~0.7-0.8.
