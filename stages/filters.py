@@ -164,11 +164,13 @@ class FiltersConfig:
     # Both dark lines above drop a clip only when its highlights (luma_highlight, the 99.9th percentile of luma) stay
     # at or under this too (an exemption, Rule.unless: a row scored before schema 18, without the column, is judged
     # as before): a night or low-key look keeps its lights bright, an underexposed clip has none above its gain.
-    # bench/night_bench.py (14 shots, H.264 at CRF 28): copies darkened 4-5x read 0.12-0.26 (grain included), 3.3x
-    # ones up to 0.30; night looks of four kinds darker than min_luma_mean 0.32-0.62, but for two that are darkenings
-    # in effect (a 2.5x darkening under a blue cast, a dark shot's crushed grade: 0.26-0.27, dropped).
+    # bench/night_bench.py (14 shots, H.264 at CRF 28 and 18): copies darkened 4-5x read 0.12-0.28 (grain included;
+    # 0.28 a grained copy at CRF 18, which keeps more of the grain), 3.3x ones up to 0.30; night looks of four kinds
+    # darker than min_luma_mean 0.32-0.62, but for two that are darkenings in effect (a 2.5x darkening under a blue
+    # cast, a dark shot's crushed grade: 0.26-0.28, dropped). 0.30: 1.06x over the highest copy, 1.06x under the
+    # lowest look kept (levels are 1/255 apart: 0.282 and 0.318 are 72 and 81).
     # None: the dark lines read the mean and the crushed fraction alone (schema 17 and before).
-    night_highlight: float | None = 0.28
+    night_highlight: float | None = 0.30
     # Brightened (x2.5 + 60) copies measured mean 0.82-0.91 and 0.39-0.68 blown pixels; snow/beach ~0.7-0.8.
     max_luma_mean: float | None = 0.88
     max_over_frac: float | None = 0.3

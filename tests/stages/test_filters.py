@@ -321,7 +321,7 @@ def test_the_dark_rules_spare_a_clip_whose_highlights_stay_bright():
         (FiltersConfig(), dark, "quality_dark"),
         (FiltersConfig(), night, None),
         (FiltersConfig(), crushed, None),
-        (FiltersConfig(), row(luma_mean=0.09, luma_highlight=0.28), "quality_dark"),  # at the line: not above it
+        (FiltersConfig(), row(luma_mean=0.09, luma_highlight=0.30), "quality_dark"),  # at the line: not above it
         (FiltersConfig(), row(luma_mean=0.09, luma_highlight=None), "quality_dark"),
         (FiltersConfig(), row(luma_mean=0.09, luma_highlight=float("nan")), "quality_dark"),
         (FiltersConfig(), row(luma_highlight=0.05), None),  # the exemption alone never drops: bright enough
