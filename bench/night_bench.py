@@ -24,7 +24,6 @@ listed, not counted (the 2x-upscaled transnet windows read as defocus).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import tempfile
@@ -53,7 +52,7 @@ COPIES = {
     "x0.25_grain": lambda f, k: grain(darken(f, 0.25), seed=k),
 }
 DARK = ("quality_dark", "quality_black")
-LOOKS = {name: functools.partial(lambda f, k, kw: night(f, **kw), kw=kw) for name, kw in NIGHT_LOOKS.items()}
+LOOKS = {name: (lambda f, k, kw=kw: night(f, **kw)) for name, kw in NIGHT_LOOKS.items()}
 
 
 def sources() -> dict[str, tuple[np.ndarray, float]]:

@@ -534,8 +534,8 @@ def test_a_dark_shots_night_grade_is_kept_and_an_underexposed_copy_is_not(scorer
     from pipeline.defects import NIGHT_LOOKS, darken, grain, night
     from stages.filters import FiltersConfig, apply_filters
 
-    first, second = decode_frames(bikes, 0, BIKES_CUTS[0]), decode_frames(bikes, BIKES_CUTS[0], BIKES_CUTS[1])
-    dark_shot = decode_frames(bikes, BIKES_CUTS[1], BIKES_CUTS[2])
+    b = decode_frames(bikes)  # one decode, three shots
+    first, second, dark_shot = b[: BIKES_CUTS[0]], b[BIKES_CUTS[0] : BIKES_CUTS[1]], b[BIKES_CUTS[1] : BIKES_CUTS[2]]
     looks = {k: night(dark_shot, **NIGHT_LOOKS[k]) for k in ("night", "night_crushed", "night_desaturated")}
     copies = {"x0.2": darken(first, 0.2), "x0.25": darken(second, 0.25)}
     copies["x0.2_grain"] = grain(darken(dark_shot, 0.2), seed=3)
