@@ -115,12 +115,12 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="session")
-def start_chromium():
+def start_chromium(tmp_path_factory):
     """Test setup for the browser tests: Debian chromium + chromium-driver (installed with apt when missing: CI
-    machines start without them); returns a factory of fresh headless selenium drivers."""
+    machines start without them); yields a factory of fresh headless selenium drivers. Each driver's profile
+    (~3 MB) is a directory under pytest's basetemp, removed when the session ends (callers quit their drivers)."""
     import shutil
     import subprocess
-    import tempfile
 
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         if shutil.which("apt-get") is None:
@@ -132,10 +132,13 @@ def start_chromium():
         )
         assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "apt installed chromium but not into /usr/bin"
 
+    profiles: list[Path] = []
+
     def start(width: int = 1280, height: int = 900):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
+        profiles.append(tmp_path_factory.mktemp("chromium-profile"))
         opts = webdriver.ChromeOptions()
         opts.binary_location = str(CHROMIUM)
         for arg in (
@@ -147,25 +150,27 @@ def start_chromium():
             "--disable-sync",
             "--no-first-run",
             "--mute-audio",
-            f"--user-data-dir={tempfile.mkdtemp(prefix='clipforge-chromium-')}",
+            f"--user-data-dir={profiles[-1]}",
             f"--window-size={width},{height}",
         ):
             opts.add_argument(arg)
         return webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
 
-    return start
+    yield start
+    for profile in profiles:
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def screenshot_path():
-    """docs/img/<name> when CLIPFORGE_UPDATE_SCREENSHOTS=1 (the README screenshots), else a scratch file: a test
-    run must not rewrite tracked files."""
-    import tempfile
+def screenshot_path(tmp_path_factory):
+    """docs/img/<name> when CLIPFORGE_UPDATE_SCREENSHOTS=1 (the README screenshots), else a scratch file under
+    pytest's basetemp (kept for a look after the run, gone with pytest's own cleanup of old runs): a test run must
+    not rewrite tracked files."""
 
     def path(name: str) -> Path:
         if os.environ.get("CLIPFORGE_UPDATE_SCREENSHOTS") == "1":
             return Path(__file__).resolve().parents[1] / "docs" / "img" / name
-        return Path(tempfile.mkdtemp(prefix="clipforge-shot-")) / name
+        return tmp_path_factory.mktemp("screenshots") / name
 
     return path
 

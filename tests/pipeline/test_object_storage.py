@@ -231,12 +231,16 @@ def test_the_commands_work_on_an_out_in_a_bucket(bucket_run, s3_env, tmp_path):
 
     con = store.open(remote)
     clip_path, size = con.execute("SELECT clip_path, clip_bytes FROM kept WHERE clip_path IS NOT NULL").fetchone()
-    client = Client(make_app(remote))
-    r = client.get(f"/files/{clip_path}")
-    assert r.status_code == 200 and r.get_data() == fs.cat(f"out/remote/{clip_path}") and len(r.get_data()) == size
-    assert client.get(f"/files/{clip_path}", headers={"Range": "bytes=0-99"}).status_code == 206
-    assert client.get("/files/../../etc/passwd").status_code in (403, 404)
-    assert client.get("/").status_code == 200
+    app = make_app(remote)
+    try:  # close() removes the viewer's temporary directory (its database and the files fetched from the bucket)
+        client = Client(app)
+        r = client.get(f"/files/{clip_path}")
+        assert r.status_code == 200 and r.get_data() == fs.cat(f"out/remote/{clip_path}") and len(r.get_data()) == size
+        assert client.get(f"/files/{clip_path}", headers={"Range": "bytes=0-99"}).status_code == 206
+        assert client.get("/files/../../etc/passwd").status_code in (403, 404)
+        assert client.get("/").status_code == 200
+    finally:
+        app.close()
 
     # prepare: the kept clips, now captioned, encoded from the bucket OUT
     out = _cli(
