@@ -142,18 +142,23 @@ class Viewer:
         # where files of an OUT in a bucket are fetched to (and posters cached) before they are served
         self.cache = self.out if not storage.is_uri(self.out) else Path(self._tmp) / "out"
         db_path = Path(self._tmp) / "view.duckdb"
-        self.omitted = build_database(self.out, db_path)
-        self.con = duckdb.connect(
-            str(db_path),
-            read_only=True,
-            config={
-                "enable_external_access": False,
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-                "lock_configuration": True,
-            },
-        )
-        self.types = {r[0]: r[1] for r in self.con.execute("DESCRIBE clips").fetchall()}
+        self.con = None
+        try:  # a bad OUT (no clips table, an unreadable bucket) raises here: its temporary directory goes too
+            self.omitted = build_database(self.out, db_path)
+            self.con = duckdb.connect(
+                str(db_path),
+                read_only=True,
+                config={
+                    "enable_external_access": False,
+                    "autoinstall_known_extensions": False,
+                    "autoload_known_extensions": False,
+                    "lock_configuration": True,
+                },
+            )
+            self.types = {r[0]: r[1] for r in self.con.execute("DESCRIBE clips").fetchall()}
+        except BaseException:
+            self.close()
+            raise
         self.scores = score_columns(self.types)
         self.sortable = [c for c, t in self.types.items() if not _UNSORTABLE_TYPE.search(t)]
         self.caption_col = next(
@@ -172,7 +177,8 @@ class Viewer:
         )
 
     def close(self) -> None:
-        self.con.close()
+        if self.con is not None:
+            self.con.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------------- WSGI
@@ -509,7 +515,11 @@ def main(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     app = make_app(args.out)
-    server = make_server(args.host, args.port, app, threaded=True)
+    try:
+        server = make_server(args.host, args.port, app, threaded=True)
+    except BaseException:  # the port is taken, the host is not this machine's: the temporary database goes
+        app.close()
+        raise
     host, port = server.server_address[:2]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach it can browse the dataset")

@@ -426,3 +426,27 @@ def test_cli_serves_on_localhost_only_by_default(dataset, tmp_path):
         proc.terminate()  # SIGTERM
         proc.wait(timeout=30)
     assert proc.returncode == 0 and not list(tmp_path.glob("clipforge-view-*"))
+
+
+def test_a_viewer_that_cannot_start_leaves_no_temporary_directory(dataset, tmp_path, monkeypatch):
+    """An OUT with no tables, and a port already taken: each raises, and the viewer's temporary directory (its
+    database) is removed, not left behind."""
+    import argparse
+    import socket
+    import tempfile
+
+    from pipeline.viewer import main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    empty = tmp_path / "empty-out"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="not a clipforge dataset"):
+        make_app(empty)
+    assert not list(tmp_path.glob("clipforge-view-*"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        args = argparse.Namespace(out=str(dataset), host="127.0.0.1", port=taken.getsockname()[1])
+        with pytest.raises(SystemExit):  # werkzeug reports the taken address and exits
+            main(args)
+    assert not list(tmp_path.glob("clipforge-view-*"))
