@@ -215,6 +215,7 @@ class CpuScoresConfig:
     # CORNER_DET_SIDE); higher also fires more on bokeh and foliage.
     text_det_side: int = 256
     det_model_path: str | None = None  # default: ch_PP-OCRv4_det_infer.onnx shipped in rapidocr-onnxruntime
+    rec_model_path: str | None = None  # default: ch_PP-OCRv4_rec_infer.onnx shipped in rapidocr-onnxruntime
     ocr_threads: int | None = None  # onnxruntime intra-op threads; None: the worker's thread budget (its CPUs), else 1
     backend: str = "auto"  # stages.frames.read_frames backend
     # score each clip the run cuts in the cut task, from the frames the cutter hands its encoder: no decode of the
@@ -878,9 +879,11 @@ def corner_text_boxes(
     size: tuple[int, int],
     min_aspect: float = 1.25,
     views: tuple[str, ...] = CORNER_VIEWS,
+    reads: list[float] | None = None,
 ) -> np.ndarray:
     """The text detector's raw boxes in the four corners of one frame, looked at closely: (K, 4, 2) int32 in the
-    coordinates of an (H, W) = ``size`` picture (the analysis size).
+    coordinates of an (H, W) = ``size`` picture (the analysis size). ``reads``, when given, is extended with one
+    reading per box returned (:func:`read_score`: what the recogniser makes of the box in the view it was found in).
 
     frames: (H', W', 3) uint8 RGB, the same picture at any size (the caller passes up to 4x the analysis size). The
     corners (:data:`CORNER_W` x :data:`CORNER_H` of the picture: where channel logos sit, the broadcast safe-area
@@ -930,19 +933,41 @@ def corner_text_boxes(
         whiteness = clahe.apply(np.ascontiguousarray(mosaic.min(axis=2)))
         pictures.append(cv2.cvtColor(whiteness, cv2.COLOR_GRAY2RGB))
     boxes = np.zeros((0, 4, 2), np.int32)
+    seen_in: list[np.ndarray] = []  # the view each box was found in
     for picture in pictures:
-        boxes = np.concatenate([boxes, detector.detect(picture, side=side).reshape(-1, 4, 2)])
+        found = detector.detect(picture, side=side).reshape(-1, 4, 2)
+        boxes = np.concatenate([boxes, found])
+        seen_in += [picture] * len(found)
     sy, sx = size[0] / fh, size[1] / fw
     out = []
-    for quad in boxes.astype(np.float64):
+    for quad, picture in zip(boxes.astype(np.float64), seen_in, strict=True):
         if np.ptp(quad[:, 0]) < min_aspect * np.ptp(quad[:, 1]):
             continue  # not a word: DB fires on blobs too once the contrast is lifted
+        if reads is not None:
+            reads.append(read_score(detector, picture, quad))
         centre = quad.mean(axis=0)
         r, c = int(centre[1] >= ch), int(centre[0] >= cw)
         oy, ox = origins[2 * r + c]
         local = np.clip(quad - [c * cw, r * ch], 0, [cw - 1, ch - 1])
         out.append((local + [ox, oy]) * [sx, sy])
     return np.array(out, np.float64).round().astype(np.int32).reshape(-1, 4, 2)
+
+
+MIN_READ = 0.3  # overlay_scores: the reading a box of the corners' closer look needs to count as text
+
+
+def read_score(detector: TextDetector, picture: np.ndarray, quad: np.ndarray) -> float:
+    """How surely the recogniser (:meth:`TextDetector.read`) reads a letter or digit in the box ``quad`` ((4, 2) x, y
+    px) of ``picture`` ((H, W, 3) uint8 RGB): its confidence when what it reads has a letter or digit (any script:
+    ``str.isalnum``), else 0.0. The crop is the box's bounding rectangle padded by 15 % of its height (at least 2
+    px): some background around the strokes, as the readings of docs/PERFORMANCE.md were measured."""
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+    pad = max(2, int(0.15 * (y1 - y0)))
+    h, w = picture.shape[:2]
+    crop = picture[max(0, y0 - pad) : min(h, y1 + pad), max(0, x0 - pad) : min(w, x1 + pad)]
+    text, score = detector.read(crop)
+    return score if any(c.isalnum() for c in text) else 0.0
 
 
 def _rect(quad: np.ndarray) -> tuple[int, int, int, int]:
@@ -992,10 +1017,11 @@ def overlay_scores(
     flows: list[np.ndarray] | None = None,
     steps: list[np.ndarray] | None = None,
     source: np.ndarray | None = None,
-    corner_text: Callable[[], list[np.ndarray]] | None = None,
+    corner_text: Callable[[], list[tuple[np.ndarray, list[float] | None]]] | None = None,
     colour: np.ndarray | None = None,
     layers: bool = True,
     found_boxes: list[tuple[int, int, int, int]] | None = None,
+    min_read: float = MIN_READ,
 ) -> dict[str, Any]:
     """Persistent overlay graphics (channel logos, watermarks, tickers, subtitles) found by what they are: patterns
     that stay fixed in the picture while the scene under and around them moves.
@@ -1082,17 +1108,25 @@ def overlay_scores(
     enough anchors (:func:`in_place`: a board or sign that moves with a shaken frame is read at the same place, IoU
     >= 0.5, in every OCR frame).
 
-    The closer look at the corners. ``corner_text``, when given, returns the text detector's raw boxes (as
-    ``text_boxes``) of two anchors' corners, contrast-normalised and at the source's own size up to four times the
-    analysis size (:func:`corner_text_boxes`; at most twice until 2026-12-02: the detector, which upscales a mosaic
-    smaller than its side (320 px then) and leaves a larger one as it is, then saw a 1280x720 source's corners at
-    320 px and missed an alpha-0.44 "HD" 15 % wide over bigbuckbunny's still grass that it reads at 432 px). It is
-    called only when nothing was found and the motion test could not judge the corners: a locked-off shot (fewer
-    than ``min_pairs`` moved pairs) or a candidate in a corner (its centre in the outer 35 % of the width) in fewer
-    than ``min_pairs`` judged pairs (a shot whose only motion is a subject's). Its boxes go through the text test
-    above, one box of each frame holding another (:func:`_nested`) rather than the same box. This is what finds a
-    faint logo over a static part of a picture: an alpha-0.3 "24" over carphone's grey car roof, or over bikes.mp4's
-    traffic while the camera holds still, where the detector at the analysis size sees nothing.
+    The closer look at the corners. ``corner_text``, when given, returns per anchor the text detector's raw boxes (as
+    ``text_boxes``) and each box's reading (:func:`read_score`; None: not read) of two anchors' corners,
+    contrast-normalised and at the source's own size up to four times the analysis size (:func:`corner_text_boxes`; at
+    most twice until 2026-12-02: the detector, which upscales a mosaic smaller than its side (320 px then) and leaves a
+    larger one as it is, then saw a 1280x720 source's corners at 320 px and missed an alpha-0.44 "HD" 15 % wide over
+    bigbuckbunny's still grass that it reads at 432 px). It is called only when nothing was found and the motion test
+    could not judge the corners: a locked-off shot (fewer than ``min_pairs`` moved pairs) or a candidate in a corner
+    (its centre in the outer 35 % of the width) in fewer than ``min_pairs`` judged pairs (a shot whose only motion is a
+    subject's). Its boxes go through the text test above, one box of each frame holding another (:func:`_nested`)
+    rather than the same box. This is what finds a faint logo over a static part of a picture: an alpha-0.3 "24" over
+    carphone's grey car roof, or over bikes.mp4's traffic while the camera holds still, where the detector at the
+    analysis size sees nothing. Once the contrast is lifted the detector also boxes scene content that is no text, and
+    in a locked-off shot such a box is at the same place in both anchors: a corner box counts only when the recogniser
+    (PP-OCRv4's, :meth:`TextDetector.read`) reads a letter or digit in it, or in a box it matched, with confidence
+    ``min_read`` or more (a bunny's ear in bigbuckbunny darkened to 0.3, a newcomer's clip: "M" at 0.15; the hard set's
+    and the sweeps' logos found there read 0.52 or more but one, a framed green "K2" 13 % wide at alpha 0.3 over
+    bikes.mp4's street at 320x180, read 0.13; docs/PERFORMANCE.md). ``min_read`` 0.3 sits between the two (2x over the
+    ear, 1.7x under the lowest logo but one). RapidOCR's own ``text_score`` (0.5 in its config.yaml: the confidence
+    under which it drops a reading) would leave two faint framed logos, read at 0.52 and 0.57, a hair over the line.
 
     Null (all three) when it cannot be told: no overlay was found and in fewer than ``min_pairs`` anchor pairs did the
     top or bottom third of the picture move with the camera by ``min_shift`` px or more (a locked-off shot, one whose
@@ -1245,25 +1279,40 @@ def overlay_scores(
             if in_place(grads, tight) >= MIN_IN_PLACE:
                 found.append((tight, helped))
 
-    def text_test(boxes: list[np.ndarray] | None, same: Callable[[tuple, tuple], float] = _iou) -> None:
-        """Text boxes at the same place (``same`` >= 0.5) in every OCR frame."""
+    def text_test(
+        boxes: list[np.ndarray] | None,
+        same: Callable[[tuple, tuple], float] = _iou,
+        reads: list[list[float]] | None = None,
+    ) -> None:
+        """Text boxes at the same place (``same`` >= 0.5) in every OCR frame; with ``reads`` (one reading per box
+        per frame), the best reading of the box and of those it matched at least ``min_read``."""
         frames = [[_rect(q) for q in b] for b in (boxes or [])]
-        for box in frames[0] if len(frames) >= 2 else []:
+        for k, box in enumerate(frames[0] if len(frames) >= 2 else []):
             x, y, bw, bh = box
             if bh > 0.25 * h or not _placed_like_overlay((x / w, y / h, (x + bw) / w, (y + bh) / h), w / h):
                 continue
-            if not all(any(same(box, other) >= 0.5 for other in f) for f in frames[1:]):
+            matched = [[m for m, other in enumerate(f) if same(box, other) >= 0.5] for f in frames[1:]]
+            if not all(matched):
                 continue
             fixed_s = _stays_put(grads, flows, steps, box, min_shift=min_shift, noise=noise)[0]
             if len(fixed_s) >= min_pairs and np.median(fixed_s) < 0:
                 continue  # it moves with the scene: text in the picture
             if in_place(grads, box) < MIN_IN_PLACE:
                 continue  # the same text is elsewhere in some anchors: it moves with the frame (a board, a sign)
+            if reads is not None:
+                if [len(r) for r in reads] != [len(f) for f in frames]:
+                    raise ValueError("corner_text: one reading per box per frame, or None")
+                best = max([reads[0][k]] + [reads[i + 1][m] for i, ms in enumerate(matched) for m in ms])
+                if best < min_read:
+                    continue  # the recogniser reads no letter or digit in it: scene content the detector boxed
             found.append((box, 1.0))
 
     text_test(text_boxes)
     if not found and corner_text is not None and (moved_pairs < min_pairs or unjudged):
-        text_test(corner_text(), _nested)
+        corner = corner_text()
+        text_test(
+            [b for b, _ in corner], _nested, None if any(r is None for _, r in corner) else [r for _, r in corner]
+        )
     if found_boxes is not None:  # each graphic's own box (x, y, w, h), for the blur scores to leave out
         found_boxes.extend(b for b, _ in found)
     if not found:
@@ -2055,10 +2104,13 @@ def phash64(luma: np.ndarray) -> int:
 
 
 class TextDetector:
-    """The PP-OCRv4 text DETECTION model shipped in rapidocr-onnxruntime, run alone (no recognition).
+    """The PP-OCRv4 text DETECTION model shipped in rapidocr-onnxruntime, run alone; its RECOGNITION model only to
+    read a box the corners' closer look found (:meth:`read`, loaded on first use).
 
-    Uses the package's own ``TextDetector`` (DB pre/post-processing + onnxruntime session) with the package's
-    config.yaml ``Det`` section, so thresholds match RapidOCR's defaults.
+    Uses the package's own ``TextDetector`` / ``TextRecognizer`` (DB pre/post-processing, CTC decoding, onnxruntime
+    sessions) with the package's config.yaml ``Det`` / ``Rec`` sections, so thresholds match RapidOCR's defaults.
+    ``rec_model_path``: a ch_PP-OCR*_rec_infer.onnx file (default: the one the package ships); FileNotFoundError at
+    the first :meth:`read` when it is not there.
     """
 
     def __init__(
@@ -2069,12 +2121,17 @@ class TextDetector:
         threads: int = 1,
         min_aspect: float = 2.0,
         max_line_height: float = 0.2,
+        rec_model_path: str | None = None,
     ):
         import rapidocr_onnxruntime
         import yaml
         from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as _RapidDet
 
         pkg = Path(rapidocr_onnxruntime.__file__).parent
+        self._rec_cfg = yaml.safe_load((pkg / "config.yaml").read_text())["Rec"]
+        self._rec_cfg["model_path"] = str(rec_model_path or pkg / self._rec_cfg["model_path"])
+        self._rec_cfg.update(intra_op_num_threads=threads, inter_op_num_threads=1)
+        self._rec = None
         cfg = yaml.safe_load((pkg / "config.yaml").read_text())["Det"]
         cfg["model_path"] = str(model_path or pkg / cfg["model_path"])
         if not Path(cfg["model_path"]).is_file():
@@ -2106,6 +2163,25 @@ class TextDetector:
             return np.zeros((0, 4, 2), np.int32)
         boxes, _ = self._det.postprocess_op(self._det.infer(pre)[0], (h, w))
         return np.array(boxes, np.int32).reshape(-1, 4, 2)
+
+    def read(self, rgb: np.ndarray) -> tuple[str, float]:
+        """The text the recogniser reads in one (H, W, 3) uint8 RGB crop of a text line and its confidence in [0, 1]
+        (RapidOCR's CTC decoding: the mean over the characters read of their probability; ("", 0.0) when it reads
+        nothing). The model is loaded on the first call (FileNotFoundError when ``rec_model_path`` is missing)."""
+        if self._rec is None:
+            if not Path(self._rec_cfg["model_path"]).is_file():
+                raise FileNotFoundError(
+                    f"PP-OCR recognition model not found at {self._rec_cfg['model_path']}; it ships in "
+                    "rapidocr-onnxruntime (pip install rapidocr-onnxruntime) or set rec_model_path to a "
+                    "ch_PP-OCR*_rec_infer.onnx file"
+                )
+            from rapidocr_onnxruntime.ch_ppocr_rec import TextRecognizer as _RapidRec
+
+            self._rec = _RapidRec(self._rec_cfg)
+        if rgb.size == 0:
+            return "", 0.0
+        ((text, score),) = self._rec(np.ascontiguousarray(rgb[..., ::-1]))[0]  # PP-OCR expects BGR
+        return str(text), float(score)
 
     def lines(self, boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """The boxes shaped like horizontal text lines in an (H, W) frame: width >= min_aspect x height, height <=
@@ -2278,14 +2354,15 @@ def score_frames(
         out["text_area"] = out["subtitle_area"] = None
 
     # the active picture as decoded: a failed overlay candidate is looked at again at twice the analysis size
-    def corner_text() -> list[np.ndarray]:
+    def corner_text() -> list[tuple[np.ndarray, list[float] | None]]:
         # the first and last anchors (the most apart), at their own size up to four times the analysis size; the
-        # last only when the first has a box (the text test wants one in both)
+        # last only when the first has a box (the text test wants one in both); each box with its reading
         found = []
         for i in (0, len(active) - 1):
             frame = resize_short(active[i : i + 1], min(4 * cfg.size, max(short, cfg.size)))[0]
-            found.append(corner_text_boxes(detector, frame, luma.shape[1:3]))
-            if not len(found[-1]):
+            reads: list[float] = []
+            found.append((corner_text_boxes(detector, frame, luma.shape[1:3], reads=reads), reads))
+            if not len(found[-1][0]):
                 break
         return found
 
@@ -2356,7 +2433,12 @@ class CpuScorer:
         self.root = storage.location(root) if root is not None else None  # local directory or bucket prefix
         # The OCR session is the only model here: load it once per actor.
         threads = self.cfg.ocr_threads or thread_budget() or 1
-        self.detector = TextDetector(self.cfg.det_model_path, det_side=self.cfg.text_det_side, threads=threads)
+        self.detector = TextDetector(
+            self.cfg.det_model_path,
+            det_side=self.cfg.text_det_side,
+            threads=threads,
+            rec_model_path=self.cfg.rec_model_path,
+        )
 
     def score_clip(self, path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None) -> dict:
         """Scores of one clip file, plus frames_decoded (frames returned by the single read_frames call)."""

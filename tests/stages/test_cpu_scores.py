@@ -814,6 +814,46 @@ def test_a_faint_logo_over_a_still_part_of_the_picture_is_read_in_the_corners(
         assert len(boxes) and all(q[:, 0].max() < 0.3 * size[1] and q[:, 1].min() > 0.6 * size[0] for q in boxes)
 
 
+def test_scene_content_the_corners_look_boxes_counts_only_if_the_recogniser_reads_text(
+    scorer, bigbuckbunny, tmp_path, monkeypatch
+):
+    """A newcomer's clip: bigbuckbunny frames 66-132 scaled to 640x360 (swscale) and darkened to 0.3, locked off. The
+    corners' closer look lifts the contrast and the detector boxes the bunny's ear, top left, at the same place in
+    both anchors: it was ``text_overlay``. The recogniser reads no text in it ("M" at 0.15), so it is no overlay now;
+    with every reading taken as sure (the rule before) the same clip has one there. A faint logo read in the same
+    look still counts: "K2" at alpha 0.45 over the same darkened shot, top right."""
+    import av
+
+    from pipeline.defects import LOGO_FONTS, styled_logo
+    from stages import cpu_scores
+    from stages.cpu_scores import read_score
+
+    with av.open(str(bigbuckbunny)) as c:
+        frames = [f.reformat(width=640, height=360).to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    dark = (np.stack(frames[66:132]).astype(np.float32) / 255 * 0.3 * 255 + 0.5).astype(np.uint8)
+    path = write_frames(dark, tmp_path / "dark.mp4", fps=25)
+    got = scorer.score_clip(path)
+    assert got["overlay_area"] is None, got  # locked off, nothing read: cannot be told
+    monkeypatch.setattr(cpu_scores, "read_score", lambda *a, **k: 1.0)
+    ear = scorer.score_clip(path)
+    x0, y0, x1, y1 = ear["overlay_box"]
+    assert ear["overlay_area"] > 0 and x1 < 0.4 and y1 < 0.3, ear
+    monkeypatch.undo()
+    k2 = styled_logo(dark, "word", 0.45, "tr", "K2", 0.1, font=LOGO_FONTS[0])
+    found = scorer.score_clip(write_frames(k2, tmp_path / "k2.mp4", fps=25))
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert found["overlay_area"] > 0 and x0 > 0.75 and y1 < 0.3, found
+    # the reading itself: a word reads surely, the ear's box does not
+    word = np.full((40, 120, 3), 30, np.uint8)
+    cv2.putText(word, "K2", (25, 32), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (230, 230, 230), 3)
+    assert read_score(scorer.detector, word, np.array([[20, 5], [100, 5], [100, 36], [20, 36]])) > 0.8
+    assert read_score(scorer.detector, word, np.array([[0, 0], [10, 0], [10, 8], [0, 8]])) < cpu_scores.MIN_READ
+    # a model path that is not there is a clear error, not a silent "no text"
+    for missing in ({"model_path": str(tmp_path / "det.onnx")}, {"rec_model_path": str(tmp_path / "rec.onnx")}):
+        with pytest.raises(FileNotFoundError, match="PP-OCR"):
+            cpu_scores.TextDetector(**missing).read(word)
+
+
 def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(
     scorer, bigbuckbunny, tmp_path, monkeypatch
 ):
