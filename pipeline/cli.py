@@ -335,10 +335,11 @@ _REFILTERED = {"filters", "dedup", "store"}  # the built-in sections a refilter 
 def _warn_stale_scores(out: str) -> None:
     """Say on stderr how many clips' stored scores predate the running schema (``cpu_scores.SUPERSEDED``: a row with a
     score and without the one added after it): refilter re-reads stored scores, so such clips are judged on what an
-    older scorer measured (schema 18 tells a night look from an underexposed clip by its highlights, schema 17 tells a
-    smear from depth of field over grass by its spectral notches, schema 15 tells a still picture by its parallax too,
-    schema 12 looks for a logo as a fixed layer under the moving scene, schema 11 looks for overlays in colour too,
-    schema 10 changed focus's and detail's scale) until a `clipforge run` scores them again."""
+    older scorer measured (schema 19 finds a frozen pair by its peak change, schema 18 tells a night look from an
+    underexposed clip by its highlights, schema 17 tells a smear from depth of field over grass by its spectral
+    notches, schema 15 tells a still picture by its parallax too, schema 12 looks for a logo as a fixed layer under the
+    moving scene, schema 11 looks for overlays in colour too, schema 10 changed focus's and detail's scale) until a
+    `clipforge run` scores them again."""
     from pipeline import store
     from stages.cpu_scores import superseded_sql, superseded_terms
 
@@ -353,7 +354,9 @@ def _warn_stale_scores(out: str) -> None:
     newest = max(lacking, key=lambda x: int(x[0]))[0]
     print(
         f"clipforge refilter: {n} clip(s) were scored before schema {newest} ({', '.join(x[1] for x in lacking)}): "
-        "the rules judged what that scorer measured (docs/SCHEMA.md says what changed; schema 18 tells a night look "
+        "the rules judged what that scorer measured (docs/SCHEMA.md says what changed; schema 19 finds a frozen "
+        "flow pair by its most-changed 1 % of the picture (before it, a darkened locked-off shot whose subject is "
+        "small read frozen and was dropped as motion_static), schema 18 tells a night look "
         "from an underexposed clip by its highlights (without them, the dark rules judge as before: a night grade "
         "darker than filters.min_luma_mean is dropped), schema 17 tells a smear by its spectral notches (without "
         "them, only a strong streak drops a clip as motion-blurred), schema 15 tells a still picture by its parallax "

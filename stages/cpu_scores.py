@@ -14,8 +14,10 @@ score below is computed from that one array:
   compare the same displacement).
 - ``camera_pan`` / ``camera_tilt`` / ``camera_zoom`` / ``scene_motion``: that flow split into the camera's motion
   (a similarity transform fitted to it) and the rest, the scene's own motion (:func:`camera_motion`).
-- ``frozen_frac``: fraction of flow pairs whose mean absolute luma difference is below ``frozen_diff`` grey
-  levels: frozen video, slideshows, still images padded to video.
+- ``frozen_frac``: fraction of flow pairs that are the same picture, their change (:func:`pair_change`) under
+  ``frozen_change`` grey levels: frozen video, slideshows, still images padded to video. ``pair_change``: the median
+  over the pairs of that change (schema 19; before it a pair was frozen when its *mean* change was under 0.5 levels,
+  which a locked-off shot whose subject is small and darkened reads).
 - ``sharpness``: variance of the Laplacian of the luma at the fixed analysis resolution, median over anchors.
 - ``focus`` / ``detail`` / ``isotropy`` / ``streak``: blur (:func:`blur_scores`): defocus (above the noise floor, so
   grain does not read as sharpness), blur too heavy for focus, and motion blur (the finest detail missing along one
@@ -67,6 +69,7 @@ from stages.resources import thread_budget
 FLOAT_COLUMNS = (
     "motion",
     "frozen_frac",
+    "pair_change",
     "sharpness",
     "focus",
     "detail",
@@ -141,6 +144,7 @@ SUPERSEDED = (
     ("still_residual", "residual_flow", "15"),
     ("streak", "cepstrum_dip", "17"),
     ("luma_mean", "luma_highlight", "18"),
+    ("frozen_frac", "pair_change", "19"),
 )
 
 
@@ -182,9 +186,12 @@ class CpuScoresConfig:
     # DIS "fast" preset: on real bikes.mp4 pairs it leaves 15-35 % less warp error than Farneback and, unlike
     # Farneback (which reads a 32 px shift as ~9 px), recovers large shifts exactly; 15 ms per 224 px pair.
     flow: str = "dis_fast"  # "dis_ultrafast" | "dis_fast" | "dis_medium" | "farneback"
-    # mean |delta luma| (0..255) under which two frames count as identical: H.264 re-encodes of a repeated
-    # frame differ by < 0.3 levels, a static tripod shot with sensor noise by ~1-3.
-    frozen_diff: float = 0.5
+    # change (pair_change: grey levels 0..255, the most-changed 1 % of the picture) under which the two frames of a
+    # flow pair are the same picture (schema 19): H.264 re-encodes of a repeated frame read <= 0.96 (CRF 18-45, at
+    # gain 1 and 0.3, bikes / carphone / bigbuckbunny), a locked-off shot whose only motion is a small subject 1.7 and
+    # up darkened to 0.3 (5-70 undarkened); before schema 19 the mean change under 0.5, which that darkened shot read
+    # (0.21-0.33) as frozen and dropped as motion_static. docs/PERFORMANCE.md.
+    frozen_change: float = 1.25
     under_luma: float = 16 / 255  # studio-swing black; pixels below count as crushed
     over_luma: float = 250 / 255  # pixels above count as blown out
     # a frame is black when black_ratio of its pixels are darker than black_luma (FFmpeg's blackdetect filter:
@@ -256,10 +263,12 @@ def motion_scores(
     gap_s: float,
     *,
     flow: str = "dis_fast",
-    frozen_diff: float = 0.5,
+    frozen_change: float = 1.25,
     camera: dict[str, float] | None = None,
+    changes: list[float] | None = None,
 ) -> tuple[float, float]:
-    """Motion of flow pairs: (mean flow in frame diagonals per second, fraction of frozen pairs).
+    """Motion of flow pairs: (mean flow in frame diagonals per second, fraction of frozen pairs: those whose
+    :func:`pair_change` is under ``frozen_change`` grey levels; ``changes``, when given, is extended with each pair's).
 
     first, second: (P, H, W) uint8 luma, pair i = (first[i], second[i]) taken ``gap_s`` seconds apart.
     ``camera``, when given, is filled with the split of that motion (:func:`camera_motion`, median over the pairs;
@@ -279,7 +288,10 @@ def motion_scores(
     dis = cv2.DISOpticalFlow_create(presets[flow]) if flow in presets else None
     mags, frozen, cams = [], 0, []
     for a, b in zip(first, second, strict=True):
-        if float(np.mean(cv2.absdiff(a, b))) < frozen_diff:
+        change = pair_change(a, b)
+        if changes is not None:
+            changes.append(change)
+        if change < frozen_change:
             frozen += 1
             mags.append(0.0)
             cams.append(dict.fromkeys(CAMERA_COLUMNS, 0.0))
@@ -297,6 +309,16 @@ def motion_scores(
 
 
 CAMERA_COLUMNS = ("camera_pan", "camera_tilt", "camera_zoom", "scene_motion")
+
+
+def pair_change(a: np.ndarray, b: np.ndarray, window: int = 5, pct: float = 99.0) -> float:
+    """How much two (H, W) uint8 luma frames differ where they differ most: the ``pct`` percentile of their absolute
+    difference averaged over ``window`` x ``window`` px (grey levels, 0..255). The average takes out the codec's
+    per-pixel noise, the percentile keeps a subject that moves over 1 % of the picture, however still the rest is: a
+    locked-off shot whose only motion is a small subject changes little on *average* (0.7-0.9 levels mean over a
+    pair of bigbuckbunny's grass with the bunny moving, 0.2-0.3 darkened to 0.3), much at its peak (5-70, 1.7-21)."""
+    diff = cv2.blur(cv2.absdiff(a, b).astype(np.float32), (window, window))
+    return float(np.percentile(diff, pct))
 
 
 def fit_similarity(
@@ -2294,12 +2316,12 @@ def score_frames(
 
     The letterbox / pillarbox bars (:func:`active_box`, found on the anchors at up to twice the analysis resolution)
     are cut first, then the active picture is brought to the analysis resolution (``size`` px on its shorter side),
-    so scores depend neither on the decode size nor on the bars. Motion and frozen_frac are None when there are no
-    partners (a clip shorter than the pair gap).
+    so scores depend neither on the decode size nor on the bars. Motion, frozen_frac and pair_change are None when
+    there are no partners (a clip shorter than the pair gap).
     """
     probe, bars, margin, box = bars_cut(anchors, cfg)
     ph, pw = probe.shape[1:3]
-    out: dict[str, Any] = {"motion": None, "frozen_frac": None}
+    out: dict[str, Any] = {"motion": None, "frozen_frac": None, "pair_change": None}
     out.update(border_top=bars[0] / ph, border_bottom=bars[1] / ph)
     out.update(border_left=bars[2] / pw, border_right=bars[3] / pw)
     active = crop_box(anchors, box)
@@ -2308,14 +2330,17 @@ def score_frames(
     short = min(active.shape[1:3])
     if partners is not None and len(partners):
         camera: dict[str, float] = {}
+        changes: list[float] = []
         out["motion"], out["frozen_frac"] = motion_scores(
             luma,
             to_luma(resize_short(crop_box(partners, box), cfg.size)),
             gap_s,
             flow=cfg.flow,
-            frozen_diff=cfg.frozen_diff,
+            frozen_change=cfg.frozen_change,
             camera=camera,
+            changes=changes,
         )
+        out["pair_change"] = float(np.median(changes))
         out.update(camera)
     # one set of consecutive-anchor flows and camera transforms for still_residual and the overlay score
     flows = anchor_flows(luma)
@@ -2416,8 +2441,8 @@ class CpuScorer:
     """Decodes each clip once (anchors + flow partners, low resolution) and computes every CPU score from it.
 
     Reads: clip_id, clip_path (relative to OUT), and when present num_frames, fps (else probed from the file)
-    Writes: motion, frozen_frac, sharpness, luma_mean, luma_under_frac, luma_over_frac, black_frac, text_area,
-            overlay_area, overlay_box (list<float32>), overlay_persistence,
+    Writes: motion, frozen_frac, pair_change, sharpness, luma_mean, luma_under_frac, luma_over_frac, black_frac,
+            text_area, overlay_area, overlay_box (list<float32>), overlay_persistence,
             phash, phash_mirror (list<int64>), border_top/bottom/left/right, frames_decoded,
             decoder (which decoder read it: a fallback leaves a trace), scores_s,
             error_scores

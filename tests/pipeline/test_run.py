@@ -276,7 +276,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
 
     scores = store.read_table(copy, "scores")
     added = ["isotropy", "streak", "cepstrum_dip", "noise_floor", "overlay_planes", "overlay_layers", "residual_flow"]
-    added.append("luma_highlight")
+    added += ["luma_highlight", "pair_change"]
     old = scores.drop_columns(added)  # schema 7
     old = old.replace_schema_metadata(None)
     write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite", schema_mode="overwrite")
@@ -287,8 +287,11 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     assert r.returncode == 0, r.stderr
     moved = scores.filter(pc.is_valid(scores["still_residual"]))["clip_id"].to_pylist()  # a camera that moves
     assert moved
-    said = f"{len(scored)} clip(s) were scored before schema 18 ({len(scored)} without `overlay_layers` (schema 12), "
-    said += f"{len(moved)} without `residual_flow` (schema 15), {len(scored)} without `luma_highlight` (schema 18))"
+    paired = scores.filter(pc.is_valid(scores["frozen_frac"]))["clip_id"].to_pylist()  # clips with a flow pair
+    assert paired
+    said = f"{len(scored)} clip(s) were scored before schema 19 ({len(scored)} without `overlay_layers` (schema 12), "
+    said += f"{len(moved)} without `residual_flow` (schema 15), {len(scored)} without `luma_highlight` (schema 18), "
+    said += f"{len(paired)} without `pair_change` (schema 19))"
     assert said in r.stderr
     cfg = _cfg([root / "corpus"], copy)
     inputs = expand_inputs(cfg.inputs, cfg.ingest)
@@ -305,6 +308,7 @@ def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mix
     ]
     con = store.open(copy)
     sql = "SELECT clip_id, isotropy, streak, noise_floor, overlay_planes, overlay_layers, luma_highlight FROM clips"
+    assert con.execute("SELECT count(*) FROM clips WHERE pair_change IS NOT NULL").fetchone() == (len(paired),)
     sql += " WHERE focus IS NOT NULL"
     got = {c: v for c, *v in con.execute(sql).fetchall()}
     assert sorted(got) == sorted(scored) and all(None not in v for v in got.values())

@@ -118,7 +118,32 @@ def test_motion_is_normalised_for_resolution_and_fps(scorer, bikes, tmp_path, sp
 def test_frozen_clip_has_no_motion(scorer, bikes_shot, tmp_path):
     frozen = write_frames(np.repeat(bikes_shot[:1], len(bikes_shot), 0), tmp_path / "frozen.mp4")
     out = scorer.score_clip(frozen)
-    assert out["frozen_frac"] == 1.0 and out["motion"] < 1e-3
+    assert out["frozen_frac"] == 1.0 and out["motion"] < 1e-3 and out["pair_change"] < 1.0
+
+
+def test_a_darkened_locked_off_shot_whose_subject_is_small_is_not_frozen(scorer, bigbuckbunny, tmp_path):
+    """A newcomer's clips: bigbuckbunny's locked-off grass (frames 78-131), where only the bunny moves, darkened to
+    0.3-0.5 or night-graded, were ``motion_static``: most flow pairs changed by under 0.5 grey levels on average, the
+    frozen test before schema 19, so frozen_frac read 0.625. A pair is frozen now when its most-changed 1 % of the
+    picture (:func:`pair_change`) changes under ``frozen_change``: the bunny's moving 1-5 % keep it above. The same
+    darkened picture repeated (a frozen copy) is still frozen."""
+    from stages.cpu_scores import CpuScoresConfig, pair_change
+    from stages.filters import FiltersConfig, apply_filters
+
+    shot = decode_frames(bigbuckbunny, 78, 132)
+    dark = (shot.astype(np.float32) * 0.3).round().astype(np.uint8)
+    moving = scorer.score_clip(write_frames(dark, tmp_path / "dark.mp4"))
+    frozen = scorer.score_clip(write_frames(np.repeat(dark[:1], len(dark), 0), tmp_path / "frozen.mp4"))
+    assert moving["frozen_frac"] == 0.0 and moving["pair_change"] > CpuScoresConfig().frozen_change, moving
+    assert frozen["frozen_frac"] == 1.0 and frozen["pair_change"] < CpuScoresConfig().frozen_change, frozen
+    # the mean change the old test read: under 0.5 levels for most of the darkened shot's pairs (0.1 s apart)
+    luma = [cv2.cvtColor(cv2.resize(f, (398, 224), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY) for f in dark]
+    means = [float(cv2.absdiff(a, b).mean()) for a, b in zip(luma[:-2:6], luma[2::6], strict=False)]
+    assert np.mean(np.array(means) < 0.5) > 0.5, means
+    assert all(pair_change(a, b) > 1.25 for a, b in zip(luma[:-2:6], luma[2::6], strict=False))
+    row = {"clip_id": "c", "duration_s": 2.2, "width": 1280, "height": 720, "error_scores": None}
+    row |= {k: moving[k] for k in ("motion", "frozen_frac")}
+    assert apply_filters(pa.Table.from_pylist([row]), FiltersConfig()).to_pylist() == [None]
 
 
 def test_real_ppocr_detector_measures_burned_in_text_area(bikes_shot):
@@ -1062,28 +1087,33 @@ def test_rows_scored_before_cepstrum_dip_or_luma_highlight_are_scored_again():
 
     assert ("streak", "cepstrum_dip", "17") in SUPERSEDED
     assert ("luma_mean", "luma_highlight", "18") in SUPERSEDED  # the dark rules' exemption (schema 18)
+    assert ("frozen_frac", "pair_change", "19") in SUPERSEDED  # a frozen pair by its peak change (schema 19)
     rows = pa.table(
         {
-            "clip_id": ["old", "new", "unscored", "old18"],
-            "focus": [1.0, 1.0, None, 1.0],
-            "overlay_layers": [True, True, None, True],
-            "still_residual": [0.3, 0.3, None, 0.3],
-            "residual_flow": [0.01, 0.01, None, 0.01],
-            "streak": [0.5, 0.5, None, 0.5],
-            "cepstrum_dip": [None, 0.2, None, 0.2],
-            "luma_mean": [0.3, 0.3, None, 0.3],
-            "luma_highlight": [0.8, 0.8, None, None],
+            "clip_id": ["old", "new", "unscored", "old18", "old19"],
+            "focus": [1.0, 1.0, None, 1.0, 1.0],
+            "overlay_layers": [True, True, None, True, True],
+            "still_residual": [0.3, 0.3, None, 0.3, 0.3],
+            "residual_flow": [0.01, 0.01, None, 0.01, 0.01],
+            "streak": [0.5, 0.5, None, 0.5, 0.5],
+            "cepstrum_dip": [None, 0.2, None, 0.2, 0.2],
+            "luma_mean": [0.3, 0.3, None, 0.3, 0.3],
+            "luma_highlight": [0.8, 0.8, None, None, 0.8],
+            "frozen_frac": [0.0, 0.0, None, 0.0, 0.0],
+            "pair_change": [None, 9.0, None, 9.0, None],
         }
     )
     con = duckdb.connect()
     con.register("t", rows)
     got = con.execute(f"SELECT clip_id FROM t WHERE {superseded_sql()} ORDER BY clip_id").fetchall()
-    assert got == [("old",), ("old18",)]
-    before = rows.drop_columns(["cepstrum_dip", "luma_highlight"])  # a table written before the columns existed
+    assert got == [("old",), ("old18",), ("old19",)]
+    # a table written before the columns existed
+    before = rows.drop_columns(["cepstrum_dip", "luma_highlight", "pair_change"])
     con.register("b", before)
     sql = superseded_sql(columns=set(before.column_names))
     assert con.execute(f"SELECT clip_id FROM b WHERE {sql} ORDER BY clip_id").fetchall() == [
         ("new",),
         ("old",),
         ("old18",),
+        ("old19",),
     ]
