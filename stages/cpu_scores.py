@@ -2131,8 +2131,8 @@ class TextDetector:
 
     Uses the package's own ``TextDetector`` / ``TextRecognizer`` (DB pre/post-processing, CTC decoding, onnxruntime
     sessions) with the package's config.yaml ``Det`` / ``Rec`` sections, so thresholds match RapidOCR's defaults.
-    ``rec_model_path``: a ch_PP-OCR*_rec_infer.onnx file (default: the one the package ships); FileNotFoundError at
-    the first :meth:`read` when it is not there.
+    ``rec_model_path``: a ch_PP-OCR*_rec_infer.onnx file (default: the one the package ships); FileNotFoundError
+    here when either model file is not there (a run fails at its start, not clip by clip).
     """
 
     def __init__(
@@ -2153,6 +2153,12 @@ class TextDetector:
         self._rec_cfg = yaml.safe_load((pkg / "config.yaml").read_text())["Rec"]
         self._rec_cfg["model_path"] = str(rec_model_path or pkg / self._rec_cfg["model_path"])
         self._rec_cfg.update(intra_op_num_threads=threads, inter_op_num_threads=1)
+        if not Path(self._rec_cfg["model_path"]).is_file():
+            raise FileNotFoundError(
+                f"PP-OCR recognition model not found at {self._rec_cfg['model_path']}; it ships in "
+                "rapidocr-onnxruntime (pip install rapidocr-onnxruntime) or set rec_model_path to a "
+                "ch_PP-OCR*_rec_infer.onnx file"
+            )
         self._rec = None
         cfg = yaml.safe_load((pkg / "config.yaml").read_text())["Det"]
         cfg["model_path"] = str(model_path or pkg / cfg["model_path"])
@@ -2189,14 +2195,8 @@ class TextDetector:
     def read(self, rgb: np.ndarray) -> tuple[str, float]:
         """The text the recogniser reads in one (H, W, 3) uint8 RGB crop of a text line and its confidence in [0, 1]
         (RapidOCR's CTC decoding: the mean over the characters read of their probability; ("", 0.0) when it reads
-        nothing). The model is loaded on the first call (FileNotFoundError when ``rec_model_path`` is missing)."""
+        nothing). The model is loaded on the first call."""
         if self._rec is None:
-            if not Path(self._rec_cfg["model_path"]).is_file():
-                raise FileNotFoundError(
-                    f"PP-OCR recognition model not found at {self._rec_cfg['model_path']}; it ships in "
-                    "rapidocr-onnxruntime (pip install rapidocr-onnxruntime) or set rec_model_path to a "
-                    "ch_PP-OCR*_rec_infer.onnx file"
-                )
             from rapidocr_onnxruntime.ch_ppocr_rec import TextRecognizer as _RapidRec
 
             self._rec = _RapidRec(self._rec_cfg)
