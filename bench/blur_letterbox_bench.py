@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from blur_sizes_bench import shots  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import blur, high_key, letterbox, night, shallow_dof  # noqa: E402
 from pipeline.footage import sample_video  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> None:
     cpu_scores.blur_scores = spy
     sources = shots()
     sources["carphone"] = decode_frames(sample_video("carphone"))[:60]
-    tmp = Path(tempfile.mkdtemp(prefix="blur-letterbox-"))
+    tmp = scratch_dir("blur-letterbox-")
     scorer = CpuScorer(CpuScoresConfig())
     rows = []
     for name, shot in sources.items():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import blur, high_key, night, shallow_dof  # noqa: E402
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
@@ -93,7 +94,7 @@ def main() -> None:
         print(json.dumps(old["sizes"], indent=1))
         return
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="blur-sizes-"))
+    tmp = scratch_dir("blur-sizes-")
     scorer = CpuScorer(CpuScoresConfig())
     cfg = FiltersConfig()
     rows = []

@@ -19,7 +19,6 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import grain, high_key, letterbox, night, scene_text, shallow_dof  # noqa: E402
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
@@ -100,7 +100,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out or ROOT / "bench" / "results" / f"clean_sweep_{args.seed}.json")
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="clean-sweep-"))
+    tmp = scratch_dir("clean-sweep-")
     scorer = CpuScorer(CpuScoresConfig())
     rows = []
     for it in draw(args.seed, args.clips):

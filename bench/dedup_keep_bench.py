@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from filters_bench import sources  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import blur, grain  # noqa: E402
 from pipeline.testdata import write_frames  # noqa: E402
@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     scorer = CpuScorer(CpuScoresConfig())
-    tmp = Path(tempfile.mkdtemp(prefix="dedup-keep-"))
+    tmp = scratch_dir("dedup-keep-")
     rows = []
     for name, (fr, fps) in sources(False).items():
         copies = {

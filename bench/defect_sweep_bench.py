@@ -28,7 +28,6 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from clean_sweep_bench import draw  # noqa: E402
 from filters_bench import EXPECT, judge  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import blur, boxed, grain, letterbox, logo, smear, subtitle  # noqa: E402
 from pipeline.testdata import ken_burns, write_frames  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> None:
     out = Path(args.out or ROOT / "bench" / "results" / f"defect_sweep_{args.seed}.json")
     t0 = time.perf_counter()
     rng = random.Random(args.seed + 1000)
-    tmp = Path(tempfile.mkdtemp(prefix="defect-sweep-"))
+    tmp = scratch_dir("defect-sweep-")
     scorer = CpuScorer(CpuScoresConfig())
     rows = []
 

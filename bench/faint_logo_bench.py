@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import LOGO_FONTS, styled_logo  # noqa: E402
 from pipeline.footage import sample_video  # noqa: E402
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "faint_logo.json"))
     args = ap.parse_args()
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="faint-logo-"))
+    tmp = scratch_dir("faint-logo-")
     bbb = decode_frames(sample_video("bigbuckbunny"))
     variants = {"layers": CpuScorer(CpuScoresConfig()), "no_layers": CpuScorer(CpuScoresConfig(overlay_layers=False))}
     rows: dict[str, list[dict]] = {v: [] for v in variants}

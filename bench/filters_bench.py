@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +51,8 @@ import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import (  # noqa: E402
     blur,
@@ -175,7 +176,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="4 of the 7 sources (a smoke run)")
     ap.add_argument("--keep", help="write the hard set's clips into this directory (kept after the run)")
     args = ap.parse_args()
-    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="filters-bench-"))
+    tmp = Path(args.keep) if args.keep else scratch_dir("filters-bench-")
     tmp.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     items = build(args.quick)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from filters_bench import sources  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import blur, grain, high_key, night, shallow_dof  # noqa: E402
 from pipeline.footage import sample_video  # noqa: E402
@@ -125,7 +125,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     cfg = CpuScoresConfig()
-    tmp = Path(tempfile.mkdtemp(prefix="grain-focus-"))
+    tmp = scratch_dir("grain-focus-")
     rows = []
     for k, (name, (fr, fps)) in enumerate((sources(False) | grass()).items()):
         for kind, make in kinds(fr, k).items():

@@ -23,7 +23,6 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import pyarrow as pa  # noqa: E402
 from clean_sweep_bench import draw  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import LOGO_FONTS, LOGO_STYLES, styled_logo  # noqa: E402
 from pipeline.testdata import write_frames  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
     out = Path(args.out or ROOT / "bench" / "results" / f"logo_styles_{args.seed}.json")
     t0 = time.perf_counter()
     rng = random.Random(args.seed + 2000)
-    tmp = Path(tempfile.mkdtemp(prefix="logo-styles-"))
+    tmp = scratch_dir("logo-styles-")
     variants = {
         "colour": CpuScorer(CpuScoresConfig()),
         "colour_no_layers": CpuScorer(CpuScoresConfig(overlay_layers=False)),

@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import grain, night  # noqa: E402
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
@@ -36,7 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "motion.json"))
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="motion-bench-"))
+    tmp = scratch_dir("motion-bench-")
     bikes = decode_frames(sample_video("bikes"))
     tn = decode_frames(sample_video("transnet_test"), 0, 1200)
     real = {}

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from filters_bench import sources  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import blur, grain, high_key, letterbox, night, scene_text, shallow_dof, smear, subtitle  # noqa: E402
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
 
 def score() -> list[dict]:
     """Every clip's isotropy, streak, focus and detail: dicts with shot, kind and the four."""
-    tmp = Path(tempfile.mkdtemp(prefix="motion-blur-"))
+    tmp = scratch_dir("motion-blur-")
     scorer = CpuScorer(CpuScoresConfig())
     rows = []
     for k, (name, (fr, fps)) in enumerate(sources(False).items()):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import pyarrow as pa  # noqa: E402
 from filters_bench import sources  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import blur, icon, logo, subtitle  # noqa: E402
 from pipeline.testdata import write_frames  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "overlay_blur.json"))
     args = ap.parse_args()
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="overlay-blur-"))
+    tmp = scratch_dir("overlay-blur-")
     variants = {
         "without_overlays": CpuScorer(CpuScoresConfig()),
         "with_overlays": CpuScorer(CpuScoresConfig(blur_without_overlays=False)),

@@ -24,13 +24,14 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from scratch import scratch_dir  # noqa: E402
 
 from pipeline.footage import BIKES_CUTS, sample_video  # noqa: E402
 from stages.shots import DETECTORS, ShotsConfig, TransNetV2Detector, detect  # noqa: E402
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     detectors = list(dict.fromkeys([BASELINE, *args.detectors]))
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="shots_bench_"))
+    workdir = Path(args.workdir) if args.workdir else scratch_dir("shots_bench_")
     videos = cases(workdir)
     t0 = time.perf_counter()
     transnet = TransNetV2Detector(ShotsConfig(detector="transnetv2")) if "transnetv2" in detectors else None

@@ -21,7 +21,6 @@ import argparse
 import itertools
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
+from scratch import scratch_dir  # noqa: E402
 
 import stages.cpu_scores as cpu_scores  # noqa: E402
 from pipeline.defects import LOGO_FONTS, styled_logo  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "small_logo.json"))
     args = ap.parse_args()
     t0 = time.perf_counter()
-    items = clips(Path(tempfile.mkdtemp(prefix="small-logo-")))
+    items = clips(scratch_dir("small-logo-"))
     scorer = cpu_scores.CpuScorer(cpu_scores.CpuScoresConfig())
     default = cpu_scores.CORNER_DET_SIDE_SMALL
     rows: dict[int, list[dict]] = {s: [] for s in args.sides}
