@@ -902,6 +902,7 @@ def corner_text_boxes(
     min_aspect: float = 1.25,
     views: tuple[str, ...] = CORNER_VIEWS,
     reads: list[float] | None = None,
+    glyph_read: float | None = None,
 ) -> np.ndarray:
     """The text detector's raw boxes in the four corners of one frame, looked at closely: (K, 4, 2) int32 in the
     coordinates of an (H, W) = ``size`` picture (the analysis size). ``reads``, when given, is extended with one
@@ -935,7 +936,11 @@ def corner_text_boxes(
     whiteness view (DB box scores 0.55-0.66, as low as a faint logo's 0.67) that 320 does not. A box is
     clipped to its tile. Only boxes shaped like a word are kept (at least ``min_aspect`` times wider than high; the
     faint "24"s measured 1.46-1.7): once the contrast is lifted DB also fires on blobs, as on a yellow tag on the
-    pavement of bikes.mp4's locked-off first shot (20x24 px, in both frames).
+    pavement of bikes.mp4's locked-off first shot (20x24 px, in both frames). With ``glyph_read`` (score_frames
+    passes :data:`GLYPH_READ`, 0.9), a box not shaped like a word is kept when the recogniser reads a letter or digit
+    in it that surely (:func:`read_score`): a channel's single-glyph logo (a newcomer's "7"s on carphone and
+    bigbuckbunny, plain and on a plate, read 0.97-0.998 and were missed before); no box of a clip without a logo in
+    the benches read a single character over 0.6 (docs/PERFORMANCE.md).
     """
     fh, fw = frames.shape[:2]
     ch, cw = max(1, int(fh * CORNER_H)), max(1, int(fw * CORNER_W))
@@ -963,10 +968,13 @@ def corner_text_boxes(
     sy, sx = size[0] / fh, size[1] / fw
     out = []
     for quad, picture in zip(boxes.astype(np.float64), seen_in, strict=True):
+        read = None
         if np.ptp(quad[:, 0]) < min_aspect * np.ptp(quad[:, 1]):
-            continue  # not a word: DB fires on blobs too once the contrast is lifted
+            # not a word: DB fires on blobs too once the contrast is lifted; a single glyph read surely is kept
+            if glyph_read is None or (read := read_score(detector, picture, quad)) < glyph_read:
+                continue
         if reads is not None:
-            reads.append(read_score(detector, picture, quad))
+            reads.append(read_score(detector, picture, quad) if read is None else read)
         centre = quad.mean(axis=0)
         r, c = int(centre[1] >= ch), int(centre[0] >= cw)
         oy, ox = origins[2 * r + c]
@@ -976,6 +984,8 @@ def corner_text_boxes(
 
 
 MIN_READ = 0.3  # overlay_scores: the reading a box of the corners' closer look needs to count as text
+# corner_text_boxes: the reading a box not shaped like a word (a single glyph: a "7", a "1") needs to be kept there
+GLYPH_READ = 0.9
 
 
 def read_score(detector: TextDetector, picture: np.ndarray, quad: np.ndarray) -> float:
@@ -2386,7 +2396,8 @@ def score_frames(
         for i in (0, len(active) - 1):
             frame = resize_short(active[i : i + 1], min(4 * cfg.size, max(short, cfg.size)))[0]
             reads: list[float] = []
-            found.append((corner_text_boxes(detector, frame, luma.shape[1:3], reads=reads), reads))
+            boxes = corner_text_boxes(detector, frame, luma.shape[1:3], reads=reads, glyph_read=GLYPH_READ)
+            found.append((boxes, reads))
             if not len(found[-1][0]):
                 break
         return found

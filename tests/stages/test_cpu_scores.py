@@ -880,6 +880,25 @@ def test_scene_content_the_corners_look_boxes_counts_only_if_the_recogniser_read
             cpu_scores.TextDetector(**missing)
 
 
+def test_a_single_glyph_logo_in_a_locked_off_corner_is_found_when_read_surely(scorer, carphone, tmp_path, monkeypatch):
+    """A newcomer's "7" on a plate, alpha 0.6, 10 % of carphone's width (a locked-off talking head): the corners'
+    closer look boxes it, but a single glyph is not shaped like a word (the box is about as high as wide), so it was
+    left out and the clip kept. The recogniser reads it surely (over ``GLYPH_READ`` 0.9), so it is kept now; with
+    ``GLYPH_READ`` None (the rule before) it is not. The clean shot stays clean either way."""
+    from pipeline.defects import LOGO_FONTS, styled_logo
+    from stages import cpu_scores
+
+    talking = decode_frames(carphone)[10:90]
+    seven = write_frames(styled_logo(talking, "plate", 0.6, "br", "7", 0.1, font=LOGO_FONTS[0]), tmp_path / "7.mp4")
+    clean = write_frames(talking, tmp_path / "clean.mp4")
+    found = scorer.score_clip(seven)
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert found["overlay_area"] > 0 and x0 > 0.7 and y0 > 0.6, found
+    assert scorer.score_clip(clean)["overlay_area"] is None
+    monkeypatch.setattr(cpu_scores, "GLYPH_READ", None)
+    assert scorer.score_clip(seven)["overlay_area"] is None
+
+
 def test_a_faint_logo_over_a_large_locked_off_shot_is_read_at_the_source_size(
     scorer, bigbuckbunny, tmp_path, monkeypatch
 ):
