@@ -2160,7 +2160,8 @@ class TextDetector:
         from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as _RapidDet
 
         pkg = Path(rapidocr_onnxruntime.__file__).parent
-        self._rec_cfg = yaml.safe_load((pkg / "config.yaml").read_text())["Rec"]
+        package_cfg = yaml.safe_load((pkg / "config.yaml").read_text())
+        self._rec_cfg = package_cfg["Rec"]
         self._rec_cfg["model_path"] = str(rec_model_path or pkg / self._rec_cfg["model_path"])
         self._rec_cfg.update(intra_op_num_threads=threads, inter_op_num_threads=1)
         if not Path(self._rec_cfg["model_path"]).is_file():
@@ -2170,7 +2171,7 @@ class TextDetector:
                 "ch_PP-OCR*_rec_infer.onnx file"
             )
         self._rec = None
-        cfg = yaml.safe_load((pkg / "config.yaml").read_text())["Det"]
+        cfg = package_cfg["Det"]
         cfg["model_path"] = str(model_path or pkg / cfg["model_path"])
         if not Path(cfg["model_path"]).is_file():
             raise FileNotFoundError(
