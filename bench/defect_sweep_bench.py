@@ -1,6 +1,6 @@
 """Recall of each defect class on clips the filters were not tuned on (issue 12): random windows, random strengths.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/defect_sweep_bench.py [--seed 1] [--clips 48] [--out FILE]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/defect_sweep_bench.py [--seed 1] [--clips 48] [--wide] [--out FILE]
 
 bench/filters_bench.py builds each defect once per shot, at fixed strengths, on the shots as cut; the issue's
 held-out set is "of the same kinds" but unseen. This bench draws ``--clips`` clean windows as
@@ -16,10 +16,15 @@ at a random strength inside the issue's description:
 - ``mirrored`` / ``boxed``: a mirrored copy / a copy scaled by 0.7-0.85 into bars, judged by dedup against its
   clean window (which is scored too).
 
-Each is written as H.264 (CRF 18), scored by the real ``CpuScorer`` and judged by the real rules at their defaults and
-the real dedup (bench/filters_bench.py's ``judge``: duration and CLIP rules off). Per class: the clips, those found
-(dropped for the class's reason, bench/filters_bench.py's ``EXPECT``), the recall and what the missed ones got
-instead. Clips the size rule drops (carphone in bars) are out of scope, as in the filters bench.
+``--wide`` draws wider than that, as a held-out set of the same kinds may: each clip written at its window's random
+CRF (18, 23 or 28) instead of 18; the still under a pan (either way), a zoom or both at once; the logo in any of
+``pipeline.defects.LOGO_STYLES`` or an icon without letters (a play sign, a star; ``pipeline.defects.icon``), white,
+yellow, cyan or red. Its results go to ``defect_sweep_wide_<seed>.json``.
+
+Each is written as H.264 (CRF 18 unless ``--wide``), scored by the real ``CpuScorer`` and judged by the real rules at
+their defaults and the real dedup (bench/filters_bench.py's ``judge``: duration and CLIP rules off). Per class: the
+clips, those found (dropped for the class's reason, bench/filters_bench.py's ``EXPECT``), the recall and what the
+missed ones got instead. Clips the size rule drops (carphone in bars) are out of scope, as in the filters bench.
 """
 
 from __future__ import annotations
@@ -41,7 +46,18 @@ from clean_sweep_bench import draw  # noqa: E402
 from filters_bench import EXPECT, judge  # noqa: E402
 from scratch import scratch_dir  # noqa: E402
 
-from pipeline.defects import blur, boxed, grain, letterbox, logo, smear, subtitle  # noqa: E402
+from pipeline.defects import (  # noqa: E402
+    LOGO_STYLES,
+    blur,
+    boxed,
+    grain,
+    icon,
+    letterbox,
+    logo,
+    smear,
+    styled_logo,
+    subtitle,
+)
 from pipeline.testdata import ken_burns, write_frames  # noqa: E402
 from stages.clips import RESOLUTION_LOW  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
@@ -60,15 +76,20 @@ CLASSES = (
 )
 WORDS = ("TV5", "NEWS", "HD", "24", "SPORT", "K2")
 LINES = ("I told you so.", "Where were you?", "Look out!", "Not now.", "Who's there?")
+COLOURS = {"white": (255, 255, 255), "yellow": (255, 220, 0), "cyan": (0, 220, 255), "red": (230, 30, 30)}
 
 
-def defect(kind: str, frames: np.ndarray, fps: float, rng: random.Random) -> tuple[np.ndarray, dict]:
-    """The window with one defect of ``kind``, and the parameters drawn."""
+def defect(
+    kind: str, frames: np.ndarray, fps: float, rng: random.Random, wide: bool = False
+) -> tuple[np.ndarray, dict]:
+    """The window with one defect of ``kind``, and the parameters drawn (``wide``: see the module's text)."""
     if kind == "still_image":
-        move = rng.choice(["pan", "zoom"])
-        speed = rng.uniform(0.005, 0.04) if move == "pan" else rng.uniform(0.005, 0.05)
+        moves = rng.choice([["pan"], ["zoom"], ["pan", "zoom"]] if wide else [["pan"], ["zoom"]])
+        speeds = {m: rng.uniform(0.005, 0.04) if m == "pan" else rng.uniform(0.005, 0.05) for m in moves}
+        if wide and "pan" in speeds and rng.random() < 0.5:
+            speeds["pan"] = -speeds["pan"]  # the camera panning left
         still = frames[rng.randrange(len(frames))]
-        return ken_burns(still, len(frames), fps, **{move: speed}), {move: round(speed, 4)}
+        return ken_burns(still, len(frames), fps, **speeds), {m: round(v, 4) for m, v in speeds.items()}
     if kind in ("blur", "blur_letterboxed"):
         sigma = rng.uniform(2.0, 2.5)
         out = blur(frames, sigma)
@@ -80,6 +101,14 @@ def defect(kind: str, frames: np.ndarray, fps: float, rng: random.Random) -> tup
     if kind == "blur_motion":
         length, angle = rng.uniform(10, 16), rng.uniform(0, 180)
         return smear(frames, length, angle), {"length": round(length, 1), "angle": round(angle)}
+    if kind == "logo" and wide:
+        style = rng.choice([*LOGO_STYLES, "play", "star"])
+        p = {"style": style, "alpha": round(rng.uniform(0.3, 0.6), 2), "corner": rng.choice(["tl", "tr", "bl", "br"]),
+             "width": round(rng.uniform(0.08, 0.16), 3)}  # fmt: skip
+        if style in ("play", "star"):
+            return icon(frames, style, p["alpha"], p["corner"], p["width"]), p
+        p.update(text=rng.choice(WORDS), colour=rng.choice(list(COLOURS)))
+        return styled_logo(frames, style, p["alpha"], p["corner"], p["text"], p["width"], COLOURS[p["colour"]]), p
     if kind == "logo":
         p = {"alpha": round(rng.uniform(0.3, 0.6), 2), "corner": rng.choice(["tl", "tr", "bl", "br"]),
              "text": rng.choice(WORDS), "width": round(rng.uniform(0.08, 0.16), 3)}  # fmt: skip
@@ -97,17 +126,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--clips", type=int, default=48)
-    ap.add_argument("--out", help="default: bench/results/defect_sweep_<seed>.json")
+    ap.add_argument("--wide", action="store_true", help="wider draws: the window's CRF, more moves and logos")
+    ap.add_argument("--out", help="default: bench/results/defect_sweep[_wide]_<seed>.json")
     args = ap.parse_args()
-    out = Path(args.out or ROOT / "bench" / "results" / f"defect_sweep_{args.seed}.json")
+    stem = "defect_sweep_wide" if args.wide else "defect_sweep"
+    out = Path(args.out or ROOT / "bench" / "results" / f"{stem}_{args.seed}.json")
     t0 = time.perf_counter()
     rng = random.Random(args.seed + 1000)
     tmp = scratch_dir("defect-sweep-")
     scorer = CpuScorer(CpuScoresConfig())
     rows = []
 
-    def score(name: str, kind: str, source: str, frames: np.ndarray, fps: float, params: dict) -> None:
-        s = scorer.score_clip(write_frames(frames, tmp / f"{name}.mp4", fps=fps))
+    def score(name: str, kind: str, source: str, frames: np.ndarray, fps: float, params: dict, crf: int) -> None:
+        s = scorer.score_clip(write_frames(frames, tmp / f"{name}.mp4", fps=fps, crf=crf))
         h, w = frames.shape[1:3]
         rows.append({"clip_id": name, "kind": kind, "source": source, "params": params, "width": w, "height": h,
                      "duration_s": len(frames) / fps, "error_scores": None,
@@ -117,10 +148,13 @@ def main() -> None:
     for k, it in enumerate(draw(args.seed, args.clips, {"clean": lambda f, k: f})):
         kind = CLASSES[k % len(CLASSES)]
         base = it["name"].rsplit("_", 2)[0]  # the window, without the grade and CRF in its name
-        frames, params = defect(kind, it["frames"], it["fps"], rng)
+        frames, params = defect(kind, it["frames"], it["fps"], rng, args.wide)
+        crf = it["crf"] if args.wide else 18
+        if args.wide:
+            params["crf"] = crf
         if kind in ("mirrored", "boxed"):
-            score(base, "clean", base, it["frames"], it["fps"], {})
-        score(f"{base}_{kind}", kind, base, frames, it["fps"], params)
+            score(base, "clean", base, it["frames"], it["fps"], {}, crf)
+        score(f"{base}_{kind}", kind, base, frames, it["fps"], params, crf)
     table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "params"} for r in rows])
     judged = judge(rows, table, FiltersConfig(min_duration_s=None, min_aesthetic=None))
     classes = {}
@@ -139,7 +173,7 @@ def main() -> None:
             classes[kind]["copy_dropped"] = sum(r["drop_reason"] == "duplicate" for r in rs)
     result = {
         "command": f"HF_HUB_OFFLINE=1 .venv/bin/python bench/defect_sweep_bench.py --seed {args.seed} "
-        f"--clips {args.clips}",
+        f"--clips {args.clips}" + (" --wide" if args.wide else ""),
         "clips": len(rows),
         "seconds": round(time.perf_counter() - t0, 1),
         "out_of_scope": [r["clip_id"] for r in judged if r["drop_reason"] == RESOLUTION_LOW],
