@@ -334,8 +334,9 @@ _REFILTERED = {"filters", "dedup", "store"}  # the built-in sections a refilter 
 
 def _warn_stale_scores(out: str) -> None:
     """Say on stderr how many clips' stored scores predate the running schema (``cpu_scores.SUPERSEDED``: a row with a
-    score and without the one added after it): refilter re-reads stored scores, so such clips are judged on what an
-    older scorer measured (schema 19 finds a frozen pair by its peak change, schema 18 tells a night look from an
+    score and without the one added after it, or one holding a value a later schema replaced): refilter re-reads
+    stored scores, so such clips are judged on what an older scorer measured (schema 20 weighs the overlay test's
+    colour differences as luma, schema 19 finds a frozen pair by its peak change, schema 18 tells a night look from an
     underexposed clip by its highlights, schema 17 tells a smear from depth of field over grass by its spectral
     notches, schema 15 tells a still picture by its parallax too, schema 12 looks for a logo as a fixed layer under the
     moving scene, schema 11 looks for overlays in colour too, schema 10 changed focus's and detail's scale) until a
@@ -350,11 +351,13 @@ def _warn_stale_scores(out: str) -> None:
     *each, n = (c[0].as_py() for c in store.query(out, f"SELECT {', '.join(counts)} FROM clips").columns)
     if not n:
         return
-    lacking = [(s, f"{k} without `{added}` (schema {s})") for (added, s, _), k in zip(terms, each, strict=True) if k]
+    lacking = [(s, f"{k} {said} (schema {s})") for (said, s, _), k in zip(terms, each, strict=True) if k]
     newest = max(lacking, key=lambda x: int(x[0]))[0]
     print(
         f"clipforge refilter: {n} clip(s) were scored before schema {newest} ({', '.join(x[1] for x in lacking)}): "
-        "the rules judged what that scorer measured (docs/SCHEMA.md says what changed; schema 19 finds a frozen "
+        "the rules judged what that scorer measured (docs/SCHEMA.md says what changed; schema 20 weighs the overlay "
+        "test's colour differences as luma (before it, a red logo whose luma matched the picture under it could be "
+        "missed), schema 19 finds a frozen "
         "flow pair by its most-changed 1 % of the picture (before it, a darkened locked-off shot whose subject is "
         "small read frozen and was dropped as motion_static), schema 18 tells a night look "
         "from an underexposed clip by its highlights (without them, the dark rules judge as before: a night grade "

@@ -16,6 +16,8 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
+# 20: scores.overlay_planes "Y,R-Y,B-Y" (the overlay test's chroma planes as colour differences in RGB levels, not
+# as coded: a red logo whose luma matches the street under it was missed; rows with "YCrCb" are scored again);
 # 19: scores.pair_change (a flow pair is frozen when its most-changed 1 % of the picture changes under
 # scores.frozen_change, not its mean under 0.5 levels: a darkened locked-off shot whose subject is small was frozen and
 # motion_static; rows without it are scored again);
@@ -39,7 +41,7 @@ from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 # 6: videos.source_url, license, license_id, creator, consent, tags; scores.overlay_area, overlay_box,
 # overlay_persistence (and the text_overlay drop reason); 5: scores.still_residual, subtitle_area, focus;
 # 4: scores.phash_mirror, scores.border_*, scores on the active picture; 3: shots.scenes.caption;
-SCHEMA_VERSION = "19"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
+SCHEMA_VERSION = "20"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
 METADATA_KEY = b"clipforge.schema_version"
 
 _span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])

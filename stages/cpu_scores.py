@@ -111,8 +111,9 @@ SCORES_SCHEMA = pa.schema(
         ("overlay_area", pa.float32()),
         ("overlay_box", pa.list_(pa.float32())),
         ("overlay_persistence", pa.float32()),
-        # the picture planes the overlay test's gradients were taken of: "YCrCb" (schema 11 on, scores.overlay_colour)
-        # or "luma"; null in rows of earlier schemas (luma) and in rows without scores
+        # the picture planes the overlay test's gradients were taken of: "Y,R-Y,B-Y" (schema 20 on,
+        # scores.overlay_colour: the colour differences in RGB levels, colour_planes), "YCrCb" (schemas 11-19: Cr and
+        # Cb as coded, scored again by a run) or "luma"; null in rows of earlier schemas (luma) and without scores
         ("overlay_planes", pa.string()),
         # true: the overlay test also looked for a layer fixed in the frame under the moving scene (schema 12 on,
         # overlay_scores' last look); null in rows of earlier schemas and in rows without scores
@@ -146,20 +147,30 @@ SUPERSEDED = (
     ("luma_mean", "luma_highlight", "18"),
     ("frozen_frac", "pair_change", "19"),
 )
+# (a column, a value it held, the schema that replaced what wrote it): a stored row holding that value was scored by
+# what that schema replaced, and the run scores that clip again too:
+# - overlay_planes "YCrCb" (schema 20: the overlay test's chroma planes as colour differences in RGB levels,
+#   :func:`colour_planes`; a row with it may have missed a logo in a channel's colour, a red one over a dark street).
+SUPERSEDED_VALUES = (("overlay_planes", "YCrCb", "20"),)
 
 
 def superseded_terms(qualifier: str = "", columns: Collection[str] | None = None) -> list[tuple[str, str, str]]:
-    """(added column, its schema, SQL predicate) per :data:`SUPERSEDED` pair whose first column the table has: the
-    predicate is true for a stored scores row written before that column existed, its columns named after
-    ``qualifier`` (e.g. ``'t_scores.'``). ``columns``: the stored table's columns, when it may lack some (a table
-    written before a column was added: every row with the first is then such a row; one without the first has none);
-    None: every column is there (missing ones read as null)."""
+    """(what the row lacks or holds, as said to the user: "without `pair_change`", "with overlay_planes 'YCrCb'";
+    the schema; SQL predicate) per :data:`SUPERSEDED` pair whose first column the table has and per
+    :data:`SUPERSEDED_VALUES` entry whose column it has: the predicate is true for a stored scores row written before
+    that schema, its columns named after ``qualifier`` (e.g. ``'t_scores.'``). ``columns``: the stored table's
+    columns, when it may lack some (a table written before a column was added: every row with the first is then such
+    a row; one without the first has none); None: every column is there (missing ones read as null)."""
     terms = []
     for had, added, schema in SUPERSEDED:
         if columns is not None and had not in columns:
             continue
         missing = f'{qualifier}"{added}" IS NULL' if columns is None or added in columns else "TRUE"
-        terms.append((added, schema, f'({qualifier}"{had}" IS NOT NULL AND {missing})'))
+        terms.append((f"without `{added}`", schema, f'({qualifier}"{had}" IS NOT NULL AND {missing})'))
+    for column, value, schema in SUPERSEDED_VALUES:
+        if columns is not None and column not in columns:
+            continue
+        terms.append((f"with {column} '{value}'", schema, f"({qualifier}\"{column}\" = '{value}')"))
     return terms
 
 
@@ -505,13 +516,25 @@ def gradients(picture: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.n
     return gx, gy
 
 
+# BT.601's colour-difference scaling (OpenCV's COLOR_RGB2YCrCb): Cr = 0.713 (R - Y) + 128, Cb = 0.564 (B - Y) + 128
+CHROMA_GAINS = (1 / 0.713, 1 / 0.564)
+
+
 def colour_planes(rgb: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB -> (N, H, W, 3) uint8 Y, Cr, Cb planes (BT.601, OpenCV's ``COLOR_RGB2YCrCb``): what
-    the overlay test's gradients are taken of. A coloured logo can match its background's luma and still stand out
-    in chroma (a green "arte" over bigbuckbunny's grass; a semi-transparent white logo desaturates what is under it),
-    and natural pictures carry little fine detail in chroma (subsampled 4:2:0 and smooth), so the chroma planes add
-    a graphic's edges without adding the texture's."""
-    return np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YCrCb) for f in rgb])
+    """(N, H, W, 3) uint8 RGB -> (N, H, W, 3) float32 planes Y, R - Y and B - Y, all three in RGB levels (BT.601's
+    Y, Cr and Cb, OpenCV's ``COLOR_RGB2YCrCb``, with the coding's scaling of the colour differences undone:
+    :data:`CHROMA_GAINS`; offset by -128): what the overlay test's gradients are taken of. A coloured logo can match
+    its background's luma and still stand out in chroma (a green "arte" over bigbuckbunny's grass; a semi-transparent
+    white logo desaturates what is under it), and natural pictures carry little fine detail in chroma (subsampled
+    4:2:0 and smooth), so the chroma planes add a graphic's edges without adding the texture's. In Cr and Cb as coded
+    a colour difference weighs 0.71x and 0.56x what the same difference of luma weighs: a red logo whose luma is
+    near its background's (a red "TV5" at alpha 0.44 over bikes.mp4's dark street, a red "NEWS" at alpha 0.37 over
+    bigbuckbunny's grass) was missed, found with the differences in RGB levels (overlay_planes "Y,R-Y,B-Y", schema
+    20; bench/defect_sweep_bench.py --wide, docs/PERFORMANCE.md)."""
+    out = np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YCrCb) for f in rgb]).astype(np.float32)
+    for c, gain in ((1, CHROMA_GAINS[0]), (2, CHROMA_GAINS[1])):
+        out[..., c] = (out[..., c] - 128.0) * np.float32(gain)
+    return out
 
 
 def _energy(*grads: np.ndarray) -> np.ndarray:
@@ -2428,7 +2451,7 @@ def score_frames(
     blur = blur_scores(luma, active, cfg.size, exclude=graphic if cfg.blur_without_overlays else None)
     out["focus"], out["detail"], out["noise_floor"], out["isotropy"], out["streak"], out["cepstrum_dip"] = blur
     out.update(with_bar_graphics(overlay, bar_graphics(probe, bars, max_range=cfg.border_range), margin, (ph, pw)))
-    out["overlay_planes"] = "luma" if colour is None else "YCrCb"
+    out["overlay_planes"] = "luma" if colour is None else "Y,R-Y,B-Y"
     out["overlay_layers"] = cfg.overlay_layers
     out["phash"] = [phash64(f) for f in luma]
     out["phash_mirror"] = [phash64(np.ascontiguousarray(f[:, ::-1])) for f in luma]

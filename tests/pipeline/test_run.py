@@ -255,6 +255,42 @@ def test_work_still_to_do_is_an_anti_join_against_the_store(mixed_run, tmp_path)
     assert sorted(owed.column("clips").combine_chunks().field("clip_id").to_pylist()) == sorted(lost)
 
 
+def test_rows_whose_overlays_were_looked_for_in_coded_chroma_are_owed_a_rescore(mixed_run, tmp_path):
+    """Schema 20 weighs the overlay test's colour differences in RGB levels; a row scored by schemas 11-19 holds
+    overlay_planes 'YCrCb' (``cpu_scores.SUPERSEDED_VALUES``): `clipforge refilter` says how many, the run owes those
+    clips a new scores row (no video probed, detected or cut again), and rows scored with the colour look off
+    ('luma') are not owed one."""
+    import shutil
+
+    import pyarrow.parquet as pq
+    from deltalake import write_deltalake
+
+    from pipeline.stream import plan, stored_clip_rows
+    from stages.ingest import expand_inputs
+
+    root, _, out, _ = mixed_run
+    copy = tmp_path / "coded"
+    shutil.copytree(out, copy)
+    scores = store.read_table(copy, "scores")
+    scored = scores.filter(pc.is_valid(scores["overlay_planes"]))["clip_id"].to_pylist()
+    assert len(scored) >= 2 and set(scores["overlay_planes"].drop_null().to_pylist()) == {"Y,R-Y,B-Y"}
+    luma = scored[0]  # one row as the overlay_colour-off scorer writes it
+    planes = ["luma" if c == luma else ("YCrCb" if p else p) for c, p in zip(
+        scores["clip_id"].to_pylist(), scores["overlay_planes"].to_pylist(), strict=True)]  # fmt: skip
+    i = scores.schema.get_field_index("overlay_planes")
+    old = scores.set_column(i, "overlay_planes", pa.array(planes, pa.string()))
+    write_deltalake(str(store.table_dir(copy, "scores")), old, mode="overwrite")
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "refilter", str(copy)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    n = len(scored) - 1
+    assert f"{n} clip(s) were scored before schema 20 ({n} with overlay_planes 'YCrCb' (schema 20))" in r.stderr
+    cfg = _cfg([root / "corpus"], copy)
+    todo = plan(copy, cfg, expand_inputs(cfg.inputs, cfg.ingest), {}, clip_stage=False)
+    assert todo.videos.num_rows == 0
+    owed = stored_clip_rows(pq.read_table(todo.clips_file))
+    assert sorted(owed.column("clips").combine_chunks().field("clip_id").to_pylist()) == sorted(scored[1:])
+
+
 def test_an_out_scored_before_a_new_score_is_rescored_once_and_not_cut_again(mixed_run, tmp_path):
     """An OUT whose scores were written before schema 8 (no ``isotropy``, ``streak``, ``noise_floor`` or
     ``overlay_planes`` or ``overlay_layers`` column: its focus and detail on the scale before schema 10's noise floor,

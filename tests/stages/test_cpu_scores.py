@@ -966,7 +966,34 @@ def test_a_coloured_logo_the_luma_hides_is_found_in_colour(scorer, bikes, tmp_pa
     hidden, found = luma_only.score_clip(red), scorer.score_clip(red)
     assert hidden["overlay_area"] == 0.0 and hidden["overlay_planes"] == "luma", hidden
     x0, y0, x1, y1 = found["overlay_box"]
-    assert found["overlay_area"] > 0.005 and x0 > 0.7 and y1 < 0.35 and found["overlay_planes"] == "YCrCb", found
+    assert found["overlay_area"] > 0.005 and x0 > 0.7 and y1 < 0.35 and found["overlay_planes"] == "Y,R-Y,B-Y", found
+
+
+def test_a_red_logo_is_found_with_the_colour_differences_in_rgb_levels(scorer, bikes, tmp_path, monkeypatch):
+    """A framed red "TV5" (alpha 0.44, 12.4 % of the width, bottom right) over bikes.mp4's third shot (frames
+    78-134, the camera pans over a dark street): its luma is near the street's, and in Cr and Cb as coded (BT.601
+    scales R - Y by 0.713 and B - Y by 0.564) its edges weighed too little against the scene's: nothing was found
+    (schemas 11-19, a newcomer-style sweep's miss: bench/defect_sweep_bench.py --seed 9 --wide). With the colour
+    differences in RGB levels (schema 20, ``colour_planes``) it is found in its corner; the shot without it has no
+    overlay either way."""
+    from pipeline.defects import styled_logo
+    from stages import cpu_scores
+
+    shot = decode_frames(bikes, 78, 135)
+    clean = write_frames(shot, tmp_path / "clean.mp4", fps=25)
+    red = styled_logo(shot, "framed", 0.44, "br", "TV5", 0.124, (230, 30, 30))
+    red = write_frames(red, tmp_path / "red.mp4", fps=25)
+    found = scorer.score_clip(red)
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert found["overlay_area"] > 0.005 and x0 > 0.75 and y0 > 0.65 and found["overlay_planes"] == "Y,R-Y,B-Y", found
+    assert scorer.score_clip(clean)["overlay_area"] == 0.0
+
+    def as_coded(rgb: np.ndarray) -> np.ndarray:  # schema 11-19's planes: Y, Cr, Cb as OpenCV codes them
+        return np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YCrCb) for f in rgb])
+
+    monkeypatch.setattr(cpu_scores, "colour_planes", as_coded)
+    assert scorer.score_clip(red)["overlay_area"] == 0.0
+    assert scorer.score_clip(clean)["overlay_area"] == 0.0
 
 
 def test_a_logo_on_a_pillarbox_bar_is_an_overlay_and_the_bars_are_still_cut(scorer, tmp_path):
@@ -1107,37 +1134,43 @@ def test_rows_scored_before_cepstrum_dip_or_luma_highlight_are_scored_again():
     they existed."""
     import duckdb
 
-    from stages.cpu_scores import SUPERSEDED, superseded_sql
+    from stages.cpu_scores import SUPERSEDED, SUPERSEDED_VALUES, superseded_sql, superseded_terms
 
     assert ("streak", "cepstrum_dip", "17") in SUPERSEDED
     assert ("luma_mean", "luma_highlight", "18") in SUPERSEDED  # the dark rules' exemption (schema 18)
     assert ("frozen_frac", "pair_change", "19") in SUPERSEDED  # a frozen pair by its peak change (schema 19)
+    assert ("overlay_planes", "YCrCb", "20") in SUPERSEDED_VALUES  # the chroma planes in RGB levels (schema 20)
     rows = pa.table(
         {
-            "clip_id": ["old", "new", "unscored", "old18", "old19"],
-            "focus": [1.0, 1.0, None, 1.0, 1.0],
-            "overlay_layers": [True, True, None, True, True],
-            "still_residual": [0.3, 0.3, None, 0.3, 0.3],
-            "residual_flow": [0.01, 0.01, None, 0.01, 0.01],
-            "streak": [0.5, 0.5, None, 0.5, 0.5],
-            "cepstrum_dip": [None, 0.2, None, 0.2, 0.2],
-            "luma_mean": [0.3, 0.3, None, 0.3, 0.3],
-            "luma_highlight": [0.8, 0.8, None, None, 0.8],
-            "frozen_frac": [0.0, 0.0, None, 0.0, 0.0],
-            "pair_change": [None, 9.0, None, 9.0, None],
+            "clip_id": ["old", "new", "unscored", "old18", "old19", "old20", "luma"],
+            "focus": [1.0, 1.0, None, 1.0, 1.0, 1.0, 1.0],
+            "overlay_layers": [True, True, None, True, True, True, True],
+            "still_residual": [0.3, 0.3, None, 0.3, 0.3, 0.3, 0.3],
+            "residual_flow": [0.01, 0.01, None, 0.01, 0.01, 0.01, 0.01],
+            "streak": [0.5, 0.5, None, 0.5, 0.5, 0.5, 0.5],
+            "cepstrum_dip": [None, 0.2, None, 0.2, 0.2, 0.2, 0.2],
+            "luma_mean": [0.3, 0.3, None, 0.3, 0.3, 0.3, 0.3],
+            "luma_highlight": [0.8, 0.8, None, None, 0.8, 0.8, 0.8],
+            "frozen_frac": [0.0, 0.0, None, 0.0, 0.0, 0.0, 0.0],
+            "pair_change": [None, 9.0, None, 9.0, None, 9.0, 9.0],
+            # a row of the overlay_colour-off scorer ("luma") is what its settings asked for: not superseded
+            "overlay_planes": ["YCrCb", "Y,R-Y,B-Y", None, "Y,R-Y,B-Y", "Y,R-Y,B-Y", "YCrCb", "luma"],
         }
     )
     con = duckdb.connect()
     con.register("t", rows)
     got = con.execute(f"SELECT clip_id FROM t WHERE {superseded_sql()} ORDER BY clip_id").fetchall()
-    assert got == [("old",), ("old18",), ("old19",)]
+    assert got == [("old",), ("old18",), ("old19",), ("old20",)]
+    assert [said for said, _, _ in superseded_terms()][-1] == "with overlay_planes 'YCrCb'"
     # a table written before the columns existed
     before = rows.drop_columns(["cepstrum_dip", "luma_highlight", "pair_change"])
     con.register("b", before)
     sql = superseded_sql(columns=set(before.column_names))
     assert con.execute(f"SELECT clip_id FROM b WHERE {sql} ORDER BY clip_id").fetchall() == [
+        ("luma",),
         ("new",),
         ("old",),
         ("old18",),
         ("old19",),
+        ("old20",),
     ]
