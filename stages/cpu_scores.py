@@ -215,9 +215,10 @@ class CpuScoresConfig:
     # itself and across anchors, and is dark (mean <= border_dark) or, if brighter, constant within 2 levels
     border_range: int = 6
     border_dark: int = 40
-    # the overlay test (overlay_scores) on the Y, Cr and Cb planes: a coloured logo can match its background's luma
-    # (bench/logo_styles_bench.py: 33/40 logos of every form and colour found on luma alone, 37/40 in colour, no
-    # clean window flagged either way; the scorer 10-15 % slower). False: luma alone, as before schema 11.
+    # the overlay test (overlay_scores) on the Y, Cr and Cb planes, the colour differences in RGB levels since schema
+    # 20 (colour_planes): a coloured logo can match its background's luma (bench/logo_styles_bench.py: 33/40 logos of
+    # every form and colour found on luma alone, 37/40 in colour, no clean window flagged either way; the scorer
+    # 10-15 % slower). False: luma alone, as before schema 11.
     overlay_colour: bool = True
     # the overlay test's look for a layer fixed in the frame under the moving scene (overlay_scores' last look: a faint
     # logo over moving texture; docs/PERFORMANCE.md gives what it finds and costs). False: as before schema 12.
