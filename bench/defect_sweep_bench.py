@@ -47,6 +47,7 @@ from filters_bench import EXPECT, judge  # noqa: E402
 from scratch import scratch_dir  # noqa: E402
 
 from pipeline.defects import (  # noqa: E402
+    LOGO_COLOURS,
     LOGO_STYLES,
     blur,
     boxed,
@@ -76,7 +77,7 @@ CLASSES = (
 )
 WORDS = ("TV5", "NEWS", "HD", "24", "SPORT", "K2")
 LINES = ("I told you so.", "Where were you?", "Look out!", "Not now.", "Who's there?")
-COLOURS = {"white": (255, 255, 255), "yellow": (255, 220, 0), "cyan": (0, 220, 255), "red": (230, 30, 30)}
+COLOURS = {k: LOGO_COLOURS[k] for k in ("white", "yellow", "cyan", "red")}
 
 
 def defect(

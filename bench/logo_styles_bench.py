@@ -34,13 +34,13 @@ import pyarrow as pa  # noqa: E402
 from clean_sweep_bench import draw  # noqa: E402
 from scratch import scratch_dir  # noqa: E402
 
-from pipeline.defects import LOGO_FONTS, LOGO_STYLES, styled_logo  # noqa: E402
+from pipeline.defects import LOGO_COLOURS, LOGO_FONTS, LOGO_STYLES, styled_logo  # noqa: E402
 from pipeline.testdata import write_frames  # noqa: E402
 from stages.cpu_scores import CpuScorer, CpuScoresConfig  # noqa: E402
 from stages.filters import FiltersConfig, apply_filters  # noqa: E402
 
 WORDS = ("ARD", "MTV", "CNN", "ZDF", "BBC", "RTL", "TV5", "HD", "24", "SKY", "ESPN", "arte", "N24", "K2")
-COLOURS = {"yellow": (255, 220, 0), "red": (230, 30, 30), "blue": (40, 120, 255), "green": (0, 220, 120)}
+COLOURS = {k: LOGO_COLOURS[k] for k in ("yellow", "red", "blue", "green")}
 BACKINGS = {"black": (0, 0, 0), "navy": (20, 40, 140), "maroon": (150, 0, 0)}
 FOUND = ("text_overlay", "text_burned_in")
 

@@ -31,7 +31,7 @@ import pyarrow as pa  # noqa: E402
 from scratch import scratch_dir  # noqa: E402
 
 import stages.cpu_scores as cpu_scores  # noqa: E402
-from pipeline.defects import LOGO_FONTS, styled_logo  # noqa: E402
+from pipeline.defects import LOGO_COLOURS, LOGO_FONTS, styled_logo  # noqa: E402
 from pipeline.footage import sample_video  # noqa: E402
 from pipeline.testdata import decode_frames, write_frames  # noqa: E402
 from stages.filters import FiltersConfig, apply_filters  # noqa: E402
@@ -39,7 +39,7 @@ from stages.filters import FiltersConfig, apply_filters  # noqa: E402
 FOUND = ("text_overlay", "text_burned_in")
 SHOWN = ("text_area", "subtitle_area", "overlay_area", "overlay_box")
 STYLES = ("framed", "word", "plate")
-COLOURS = {"white": (255, 255, 255), "green": (0, 220, 120)}
+COLOURS = {k: LOGO_COLOURS[k] for k in ("white", "green")}
 
 
 def clips(tmp: Path) -> list[dict]:

@@ -218,6 +218,15 @@ def logo(
 
 LOGO_STYLES = ("framed", "word", "plate", "disc")
 LOGO_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX)
+# the channel colours the benches draw logos in (RGB), by name
+LOGO_COLOURS = {
+    "white": (255, 255, 255),
+    "yellow": (255, 220, 0),
+    "red": (230, 30, 30),
+    "blue": (40, 120, 255),
+    "green": (0, 220, 120),
+    "cyan": (0, 220, 255),
+}
 
 
 def styled_logo(

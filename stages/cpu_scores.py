@@ -533,8 +533,7 @@ def colour_planes(rgb: np.ndarray) -> np.ndarray:
     bigbuckbunny's grass) was missed, found with the differences in RGB levels (overlay_planes "Y,R-Y,B-Y", schema
     20; bench/defect_sweep_bench.py --wide, docs/PERFORMANCE.md)."""
     out = np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YCrCb) for f in rgb]).astype(np.float32)
-    for c, gain in ((1, CHROMA_GAINS[0]), (2, CHROMA_GAINS[1])):
-        out[..., c] = (out[..., c] - 128.0) * np.float32(gain)
+    out[..., 1:] = (out[..., 1:] - 128.0) * np.float32(CHROMA_GAINS)
     return out
 
 
