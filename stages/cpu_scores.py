@@ -449,10 +449,12 @@ def still_scores(
     0.007): what a still picture lacks shows over time. still_residual alone does not separate a real shot where
     little but the camera moves (bigbuckbunny's top-right quadrant under its slow tilt: the trees, sky and a rock,
     0.015-0.042, against 0.004-0.014 for stills of 224 px and more): there, what the camera's transform leaves is
-    parallax, a rock's edge moving 3-5 px against the trees behind it, which residual_flow measures in pixels, so a
-    grade does not move it (stills <= 0.0029 of the diagonal, that crop 0.0068-0.0083 bare or night-graded). Film
-    grain new in every frame does: DIS follows some of it (grained stills up to 0.0051, the grained crop down to
-    0.0043; bench/motion_bench.py, filters.min_residual_flow). The global-motion
+    parallax (mostly the far sky's low-contrast clouds drifting 3-14 px against the trees: the flow's top tenth lies
+    there, docs/PERFORMANCE.md), which residual_flow measures in pixels, so a grade does not move it (stills <= 0.0035
+    of the diagonal at CRF 18, that crop 0.0051-0.0083 bare or night-graded over three windows). Film grain new in
+    every frame does: DIS follows some of it (grained stills up to 0.0049, the crop under grain down to 0.0035; bench/
+    motion_bench.py, filters.min_residual_flow). So does heavy coding: a grey level of coding error over a smooth area
+    reads as pixels of flow (carphone's stills at CRF 28: 0.0083-0.012, kept). The global-motion
     model is the one of video stabilisation (Grundmann et al., "Auto-directed video stabilization with robust L1
     optimal camera paths", CVPR 2011, similarity/affine between frames); DIS: Kroeger et al., ECCV 2016."""
     none: dict[str, float | None] = dict.fromkeys(STILL_COLUMNS)
