@@ -1,6 +1,7 @@
 """Recall of each defect class on clips the filters were not tuned on (issue 12): random windows, random strengths.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/defect_sweep_bench.py [--seed 1] [--clips 48] [--wide] [--out FILE]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/defect_sweep_bench.py [--seed 1] [--clips 48] [--wide] [--preset P]
+        [--out FILE]
 
 bench/filters_bench.py builds each defect once per shot, at fixed strengths, on the shots as cut; the issue's
 held-out set is "of the same kinds" but unseen. This bench draws ``--clips`` clean windows as
@@ -19,7 +20,9 @@ at a random strength inside the issue's description:
 ``--wide`` draws wider than that, as a held-out set of the same kinds may: each clip written at its window's random
 CRF (18, 23 or 28) instead of 18; the still under a pan (either way), a zoom or both at once; the logo in any of
 ``pipeline.defects.LOGO_STYLES`` or an icon without letters (a play sign, a star; ``pipeline.defects.icon``), white,
-yellow, cyan or red. Its results go to ``defect_sweep_wide_<seed>.json``.
+yellow, cyan or red. Its results go to ``defect_sweep_wide_<seed>.json``. ``--preset`` writes the clips with another
+x264 preset than veryfast (``medium``: x264's own default, what a user's encoder writes when told nothing; results then
+go to ``..._<preset>_<seed>.json``).
 
 Each is written as H.264 (CRF 18 unless ``--wide``), scored by the real ``CpuScorer`` and judged by the real rules at
 their defaults and the real dedup (bench/filters_bench.py's ``judge``: duration and CLIP rules off). Per class: the
@@ -128,9 +131,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--clips", type=int, default=48)
     ap.add_argument("--wide", action="store_true", help="wider draws: the window's CRF, more moves and logos")
-    ap.add_argument("--out", help="default: bench/results/defect_sweep[_wide]_<seed>.json")
+    ap.add_argument("--preset", default="veryfast", help="x264 preset the clips are written with (x264's own: medium)")
+    ap.add_argument("--out", help="default: bench/results/defect_sweep[_wide][_<preset>]_<seed>.json")
     args = ap.parse_args()
     stem = "defect_sweep_wide" if args.wide else "defect_sweep"
+    stem += "" if args.preset == "veryfast" else f"_{args.preset}"
     out = Path(args.out or ROOT / "bench" / "results" / f"{stem}_{args.seed}.json")
     t0 = time.perf_counter()
     rng = random.Random(args.seed + 1000)
@@ -139,7 +144,7 @@ def main() -> None:
     rows = []
 
     def score(name: str, kind: str, source: str, frames: np.ndarray, fps: float, params: dict, crf: int) -> None:
-        s = scorer.score_clip(write_frames(frames, tmp / f"{name}.mp4", fps=fps, crf=crf))
+        s = scorer.score_clip(write_frames(frames, tmp / f"{name}.mp4", fps=fps, crf=crf, preset=args.preset))
         h, w = frames.shape[1:3]
         rows.append({"clip_id": name, "kind": kind, "source": source, "params": params, "width": w, "height": h,
                      "duration_s": len(frames) / fps, "error_scores": None,
@@ -174,7 +179,9 @@ def main() -> None:
             classes[kind]["copy_dropped"] = sum(r["drop_reason"] == "duplicate" for r in rs)
     result = {
         "command": f"HF_HUB_OFFLINE=1 .venv/bin/python bench/defect_sweep_bench.py --seed {args.seed} "
-        f"--clips {args.clips}" + (" --wide" if args.wide else ""),
+        f"--clips {args.clips}"
+        + (" --wide" if args.wide else "")
+        + ("" if args.preset == "veryfast" else f" --preset {args.preset}"),
         "clips": len(rows),
         "seconds": round(time.perf_counter() - t0, 1),
         "out_of_scope": [r["clip_id"] for r in judged if r["drop_reason"] == RESOLUTION_LOW],

@@ -317,12 +317,15 @@ def decode_frames(path: str | Path, start: int = 0, end: int | None = None) -> n
     return np.stack(out)
 
 
-def write_frames(frames: np.ndarray, path: str | Path, fps: float = 25, crf: int = 18) -> Path:
-    """(N, H, W, 3) uint8 RGB frames -> an H.264 mp4 (CRF, veryfast)."""
+def write_frames(
+    frames: np.ndarray, path: str | Path, fps: float = 25, crf: int = 18, preset: str = "veryfast"
+) -> Path:
+    """(N, H, W, 3) uint8 RGB frames -> an H.264 mp4 (libx264 at ``crf`` and ``preset``; x264's own defaults are CRF
+    23, preset medium)."""
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        s.options = {"crf": str(crf), "preset": "veryfast"}
+        s.options = {"crf": str(crf), "preset": preset}
         for f in frames:
             c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
         c.mux(s.encode())
