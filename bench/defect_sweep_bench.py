@@ -134,8 +134,8 @@ def main() -> None:
     ap.add_argument("--preset", default="veryfast", help="x264 preset the clips are written with (x264's own: medium)")
     ap.add_argument("--out", help="default: bench/results/defect_sweep[_wide][_<preset>]_<seed>.json")
     args = ap.parse_args()
-    stem = "defect_sweep_wide" if args.wide else "defect_sweep"
-    stem += "" if args.preset == "veryfast" else f"_{args.preset}"
+    preset = "" if args.preset == "veryfast" else args.preset  # named in the output and command only when not veryfast
+    stem = ("defect_sweep_wide" if args.wide else "defect_sweep") + (f"_{preset}" if preset else "")
     out = Path(args.out or ROOT / "bench" / "results" / f"{stem}_{args.seed}.json")
     t0 = time.perf_counter()
     rng = random.Random(args.seed + 1000)
@@ -179,9 +179,7 @@ def main() -> None:
             classes[kind]["copy_dropped"] = sum(r["drop_reason"] == "duplicate" for r in rs)
     result = {
         "command": f"HF_HUB_OFFLINE=1 .venv/bin/python bench/defect_sweep_bench.py --seed {args.seed} "
-        f"--clips {args.clips}"
-        + (" --wide" if args.wide else "")
-        + ("" if args.preset == "veryfast" else f" --preset {args.preset}"),
+        f"--clips {args.clips}" + (" --wide" if args.wide else "") + (f" --preset {preset}" if preset else ""),
         "clips": len(rows),
         "seconds": round(time.perf_counter() - t0, 1),
         "out_of_scope": [r["clip_id"] for r in judged if r["drop_reason"] == RESOLUTION_LOW],
