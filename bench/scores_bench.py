@@ -8,6 +8,9 @@
 2. Dedup: DuckDB LSH index over N synthetic 8 x 64-bit signatures with planted near copies (known bit distances):
    time, candidate pairs, recall per distance; baseline in the same run: exact brute force (numpy popcount in
    blocks) on the first 10k signatures, compared as a ratio against the index on the same 10k.
+3. The corners' closer look of 2026-12-05 (the Cr and Cb views, and the look where the motion test judged the
+   corners: ``overlay_corner_always``): the clips of 1 scored as before (the baseline) and as now, interleaved three
+   times in the same run, and how many anchors each look read.
 
 Usage: HF_HUB_OFFLINE=1 .venv/bin/python bench/scores_bench.py [--dedup-n 100000] [--dedup-max-shift 3]
        [--out bench/results/scores.json]
@@ -142,6 +145,61 @@ def bench_cpu(root: Path, rows: list[dict]) -> dict:
     }
 
 
+def bench_corner_look(root: Path, rows: list[dict], rounds: int = 3) -> dict:
+    """What the corners' closer look of 2026-12-05 costs: the clips of :func:`bench_cpu` scored as before (the
+    baseline: the lightness and whiteness views, only where the motion test could not judge the corners) and as now
+    (the Cr and Cb views too, and the look in Cr and Cb where the motion test judged the corners and found nothing,
+    ``overlay_corner_always``), interleaved ``rounds`` times in this run, the median of each; how many anchors per
+    clip each look read, and the overlays found each way."""
+    from stages import cpu_scores
+
+    before = CpuScorer(CpuScoresConfig(root=str(root), overlay_corner_always=False))
+    now = CpuScorer(CpuScoresConfig(root=str(root)))
+    batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
+    views = cpu_scores.CORNER_VIEWS
+    real = cpu_scores.corner_text_boxes
+    looked = {"before": [0, 0], "now": [0, 0]}  # anchors read (not judged, judged)
+
+    def run(name: str) -> tuple[float, pa.Table]:
+        def counting(*args, **kwargs):
+            judged = kwargs.get("side") is not None  # the judged look passes its side
+            if judged or "lightness" in kwargs.get("views", ()):  # one call per anchor read
+                looked[name][judged] += 1
+            return real(*args, **kwargs)
+
+        cpu_scores.CORNER_VIEWS = ("lightness", "whiteness") if name == "before" else views
+        cpu_scores.corner_text_boxes = counting
+        try:
+            t0 = time.perf_counter()
+            table = (before if name == "before" else now)(batch)
+            return time.perf_counter() - t0, table
+        finally:
+            cpu_scores.CORNER_VIEWS, cpu_scores.corner_text_boxes = views, real
+
+    run("before"), run("now")  # warm-up
+    seconds: dict[str, list[float]] = {"before": [], "now": []}
+    tables = {}
+    for name in looked:
+        looked[name] = [0, 0]
+    for _ in range(rounds):
+        for name in seconds:
+            t, tables[name] = run(name)
+            seconds[name].append(t)
+    b, n = (float(np.median(seconds[k])) for k in ("before", "now"))
+    found = {k: sum(a is not None and a > 0 for a in t["overlay_area"].to_pylist()) for k, t in tables.items()}
+    return {
+        "clips": len(rows),
+        "rounds": rounds,
+        "ms_per_clip_before": round(1000 * b / len(rows), 1),
+        "ms_per_clip_now": round(1000 * n / len(rows), 1),
+        "now_over_before": round(n / b, 3),
+        "anchors_read_per_clip_unjudged_judged": {
+            k: [round(v / (rounds * len(rows)), 3) for v in c] for k, c in looked.items()
+        },
+        "overlays_found": found,
+    }
+
+
 def _signatures(n: int, rng: np.random.Generator, planted: int, dists: tuple[int, ...]) -> tuple[pa.Table, list]:
     sig = rng.integers(-(2**63), 2**63 - 1, size=(n, 8), dtype=np.int64)
     truth = []
@@ -235,12 +293,15 @@ def main() -> None:
         root = Path(tmp)
         rows = make_clips(root)
         cpu = bench_cpu(root, rows)
+        corner = bench_corner_look(root, rows)
     print(json.dumps(cpu, indent=2))
+    print(json.dumps(corner, indent=2))
     dedup = bench_dedup(args.dedup_n, args.dedup_max_shift)
     print(json.dumps(dedup, indent=2))
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "note": "shared, noisy machine"},
         "cpu_scorer": cpu,
+        "corner_look": corner,
         "dedup": dedup,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

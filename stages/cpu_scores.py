@@ -223,6 +223,10 @@ class CpuScoresConfig:
     # the overlay test's look for a layer fixed in the frame under the moving scene (overlay_scores' last look: a faint
     # logo over moving texture; docs/PERFORMANCE.md gives what it finds and costs). False: as before schema 12.
     overlay_layers: bool = True
+    # the corners' closer look also where the motion test judged the corners and found nothing (in the colour
+    # differences Cr and Cb, at 320 px: a faint coloured logo over a moving shot; overlay_scores' ``corner_always``).
+    # False: only where it could not judge them, as before 2026-12-05.
+    overlay_corner_always: bool = True
     # focus, detail and noise_floor leave out the tiles of the overlays found and of burned-in subtitle lines: a logo's
     # strokes over a defocused shot read sharp (bench/overlay_blur_bench.py). False: they count, as before 2026-12-04.
     blur_without_overlays: bool = True
@@ -625,6 +629,27 @@ def _with_camera(moved: np.ndarray, camera: np.ndarray, min_shift: float, tol: f
     return min(math.hypot(*moved), cam) >= min_shift and math.hypot(*(moved - camera)) <= max(1.0, tol * cam)
 
 
+def _ring_path(
+    flows: list[np.ndarray], box: tuple[int, int, int, int], shape: tuple[int, int], scale: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the picture around ``box`` (x, y, w, h px at ``scale`` times the analysis resolution of ``flows``, in a
+    picture of ``shape`` (H, W) at that scale) went: (N, 2) px at the analysis resolution, the median optical flow
+    (:func:`anchor_flows`) of a ring around the box (half the box's shorter side wide, at least 6 px) summed over the
+    consecutive anchors (anchor 0 at (0, 0)); and the box's centre at the analysis resolution, (3,) homogeneous
+    (x, y, 1)."""
+    h, w = shape
+    x, y, bw, bh = box
+    fh, fw = flows[0].shape[:2] if flows else (h // scale, w // scale)
+    x1, y1 = x // scale, y // scale
+    bw1, bh1 = max(1, -(-(x + bw) // scale) - x1), max(1, -(-(y + bh) // scale) - y1)
+    r1 = max(6, min(bw1, bh1) // 2)
+    fa, fb, ga, gb = max(0, y1 - r1), min(fh, y1 + bh1 + r1), max(0, x1 - r1), min(fw, x1 + bw1 + r1)
+    ring = np.ones((fb - fa, gb - ga), bool)
+    ring[y1 - fa : y1 - fa + bh1, x1 - ga : x1 - ga + bw1] = False
+    pos = np.vstack([[0.0, 0.0], np.cumsum([_median_flow(f[fa:fb, ga:gb][ring]) for f in flows], axis=0)])
+    return pos, np.array([x1 + bw1 / 2, y1 + bh1 / 2, 1.0])
+
+
 def _stays_put(
     grads: tuple[np.ndarray, np.ndarray],
     flows: list[np.ndarray],
@@ -664,16 +689,7 @@ def _stays_put(
     gx, gy = grads
     n, h, w = gx.shape[:3]
     x, y, bw, bh = box
-    # the ring's motion, from the flows (analysis resolution)
-    fh, fw = flows[0].shape[:2] if flows else (h // scale, w // scale)
-    x1, y1 = x // scale, y // scale
-    bw1, bh1 = max(1, -(-(x + bw) // scale) - x1), max(1, -(-(y + bh) // scale) - y1)
-    r1 = max(6, min(bw1, bh1) // 2)
-    fa, fb, ga, gb = max(0, y1 - r1), min(fh, y1 + bh1 + r1), max(0, x1 - r1), min(fw, x1 + bw1 + r1)
-    ring = np.ones((fb - fa, gb - ga), bool)
-    ring[y1 - fa : y1 - fa + bh1, x1 - ga : x1 - ga + bw1] = False
-    pos = np.vstack([[0.0, 0.0], np.cumsum([_median_flow(f[fa:fb, ga:gb][ring]) for f in flows], axis=0)])
-    centre = np.array([x1 + bw1 / 2, y1 + bh1 / 2, 1.0])
+    pos, centre = _ring_path(flows, box, (h, w), scale)
     r = max(6, min(bw, bh) // 2)
     ya, yb, xa, xb = max(0, y - r), min(h, y + bh + r), max(0, x - r), min(w, x + bw + r)
     inner = (slice(y - ya, y - ya + bh), slice(x - xa, x - xa + bw))
@@ -917,7 +933,11 @@ CORNER_W, CORNER_H = 0.35, 0.3  # corner_text_boxes: a corner's share of the pic
 CORNER_DET_SIDE = 320  # ... and the shorter side the text detector sees the corners' mosaic at
 CORNER_DET_SIDE_SMALL = 480  # ... that side for a mosaic under CORNER_SMALL px (a small source's), since 2026-12-03
 CORNER_SMALL = 300
-CORNER_VIEWS = ("lightness", "whiteness")  # ... and the contrast-normalised views of it the detector reads
+# ... and the contrast-normalised views of it the detector reads (the colour differences Cr and Cb since 2026-12-05)
+CORNER_VIEWS = ("lightness", "whiteness", "cr", "cb")
+# ... those read with the mosaic at CORNER_DET_SIDE at most (4:2:0 chroma has half the luma's resolution), and the
+# only ones read where the motion test judged the corners (overlay_scores' ``corner_always``)
+CHROMA_VIEWS = ("cr", "cb")
 
 
 def corner_text_boxes(
@@ -928,6 +948,7 @@ def corner_text_boxes(
     views: tuple[str, ...] = CORNER_VIEWS,
     reads: list[float] | None = None,
     glyph_read: float | None = None,
+    side: int | None = None,
 ) -> np.ndarray:
     """The text detector's raw boxes in the four corners of one frame, looked at closely: (K, 4, 2) int32 in the
     coordinates of an (H, W) = ``size`` picture (the analysis size). ``reads``, when given, is extended with one
@@ -939,14 +960,19 @@ def corner_text_boxes(
     (clip limit 2, 4 x 4 tiles; Zuiderveld, "Contrast limited adaptive histogram equalization", Graphics Gems IV,
     1994; OpenCV's ``createCLAHE``), which lifts a faint semi-transparent logo's strokes to the contrast the
     detector's DB threshold wants (an alpha-0.3 white "24" over a light grey car roof: found in both frames after it,
-    in neither before, nor in the whole frame at the analysis size). Two views, their boxes pooled: CLAHE on the L
+    in neither before, nor in the whole frame at the analysis size). Views, their boxes pooled: CLAHE on the L
     channel of CIELAB, and CLAHE on the whiteness min(R, G, B) (the W of Smith and Lyons' HWB model, "HWB: a more
     intuitive hue-based color model", Journal of Graphics Tools, 1996). A white logo at alpha a lifts every channel
     by a (255 - c), the lowest channel of a saturated picture most, where the lightness, led by the bright channels,
     barely moves: an alpha-0.33 white "ORF" 15 % wide over bigbuckbunny's bright yellow-green grass is read in the
     whiteness and not in the lightness (CLAHE on L even lowered it below what the plain picture gave), while a logo
-    in a colour of its own keeps the lightness view. ``views``: a subset of :data:`CORNER_VIEWS` (``lightness``,
-    ``whiteness``); ValueError for another name. The detector sees the mosaic at
+    in a colour of its own keeps the lightness view. Since 2026-12-05 two more: CLAHE on the colour differences Cr
+    and Cb (YCbCr, ITU-R BT.601, OpenCV's ``COLOR_RGB2YCrCb``; the planes the overlay test's motion test reads too),
+    for a faint logo in a colour of its own whose lightness the picture under it matches: a red "24" at alpha 0.42
+    over bikes.mp4's second shot at CRF 28 is found with the Cr view alone and not with the lightness, the whiteness
+    or Cb (its last anchor is read in Cr only). ``views``: a subset of :data:`CORNER_VIEWS` (``lightness``,
+    ``whiteness``, ``cr``, ``cb``); ValueError for another name. ``side``: the shorter side the detector sees the
+    mosaic at, when not the one chosen by the mosaic's size below. The detector sees the mosaic at
     :data:`CORNER_DET_SIDE` (320 px on its shorter side, a larger one as it is), whatever ``text_det_side`` is: at 256,
     224 or 160 px it read 4, 1 and 1 of the 8 faint and small logos of the hard set's sources it reads at 320. A
     mosaic under :data:`CORNER_SMALL` (300 px; the mosaic's shorter side is 0.6 of the frame's, so a source under
@@ -974,7 +1000,8 @@ def corner_text_boxes(
     mosaic = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:], 1)], 0)
     if unknown := set(views) - set(CORNER_VIEWS):
         raise ValueError(f"unknown corner views {sorted(unknown)}: a subset of {CORNER_VIEWS}")
-    side = CORNER_DET_SIDE if min(mosaic.shape[:2]) >= CORNER_SMALL else CORNER_DET_SIDE_SMALL
+    if side is None:
+        side = CORNER_DET_SIDE if min(mosaic.shape[:2]) >= CORNER_SMALL else CORNER_DET_SIDE_SMALL
     clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
     pictures = []
     if "lightness" in views:
@@ -984,6 +1011,11 @@ def corner_text_boxes(
     if "whiteness" in views:
         whiteness = clahe.apply(np.ascontiguousarray(mosaic.min(axis=2)))
         pictures.append(cv2.cvtColor(whiteness, cv2.COLOR_GRAY2RGB))
+    if "cr" in views or "cb" in views:
+        ycrcb = cv2.cvtColor(np.ascontiguousarray(mosaic), cv2.COLOR_RGB2YCrCb)
+        for k, name in ((1, "cr"), (2, "cb")):
+            if name in views:
+                pictures.append(cv2.cvtColor(clahe.apply(np.ascontiguousarray(ycrcb[..., k])), cv2.COLOR_GRAY2RGB))
     boxes = np.zeros((0, 4, 2), np.int32)
     seen_in: list[np.ndarray] = []  # the view each box was found in
     for picture in pictures:
@@ -1008,6 +1040,7 @@ def corner_text_boxes(
     return np.array(out, np.float64).round().astype(np.int32).reshape(-1, 4, 2)
 
 
+MIN_LEFT_BEHIND = 8.0  # overlay_scores: px (analysis size) the picture around a corner box must move past it
 MIN_READ = 0.3  # overlay_scores: the reading a box of the corners' closer look needs to count as text
 # corner_text_boxes: the reading a box not shaped like a word (a single glyph: a "7", a "1") needs to be kept there
 GLYPH_READ = 0.9
@@ -1074,11 +1107,12 @@ def overlay_scores(
     flows: list[np.ndarray] | None = None,
     steps: list[np.ndarray] | None = None,
     source: np.ndarray | None = None,
-    corner_text: Callable[[], list[tuple[np.ndarray, list[float] | None]]] | None = None,
+    corner_text: Callable[[bool], list[tuple[np.ndarray, list[float] | None]]] | None = None,
     colour: np.ndarray | None = None,
     layers: bool = True,
     found_boxes: list[tuple[int, int, int, int]] | None = None,
     min_read: float = MIN_READ,
+    corner_always: bool = True,
 ) -> dict[str, Any]:
     """Persistent overlay graphics (channel logos, watermarks, tickers, subtitles) found by what they are: patterns
     that stay fixed in the picture while the scene under and around them moves.
@@ -1170,13 +1204,27 @@ def overlay_scores(
     contrast-normalised and at the source's own size up to four times the analysis size (:func:`corner_text_boxes`; at
     most twice until 2026-12-02: the detector, which upscales a mosaic smaller than its side (320 px then) and leaves a
     larger one as it is, then saw a 1280x720 source's corners at 320 px and missed an alpha-0.44 "HD" 15 % wide over
-    bigbuckbunny's still grass that it reads at 432 px). It is called only when nothing was found and the motion test
-    could not judge the corners: a locked-off shot (fewer than ``min_pairs`` moved pairs) or a candidate in a corner
-    (its centre in the outer 35 % of the width) in fewer than ``min_pairs`` judged pairs (a shot whose only motion is a
-    subject's). Its boxes go through the text test above, one box of each frame holding another (:func:`_nested`)
-    rather than the same box. This is what finds a faint logo over a static part of a picture: an alpha-0.3 "24" over
-    carphone's grey car roof, or over bikes.mp4's traffic while the camera holds still, where the detector at the
-    analysis size sees nothing. Once the contrast is lifted the detector also boxes scene content that is no text, and
+    bigbuckbunny's still grass that it reads at 432 px). It is called when nothing else was found and the motion test
+    could not judge the corners (a locked-off shot, fewer than ``min_pairs`` moved pairs, or a candidate in a corner,
+    its centre in the outer 35 % of the width, in fewer than ``min_pairs`` judged pairs: a shot whose only motion is a
+    subject's), and since 2026-12-05 with ``corner_always`` (the default) where it judged them too, as
+    ``corner_text(True)``: the scorer then reads the colour differences only (:data:`CHROMA_VIEWS`, Cr and Cb; where
+    the motion test judged, a logo whose lightness stands out is mostly found by it) with the mosaic at
+    :data:`CORNER_DET_SIDE` (320 px, smaller and larger mosaics scaled to it), and the last anchor only when a box
+    of the first reads ``min_read`` or more, so that the look costs two detections on most such clips
+    (docs/PERFORMANCE.md gives the cost).
+    Its boxes go through the text test above, one box of each frame holding another (:func:`_nested`) rather than the
+    same box. This is what finds a faint logo over a static part of a picture: an alpha-0.3 "24" over carphone's grey
+    car roof, or over bikes.mp4's traffic while the camera holds still, where the detector at the analysis size sees
+    nothing. Over a moving shot the text test's motion veto would drop a faint word over texture (its pairwise
+    stay-put score weighs the word's gradients against the texture's: a red "24" at alpha 0.42 over bikes.mp4's
+    second shot at CRF 28 read -0.1 to 0.08, a yellow "SPORT" at alpha 0.33 over bigbuckbunny's grass -0.35 to
+    -0.61), so a corner box is kept against it when it is left behind: read at the same place in the first and the
+    last anchor while the picture around it (:func:`_ring_path`) moved between them by :data:`MIN_LEFT_BEHIND` (8 px)
+    or more and the box's centre by at most a third of that. Scene text the camera carries moves with its
+    surroundings (a sign on a panned still: 36 px of their 42), a faint logo stays (the two above: 3 of 54 px, 2.7 of
+    11.8); 8 px is three times the jitter of the detector's boxes of one faint word between anchors (2-3 px).
+    Once the contrast is lifted the detector also boxes scene content that is no text, and
     in a locked-off shot such a box is at the same place in both anchors: a corner box counts only when the recogniser
     (PP-OCRv4's, :meth:`TextDetector.read`) reads a letter or digit in it, or in a box it matched, with confidence
     ``min_read`` or more (a bunny's ear in bigbuckbunny darkened to 0.3, a newcomer's clip: "M" at 0.15; the hard set's
@@ -1336,6 +1384,20 @@ def overlay_scores(
             if in_place(grads, tight) >= MIN_IN_PLACE:
                 found.append((tight, helped))
 
+    def left_behind(box: tuple[int, int, int, int], others: list[tuple[int, int, int, int]]) -> bool:
+        """Whether a box the corners' closer look read in the first anchor stayed where it was in the last (the
+        nearest by its centre of ``others``, the boxes it matched there, that is the same box: IoU >= 0.5, not one
+        nested in it) while the picture around it moved by :data:`MIN_LEFT_BEHIND` px or more between those two
+        anchors, the box by at most a third of that."""
+        same = [o for o in others if _iou(box, o) >= 0.5]
+        if not same:
+            return False
+        pos, _ = _ring_path(flows, box, (h, w))
+        ring = float(np.hypot(*(pos[-1] - pos[0])))
+        cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+        shift = min(math.hypot(o[0] + o[2] / 2 - cx, o[1] + o[3] / 2 - cy) for o in same)
+        return ring >= MIN_LEFT_BEHIND and shift <= ring / 3
+
     def text_test(
         boxes: list[np.ndarray] | None,
         same: Callable[[tuple, tuple], float] = _iou,
@@ -1352,7 +1414,8 @@ def overlay_scores(
             if not all(matched):
                 continue
             fixed_s = _stays_put(grads, flows, steps, box, min_shift=min_shift, noise=noise)[0]
-            if len(fixed_s) >= min_pairs and np.median(fixed_s) < 0:
+            moves = len(fixed_s) >= min_pairs and np.median(fixed_s) < 0
+            if moves and not (reads is not None and left_behind(box, [frames[-1][m] for m in matched[-1]])):
                 continue  # it moves with the scene: text in the picture
             if in_place(grads, box) < MIN_IN_PLACE:
                 continue  # the same text is elsewhere in some anchors: it moves with the frame (a board, a sign)
@@ -1365,8 +1428,9 @@ def overlay_scores(
             found.append((box, 1.0))
 
     text_test(text_boxes)
-    if not found and corner_text is not None and (moved_pairs < min_pairs or unjudged):
-        corner = corner_text()
+    judged = moved_pairs >= min_pairs and not unjudged
+    if not found and corner_text is not None and (corner_always or not judged):
+        corner = corner_text(judged)
         text_test(
             [b for b, _ in corner], _nested, None if any(r is None for _, r in corner) else [r for _, r in corner]
         )
@@ -2415,17 +2479,41 @@ def score_frames(
         out["text_area"] = out["subtitle_area"] = None
 
     # the active picture as decoded: a failed overlay candidate is looked at again at twice the analysis size
-    def corner_text() -> list[tuple[np.ndarray, list[float] | None]]:
+    def corner_text(judged: bool = False) -> list[tuple[np.ndarray, list[float] | None]]:
         # the first and last anchors (the most apart), at their own size up to four times the analysis size; the
-        # last only when the first has a box (the text test wants one in both); each box with its reading
+        # last only when the first has a box (the text test wants one in both); each box with its reading. The colour
+        # differences (CHROMA_VIEWS) at a size whose mosaic is CORNER_DET_SIDE at most (4:2:0 chroma has half the
+        # luma's resolution); where the motion test judged the corners (``judged``), those alone at that side
+        top = min(4 * cfg.size, max(short, cfg.size))
+        chroma_top = min(top, math.ceil(CORNER_DET_SIDE / (2 * CORNER_H)))
+        if judged:
+            looks = [(chroma_top, CHROMA_VIEWS, CORNER_DET_SIDE)]
+        else:
+            looks = [
+                (top, tuple(v for v in CORNER_VIEWS if v not in CHROMA_VIEWS), None),
+                (chroma_top, tuple(v for v in CORNER_VIEWS if v in CHROMA_VIEWS), None),
+            ]
         found = []
         for i in (0, len(active) - 1):
-            frame = resize_short(active[i : i + 1], min(4 * cfg.size, max(short, cfg.size)))[0]
             reads: list[float] = []
-            boxes = corner_text_boxes(detector, frame, luma.shape[1:3], reads=reads, glyph_read=GLYPH_READ)
-            found.append((boxes, reads))
-            if not len(found[-1][0]):
-                break
+            boxes = [np.zeros((0, 4, 2), np.int32)]
+            for size, views, side in looks:
+                if views:
+                    frame = resize_short(active[i : i + 1], size)[0]
+                    boxes.append(
+                        corner_text_boxes(
+                            detector,
+                            frame,
+                            luma.shape[1:3],
+                            views=views,
+                            reads=reads,
+                            glyph_read=GLYPH_READ,
+                            side=side,
+                        )
+                    )
+            found.append((np.concatenate(boxes), reads))
+            if not len(found[-1][0]) or (judged and max(reads) < MIN_READ):
+                break  # (where judged, a first anchor with nothing read: its boxes cannot pass the reading test alone)
         return found
 
     corner = corner_text if detector is not None and len(anchors) >= 2 else None
@@ -2440,6 +2528,7 @@ def score_frames(
         corner_text=corner,
         colour=colour,
         layers=cfg.overlay_layers,
+        corner_always=cfg.overlay_corner_always,
         found_boxes=graphics,
     )
     # the blur scores read the picture, not what is laid over it: the overlays found and the subtitle lines left out
