@@ -2497,9 +2497,12 @@ def score_frames(
         for i in (0, len(active) - 1):
             reads: list[float] = []
             boxes = [np.zeros((0, 4, 2), np.int32)]
+            sized: dict[int, np.ndarray] = {}  # the anchor at each size asked for, resized once
             for size, views, side in looks:
                 if views:
-                    frame = resize_short(active[i : i + 1], size)[0]
+                    if size not in sized:
+                        sized[size] = resize_short(active[i : i + 1], size)[0]
+                    frame = sized[size]
                     boxes.append(
                         corner_text_boxes(
                             detector,
