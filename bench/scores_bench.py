@@ -147,16 +147,16 @@ def bench_cpu(root: Path, rows: list[dict]) -> dict:
 
 def bench_corner_look(root: Path, rows: list[dict], rounds: int = 3) -> dict:
     """What the corners' closer look of 2026-12-05 costs: the clips of :func:`bench_cpu` scored as before (the
-    baseline: the lightness and whiteness views, only where the motion test could not judge the corners) and as now
+    baseline, ``overlay_corner_colour`` false: the lightness and whiteness views, only where the motion test could not
+    judge the corners) and as now
     (the Cr and Cb views too, and the look in Cr and Cb where the motion test judged the corners and found nothing,
     ``overlay_corner_always``), interleaved ``rounds`` times in this run, the median of each; how many anchors per
     clip each look read, and the overlays found each way."""
     from stages import cpu_scores
 
-    before = CpuScorer(CpuScoresConfig(root=str(root), overlay_corner_always=False))
+    before = CpuScorer(CpuScoresConfig(root=str(root), overlay_corner_colour=False))
     now = CpuScorer(CpuScoresConfig(root=str(root)))
     batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
-    views = cpu_scores.CORNER_VIEWS
     real = cpu_scores.corner_text_boxes
     looked = {"before": [0, 0], "now": [0, 0]}  # anchors read (not judged, judged)
 
@@ -167,14 +167,13 @@ def bench_corner_look(root: Path, rows: list[dict], rounds: int = 3) -> dict:
                 looked[name][judged] += 1
             return real(*args, **kwargs)
 
-        cpu_scores.CORNER_VIEWS = ("lightness", "whiteness") if name == "before" else views
         cpu_scores.corner_text_boxes = counting
         try:
             t0 = time.perf_counter()
             table = (before if name == "before" else now)(batch)
             return time.perf_counter() - t0, table
         finally:
-            cpu_scores.CORNER_VIEWS, cpu_scores.corner_text_boxes = views, real
+            cpu_scores.corner_text_boxes = real
 
     run("before"), run("now")  # warm-up
     seconds: dict[str, list[float]] = {"before": [], "now": []}

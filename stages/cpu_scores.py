@@ -227,6 +227,11 @@ class CpuScoresConfig:
     # differences Cr and Cb, at 320 px: a faint coloured logo over a moving shot; overlay_scores' ``corner_always``).
     # False: only where it could not judge them, as before 2026-12-05.
     overlay_corner_always: bool = True
+    # the corners' closer look reads the colour differences Cr and Cb (CHROMA_VIEWS) besides the lightness and the
+    # whiteness: a logo in a colour of its own whose lightness matches the picture under it. False: lightness and
+    # whiteness only, and no look where the motion test judged the corners (it reads Cr and Cb alone), as before
+    # 2026-12-05: bench/scores_bench.py's ``corner_look`` measures the two (the scorer 1.26x slower with them).
+    overlay_corner_colour: bool = True
     # focus, detail and noise_floor leave out the tiles of the overlays found and of burned-in subtitle lines: a logo's
     # strokes over a defocused shot read sharp (bench/overlay_blur_bench.py). False: they count, as before 2026-12-04.
     blur_without_overlays: bool = True
@@ -2486,12 +2491,13 @@ def score_frames(
         # luma's resolution); where the motion test judged the corners (``judged``), those alone at that side
         top = min(4 * cfg.size, max(short, cfg.size))
         chroma_top = min(top, math.ceil(CORNER_DET_SIDE / (2 * CORNER_H)))
+        chroma = CHROMA_VIEWS if cfg.overlay_corner_colour else ()
         if judged:
-            looks = [(chroma_top, CHROMA_VIEWS, CORNER_DET_SIDE)]
+            looks = [(chroma_top, chroma, CORNER_DET_SIDE)]
         else:
             looks = [
                 (top, tuple(v for v in CORNER_VIEWS if v not in CHROMA_VIEWS), None),
-                (chroma_top, tuple(v for v in CORNER_VIEWS if v in CHROMA_VIEWS), None),
+                (chroma_top, tuple(v for v in CORNER_VIEWS if v in chroma), None),
             ]
         found = []
         for i in (0, len(active) - 1):
@@ -2531,7 +2537,7 @@ def score_frames(
         corner_text=corner,
         colour=colour,
         layers=cfg.overlay_layers,
-        corner_always=cfg.overlay_corner_always,
+        corner_always=cfg.overlay_corner_always and cfg.overlay_corner_colour,  # the judged look reads Cr and Cb
         found_boxes=graphics,
     )
     # the blur scores read the picture, not what is laid over it: the overlays found and the subtitle lines left out

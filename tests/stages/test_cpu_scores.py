@@ -963,7 +963,7 @@ def test_a_faint_coloured_logo_over_a_moving_shot_is_read_in_its_colour_and_left
     A box read at the same place in the first and last anchor (the same box, IoU >= 0.5) while the picture around
     it moved past it (8 px or more, the box by a third of that at most: ``MIN_LEFT_BEHIND``) is fixed in the frame,
     whatever the pairwise score says. Without that test neither is found, with the lightness and whiteness instead
-    of Cr and Cb the "24" is not; the shots without them have no overlay.
+    of Cr and Cb the "24" is not, nor with ``overlay_corner_colour`` off; the shots without them have no overlay.
 
     Text in the picture that the camera carries (a white "OPEN" on a still, panned 42 px at the analysis size) is
     read in the same corner of both anchors too, one box holding half of the other, but it moved with its
@@ -1016,6 +1016,9 @@ def test_a_faint_coloured_logo_over_a_moving_shot_is_read_in_its_colour_and_left
     monkeypatch.setattr(cpu_scores, "CHROMA_VIEWS", ("lightness", "whiteness"))
     assert scorer.score_clip(paths["red"])["overlay_area"] == 0.0
     assert scorer.score_clip(paths["sport"])["overlay_area"] > limit
+    monkeypatch.undo()
+    # the setting that turns the colour views off (and with them the judged look): the scorer before 2026-12-05
+    assert CpuScorer(CpuScoresConfig(overlay_corner_colour=False)).score_clip(paths["red"])["overlay_area"] == 0.0
 
 
 def test_a_coloured_logo_the_luma_hides_is_found_in_colour(scorer, bikes, tmp_path):
