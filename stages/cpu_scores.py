@@ -897,7 +897,8 @@ def in_place(grads: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int
     stays put relative to the scene around it does not: an opaque board drawn into panning footage that was then
     shaken moves with the shake. A newcomer's such boards passed the pair test (it compares anchors a little apart,
     and the board stays put against the panning scene) and the text test (a text box at the same place, IoU >= 0.5,
-    in every OCR frame), and were dropped as logos. Both ask at least :data:`MIN_IN_PLACE` of the anchors in place.
+    in every OCR frame), and were dropped as logos. Both ask at least :data:`MIN_IN_PLACE` of the anchors in place
+    (a box of the corners' closer look may pass in the colour differences alone: ``overlay_scores``' text test).
     Measured (bench/board_bench.py, docs/PERFORMANCE.md): a logo's best place is not exactly the median's where the
     picture under it moves and the encoder smears it (a red alpha-0.33 "ZDF" at CRF 28 over bikes.mp4's parallax
     shot: 0.01-1.19 px, 6 anchors of 8 within 1 px; an alpha-0.25 word over panning grass, 7), and a ticker's
@@ -1112,7 +1113,7 @@ def overlay_scores(
     flows: list[np.ndarray] | None = None,
     steps: list[np.ndarray] | None = None,
     source: np.ndarray | None = None,
-    corner_text: Callable[[bool], list[tuple[np.ndarray, list[float] | None]]] | None = None,
+    corner_text: Callable[[bool], list[tuple[np.ndarray, list[float] | None, list[bool]]]] | None = None,
     colour: np.ndarray | None = None,
     layers: bool = True,
     found_boxes: list[tuple[int, int, int, int]] | None = None,
@@ -1205,7 +1206,8 @@ def overlay_scores(
     >= 0.5, in every OCR frame).
 
     The closer look at the corners. ``corner_text``, when given, returns per anchor the text detector's raw boxes (as
-    ``text_boxes``) and each box's reading (:func:`read_score`; None: not read) of two anchors' corners,
+    ``text_boxes``), each box's reading (:func:`read_score`; None: not read) and whether it was read in the colour
+    differences (a box read there may be in place in them alone, since 2026-12-05) of two anchors' corners,
     contrast-normalised and at the source's own size up to four times the analysis size (:func:`corner_text_boxes`; at
     most twice until 2026-12-02: the detector, which upscales a mosaic smaller than its side (320 px then) and leaves a
     larger one as it is, then saw a 1280x720 source's corners at 320 px and missed an alpha-0.44 "HD" 15 % wide over
@@ -1403,13 +1405,27 @@ def overlay_scores(
         shift = min(math.hypot(o[0] + o[2] / 2 - cx, o[1] + o[3] / 2 - cy) for o in same)
         return ring >= MIN_LEFT_BEHIND and shift <= ring / 3
 
+    def chroma_in_place(box: tuple[int, int, int, int]) -> bool:
+        """Whether a box the corners' closer look read in the colour differences (Cr or Cb) is in place in them
+        (:func:`in_place` on the R - Y and B - Y planes): a faint coloured logo at a coarse CRF over texture the
+        camera moves through is swamped in luma by the texture's gradients, which move (a green alpha-0.4 "SPORT"
+        over bikes.mp4's street at CRF 28: 2 anchors of 8 in place over the three planes, 8 of 8 in the colour
+        differences). Not asked of the boxes read in the lightness or whiteness: an opaque white plate shaken 4 px
+        with the frame (bench/board_bench.py) reads 4 of 8 over the three planes and 5 of 8 in the colour
+        differences, at its edges against the scene."""
+        if grads[0].shape[-1] != 3:
+            return False
+        return in_place((grads[0][..., 1:], grads[1][..., 1:]), box) >= MIN_IN_PLACE
+
     def text_test(
         boxes: list[np.ndarray] | None,
         same: Callable[[tuple, tuple], float] = _iou,
         reads: list[list[float]] | None = None,
+        in_colour: list[bool] | None = None,
     ) -> None:
         """Text boxes at the same place (``same`` >= 0.5) in every OCR frame; with ``reads`` (one reading per box
-        per frame), the best reading of the box and of those it matched at least ``min_read``."""
+        per frame), the best reading of the box and of those it matched at least ``min_read``; ``in_colour`` (per
+        box of the first frame): read in the colour differences, so it may be in place in those alone."""
         frames = [[_rect(q) for q in b] for b in (boxes or [])]
         for k, box in enumerate(frames[0] if len(frames) >= 2 else []):
             x, y, bw, bh = box
@@ -1422,7 +1438,7 @@ def overlay_scores(
             moves = len(fixed_s) >= min_pairs and np.median(fixed_s) < 0
             if moves and not (reads is not None and left_behind(box, [frames[-1][m] for m in matched[-1]])):
                 continue  # it moves with the scene: text in the picture
-            if in_place(grads, box) < MIN_IN_PLACE:
+            if in_place(grads, box) < MIN_IN_PLACE and not (in_colour and in_colour[k] and chroma_in_place(box)):
                 continue  # the same text is elsewhere in some anchors: it moves with the frame (a board, a sign)
             if reads is not None:
                 if [len(r) for r in reads] != [len(f) for f in frames]:
@@ -1436,9 +1452,8 @@ def overlay_scores(
     judged = moved_pairs >= min_pairs and not unjudged
     if not found and corner_text is not None and (corner_always or not judged):
         corner = corner_text(judged)
-        text_test(
-            [b for b, _ in corner], _nested, None if any(r is None for _, r in corner) else [r for _, r in corner]
-        )
+        reads = None if any(c[1] is None for c in corner) else [c[1] for c in corner]
+        text_test([c[0] for c in corner], _nested, reads, corner[0][2] if corner and len(corner[0]) > 2 else None)
     if found_boxes is not None:  # each graphic's own box (x, y, w, h), for the blur scores to leave out
         found_boxes.extend(b for b, _ in found)
     if not found:
@@ -2484,7 +2499,7 @@ def score_frames(
         out["text_area"] = out["subtitle_area"] = None
 
     # the active picture as decoded: a failed overlay candidate is looked at again at twice the analysis size
-    def corner_text(judged: bool = False) -> list[tuple[np.ndarray, list[float] | None]]:
+    def corner_text(judged: bool = False) -> list[tuple[np.ndarray, list[float] | None, list[bool]]]:
         # the first and last anchors (the most apart), at their own size up to four times the analysis size; the
         # last only when the first has a box (the text test wants one in both); each box with its reading. The colour
         # differences (CHROMA_VIEWS) at a size whose mosaic is CORNER_DET_SIDE at most (4:2:0 chroma has half the
@@ -2503,6 +2518,7 @@ def score_frames(
         for i in (0, len(active) - 1):
             reads: list[float] = []
             boxes = [np.zeros((0, 4, 2), np.int32)]
+            colour: list[bool] = []  # per box: read in the colour differences
             sized: dict[int, np.ndarray] = {}  # the anchor at each size asked for, resized once
             for size, views, side in looks:
                 if views:
@@ -2520,7 +2536,8 @@ def score_frames(
                             side=side,
                         )
                     )
-            found.append((np.concatenate(boxes), reads))
+                    colour += [set(views) <= set(CHROMA_VIEWS)] * len(boxes[-1])
+            found.append((np.concatenate(boxes), reads, colour))
             if not len(found[-1][0]) or (judged and max(reads) < MIN_READ):
                 break  # (where judged, a first anchor with nothing read: its boxes cannot pass the reading test alone)
         return found

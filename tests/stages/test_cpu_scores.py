@@ -1021,6 +1021,57 @@ def test_a_faint_coloured_logo_over_a_moving_shot_is_read_in_its_colour_and_left
     assert CpuScorer(CpuScoresConfig(overlay_corner_colour=False)).score_clip(paths["red"])["overlay_area"] == 0.0
 
 
+def _duplex_word(frames: np.ndarray, word: str, rgb: tuple[int, int, int], alpha: float, width: float) -> np.ndarray:
+    """``word`` in OpenCV's Hershey duplex font, ``width`` of the frame wide, blended at ``alpha`` in ``rgb`` into the
+    bottom-right corner (4 % in from the edges): a newcomer's own logo drawing (2026-12-05)."""
+    h, w = frames.shape[1:3]
+    font = cv2.FONT_HERSHEY_DUPLEX
+    scale = width * w / cv2.getTextSize(word, font, 1.0, 2)[0][0]
+    thick = max(1, round(2 * scale))
+    (tw, th), base = cv2.getTextSize(word, font, scale, thick)
+    mask = np.zeros((th + base + 2 * thick, tw + 2 * thick), np.uint8)
+    cv2.putText(mask, word, (thick, th + thick), font, scale, 255, thick, cv2.LINE_AA)
+    a = (alpha * mask.astype(np.float32) / 255)[None, :, :, None]
+    y, x = h - mask.shape[0] - int(0.04 * h), w - mask.shape[1] - int(0.04 * w)
+    out = frames.astype(np.float32)
+    region = out[:, y : y + mask.shape[0], x : x + mask.shape[1]]
+    out[:, y : y + mask.shape[0], x : x + mask.shape[1]] = region * (1 - a) + np.float32(rgb) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_a_faint_coloured_word_swamped_in_luma_by_the_moving_street_is_in_place_in_colour(
+    scorer, bikes, tmp_path, monkeypatch
+):
+    """A newcomer's miss (2026-12-05): a green "SPORT" (RGB 20, 220, 40) at alpha 0.4, 12 % wide, bottom right over
+    bikes.mp4's fourth shot (frames 137-186, the camera moves), written at CRF 28. The corners' closer look reads it
+    in the colour differences in the first and the last anchor and it is left behind by the street (the ring moves
+    ~9.6 px), but the text test's in-place check over the three planes put it within 1 px of the anchors' median in
+    2 anchors of 8: its luma edges are swamped by the street's, which move. In the colour differences alone it is in
+    place in 8 of 8, and a box of the corners' look now passes in either. The same word drawn fixed in the frame and
+    then shaken with it by 8 px over the moving street (a board in a handheld shot) is in place in neither and is
+    not an overlay; the shot itself has none."""
+    from pipeline.defects import handheld
+    from stages import cpu_scores
+
+    shot = decode_frames(bikes, 137, 187)
+    word = _duplex_word(shot, "SPORT", (20, 220, 40), 0.4, 0.12)
+    paths = {
+        name: write_frames(f, tmp_path / f"{name}.mp4", fps=25, crf=28)
+        for name, f in (("shot", shot), ("word", word), ("shaken", handheld(word, 8.0, seed=3)))
+    }
+    found = scorer.score_clip(paths["word"])
+    x0, y0, x1, y1 = found["overlay_box"]
+    assert found["overlay_area"] > 0.001 and x0 > 0.75 and y0 > 0.75, found
+    assert scorer.score_clip(paths["shot"])["overlay_area"] == 0.0
+    assert not scorer.score_clip(paths["shaken"])["overlay_area"]
+
+    real = cpu_scores.in_place  # the check in the colour differences alone (two planes) failing: as before
+    monkeypatch.setattr(
+        cpu_scores, "in_place", lambda g, box, scale=1: 0.0 if g[0].shape[-1] == 2 else real(g, box, scale)
+    )
+    assert scorer.score_clip(paths["word"])["overlay_area"] == 0.0
+
+
 def test_a_coloured_logo_the_luma_hides_is_found_in_colour(scorer, bikes, tmp_path):
     """A semi-transparent red "CNN" (alpha 0.4, 14 % of the width) over bikes.mp4's last shot (frames 189-235, the
     camera moves) matches its background's luma too closely for the overlay test on luma alone, which finds nothing
