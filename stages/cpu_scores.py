@@ -1453,7 +1453,7 @@ def overlay_scores(
     if not found and corner_text is not None and (corner_always or not judged):
         corner = corner_text(judged)
         reads = None if any(c[1] is None for c in corner) else [c[1] for c in corner]
-        text_test([c[0] for c in corner], _nested, reads, corner[0][2] if corner and len(corner[0]) > 2 else None)
+        text_test([c[0] for c in corner], _nested, reads, corner[0][2])
     if found_boxes is not None:  # each graphic's own box (x, y, w, h), for the blur scores to leave out
         found_boxes.extend(b for b, _ in found)
     if not found:

@@ -17,6 +17,23 @@ from pipeline.footage import sample_video  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def readme_block():
+    """``block(after, lang, section=None)``: the first ```lang block of README.md after the line containing ``after``
+    (searched from the heading ``section`` when given), for tests that run the README's examples as written."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+    def block(after: str, lang: str, section: str | None = None) -> str:
+        start = text.index(after, text.index(section) if section else 0)
+        m = re.compile(rf"```{lang}\n(.*?)```", re.S).search(text, start)
+        assert m, f"no {lang} block after {after!r}"
+        return m.group(1)
+
+    return block
+
+
+@pytest.fixture(scope="session")
 def bikes():
     return sample_video("bikes")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,6 @@ import numpy as np
 
 from pipeline import store
 from pipeline.testdata import write_frames
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _block(text: str, after: str, lang: str) -> str:
-    """The first ```lang block after the line containing ``after``."""
-    start = text.index(after)
-    m = re.compile(rf"```{lang}\n(.*?)```", re.S).search(text, start)
-    assert m, f"no {lang} block after {after!r}"
-    return m.group(1)
 
 
 def _grey_copy(src: Path, dst: Path, start: int = 76, end: int = 137) -> None:
@@ -37,13 +26,12 @@ def _grey_copy(src: Path, dst: Path, start: int = 76, end: int = 137) -> None:
     write_frames(np.stack(out), dst, fps=24)
 
 
-def test_readme_user_stage_runs_as_written(tmp_path, bikes, monkeypatch):
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Your own stage") :]
-    (tmp_path / "colourfulness.py").write_text(_block(section, "`colourfulness.py`", "python"))
-    (tmp_path / "my.toml").write_text(_block(section, "`my.toml`", "toml"))
+def test_readme_user_stage_runs_as_written(tmp_path, bikes, monkeypatch, readme_block):
+    section = "## Your own stage"
+    (tmp_path / "colourfulness.py").write_text(readme_block("`colourfulness.py`", "python", section))
+    (tmp_path / "my.toml").write_text(readme_block("`my.toml`", "toml", section))
     commands = [
-        line.split("#")[0].strip() for line in _block(section, "`my.toml`", "bash").splitlines() if line.strip()
+        line.split("#")[0].strip() for line in readme_block("`my.toml`", "bash", section).splitlines() if line.strip()
     ]
     videos = tmp_path / "videos"
     videos.mkdir()

@@ -5,25 +5,14 @@ its error."""
 import os
 import subprocess
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def _python_block(section: str) -> str:
-    start = section.index("```python\n") + len("```python\n")
-    return section[start : section.index("```", start)]
-
-
-def test_readme_python_scoring_block_runs_as_written(tmp_path, bikes):
+def test_readme_python_scoring_block_runs_as_written(tmp_path, bikes, readme_block):
     from pipeline.defects import blur
     from pipeline.footage import BIKES_CUTS
     from pipeline.testdata import decode_frames, write_frames
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Scoring and filtering from Python") :]
-    section = section[: section.index("\n### ", 10)]
-    (tmp_path / "score.py").write_text(_python_block(section))
+    (tmp_path / "score.py").write_text(readme_block("### Scoring and filtering from Python", "python"))
 
     clips = tmp_path / "clips"
     clips.mkdir()
