@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stages.settings import Settings
+
 if TYPE_CHECKING:
     from pipeline.store import StoreConfig
     from stages.caption import CaptionConfig
@@ -31,7 +33,7 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class RayConfig:
+class RayConfig(Settings):
     address: str | None = None  # None: a local Ray on this machine; "auto" or "ray://host:10001" for a cluster
     num_cpus: int | None = None  # local Ray only; None = all cores
     # CPUs kept free of actor pools: Ray Data stalls when an actor pool holds every CPU of a small machine

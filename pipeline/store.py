@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from pipeline.schema import METADATA_KEY, SCHEMA_VERSION, TABLES, with_version
 from stages import camera, storage
 from stages.errors import EnvironmentFault
+from stages.settings import Settings
 
 CURRENT = "CURRENT"  # the layout before Delta Lake (uuid shards, generation directories): read, then upgraded
 VERSIONS = "versions"  # OUT/versions: the Delta table whose commits are OUT's versions
@@ -65,7 +66,7 @@ COMMIT_ATTEMPTS = 12  # a commit that a concurrent metadata change refused is wr
 
 
 @dataclass
-class StoreConfig:
+class StoreConfig(Settings):
     shard_rows: int = 10_000  # rows per data file at most
     shard_bytes: int = 128 * 2**20  # in-memory Arrow bytes per data file at most (embeddings make rows heavy)
     compression: str = "zstd"

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from stages import storage
 from stages.errors import raise_if_environment
+from stages.settings import Settings
 
 # The table this stage writes (keyed by clip_id); pipeline/schema.py holds the stored copy.
 CAPTIONS_SCHEMA = pa.schema(
@@ -48,7 +49,7 @@ STATUS_NO_MODEL, STATUS_NO_CLIP = "skipped_no_model", "skipped_no_clip"
 
 
 @dataclass
-class CaptionConfig:
+class CaptionConfig(Settings):
     """Settings of the caption stage; the resources (num_cpus, num_gpus, min_actors..max_actors, batch_size) are
     applied at the pipeline's map_batches call.
 

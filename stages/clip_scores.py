@@ -50,6 +50,7 @@ import pyarrow as pa
 
 from stages import storage
 from stages.errors import raise_if_environment
+from stages.settings import Settings
 
 CLIP_SCORES_SCHEMA = pa.schema(
     [
@@ -84,7 +85,7 @@ HF_CACHE_HINT = (
 
 
 @dataclass
-class ClipScoresConfig:
+class ClipScoresConfig(Settings):
     """CLIP stage settings.
 
     model: open_clip model name ("ViT-L-14"), "hf-hub:org/repo", or a local directory with open_clip_config.json

@@ -69,6 +69,7 @@ from stages.media import (
     timeline,
     to_rgb,
 )
+from stages.settings import Settings
 
 # Bump when the cutting code changes what a clip file contains: it goes into every clip_id (next bump: 4 for both).
 CUT_VERSION = 2  # 2: PTS-timed length rules, square pixels at display size, colour range/tags
@@ -81,7 +82,7 @@ _EPS_S = 2.5e-3  # timestamp rounding (1 ms time bases round each pts and the in
 
 
 @dataclass
-class ClipsConfig:
+class ClipsConfig(Settings):
     """Clip split and encode settings. Everything but ``num_cpus`` goes into the clip ids."""
 
     min_s: float = 2.0  # shorter pieces become rows with drop_reason "duration_short" (not cut)

@@ -64,6 +64,7 @@ import pyarrow as pa
 from stages import storage
 from stages.errors import raise_if_environment
 from stages.resources import thread_budget
+from stages.settings import Settings
 
 # The columns this stage writes, in order (see SCORE_COLUMNS_SCHEMA in the report / pipeline/schema.py).
 FLOAT_COLUMNS = (
@@ -181,7 +182,7 @@ def superseded_sql(qualifier: str = "", columns: Collection[str] | None = None) 
 
 
 @dataclass
-class CpuScoresConfig:
+class CpuScoresConfig(Settings):
     """Settings of the CPU scorer. Defaults are what the default pipeline uses.
 
     root: dataset directory OUT; clip_path values are relative to it (None: clip_path is used as given).

@@ -59,13 +59,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from stages.settings import Settings
+
 DUPLICATE = "duplicate"
 DISABLED_NOTE = "dedup disabled (dedup.enabled = false): every copy is kept"  # what the run and refilter say
 MIN_OVERLAP = 5  # anchors two shifted signatures must still share (of 8): the mean over fewer is too noisy
 
 
 @dataclass
-class DedupConfig:
+class DedupConfig(Settings):
     """Dedup settings.
 
     max_hamming: mean per-anchor Hamming distance (bits of 64) at or below which two signatures are near

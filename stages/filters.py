@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stages.clips import DURATION_SHORT, RESOLUTION_LOW  # the clip rules' reasons (stages.clips.RULES)
+from stages.settings import Settings
 
 ERROR_SCORES = "error_scores"
 QUALITY_BLACK = "quality_black"
@@ -75,7 +76,7 @@ REASONS = (
 
 
 @dataclass
-class FiltersConfig:
+class FiltersConfig(Settings):
     """Drop thresholds. None disables a rule. Scores are defined in stages/cpu_scores.py and stages/clip_scores.py.
 
     The "measured" figures are from the real sample footage (bikes.mp4 shots, bigbuckbunny, carphone,

@@ -44,6 +44,7 @@ from typing import Any
 
 from stages import storage
 from stages.errors import raise_if_environment
+from stages.settings import Settings
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
 LIST_EXTENSIONS = (".txt", ".csv", ".tsv", ".parquet", ".jsonl")
@@ -64,7 +65,7 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 @dataclass
-class IngestConfig:
+class IngestConfig(Settings):
     """How inputs expand. extensions: what a directory walk or glob takes (case-insensitive).
     follow_symlinks: walk into symlinked directories and take symlinked files during walks (a file named
     explicitly is always taken). sidecar_captions: read sidecars next to each video: <video>.txt / <stem>.txt /

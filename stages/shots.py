@@ -28,13 +28,14 @@ import numpy as np
 
 from stages import storage
 from stages.errors import raise_if_environment
+from stages.settings import Settings
 from stages.storage import as_path
 
 DETECTORS: tuple[str, ...] = ("hybrid", "content", "adaptive", "transnetv2")
 
 
 @dataclass
-class ShotsConfig:
+class ShotsConfig(Settings):
     """Shot detection settings; the defaults are the documented, tuned values.
 
     ``min_scene_frames`` is the shortest shot content and adaptive may emit (PySceneDetect's ``min_scene_len``,

@@ -38,6 +38,35 @@ def test_unknown_and_malformed_settings_are_clear_errors():
         config.load(None, {"clips.max_s": "ten"})
 
 
+def test_settings_set_from_python_must_have_their_declared_type():
+    """From Python nothing parses a value: ``FiltersConfig(min_focus="0.4")`` was accepted and the run compared the
+    clips' focus with a string. Every section now checks each assignment against its field's annotation."""
+    from stages.clips import ClipsConfig
+    from stages.filters import FiltersConfig
+    from stages.settings import Settings
+
+    with pytest.raises(TypeError, match=r"FiltersConfig\.min_focus must be float \| None, got str '0\.4'"):
+        FiltersConfig(min_focus="0.4")
+    f = FiltersConfig(min_focus=1, min_short_side=None)  # an int is a float (PEP 484's numeric tower); None disables
+    assert f.min_focus == 1 and f.min_short_side is None
+    with pytest.raises(TypeError, match="min_short_side must be int"):
+        f.min_short_side = 128.0  # after construction too
+    with pytest.raises(TypeError, match="must be bool"):
+        FiltersConfig(shared_overlay="false")  # a non-empty string would have been true
+    with pytest.raises(TypeError, match="must be int"):
+        FiltersConfig(min_short_side=True)
+    cfg = config.Config()
+    for name, section in cfg.sections.items():  # every built-in section checks its settings; its defaults pass
+        assert isinstance(section, Settings), name
+    with pytest.raises(TypeError, match="detector must be str"):
+        cfg.shots.detector = 3
+    assert isinstance(ClipsConfig(max_s=8).max_s, int)  # never converted: checked only
+    # the CLI and the files still read text as the field's type, and a bad one is still a one-line ConfigError
+    assert config.load(None, {"filters.min_focus": "0.4"}).filters.min_focus == 0.4
+    with pytest.raises(config.ConfigError, match="shared_overlay"):
+        config.load(None, {"filters.shared_overlay": "maybe"})
+
+
 def test_dotted_flags():
     assert config.parse_dotted_flags(["--clips.max_s", "8", "--shots.detector=content"]) == {
         "clips.max_s": "8",
