@@ -174,6 +174,8 @@ def _coerce(value: Any, tp: Any) -> Any:
             return False
         raise ValueError(f"not a boolean: {value!r}")
     if tp in (int, float, str):
+        if isinstance(value, bool):  # TOML / YAML true: float(True) is 1.0, a threshold nobody meant
+            raise ValueError(f"a boolean where a {tp.__name__} is wanted: {value!r}")
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ValueError(f"not an integer: {value!r}")
         return tp(value)

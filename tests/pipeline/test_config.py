@@ -38,7 +38,7 @@ def test_unknown_and_malformed_settings_are_clear_errors():
         config.load(None, {"clips.max_s": "ten"})
 
 
-def test_settings_set_from_python_must_have_their_declared_type():
+def test_settings_set_from_python_must_have_their_declared_type(tmp_path):
     """From Python nothing parses a value: ``FiltersConfig(min_focus="0.4")`` was accepted and the run compared the
     clips' focus with a string. Every section now checks each assignment against its field's annotation."""
     from stages.clips import ClipsConfig
@@ -61,10 +61,26 @@ def test_settings_set_from_python_must_have_their_declared_type():
     with pytest.raises(TypeError, match="detector must be str"):
         cfg.shots.detector = 3
     assert isinstance(ClipsConfig(max_s=8).max_s, int)  # never converted: checked only
+    with pytest.raises(AttributeError, match="no setting 'min_focuss'"):
+        f.min_focuss = 0.4  # a misspelled key set after construction (the constructor's TypeError says so before)
+    # numpy's scalars pass and are kept as Python's, a list as a tuple, so that config.json saves and reloads them
+    import numpy as np
+
+    from stages.shots import ShotsConfig
+
+    c = config.Config()
+    c.sections["clips"] = ClipsConfig(crop_bars=np.bool_(True), max_s=np.float32(6.5))
+    c.sections["shots"] = ShotsConfig(hybrid_gradual_lags=[np.int64(4), 8])
+    assert type(c.clips.crop_bars) is bool and type(c.clips.max_s) is float and c.shots.hybrid_gradual_lags == (4, 8)
+    assert config.apply(config.Config(), json.loads(json.dumps(c.to_dict()))).to_dict() == c.to_dict()
     # the CLI and the files still read text as the field's type, and a bad one is still a one-line ConfigError
     assert config.load(None, {"filters.min_focus": "0.4"}).filters.min_focus == 0.4
     with pytest.raises(config.ConfigError, match="shared_overlay"):
         config.load(None, {"filters.shared_overlay": "maybe"})
+    toml = tmp_path / "c.toml"  # a file's true is a boolean, not 1.0 (float(True)): a threshold nobody meant
+    toml.write_text("[filters]\nmin_focus = true\n")
+    with pytest.raises(config.ConfigError, match="min_focus = True: cannot read True as float"):
+        config.load(toml)
 
 
 def test_dotted_flags():
