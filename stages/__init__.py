@@ -7,9 +7,9 @@ graph, the filters (``refilter``) and the report's thresholds all follow from it
 rule: one file here with its ``STAGE``, its reference in ``stages.catalogue.BUILTIN``, one test. A user's own stage
 joins through the config's ``stages`` list without a change here (README, "Your own stage").
 
-Two modules here are infrastructure every stage shares, not stages: ``stages/media.py`` (all media I/O: which stream,
-frame numbering and times from presentation timestamps, colour and aspect) and ``stages/resources.py`` (the thread
-policy of Ray workers).
+Three modules here are infrastructure every stage shares, not stages: ``stages/media.py`` (all media I/O: which
+stream, frame numbering and times from presentation timestamps, colour and aspect), ``stages/resources.py`` (the
+thread policy of Ray workers) and ``stages/settings.py`` (the typed base of every config section).
 
 :data:`CATALOGUE` below names every stage's entry point, for readers and for the contract test.
 """
