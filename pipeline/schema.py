@@ -16,6 +16,8 @@ from stages.clip_scores import CLIP_SCORES_SCHEMA as _CLIP_SCORES
 from stages.clip_scores import TEXT_SCORES_SCHEMA as _TEXT_SCORES
 from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 
+# 21: clips.crop_top, crop_bottom, crop_left, crop_right (what clips.crop_bars cut from each side of the picture;
+# null where the option is off or the clip was not cut: older rows read null);
 # 20: scores.overlay_planes "Y,R-Y,B-Y" (the overlay test's chroma planes as colour differences in RGB levels, not
 # as coded: a red logo whose luma matches the street under it was missed; rows with "YCrCb" are scored again);
 # 19: scores.pair_change (a flow pair is frozen when its most-changed 1 % of the picture changes under
@@ -41,7 +43,7 @@ from stages.cpu_scores import SCORES_SCHEMA as _SCORES
 # 6: videos.source_url, license, license_id, creator, consent, tags; scores.overlay_area, overlay_box,
 # overlay_persistence (and the text_overlay drop reason); 5: scores.still_residual, subtitle_area, focus;
 # 4: scores.phash_mirror, scores.border_*, scores on the active picture; 3: shots.scenes.caption;
-SCHEMA_VERSION = "20"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
+SCHEMA_VERSION = "21"  # 2: videos geometry/colour/time columns, shot times, scores.decoder
 METADATA_KEY = b"clipforge.schema_version"
 
 _span = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])
@@ -141,6 +143,12 @@ CLIPS = pa.schema(
         ("drop_reason", pa.string()),  # set at cut time: duration_short, error_clips:<Type>
         ("error", pa.string()),
         ("settings", pa.string()),  # JSON of the split/cut settings that went into clip_id
+        # schema 21: px cut from each side with clips.crop_bars (of the upright picture at the output size, before
+        # the crop); 0 where it found no bars, null where the option is off or the clip was not cut
+        ("crop_top", pa.int32()),
+        ("crop_bottom", pa.int32()),
+        ("crop_left", pa.int32()),
+        ("crop_right", pa.int32()),
     ]
 )
 

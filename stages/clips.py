@@ -78,6 +78,8 @@ CUT_VERSION = 2  # 2: PTS-timed length rules, square pixels at display size, col
 RETIME_CUT_VERSION = 3
 DURATION_SHORT = "duration_short"
 RESOLUTION_LOW = "resolution_low"
+# what clips.crop_bars cut from each side (pipeline.schema.CLIPS, schema 21): null where it is off
+CROP_COLUMNS = ("crop_top", "crop_bottom", "crop_left", "crop_right")
 _EPS_S = 2.5e-3  # timestamp rounding (1 ms time bases round each pts and the inferred last interval), jitter
 
 
@@ -221,6 +223,7 @@ def plan_clips(
                     "drop_reason": None if keep else DURATION_SHORT,
                     "error": None,
                     "settings": settings_json,
+                    **dict.fromkeys(CROP_COLUMNS),
                 }
             )
     return rows
@@ -571,7 +574,7 @@ def _fill_from_file(
 def _fail(row: dict, exc: BaseException) -> None:
     row["drop_reason"] = f"error_clips:{type(exc).__name__}"
     row["error"] = str(exc) or repr(exc)
-    for k in ("clip_path", "num_frames", "fps", "width", "height", "clip_bytes"):
+    for k in ("clip_path", "num_frames", "fps", "width", "height", "clip_bytes", *CROP_COLUMNS):
         row[k] = None
 
 
@@ -598,7 +601,8 @@ def cut_clips(
     end_frame)`` (or their resampling to ``cfg.fps``), written to a temp name and ``os.replace``d, so a reader
     never sees a partial file and a rerun overwrites safely. Columns clip_path (relative to out_dir, posix),
     num_frames, fps, width, height, clip_bytes, read back from the written file, whose frame count is checked
-    against the frames written (``duration_s`` becomes the clip's own with ``cfg.fps``).
+    against the frames written (``duration_s`` becomes the clip's own with ``cfg.fps``); with ``cfg.crop_bars`` the
+    :data:`CROP_COLUMNS`, px cut from each side of the picture at the output size (0 where no bars were found).
     Reasons: ``error_clips:<ExceptionType>`` with the message in ``error`` for a clip that failed (the
     others are still written); a failure to open or decode the source fails every clip not yet finished.
 
@@ -677,6 +681,9 @@ def cut_clips(
             for r in todo:
                 fail(r, exc)
             return rows
+        cut = crop.cut() if crop is not None else (0, 0, 0, 0)
+        for r in todo:
+            r.update(zip(CROP_COLUMNS, cut, strict=True))
     # clips by start frame; a pointer walks them as frames advance (spans may overlap)
     pending = list(todo)
     active: list[dict] = []
@@ -833,13 +840,46 @@ def _prepare(
 def bars_of(luma: np.ndarray) -> tuple[int, int, int, int]:
     """Bars (top, bottom, left, right) in pixels of ``luma`` (N, H, W) uint8 frames: the scorer's
     ``stages.cpu_scores.active_box`` with its default thresholds, so a clip cut with ``crop_bars`` is cropped where
-    the scorer would have measured bars. The offsets are rounded up and the size down to even numbers (4:2:0
-    chroma): a bar is removed whole, at the cost of at most one line of picture."""
+    the scorer would have measured bars, and then each bar found taken on inward through the near-black lines the
+    encoder's ringing leaves beside it (:func:`_ringing`). The offsets are rounded up and the size down to even
+    numbers (4:2:0 chroma): a bar is removed whole, at the cost of at most one line of picture."""
     from stages.cpu_scores import CpuScoresConfig, active_box
 
     cfg = CpuScoresConfig()
-    top, bottom, left, right = active_box(luma, max_range=cfg.border_range, dark=cfg.border_dark)
+    bars = active_box(luma, max_range=cfg.border_range, dark=cfg.border_dark)
+    top, bottom, left, right = _ringing(luma, bars, cfg.border_range)
     return top + top % 2, bottom + bottom % 2, left + left % 2, right + right % 2
+
+
+def _ringing(
+    luma: np.ndarray, bars: tuple[int, int, int, int], mean_level: float, level: float = 24, most: float = 0.02
+) -> tuple[int, int, int, int]:
+    """``bars`` (top, bottom, left, right px of ``luma``, (N, H, W) uint8) each taken on inward over the lines next to
+    it that are black on average over the N frames: the line's mean at most ``mean_level`` grey levels and each of its
+    pixels' at most ``level`` (24: FFmpeg's ``cropdetect`` default ``limit``, the level under which it counts a line
+    as black); ``most`` of the side at most (at least 2 lines). A side without a bar stays 0.
+
+    A picture scaled into black bars and coded with H.264 rings into the bar's last lines: the transform blocks that
+    straddle the picture's edge spread its detail a few levels into the black (a bigbuckbunny window scaled 0.7-0.8
+    into 640x360, 854x480 or 960x540 and coded at CRF 23-28: up to 5 lines per bar, line means 0.1-2.0, a pixel's
+    mean up to 13 levels, 7-29 levels apart over the frames). The scorer's bar test (``stages.cpu_scores.active_box``)
+    wants a bar's lines flat within ``border_range`` (6) levels, so it stops before them, and a clip cropped there
+    kept them as a dark stripe along its edge (a newcomer's boxed copy, 768x432 in 960x540: cropped to 768x436). The
+    first picture line's mean read 74-120 in those cases. What this can take of a picture is its outermost lines
+    where they are black all clip long, 2 % of the side at most: a night sky's edge beside a letterbox bar, as dark as
+    the bar."""
+    mean = luma.mean(axis=0)
+    h, w = mean.shape
+    out = list(bars)
+    for k, (lines, size) in enumerate(((mean, h), (mean[::-1], h), (mean.T, w), (mean.T[::-1], w))):
+        if not bars[k]:
+            continue
+        limit = min(bars[k] + max(2, int(most * size)), size // 2)
+        at = bars[k]
+        while at < limit and lines[at].mean() <= mean_level and lines[at].max() <= level:
+            at += 1
+        out[k] = at
+    return out[0], out[1], out[2], out[3]
 
 
 class _Crop:
@@ -848,8 +888,8 @@ class _Crop:
 
     SAMPLES = 8
 
-    def __init__(self, box: tuple[int, int, int, int], size: tuple[int, int], pix_fmt: str):
-        self.box, self.size, self.pix_fmt = box, size, pix_fmt
+    def __init__(self, box: tuple[int, int, int, int], size: tuple[int, int], pix_fmt: str, frame: tuple[int, int]):
+        self.box, self.size, self.pix_fmt, self.frame = box, size, pix_fmt, frame
         self.graph = None
 
     @classmethod
@@ -872,7 +912,13 @@ class _Crop:
             return None
         w, h = size
         width, height = (w - left - right) // 2 * 2, (h - top - bottom) // 2 * 2
-        return cls((top, bottom, left, right), (width, height), pix_fmt)
+        return cls((top, bottom, left, right), (width, height), pix_fmt, (w, h))
+
+    def cut(self) -> tuple[int, int, int, int]:
+        """What the crop takes from each side (top, bottom, left, right) in px of the frame it is given: the bars,
+        and on the bottom and right the line an odd size leaves when the size is rounded down to even."""
+        (w, h), (top, _, left, _) = self.frame, self.box
+        return top, h - top - self.size[1], left, w - left - self.size[0]
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         if self.graph is None:

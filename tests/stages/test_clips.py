@@ -8,6 +8,7 @@ import re
 from fractions import Fraction
 
 import av
+import cv2
 import decord
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from pipeline.footage import BIKES_CUTS
 from pipeline.schema import CLIPS
 from pipeline.testdata import INDEX_DIGITS, decode_index, make_indexed_video
 from stages.clips import (
+    CROP_COLUMNS,
     ClipsConfig,
     clip_id,
     clip_relpath,
@@ -282,10 +284,44 @@ def test_crop_bars_cuts_the_active_picture_and_is_off_by_default(bikes, tmp_path
     got = read_frames(tmp_path / "on" / cropped["clip_path"], [10])[0].astype(int)
     ref = read_frames(bikes, [40])[0].astype(int)
     assert np.abs(got - ref).mean() < 6  # the picture, not shifted by a bar
+    # what was cut is stored (schema 21): 44 lines above and below; nothing where the option is off
+    assert [cropped[k] for k in CROP_COLUMNS] == [44, 44, 0, 0]
+    assert [plain[k] for k in CROP_COLUMNS] == [None] * 4
     # no bars: the same frames as without the option
     unboxed = cut_clips(str(bikes), video_row(bikes), plan_clips(video_row(bikes), spans((30, 76)), on, "d"),
                         tmp_path / "plain", on)[0]  # fmt: skip
     assert (unboxed["width"], unboxed["height"]) == (640, 272)
+    assert [unboxed[k] for k in CROP_COLUMNS] == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(("size", "scale"), [((960, 540), 0.8), ((640, 360), 0.7)])
+def test_crop_bars_takes_the_ringing_beside_a_boxed_picture(size, scale, tmp_path):
+    """bigbuckbunny scaled into black bars mid-block (768x432 at line 54 of 960x540, a newcomer's boxed copy; 448x252
+    at line 54 of 640x360) and coded at x264's defaults rings 2-5 lines into each bar, which the scorer's flat-line bar
+    test stops before: the cut clip is the picture alone, no dark stripe along any edge (before the fix the 960x540
+    copy was cropped to 768x436 and its top and bottom lines read ~1 grey level)."""
+    from pipeline.defects import boxed
+    from pipeline.footage import sample_video
+    from pipeline.testdata import decode_frames, write_frames
+
+    frames = decode_frames(sample_video("bigbuckbunny"), 0, 50)
+    frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    src = write_frames(boxed(frames, scale), tmp_path / "boxed.mp4", fps=25, crf=23, preset="medium")
+    video = video_row(src)
+    cfg = ClipsConfig(min_s=1.0, crop_bars=True)
+    row = cut_clips(str(src), video, plan_clips(video, spans((0, 50)), cfg, "d"), tmp_path / "out", cfg)[0]
+    w, h = size
+    pw, ph = int(w * scale) // 2 * 2, int(h * scale) // 2 * 2
+    top, left = (h - ph) // 2, (w - pw) // 2
+    # the picture whole, at most the one line an odd bar's rounding to even takes
+    assert pw - 1 <= row["width"] <= pw and ph - 2 <= row["height"] <= ph, (row["width"], row["height"])
+    assert top <= row["crop_top"] <= top + 1 and left <= row["crop_left"] <= left + 1
+    assert row["crop_top"] + row["height"] + row["crop_bottom"] == h
+    assert row["crop_left"] + row["width"] + row["crop_right"] == w
+    clip = read_frames(tmp_path / "out" / row["clip_path"], [0, 25, 49])
+    luma = clip.astype(float).mean(axis=3).mean(axis=0)
+    edges = [luma[0].mean(), luma[-1].mean(), luma[:, 0].mean(), luma[:, -1].mean()]
+    assert min(edges) > 40, edges  # picture, not bar (a bar line reads 0-2)
 
 
 def test_fps_normalisation_by_timestamps(indexed, tmp_path):
