@@ -681,7 +681,7 @@ def cut_clips(
             for r in todo:
                 fail(r, exc)
             return rows
-        cut = crop.cut() if crop is not None else (0, 0, 0, 0)
+        cut = crop.box if crop is not None else (0, 0, 0, 0)
         for r in todo:
             r.update(zip(CROP_COLUMNS, cut, strict=True))
     # clips by start frame; a pointer walks them as frames advance (spans may overlap)
@@ -888,8 +888,10 @@ class _Crop:
 
     SAMPLES = 8
 
-    def __init__(self, box: tuple[int, int, int, int], size: tuple[int, int], pix_fmt: str, frame: tuple[int, int]):
-        self.box, self.size, self.pix_fmt, self.frame = box, size, pix_fmt, frame
+    def __init__(self, box: tuple[int, int, int, int], size: tuple[int, int], pix_fmt: str):
+        # box: what the crop takes from each side (top, bottom, left, right px of the frame it is given): the bars,
+        # and on the bottom and right the line an odd size leaves when rounded down to even; size: what is left
+        self.box, self.size, self.pix_fmt = box, size, pix_fmt
         self.graph = None
 
     @classmethod
@@ -912,13 +914,7 @@ class _Crop:
             return None
         w, h = size
         width, height = (w - left - right) // 2 * 2, (h - top - bottom) // 2 * 2
-        return cls((top, bottom, left, right), (width, height), pix_fmt, (w, h))
-
-    def cut(self) -> tuple[int, int, int, int]:
-        """What the crop takes from each side (top, bottom, left, right) in px of the frame it is given: the bars,
-        and on the bottom and right the line an odd size leaves when the size is rounded down to even."""
-        (w, h), (top, _, left, _) = self.frame, self.box
-        return top, h - top - self.size[1], left, w - left - self.size[0]
+        return cls((top, h - top - height, left, w - left - width), (width, height), pix_fmt)
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         if self.graph is None:
